@@ -1,0 +1,506 @@
+// master/master.cc: supervision. Signals stay blocked except inside
+// sigsuspend(); their handlers only set flags, and Loop() is the one place
+// where the master changes state: reap + respawn, reload, stop, reopen.
+#include "master/master.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "master/sockets.h"
+#include "shared/kv.h"
+#include "shared/log.h"
+#include "shared/shm.h"
+#include "worker/worker.h"
+
+namespace pf {
+namespace {
+
+volatile sig_atomic_t g_reap, g_terminate, g_quit, g_reconfigure, g_reopen, g_alarm;
+
+void OnSignal(int sig) {
+  switch (sig) {
+    case SIGCHLD: g_reap = 1; break;
+    case SIGTERM:
+    case SIGINT: g_terminate = 1; break;
+    case SIGQUIT: g_quit = 1; break;
+    case SIGHUP: g_reconfigure = 1; break;
+    case SIGUSR1: g_reopen = 1; break;
+    case SIGALRM: g_alarm = 1; break;
+  }
+}
+
+constexpr int kMasterSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGALRM};
+
+uint64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
+}
+
+bool WritePidfile(const std::string& path, pid_t pid, std::string* err) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream o(tmp, std::ios::trunc);
+    o << pid << '\n';
+    if (!o) {
+      *err = "cannot write " + tmp + ": " + std::strerror(errno);
+      return false;
+    }
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    *err = "cannot rename " + tmp + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+// The pid in `path` if that process is alive and is a preforkd; else 0.
+pid_t RunningPid(const std::string& path) {
+  std::ifstream in(path);
+  long pid = 0;
+  if (!(in >> pid) || pid <= 1) return 0;
+  if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return 0;
+  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+  std::string name;
+  comm >> name;
+  return name.rfind("preforkd", 0) == 0 ? static_cast<pid_t>(pid) : 0;
+}
+
+struct Child {
+  pid_t pid = 0;
+  int slot = 0;
+  uint32_t generation = 0;
+  int counters = -1;
+  uint64_t started_ms = 0;
+  bool retiring = false;
+  uint64_t kill_at_ms = 0;  // retiring: SIGKILL after this
+};
+
+struct SlotState {
+  int crashes = 0;           // consecutive quick crashes
+  uint64_t respawn_at_ms = 0;  // 0 = nothing pending
+};
+
+class Master {
+ public:
+  Master(Config cfg, MasterOptions opt) : cfg_(std::move(cfg)), opt_(std::move(opt)) {}
+
+  // Steps that can fail with a user-facing reason, in the starting process.
+  bool Prepare(std::string* err) {
+    if (pid_t running = RunningPid(cfg_.pidfile)) {
+      *err = "preforkd is already running (pid " + std::to_string(running) + ", pidfile " +
+             cfg_.pidfile + ")";
+      return false;
+    }
+    if (!cfg_.user.empty() && !ResolveUser(err)) return false;
+    if (!sockets_.Apply(cfg_, err)) return false;
+    return true;
+  }
+
+  int Run(int ready_fd) {
+    master_pid_ = getpid();
+    ready_fd_ = ready_fd;
+    segment_ = Segment::Create(cfg_.shm_size);
+    std::string err;
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = static_cast<uint64_t>(NowMs()) ^ master_pid_;
+    store_ = kv::Store::Format(segment_.kv_base(), segment_.kv_size(), cfg_.kv.shards,
+                               kv::LimitsFrom(cfg_.kv), seed, &err);
+    if (!store_) {
+      err = "shared_memory " + std::to_string(cfg_.shm_size) + " cannot hold the store: " + err;
+      spdlog::critical("{}", err);
+      Report(ready_fd, err);
+      return 1;
+    }
+    if (!WritePidfile(cfg_.pidfile, master_pid_, &err)) {
+      Report(ready_fd, err);
+      return 1;
+    }
+    spdlog::info("preforkd {} starting: {} workers, config {}", PREFORKD_VERSION, cfg_.workers,
+                 cfg_.path);
+    for (const auto& l : cfg_.listeners)
+      spdlog::info("listening on {} ({}, {})", l.SocketKey(), ProtocolName(l.protocol), l.name);
+    slots_.assign(cfg_.workers, SlotState{});
+    for (int s = 0; s < static_cast<int>(cfg_.workers); s++) Spawn(s);
+    if (ready_fd >= 0) {
+      Report(ready_fd, "");
+      ready_fd_ = -1;
+      int null = open("/dev/null", O_RDWR);
+      dup2(null, 0);
+      dup2(null, 1);
+      if (cfg_.logging.error_log == "stderr") dup2(null, 2);
+      else log::RedirectStderr();
+      if (null > 2) close(null);
+    }
+    return Loop();
+  }
+
+ private:
+  static void Report(int fd, const std::string& msg) {
+    if (fd < 0) return;
+    const std::string s = msg.empty() ? std::string("ok") : msg;
+    (void)!write(fd, s.data(), s.size());
+    close(fd);
+  }
+
+  bool ResolveUser(std::string* err) {
+    if (getuid() != 0) return true;  // not root: nothing to drop; said once at start
+    passwd* pw = getpwnam(cfg_.user.c_str());
+    if (!pw) {
+      *err = "user '" + cfg_.user + "' does not exist";
+      return false;
+    }
+    uid_ = pw->pw_uid;
+    gid_ = pw->pw_gid;
+    if (!cfg_.group.empty()) {
+      group* gr = getgrnam(cfg_.group.c_str());
+      if (!gr) {
+        *err = "group '" + cfg_.group + "' does not exist";
+        return false;
+      }
+      gid_ = gr->gr_gid;
+    }
+    return true;
+  }
+
+  void Spawn(int slot) {
+    const int counters = segment_.Claim(slot, generation_);
+    if (counters < 0) spdlog::warn("slot {}: no free counter entry; its counters are not shared", slot);
+    WorkerStart ws;
+    ws.config = &cfg_;
+    ws.segment = &segment_;
+    ws.slot = slot;
+    ws.generation = generation_;
+    ws.counter_index = counters;
+    ws.master_pid = master_pid_;
+    ws.store = store_;
+    for (const auto& l : cfg_.listeners) ws.sockets.push_back({&l, sockets_.Fd(l, slot)});
+
+    const pid_t pid = fork();
+    if (pid < 0) {
+      spdlog::error("slot {}: fork: {}", slot, std::strerror(errno));
+      segment_.Release(counters);
+      slots_[slot].respawn_at_ms = NowMs() + 1000;
+      return;
+    }
+    if (pid == 0) _exit(ChildMain(ws));
+    if (counters >= 0) segment_.proc(counters)->pid.store(pid, std::memory_order_release);
+    children_.push_back(Child{pid, slot, generation_, counters, NowMs(), false, 0});
+    slots_[slot].respawn_at_ms = 0;
+    spdlog::info("slot {}: worker {} started (generation {})", slot, pid, generation_);
+  }
+
+  int ChildMain(const WorkerStart& ws) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (ready_fd_ >= 0) close(ready_fd_);  // the starting process waits for EOF on it
+    char name[16];
+    snprintf(name, sizeof name, "preforkd-w%d", ws.slot);
+    prctl(PR_SET_NAME, name);
+    // Keep only this slot's sockets.
+    std::vector<int> mine;
+    for (const auto& s : ws.sockets) mine.push_back(s.fd);
+    for (int fd : sockets_.AllFds())
+      if (std::find(mine.begin(), mine.end(), fd) == mine.end()) close(fd);
+    // Signals meant for the master are ignored; the rest are the worker's.
+    for (int sig : {SIGHUP, SIGINT, SIGUSR2, SIGPIPE, SIGALRM}) signal(sig, SIG_IGN);
+    for (int sig : {SIGCHLD, SIGTERM, SIGQUIT, SIGUSR1}) signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    log::SetRole("worker " + std::to_string(ws.slot));
+    if (uid_ != static_cast<uid_t>(-1)) {
+      if (setgid(gid_) != 0 || initgroups(cfg_.user.c_str(), gid_) != 0 || setuid(uid_) != 0) {
+        spdlog::critical("cannot drop privileges to {}: {}", cfg_.user, std::strerror(errno));
+        return 2;
+      }
+    }
+    if (ws.counter_index >= 0) segment_.proc(ws.counter_index)->pid.store(getpid());
+    try {
+      return RunWorker(ws);
+    } catch (const std::exception& e) {
+      spdlog::critical("worker failed: {}", e.what());
+      return 2;
+    }
+  }
+
+  int Loop() {
+    sigset_t empty;
+    sigemptyset(&empty);
+    for (;;) {
+      ArmTimer();
+      if (!(g_reap | g_terminate | g_quit | g_reconfigure | g_reopen | g_alarm)) sigsuspend(&empty);
+      g_alarm = 0;
+      if (g_reap) {
+        g_reap = 0;
+        Reap();
+      }
+      if (g_terminate) {
+        g_terminate = 0;
+        BeginStop(/*graceful=*/false);
+      }
+      if (g_quit) {
+        g_quit = 0;
+        BeginStop(/*graceful=*/true);
+      }
+      if (g_reconfigure) {
+        g_reconfigure = 0;
+        if (stopping_ == Stop::kNo) Reload();
+      }
+      if (g_reopen) {
+        g_reopen = 0;
+        if (!log::Reopen()) spdlog::error("cannot reopen the error log: {}", std::strerror(errno));
+        spdlog::info("log files reopened");
+        for (const auto& c : children_) kill(c.pid, SIGUSR1);
+      }
+      Timers();
+      if (stopping_ != Stop::kNo && children_.empty()) break;
+    }
+    sockets_.CloseAll();
+    if (RunningPid(cfg_.pidfile) == master_pid_) unlink(cfg_.pidfile.c_str());
+    spdlog::info("preforkd stopped");
+    return 0;
+  }
+
+  void Reap() {
+    for (;;) {
+      int status = 0;
+      const pid_t pid = waitpid(-1, &status, WNOHANG);
+      if (pid <= 0) break;
+      auto it = std::find_if(children_.begin(), children_.end(),
+                             [pid](const Child& c) { return c.pid == pid; });
+      if (it == children_.end()) continue;
+      const Child c = *it;
+      children_.erase(it);
+      segment_.Release(c.counters);
+      const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+      std::string how = WIFSIGNALED(status) ? std::string("killed by signal ") + strsignal(WTERMSIG(status))
+                                            : "exited with code " + std::to_string(WEXITSTATUS(status));
+      if (c.retiring || stopping_ != Stop::kNo) {
+        spdlog::info("slot {}: worker {} (generation {}) {}", c.slot, pid, c.generation, how);
+        continue;
+      }
+      if (clean) how = "exited unexpectedly";
+      // A crash in the current generation: respawn the slot, backing off
+      // when it keeps crashing right after start.
+      if (c.slot >= static_cast<int>(slots_.size())) continue;
+      SlotState& s = slots_[c.slot];
+      const uint64_t now = NowMs();
+      s.crashes = now - c.started_ms < 5000 ? s.crashes + 1 : 0;
+      const uint64_t delay = s.crashes == 0 ? 0 : std::min<uint64_t>(100ull << std::min(s.crashes, 9), 30'000);
+      s.respawn_at_ms = now + delay;
+      if (delay)
+        spdlog::error("slot {}: worker {} {}; crashed {} times in a row, respawning in {} ms", c.slot,
+                      pid, how, s.crashes + 1, delay);
+      else
+        spdlog::error("slot {}: worker {} {}; respawning", c.slot, pid, how);
+    }
+  }
+
+  void BeginStop(bool graceful) {
+    if (stopping_ == Stop::kFast || (stopping_ == Stop::kGraceful && graceful)) return;
+    stopping_ = graceful ? Stop::kGraceful : Stop::kFast;
+    spdlog::info("{} stop: {} workers", graceful ? "graceful" : "fast", children_.size());
+    const uint64_t deadline = NowMs() + (graceful ? cfg_.timeouts.drain_ms + 2000 : 1000);
+    for (auto& c : children_) {
+      kill(c.pid, graceful ? SIGQUIT : SIGTERM);
+      c.retiring = true;
+      c.kill_at_ms = c.kill_at_ms ? std::min(c.kill_at_ms, deadline) : deadline;
+    }
+    for (auto& s : slots_) s.respawn_at_ms = 0;
+    // Stop accepting at once: the kernel refuses new connections instead of
+    // queueing them for workers that are leaving.
+    if (!graceful) sockets_.CloseAll();
+  }
+
+  void Reload() {
+    spdlog::info("reload: reading {}", cfg_.path);
+    ConfigResult r = LoadConfig(cfg_.path);
+    if (!r.ok()) {
+      for (const auto& e : r.errors) spdlog::error("reload: {}", e);
+      spdlog::error("reload: the new configuration is invalid; still serving the old one");
+      return;
+    }
+    Config next = std::move(r.config);
+    if (next.shm_size != cfg_.shm_size) {
+      spdlog::warn("reload: shared_memory cannot change without a restart; keeping {}", cfg_.shm_size);
+      next.shm_size = cfg_.shm_size;
+    }
+    if (next.kv.shards != cfg_.kv.shards) {
+      spdlog::warn("reload: kv.shards cannot change without a restart; keeping {}", cfg_.kv.shards);
+      next.kv.shards = cfg_.kv.shards;
+    }
+    if (next.user != cfg_.user || next.group != cfg_.group) {
+      spdlog::warn("reload: user/group cannot change without a restart; keeping them");
+      next.user = cfg_.user;
+      next.group = cfg_.group;
+    }
+    if (next.pidfile != cfg_.pidfile) {
+      spdlog::warn("reload: pidfile cannot change without a restart; keeping {}", cfg_.pidfile);
+      next.pidfile = cfg_.pidfile;
+    }
+    std::string err;
+    if (!sockets_.Apply(next, &err)) {
+      spdlog::error("reload: {}; still serving the old configuration", err);
+      return;
+    }
+    if (next.logging.error_log != cfg_.logging.error_log) {
+      if (!log::Init(next.logging.error_log, next.logging.level, "master")) {
+        spdlog::error("reload: cannot open {}: {}; keeping the old error log",
+                      next.logging.error_log, std::strerror(errno));
+        next.logging.error_log = cfg_.logging.error_log;
+      } else if (!opt_.foreground) {
+        log::RedirectStderr();
+      }
+    }
+    log::SetLevel(next.logging.level);
+    store_->SetLimits(kv::LimitsFrom(next.kv));
+    // The old generation keeps pointers into the old config: it lives in the
+    // forked copies, so the master can replace its own freely.
+    cfg_ = std::move(next);
+    generation_++;
+    segment_.header()->reloads.fetch_add(1, std::memory_order_relaxed);
+    const uint64_t old_deadline = NowMs() + cfg_.timeouts.drain_ms + 2000;
+    std::vector<pid_t> old;
+    for (auto& c : children_) {
+      if (c.retiring) continue;
+      c.retiring = true;
+      c.kill_at_ms = old_deadline;
+      old.push_back(c.pid);
+    }
+    slots_.assign(cfg_.workers, SlotState{});
+    for (int s = 0; s < static_cast<int>(cfg_.workers); s++) Spawn(s);
+    for (pid_t p : old) kill(p, SIGQUIT);
+    spdlog::info("reload: generation {} started with {} workers; retiring {} old workers",
+                 generation_, cfg_.workers, old.size());
+  }
+
+  void Timers() {
+    const uint64_t now = NowMs();
+    for (auto& c : children_) {
+      if (c.retiring && c.kill_at_ms && now >= c.kill_at_ms) {
+        spdlog::warn("slot {}: worker {} did not stop in time; killing it", c.slot, c.pid);
+        kill(c.pid, SIGKILL);
+        c.kill_at_ms = 0;
+      }
+    }
+    if (stopping_ != Stop::kNo) return;
+    for (int s = 0; s < static_cast<int>(slots_.size()); s++) {
+      if (slots_[s].respawn_at_ms && now >= slots_[s].respawn_at_ms) Spawn(s);
+    }
+  }
+
+  void ArmTimer() {
+    uint64_t next = UINT64_MAX;
+    for (const auto& c : children_)
+      if (c.kill_at_ms) next = std::min(next, c.kill_at_ms);
+    for (const auto& s : slots_)
+      if (s.respawn_at_ms) next = std::min(next, s.respawn_at_ms);
+    itimerval it{};
+    if (next != UINT64_MAX) {
+      const uint64_t now = NowMs();
+      const uint64_t d = next > now ? next - now : 1;
+      it.it_value.tv_sec = static_cast<time_t>(d / 1000);
+      it.it_value.tv_usec = static_cast<suseconds_t>((d % 1000) * 1000);
+    }
+    setitimer(ITIMER_REAL, &it, nullptr);
+  }
+
+  enum class Stop { kNo, kGraceful, kFast };
+
+  Config cfg_;
+  MasterOptions opt_;
+  SocketTable sockets_;
+  Segment segment_;
+  kv::Store* store_ = nullptr;
+  std::vector<Child> children_;
+  std::vector<SlotState> slots_;
+  uint32_t generation_ = 1;
+  pid_t master_pid_ = 0;
+  int ready_fd_ = -1;
+  uid_t uid_ = static_cast<uid_t>(-1);
+  gid_t gid_ = static_cast<gid_t>(-1);
+  Stop stopping_ = Stop::kNo;
+};
+
+void InstallSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int sig : kMasterSignals) sigaddset(&set, sig);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  struct sigaction sa {};
+  sa.sa_handler = OnSignal;
+  sigemptyset(&sa.sa_mask);
+  for (int sig : kMasterSignals) sigaction(sig, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGUSR2, SIG_IGN);
+}
+
+}  // namespace
+
+int RunMaster(Config cfg, const MasterOptions& opt) {
+  if (!log::Init(cfg.logging.error_log, cfg.logging.level, "master")) {
+    fprintf(stderr, "preforkd: cannot open error log %s: %s\n", cfg.logging.error_log.c_str(),
+            std::strerror(errno));
+    return 1;
+  }
+  auto master = std::make_unique<Master>(std::move(cfg), opt);
+  std::string err;
+  if (!master->Prepare(&err)) {
+    fprintf(stderr, "preforkd: %s\n", err.c_str());
+    spdlog::error("{}", err);
+    return 1;
+  }
+  InstallSignals();
+  if (opt.foreground) return master->Run(-1);
+
+  // Background: the daemon reports "ok" or a reason through a pipe, so the
+  // caller's exit code says whether the server is serving.
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    perror("preforkd: pipe");
+    return 1;
+  }
+  const pid_t pid = fork();
+  if (pid < 0) {
+    perror("preforkd: fork");
+    return 1;
+  }
+  if (pid > 0) {
+    close(p[1]);
+    std::string msg;
+    char buf[512];
+    ssize_t n;
+    while ((n = read(p[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+      if (n > 0) msg.append(buf, static_cast<size_t>(n));
+    if (msg == "ok") return 0;
+    fprintf(stderr, "preforkd: %s\n", msg.empty() ? "the server exited during start-up" : msg.c_str());
+    return 1;
+  }
+  close(p[0]);
+  setsid();
+  return master->Run(p[1]);
+}
+
+}  // namespace pf

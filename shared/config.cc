@@ -1,0 +1,419 @@
+// shared/config.cc: reads conf/preforkd.yaml with yaml-cpp into pf::Config and
+// reports every problem as "file:line:col: key: what is wrong, expected ...".
+// Unknown keys, wrong types and out-of-range values are errors, never ignored.
+#include "shared/config.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+namespace pf {
+
+const char* ProtocolName(Protocol p) {
+  switch (p) {
+    case Protocol::kEcho: return "echo";
+    case Protocol::kResp: return "resp";
+    case Protocol::kKvJson: return "kv-json";
+    case Protocol::kHttp: return "http";
+    case Protocol::kChat: return "chat";
+  }
+  return "?";
+}
+
+namespace {
+
+// Protocols this build serves. A listener naming another one is a config
+// error, so a config never starts half of what it asks for.
+const std::map<std::string, Protocol>& SupportedProtocols() {
+  static const std::map<std::string, Protocol> m = {
+      {"echo", Protocol::kEcho},
+  };
+  return m;
+}
+
+std::string Expected(const std::map<std::string, Protocol>& m) {
+  std::string s;
+  for (const auto& [k, v] : m) s += (s.empty() ? "" : ", ") + k;
+  return s;
+}
+
+class Checker {
+ public:
+  Checker(std::string file, std::vector<std::string>* errors)
+      : file_(std::move(file)), errors_(errors) {}
+
+  void Error(const YAML::Node& at, const std::string& key, const std::string& what) {
+    const YAML::Mark m = at.Mark();
+    std::ostringstream o;
+    o << file_ << ':' << (m.line + 1) << ':' << (m.column + 1) << ": " << key << ": " << what;
+    errors_->push_back(o.str());
+  }
+
+  bool Scalar(const YAML::Node& n, const std::string& key, const char* expected) {
+    if (n.IsScalar()) return true;
+    Error(n, key, std::string(n.IsMap() ? "a mapping" : n.IsSequence() ? "a list" : "empty") +
+                      " is the wrong type, expected " + expected);
+    return false;
+  }
+
+  // Integer (decimal digits only) in [lo, hi].
+  template <typename T>
+  void Uint(const YAML::Node& n, const std::string& key, uint64_t lo, uint64_t hi, T* out) {
+    if (!Scalar(n, key, "an integer")) return;
+    const std::string s = n.Scalar();
+    uint64_t v = 0;
+    if (!ParseDigits(s, &v)) {
+      Error(n, key, "'" + s + "' is not an integer, expected an integer in " + Range(lo, hi));
+      return;
+    }
+    if (v < lo || v > hi) {
+      Error(n, key, s + " is out of range, expected " + Range(lo, hi));
+      return;
+    }
+    *out = static_cast<T>(v);
+  }
+
+  // Byte size: 1234, 64k, 64kb, 8m, 1g (binary multiples).
+  template <typename T>
+  void Size(const YAML::Node& n, const std::string& key, uint64_t lo, uint64_t hi, T* out) {
+    if (!Scalar(n, key, "a size such as 4096, 64k, 8m or 1g")) return;
+    const std::string s = n.Scalar();
+    size_t i = 0;
+    while (i < s.size() && isdigit(static_cast<unsigned char>(s[i]))) i++;
+    uint64_t v = 0, mult = 1;
+    std::string unit = s.substr(i);
+    for (auto& c : unit) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+    if (unit == "" || unit == "b") mult = 1;
+    else if (unit == "k" || unit == "kb") mult = 1ull << 10;
+    else if (unit == "m" || unit == "mb") mult = 1ull << 20;
+    else if (unit == "g" || unit == "gb") mult = 1ull << 30;
+    else mult = 0;
+    if (i == 0 || mult == 0 || !ParseDigits(s.substr(0, i), &v) || v > UINT64_MAX / mult) {
+      Error(n, key, "'" + s + "' is not a size, expected a size such as 4096, 64k, 8m or 1g");
+      return;
+    }
+    v *= mult;
+    if (v < lo || v > hi) {
+      Error(n, key, s + " is out of range, expected " + SizeText(lo) + ".." + SizeText(hi));
+      return;
+    }
+    *out = static_cast<T>(v);
+  }
+
+  // Duration: 500ms, 10s, 5m, 1h; a bare number is seconds.
+  void Millis(const YAML::Node& n, const std::string& key, uint64_t lo, uint64_t hi, uint32_t* out) {
+    if (!Scalar(n, key, "a duration such as 500ms, 10s or 5m")) return;
+    const std::string s = n.Scalar();
+    size_t i = 0;
+    while (i < s.size() && isdigit(static_cast<unsigned char>(s[i]))) i++;
+    const std::string unit = s.substr(i);
+    uint64_t v = 0, mult = 0;
+    if (unit == "ms") mult = 1;
+    else if (unit == "" || unit == "s") mult = 1000;
+    else if (unit == "m") mult = 60'000;
+    else if (unit == "h") mult = 3'600'000;
+    if (i == 0 || mult == 0 || !ParseDigits(s.substr(0, i), &v) || v > UINT32_MAX / mult) {
+      Error(n, key, "'" + s + "' is not a duration, expected a duration such as 500ms, 10s or 5m");
+      return;
+    }
+    v *= mult;
+    if (v < lo || v > hi) {
+      Error(n, key, s + " is out of range, expected " + std::to_string(lo) + "ms.." +
+                        std::to_string(hi) + "ms");
+      return;
+    }
+    *out = static_cast<uint32_t>(v);
+  }
+
+  void String(const YAML::Node& n, const std::string& key, std::string* out) {
+    if (!Scalar(n, key, "a string")) return;
+    *out = n.Scalar();
+  }
+
+  void Bool(const YAML::Node& n, const std::string& key, bool* out) {
+    if (!Scalar(n, key, "true or false")) return;
+    const std::string s = n.Scalar();
+    if (s == "true" || s == "yes" || s == "on") *out = true;
+    else if (s == "false" || s == "no" || s == "off") *out = false;
+    else Error(n, key, "'" + s + "' is not a boolean, expected true or false");
+  }
+
+  // Walks a mapping: every key must be known (and appear once).
+  using Handler = std::function<void(const YAML::Node& value, const std::string& key)>;
+  void Map(const YAML::Node& n, const std::string& prefix,
+           const std::map<std::string, Handler>& handlers) {
+    if (!n.IsMap()) {
+      Error(n, prefix.empty() ? "(top level)" : prefix,
+            std::string(n.IsSequence() ? "a list" : n.IsNull() ? "an empty value" : "a scalar") +
+                " is the wrong type, expected a mapping");
+      return;
+    }
+    std::set<std::string> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+      const std::string k = it->first.IsScalar() ? it->first.Scalar() : "?";
+      const std::string full = prefix.empty() ? k : prefix + "." + k;
+      auto h = handlers.find(k);
+      if (h == handlers.end()) {
+        std::string known;
+        for (const auto& [name, fn] : handlers) known += (known.empty() ? "" : ", ") + name;
+        Error(it->first, full, "unknown key, expected one of " + known);
+        continue;
+      }
+      if (!seen.insert(k).second) {
+        Error(it->first, full, "duplicate key, expected each key once");
+        continue;
+      }
+      h->second(it->second, full);
+    }
+  }
+
+  const std::string& file() const { return file_; }
+
+ private:
+  static bool ParseDigits(const std::string& s, uint64_t* out) {
+    if (s.empty() || s.size() > 19) return false;
+    uint64_t v = 0;
+    for (char c : s) {
+      if (c < '0' || c > '9') return false;
+      v = v * 10 + static_cast<uint64_t>(c - '0');
+    }
+    *out = v;
+    return true;
+  }
+  static std::string Range(uint64_t lo, uint64_t hi) {
+    return std::to_string(lo) + ".." + std::to_string(hi);
+  }
+  static std::string SizeText(uint64_t v) {
+    if (v && v % (1ull << 30) == 0) return std::to_string(v >> 30) + "g";
+    if (v && v % (1ull << 20) == 0) return std::to_string(v >> 20) + "m";
+    if (v && v % (1ull << 10) == 0) return std::to_string(v >> 10) + "k";
+    return std::to_string(v);
+  }
+
+  std::string file_;
+  std::vector<std::string>* errors_;
+};
+
+std::string Resolve(const std::string& base_dir, const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  return (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
+uint32_t OnlineCpus() {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<uint32_t>(n) : 1;
+}
+
+void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, ListenerConf* l) {
+  bool have_port = false, have_name = false, have_proto = false;
+  c.Map(n, key, {
+      {"name", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &l->name); have_name = true; }},
+      {"address", [&](const YAML::Node& v, const std::string& k) {
+         c.String(v, k, &l->address);
+         in6_addr a6;
+         in_addr a4;
+         if (v.IsScalar() && inet_pton(AF_INET, l->address.c_str(), &a4) != 1 &&
+             inet_pton(AF_INET6, l->address.c_str(), &a6) != 1)
+           c.Error(v, k, "'" + l->address + "' is not an IP address, expected e.g. 127.0.0.1 or ::1");
+       }},
+      {"port", [&](const YAML::Node& v, const std::string& k) { c.Uint(v, k, 1, 65535, &l->port); have_port = true; }},
+      {"protocol", [&](const YAML::Node& v, const std::string& k) {
+         have_proto = true;
+         std::string s;
+         c.String(v, k, &s);
+         if (!v.IsScalar()) return;
+         auto it = SupportedProtocols().find(s);
+         if (it == SupportedProtocols().end())
+           c.Error(v, k, "'" + s + "' is not a protocol this build serves, expected one of " +
+                             Expected(SupportedProtocols()));
+         else
+           l->protocol = it->second;
+       }},
+      {"backlog", [&](const YAML::Node& v, const std::string& k) { c.Uint(v, k, 1, 65535, &l->backlog); }},
+      {"root", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &l->root); }},
+      {"index", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &l->index); }},
+      {"autoindex", [&](const YAML::Node& v, const std::string& k) { c.Bool(v, k, &l->autoindex); }},
+  });
+  if (!n.IsMap()) return;
+  if (!have_name) c.Error(n, key + ".name", "missing, expected a listener name");
+  if (!have_port) c.Error(n, key + ".port", "missing, expected a port 1..65535");
+  if (!have_proto)
+    c.Error(n, key + ".protocol", "missing, expected one of " + Expected(SupportedProtocols()));
+}
+
+}  // namespace
+
+ConfigResult ParseConfig(const std::string& text, const std::string& path) {
+  ConfigResult r;
+  Config& cfg = r.config;
+  std::error_code ec;
+  cfg.path = std::filesystem::absolute(path, ec).lexically_normal().string();
+  const std::string dir = std::filesystem::path(cfg.path).parent_path().string();
+  Checker c(path, &r.errors);
+
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    std::ostringstream o;
+    o << path << ':' << (e.mark.line + 1) << ':' << (e.mark.column + 1)
+      << ": (yaml): " << e.msg << ", expected valid YAML";
+    r.errors.push_back(o.str());
+    return r;
+  }
+
+  std::string workers = "auto";
+  std::string pidfile = "preforkd.pid";
+  YAML::Node workers_node, listeners_node;
+  bool have_listeners = false;
+  c.Map(root, "", {
+      {"workers", [&](const YAML::Node& v, const std::string& k) {
+         workers_node = v;
+         if (!c.Scalar(v, k, "auto or an integer 1..256")) return;
+         if (v.Scalar() == "auto") return;
+         c.Uint(v, k, 1, 256, &cfg.workers);
+       }},
+      {"pidfile", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &pidfile); }},
+      {"user", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &cfg.user); }},
+      {"group", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &cfg.group); }},
+      {"shared_memory", [&](const YAML::Node& v, const std::string& k) {
+         c.Size(v, k, 1ull << 20, 64ull << 30, &cfg.shm_size);
+       }},
+      {"listeners", [&](const YAML::Node& v, const std::string& k) {
+         listeners_node = v;
+         have_listeners = true;
+         if (!v.IsSequence()) {
+           c.Error(v, k, "wrong type, expected a list of listeners");
+           return;
+         }
+         for (size_t i = 0; i < v.size(); i++) {
+           ListenerConf l;
+           ParseListener(c, v[i], k + "[" + std::to_string(i) + "]", &l);
+           cfg.listeners.push_back(std::move(l));
+         }
+       }},
+      {"timeouts", [&](const YAML::Node& v, const std::string& k) {
+         auto& t = cfg.timeouts;
+         c.Map(v, k, {
+             {"idle", [&](const YAML::Node& x, const std::string& kk) { c.Millis(x, kk, 0, 86'400'000, &t.idle_ms); }},
+             {"drain", [&](const YAML::Node& x, const std::string& kk) { c.Millis(x, kk, 0, 3'600'000, &t.drain_ms); }},
+             {"header", [&](const YAML::Node& x, const std::string& kk) { c.Millis(x, kk, 100, 3'600'000, &t.header_ms); }},
+             {"keepalive", [&](const YAML::Node& x, const std::string& kk) { c.Millis(x, kk, 0, 3'600'000, &t.keepalive_ms); }},
+         });
+       }},
+      {"limits", [&](const YAML::Node& v, const std::string& k) {
+         auto& l = cfg.limits;
+         c.Map(v, k, {
+             {"max_connections_per_worker", [&](const YAML::Node& x, const std::string& kk) { c.Uint(x, kk, 1, 1'000'000, &l.max_connections_per_worker); }},
+             {"max_connections", [&](const YAML::Node& x, const std::string& kk) { c.Uint(x, kk, 1, 10'000'000, &l.max_connections); }},
+             {"max_line_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 64, 64ull << 20, &l.max_line_bytes); }},
+             {"max_request_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 1024, 1ull << 30, &l.max_request_bytes); }},
+             {"max_bulk_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 64, 512ull << 20, &l.max_bulk_bytes); }},
+             {"max_multibulk_len", [&](const YAML::Node& x, const std::string& kk) { c.Uint(x, kk, 1, 1ull << 31, &l.max_multibulk_len); }},
+             {"output_high_water", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 4096, 1ull << 30, &l.output_high_water); }},
+             {"keepalive_requests", [&](const YAML::Node& x, const std::string& kk) { c.Uint(x, kk, 1, 100'000'000, &l.keepalive_requests); }},
+         });
+       }},
+      {"logging", [&](const YAML::Node& v, const std::string& k) {
+         auto& g = cfg.logging;
+         c.Map(v, k, {
+             {"error_log", [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &g.error_log); }},
+             {"access_log", [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &g.access_log); }},
+             {"level", [&](const YAML::Node& x, const std::string& kk) {
+                c.String(x, kk, &g.level);
+                static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+                if (x.IsScalar() && !levels.count(g.level))
+                  c.Error(x, kk, "'" + g.level + "' is not a level, expected one of trace, debug, info, warn, error, critical, off");
+              }},
+         });
+       }},
+      {"kv", [&](const YAML::Node& v, const std::string& k) {
+         auto& kv = cfg.kv;
+         c.Map(v, k, {
+             {"shards", [&](const YAML::Node& x, const std::string& kk) {
+                c.Uint(x, kk, 1, 4096, &kv.shards);
+                if (x.IsScalar() && kv.shards & (kv.shards - 1))
+                  c.Error(x, kk, x.Scalar() + " is not a power of two, expected 1, 2, 4, ... 4096");
+              }},
+             {"max_key_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 1, 64 * 1024, &kv.max_key_bytes); }},
+             {"max_value_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 1, 512ull << 20, &kv.max_value_bytes); }},
+             {"eviction", [&](const YAML::Node& x, const std::string& kk) {
+                std::string s;
+                c.String(x, kk, &s);
+                if (s == "noeviction") kv.eviction = Eviction::kNoEviction;
+                else if (s == "allkeys-lru") kv.eviction = Eviction::kAllKeysLru;
+                else if (x.IsScalar()) c.Error(x, kk, "'" + s + "' is not a policy, expected noeviction or allkeys-lru");
+              }},
+             {"sweep_interval", [&](const YAML::Node& x, const std::string& kk) { c.Millis(x, kk, 1, 60'000, &kv.sweep_interval_ms); }},
+             {"password", [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &kv.password); }},
+         });
+       }},
+  });
+  if (!root.IsMap()) return r;
+
+  if (cfg.workers == 0) cfg.workers = std::min<uint32_t>(OnlineCpus(), 256);
+  cfg.pidfile = Resolve(dir, pidfile);
+  if (cfg.logging.error_log != "stderr") cfg.logging.error_log = Resolve(dir, cfg.logging.error_log);
+  if (cfg.logging.access_log != "off") cfg.logging.access_log = Resolve(dir, cfg.logging.access_log);
+
+  if (!have_listeners) {
+    c.Error(root, "listeners", "missing, expected a list with at least one listener");
+  } else if (listeners_node.IsSequence() && listeners_node.size() == 0) {
+    c.Error(listeners_node, "listeners", "empty, expected at least one listener");
+  }
+  std::map<std::string, size_t> names, sockets;
+  for (size_t i = 0; i < cfg.listeners.size(); i++) {
+    auto& l = cfg.listeners[i];
+    const std::string key = "listeners[" + std::to_string(i) + "]";
+    const YAML::Node node = listeners_node[i];
+    if (!l.name.empty() && !names.emplace(l.name, i).second)
+      c.Error(node, key + ".name", "'" + l.name + "' is used by listeners[" +
+                                       std::to_string(names[l.name]) + "], expected a unique name");
+    if (l.port && !sockets.emplace(l.SocketKey(), i).second)
+      c.Error(node, key + ".port", l.SocketKey() + " is used by listeners[" +
+                                       std::to_string(sockets[l.SocketKey()]) +
+                                       "], expected a unique address and port");
+    if (l.protocol == Protocol::kHttp) {
+      if (l.root.empty()) {
+        c.Error(node, key + ".root", "missing, expected the docroot of an http listener");
+      } else {
+        l.root = Resolve(dir, l.root);
+        struct stat st;
+        if (stat(l.root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+          c.Error(node, key + ".root", "'" + l.root + "' is not a directory, expected an existing docroot");
+      }
+    } else if (!l.root.empty()) {
+      c.Error(node, key + ".root", "only http listeners have a root");
+    }
+  }
+  if (cfg.user.empty() && !cfg.group.empty())
+    c.Error(root["group"], "group", "set without user, expected user too");
+  return r;
+}
+
+ConfigResult LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    ConfigResult r;
+    r.errors.push_back(path + ":1:1: (file): cannot open: " + std::strerror(errno) +
+                       ", expected a readable YAML file");
+    return r;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(ss.str(), path);
+}
+
+}  // namespace pf

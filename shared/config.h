@@ -1,0 +1,91 @@
+// shared/config.h: the typed configuration (conf/preforkd.yaml) and its loader.
+// Every limit a client can push against is declared here once, with its range,
+// and handlers read it from this struct; never a literal in a handler.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace pf {
+
+enum class Protocol : uint8_t { kEcho, kResp, kKvJson, kHttp, kChat };
+const char* ProtocolName(Protocol p);
+
+enum class Eviction : uint8_t { kNoEviction, kAllKeysLru };
+
+struct ListenerConf {
+  std::string name;
+  std::string address = "127.0.0.1";
+  uint16_t port = 0;
+  Protocol protocol = Protocol::kEcho;
+  int backlog = 511;
+  // http only
+  std::string root;                  // docroot (absolute after load)
+  std::string index = "index.html";
+  bool autoindex = false;
+
+  // The identity of the kernel socket: a reload keeps a listener's sockets
+  // when this does not change.
+  std::string SocketKey() const { return address + ":" + std::to_string(port); }
+};
+
+struct TimeoutsConf {
+  uint32_t idle_ms = 300'000;        // close a connection with no traffic for this long (0 = never)
+  uint32_t drain_ms = 10'000;        // graceful stop / reload: how long old workers keep connections
+  uint32_t header_ms = 10'000;       // http: time to receive a whole request head (408 after)
+  uint32_t keepalive_ms = 75'000;    // http: idle time between keep-alive requests
+};
+
+struct LimitsConf {
+  uint32_t max_connections_per_worker = 10'000;
+  uint32_t max_connections = 100'000;   // over all workers
+  uint32_t max_line_bytes = 64 * 1024;  // line protocols (echo lines, kv-json, chat, resp inline)
+  uint32_t max_request_bytes = 8 * 1024 * 1024;   // resp multibulk total, http body
+  uint32_t max_bulk_bytes = 4 * 1024 * 1024;      // resp: one bulk string ($len)
+  uint32_t max_multibulk_len = 1024 * 1024;       // resp: elements in one command (*len)
+  uint32_t output_high_water = 1024 * 1024;       // stop reading a client whose output is above this
+  uint32_t keepalive_requests = 1000;             // http: requests per connection
+};
+
+struct LoggingConf {
+  std::string error_log = "stderr";  // path, or "stderr"
+  std::string level = "info";        // trace debug info warn error critical off
+  std::string access_log = "off";    // path, or "off"
+};
+
+struct KvConf {
+  uint32_t shards = 64;
+  uint32_t max_key_bytes = 512;
+  uint32_t max_value_bytes = 1024 * 1024;
+  Eviction eviction = Eviction::kNoEviction;
+  uint32_t sweep_interval_ms = 100;  // active expiry timer period per worker
+  std::string password;              // AUTH; empty = no auth
+};
+
+struct Config {
+  std::string path;                  // the file this was read from (absolute)
+  uint32_t workers = 0;              // resolved: "auto" = number of online CPUs
+  std::string pidfile;               // absolute
+  std::string user, group;           // drop to these when started as root ("" = stay)
+  uint64_t shm_size = 64ull << 20;   // the shared segment, fixed at start
+  std::vector<ListenerConf> listeners;
+  TimeoutsConf timeouts;
+  LimitsConf limits;
+  LoggingConf logging;
+  KvConf kv;
+};
+
+struct ConfigResult {
+  Config config;
+  std::vector<std::string> errors;   // "file:line:col: key: what is wrong, what was expected"
+  bool ok() const { return errors.empty(); }
+};
+
+// Reads and validates a YAML file. Relative paths in it are resolved against
+// the directory that holds the file. Never throws.
+ConfigResult LoadConfig(const std::string& path);
+// Same, from text (tests); `path` is used for messages and relative paths.
+ConfigResult ParseConfig(const std::string& text, const std::string& path);
+
+}  // namespace pf

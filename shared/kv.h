@@ -1,0 +1,123 @@
+// shared/kv.h: the sharded key-value engine that lives in the shared segment.
+// Each shard: a process-shared robust mutex, a fixed bucket index (chaining,
+// never rehashed, so SCAN cursors stay valid), an arena with size classes, LRU
+// order, expiry and counters. Offsets only; no malloc into shared memory.
+//
+// Lock order: an operation holds one shard lock; multi-key operations (MSet,
+// MGet, Del of many keys) take their shards' locks in ascending shard index.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "shared/config.h"
+
+namespace pf::kv {
+
+struct Limits {
+  uint32_t max_key_bytes = 512;
+  uint32_t max_value_bytes = 1024 * 1024;
+  Eviction eviction = Eviction::kNoEviction;
+};
+Limits LimitsFrom(const KvConf& c);
+
+enum class Status : uint8_t {
+  kOk,
+  kNotFound,     // no such key (or it expired)
+  kNotDone,      // SET NX/XX condition not met, EXPIRE on a missing key, PERSIST without TTL
+  kNotInteger,   // INCR on a value that is not a 64-bit decimal integer
+  kOverflow,     // INCR would overflow int64
+  kTooLarge,     // key or value over Limits
+  kOom,          // no memory in the shard and eviction is off (or cannot free enough)
+};
+
+struct SetOptions {
+  enum Cond : uint8_t { kAlways, kIfAbsent /*NX*/, kIfPresent /*XX*/ } cond = kAlways;
+  int64_t expire_at_ms = -1;  // absolute unix ms; -1 = no expiry (clears an existing one unless keep_ttl)
+  bool keep_ttl = false;
+};
+
+// Thrown by a Store call that needs a shard whose repair after a crash failed:
+// its mutex is left unrecoverable and its data is never served again (restart).
+struct ShardUnrecoverable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Stats {  // summed over shards (GetStats) or of one shard (GetShardStats)
+  uint64_t keys = 0, expires = 0;      // keys, keys with a TTL
+  uint64_t used_bytes = 0;             // arena bytes in use (items, incl. headers)
+  uint64_t capacity_bytes = 0;         // arena bytes in all
+  uint64_t hits = 0, misses = 0, evictions = 0, expired = 0;
+};
+
+class Store {
+ public:
+  // Smallest region that can hold `shards` shards.
+  static size_t MinSize(uint32_t shards);
+  // Master, once, before forking: lay out a store in [base, base+size).
+  // `seed` keys the hash (anti hash-flooding). Returns nullptr (and why) if
+  // the region is too small.
+  static Store* Format(void* base, size_t size, uint32_t shards, const Limits& limits,
+                       uint64_t seed, std::string* why);
+  // Check magic/version/size of a formatted region; nullptr (and why) on mismatch.
+  static Store* Attach(void* base, size_t size, std::string* why);
+
+  void SetLimits(const Limits& l);     // on reload (shard count cannot change)
+  uint32_t shard_count() const;
+  uint32_t ShardOf(std::string_view key) const;
+
+  // Every call takes now_ms (unix ms) so tests control time; expired keys are
+  // removed lazily on access (counted in `expired`).
+  Status Get(std::string_view key, uint64_t now_ms, std::string* value);
+  // `old`: if non-null, receives the previous value (GET option); *had_old says if there was one.
+  Status Set(std::string_view key, std::string_view value, const SetOptions& opt, uint64_t now_ms,
+             std::string* old = nullptr, bool* had_old = nullptr);
+  Status Del(std::string_view key, uint64_t now_ms);            // kOk or kNotFound
+  bool Exists(std::string_view key, uint64_t now_ms);
+  Status IncrBy(std::string_view key, int64_t delta, uint64_t now_ms, int64_t* result);
+  // at_ms = -1 removes the TTL (PERSIST: kNotDone if there was none).
+  Status SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms);
+  // *at_ms = -1 when the key has no TTL.
+  Status GetExpire(std::string_view key, uint64_t now_ms, int64_t* at_ms);
+
+  // Atomic over all keys: locks every involved shard in ascending order.
+  Status MSet(std::span<const std::pair<std::string_view, std::string_view>> kvs, uint64_t now_ms);
+  void MGet(std::span<const std::string_view> keys, uint64_t now_ms,
+            std::vector<std::optional<std::string>>* out);
+
+  // Cursor = (shard << 32) | bucket; 0 starts and 0 ends. Visits about `count`
+  // buckets' keys. A key present for the whole scan is returned at least once.
+  uint64_t Scan(uint64_t cursor, size_t count, uint64_t now_ms, std::vector<std::string>* keys);
+  uint64_t DbSize();
+  uint64_t FlushAll();                                // returns keys removed
+  uint64_t FlushPrefix(std::string_view prefix);      // namespace flush ("ns^")
+  Stats GetStats();
+  Stats GetShardStats(uint32_t shard);
+
+  // Active expiry: remove up to max_keys expired keys of one shard.
+  size_t SweepExpired(uint32_t shard, uint64_t now_ms, size_t max_keys);
+  // Walks one shard and checks every invariant (index, arena, LRU, counters).
+  bool Verify(uint32_t shard, std::string* why);
+
+ private:
+  Store() = default;
+};
+
+// Test-only crash points: when the process-wide crash point equals `n`, the
+// engine raises SIGKILL at that point inside a critical section.
+namespace testing {
+void SetCrashPoint(int n);
+int CrashPointCount();   // how many distinct points exist (1..N)
+const char* CrashPointName(int n);  // "Commit", "RebuildMid", ...; "" if out of range
+uint64_t RecoveryCount();           // shard repairs (EOWNERDEAD) done by this process
+void SetFormatBuckets(uint32_t n);  // buckets per shard for later Format()s (0 = sized from memory)
+}
+
+}  // namespace pf::kv

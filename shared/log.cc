@@ -1,0 +1,103 @@
+// shared/log.cc: an spdlog sink that writes each formatted line with one
+// write(2) to an O_APPEND descriptor (lines from many processes never
+// interleave) and can reopen its path in place (dup2 onto the same fd).
+#include "shared/log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <mutex>
+
+#include <spdlog/sinks/base_sink.h>
+
+namespace pf::log {
+namespace {
+
+class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit FdSink(std::string path) : path_(std::move(path)) {}
+  ~FdSink() override {
+    if (fd_ > 2) ::close(fd_);
+  }
+
+  bool Open() {
+    if (path_ == "stderr") {
+      fd_ = 2;
+      return true;
+    }
+    int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return false;
+    if (fd_ < 0) {
+      fd_ = fd;
+    } else {
+      ::dup2(fd, fd_);  // atomically replaces the old file for every writer
+      ::close(fd);
+    }
+    return true;
+  }
+  int fd() const { return fd_; }
+  bool is_file() const { return path_ != "stderr"; }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    const char* p = buf.data();
+    size_t left = buf.size();
+    while (left > 0) {
+      ssize_t n = ::write(fd_, p, left);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      p += n;
+      left -= static_cast<size_t>(n);
+    }
+  }
+  void flush_() override {}
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+std::shared_ptr<FdSink> g_sink;
+bool g_stderr_redirected = false;
+
+void ApplyPattern(const std::string& role) {
+  spdlog::default_logger()->set_pattern("%Y-%m-%d %H:%M:%S.%e [%l] %P " + role + ": %v");
+}
+
+}  // namespace
+
+bool Init(const std::string& path, const std::string& level, const std::string& role) {
+  auto sink = std::make_shared<FdSink>(path);
+  if (!sink->Open()) return false;
+  g_sink = sink;
+  auto logger = std::make_shared<spdlog::logger>("preforkd", g_sink);
+  spdlog::set_default_logger(logger);
+  SetLevel(level);
+  ApplyPattern(role);
+  return true;
+}
+
+void SetRole(const std::string& role) { ApplyPattern(role); }
+
+void SetLevel(const std::string& level) {
+  spdlog::default_logger()->set_level(spdlog::level::from_str(level));
+  spdlog::default_logger()->flush_on(spdlog::level::trace);
+}
+
+bool Reopen() {
+  if (!g_sink || !g_sink->Open()) return !g_sink;
+  if (g_stderr_redirected) ::dup2(g_sink->fd(), 2);
+  return true;
+}
+
+void RedirectStderr() {
+  if (g_sink && g_sink->is_file()) {
+    ::dup2(g_sink->fd(), 2);
+    g_stderr_redirected = true;
+  }
+}
+
+}  // namespace pf::log

@@ -1,0 +1,22 @@
+// shared/log.h: the one spdlog logger of a process. Every line carries time,
+// level, pid and role ("master" or "worker N"); SIGUSR1 reopens the file.
+#pragma once
+
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+namespace pf::log {
+
+// `path` is a file (opened O_APPEND, whole lines per write) or "stderr".
+// Returns false (with errno set) if the file cannot be opened.
+bool Init(const std::string& path, const std::string& level, const std::string& role);
+// After fork: the role shown in each line ("worker 3").
+void SetRole(const std::string& role);
+void SetLevel(const std::string& level);
+// Reopen the file at its path (logrotate moved it). Safe to call for stderr.
+bool Reopen();
+// Point fd 2 at the log file too, so stray writes (sanitizers, aborts) land there.
+void RedirectStderr();
+
+}  // namespace pf::log

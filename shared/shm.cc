@@ -1,0 +1,128 @@
+// shared/shm.cc: maps and formats the shared segment, hands out per-process
+// counter slots and sums them.
+#include "shared/shm.h"
+
+#include <sys/mman.h>
+#include <time.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace pf {
+namespace {
+
+uint64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
+}
+
+constexpr uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
+
+void AddInto(ProcCounters* to, const ProcCounters& from) {
+  to->conns_active.Add(from.conns_active.Get());
+  to->conns_total.Add(from.conns_total.Get());
+  to->conns_rejected.Add(from.conns_rejected.Get());
+  to->bytes_in.Add(from.bytes_in.Get());
+  to->bytes_out.Add(from.bytes_out.Get());
+  for (uint32_t i = 0; i < kProtoCount; i++) to->requests[i].Add(from.requests[i].Get());
+  for (uint32_t i = 0; i < 6; i++) to->http_status[i].Add(from.http_status[i].Get());
+}
+
+}  // namespace
+
+Segment Segment::Create(uint64_t size) {
+  const uint64_t procs_off = AlignUp(sizeof(ShmHeader), 4096);
+  const uint64_t kv_off = AlignUp(procs_off + sizeof(ProcCounters) * kMaxProcSlots, 4096);
+  if (size <= kv_off + 4096) {
+    std::fprintf(stderr, "shared segment of %llu bytes is too small\n",
+                 static_cast<unsigned long long>(size));
+    std::abort();
+  }
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    std::perror("mmap shared segment");
+    std::abort();
+  }
+  Segment s;
+  s.base_ = p;
+  s.size_ = size;
+  auto* h = new (p) ShmHeader();
+  h->magic = kShmMagic;
+  h->layout_version = kShmLayoutVersion;
+  h->proc_slots = kMaxProcSlots;
+  h->total_size = size;
+  h->kv_offset = kv_off;
+  h->kv_size = size - kv_off;
+  h->master_started_ms = NowMs();
+  s.procs_ = reinterpret_cast<ProcCounters*>(static_cast<char*>(p) + procs_off);
+  for (uint32_t i = 0; i < kMaxProcSlots; i++) new (s.procs_ + i) ProcCounters();
+  return s;
+}
+
+Segment::Segment(Segment&& o) noexcept { *this = std::move(o); }
+
+Segment& Segment::operator=(Segment&& o) noexcept {
+  if (this != &o) {
+    if (base_) munmap(base_, size_);
+    base_ = o.base_;
+    size_ = o.size_;
+    procs_ = o.procs_;
+    o.base_ = nullptr;
+    o.procs_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+
+Segment::~Segment() {
+  if (base_) munmap(base_, size_);
+}
+
+bool Segment::Verify(const char** why) const {
+  const ShmHeader* h = header();
+  if (h->magic != kShmMagic) *why = "bad magic";
+  else if (h->layout_version != kShmLayoutVersion) *why = "layout version mismatch";
+  else if (h->total_size != size_ || h->proc_slots != kMaxProcSlots) *why = "size mismatch";
+  else return true;
+  return false;
+}
+
+int Segment::Claim(int worker_slot, uint32_t generation) {
+  for (uint32_t i = 0; i < kMaxProcSlots; i++) {
+    ProcCounters* p = procs_ + i;
+    if (p->pid.load(std::memory_order_relaxed) != 0) continue;
+    p->~ProcCounters();
+    new (p) ProcCounters();
+    p->pid.store(-1, std::memory_order_relaxed);  // reserved until the child sets its pid
+    p->worker_slot.store(worker_slot, std::memory_order_relaxed);
+    p->generation.store(generation, std::memory_order_relaxed);
+    p->started_ms.store(NowMs(), std::memory_order_relaxed);
+    return static_cast<int>(i);
+  }
+  return -1;
+}
+
+void Segment::Release(int index) {
+  if (index < 0 || index >= static_cast<int>(kMaxProcSlots)) return;
+  ProcCounters* p = procs_ + index;
+  ShmHeader* h = header();
+  // The process is dead: the connections its gauge counted are gone.
+  h->conns_active_total.fetch_sub(static_cast<int64_t>(p->conns_active.Get()),
+                                  std::memory_order_relaxed);
+  p->conns_active.Sub(p->conns_active.Get());
+  AddInto(&h->retired, *p);
+  p->pid.store(0, std::memory_order_release);
+}
+
+void Segment::Totals(ProcCounters* out) const {
+  AddInto(out, header()->retired);
+  for (uint32_t i = 0; i < kMaxProcSlots; i++) {
+    const ProcCounters& p = procs_[i];
+    if (p.pid.load(std::memory_order_acquire) != 0) AddInto(out, p);
+  }
+}
+
+}  // namespace pf

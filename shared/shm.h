@@ -1,0 +1,94 @@
+// shared/shm.h: the shared segment the master maps before the first fork and
+// keeps across reloads: header (magic, layout version, sizes), per-process
+// counter slots, then the KV store region. Offsets only, never pointers.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace pf {
+
+constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endian
+constexpr uint32_t kShmLayoutVersion = 1;
+constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
+
+// A counter with one writer (its process) and many readers: increments are a
+// relaxed load + store (no lock prefix); readers load relaxed.
+struct Counter {
+  std::atomic<uint64_t> v{0};
+  void Add(uint64_t n) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void Sub(uint64_t n) { v.store(v.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  uint64_t Get() const { return v.load(std::memory_order_relaxed); }
+};
+
+enum ProtoIndex : uint32_t { kProtoEcho, kProtoResp, kProtoKvJson, kProtoHttp, kProtoChat, kProtoCount };
+
+// One per worker *process* (not per slot: during a reload the old and the new
+// worker of a slot run side by side, each with its own counters). The master
+// assigns a free entry at fork and, when it reaps the process, folds the
+// counters into `retired` and frees the entry.
+struct alignas(64) ProcCounters {
+  std::atomic<int32_t> pid{0};         // 0 = free
+  std::atomic<int32_t> worker_slot{-1};
+  std::atomic<uint32_t> generation{0};
+  std::atomic<uint64_t> started_ms{0}; // CLOCK_REALTIME ms
+  Counter conns_active;                // gauge
+  Counter conns_total;
+  Counter conns_rejected;              // closed at accept: over a connection limit
+  Counter bytes_in, bytes_out;
+  Counter requests[kProtoCount];
+  Counter http_status[6];              // [1..5] = 1xx..5xx
+};
+static_assert(std::is_standard_layout_v<ProcCounters>);
+
+struct alignas(64) ShmHeader {
+  uint64_t magic;
+  uint32_t layout_version;
+  uint32_t proc_slots;
+  uint64_t total_size;
+  uint64_t kv_offset, kv_size;
+  uint64_t master_started_ms;
+  std::atomic<uint64_t> reloads{0};
+  std::atomic<int64_t> conns_active_total{0};  // all workers; the master corrects it for dead workers
+  std::atomic<uint64_t> next_conn_id{1};       // connection ids, unique over all workers
+  ProcCounters retired;                        // counters of reaped processes, summed by the master
+};
+
+class Segment {
+ public:
+  // Maps an anonymous shared region of `size` bytes and formats the header;
+  // the KV store gets everything after the counter slots. Aborts on failure.
+  static Segment Create(uint64_t size);
+  Segment() = default;
+  Segment(Segment&& o) noexcept;
+  Segment& operator=(Segment&& o) noexcept;
+  ~Segment();
+
+  // Checks magic, version and sizes; false (with a reason) on mismatch.
+  bool Verify(const char** why) const;
+
+  ShmHeader* header() const { return reinterpret_cast<ShmHeader*>(base_); }
+  ProcCounters* proc(uint32_t i) const { return procs_ + i; }
+  void* kv_base() const { return static_cast<char*>(base_) + header()->kv_offset; }
+  uint64_t kv_size() const { return header()->kv_size; }
+  void* base() const { return base_; }
+  bool valid() const { return base_ != nullptr; }
+
+  // Master: claim a free ProcCounters entry for a new worker (-1 if none).
+  int Claim(int worker_slot, uint32_t generation);
+  // Master, after reaping `pid`: fold its counters into retired, fix the
+  // global active-connection gauge and free the entry.
+  void Release(int index);
+
+  // Sum of every live process' counters plus retired ones.
+  void Totals(ProcCounters* out) const;
+
+ private:
+  void* base_ = nullptr;
+  uint64_t size_ = 0;
+  ProcCounters* procs_ = nullptr;
+};
+
+}  // namespace pf

@@ -1,0 +1,708 @@
+// tests/unit/test_commands.cc: the command table against a real kv::Store in an
+// anonymous mapping, asserting the exact RESP2 bytes Redis 7.0 would send.
+#include <sys/mman.h>
+
+#include <chrono>
+#include <climits>
+#include <initializer_list>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "shared/commands.h"
+
+namespace pf {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// Renders what a command writes as RESP2, the way proto_resp will.
+class RespText : public ReplyWriter {
+ public:
+  void Status(std::string_view s) override { out += "+" + std::string(s) + "\r\n"; }
+  void Error(ErrCode code, std::string_view t) override {
+    last_code = code;
+    out += "-" + std::string(t) + "\r\n";
+  }
+  void Integer(int64_t v) override { out += ":" + std::to_string(v) + "\r\n"; }
+  void Bulk(std::string_view v) override {
+    out += "$" + std::to_string(v.size()) + "\r\n" + std::string(v) + "\r\n";
+  }
+  void Nil() override { out += "$-1\r\n"; }
+  void NilArray() override { out += "*-1\r\n"; }
+  void ArrayBegin(size_t n) override { out += "*" + std::to_string(n) + "\r\n"; }
+  std::string out;
+  ErrCode last_code = ErrCode::kInternal;
+};
+
+constexpr uint64_t kNow = 1'700'000'000'000;  // a fixed unix ms clock
+
+class CommandsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    region_size_ = 8u << 20;
+    region_ = mmap(nullptr, region_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ASSERT_NE(region_, MAP_FAILED);
+    config_.kv.shards = 4;
+    config_.kv.max_key_bytes = 64;
+    config_.kv.max_value_bytes = 4096;
+    std::string why;
+    store_ = kv::Store::Format(region_, region_size_, 4, kv::LimitsFrom(config_.kv), 42, &why);
+    ASSERT_NE(store_, nullptr) << why;
+    env_.store = store_;
+    env_.config = &config_;
+    env_.commands_processed = &processed_;
+    env_.server_info = [](ServerInfo* si) {
+      si->version = "9.9.9";
+      si->tcp_port = 6380;
+      si->workers = 2;
+      si->worker_slot = 1;
+      si->connected_clients = 3;
+      si->total_commands_processed = 77;
+    };
+    session_.id = 7;
+    session_.worker_slot = 1;
+    session_.peer = "127.0.0.1:5555";
+    session_.local = "127.0.0.1:6380";
+  }
+  void TearDown() override { munmap(region_, region_size_); }
+
+  std::string Run(std::initializer_list<std::string_view> args, uint64_t now = kNow) {
+    std::vector<std::string_view> argv(args);
+    return RunV(argv, now);
+  }
+  std::string RunV(const std::vector<std::string_view>& argv, uint64_t now = kNow) {
+    RespText w;
+    Dispatch(env_, session_, argv, w, now);
+    last_code_ = w.last_code;
+    return w.out;
+  }
+
+  void* region_ = nullptr;
+  size_t region_size_ = 0;
+  Config config_;
+  kv::Store* store_ = nullptr;
+  CommandEnv env_;
+  ClientSession session_;
+  Counter processed_;
+  ErrCode last_code_ = ErrCode::kInternal;
+};
+
+// ---------------------------------------------------------------------------
+// Table and dispatch
+
+TEST(CommandTable, LookupIsCaseInsensitive) {
+  ASSERT_NE(LookupCommand("get"), nullptr);
+  EXPECT_EQ(LookupCommand("GeT"), LookupCommand("get"));
+  EXPECT_EQ(LookupCommand("gets"), nullptr);
+  EXPECT_EQ(LookupCommand(""), nullptr);
+  EXPECT_EQ(LookupCommand("SET")->arity, -3);
+  const CommandSpec* client = LookupCommand("CLIENT");
+  ASSERT_NE(client, nullptr);
+  ASSERT_NE(LookupSubcommand(*client, "SetName"), nullptr);
+  EXPECT_EQ(LookupSubcommand(*client, "setname")->name, "client|setname");
+  EXPECT_EQ(LookupSubcommand(*client, "nope"), nullptr);
+  for (const CommandSpec& s : CommandTable()) EXPECT_EQ(LookupCommand(s.name), &s) << s.name;
+}
+
+TEST_F(CommandsTest, UnknownCommandEchoesArgsLikeRedis) {
+  EXPECT_EQ(Run({"foo", "a", "b"}),
+            "-ERR unknown command 'foo', with args beginning with: 'a' 'b' \r\n");
+  EXPECT_EQ(last_code_, ErrCode::kUnknownCommand);
+  EXPECT_EQ(Run({"foo"}), "-ERR unknown command 'foo', with args beginning with: \r\n");
+  // CR/LF in echoed bytes cannot end the frame.
+  EXPECT_EQ(Run({"x\r\n+OK"}), "-ERR unknown command 'x  +OK', with args beginning with: \r\n");
+  // The args text stops at 128 bytes.
+  std::string big(300, 'z');
+  std::string r = Run({"foo", big, "b"});
+  EXPECT_EQ(r, "-ERR unknown command 'foo', with args beginning with: '" + std::string(128, 'z') +
+                   "' \r\n");
+}
+
+TEST_F(CommandsTest, ArityErrorsUseTheTableName) {
+  EXPECT_EQ(Run({"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
+  EXPECT_EQ(last_code_, ErrCode::kWrongArity);
+  EXPECT_EQ(Run({"get", "a", "b"}), "-ERR wrong number of arguments for 'get' command\r\n");
+  EXPECT_EQ(Run({"SET", "k"}), "-ERR wrong number of arguments for 'set' command\r\n");
+  EXPECT_EQ(Run({"MSET", "a", "1", "b"}), "-ERR wrong number of arguments for 'mset' command\r\n");
+  EXPECT_EQ(Run({"PING", "a", "b"}), "-ERR wrong number of arguments for 'ping' command\r\n");
+  EXPECT_EQ(Run({"CLIENT"}), "-ERR wrong number of arguments for 'client' command\r\n");
+  EXPECT_EQ(Run({"CLIENT", "SETNAME"}),
+            "-ERR wrong number of arguments for 'client|setname' command\r\n");
+  EXPECT_EQ(Run({"CLIENT", "BOGUS"}), "-ERR unknown subcommand 'BOGUS'. Try CLIENT HELP.\r\n");
+  EXPECT_EQ(Run({"config", "bogus"}), "-ERR unknown subcommand 'bogus'. Try CONFIG HELP.\r\n");
+}
+
+TEST_F(CommandsTest, CountsExecutedCommandsOnly) {
+  Run({"PING"});
+  Run({"GET"});      // arity error: not executed
+  Run({"nosuch"});   // unknown: not executed
+  Run({"GET", "x"});
+  EXPECT_EQ(processed_.Get(), 2u);
+  EXPECT_EQ(session_.commands, 2u);
+  EXPECT_EQ(session_.last_command, "get");
+}
+
+// ---------------------------------------------------------------------------
+// AUTH gating
+
+TEST_F(CommandsTest, NoAuthGatesEverythingButAuthHelloQuit) {
+  config_.kv.password = "s3cret";
+  EXPECT_EQ(Run({"GET", "k"}), "-NOAUTH Authentication required.\r\n");
+  EXPECT_EQ(last_code_, ErrCode::kNoAuth);
+  EXPECT_EQ(Run({"PING"}), "-NOAUTH Authentication required.\r\n");
+  EXPECT_EQ(Run({"CLIENT", "ID"}), "-NOAUTH Authentication required.\r\n");
+  // Existence and arity are checked before authentication, as in Redis.
+  EXPECT_THAT(Run({"nosuch"}), StartsWith("-ERR unknown command 'nosuch'"));
+  EXPECT_EQ(Run({"GET"}), "-ERR wrong number of arguments for 'get' command\r\n");
+  EXPECT_EQ(Run({"AUTH", "wrong"}),
+            "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+  EXPECT_EQ(last_code_, ErrCode::kWrongPass);
+  EXPECT_EQ(Run({"AUTH", "bob", "s3cret"}),
+            "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+  EXPECT_EQ(Run({"AUTH", "a", "b", "c"}), "-ERR syntax error\r\n");
+  EXPECT_THAT(Run({"HELLO", "2"}), StartsWith("-NOAUTH HELLO must be called with the client"));
+  EXPECT_EQ(Run({"AUTH", "s3cret"}), "+OK\r\n");
+  EXPECT_EQ(Run({"GET", "k"}), "$-1\r\n");
+}
+
+TEST_F(CommandsTest, AuthDefaultUserAndHelloAuth) {
+  config_.kv.password = "pw";
+  EXPECT_EQ(Run({"AUTH", "default", "pw"}), "+OK\r\n");
+  session_.authenticated = false;
+  EXPECT_THAT(Run({"HELLO", "2", "AUTH", "default", "nope"}),
+              StartsWith("-WRONGPASS invalid username-password pair"));
+  EXPECT_THAT(Run({"HELLO", "2", "AUTH", "default", "pw"}), StartsWith("*14\r\n"));
+  EXPECT_TRUE(session_.authenticated);
+  EXPECT_EQ(Run({"PING"}), "+PONG\r\n");
+}
+
+TEST_F(CommandsTest, AuthWithoutConfiguredPassword) {
+  EXPECT_EQ(Run({"AUTH", "x"}),
+            "-ERR AUTH <password> called without any password configured for the default user. "
+            "Are you sure your configuration is correct?\r\n");
+  EXPECT_EQ(Run({"AUTH", "default", "anything"}), "+OK\r\n");  // nopass user
+  EXPECT_EQ(Run({"AUTH", "bob", "x"}),
+            "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+}
+
+TEST_F(CommandsTest, QuitClosesAfterReplyEvenBeforeAuth) {
+  config_.kv.password = "pw";
+  EXPECT_EQ(Run({"QUIT"}), "+OK\r\n");
+  EXPECT_TRUE(session_.close_after_reply);
+}
+
+// ---------------------------------------------------------------------------
+// Connection commands
+
+TEST_F(CommandsTest, PingEchoSelectTime) {
+  EXPECT_EQ(Run({"ping"}), "+PONG\r\n");
+  EXPECT_EQ(Run({"PING", "hi"}), "$2\r\nhi\r\n");
+  EXPECT_EQ(Run({"ECHO", ""}), "$0\r\n\r\n");
+  EXPECT_EQ(Run({"SELECT", "0"}), "+OK\r\n");
+  EXPECT_EQ(Run({"SELECT", "1"}), "-ERR DB index is out of range\r\n");
+  EXPECT_EQ(Run({"SELECT", "x"}), "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"TIME"}), "*2\r\n$10\r\n1700000000\r\n$1\r\n0\r\n");
+}
+
+TEST_F(CommandsTest, HelloReplyAndRefusals) {
+  EXPECT_EQ(Run({"HELLO"}),
+            "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n"
+            "$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:7\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n"
+            "$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n");
+  EXPECT_THAT(Run({"HELLO", "2"}), StartsWith("*14\r\n"));
+  EXPECT_EQ(Run({"HELLO", "3"}), "-NOPROTO unsupported protocol version\r\n");
+  EXPECT_EQ(Run({"HELLO", "4"}), "-NOPROTO unsupported protocol version\r\n");
+  EXPECT_EQ(Run({"HELLO", "x"}), "-ERR Protocol version is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"HELLO", "2", "FOO"}), "-ERR Syntax error in HELLO option 'FOO'\r\n");
+  EXPECT_THAT(Run({"HELLO", "2", "SETNAME", "app"}), StartsWith("*14\r\n"));
+  EXPECT_EQ(session_.name, "app");
+}
+
+TEST_F(CommandsTest, ClientCommands) {
+  EXPECT_EQ(Run({"CLIENT", "ID"}), ":7\r\n");
+  EXPECT_EQ(Run({"CLIENT", "GETNAME"}), "$-1\r\n");
+  EXPECT_EQ(Run({"CLIENT", "SETNAME", "my conn"}),
+            "-ERR Client names cannot contain spaces, newlines or special characters.\r\n");
+  EXPECT_EQ(Run({"CLIENT", "SETNAME", "worker-test"}), "+OK\r\n");
+  EXPECT_EQ(Run({"client", "getname"}), "$11\r\nworker-test\r\n");
+  std::string info = Run({"CLIENT", "INFO"});
+  EXPECT_THAT(info, StartsWith("$"));
+  EXPECT_THAT(info, HasSubstr("id=7 addr=127.0.0.1:5555 laddr=127.0.0.1:6380 "));
+  EXPECT_THAT(info, HasSubstr(" name=worker-test "));
+  EXPECT_THAT(info, HasSubstr(" cmd=client|info "));
+  EXPECT_THAT(info, HasSubstr(" worker=1\n\r\n"));
+  EXPECT_THAT(Run({"CLIENT", "LIST"}), HasSubstr("id=7 "));
+  EXPECT_EQ(Run({"CLIENT", "SETINFO", "LIB-NAME", "redis-py"}), "+OK\r\n");
+  EXPECT_EQ(Run({"CLIENT", "SETNAME", ""}), "+OK\r\n");
+  EXPECT_EQ(Run({"CLIENT", "GETNAME"}), "$-1\r\n");
+  EXPECT_THAT(Run({"CLIENT", "HELP"}), StartsWith("*"));
+}
+
+// ---------------------------------------------------------------------------
+// Strings
+
+TEST_F(CommandsTest, GetSetBasics) {
+  EXPECT_EQ(Run({"GET", "k"}), "$-1\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v"}), "+OK\r\n");
+  EXPECT_EQ(Run({"GET", "k"}), "$1\r\nv\r\n");
+  EXPECT_EQ(Run({"SET", "k", ""}), "+OK\r\n");
+  EXPECT_EQ(Run({"GET", "k"}), "$0\r\n\r\n");
+  std::string bin("a\0b\r\n", 5);
+  EXPECT_EQ(Run({"SET", "bin", bin}), "+OK\r\n");
+  EXPECT_EQ(Run({"GET", "bin"}), "$5\r\n" + bin + "\r\n");
+  EXPECT_EQ(Run({"STRLEN", "bin"}), ":5\r\n");
+  EXPECT_EQ(Run({"STRLEN", "none"}), ":0\r\n");
+  EXPECT_EQ(Run({"TYPE", "bin"}), "+string\r\n");
+  EXPECT_EQ(Run({"TYPE", "none"}), "+none\r\n");
+}
+
+TEST_F(CommandsTest, SetConditionsAndGet) {
+  EXPECT_EQ(Run({"SET", "k", "1", "XX"}), "$-1\r\n");
+  EXPECT_EQ(Run({"SET", "k", "1", "NX"}), "+OK\r\n");
+  EXPECT_EQ(Run({"SET", "k", "2", "nx"}), "$-1\r\n");
+  EXPECT_EQ(Run({"SET", "k", "3", "XX"}), "+OK\r\n");
+  EXPECT_EQ(Run({"SET", "k", "4", "GET"}), "$1\r\n3\r\n");
+  EXPECT_EQ(Run({"SET", "new", "x", "GET"}), "$-1\r\n");
+  EXPECT_EQ(Run({"GET", "new"}), "$1\r\nx\r\n");
+  EXPECT_EQ(Run({"SET", "k", "5", "NX", "GET"}), "$1\r\n4\r\n");  // not set, old value shown
+  EXPECT_EQ(Run({"GET", "k"}), "$1\r\n4\r\n");
+  EXPECT_EQ(Run({"SETNX", "k", "z"}), ":0\r\n");
+  EXPECT_EQ(Run({"SETNX", "k2", "z"}), ":1\r\n");
+}
+
+TEST_F(CommandsTest, SetOptionErrorsMatchRedis) {
+  EXPECT_EQ(Run({"SET", "k", "v", "NX", "XX"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(last_code_, ErrCode::kSyntax);
+  EXPECT_EQ(Run({"SET", "k", "v", "EX", "10", "PX", "100"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v", "EX", "10", "KEEPTTL"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v", "KEEPTTL", "PXAT", "1"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v", "EX"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v", "BOGUS"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v", "EX", "0"}), "-ERR invalid expire time in 'set' command\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v", "PX", "-5"}), "-ERR invalid expire time in 'set' command\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v", "EX", "9223372036854775"}),
+            "-ERR invalid expire time in 'set' command\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v", "EX", "ten"}),
+            "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"SETEX", "k", "0", "v"}), "-ERR invalid expire time in 'setex' command\r\n");
+  EXPECT_EQ(Run({"PSETEX", "k", "-1", "v"}), "-ERR invalid expire time in 'psetex' command\r\n");
+  EXPECT_EQ(Run({"GET", "k"}), "$-1\r\n");  // nothing above stored anything
+  EXPECT_EQ(Run({"SET", "k", "v", "EX", "10", "EX", "20"}), "+OK\r\n");  // repeat is allowed
+  EXPECT_EQ(Run({"TTL", "k"}), ":20\r\n");
+}
+
+TEST_F(CommandsTest, SetExpiryOptions) {
+  EXPECT_EQ(Run({"SET", "a", "v", "EX", "100"}), "+OK\r\n");
+  EXPECT_EQ(Run({"TTL", "a"}), ":100\r\n");
+  EXPECT_EQ(Run({"PTTL", "a"}), ":100000\r\n");
+  EXPECT_EQ(Run({"SET", "a", "w", "KEEPTTL"}), "+OK\r\n");
+  EXPECT_EQ(Run({"PTTL", "a"}), ":100000\r\n");
+  EXPECT_EQ(Run({"SET", "a", "x"}), "+OK\r\n");  // plain SET clears the TTL
+  EXPECT_EQ(Run({"TTL", "a"}), ":-1\r\n");
+  EXPECT_EQ(Run({"SET", "b", "v", "PXAT", std::to_string(kNow + 1500)}), "+OK\r\n");
+  EXPECT_EQ(Run({"PTTL", "b"}), ":1500\r\n");
+  EXPECT_EQ(Run({"TTL", "b"}), ":2\r\n");  // rounded as Redis: (ttl+500)/1000
+  EXPECT_EQ(Run({"SET", "c", "v", "EXAT", std::to_string(kNow / 1000 + 10)}), "+OK\r\n");
+  EXPECT_EQ(Run({"TTL", "c"}), ":10\r\n");
+  EXPECT_EQ(Run({"GET", "b"}, kNow + 1500), "$1\r\nv\r\n");  // Redis: expired once now > at
+  EXPECT_EQ(Run({"GET", "b"}, kNow + 1501), "$-1\r\n");
+  EXPECT_EQ(Run({"SETEX", "d", "5", "v"}), "+OK\r\n");
+  EXPECT_EQ(Run({"PTTL", "d"}), ":5000\r\n");
+  EXPECT_EQ(Run({"PSETEX", "e", "250", "v"}), "+OK\r\n");
+  EXPECT_EQ(Run({"PTTL", "e"}), ":250\r\n");
+}
+
+TEST_F(CommandsTest, IncrDecrAndOverflow) {
+  EXPECT_EQ(Run({"INCR", "n"}), ":1\r\n");
+  EXPECT_EQ(Run({"INCRBY", "n", "10"}), ":11\r\n");
+  EXPECT_EQ(Run({"DECR", "n"}), ":10\r\n");
+  EXPECT_EQ(Run({"DECRBY", "n", "-5"}), ":15\r\n");
+  EXPECT_EQ(Run({"INCRBY", "n", "x"}), "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(last_code_, ErrCode::kNotInteger);
+  EXPECT_EQ(Run({"INCRBY", "n", "007"}), "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"INCRBY", "n", "+1"}), "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"INCRBY", "n", "9223372036854775808"}),
+            "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"SET", "s", "abc"}), "+OK\r\n");
+  EXPECT_EQ(Run({"INCR", "s"}), "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"SET", "m", "9223372036854775807"}), "+OK\r\n");
+  EXPECT_EQ(Run({"INCR", "m"}), "-ERR increment or decrement would overflow\r\n");
+  EXPECT_EQ(last_code_, ErrCode::kOverflow);
+  EXPECT_EQ(Run({"SET", "m", "-9223372036854775808"}), "+OK\r\n");
+  EXPECT_EQ(Run({"DECR", "m"}), "-ERR increment or decrement would overflow\r\n");
+  EXPECT_EQ(Run({"DECRBY", "z", "-9223372036854775808"}), "-ERR decrement would overflow\r\n");
+  EXPECT_EQ(Run({"INCRBY", "z", "-9223372036854775808"}), ":-9223372036854775808\r\n");
+}
+
+TEST_F(CommandsTest, MsetMgetDelExists) {
+  EXPECT_EQ(Run({"MSET", "a", "1", "b", "2", "c", "3"}), "+OK\r\n");
+  EXPECT_EQ(Run({"MGET", "a", "nope", "c"}), "*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n3\r\n");
+  EXPECT_EQ(Run({"EXISTS", "a", "a", "nope", "b"}), ":3\r\n");
+  EXPECT_EQ(Run({"DEL", "a", "a", "nope", "b"}), ":2\r\n");
+  EXPECT_EQ(Run({"UNLINK", "c"}), ":1\r\n");
+  EXPECT_EQ(Run({"DBSIZE"}), ":0\r\n");
+}
+
+TEST_F(CommandsTest, TooLargeAndOom) {
+  std::string big_key(65, 'k'), big_val(4097, 'v');
+  EXPECT_EQ(Run({"SET", big_key, "v"}), "-ERR key is larger than max-key-bytes\r\n");
+  EXPECT_EQ(last_code_, ErrCode::kTooLarge);
+  EXPECT_EQ(Run({"SET", "k", big_val}), "-ERR value is larger than max-value-bytes\r\n");
+  EXPECT_EQ(Run({"MSET", "k", "v", big_key, "v"}), "-ERR key is larger than max-key-bytes\r\n");
+  // Fill the store until the engine says no (noeviction).
+  std::string val(4000, 'x');
+  std::string reply;
+  for (int i = 0; i < 10000; ++i) {
+    reply = Run({"SET", "fill" + std::to_string(i), val});
+    if (reply != "+OK\r\n") break;
+  }
+  EXPECT_EQ(reply, "-OOM command not allowed when used memory > 'maxmemory'.\r\n");
+  EXPECT_EQ(last_code_, ErrCode::kOom);
+}
+
+// ---------------------------------------------------------------------------
+// Expiry
+
+TEST_F(CommandsTest, TtlPersistExpire) {
+  EXPECT_EQ(Run({"TTL", "k"}), ":-2\r\n");
+  EXPECT_EQ(Run({"PTTL", "k"}), ":-2\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "10"}), ":0\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v"}), "+OK\r\n");
+  EXPECT_EQ(Run({"TTL", "k"}), ":-1\r\n");
+  EXPECT_EQ(Run({"PERSIST", "k"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "10"}), ":1\r\n");
+  EXPECT_EQ(Run({"TTL", "k"}), ":10\r\n");
+  EXPECT_EQ(Run({"PEXPIRE", "k", "2500"}), ":1\r\n");
+  EXPECT_EQ(Run({"PTTL", "k"}), ":2500\r\n");
+  EXPECT_EQ(Run({"PERSIST", "k"}), ":1\r\n");
+  EXPECT_EQ(Run({"TTL", "k"}), ":-1\r\n");
+  EXPECT_EQ(Run({"EXPIREAT", "k", std::to_string(kNow / 1000 + 30)}), ":1\r\n");
+  EXPECT_EQ(Run({"TTL", "k"}), ":30\r\n");
+  EXPECT_EQ(Run({"PEXPIREAT", "k", std::to_string(kNow + 400)}), ":1\r\n");
+  EXPECT_EQ(Run({"PTTL", "k"}), ":400\r\n");
+  EXPECT_EQ(Run({"TTL", "k"}, kNow + 401), ":-2\r\n");
+  // A deadline in the past deletes, answering 1.
+  EXPECT_EQ(Run({"SET", "k", "v"}), "+OK\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "-1"}), ":1\r\n");
+  EXPECT_EQ(Run({"EXISTS", "k"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "x"}), "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "9223372036854775807"}),
+            "-ERR invalid expire time in 'expire' command\r\n");
+  EXPECT_EQ(Run({"PEXPIRE", "k", "9223372036854775807"}),
+            "-ERR invalid expire time in 'pexpire' command\r\n");
+}
+
+TEST_F(CommandsTest, ExpireConditions) {
+  EXPECT_EQ(Run({"SET", "k", "v"}), "+OK\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "10", "XX"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "10", "GT"}), ":0\r\n");  // no TTL = infinite
+  EXPECT_EQ(Run({"EXPIRE", "k", "10", "NX"}), ":1\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "20", "NX"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "5", "GT"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "20", "GT"}), ":1\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "30", "LT"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "15", "lt"}), ":1\r\n");
+  EXPECT_EQ(Run({"TTL", "k"}), ":15\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "15", "NX", "XX"}),
+            "-ERR NX and XX, GT or LT options at the same time are not compatible\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "15", "GT", "LT"}),
+            "-ERR GT and LT options at the same time are not compatible\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "15", "FOO"}), "-ERR Unsupported option FOO\r\n");
+}
+
+// ---------------------------------------------------------------------------
+// Keyspace iteration
+
+TEST_F(CommandsTest, ScanIteratesEverythingAndMatches) {
+  std::set<std::string> want, want_user;
+  for (int i = 0; i < 300; ++i) {
+    std::string k = (i % 3 ? "item:" : "user:") + std::to_string(i);
+    ASSERT_EQ(Run({"SET", k, "v"}), "+OK\r\n");
+    want.insert(k);
+    if (i % 3 == 0) want_user.insert(k);
+  }
+  auto full_scan = [&](std::vector<std::string_view> extra) {
+    std::set<std::string> got;
+    std::string cursor = "0";
+    int rounds = 0;
+    do {
+      std::vector<std::string_view> argv = {"SCAN", cursor};
+      argv.insert(argv.end(), extra.begin(), extra.end());
+      RespText w;
+      Dispatch(env_, session_, argv, w, kNow);
+      // Parse "*2\r\n$<n>\r\n<cursor>\r\n*<m>\r\n($<len>\r\n<key>\r\n)*"
+      const std::string& r = w.out;
+      EXPECT_EQ(r.substr(0, 4), "*2\r\n") << r;
+      size_t p = r.find("\r\n", 4);
+      size_t q = r.find("\r\n", p + 2);
+      cursor = r.substr(p + 2, q - p - 2);
+      size_t m_end = r.find("\r\n", q + 2);
+      int m = std::stoi(r.substr(q + 3, m_end - q - 3));
+      p = m_end + 2;
+      for (int i = 0; i < m; ++i) {
+        size_t le = r.find("\r\n", p);
+        size_t len = std::stoul(r.substr(p + 1, le - p - 1));
+        got.insert(r.substr(le + 2, len));
+        p = le + 2 + len + 2;
+      }
+      EXPECT_LT(++rounds, 10000);
+    } while (cursor != "0");
+    return got;
+  };
+  EXPECT_EQ(full_scan({}), want);
+  EXPECT_EQ(full_scan({"COUNT", "7"}), want);
+  EXPECT_EQ(full_scan({"MATCH", "user:*", "COUNT", "50"}), want_user);
+  EXPECT_EQ(full_scan({"TYPE", "string", "MATCH", "*"}), want);
+  EXPECT_TRUE(full_scan({"TYPE", "hash"}).empty());
+}
+
+TEST_F(CommandsTest, ScanErrors) {
+  EXPECT_EQ(Run({"SCAN", "abc"}), "-ERR invalid cursor\r\n");
+  EXPECT_EQ(Run({"SCAN", " 1"}), "-ERR invalid cursor\r\n");
+  EXPECT_EQ(Run({"SCAN", "99999999999999999999999"}), "-ERR invalid cursor\r\n");
+  EXPECT_EQ(Run({"SCAN", "0", "COUNT", "0"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"SCAN", "0", "COUNT", "x"}), "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"SCAN", "0", "MATCH"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"SCAN", "0", "FOO", "1"}), "-ERR syntax error\r\n");
+  std::string r = Run({"SCAN", "0"});  // empty store: no keys (the cursor may go on)
+  EXPECT_THAT(r, StartsWith("*2\r\n$"));
+  EXPECT_THAT(r, ::testing::EndsWith("\r\n*0\r\n"));
+}
+
+TEST_F(CommandsTest, KeysGlob) {
+  for (std::string_view k : {"hello", "hallo", "hxllo", "hllo", "heeeello", "h*llo", "h?llo",
+                             "a[b", "x\\y"})
+    ASSERT_EQ(Run({"SET", k, "1"}), "+OK\r\n");
+  auto keys = [&](std::string_view pat) {
+    std::string r = Run({"KEYS", pat});
+    std::multiset<std::string> got;
+    size_t p = r.find("\r\n") + 2;
+    while (p < r.size()) {
+      size_t le = r.find("\r\n", p);
+      size_t len = std::stoul(r.substr(p + 1, le - p - 1));
+      got.insert(r.substr(le + 2, len));
+      p = le + 2 + len + 2;
+    }
+    return got;
+  };
+  using S = std::multiset<std::string>;
+  EXPECT_EQ(keys("h?llo"), (S{"hello", "hallo", "hxllo", "h*llo", "h?llo"}));
+  EXPECT_EQ(keys("h*llo"), (S{"hello", "hallo", "hxllo", "hllo", "heeeello", "h*llo", "h?llo"}));
+  EXPECT_EQ(keys("h[ae]llo"), (S{"hello", "hallo"}));
+  EXPECT_EQ(keys("h[^e]llo"), (S{"hallo", "hxllo", "h*llo", "h?llo"}));
+  EXPECT_EQ(keys("h[a-b]llo"), (S{"hallo"}));
+  EXPECT_EQ(keys("h[b-a]llo"), (S{"hallo"}));  // reversed range, as Redis
+  EXPECT_EQ(keys("h\\*llo"), (S{"h*llo"}));
+  EXPECT_EQ(keys("h\\?llo"), (S{"h?llo"}));
+  EXPECT_EQ(keys("a\\[b"), (S{"a[b"}));
+  EXPECT_EQ(keys("x\\\\y"), (S{"x\\y"}));
+  EXPECT_EQ(keys("*").size(), 9u);
+  EXPECT_EQ(keys("nomatch*"), S{});
+  EXPECT_EQ(Run({"KEYS", "zzz"}), "*0\r\n");
+}
+
+TEST(Glob, RedisSemantics) {
+  EXPECT_TRUE(GlobMatch("", ""));
+  EXPECT_FALSE(GlobMatch("*", ""));  // stringmatchlen quirk; KEYS/SCAN special-case "*"
+  EXPECT_TRUE(GlobMatch("*", "abc"));
+  EXPECT_TRUE(GlobMatch("a*", "a"));
+  EXPECT_TRUE(GlobMatch("a**", "a"));
+  EXPECT_TRUE(GlobMatch("*c", "abc"));
+  EXPECT_FALSE(GlobMatch("*d", "abc"));
+  EXPECT_TRUE(GlobMatch("a*b*c", "aXXbYYc"));
+  EXPECT_TRUE(GlobMatch("a*b*c", "abbbc"));
+  EXPECT_FALSE(GlobMatch("a*b*c", "acb"));
+  EXPECT_TRUE(GlobMatch("?", "x"));
+  EXPECT_FALSE(GlobMatch("?", "xy"));
+  EXPECT_TRUE(GlobMatch("[abc]", "b"));
+  EXPECT_FALSE(GlobMatch("[abc]", "d"));
+  EXPECT_TRUE(GlobMatch("[^abc]", "d"));
+  EXPECT_TRUE(GlobMatch("[a-z]x", "qx"));
+  EXPECT_TRUE(GlobMatch("[\\]]", "]"));
+  EXPECT_TRUE(GlobMatch("[a-]", "_"));  // Redis reads "a-]" as the range ]..a, unterminated
+  EXPECT_FALSE(GlobMatch("[a-]", "b"));
+  EXPECT_FALSE(GlobMatch("[]", "a"));
+  EXPECT_TRUE(GlobMatch("[abc", "c"));  // unterminated class runs to the end
+  EXPECT_TRUE(GlobMatch("[^", "z"));
+  EXPECT_TRUE(GlobMatch("\\", "\\"));   // a trailing backslash is literal
+  EXPECT_TRUE(GlobMatch("a\\*", "a*"));
+  EXPECT_FALSE(GlobMatch("a\\*", "ab"));
+  EXPECT_TRUE(GlobMatch("user^*", "user^42"));
+}
+
+// Reference: the recursive definition of Redis' stringmatchlen (exponential
+// in the worst case, fine for short inputs), to check the iterative GlobMatch.
+bool RefMatch(std::string_view p, std::string_view s) {
+  while (!p.empty() && !s.empty()) {
+    if (p[0] == '*') {
+      while (p.size() > 1 && p[1] == '*') p.remove_prefix(1);
+      if (p.size() == 1) return true;
+      for (; !s.empty(); s.remove_prefix(1))
+        if (RefMatch(p.substr(1), s)) return true;
+      return false;
+    }
+    unsigned char c = static_cast<unsigned char>(s[0]);
+    size_t used = 1;  // pattern bytes this token takes
+    bool ok;
+    if (p[0] == '?') {
+      ok = true;
+    } else if (p[0] == '[') {
+      size_t i = 1;
+      bool neg = i < p.size() && p[i] == '^';
+      if (neg) i++;
+      bool hit = false;
+      for (;;) {
+        if (i >= p.size()) { i = p.size() - 1; break; }
+        if (p[i] == '\\' && p.size() - i >= 2) {
+          i++;
+          hit |= static_cast<unsigned char>(p[i]) == c;
+        } else if (p[i] == ']') {
+          break;
+        } else if (p.size() - i >= 3 && p[i + 1] == '-') {
+          unsigned char a = p[i], b = p[i + 2];
+          if (a > b) std::swap(a, b);
+          hit |= c >= a && c <= b;
+          i += 2;
+        } else {
+          hit |= static_cast<unsigned char>(p[i]) == c;
+        }
+        i++;
+      }
+      ok = neg ? !hit : hit;
+      used = i + 1;
+    } else if (p[0] == '\\' && p.size() >= 2) {
+      ok = static_cast<unsigned char>(p[1]) == c;
+      used = 2;
+    } else {
+      ok = static_cast<unsigned char>(p[0]) == c;
+    }
+    if (!ok) return false;
+    p.remove_prefix(std::min(used, p.size()));
+    s.remove_prefix(1);
+    if (s.empty()) {
+      while (!p.empty() && p[0] == '*') p.remove_prefix(1);
+      break;
+    }
+  }
+  return p.empty() && s.empty();
+}
+
+TEST(Glob, AgreesWithRecursiveReference) {
+  const char pat_alpha[] = "ab*?[]^-\\";
+  const char str_alpha[] = "ab]^-\\*";
+  uint64_t x = 88172645463325252ull;
+  auto rnd = [&x](size_t n) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return static_cast<size_t>(x % n);
+  };
+  int matches = 0;
+  for (int iter = 0; iter < 200000; ++iter) {
+    std::string p, s;
+    for (size_t n = rnd(9); n > 0; --n) p += pat_alpha[rnd(sizeof pat_alpha - 1)];
+    for (size_t n = rnd(8); n > 0; --n) s += str_alpha[rnd(sizeof str_alpha - 1)];
+    ASSERT_EQ(GlobMatch(p, s), RefMatch(p, s)) << "pattern '" << p << "' string '" << s << "'";
+    matches += RefMatch(p, s);
+  }
+  EXPECT_GT(matches, 2000);  // the inputs do exercise the matching paths
+}
+
+TEST(Glob, PathologicalPatternFinishesFast) {
+  std::string key(100000, 'a');
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(GlobMatch("*a*a*a*a*a*a*a*a*b", key));
+  EXPECT_FALSE(GlobMatch(std::string(50, '*') + "a*a*a*a*a*a*a*a*a*a*a*a*a*a*b", key));
+  std::string pat;
+  for (int i = 0; i < 200; ++i) pat += "*a";
+  pat += "b";
+  EXPECT_FALSE(GlobMatch(pat, key));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(ms, 500);
+  EXPECT_TRUE(GlobMatch("*a*a*a*a*a*a*a*a*b", key + "b"));
+}
+
+TEST_F(CommandsTest, KeysWithPathologicalPatternOnLongKey) {
+  std::string key(60, 'a');  // under max_key_bytes
+  ASSERT_EQ(Run({"SET", key, "1"}), "+OK\r\n");
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(Run({"KEYS", "*a*a*a*a*a*a*a*a*b"}), "*0\r\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(200));
+}
+
+TEST_F(CommandsTest, FlushAndNamespaces) {
+  EXPECT_EQ(Run({"MSET", "users^1", "a", "users^2", "b", "usersX", "c", "other^1", "d"}),
+            "+OK\r\n");
+  EXPECT_EQ(Run({"FLUSHNS", "users"}), ":2\r\n");
+  EXPECT_EQ(Run({"EXISTS", "users^1", "users^2", "usersX", "other^1"}), ":2\r\n");
+  EXPECT_EQ(Run({"FLUSHDB", "FOO"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"FLUSHALL", "ASYNC"}), "+OK\r\n");
+  EXPECT_EQ(Run({"DBSIZE"}), ":0\r\n");
+  EXPECT_EQ(Run({"SET", "a", "1"}), "+OK\r\n");
+  EXPECT_EQ(Run({"FLUSHDB", "sync"}), "+OK\r\n");
+  EXPECT_EQ(Run({"DBSIZE"}), ":0\r\n");
+}
+
+// ---------------------------------------------------------------------------
+// INFO, CONFIG, COMMAND
+
+TEST_F(CommandsTest, InfoHasWhatClientsRead) {
+  std::string r = Run({"INFO"});
+  EXPECT_THAT(r, StartsWith("$"));
+  EXPECT_THAT(r, HasSubstr("# Server\r\nredis_version:7.0.0\r\npreforkd_version:9.9.9\r\n"));
+  EXPECT_THAT(r, HasSubstr("\r\nredis_mode:standalone\r\n"));
+  EXPECT_THAT(r, HasSubstr("\r\narch_bits:64\r\n"));
+  EXPECT_THAT(r, HasSubstr("\r\ntcp_port:6380\r\n"));
+  EXPECT_THAT(r, HasSubstr("\r\n\r\n# Clients\r\nconnected_clients:3\r\n"));
+  EXPECT_THAT(r, HasSubstr("\r\nused_memory:"));
+  EXPECT_THAT(r, HasSubstr("\r\nmaxmemory_policy:noeviction\r\n"));
+  EXPECT_THAT(r, HasSubstr("\r\ntotal_commands_processed:77\r\n"));
+  EXPECT_THAT(r, HasSubstr("\r\nkeyspace_hits:"));
+  EXPECT_THAT(r, HasSubstr("# Keyspace\r\n"));
+  EXPECT_THAT(r, Not(HasSubstr("db0:")));  // empty: no db0 line, as Redis
+  Run({"SET", "a", "1"});
+  Run({"SET", "b", "1", "EX", "100"});
+  EXPECT_THAT(Run({"INFO", "keyspace"}), HasSubstr("# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=0\r\n"));
+  std::string ks = Run({"INFO", "KEYSPACE"});
+  EXPECT_THAT(ks, Not(HasSubstr("# Server")));
+  EXPECT_EQ(Run({"INFO", "nosuchsection"}), "$0\r\n\r\n");
+  std::string two = Run({"INFO", "server", "stats"});
+  EXPECT_THAT(two, HasSubstr("# Server"));
+  EXPECT_THAT(two, HasSubstr("# Stats"));
+  EXPECT_THAT(two, Not(HasSubstr("# Memory")));
+}
+
+TEST_F(CommandsTest, ConfigGetForBenchmarksAndClients) {
+  EXPECT_EQ(Run({"CONFIG", "GET", "save"}), "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
+  EXPECT_EQ(Run({"CONFIG", "GET", "appendonly"}), "*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n");
+  EXPECT_EQ(Run({"CONFIG", "GET", "MAXMEMORY-POLICY"}),
+            "*2\r\n$16\r\nmaxmemory-policy\r\n$10\r\nnoeviction\r\n");
+  EXPECT_THAT(Run({"CONFIG", "GET", "maxmemory*"}), StartsWith("*4\r\n$9\r\nmaxmemory\r\n"));
+  EXPECT_EQ(Run({"CONFIG", "GET", "nosuch"}), "*0\r\n");
+  EXPECT_EQ(Run({"CONFIG", "GET", "save", "save"}), "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
+  EXPECT_EQ(Run({"CONFIG", "GET"}), "-ERR wrong number of arguments for 'config|get' command\r\n");
+  EXPECT_THAT(Run({"CONFIG", "SET", "save", ""}), StartsWith("-ERR CONFIG SET is not supported"));
+}
+
+TEST_F(CommandsTest, CommandIntrospection) {
+  EXPECT_EQ(Run({"COMMAND", "COUNT"}), ":" + std::to_string(CommandTable().size()) + "\r\n");
+  EXPECT_EQ(Run({"COMMAND", "DOCS"}), "*0\r\n");
+  EXPECT_EQ(Run({"COMMAND", "INFO", "get", "nosuch"}),
+            "*2\r\n*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n"
+            "*0\r\n*0\r\n*0\r\n*0\r\n$-1\r\n");
+  std::string all = Run({"COMMAND"});
+  EXPECT_THAT(all, StartsWith("*" + std::to_string(CommandTable().size()) + "\r\n"));
+  EXPECT_THAT(all, HasSubstr("$14\r\nclient|setname\r\n:3\r\n"));
+  EXPECT_THAT(all, HasSubstr("$4\r\nmset\r\n:-3\r\n*2\r\n+write\r\n+denyoom\r\n:1\r\n:-1\r\n:2\r\n"));
+  EXPECT_THAT(Run({"COMMAND", "LIST"}), HasSubstr("$4\r\nping\r\n"));
+}
+
+}  // namespace
+}  // namespace pf

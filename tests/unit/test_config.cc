@@ -1,0 +1,196 @@
+// tests/unit/test_config.cc: conf parsing: valid files, and one test per kind
+// of error, each checking the file:line:col: key: message shape.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "shared/config.h"
+
+using ::testing::HasSubstr;
+
+namespace pf {
+namespace {
+
+ConfigResult Parse(const std::string& text) { return ParseConfig(text, "/etc/pf/test.yaml"); }
+
+std::string OneError(const std::string& text) {
+  ConfigResult r = Parse(text);
+  EXPECT_EQ(r.errors.size(), 1u) << ::testing::PrintToString(r.errors);
+  return r.errors.empty() ? "" : r.errors[0];
+}
+
+const char* kMinimal = "listeners:\n  - {name: e, port: 7007, protocol: echo}\n";
+
+TEST(Config, MinimalFileGetsDefaults) {
+  ConfigResult r = Parse(kMinimal);
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  const Config& c = r.config;
+  EXPECT_GE(c.workers, 1u);
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].address, "127.0.0.1");
+  EXPECT_EQ(c.listeners[0].port, 7007);
+  EXPECT_EQ(c.listeners[0].protocol, Protocol::kEcho);
+  EXPECT_EQ(c.pidfile, "/etc/pf/preforkd.pid");
+  EXPECT_EQ(c.kv.shards, 64u);
+  EXPECT_EQ(c.logging.error_log, "stderr");
+}
+
+TEST(Config, FullFileParses) {
+  ConfigResult r = Parse(R"(
+workers: 3
+pidfile: ../run/x.pid
+shared_memory: 32m
+listeners:
+  - name: echo
+    address: ::1
+    port: 7007
+    protocol: echo
+    backlog: 128
+timeouts: {idle: 90s, drain: 500ms, header: 5s, keepalive: 1m}
+limits:
+  max_connections_per_worker: 100
+  max_connections: 150
+  max_line_bytes: 8k
+  max_request_bytes: 2m
+  max_bulk_bytes: 1m
+  max_multibulk_len: 1000
+  output_high_water: 256k
+  keepalive_requests: 50
+logging: {error_log: log/error.log, level: debug, access_log: "off"}
+kv: {shards: 16, max_key_bytes: 1k, max_value_bytes: 2m, eviction: allkeys-lru, sweep_interval: 50ms, password: s3cret}
+)");
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  const Config& c = r.config;
+  EXPECT_EQ(c.workers, 3u);
+  EXPECT_EQ(c.pidfile, "/etc/run/x.pid");
+  EXPECT_EQ(c.shm_size, 32ull << 20);
+  EXPECT_EQ(c.listeners[0].address, "::1");
+  EXPECT_EQ(c.listeners[0].backlog, 128);
+  EXPECT_EQ(c.timeouts.idle_ms, 90'000u);
+  EXPECT_EQ(c.timeouts.drain_ms, 500u);
+  EXPECT_EQ(c.timeouts.keepalive_ms, 60'000u);
+  EXPECT_EQ(c.limits.max_line_bytes, 8192u);
+  EXPECT_EQ(c.limits.output_high_water, 256u * 1024);
+  EXPECT_EQ(c.logging.error_log, "/etc/pf/log/error.log");
+  EXPECT_EQ(c.logging.level, "debug");
+  EXPECT_EQ(c.logging.access_log, "off");
+  EXPECT_EQ(c.kv.shards, 16u);
+  EXPECT_EQ(c.kv.eviction, Eviction::kAllKeysLru);
+  EXPECT_EQ(c.kv.password, "s3cret");
+}
+
+TEST(Config, ShippedDefaultConfigIsValid) {
+  const char* root = getenv("PREFORKD_SOURCE_ROOT");
+  const std::string path = std::string(root ? root : ".") + "/conf/preforkd.yaml";
+  ConfigResult r = LoadConfig(path);
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  for (const auto& l : r.config.listeners) EXPECT_EQ(l.address, "127.0.0.1") << l.name;
+}
+
+TEST(Config, UnknownKeyNamesKeyAndPosition) {
+  EXPECT_EQ(OneError(std::string(kMinimal) + "wrokers: 2\n"),
+            "/etc/pf/test.yaml:3:1: wrokers: unknown key, expected one of group, kv, limits, "
+            "listeners, logging, pidfile, shared_memory, timeouts, user, workers");
+}
+
+TEST(Config, UnknownNestedKey) {
+  EXPECT_THAT(OneError(std::string(kMinimal) + "limits:\n  max_lines: 3\n"),
+              HasSubstr("test.yaml:4:3: limits.max_lines: unknown key"));
+}
+
+TEST(Config, PortOutOfRange) {
+  EXPECT_EQ(OneError("listeners:\n  - name: e\n    port: 70000\n    protocol: echo\n"),
+            "/etc/pf/test.yaml:3:11: listeners[0].port: 70000 is out of range, expected 1..65535");
+}
+
+TEST(Config, WrongTypeScalarExpected) {
+  EXPECT_THAT(OneError(std::string(kMinimal) + "workers: [1, 2]\n"),
+              HasSubstr("test.yaml:3:10: workers: a list is the wrong type, expected auto or an integer"));
+}
+
+TEST(Config, NotAnInteger) {
+  EXPECT_THAT(OneError(std::string(kMinimal) + "workers: many\n"),
+              HasSubstr("workers: 'many' is not an integer, expected an integer in 1..256"));
+}
+
+TEST(Config, BadSizeAndDuration) {
+  ConfigResult r = Parse(std::string(kMinimal) + "limits: {max_line_bytes: 12q}\ntimeouts: {idle: 5 minutes}\n");
+  ASSERT_EQ(r.errors.size(), 2u);
+  EXPECT_THAT(r.errors[0], HasSubstr("limits.max_line_bytes: '12q' is not a size"));
+  EXPECT_THAT(r.errors[1], HasSubstr("timeouts.idle: '5 minutes' is not a duration"));
+}
+
+TEST(Config, SizeOutOfRange) {
+  EXPECT_THAT(OneError(std::string(kMinimal) + "shared_memory: 4k\n"),
+              HasSubstr("shared_memory: 4k is out of range, expected 1m..64g"));
+}
+
+TEST(Config, UnknownProtocol) {
+  EXPECT_THAT(OneError("listeners:\n  - {name: x, port: 1, protocol: gopher}\n"),
+              HasSubstr("listeners[0].protocol: 'gopher' is not a protocol this build serves"));
+}
+
+TEST(Config, BadAddress) {
+  EXPECT_THAT(OneError("listeners:\n  - {name: x, port: 1, protocol: echo, address: localhostt}\n"),
+              HasSubstr("listeners[0].address: 'localhostt' is not an IP address"));
+}
+
+TEST(Config, MissingListenerFields) {
+  ConfigResult r = Parse("listeners:\n  - {name: x}\n");
+  ASSERT_EQ(r.errors.size(), 2u);
+  EXPECT_THAT(r.errors[0], HasSubstr("listeners[0].port: missing"));
+  EXPECT_THAT(r.errors[1], HasSubstr("listeners[0].protocol: missing"));
+}
+
+TEST(Config, MissingListeners) {
+  EXPECT_THAT(OneError("workers: 1\n"), HasSubstr("listeners: missing"));
+  EXPECT_THAT(OneError("listeners: []\n"), HasSubstr("listeners: empty"));
+}
+
+TEST(Config, DuplicateListenerNameAndSocket) {
+  ConfigResult r = Parse(
+      "listeners:\n  - {name: a, port: 7, protocol: echo}\n  - {name: a, port: 7, protocol: echo}\n");
+  ASSERT_EQ(r.errors.size(), 2u);
+  EXPECT_THAT(r.errors[0], HasSubstr("listeners[1].name: 'a' is used by listeners[0]"));
+  EXPECT_THAT(r.errors[1], HasSubstr("listeners[1].port: 127.0.0.1:7 is used by listeners[0]"));
+}
+
+TEST(Config, DuplicateKey) {
+  EXPECT_THAT(OneError(std::string(kMinimal) + "workers: 1\nworkers: 2\n"),
+              HasSubstr("workers: duplicate key"));
+}
+
+TEST(Config, BadEnumValues) {
+  ConfigResult r = Parse(std::string(kMinimal) + "logging: {level: loud}\nkv: {eviction: random, shards: 3}\n");
+  ASSERT_EQ(r.errors.size(), 3u);
+  EXPECT_THAT(r.errors[0], HasSubstr("logging.level: 'loud' is not a level"));
+  EXPECT_THAT(r.errors[1], HasSubstr("kv.eviction: 'random' is not a policy"));
+  EXPECT_THAT(r.errors[2], HasSubstr("kv.shards: 3 is not a power of two"));
+}
+
+TEST(Config, YamlSyntaxError) {
+  EXPECT_THAT(OneError("listeners: [\n"), HasSubstr("test.yaml:2:1: (yaml): "));
+}
+
+TEST(Config, TopLevelMustBeMapping) {
+  EXPECT_THAT(OneError("- a\n- b\n"), HasSubstr("(top level): a list is the wrong type, expected a mapping"));
+}
+
+TEST(Config, EveryProblemIsListed) {
+  ConfigResult r = Parse("workers: 0\nlisteners:\n  - {name: e, port: 0, protocol: echo}\nbogus: 1\n");
+  EXPECT_EQ(r.errors.size(), 3u) << ::testing::PrintToString(r.errors);
+}
+
+TEST(Config, MissingFile) {
+  ConfigResult r = LoadConfig("/nonexistent/preforkd.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_THAT(r.errors[0], HasSubstr("/nonexistent/preforkd.yaml:1:1: (file): cannot open"));
+}
+
+TEST(Config, GroupNeedsUser) {
+  EXPECT_THAT(OneError(std::string(kMinimal) + "group: nogroup\n"), HasSubstr("group: set without user"));
+}
+
+}  // namespace
+}  // namespace pf

@@ -1,0 +1,539 @@
+// tests/unit/test_kv.cc: single-process semantics of the KV engine: every
+// operation and status, expiry, eviction, the arena, collisions, SCAN, and
+// Verify() after every test.
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "shared/hash.h"
+#include "shared/kv.h"
+#include "shared/kv_internal.h"
+
+namespace pf::kv {
+namespace {
+
+class Region {
+ public:
+  explicit Region(size_t size) : size_(size) {
+    p_ = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p_ == MAP_FAILED) p_ = nullptr;
+  }
+  ~Region() {
+    if (p_) munmap(p_, size_);
+  }
+  void* get() const { return p_; }
+  size_t size() const { return size_; }
+
+ private:
+  void* p_;
+  size_t size_;
+};
+
+class KvTest : public ::testing::Test {
+ protected:
+  void Make(size_t size, uint32_t shards, Eviction ev = Eviction::kNoEviction,
+            uint32_t buckets = 0) {
+    region_ = std::make_unique<Region>(size);
+    ASSERT_NE(region_->get(), nullptr);
+    Limits l;
+    l.max_key_bytes = 64;
+    l.max_value_bytes = 64 * 1024;
+    l.eviction = ev;
+    testing::SetFormatBuckets(buckets);
+    std::string why;
+    store_ = Store::Format(region_->get(), size, shards, l, 0x1234, &why);
+    testing::SetFormatBuckets(0);
+    ASSERT_NE(store_, nullptr) << why;
+  }
+  void SetUp() override { Make(1 << 20, 4); }
+  void TearDown() override {
+    if (!store_) return;
+    for (uint32_t i = 0; i < store_->shard_count(); ++i) {
+      std::string why;
+      EXPECT_TRUE(store_->Verify(i, &why)) << "shard " << i << ": " << why;
+    }
+  }
+  void VerifyAll() {
+    for (uint32_t i = 0; i < store_->shard_count(); ++i) {
+      std::string why;
+      ASSERT_TRUE(store_->Verify(i, &why)) << "shard " << i << ": " << why;
+    }
+  }
+  Status Put(std::string_view k, std::string_view v, uint64_t now = 1000) {
+    return store_->Set(k, v, SetOptions{}, now);
+  }
+  std::string GetOr(std::string_view k, uint64_t now = 1000, std::string dflt = "<none>") {
+    std::string v;
+    return store_->Get(k, now, &v) == Status::kOk ? v : dflt;
+  }
+  // Keys that hash to `shard`.
+  std::vector<std::string> KeysInShard(uint32_t shard, size_t n, const std::string& pfx = "k") {
+    std::vector<std::string> out;
+    for (int i = 0; out.size() < n; ++i) {
+      std::string k = pfx + std::to_string(i);
+      if (store_->ShardOf(k) == shard) out.push_back(k);
+    }
+    return out;
+  }
+
+  std::unique_ptr<Region> region_;
+  Store* store_ = nullptr;
+};
+
+TEST(SipHash, MatchesReferenceVectors) {
+  uint64_t k0 = 0x0706050403020100ull, k1 = 0x0f0e0d0c0b0a0908ull;
+  unsigned char msg[64];
+  for (int i = 0; i < 64; ++i) msg[i] = static_cast<unsigned char>(i);
+  EXPECT_EQ(SipHash24(k0, k1, msg, 0), 0x726fdb47dd0e0e31ull);
+  EXPECT_EQ(SipHash24(k0, k1, msg, 15), 0xa129ca6149be45e5ull);
+  EXPECT_NE(SipHash13(k0, k1, msg, 15), SipHash13(k0 + 1, k1, msg, 15));
+}
+
+TEST_F(KvTest, GetSetDelExists) {
+  std::string v;
+  EXPECT_EQ(store_->Get("a", 1000, &v), Status::kNotFound);
+  EXPECT_EQ(Put("a", "1"), Status::kOk);
+  EXPECT_EQ(store_->Get("a", 1000, &v), Status::kOk);
+  EXPECT_EQ(v, "1");
+  EXPECT_TRUE(store_->Exists("a", 1000));
+  EXPECT_EQ(Put("a", "second value"), Status::kOk);
+  EXPECT_EQ(GetOr("a"), "second value");
+  EXPECT_EQ(Put("", ""), Status::kOk);  // empty key and value are legal
+  EXPECT_EQ(GetOr(""), "");
+  EXPECT_EQ(store_->DbSize(), 2u);
+  EXPECT_EQ(store_->Del("a", 1000), Status::kOk);
+  EXPECT_EQ(store_->Del("a", 1000), Status::kNotFound);
+  EXPECT_FALSE(store_->Exists("a", 1000));
+  EXPECT_EQ(store_->DbSize(), 1u);
+  Stats st = store_->GetStats();
+  EXPECT_EQ(st.hits, 3u);
+  EXPECT_EQ(st.misses, 1u);
+  std::string bin("x\0y\xff", 4);
+  EXPECT_EQ(Put(bin, bin), Status::kOk);
+  EXPECT_EQ(GetOr(bin), bin);
+}
+
+TEST_F(KvTest, TooLarge) {
+  EXPECT_EQ(Put(std::string(65, 'k'), "v"), Status::kTooLarge);
+  EXPECT_EQ(Put(std::string(64, 'k'), "v"), Status::kOk);
+  EXPECT_EQ(Put("k", std::string(64 * 1024 + 1, 'v')), Status::kTooLarge);
+  EXPECT_EQ(Put("k", std::string(64 * 1024, 'v')), Status::kOk);
+  int64_t r;
+  EXPECT_EQ(store_->IncrBy(std::string(65, 'k'), 1, 1000, &r), Status::kTooLarge);
+  store_->SetLimits(Limits{8, 8, Eviction::kNoEviction});
+  EXPECT_EQ(Put("k", "123456789"), Status::kTooLarge);
+  EXPECT_EQ(Put("123456789", "v"), Status::kTooLarge);
+}
+
+TEST_F(KvTest, SetConditionsKeepTtlAndOldValue) {
+  SetOptions nx;
+  nx.cond = SetOptions::kIfAbsent;
+  SetOptions xx;
+  xx.cond = SetOptions::kIfPresent;
+  EXPECT_EQ(store_->Set("k", "x", xx, 1000), Status::kNotDone);
+  EXPECT_FALSE(store_->Exists("k", 1000));
+  EXPECT_EQ(store_->Set("k", "1", nx, 1000), Status::kOk);
+  std::string old;
+  bool had = true;
+  EXPECT_EQ(store_->Set("k", "2", nx, 1000, &old, &had), Status::kNotDone);
+  EXPECT_TRUE(had);
+  EXPECT_EQ(old, "1");
+  EXPECT_EQ(GetOr("k"), "1");
+  EXPECT_EQ(store_->Set("k", "3", xx, 1000, &old, &had), Status::kOk);
+  EXPECT_EQ(old, "1");
+  EXPECT_EQ(GetOr("k"), "3");
+  EXPECT_EQ(store_->Set("new", "v", SetOptions{}, 1000, &old, &had), Status::kOk);
+  EXPECT_FALSE(had);
+
+  SetOptions ex;
+  ex.expire_at_ms = 5000;
+  EXPECT_EQ(store_->Set("t", "v", ex, 1000), Status::kOk);
+  int64_t at = 0;
+  EXPECT_EQ(store_->GetExpire("t", 1000, &at), Status::kOk);
+  EXPECT_EQ(at, 5000);
+  SetOptions keep;
+  keep.keep_ttl = true;
+  EXPECT_EQ(store_->Set("t", "v2", keep, 1000), Status::kOk);
+  EXPECT_EQ(store_->GetExpire("t", 1000, &at), Status::kOk);
+  EXPECT_EQ(at, 5000);
+  EXPECT_EQ(Put("t", "v3"), Status::kOk);  // a plain SET clears the TTL
+  EXPECT_EQ(store_->GetExpire("t", 1000, &at), Status::kOk);
+  EXPECT_EQ(at, -1);
+  EXPECT_EQ(store_->Set("fresh", "v", keep, 1000), Status::kOk);
+  EXPECT_EQ(store_->GetExpire("fresh", 1000, &at), Status::kOk);
+  EXPECT_EQ(at, -1);
+  EXPECT_EQ(store_->GetStats().expires, 0u);
+}
+
+TEST_F(KvTest, ExpiryIsLazyAndCounted) {
+  SetOptions ex;
+  ex.expire_at_ms = 2000;
+  ASSERT_EQ(store_->Set("e", "v", ex, 1000), Status::kOk);
+  EXPECT_EQ(store_->GetStats().expires, 1u);
+  EXPECT_EQ(GetOr("e", 2000), "v");  // expired only after the deadline
+  EXPECT_EQ(GetOr("e", 2001), "<none>");
+  Stats st = store_->GetStats();
+  EXPECT_EQ(st.keys, 0u);
+  EXPECT_EQ(st.expires, 0u);
+  EXPECT_EQ(st.expired, 1u);
+  // NX sees an expired key as absent.
+  ASSERT_EQ(store_->Set("e2", "v", ex, 1000), Status::kOk);
+  SetOptions nx;
+  nx.cond = SetOptions::kIfAbsent;
+  EXPECT_EQ(store_->Set("e2", "w", nx, 3000), Status::kOk);
+  EXPECT_EQ(GetOr("e2", 3000), "w");
+  EXPECT_FALSE(store_->Exists("gone", 3000));
+}
+
+TEST_F(KvTest, SetExpireGetExpirePersist) {
+  int64_t at;
+  EXPECT_EQ(store_->SetExpire("missing", 5000, 1000), Status::kNotDone);
+  EXPECT_EQ(store_->GetExpire("missing", 1000, &at), Status::kNotFound);
+  ASSERT_EQ(Put("k", "v"), Status::kOk);
+  EXPECT_EQ(store_->SetExpire("k", -1, 1000), Status::kNotDone);  // PERSIST without TTL
+  EXPECT_EQ(store_->SetExpire("k", 5000, 1000), Status::kOk);
+  EXPECT_EQ(store_->GetExpire("k", 1000, &at), Status::kOk);
+  EXPECT_EQ(at, 5000);
+  EXPECT_EQ(store_->GetStats().expires, 1u);
+  EXPECT_EQ(store_->SetExpire("k", 6000, 1000), Status::kOk);
+  EXPECT_EQ(store_->GetStats().expires, 1u);
+  EXPECT_EQ(store_->SetExpire("k", -1, 1000), Status::kOk);
+  EXPECT_EQ(store_->GetExpire("k", 1000, &at), Status::kOk);
+  EXPECT_EQ(at, -1);
+  EXPECT_EQ(store_->GetStats().expires, 0u);
+  EXPECT_EQ(store_->SetExpire("k", 1000, 1000), Status::kOk);  // deadline now: deleted
+  EXPECT_FALSE(store_->Exists("k", 1000));
+}
+
+TEST_F(KvTest, IncrBy) {
+  int64_t r = 0;
+  EXPECT_EQ(store_->IncrBy("n", 5, 1000, &r), Status::kOk);
+  EXPECT_EQ(r, 5);
+  EXPECT_EQ(store_->IncrBy("n", -7, 1000, &r), Status::kOk);
+  EXPECT_EQ(r, -2);
+  EXPECT_EQ(GetOr("n"), "-2");
+  for (const char* bad : {"", " 1", "1 ", "+1", "01", "-0", "-", "1a", "0x10", "9223372036854775808",
+                          "-9223372036854775809", "99999999999999999999", "1.5"}) {
+    ASSERT_EQ(Put("b", bad), Status::kOk);
+    EXPECT_EQ(store_->IncrBy("b", 1, 1000, &r), Status::kNotInteger) << "'" << bad << "'";
+    EXPECT_EQ(GetOr("b"), bad);
+  }
+  ASSERT_EQ(Put("m", "9223372036854775807"), Status::kOk);
+  EXPECT_EQ(store_->IncrBy("m", 1, 1000, &r), Status::kOverflow);
+  EXPECT_EQ(store_->IncrBy("m", -1, 1000, &r), Status::kOk);
+  EXPECT_EQ(r, INT64_MAX - 1);
+  ASSERT_EQ(Put("m", "-9223372036854775808"), Status::kOk);
+  EXPECT_EQ(store_->IncrBy("m", -1, 1000, &r), Status::kOverflow);
+  EXPECT_EQ(store_->IncrBy("m", 0, 1000, &r), Status::kOk);
+  EXPECT_EQ(r, INT64_MIN);
+  ASSERT_EQ(Put("z", "0"), Status::kOk);
+  EXPECT_EQ(store_->IncrBy("z", 1, 1000, &r), Status::kOk);
+  EXPECT_EQ(r, 1);
+  // INCR keeps the TTL.
+  SetOptions ex;
+  ex.expire_at_ms = 9000;
+  ASSERT_EQ(store_->Set("t", "10", ex, 1000), Status::kOk);
+  EXPECT_EQ(store_->IncrBy("t", 1, 1000, &r), Status::kOk);
+  int64_t at;
+  EXPECT_EQ(store_->GetExpire("t", 1000, &at), Status::kOk);
+  EXPECT_EQ(at, 9000);
+  EXPECT_EQ(GetOr("t"), "11");
+}
+
+TEST_F(KvTest, SweepExpiredRemovesOnlyExpiredWithBoundedWork) {
+  Make(256 * 1024, 1);
+  SetOptions ex;
+  for (int i = 0; i < 300; ++i) {
+    ex.expire_at_ms = (i % 3 == 0) ? 2000 : -1;
+    ASSERT_EQ(store_->Set("s" + std::to_string(i), "v", ex, 1000), Status::kOk);
+  }
+  EXPECT_EQ(store_->SweepExpired(0, 1500, 1000), 0u);  // nothing expired yet
+  size_t total = store_->SweepExpired(0, 3000, 10);  // bounded by max_keys
+  EXPECT_GT(total, 0u);
+  EXPECT_LE(total, 10u);
+  for (int i = 0; i < 100; ++i) total += store_->SweepExpired(0, 3000, 1000);
+  EXPECT_EQ(total, 100u);
+  Stats st = store_->GetStats();
+  EXPECT_EQ(st.keys, 200u);
+  EXPECT_EQ(st.expires, 0u);
+  EXPECT_EQ(st.expired, 100u);
+  EXPECT_EQ(store_->SweepExpired(0, 3000, 1000), 0u);
+}
+
+TEST_F(KvTest, NoEvictionGivesOomAndDeleteMakesRoom) {
+  Make(64 * 1024, 1);
+  std::string val(200, 'v');
+  int n = 0;
+  Status st;
+  while ((st = Put("f" + std::to_string(n), val)) == Status::kOk) ++n;
+  EXPECT_EQ(st, Status::kOom);
+  EXPECT_GT(n, 100);
+  EXPECT_EQ(store_->DbSize(), static_cast<uint64_t>(n));
+  EXPECT_EQ(GetOr("f0"), val);  // nothing evicted
+  EXPECT_EQ(store_->GetStats().evictions, 0u);
+  ASSERT_EQ(store_->Del("f3", 1000), Status::kOk);
+  EXPECT_EQ(Put("again", val), Status::kOk);
+  EXPECT_EQ(Put("more", val), Status::kOom);
+  int64_t r;
+  EXPECT_EQ(store_->IncrBy("f1", 1, 1000, &r), Status::kNotInteger);
+  // A value larger than the whole shard can never fit.
+  EXPECT_EQ(Put("huge", std::string(64 * 1024, 'h')), Status::kOom);
+}
+
+TEST_F(KvTest, AllKeysLruEvictsLeastRecentlyUsedFromSameShard) {
+  Make(64 * 1024, 1, Eviction::kAllKeysLru);
+  std::string val(200, 'v');
+  int n = 0;
+  while (store_->GetStats().evictions == 0) {
+    ASSERT_EQ(Put("l" + std::to_string(n), val), Status::kOk);
+    ++n;
+    if (n % 10 == 0) {
+      ASSERT_EQ(GetOr("l0"), val);  // keep l0 recent
+    }
+  }
+  EXPECT_EQ(GetOr("l0"), val);
+  EXPECT_FALSE(store_->Exists("l1", 1000));  // least recently used went first
+  for (int i = 0; i < 3 * n; ++i) {
+    ASSERT_EQ(Put("m" + std::to_string(i), val), Status::kOk);
+    if (i % 10 == 0) {
+      ASSERT_EQ(GetOr("l0"), val);
+    }
+  }
+  EXPECT_EQ(GetOr("l0"), val);
+  EXPECT_TRUE(store_->Exists("m" + std::to_string(3 * n - 1), 1000));
+  EXPECT_GT(store_->GetStats().evictions, static_cast<uint64_t>(2 * n));
+  // A larger value evicts as many small ones as needed.
+  EXPECT_EQ(Put("big", std::string(8000, 'b')), Status::kOk);
+  EXPECT_EQ(GetOr("big").size(), 8000u);
+  // More than the shard can hold: kOom even with eviction.
+  EXPECT_EQ(Put("huge", std::string(64 * 1024, 'h')), Status::kOom);
+}
+
+TEST_F(KvTest, ArenaReusesFreedChunksAndUsedBytesReturns) {
+  Make(128 * 1024, 1);
+  uint64_t start = store_->GetStats().used_bytes;
+  EXPECT_EQ(start, 0u);
+  auto fill = [&](const std::string& pfx, size_t vlen) {
+    int n = 0;
+    while (Put(pfx + std::to_string(n), std::string(vlen, 'x')) == Status::kOk) ++n;
+    return n;
+  };
+  int n1 = fill("a", 100);
+  VerifyAll();
+  for (int i = 0; i < n1; ++i) ASSERT_EQ(store_->Del("a" + std::to_string(i), 1000), Status::kOk);
+  EXPECT_EQ(store_->GetStats().used_bytes, start);
+  int n2 = fill("a", 100);
+  EXPECT_EQ(n1, n2);
+  VerifyAll();
+  for (int i = 0; i < n2; ++i) ASSERT_EQ(store_->Del("a" + std::to_string(i), 1000), Status::kOk);
+  // Small chunks coalesce so larger items fit after them.
+  int n3 = fill("b", 1000);
+  EXPECT_GT(n3, n1 / 12);
+  VerifyAll();
+  for (int i = 0; i < n3; ++i) ASSERT_EQ(store_->Del("b" + std::to_string(i), 1000), Status::kOk);
+  int n4 = fill("c", 100);
+  EXPECT_GE(n4, n1 * 9 / 10);
+  EXPECT_EQ(store_->GetStats().capacity_bytes, store_->GetShardStats(0).capacity_bytes);
+}
+
+TEST_F(KvTest, HashCollisionsInOneBucket) {
+  Make(1 << 20, 2, Eviction::kNoEviction, /*buckets=*/1);
+  for (int i = 0; i < 2000; ++i) ASSERT_EQ(Put("c" + std::to_string(i), std::to_string(i)), Status::kOk);
+  VerifyAll();
+  for (int i = 0; i < 2000; i += 2) ASSERT_EQ(store_->Del("c" + std::to_string(i), 1000), Status::kOk);
+  for (int i = 0; i < 2000; ++i)
+    ASSERT_EQ(GetOr("c" + std::to_string(i)), i % 2 ? std::to_string(i) : "<none>");
+  std::set<std::string> seen;
+  uint64_t cur = 0;
+  do {
+    std::vector<std::string> keys;
+    cur = store_->Scan(cur, 1, 1000, &keys);
+    seen.insert(keys.begin(), keys.end());
+  } while (cur != 0);
+  EXPECT_EQ(seen.size(), 1000u);
+}
+
+TEST_F(KvTest, ScanReturnsEveryStableKeyDespiteConcurrentChanges) {
+  Make(1 << 20, 4);
+  std::set<std::string> stable;
+  for (int i = 0; i < 500; ++i) {
+    stable.insert("s" + std::to_string(i));
+    ASSERT_EQ(Put("s" + std::to_string(i), "v"), Status::kOk);
+  }
+  for (int i = 0; i < 500; ++i) ASSERT_EQ(Put("t" + std::to_string(i), "v"), Status::kOk);
+  std::set<std::string> seen;
+  uint64_t cur = 0;
+  int step = 0, calls = 0;
+  do {
+    std::vector<std::string> keys;
+    cur = store_->Scan(cur, 7, 1000, &keys);
+    seen.insert(keys.begin(), keys.end());
+    ++calls;
+    // Between calls: delete transient keys, add new ones.
+    for (int j = 0; j < 5; ++j, ++step) {
+      store_->Del("t" + std::to_string(step % 500), 1000);
+      ASSERT_EQ(Put("n" + std::to_string(step), "v"), Status::kOk);
+    }
+  } while (cur != 0);
+  EXPECT_GT(calls, 10);
+  for (const auto& k : stable) EXPECT_TRUE(seen.count(k)) << k;
+  // Expired keys are not returned.
+  SetOptions ex;
+  ex.expire_at_ms = 1500;
+  ASSERT_EQ(store_->Set("exp", "v", ex, 1000), Status::kOk);
+  std::set<std::string> later;
+  cur = 0;
+  do {
+    std::vector<std::string> keys;
+    cur = store_->Scan(cur, 1000, 2000, &keys);
+    later.insert(keys.begin(), keys.end());
+  } while (cur != 0);
+  EXPECT_FALSE(later.count("exp"));
+  EXPECT_TRUE(later.count("s0"));
+  EXPECT_EQ(store_->Scan(uint64_t{99} << 32, 10, 1000, nullptr), 0u);  // bad shard ends
+}
+
+TEST_F(KvTest, FlushAllAndFlushPrefix) {
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(Put("users^" + std::to_string(i), "u"), Status::kOk);
+    ASSERT_EQ(Put("orders^" + std::to_string(i), "o"), Status::kOk);
+  }
+  ASSERT_EQ(Put("users", "not in the namespace"), Status::kOk);
+  EXPECT_EQ(store_->FlushPrefix("users^"), 100u);
+  EXPECT_EQ(store_->DbSize(), 101u);
+  EXPECT_EQ(GetOr("users"), "not in the namespace");
+  EXPECT_EQ(GetOr("orders^7"), "o");
+  EXPECT_EQ(store_->FlushPrefix("nothing^"), 0u);
+  VerifyAll();
+  EXPECT_EQ(store_->FlushAll(), 101u);
+  EXPECT_EQ(store_->DbSize(), 0u);
+  EXPECT_EQ(store_->GetStats().used_bytes, 0u);
+  EXPECT_EQ(Put("after", "flush"), Status::kOk);
+  EXPECT_EQ(GetOr("after"), "flush");
+}
+
+TEST_F(KvTest, MSetIsAllOrNothingAndMGet) {
+  std::vector<std::pair<std::string_view, std::string_view>> kvs = {
+      {"a", "1"}, {"b", "2"}, {"c", "3"}, {"d", "4"}, {"a", "5"}};
+  ASSERT_EQ(store_->MSet(kvs, 1000), Status::kOk);
+  std::vector<std::string_view> keys = {"a", "b", "x", "d"};
+  std::vector<std::optional<std::string>> out;
+  store_->MGet(keys, 1000, &out);
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[0], "5");
+  EXPECT_EQ(out[1], "2");
+  EXPECT_FALSE(out[2].has_value());
+  EXPECT_EQ(out[3], "4");
+  std::string big(64 * 1024 + 1, 'x');
+  std::vector<std::pair<std::string_view, std::string_view>> bad = {{"p", "1"}, {"q", big}};
+  EXPECT_EQ(store_->MSet(bad, 1000), Status::kTooLarge);
+  EXPECT_FALSE(store_->Exists("p", 1000));
+  // MSET clears TTLs.
+  SetOptions ex;
+  ex.expire_at_ms = 5000;
+  ASSERT_EQ(store_->Set("b", "t", ex, 1000), Status::kOk);
+  ASSERT_EQ(store_->MSet(kvs, 1000), Status::kOk);
+  int64_t at;
+  ASSERT_EQ(store_->GetExpire("b", 1000, &at), Status::kOk);
+  EXPECT_EQ(at, -1);
+}
+
+TEST_F(KvTest, MSetOomSetsNothing) {
+  Make(64 * 1024, 2);
+  std::string val(300, 'v');
+  int n = 0;
+  while (Put("f" + std::to_string(n), val) == Status::kOk) ++n;
+  // Some shard is full; free a little room in every shard, then ask for more.
+  ASSERT_GT(store_->FlushPrefix("f1"), 0u);
+  uint64_t keys = store_->DbSize();
+  std::vector<std::string> names;
+  for (int i = 0; i < 200; ++i) names.push_back("ms" + std::to_string(i));
+  std::vector<std::pair<std::string_view, std::string_view>> kvs;
+  for (auto& k : names) kvs.emplace_back(k, val);
+  EXPECT_EQ(store_->MSet(kvs, 1000), Status::kOom);
+  EXPECT_EQ(store_->DbSize(), keys);
+  for (auto& k : names) EXPECT_FALSE(store_->Exists(k, 1000));
+  kvs.resize(2);
+  EXPECT_EQ(store_->MSet(kvs, 1000), Status::kOk);
+}
+
+TEST_F(KvTest, AttachChecksMagicVersionAndSize) {
+  std::string why;
+  Store* s = Store::Attach(region_->get(), region_->size(), &why);
+  ASSERT_EQ(s, store_) << why;
+  EXPECT_EQ(Store::Attach(region_->get(), region_->size() - 4096, &why), nullptr);
+  EXPECT_NE(why.find("formatted for"), std::string::npos) << why;
+  auto* h = static_cast<internal::StoreHeader*>(region_->get());
+  h->version++;
+  EXPECT_EQ(Store::Attach(region_->get(), region_->size(), &why), nullptr);
+  EXPECT_NE(why.find("layout version"), std::string::npos) << why;
+  h->version--;
+  h->magic ^= 1;
+  EXPECT_EQ(Store::Attach(region_->get(), region_->size(), &why), nullptr);
+  EXPECT_NE(why.find("magic"), std::string::npos) << why;
+  h->magic ^= 1;
+  Region other(4096);
+  EXPECT_EQ(Store::Attach(other.get(), other.size(), &why), nullptr);
+  EXPECT_EQ(Store::Format(other.get(), other.size(), 4, Limits{}, 1, &why), nullptr);
+  EXPECT_NE(why.find("too small"), std::string::npos) << why;
+  EXPECT_GE(Store::MinSize(4), 4 * 4096u);
+}
+
+TEST_F(KvTest, VerifyDetectsCorruption) {
+  for (int i = 0; i < 50; ++i) ASSERT_EQ(Put("v" + std::to_string(i), "x"), Status::kOk);
+  uint32_t shard = store_->ShardOf("v1");
+  auto* h = static_cast<internal::StoreHeader*>(region_->get());
+  auto* s = reinterpret_cast<internal::ShardHeader*>(static_cast<char*>(region_->get()) +
+                                                     h->shards_off + shard * h->shard_stride);
+  std::string why;
+  s->keys++;
+  EXPECT_FALSE(store_->Verify(shard, &why));
+  EXPECT_NE(why.find("keys"), std::string::npos) << why;
+  s->keys--;
+  std::swap(s->lru_head, s->lru_tail);
+  EXPECT_FALSE(store_->Verify(shard, &why));
+  std::swap(s->lru_head, s->lru_tail);
+  ASSERT_TRUE(store_->Verify(shard, &why)) << why;
+  // Flip a byte of a live key: the stored hash no longer matches.
+  auto* it = reinterpret_cast<internal::Item*>(reinterpret_cast<char*>(s) + s->lru_head);
+  it->key()[0] ^= 0x20;
+  EXPECT_FALSE(store_->Verify(shard, &why));
+  EXPECT_NE(why.find("hash"), std::string::npos) << why;
+  it->key()[0] ^= 0x20;
+}
+
+TEST_F(KvTest, LruOrderFollowsAccessAndStatsPerShard) {
+  Make(64 * 1024, 1, Eviction::kAllKeysLru);
+  std::string val(1000, 'v');
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(Put("o" + std::to_string(i), val), Status::kOk);
+  // Read 0..4 so 5 becomes the least recently used.
+  std::vector<std::string_view> ks = {"o0", "o1", "o2", "o3", "o4"};
+  std::vector<std::optional<std::string>> out;
+  store_->MGet(ks, 1000, &out);
+  int i = 10;
+  while (store_->GetStats().evictions == 0) ASSERT_EQ(Put("o" + std::to_string(i++), val), Status::kOk);
+  EXPECT_FALSE(store_->Exists("o5", 1000));
+  for (int j = 0; j < 5; ++j) EXPECT_TRUE(store_->Exists("o" + std::to_string(j), 1000));
+  Stats st = store_->GetShardStats(0);
+  EXPECT_EQ(st.hits, 5u);
+  EXPECT_EQ(st.keys, store_->DbSize());
+  EXPECT_LE(st.used_bytes, st.capacity_bytes);
+}
+
+TEST(KvCrashPoints, NamesAreDistinct) {
+  std::set<std::string> names;
+  for (int n = 1; n <= testing::CrashPointCount(); ++n) names.insert(testing::CrashPointName(n));
+  EXPECT_EQ(names.size(), static_cast<size_t>(testing::CrashPointCount()));
+  EXPECT_STREQ(testing::CrashPointName(0), "");
+  EXPECT_STREQ(testing::CrashPointName(testing::CrashPointCount() + 1), "");
+}
+
+}  // namespace
+}  // namespace pf::kv

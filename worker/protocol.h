@@ -1,0 +1,43 @@
+// worker/protocol.h: the one interface every protocol handler implements.
+// A Session is the per-connection state of one protocol; the worker calls
+// OnConnect / OnRead / OnClose (and OnDrain when it is retiring) with the
+// connection object, which owns the socket, the buffers and the counters.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+struct evbuffer;
+
+namespace pf {
+
+class Connection;
+struct WorkerContext;
+struct ListenerConf;
+
+class Session {
+ public:
+  virtual ~Session() = default;
+  virtual void OnConnect(Connection&) {}
+  // New bytes are in `in`; consume what can be handled, leave partial input.
+  virtual void OnRead(Connection& c, evbuffer* in) = 0;
+  // Output has drained completely (flow control resumes, queued work continues).
+  virtual void OnWriteDrained(Connection&) {}
+  // The worker is retiring (reload or graceful stop): finish in-flight work;
+  // close the connection when the protocol has a clean point to do so.
+  virtual void OnDrain(Connection&) {}
+  virtual void OnClose(Connection&) {}
+  // The inactivity limit that applies right now (0 = none), and what to do when it passes.
+  virtual uint32_t TimeoutMs(const WorkerContext& w) const;
+  virtual void OnTimeout(Connection& c);
+};
+
+using SessionFactory = std::function<std::unique_ptr<Session>(const ListenerConf&, WorkerContext&)>;
+
+// Defined by each proto_*.cc.
+std::unique_ptr<Session> MakeEchoSession(const ListenerConf&, WorkerContext&);
+std::unique_ptr<Session> MakeRespSession(const ListenerConf&, WorkerContext&);
+std::unique_ptr<Session> MakeKvJsonSession(const ListenerConf&, WorkerContext&);
+
+}  // namespace pf

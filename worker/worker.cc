@@ -1,0 +1,345 @@
+// worker/worker.cc: the worker's event loop: accept on the slot's sockets
+// (pausing on EMFILE/ENFILE), enforce connection limits, sweep inactive
+// connections, and stop gracefully (drain) or fast on the master's signal.
+#include "worker/worker.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <spdlog/spdlog.h>
+
+#include "shared/log.h"
+#include "worker/connection.h"
+
+namespace pf {
+
+uint64_t WorkerContext::NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
+}
+
+void WorkerContext::Retire(Connection* c) {
+  dead.push_back(c->id());
+  event_active(reaper, EV_TIMEOUT, 0);
+}
+
+namespace {
+
+template <auto Fn>
+struct Deleter {
+  template <typename T>
+  void operator()(T* p) const { Fn(p); }
+};
+using EventPtr = std::unique_ptr<event, Deleter<event_free>>;
+using ListenerPtr = std::unique_ptr<evconnlistener, Deleter<evconnlistener_free>>;
+using BasePtr = std::unique_ptr<event_base, Deleter<event_base_free>>;
+
+SessionFactory FactoryFor(Protocol p) {
+  switch (p) {
+    case Protocol::kEcho: return MakeEchoSession;
+    default: return nullptr;
+  }
+}
+
+ProtoIndex ProtoIndexOf(Protocol p) {
+  switch (p) {
+    case Protocol::kEcho: return kProtoEcho;
+    case Protocol::kResp: return kProtoResp;
+    case Protocol::kKvJson: return kProtoKvJson;
+    case Protocol::kHttp: return kProtoHttp;
+    case Protocol::kChat: return kProtoChat;
+  }
+  return kProtoEcho;
+}
+
+class Worker {
+ public:
+  explicit Worker(const WorkerStart& s) : start_(s) {}
+
+  int Run() {
+    event_config* cfg = event_config_new();
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+    base_.reset(event_base_new_with_config(cfg));
+    event_config_free(cfg);
+    if (!base_) {
+      spdlog::critical("cannot create the event loop");
+      return 2;
+    }
+    ctx_.config = start_.config;
+    ctx_.segment = start_.segment;
+    ctx_.slot = start_.slot;
+    ctx_.generation = start_.generation;
+    ctx_.base = base_.get();
+    ctx_.store = start_.store;
+    ctx_.counters = start_.counter_index >= 0 ? start_.segment->proc(start_.counter_index)
+                                              : &private_counters_;
+    reaper_.reset(event_new(base_.get(), -1, 0, ReaperCb, this));
+    ctx_.reaper = reaper_.get();
+
+    for (const auto& s : start_.sockets) {
+      auto* l = evconnlistener_new(base_.get(), AcceptCb, this, LEV_OPT_CLOSE_ON_FREE, 0, s.fd);
+      if (!l) {
+        spdlog::critical("listener {}: cannot watch fd {}", s.listener->name, s.fd);
+        return 2;
+      }
+      evconnlistener_set_error_cb(l, AcceptErrorCb);
+      listeners_.push_back({ListenerPtr(l), s.listener, FactoryFor(s.listener->protocol),
+                            ProtoIndexOf(s.listener->protocol)});
+    }
+    AddSignal(SIGQUIT);
+    AddSignal(SIGTERM);
+    AddSignal(SIGUSR1);
+    accept_retry_.reset(evtimer_new(base_.get(), AcceptRetryCb, this));
+    sweep_.reset(event_new(base_.get(), -1, EV_PERSIST, SweepCb, this));
+    timeval tv = SweepPeriod();
+    evtimer_add(sweep_.get(), &tv);
+    if (ctx_.store) {
+      expire_.reset(event_new(base_.get(), -1, EV_PERSIST, ExpireCb, this));
+      const uint32_t ms = ctx_.config->kv.sweep_interval_ms;
+      timeval etv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+      evtimer_add(expire_.get(), &etv);
+    }
+    // The master may have died between fork and PR_SET_PDEATHSIG.
+    if (getppid() != start_.master_pid) return 0;
+
+    spdlog::info("worker started (generation {}, {} listener sockets)", ctx_.generation,
+                 listeners_.size());
+    event_base_dispatch(base_.get());
+    ctx_.conns.clear();
+    spdlog::info("worker stopped");
+    return 0;
+  }
+
+ private:
+  struct Listener {
+    ListenerPtr lev;
+    const ListenerConf* conf;
+    SessionFactory factory;
+    ProtoIndex proto;
+  };
+  struct Signal {
+    EventPtr ev;
+    Worker* w;
+  };
+
+  void AddSignal(int sig) {
+    signals_.push_back(std::make_unique<Signal>());
+    Signal* s = signals_.back().get();
+    s->w = this;
+    s->ev.reset(evsignal_new(base_.get(), sig, SignalCb, s));
+    event_add(s->ev.get(), nullptr);
+  }
+
+  timeval SweepPeriod() const {
+    const auto& t = ctx_.config->timeouts;
+    uint32_t m = 1000;
+    for (uint32_t v : {t.idle_ms, t.header_ms, t.keepalive_ms})
+      if (v) m = std::min(m, v / 4);
+    m = std::max<uint32_t>(m, 20);
+    return timeval{static_cast<time_t>(m / 1000), static_cast<suseconds_t>((m % 1000) * 1000)};
+  }
+
+  static void SignalCb(evutil_socket_t sig, short, void* arg) {
+    auto* s = static_cast<Signal*>(arg);
+    Worker* w = s->w;
+    switch (sig) {
+      case SIGQUIT: w->BeginDrain(); break;
+      case SIGTERM:
+        spdlog::info("fast stop: closing {} connections", w->ctx_.conns.size());
+        event_base_loopbreak(w->base_.get());
+        break;
+      case SIGUSR1:
+        if (!log::Reopen()) spdlog::error("cannot reopen the error log: {}", std::strerror(errno));
+        break;
+    }
+  }
+
+  void BeginDrain() {
+    if (ctx_.draining) return;
+    ctx_.draining = true;
+    char name[16];
+    snprintf(name, sizeof name, "preforkd-w%d-q", ctx_.slot);
+    prctl(PR_SET_NAME, name);
+    // Take what the kernel already queued on our sockets, then stop accepting.
+    // An unchanged listener's socket stays open in the master and the new
+    // worker of this slot, so its accept queue is never closed.
+    for (auto& l : listeners_) DrainAcceptQueue(l);
+    listeners_.clear();
+    evtimer_del(accept_retry_.get());
+    spdlog::info("graceful stop: draining {} connections (up to {} ms)", ctx_.conns.size(),
+                 ctx_.config->timeouts.drain_ms);
+    for (auto& [id, c] : ctx_.conns)
+      if (!c->closing()) c->session()->OnDrain(*c);
+    drain_deadline_ms_ = WorkerContext::NowMs() + ctx_.config->timeouts.drain_ms;
+    MaybeExit();
+  }
+
+  void DrainAcceptQueue(Listener& l) {
+    const int fd = evconnlistener_get_fd(l.lev.get());
+    for (int i = 0; i < 4096; i++) {
+      sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      int cfd = accept4(fd, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (cfd < 0) break;
+      Accept(l, cfd, reinterpret_cast<sockaddr*>(&ss));
+    }
+  }
+
+  void MaybeExit() {
+    if (ctx_.draining && ctx_.conns.size() == ctx_.dead.size()) event_base_loopexit(base_.get(), nullptr);
+  }
+
+  static void AcceptCb(evconnlistener* lev, evutil_socket_t fd, sockaddr* sa, int, void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    for (auto& l : w->listeners_)
+      if (l.lev.get() == lev) return w->Accept(l, fd, sa);
+    evutil_closesocket(fd);
+  }
+
+  void Accept(Listener& l, int fd, sockaddr* sa) {
+    if (accept_paused_) {
+      accept_paused_ = false;
+      spdlog::info("accepting again");
+    }
+    const LimitsConf& lim = ctx_.config->limits;
+    ShmHeader* h = ctx_.segment->header();
+    if (ctx_.conns.size() >= lim.max_connections_per_worker ||
+        h->conns_active_total.load(std::memory_order_relaxed) >=
+            static_cast<int64_t>(lim.max_connections)) {
+      evutil_closesocket(fd);
+      ctx_.counters->conns_rejected.Add(1);
+      const uint64_t now = WorkerContext::NowMs();
+      if (now - last_reject_log_ms_ >= 1000) {
+        last_reject_log_ms_ = now;
+        spdlog::warn("connection limit reached ({} here, {} in all): closing new connections",
+                     lim.max_connections_per_worker, lim.max_connections);
+      }
+      return;
+    }
+    const uint64_t id = h->next_conn_id.fetch_add(1, std::memory_order_relaxed);
+    auto c = std::make_unique<Connection>(ctx_, *l.conf, fd, sa, id);
+    Connection* raw = c.get();
+    ctx_.conns.emplace(id, std::move(c));
+    h->conns_active_total.fetch_add(1, std::memory_order_relaxed);
+    ctx_.counters->conns_active.Add(1);
+    ctx_.counters->conns_total.Add(1);
+    if (!raw->Start(l.factory(*l.conf, ctx_))) raw->Close("cannot start");
+  }
+
+  static void AcceptErrorCb(evconnlistener*, void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    const int err = errno;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+      // Out of descriptors: the socket stays readable, so libevent would call
+      // us again at once. Pause accepting and retry shortly.
+      if (!w->accept_paused_) {
+        w->accept_paused_ = true;
+        spdlog::error("accept: {}: pausing accepts for 100 ms", std::strerror(err));
+      }
+      for (auto& l : w->listeners_) evconnlistener_disable(l.lev.get());
+      timeval tv{0, 100'000};
+      evtimer_add(w->accept_retry_.get(), &tv);
+    } else {
+      spdlog::warn("accept: {}", std::strerror(err));
+    }
+  }
+
+  static void AcceptRetryCb(evutil_socket_t, short, void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    for (auto& l : w->listeners_) evconnlistener_enable(l.lev.get());
+  }
+
+  static void ReaperCb(evutil_socket_t, short, void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    auto& ctx = w->ctx_;
+    std::vector<uint64_t> dead;
+    dead.swap(ctx.dead);
+    for (uint64_t id : dead) {
+      auto it = ctx.conns.find(id);
+      if (it == ctx.conns.end()) continue;
+      Connection* c = it->second.get();
+      try {
+        c->session()->OnClose(*c);
+      } catch (const std::exception& e) {
+        spdlog::error("conn {}: OnClose: {}", id, e.what());
+      }
+      ctx.conns.erase(it);
+      ctx.segment->header()->conns_active_total.fetch_sub(1, std::memory_order_relaxed);
+      ctx.counters->conns_active.Sub(1);
+    }
+    w->MaybeExit();
+  }
+
+  static void SweepCb(evutil_socket_t, short, void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    auto& ctx = w->ctx_;
+    const uint64_t now = WorkerContext::NowMs();
+    if (ctx.draining && now >= w->drain_deadline_ms_) {
+      spdlog::info("drain timeout: closing {} connections", ctx.conns.size());
+      event_base_loopexit(w->base_.get(), nullptr);
+      return;
+    }
+    if (getppid() != w->start_.master_pid) {
+      spdlog::warn("master is gone: stopping");
+      event_base_loopexit(w->base_.get(), nullptr);
+      return;
+    }
+    for (auto& [id, c] : ctx.conns) {
+      if (c->closing()) continue;
+      const uint32_t limit = c->session()->TimeoutMs(ctx);
+      if (limit && now - c->last_activity_ms() >= limit) c->session()->OnTimeout(*c);
+    }
+  }
+
+  // Active expiry: this worker sweeps the shards s with s % workers == slot,
+  // a bounded number of keys per shard per tick, and stops early once the
+  // tick has used its time budget (1 ms), so a sweep never stalls clients.
+  static void ExpireCb(evutil_socket_t, short, void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    auto& ctx = w->ctx_;
+    if (ctx.draining) return;
+    const uint32_t shards = ctx.store->shard_count();
+    const uint32_t workers = std::max<uint32_t>(ctx.config->workers, 1);
+    timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const uint64_t now = WorkerContext::NowMs();
+    for (uint32_t s = static_cast<uint32_t>(ctx.slot) % workers; s < shards; s += workers) {
+      try {
+        ctx.store->SweepExpired(s, now, 20);
+      } catch (const std::exception& e) {
+        spdlog::error("expiry sweep of shard {}: {}", s, e.what());
+      }
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      if ((t1.tv_sec - t0.tv_sec) * 1'000'000'000L + (t1.tv_nsec - t0.tv_nsec) > 1'000'000L) break;
+    }
+  }
+
+  const WorkerStart& start_;
+  WorkerContext ctx_;
+  ProcCounters private_counters_;
+  BasePtr base_;
+  EventPtr reaper_, accept_retry_, sweep_, expire_;
+  std::vector<Listener> listeners_;
+  std::vector<std::unique_ptr<Signal>> signals_;
+  bool accept_paused_ = false;
+  uint64_t last_reject_log_ms_ = 0;
+  uint64_t drain_deadline_ms_ = 0;
+};
+
+}  // namespace
+
+int RunWorker(const WorkerStart& start) {
+  Worker w(start);
+  return w.Run();
+}
+
+}  // namespace pf

@@ -1,0 +1,62 @@
+// worker/worker.h: the worker process: one libevent event_base accepting on
+// its slot's sockets, a connection registry, timers (idle sweep, drain) and
+// signal handling (SIGQUIT graceful, SIGTERM fast, SIGUSR1 reopen logs).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "shared/config.h"
+#include "shared/kv.h"
+#include "shared/shm.h"
+
+struct event_base;
+struct event;
+
+namespace pf {
+
+class Connection;
+
+// What the master hands a new worker.
+struct WorkerStart {
+  const Config* config = nullptr;
+  Segment* segment = nullptr;
+  int slot = 0;
+  uint32_t generation = 0;
+  int counter_index = -1;                 // this process' ProcCounters entry, -1 = none
+  pid_t master_pid = 0;
+  kv::Store* store = nullptr;             // formatted by the master in the segment
+  struct Socket {
+    const ListenerConf* listener;
+    int fd;
+  };
+  std::vector<Socket> sockets;
+};
+
+// Resources every connection and protocol of this worker shares.
+struct WorkerContext {
+  const Config* config = nullptr;
+  Segment* segment = nullptr;
+  ProcCounters* counters = nullptr;
+  int slot = 0;
+  uint32_t generation = 0;
+  event_base* base = nullptr;
+  kv::Store* store = nullptr;
+  bool draining = false;
+
+  std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;
+  std::vector<uint64_t> dead;             // closed, freed from the loop (not inside their callbacks)
+  event* reaper = nullptr;
+
+  void Retire(Connection* c);             // called by Connection::Close
+  static uint64_t NowMs();                // CLOCK_REALTIME ms
+};
+
+// Runs the worker until it stops; returns the process exit code.
+int RunWorker(const WorkerStart& start);
+
+}  // namespace pf
