@@ -65,6 +65,7 @@ bool Connection::Start(std::unique_ptr<Session> s) {
   return true;
 }
 
+int Connection::fd() const { return bev_ ? bufferevent_getfd(bev_) : -1; }
 evbuffer* Connection::output() const { return bufferevent_get_output(bev_); }
 size_t Connection::output_pending() const { return evbuffer_get_length(output()); }
 

@@ -38,6 +38,7 @@ class Connection {
   uint64_t bytes_in() const { return bytes_in_; }
   uint64_t bytes_out() const { return bytes_out_; }
   Session* session() const { return session_.get(); }
+  int fd() const;                          // the socket (CLIENT INFO fd=, laddr=)
 
   evbuffer* output() const;
   size_t output_pending() const;
