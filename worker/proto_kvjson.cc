@@ -1,0 +1,139 @@
+// worker/proto_kvjson.cc: the kv-json line protocol (docs/protocol-kv-json.md)
+// over the shared store: one JSON request a line, one reply line per request,
+// in order; a bad line gets an error reply and the connection stays open.
+#include <event2/buffer.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "shared/commands.h"
+#include "shared/config.h"
+#include "worker/connection.h"
+#include "worker/kv_env.h"
+#include "worker/kvjson.h"
+#include "worker/protocol.h"
+#include "worker/worker.h"
+
+namespace pf {
+namespace {
+
+class KvJsonSession final : public Session {
+ public:
+  KvJsonSession(const ListenerConf& l, WorkerContext& w)
+      : w_(w),
+        framer_(w.config->limits.max_line_bytes),
+        parser_(w.config->limits),
+        env_(MakeCommandEnv(w, l, kProtoKvJson)) {
+    too_long_ = "line is longer than " + std::to_string(w.config->limits.max_line_bytes) +
+                " bytes (limits.max_line_bytes)";
+  }
+
+  void OnConnect(Connection& c) override { FillClientSession(c, &session_); }
+
+  void OnRead(Connection& c, evbuffer* in) override {
+    Process(c, in);
+    Flush(c);
+  }
+
+  // Reading paused on the output high-water mark resumes through OnRead (the
+  // Connection calls it with the buffered input once the output drained).
+  void OnWriteDrained(Connection&) override {}
+
+  // A retiring worker keeps answering lines; the drain timeout closes a
+  // connection that stays open (ARCHITECTURE.md, "Draining").
+  void OnDrain(Connection&) override {}
+
+ private:
+  void Flush(Connection& c) {
+    if (out_.empty()) return;
+    c.Write(out_);
+    out_.clear();
+    if (out_.capacity() > kKeepCapacity) out_.shrink_to_fit();
+  }
+
+  void Process(Connection& c, evbuffer* in) {
+    const size_t high_water = w_.config->limits.output_high_water;
+    const uint64_t now = WorkerContext::NowMs();
+    for (;;) {
+      if (c.closing()) return;
+      const size_t len = evbuffer_get_length(in);
+      if (len == 0 || len < need_) return;
+      if (c.output_pending() + out_.size() > high_water) return;
+      evbuffer_iovec v;
+      if (evbuffer_peek(in, -1, nullptr, &v, 1) < 1) return;
+      const char* data = static_cast<const char*>(v.iov_base);
+      size_t avail = v.iov_len;
+      if (avail < need_ || avail == 0) {
+        // The pending line continues past the first chunk. The framer never
+        // keeps more than max_line_bytes of a line, so this copy is bounded.
+        data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
+        avail = len;
+        if (!data) return;
+      }
+      size_t off = 0;
+      for (;;) {
+        const kvjson::LineFramer::Result r = framer_.Next(data + off, avail - off);
+        if (r.kind == kvjson::LineFramer::Result::kNeedMore) {
+          off += r.consumed;
+          need_ = avail - off + 1;  // the partial line (if any) plus one byte
+          break;
+        }
+        bool quit = false;
+        if (r.kind == kvjson::LineFramer::Result::kTooLong) {
+          kvjson::WriteJsonError(&out_, "", ErrCode::kLineTooLong, too_long_);
+        } else {
+          quit = HandleLine(r.line, now);
+        }
+        off += r.consumed;  // after the line's views were used
+        need_ = 0;
+        if (quit || session_.close_after_reply) {  // lines after QUIT are not read
+          evbuffer_drain(in, len);
+          Flush(c);
+          c.CloseAfterWrite();
+          return;
+        }
+        if (c.output_pending() + out_.size() > high_water) break;
+      }
+      evbuffer_drain(in, off);
+    }
+  }
+
+  // Returns true when the connection must close after this reply.
+  bool HandleLine(std::string_view line, uint64_t now) {
+    const kvjson::ParsedLine p = parser_.Parse(line);
+    switch (p.kind) {
+      case kvjson::ParsedLine::kBlank: return false;
+      case kvjson::ParsedLine::kError:
+        kvjson::WriteJsonError(&out_, p.id, p.error_code, p.error_message);
+        return false;
+      case kvjson::ParsedLine::kRequest: {
+        kvjson::JsonReplyWriter w(&out_);
+        w.Begin(p.id, p.shape);
+        Dispatch(env_, session_, p.argv, w, now);
+        w.End();
+        return p.quit;
+      }
+    }
+    return false;
+  }
+
+  static constexpr size_t kKeepCapacity = 256 * 1024;
+
+  WorkerContext& w_;
+  kvjson::LineFramer framer_;
+  kvjson::RequestParser parser_;
+  ClientSession session_;
+  CommandEnv env_;
+  std::string out_;       // replies of this read, written to the output in one go
+  std::string too_long_;  // the LINE_TOO_LONG message
+  size_t need_ = 0;       // buffered bytes needed before the framer can progress
+};
+
+}  // namespace
+
+std::unique_ptr<Session> MakeKvJsonSession(const ListenerConf& l, WorkerContext& w) {
+  return std::make_unique<KvJsonSession>(l, w);
+}
+
+}  // namespace pf
