@@ -76,16 +76,25 @@ bool WritePidfile(const std::string& path, pid_t pid, std::string* err) {
   return true;
 }
 
-// The pid in `path` if that process is alive and is a preforkd; else 0.
-pid_t RunningPid(const std::string& path) {
+// The pid written in `path`, or 0.
+pid_t PidfilePid(const std::string& path) {
   std::ifstream in(path);
   long pid = 0;
   if (!(in >> pid) || pid <= 1) return 0;
-  if (kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) return 0;
-  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
-  std::string name;
+  return static_cast<pid_t>(pid);
+}
+
+// The pid in `path` if that process is alive and is a preforkd (named
+// preforkd*, or like this process: the binary may be installed renamed); else 0.
+pid_t RunningPid(const std::string& path) {
+  const pid_t pid = PidfilePid(path);
+  if (pid == 0) return 0;
+  if (kill(pid, 0) != 0 && errno == ESRCH) return 0;
+  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm"), self("/proc/self/comm");
+  std::string name, own;
   comm >> name;
-  return name.rfind("preforkd", 0) == 0 ? static_cast<pid_t>(pid) : 0;
+  self >> own;
+  return name.rfind("preforkd", 0) == 0 || (!own.empty() && name == own) ? pid : 0;
 }
 
 struct Child {
@@ -278,7 +287,7 @@ class Master {
       if (stopping_ != Stop::kNo && children_.empty()) break;
     }
     sockets_.CloseAll();
-    if (RunningPid(cfg_.pidfile) == master_pid_) unlink(cfg_.pidfile.c_str());
+    if (PidfilePid(cfg_.pidfile) == master_pid_) unlink(cfg_.pidfile.c_str());
     spdlog::info("preforkd stopped");
     return 0;
   }
@@ -308,11 +317,14 @@ class Master {
       SlotState& s = slots_[c.slot];
       const uint64_t now = NowMs();
       s.crashes = now - c.started_ms < 5000 ? s.crashes + 1 : 0;
-      const uint64_t delay = s.crashes == 0 ? 0 : std::min<uint64_t>(100ull << std::min(s.crashes, 9), 30'000);
+      // The first quick crash is respawned at once; from the second one on
+      // the delay doubles from 200 ms up to 30 s.
+      const uint64_t delay =
+          s.crashes < 2 ? 0 : std::min<uint64_t>(100ull << std::min(s.crashes - 1, 9), 30'000);
       s.respawn_at_ms = now + delay;
       if (delay)
-        spdlog::error("slot {}: worker {} {}; crashed {} times in a row, respawning in {} ms", c.slot,
-                      pid, how, s.crashes + 1, delay);
+        spdlog::error("slot {}: worker {} {}; {} quick crashes in a row, respawning in {} ms",
+                      c.slot, pid, how, s.crashes, delay);
       else
         spdlog::error("slot {}: worker {} {}; respawning", c.slot, pid, how);
     }
@@ -330,8 +342,10 @@ class Master {
     }
     for (auto& s : slots_) s.respawn_at_ms = 0;
     // Stop accepting at once: the kernel refuses new connections instead of
-    // queueing them for workers that are leaving.
-    if (!graceful) sockets_.CloseAll();
+    // queueing them for workers that are leaving. A graceful stop too (as
+    // nginx does): each worker takes what is already queued on its own copy
+    // of its sockets before closing them, so nothing accepted is lost.
+    sockets_.CloseAll();
   }
 
   void Reload() {

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "shared/log.h"
+#include "worker/access_log.h"
 #include "worker/connection.h"
 
 namespace pf {
@@ -46,6 +47,9 @@ using BasePtr = std::unique_ptr<event_base, Deleter<event_base_free>>;
 SessionFactory FactoryFor(Protocol p) {
   switch (p) {
     case Protocol::kEcho: return MakeEchoSession;
+    case Protocol::kHttp: return MakeHttpSession;
+    case Protocol::kResp: return MakeRespSession;
+    case Protocol::kKvJson: return MakeKvJsonSession;
     default: return nullptr;
   }
 }
@@ -115,6 +119,7 @@ class Worker {
                  listeners_.size());
     event_base_dispatch(base_.get());
     ctx_.conns.clear();
+    accesslog::Flush();
     spdlog::info("worker stopped");
     return 0;
   }
@@ -159,6 +164,7 @@ class Worker {
         break;
       case SIGUSR1:
         if (!log::Reopen()) spdlog::error("cannot reopen the error log: {}", std::strerror(errno));
+        if (!accesslog::Reopen()) spdlog::error("cannot reopen the access log: {}", std::strerror(errno));
         break;
     }
   }
@@ -180,7 +186,17 @@ class Worker {
     for (auto& [id, c] : ctx_.conns)
       if (!c->closing()) c->session()->OnDrain(*c);
     drain_deadline_ms_ = WorkerContext::NowMs() + ctx_.config->timeouts.drain_ms;
+    // End the drain on time, not on the next sweep tick.
+    const uint32_t d = ctx_.config->timeouts.drain_ms;
+    timeval dtv{static_cast<time_t>(d / 1000), static_cast<suseconds_t>((d % 1000) * 1000)};
+    event_base_once(base_.get(), -1, EV_TIMEOUT, DrainTimeoutCb, this, &dtv);
     MaybeExit();
+  }
+
+  static void DrainTimeoutCb(evutil_socket_t, short, void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    spdlog::info("drain timeout: closing {} connections", w->ctx_.conns.size());
+    event_base_loopexit(w->base_.get(), nullptr);
   }
 
   void DrainAcceptQueue(Listener& l) {

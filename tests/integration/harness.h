@@ -13,6 +13,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -22,8 +23,9 @@
 
 namespace pf::test {
 
-// An unused loopback TCP port (bound on 127.0.0.1:0, then closed). Never the
-// same port twice in one process.
+// An unused loopback TCP port (a test bind on 127.0.0.1, then closed), picked
+// below the kernel's ephemeral range so no client socket can hold it. Never
+// the same port twice in one process.
 uint16_t FreePort();
 
 // Polls `cond` every `poll_ms` until it is true (returns true) or `timeout_ms`
@@ -38,6 +40,9 @@ std::string SourceRoot();
 // "key: value" lines of the item (e.g. "root: /abs/docroot"), one per line.
 std::string ListenerYaml(const std::string& name, const std::string& protocol = "echo",
                          uint16_t port = 0, const std::string& extra = "");
+
+// True while `pid` exists and is not a zombie.
+bool ProcessAlive(pid_t pid);
 
 // Random bytes (binary, any value), reproducible for a given seed.
 std::string RandomBytes(size_t n, uint64_t seed);
@@ -158,7 +163,7 @@ class Client {
   void Close();
   int fd() const { return fd_; }
   const std::string& buffered() const { return buf_; }
-  int last_errno() const { return err_; }
+  int last_errno() const { return err_.load(); }
 
  private:
   // Reads what is available (waiting up to timeout_ms for the first byte).
@@ -166,7 +171,7 @@ class Client {
   int Fill(int timeout_ms);
 
   int fd_ = -1;
-  int err_ = 0;
+  std::atomic<int> err_{0};  // atomic: one thread may send while another receives
   bool eof_ = false;
   std::string buf_;
 };
