@@ -205,7 +205,8 @@ class Master {
     ws.counter_index = counters;
     ws.master_pid = master_pid_;
     ws.store = store_;
-    for (const auto& l : cfg_.listeners) ws.sockets.push_back({&l, sockets_.Fd(l, slot)});
+    for (const auto& l : cfg_.listeners)
+      for (int fd : sockets_.Fds(l, slot, static_cast<int>(cfg_.workers))) ws.sockets.push_back({&l, fd});
 
     const pid_t pid = fork();
     if (pid < 0) {

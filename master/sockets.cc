@@ -8,7 +8,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <set>
 
 namespace pf {
 namespace {
@@ -76,39 +75,40 @@ bool SocketTable::Apply(const Config& cfg, std::string* err) {
     for (int fd : opened) close(fd);
     return false;
   };
-  std::set<std::string> probed;
   for (const auto& l : cfg.listeners) {
-    for (int slot = 0; slot < static_cast<int>(cfg.workers); slot++) {
-      Key k{l.SocketKey(), slot};
-      auto it = fds_.find(k);
-      if (it != fds_.end()) {
-        next[k] = it->second;
-        if (l.backlog) listen(it->second, l.backlog);  // a changed backlog applies in place
-        continue;
-      }
+    const std::string addr = l.SocketKey();
+    int have = 0;
+    for (const auto& [key, fd] : fds_) {
+      if (key.first != addr) continue;
+      next[key] = fd;
+      if (l.backlog) listen(fd, l.backlog);  // a changed backlog applies in place
+      have++;
+    }
+    if (have == 0) {
       // A new address: make sure nobody else holds it before joining a group.
-      bool have_group = false;
-      for (const auto& [key, fd] : fds_) have_group |= key.first == k.first;
-      if (!have_group && probed.insert(k.first).second) {
-        int probe = Bind(l, false, err);
-        if (probe < 0) return fail();
-        close(probe);
-      }
+      int probe = Bind(l, false, err);
+      if (probe < 0) return fail();
+      close(probe);
+    }
+    for (int i = have; i < static_cast<int>(cfg.workers); i++) {
       int fd = Bind(l, true, err);
       if (fd < 0) return fail();
       opened.push_back(fd);
-      next[k] = fd;
+      next[{addr, i}] = fd;
     }
   }
   for (const auto& [k, fd] : fds_)
-    if (!next.count(k)) close(fd);  // workers that still serve it hold their own copy
+    if (!next.count(k)) close(fd);  // removed listener: workers that still serve it hold their own copy
   fds_ = std::move(next);
   return true;
 }
 
-int SocketTable::Fd(const ListenerConf& l, int slot) const {
-  auto it = fds_.find({l.SocketKey(), slot});
-  return it == fds_.end() ? -1 : it->second;
+std::vector<int> SocketTable::Fds(const ListenerConf& l, int slot, int workers) const {
+  std::vector<int> v;
+  const std::string addr = l.SocketKey();
+  for (const auto& [k, fd] : fds_)
+    if (k.first == addr && k.second % workers == slot) v.push_back(fd);
+  return v;
 }
 
 std::vector<int> SocketTable::AllFds() const {

@@ -1,6 +1,9 @@
-// master/sockets.h: listen sockets belong to (listener address, worker slot),
-// not to processes: one SO_REUSEPORT socket per pair, bound by the master
-// before forking and kept across reloads while the address stays.
+// master/sockets.h: listen sockets belong to (listener address, socket index),
+// not to processes: one SO_REUSEPORT socket per worker slot, bound by the
+// master before forking and kept across reloads while the address stays.
+// When the worker count shrinks, no socket of the group is closed (that would
+// reset the connections the kernel queued on it): socket j is served by the
+// worker of slot j % workers, so a worker may serve several.
 #pragma once
 
 #include <map>
@@ -19,18 +22,20 @@ class SocketTable {
   SocketTable& operator=(const SocketTable&) = delete;
   ~SocketTable();
 
-  // Makes the table hold exactly the sockets `cfg` needs (every listener x
-  // every slot), reusing those whose (address:port, slot) already exists.
-  // On failure nothing changes and `err` says why (e.g. port in use).
+  // Makes the table hold the sockets `cfg` needs: for every listener at least
+  // one per slot, reusing those whose (address:port, index) already exist
+  // and keeping extra ones of a listener that is still configured. Sockets
+  // of removed listeners are closed. On failure nothing changes and `err`
+  // says why (e.g. port in use).
   bool Apply(const Config& cfg, std::string* err);
-  // The fd of (listener, slot); -1 if absent.
-  int Fd(const ListenerConf& l, int slot) const;
+  // The sockets the worker of `slot` serves for listener `l`.
+  std::vector<int> Fds(const ListenerConf& l, int slot, int workers) const;
   // Every fd (children close the ones that are not theirs).
   std::vector<int> AllFds() const;
   void CloseAll();
 
  private:
-  using Key = std::pair<std::string, int>;  // SocketKey(), slot
+  using Key = std::pair<std::string, int>;  // SocketKey(), socket index
   std::map<Key, int> fds_;
 };
 

@@ -1,14 +1,17 @@
-// worker/connection.cc: bufferevent plumbing for one connection: counters,
-// backpressure (stop reading while output is above the high-water mark),
-// orderly close after the output drains.
+// worker/connection.cc: socket I/O for one connection: read into the input
+// evbuffer, let the session consume it, write the output straight away
+// (Redis-style: a write event is armed only when the socket is full), count
+// bytes, apply backpressure and the closing rules.
 #include "worker/connection.h"
 
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <spdlog/spdlog.h>
 
@@ -21,6 +24,8 @@ uint32_t Session::TimeoutMs(const WorkerContext& w) const { return w.config->tim
 void Session::OnTimeout(Connection& c) { c.Close("idle timeout"); }
 
 namespace {
+
+constexpr int kMaxSingleRead = 256 * 1024;
 
 std::string PeerText(const sockaddr* sa) {
   char buf[INET6_ADDRSTRLEN] = "?";
@@ -41,127 +46,179 @@ std::string PeerText(const sockaddr* sa) {
 
 Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const sockaddr* sa,
                        uint64_t id)
-    : w_(w), listener_(l), id_(id), peer_(PeerText(sa)) {
+    : w_(w), listener_(l), fd_(fd), id_(id), peer_(PeerText(sa)) {
   connected_ms_ = last_activity_ms_ = WorkerContext::NowMs();
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  bev_ = bufferevent_socket_new(w.base, fd, BEV_OPT_CLOSE_ON_FREE);
+  in_ = evbuffer_new();
+  out_ = evbuffer_new();
+  rev_ = event_new(w.base, fd, EV_READ | EV_PERSIST, ReadCb, this);
+  wev_ = event_new(w.base, fd, EV_WRITE | EV_PERSIST, WriteCb, this);
 }
 
 Connection::~Connection() {
-  if (bev_) bufferevent_free(bev_);
+  if (rev_) event_free(rev_);
+  if (wev_) event_free(wev_);
+  if (in_) evbuffer_free(in_);
+  if (out_) evbuffer_free(out_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 bool Connection::Start(std::unique_ptr<Session> s) {
   session_ = std::move(s);
-  if (!bev_) return false;
-  // Read and write up to 256 KiB per syscall (libevent's default is 4 KiB).
-  bufferevent_set_max_single_read(bev_, 256 * 1024);
-  bufferevent_set_max_single_write(bev_, 256 * 1024);
-  bufferevent_setcb(bev_, ReadCb, WriteCb, EventCb, this);
-  evbuffer_add_cb(bufferevent_get_output(bev_), OutputCb, this);
-  bufferevent_enable(bev_, EV_READ | EV_WRITE);
+  if (!in_ || !out_ || !rev_ || !wev_ || !session_) return false;
+  evbuffer_add_cb(out_, OutputCb, this);
+  event_add(rev_, nullptr);
+  in_callback_ = true;
   session_->OnConnect(*this);
+  in_callback_ = false;
+  Flush();
   return true;
 }
 
-int Connection::fd() const { return bev_ ? bufferevent_getfd(bev_) : -1; }
-evbuffer* Connection::output() const { return bufferevent_get_output(bev_); }
-size_t Connection::output_pending() const { return evbuffer_get_length(output()); }
+int Connection::fd() const { return fd_; }
+evbuffer* Connection::output() const { return out_; }
+size_t Connection::output_pending() const { return evbuffer_get_length(out_); }
 
 void Connection::Write(std::string_view data) {
   if (closing_ == Closing::kNow) return;
-  evbuffer_add(output(), data.data(), data.size());
+  evbuffer_add(out_, data.data(), data.size());
 }
 
 void Connection::CloseAfterWrite() {
   if (closing_ != Closing::kNo) return;
   closing_ = Closing::kAfterWrite;
-  bufferevent_disable(bev_, EV_READ);
-  if (output_pending() == 0) Close(nullptr);
+  event_del(rev_);
+  if (!in_callback_) Flush();  // inside a callback, Process() flushes after it
 }
 
 void Connection::Close(const char* reason) {
   if (closing_ == Closing::kNow) return;
   closing_ = Closing::kNow;
   if (reason) SPDLOG_DEBUG("conn {} {}: closed: {}", id_, peer_, reason);
-  bufferevent_disable(bev_, EV_READ | EV_WRITE);
+  event_del(rev_);
+  event_del(wev_);
   w_.Retire(this);
 }
 
-void Connection::ReadCb(bufferevent* bev, void* arg) {
-  auto* c = static_cast<Connection*>(arg);
-  evbuffer* in = bufferevent_get_input(bev);
-  if (c->closing_ != Closing::kNo) {
-    evbuffer_drain(in, evbuffer_get_length(in));
-    return;
-  }
-  size_t len = evbuffer_get_length(in);
-  if (len > c->input_seen_) {
-    const uint64_t n = len - c->input_seen_;
-    c->bytes_in_ += n;
-    c->w_.counters->bytes_in.Add(n);
-  }
-  c->last_activity_ms_ = WorkerContext::NowMs();
-  try {
-    c->session_->OnRead(*c, in);
-  } catch (const std::exception& e) {
-    // No exception crosses a libevent callback: this connection goes, the worker stays.
-    spdlog::error("conn {} {}: {}: closing", c->id_, c->peer_, e.what());
-    c->Close(nullptr);
-    return;
-  }
-  c->AfterInput();
+void Connection::PauseRead(bool pause) {
+  if (pause == read_paused_) return;
+  read_paused_ = pause;
+  if (pause) event_del(rev_);
+  else if (!eof_ && closing_ == Closing::kNo) event_add(rev_, nullptr);
 }
 
-void Connection::AfterInput() {
-  if (closing_ == Closing::kNow) return;
-  evbuffer* in = bufferevent_get_input(bev_);
-  input_seen_ = evbuffer_get_length(in);
+void Connection::ArmWrite() {
+  if (write_armed_ || closing_ == Closing::kNow) return;
+  write_armed_ = true;
+  event_add(wev_, nullptr);
+}
+
+void Connection::ReadCb(int, short, void* arg) {
+  auto* c = static_cast<Connection*>(arg);
+  if (c->closing_ != Closing::kNo) return;
+  const int n = evbuffer_read(c->in_, c->fd_, kMaxSingleRead);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+    c->Close("socket error");
+    return;
+  }
+  if (n == 0) {
+    // The peer finished sending: answer what it asked, then close.
+    c->eof_ = true;
+    event_del(c->rev_);
+  } else {
+    c->bytes_in_ += static_cast<uint64_t>(n);
+    c->w_.counters->bytes_in.Add(static_cast<uint64_t>(n));
+    c->last_activity_ms_ = WorkerContext::NowMs();
+  }
+  c->Process();
+}
+
+void Connection::Process() {
   const LimitsConf& lim = w_.config->limits;
-  // A handler keeps at most one partial request; anything bigger is a bug or abuse.
-  const size_t cap = std::max<size_t>(lim.max_request_bytes, lim.max_line_bytes) + 65536;
-  if (input_seen_ > cap) {
-    spdlog::warn("conn {} {}: {} unconsumed input bytes over the limit, closing", id_, peer_,
-                 input_seen_);
+  // A session may stop early (its output passed the high-water mark); once
+  // the socket took that output, let it continue with what is buffered.
+  for (;;) {
+    if (closing_ != Closing::kNo || read_paused_) break;
+    const size_t before = evbuffer_get_length(in_);
+    if (before == 0) break;
+    in_callback_ = true;
+    try {
+      session_->OnRead(*this, in_);
+    } catch (const std::exception& e) {
+      // No exception crosses a libevent callback: this connection goes, the worker stays.
+      spdlog::error("conn {} {}: {}: closing", id_, peer_, e.what());
+      in_callback_ = false;
+      Close(nullptr);
+      return;
+    }
+    in_callback_ = false;
+    if (closing_ == Closing::kNow) return;
+    const size_t after = evbuffer_get_length(in_);
+    // A handler keeps at most one partial request; anything bigger is a bug or abuse.
+    const size_t cap = std::max<size_t>(lim.max_request_bytes, lim.max_line_bytes) + 65536;
+    if (after > cap) {
+      spdlog::warn("conn {} {}: {} unconsumed input bytes over the limit, closing", id_, peer_, after);
+      Close(nullptr);
+      return;
+    }
+    if (after == before || after == 0) break;  // needs more input, or all handled
+    Flush();
+    if (closing_ == Closing::kNow) return;
+    if (output_pending() > lim.output_high_water) break;
+  }
+  if (eof_ && closing_ == Closing::kNo && !read_paused_) closing_ = Closing::kAfterWrite;
+  Flush();
+  if (closing_ == Closing::kNo && output_pending() > lim.output_high_water) PauseRead(true);
+}
+
+void Connection::Flush() {
+  if (closing_ == Closing::kNow) return;
+  while (evbuffer_get_length(out_) > 0) {
+    const int n = evbuffer_write(out_, fd_);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR) continue;
+      Close("socket error");
+      return;
+    }
+    if (n == 0) break;
+  }
+  if (evbuffer_get_length(out_) > 0) {
+    ArmWrite();
+    return;
+  }
+  if (write_armed_) {
+    write_armed_ = false;
+    event_del(wev_);
+  }
+  if (closing_ == Closing::kAfterWrite) {
     Close(nullptr);
     return;
   }
-  if (closing_ == Closing::kNo && !read_paused_ && output_pending() > lim.output_high_water) {
-    read_paused_ = true;
-    bufferevent_disable(bev_, EV_READ);
-  }
 }
 
-void Connection::WriteCb(bufferevent*, void* arg) {
-  // libevent calls this when the output buffer has drained (low watermark 0).
+void Connection::WriteCb(int, short, void* arg) {
   auto* c = static_cast<Connection*>(arg);
-  if (c->closing_ == Closing::kAfterWrite) {
-    c->Close(nullptr);
-    return;
-  }
-  if (c->closing_ != Closing::kNo) return;
+  c->Flush();
+  if (c->closing_ != Closing::kNo || c->output_pending() > 0) return;
   c->last_activity_ms_ = WorkerContext::NowMs();
-  if (c->read_paused_) {
-    c->read_paused_ = false;
-    bufferevent_enable(c->bev_, EV_READ);
-  }
+  // Drained: resume reading, let the session queue more (e.g. the next file
+  // chunk), and handle input that waited while reading was paused.
+  const bool was_paused = c->read_paused_;
+  c->PauseRead(false);
+  c->in_callback_ = true;
   try {
     c->session_->OnWriteDrained(*c);
   } catch (const std::exception& e) {
     spdlog::error("conn {} {}: {}: closing", c->id_, c->peer_, e.what());
+    c->in_callback_ = false;
     c->Close(nullptr);
     return;
   }
-  // Input that arrived while reading was paused is still waiting.
-  if (!c->closing() && evbuffer_get_length(bufferevent_get_input(c->bev_)) > 0)
-    ReadCb(c->bev_, c);
-}
-
-void Connection::EventCb(bufferevent*, short what, void* arg) {
-  auto* c = static_cast<Connection*>(arg);
-  if (what & BEV_EVENT_EOF) c->Close("peer closed");
-  else if (what & BEV_EVENT_ERROR) c->Close("socket error");
+  c->in_callback_ = false;
+  if (was_paused || c->eof_ || c->output_pending() > 0) c->Process();
 }
 
 void Connection::OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
@@ -170,6 +227,9 @@ void Connection::OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
     c->bytes_out_ += info->n_deleted;
     c->w_.counters->bytes_out.Add(info->n_deleted);
   }
+  // Output queued outside the read path (a timer, another connection's
+  // event): have the loop write it.
+  if (info->n_added > 0 && !c->in_callback_) c->ArmWrite();
 }
 
 }  // namespace pf
