@@ -39,6 +39,9 @@ namespace {
 const std::map<std::string, Protocol>& SupportedProtocols() {
   static const std::map<std::string, Protocol> m = {
       {"echo", Protocol::kEcho},
+      {"http", Protocol::kHttp},
+      {"resp", Protocol::kResp},
+      {"kv-json", Protocol::kKvJson},
   };
   return m;
 }
@@ -245,6 +248,13 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
       {"root", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &l->root); }},
       {"index", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &l->index); }},
       {"autoindex", [&](const YAML::Node& v, const std::string& k) { c.Bool(v, k, &l->autoindex); }},
+      {"ops_allow", [&](const YAML::Node& v, const std::string& k) {
+         std::string s;
+         c.String(v, k, &s);
+         if (s == "loopback") l->ops_allow_all = false;
+         else if (s == "all") l->ops_allow_all = true;
+         else if (v.IsScalar()) c.Error(v, k, "'" + s + "' is not a choice, expected loopback or all");
+       }},
   });
   if (!n.IsMap()) return;
   if (!have_name) c.Error(n, key + ".name", "missing, expected a listener name");

@@ -24,6 +24,7 @@ struct ListenerConf {
   std::string root;                  // docroot (absolute after load)
   std::string index = "index.html";
   bool autoindex = false;
+  bool ops_allow_all = false;        // ops_allow: loopback (default) | all: who may read /_health, /_stats, /_metrics
 
   // The identity of the kernel socket: a reload keeps a listener's sockets
   // when this does not change.

@@ -39,5 +39,6 @@ using SessionFactory = std::function<std::unique_ptr<Session>(const ListenerConf
 std::unique_ptr<Session> MakeEchoSession(const ListenerConf&, WorkerContext&);
 std::unique_ptr<Session> MakeRespSession(const ListenerConf&, WorkerContext&);
 std::unique_ptr<Session> MakeKvJsonSession(const ListenerConf&, WorkerContext&);
+std::unique_ptr<Session> MakeHttpSession(const ListenerConf&, WorkerContext&);
 
 }  // namespace pf

@@ -169,6 +169,21 @@ TEST(Config, BadEnumValues) {
   EXPECT_THAT(r.errors[2], HasSubstr("kv.shards: 3 is not a power of two"));
 }
 
+TEST(Config, HttpOpsAllow) {
+  const std::string base = "listeners:\n  - {name: h, port: 8080, protocol: http, root: /tmp";
+  ConfigResult r = Parse(base + "}\n");
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  EXPECT_FALSE(r.config.listeners[0].ops_allow_all);  // loopback only by default
+  r = Parse(base + ", ops_allow: all}\n");
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  EXPECT_TRUE(r.config.listeners[0].ops_allow_all);
+  r = Parse(base + ", ops_allow: loopback}\n");
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  EXPECT_FALSE(r.config.listeners[0].ops_allow_all);
+  EXPECT_THAT(OneError(base + ", ops_allow: everyone}\n"),
+              HasSubstr("test.yaml:2:66: listeners[0].ops_allow: 'everyone' is not a choice, expected loopback or all"));
+}
+
 TEST(Config, YamlSyntaxError) {
   EXPECT_THAT(OneError("listeners: [\n"), HasSubstr("test.yaml:2:1: (yaml): "));
 }

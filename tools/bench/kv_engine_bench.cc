@@ -1,6 +1,9 @@
 // tools/bench/kv_engine_bench.cc: ns/op of the KV engine's hot paths (GET, SET,
 // INCR, MGET) in one process, on a store laid out as the server does (64 shards).
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -121,5 +124,53 @@ void BM_MGet10(benchmark::State& st) {
 BENCHMARK(BM_MGet10);
 
 }  // namespace
+
+// What per-shard locks buy: N processes (forked, like workers) each doing
+// SETs and GETs for a fixed count, either all on keys of one shard (they
+// contend for one robust mutex) or on keys spread over every shard. Reports
+// total operations per second of wall time.
+void BM_Processes(benchmark::State& st) {
+  const int procs = static_cast<int>(st.range(0));
+  const bool one_shard = st.range(1) == 1;
+  constexpr int kOps = 200000;
+  auto* s = TheStore();
+  // Keys of shard 0 only, or all keys.
+  std::vector<std::string> keys;
+  for (int i = 0; keys.size() < 4096; ++i) {
+    std::string k = "mp:" + std::to_string(i);
+    if (!one_shard || s->ShardOf(k) == 0) keys.push_back(std::move(k));
+  }
+  const std::string v(64, 'v');
+  for (auto _ : st) {
+    timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    std::vector<pid_t> kids;
+    for (int p = 0; p < procs; ++p) {
+      pid_t pid = fork();
+      if (pid == 0) {
+        std::string out;
+        for (int i = 0; i < kOps; ++i) {
+          const std::string& k = keys[static_cast<size_t>(i * 7 + p * 131) % keys.size()];
+          if (i % 4 == 0) s->Set(k, v, {}, 1000);
+          else s->Get(k, 1000, &out);
+        }
+        _exit(0);
+      }
+      kids.push_back(pid);
+    }
+    for (pid_t k : kids) waitpid(k, nullptr, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    st.SetIterationTime(static_cast<double>(t1.tv_sec - t0.tv_sec) +
+                        static_cast<double>(t1.tv_nsec - t0.tv_nsec) / 1e9);
+  }
+  st.SetItemsProcessed(st.iterations() * procs * kOps);
+  st.SetLabel(one_shard ? "one shard" : "spread over shards");
+}
+BENCHMARK(BM_Processes)
+    ->ArgsProduct({{1, 2, 4}, {1, 0}})
+    ->ArgNames({"procs", "one_shard"})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
 
 BENCHMARK_MAIN();
