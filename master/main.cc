@@ -23,7 +23,9 @@ constexpr const char* kUsage =
     "  -g               stay in the foreground (systemd, tests); default is to\n"
     "                   start in the background and exit once serving\n"
     "  -v               print the version and exit\n"
-    "  --show pidfile   print the resolved pidfile path and exit\n"
+    "  --show pidfile   print the resolved pidfile path and exit (also when the\n"
+    "                   file has errors elsewhere, so a running server stays manageable)\n"
+    "  --show workers   print the resolved worker count and exit\n"
     "  --show listeners print one line per listener: name protocol address:port\n"
     "  -h, --help       this text\n"
     "\n"
@@ -56,6 +58,11 @@ int main(int argc, char** argv) {
   }
 
   pf::ConfigResult r = pf::LoadConfig(conf);
+  // Managing a running server must work even after its file was broken.
+  if (show == "pidfile" && !r.config.pidfile.empty()) {
+    std::printf("%s\n", r.config.pidfile.c_str());
+    return 0;
+  }
   if (!r.ok()) {
     for (const auto& e : r.errors) std::fprintf(stderr, "%s\n", e.c_str());
     std::fprintf(stderr, "preforkd: configuration file %s test failed (%zu problem%s)\n",
@@ -66,8 +73,8 @@ int main(int argc, char** argv) {
     std::printf("preforkd: configuration file %s test is successful\n", conf.c_str());
     return 0;
   }
-  if (show == "pidfile") {
-    std::printf("%s\n", r.config.pidfile.c_str());
+  if (show == "workers") {
+    std::printf("%u\n", r.config.workers);
     return 0;
   }
   if (show == "listeners") {
@@ -76,7 +83,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!show.empty()) {
-    std::fprintf(stderr, "preforkd: --show takes pidfile or listeners\n");
+    std::fprintf(stderr, "preforkd: --show takes pidfile, workers or listeners\n");
     return 2;
   }
   pf::MasterOptions opt;

@@ -151,17 +151,22 @@ class Master {
                  cfg_.path);
     for (const auto& l : cfg_.listeners)
       spdlog::info("listening on {} ({}, {})", l.SocketKey(), ProtocolName(l.protocol), l.name);
-    slots_.assign(cfg_.workers, SlotState{});
-    for (int s = 0; s < static_cast<int>(cfg_.workers); s++) Spawn(s);
     if (ready_fd >= 0) {
-      Report(ready_fd, "");
-      ready_fd_ = -1;
+      // Detach from the caller's terminal or pipe before forking workers, so
+      // `out=$(preforkd ...)` returns and stray worker output goes to the log.
       int null = open("/dev/null", O_RDWR);
       dup2(null, 0);
       dup2(null, 1);
       if (cfg_.logging.error_log == "stderr") dup2(null, 2);
       else log::RedirectStderr();
       if (null > 2) close(null);
+    }
+    PrepareLogFiles();
+    slots_.assign(cfg_.workers, SlotState{});
+    for (int s = 0; s < static_cast<int>(cfg_.workers); s++) Spawn(s);
+    if (ready_fd >= 0) {
+      Report(ready_fd, "");
+      ready_fd_ = -1;
     }
     return Loop();
   }
@@ -172,6 +177,19 @@ class Master {
     const std::string s = msg.empty() ? std::string("ok") : msg;
     (void)!write(fd, s.data(), s.size());
     close(fd);
+  }
+
+  // With `user` set, the workers reopen the log files after logrotate as that
+  // user: create them here and hand them over, as nginx does.
+  void PrepareLogFiles() {
+    if (uid_ == static_cast<uid_t>(-1)) return;
+    for (const std::string& path : {cfg_.logging.error_log, cfg_.logging.access_log}) {
+      if (path == "stderr" || path == "off" || path.empty()) continue;
+      int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+      if (fd < 0 || fchown(fd, uid_, gid_) != 0)
+        spdlog::warn("cannot hand {} to user {}: {}", path, cfg_.user, std::strerror(errno));
+      if (fd >= 0) close(fd);
+    }
   }
 
   bool ResolveUser(std::string* err) {
@@ -223,7 +241,6 @@ class Master {
   }
 
   int ChildMain(const WorkerStart& ws) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (ready_fd_ >= 0) close(ready_fd_);  // the starting process waits for EOF on it
     char name[16];
     snprintf(name, sizeof name, "preforkd-w%d", ws.slot);
@@ -234,11 +251,11 @@ class Master {
     for (int fd : sockets_.AllFds())
       if (std::find(mine.begin(), mine.end(), fd) == mine.end()) close(fd);
     // Signals meant for the master are ignored; the rest are the worker's.
+    // They stay blocked (inherited mask) until the worker has installed its
+    // handlers, so a SIGQUIT or SIGUSR1 that arrives during start-up waits
+    // instead of killing the worker.
     for (int sig : {SIGHUP, SIGINT, SIGUSR2, SIGPIPE, SIGALRM}) signal(sig, SIG_IGN);
     for (int sig : {SIGCHLD, SIGTERM, SIGQUIT, SIGUSR1}) signal(sig, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
     log::SetRole("worker " + std::to_string(ws.slot));
     if (uid_ != static_cast<uid_t>(-1)) {
       if (setgid(gid_) != 0 || initgroups(cfg_.user.c_str(), gid_) != 0 || setuid(uid_) != 0) {
@@ -246,6 +263,9 @@ class Master {
         return 2;
       }
     }
+    // After setuid: changing credentials clears the parent-death signal.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master_pid_) return 0;
     if (ws.counter_index >= 0) segment_.proc(ws.counter_index)->pid.store(getpid());
     try {
       return RunWorker(ws);
@@ -281,6 +301,7 @@ class Master {
       if (g_reopen) {
         g_reopen = 0;
         if (!log::Reopen()) spdlog::error("cannot reopen the error log: {}", std::strerror(errno));
+        PrepareLogFiles();
         spdlog::info("log files reopened");
         for (const auto& c : children_) kill(c.pid, SIGUSR1);
       }
@@ -334,6 +355,7 @@ class Master {
   void BeginStop(bool graceful) {
     if (stopping_ == Stop::kFast || (stopping_ == Stop::kGraceful && graceful)) return;
     stopping_ = graceful ? Stop::kGraceful : Stop::kFast;
+    segment_.header()->stopping.store(1, std::memory_order_release);
     spdlog::info("{} stop: {} workers", graceful ? "graceful" : "fast", children_.size());
     const uint64_t deadline = NowMs() + (graceful ? cfg_.timeouts.drain_ms + 2000 : 1000);
     for (auto& c : children_) {
@@ -394,6 +416,7 @@ class Master {
     // The old generation keeps pointers into the old config: it lives in the
     // forked copies, so the master can replace its own freely.
     cfg_ = std::move(next);
+    PrepareLogFiles();
     generation_++;
     segment_.header()->reloads.fetch_add(1, std::memory_order_relaxed);
     const uint64_t old_deadline = NowMs() + cfg_.timeouts.drain_ms + 2000;

@@ -53,6 +53,7 @@ struct alignas(64) ShmHeader {
   std::atomic<uint64_t> reloads{0};
   std::atomic<int64_t> conns_active_total{0};  // all workers; the master corrects it for dead workers
   std::atomic<uint64_t> next_conn_id{1};       // connection ids, unique over all workers
+  std::atomic<uint32_t> stopping{0};           // set before SIGQUIT on a stop (not a reload)
   ProcCounters retired;                        // counters of reaped processes, summed by the master
 };
 

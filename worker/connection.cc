@@ -47,7 +47,8 @@ std::string PeerText(const sockaddr* sa) {
 Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const sockaddr* sa,
                        uint64_t id)
     : w_(w), listener_(l), fd_(fd), id_(id), peer_(PeerText(sa)) {
-  connected_ms_ = last_activity_ms_ = WorkerContext::NowMs();
+  connected_ms_ = WorkerContext::NowMs();
+  last_activity_ms_ = WorkerContext::MonoMs();
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   in_ = evbuffer_new();
@@ -96,8 +97,8 @@ void Connection::Close(const char* reason) {
   if (closing_ == Closing::kNow) return;
   closing_ = Closing::kNow;
   if (reason) SPDLOG_DEBUG("conn {} {}: closed: {}", id_, peer_, reason);
-  event_del(rev_);
-  event_del(wev_);
+  if (rev_) event_del(rev_);
+  if (wev_) event_del(wev_);
   w_.Retire(this);
 }
 
@@ -130,7 +131,7 @@ void Connection::ReadCb(int, short, void* arg) {
   } else {
     c->bytes_in_ += static_cast<uint64_t>(n);
     c->w_.counters->bytes_in.Add(static_cast<uint64_t>(n));
-    c->last_activity_ms_ = WorkerContext::NowMs();
+    c->last_activity_ms_ = WorkerContext::MonoMs();
   }
   c->Process();
 }
@@ -184,6 +185,7 @@ void Connection::Flush() {
       return;
     }
     if (n == 0) break;
+    last_activity_ms_ = WorkerContext::MonoMs();  // a slow reader that keeps taking bytes is not idle
   }
   if (evbuffer_get_length(out_) > 0) {
     ArmWrite();
@@ -203,7 +205,6 @@ void Connection::WriteCb(int, short, void* arg) {
   auto* c = static_cast<Connection*>(arg);
   c->Flush();
   if (c->closing_ != Closing::kNo || c->output_pending() > 0) return;
-  c->last_activity_ms_ = WorkerContext::NowMs();
   // Drained: resume reading, let the session queue more (e.g. the next file
   // chunk), and handle input that waited while reading was paused.
   const bool was_paused = c->read_paused_;

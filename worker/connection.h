@@ -36,8 +36,8 @@ class Connection {
   const std::string& peer() const { return peer_; }
   const ListenerConf& listener() const { return listener_; }
   WorkerContext& worker() const { return w_; }
-  uint64_t connected_ms() const { return connected_ms_; }
-  uint64_t last_activity_ms() const { return last_activity_ms_; }
+  uint64_t connected_ms() const { return connected_ms_; }           // wall clock
+  uint64_t last_activity_ms() const { return last_activity_ms_; }   // monotonic (MonoMs)
   uint64_t bytes_in() const { return bytes_in_; }
   uint64_t bytes_out() const { return bytes_out_; }
   Session* session() const { return session_.get(); }

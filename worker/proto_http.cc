@@ -160,7 +160,7 @@ class HttpSession final : public Session {
       if (c.output_pending() > lim.output_high_water) break;
       evbuffer_iovec v;
       if (evbuffer_peek(in, -1, nullptr, &v, 1) < 1 || v.iov_len == 0) break;
-      if (!parser_.in_request()) start_ms_ = WorkerContext::NowMs();
+      if (!parser_.in_request()) start_ms_ = WorkerContext::MonoMs();
       size_t used = 0;
       const auto r = parser_.Feed(static_cast<const char*>(v.iov_base), v.iov_len, &used);
       evbuffer_drain(in, used);
@@ -332,7 +332,7 @@ class HttpSession final : public Session {
       referer = req->Header("referer");
       ua = req->Header("user-agent");
     }
-    const uint64_t now = WorkerContext::NowMs();
+    const uint64_t now = WorkerContext::MonoMs();
     const uint64_t took = now > start_ms_ && start_ms_ ? now - start_ms_ : 0;
     accesslog::Append(fmt::format("{} - - [{}] \"{}\" {} {} \"{}\" \"{}\" {}.{:03}\n", addr,
                                   http::LogTimeNow(), EscapeLogField(line_req), status, body_bytes,

@@ -28,6 +28,12 @@ uint64_t WorkerContext::NowMs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
 }
 
+uint64_t WorkerContext::MonoMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
+}
+
 void WorkerContext::Retire(Connection* c) {
   dead.push_back(c->id());
   event_active(reaper, EV_TIMEOUT, 0);
@@ -102,6 +108,11 @@ class Worker {
     AddSignal(SIGQUIT);
     AddSignal(SIGTERM);
     AddSignal(SIGUSR1);
+    // The master forked us with its signals blocked; now that the handlers
+    // exist, let them (and anything that arrived meanwhile) in.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
     accept_retry_.reset(evtimer_new(base_.get(), AcceptRetryCb, this));
     sweep_.reset(event_new(base_.get(), -1, EV_PERSIST, SweepCb, this));
     timeval tv = SweepPeriod();
@@ -155,7 +166,15 @@ class Worker {
 
   static void SignalCb(evutil_socket_t sig, short, void* arg) {
     auto* s = static_cast<Signal*>(arg);
-    Worker* w = s->w;
+    try {
+      s->w->OnSignal(static_cast<int>(sig));
+    } catch (const std::exception& e) {
+      spdlog::error("signal {}: {}", static_cast<int>(sig), e.what());
+    }
+  }
+
+  void OnSignal(int sig) {
+    Worker* w = this;
     switch (sig) {
       case SIGQUIT: w->BeginDrain(); break;
       case SIGTERM:
@@ -175,17 +194,19 @@ class Worker {
     char name[16];
     snprintf(name, sizeof name, "preforkd-w%d-q", ctx_.slot);
     prctl(PR_SET_NAME, name);
-    // Take what the kernel already queued on our sockets, then stop accepting.
-    // An unchanged listener's socket stays open in the master and the new
-    // worker of this slot, so its accept queue is never closed.
-    for (auto& l : listeners_) DrainAcceptQueue(l);
+    // On a stop, take what the kernel already queued on our sockets (the
+    // master has closed its copies; ours are the last). On a reload, leave
+    // the queue to the new worker of this slot, which shares these sockets:
+    // connections accepted here would only live until the drain ends.
+    if (ctx_.segment->header()->stopping.load(std::memory_order_acquire))
+      for (auto& l : listeners_) DrainAcceptQueue(l);
     listeners_.clear();
     evtimer_del(accept_retry_.get());
     spdlog::info("graceful stop: draining {} connections (up to {} ms)", ctx_.conns.size(),
                  ctx_.config->timeouts.drain_ms);
     for (auto& [id, c] : ctx_.conns)
       if (!c->closing()) c->session()->OnDrain(*c);
-    drain_deadline_ms_ = WorkerContext::NowMs() + ctx_.config->timeouts.drain_ms;
+    drain_deadline_ms_ = WorkerContext::MonoMs() + ctx_.config->timeouts.drain_ms;
     // End the drain on time, not on the next sweep tick.
     const uint32_t d = ctx_.config->timeouts.drain_ms;
     timeval dtv{static_cast<time_t>(d / 1000), static_cast<suseconds_t>((d % 1000) * 1000)};
@@ -193,10 +214,23 @@ class Worker {
     MaybeExit();
   }
 
+  // The drain time is over: stop reading, let every connection flush the
+  // replies it has computed, and leave once they are written (or after a
+  // last second for clients that do not read).
   static void DrainTimeoutCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
-    spdlog::info("drain timeout: closing {} connections", w->ctx_.conns.size());
-    event_base_loopexit(w->base_.get(), nullptr);
+    w->EndDrain();
+  }
+
+  void EndDrain() {
+    if (drain_ended_) return;
+    drain_ended_ = true;
+    spdlog::info("drain timeout: closing {} connections", ctx_.conns.size());
+    for (auto& [id, c] : ctx_.conns)
+      if (!c->closing()) c->CloseAfterWrite();
+    timeval grace{1, 0};
+    event_base_loopexit(base_.get(), &grace);
+    MaybeExit();
   }
 
   void DrainAcceptQueue(Listener& l) {
@@ -216,9 +250,15 @@ class Worker {
 
   static void AcceptCb(evconnlistener* lev, evutil_socket_t fd, sockaddr* sa, int, void* arg) {
     auto* w = static_cast<Worker*>(arg);
-    for (auto& l : w->listeners_)
-      if (l.lev.get() == lev) return w->Accept(l, fd, sa);
-    evutil_closesocket(fd);
+    try {
+      for (auto& l : w->listeners_)
+        if (l.lev.get() == lev) return w->Accept(l, fd, sa);
+      evutil_closesocket(fd);
+    } catch (const std::exception& e) {
+      // The registry may or may not own fd by now; it is closed either way
+      // when the registry entry goes. Keep the worker alive.
+      spdlog::error("accept: {}", e.what());
+    }
   }
 
   void Accept(Listener& l, int fd, sockaddr* sa) {
@@ -233,7 +273,7 @@ class Worker {
             static_cast<int64_t>(lim.max_connections)) {
       evutil_closesocket(fd);
       ctx_.counters->conns_rejected.Add(1);
-      const uint64_t now = WorkerContext::NowMs();
+      const uint64_t now = WorkerContext::MonoMs();
       if (now - last_reject_log_ms_ >= 1000) {
         last_reject_log_ms_ = now;
         spdlog::warn("connection limit reached ({} here, {} in all): closing new connections",
@@ -242,7 +282,13 @@ class Worker {
       return;
     }
     const uint64_t id = h->next_conn_id.fetch_add(1, std::memory_order_relaxed);
-    auto c = std::make_unique<Connection>(ctx_, *l.conf, fd, sa, id);
+    std::unique_ptr<Connection> c;
+    try {
+      c = std::make_unique<Connection>(ctx_, *l.conf, fd, sa, id);
+    } catch (...) {
+      evutil_closesocket(fd);
+      throw;
+    }
     Connection* raw = c.get();
     ctx_.conns.emplace(id, std::move(c));
     h->conns_active_total.fetch_add(1, std::memory_order_relaxed);
@@ -297,11 +343,19 @@ class Worker {
 
   static void SweepCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
-    auto& ctx = w->ctx_;
-    const uint64_t now = WorkerContext::NowMs();
+    try {
+      w->Sweep();
+    } catch (const std::exception& e) {
+      spdlog::error("sweep: {}", e.what());
+    }
+  }
+
+  void Sweep() {
+    Worker* w = this;
+    auto& ctx = ctx_;
+    const uint64_t now = WorkerContext::MonoMs();
     if (ctx.draining && now >= w->drain_deadline_ms_) {
-      spdlog::info("drain timeout: closing {} connections", ctx.conns.size());
-      event_base_loopexit(w->base_.get(), nullptr);
+      EndDrain();
       return;
     }
     if (getppid() != w->start_.master_pid) {
@@ -312,7 +366,7 @@ class Worker {
     for (auto& [id, c] : ctx.conns) {
       if (c->closing()) continue;
       const uint32_t limit = c->session()->TimeoutMs(ctx);
-      if (limit && now - c->last_activity_ms() >= limit) c->session()->OnTimeout(*c);
+      if (limit && c->last_activity_ms() + limit <= now) c->session()->OnTimeout(*c);
     }
   }
 
@@ -349,6 +403,7 @@ class Worker {
   bool accept_paused_ = false;
   uint64_t last_reject_log_ms_ = 0;
   uint64_t drain_deadline_ms_ = 0;
+  bool drain_ended_ = false;
 };
 
 }  // namespace

@@ -53,7 +53,8 @@ struct WorkerContext {
   event* reaper = nullptr;
 
   void Retire(Connection* c);             // called by Connection::Close
-  static uint64_t NowMs();                // CLOCK_REALTIME ms
+  static uint64_t NowMs();                // CLOCK_REALTIME ms: key expiry, display
+  static uint64_t MonoMs();               // CLOCK_MONOTONIC ms: timeouts (immune to clock steps)
 };
 
 // Runs the worker until it stops; returns the process exit code.
