@@ -81,12 +81,16 @@ class Proc:
                 self.p.wait()
 
 
-def preforkd_config(dirpath, listeners_yaml, workers="auto", extra=""):
+def preforkd_config(dirpath, listeners_yaml, workers="auto", extra="", logging_extra=""):
+    """Write DIR/preforkd.yaml. `extra` is appended as top-level YAML (it must
+    not repeat `logging`: duplicate keys are errors); `logging_extra` is added
+    inside the logging map, e.g. 'access_log: "off"'."""
     path = os.path.join(dirpath, "preforkd.yaml")
+    log = "error_log: error.log, level: warn" + (f", {logging_extra}" if logging_extra else "")
     with open(path, "w") as f:
         f.write(f"workers: {workers}\npidfile: preforkd.pid\nshared_memory: 256m\n"
                 f"listeners:\n{listeners_yaml}\n"
-                f"logging: {{error_log: error.log, level: warn}}\n{extra}")
+                f"logging: {{{log}}}\n{extra}")
     return path
 
 
