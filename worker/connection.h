@@ -6,6 +6,7 @@
 #pragma once
 
 #include <netinet/in.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <memory>
@@ -57,6 +58,7 @@ class Connection {
   static void ReadCb(int fd, short what, void* arg);
   static void WriteCb(int fd, short what, void* arg);
   static void OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg);
+  ssize_t ReadSome();  // one read(2) into the input buffer: bytes, 0 at EOF, -1 with errno
   void Process();   // run the session on buffered input, then flush
   void Flush();     // write what the socket takes; arm the write event for the rest
   void ArmWrite();

@@ -173,7 +173,15 @@ RequestParser::Result RequestParser::Feed(const char* data, size_t len, size_t* 
 }
 
 void RequestParser::Next() {
-  req_ = Request{};
+  // Cleared, not replaced: the strings and the header vector keep their
+  // capacity, so a keep-alive connection parses without allocating.
+  req_.method.clear();
+  req_.target.clear();
+  req_.major = req_.minor = 1;
+  req_.headers.clear();
+  if (req_.body.capacity() > 64 * 1024) std::string().swap(req_.body);  // do not pin a large upload
+  req_.body.clear();
+  req_.keep_alive = true;
   field_.clear();
   value_.clear();
   te_.clear();
@@ -228,7 +236,35 @@ bool SplitTarget(std::string_view target, std::string_view* path, std::string_vi
   return true;
 }
 
+namespace {
+
+// True if NormalizePath would return `p` unchanged: it starts with '/' and has
+// no escape, NUL, empty segment (but a trailing '/'), "." or "..".
+bool IsNormal(std::string_view p) {
+  if (p.empty() || p.front() != '/') return false;
+  for (size_t i = 0; i < p.size(); i++) {
+    const char ch = p[i];
+    if (ch == '%' || ch == '\0') return false;
+    if (ch != '/') continue;
+    // p[i] starts a segment ending at the next '/' or the end.
+    const size_t j = i + 1;
+    if (j < p.size() && p[j] == '/') return false;
+    if (j < p.size() && p[j] == '.') {
+      const size_t k = j + 1;
+      if (k == p.size() || p[k] == '/') return false;
+      if (p[k] == '.' && (k + 1 == p.size() || p[k + 1] == '/')) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 int NormalizePath(std::string_view raw_path, std::string* out) {
+  if (IsNormal(raw_path)) {
+    out->assign(raw_path);
+    return 0;
+  }
   std::string decoded;
   if (!PercentDecode(raw_path, &decoded)) return 400;
   if (decoded.empty() || decoded.front() != '/') return 400;

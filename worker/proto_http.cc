@@ -4,20 +4,17 @@
 // /_metrics). Parsing is llhttp's (http_parse.h); docs/http.md is the spec.
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
-#include <climits>
 #include <cstring>
-#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,6 +26,7 @@
 #include "shared/shm.h"
 #include "worker/access_log.h"
 #include "worker/connection.h"
+#include "worker/http_filecache.h"
 #include "worker/http_ops.h"
 #include "worker/http_parse.h"
 #include "worker/http_util.h"
@@ -39,70 +37,7 @@ namespace pf {
 namespace {
 
 using http::Request;
-
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  ~UniqueFd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      if (fd_ >= 0) close(fd_);
-      fd_ = o.release();
-    }
-    return *this;
-  }
-  int get() const { return fd_; }
-  int release() {
-    const int f = fd_;
-    fd_ = -1;
-    return f;
-  }
-
- private:
-  int fd_;
-};
-
-// The O_PATH fd of each docroot, opened once per worker process (a reload
-// starts new workers, which open the new roots).
-int RootFd(const ListenerConf& l) {
-  static std::map<const ListenerConf*, int> roots;
-  auto it = roots.find(&l);
-  if (it != roots.end()) return it->second;
-  const int fd = open(l.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) spdlog::error("http {}: root {}: {}", l.name, l.root, std::strerror(errno));
-  roots.emplace(&l, fd);
-  return fd;
-}
-
-// Opens `rel` (relative, no leading '/') beneath the root: the kernel refuses
-// any resolution that leaves it (.., absolute or escaping symlinks, magic
-// links). Without openat2 (ENOSYS, kernels < 5.6) the fallback resolves the
-// path with realpath and checks the prefix. -1 with errno on failure.
-int OpenBeneath(int rootfd, const std::string& root, const std::string& rel) {
-  static bool have_openat2 = true;
-  const int flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;  // O_NONBLOCK: a FIFO must not block
-  if (have_openat2) {
-    open_how how{};
-    how.flags = flags;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-    const long fd = syscall(SYS_openat2, rootfd, rel.c_str(), &how, sizeof how);
-    if (fd >= 0 || errno != ENOSYS) return static_cast<int>(fd);
-    have_openat2 = false;
-  }
-  char resolved[PATH_MAX], real_root_buf[PATH_MAX];
-  if (!realpath(root.c_str(), real_root_buf)) return -1;
-  const std::string full = root + "/" + rel;
-  if (!realpath(full.c_str(), resolved)) return -1;
-  const std::string_view r(resolved), rr(real_root_buf);
-  if (r != rr && !(r.size() > rr.size() && r.substr(0, rr.size()) == rr && (rr == "/" || r[rr.size()] == '/'))) {
-    errno = EXDEV;
-    return -1;
-  }
-  return open(resolved, flags);
-}
+using http::UniqueFd;
 
 bool IsLoopback(std::string_view peer) {
   return peer.substr(0, 4) == "127." || peer.substr(0, 6) == "[::1]:" ||
@@ -132,13 +67,36 @@ bool ParseU64(std::string_view s, uint64_t* v) {
   return true;
 }
 
+void AppendUint(std::string* s, uint64_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  s->append(buf, r.ptr);
+}
+
+// Queues head and body as one contiguous chunk: one writev, one packet for a
+// small response.
+void AddResponse(evbuffer* out, std::string_view head, std::string_view body) {
+  const size_t total = head.size() + body.size();
+  evbuffer_iovec v;
+  if (evbuffer_reserve_space(out, static_cast<ev_ssize_t>(total), &v, 1) == 1 && v.iov_len >= total) {
+    char* p = static_cast<char*>(v.iov_base);
+    std::memcpy(p, head.data(), head.size());
+    if (!body.empty()) std::memcpy(p + head.size(), body.data(), body.size());
+    v.iov_len = total;
+    if (evbuffer_commit_space(out, &v, 1) == 0) return;
+  }
+  evbuffer_add(out, head.data(), head.size());
+  evbuffer_add(out, body.data(), body.size());
+}
+
 // One response on its way out: what the access log and the counters need.
 struct Reply {
   int status = 200;
+  std::string_view fixed_headers;  // header lines that outlive the reply (a cached file's validators)
   std::string headers;        // extra header lines, each ending "\r\n"
-  std::string content_type;
+  std::string_view content_type;  // a literal, or the MIME table's
   std::string body;           // in-memory body, or
-  int file_fd = -1;           // a file range sent with sendfile (ownership passes to libevent)
+  const http::CachedFile* file = nullptr;  // a range of a cached file (valid during this request)
   uint64_t file_off = 0, file_len = 0;
   bool has_length = true;     // false for 1xx/204/304: no Content-Length, no body
 };
@@ -234,7 +192,6 @@ class HttpSession final : public Session {
       Route(c, req, &rep);
     } catch (const std::exception& e) {
       spdlog::error("http {}: {} {}: {}", c.peer(), req.method, req.target, e.what());
-      if (rep.file_fd >= 0) close(rep.file_fd);
       rep = Reply{};
       ErrorReply(500, &rep);
     }
@@ -278,40 +235,60 @@ class HttpSession final : public Session {
     const bool keep = !force_close && req && req->keep_alive && !draining_ && !w_.draining &&
                       (lim.keepalive_requests == 0 || requests_ < lim.keepalive_requests);
     const bool head = req && head_;
-    std::string h;
-    h.reserve(256 + rep->headers.size());
-    fmt::format_to(std::back_inserter(h), "HTTP/1.1 {} {}\r\nServer: preforkd\r\nDate: {}\r\n", rep->status,
-                   http::StatusText(rep->status), http::DateNow());
-    const uint64_t len = rep->file_fd >= 0 ? rep->file_len : rep->body.size();
-    if (!rep->content_type.empty() && rep->has_length)
-      fmt::format_to(std::back_inserter(h), "Content-Type: {}\r\n", rep->content_type);
-    if (rep->has_length) fmt::format_to(std::back_inserter(h), "Content-Length: {}\r\n", len);
+    // The head is built in one buffer reused by every response of this
+    // (single-threaded) worker: no allocation once it has grown.
+    static std::string h;
+    h.clear();
+    if (rep->status == 200) {
+      h += "HTTP/1.1 200 OK\r\n";
+    } else {
+      h += "HTTP/1.1 ";
+      AppendUint(&h, static_cast<uint64_t>(rep->status));
+      h += ' ';
+      h += http::StatusText(rep->status);
+      h += "\r\n";
+    }
+    h += "Server: preforkd\r\nDate: ";
+    h += http::DateNow();
+    h += "\r\n";
+    const http::CachedFile* f = rep->file;
+    const uint64_t len = f ? rep->file_len : rep->body.size();
+    if (!rep->content_type.empty() && rep->has_length) {
+      h += "Content-Type: ";
+      h += rep->content_type;
+      h += "\r\n";
+    }
+    if (rep->has_length) {
+      if (f && rep->file_off == 0 && len == f->size) {
+        h += f->content_length;
+      } else {
+        h += "Content-Length: ";
+        AppendUint(&h, len);
+        h += "\r\n";
+      }
+    }
+    h += rep->fixed_headers;
     h += rep->headers;
     if (!keep) h += "Connection: close\r\n";
     else if (req->minor == 0) h += "Connection: keep-alive\r\n";
     h += "\r\n";
     evbuffer* out = c.output();
-    evbuffer_add(out, h.data(), h.size());
-    uint64_t body_sent = 0;
-    if (!head && rep->has_length) {
-      if (rep->file_fd >= 0) {
-        if (len > 0) {
-          if (evbuffer_add_file(out, rep->file_fd, static_cast<ev_off_t>(rep->file_off),
-                                static_cast<ev_off_t>(len)) != 0) {
-            close(rep->file_fd);
-            c.Close("cannot queue file");
-            return;
-          }
-          rep->file_fd = -1;  // libevent closes it once sent
-          body_sent = len;
-        }
-      } else {
-        evbuffer_add(out, rep->body.data(), rep->body.size());
-        body_sent = rep->body.size();
+    const bool body = !head && rep->has_length && len > 0;
+    uint64_t body_sent = body ? len : 0;
+    if (!body) {
+      evbuffer_add(out, h.data(), h.size());
+    } else if (!f) {
+      AddResponse(out, h, rep->body);
+    } else if (f->in_memory) {
+      AddResponse(out, h, std::string_view(f->body).substr(rep->file_off, len));
+    } else {
+      evbuffer_add(out, h.data(), h.size());
+      if (evbuffer_add_file_segment(out, f->segment, static_cast<ev_off_t>(rep->file_off),
+                                    static_cast<ev_off_t>(len)) != 0) {
+        c.Close("cannot queue file");
+        return;
       }
     }
-    if (rep->file_fd >= 0) close(rep->file_fd);
-    rep->file_fd = -1;
     w_.counters->http_status[std::clamp(rep->status / 100, 1, 5)].Add(1);
     Log(c, rep->status, body_sent);
     if (!keep) c.CloseAfterWrite();
@@ -344,69 +321,34 @@ class HttpSession final : public Session {
 
   void ServeStatic(const Request& req, std::string_view raw_path, std::string_view query, Reply* rep) {
     if (req.method != "GET" && req.method != "HEAD") return ErrorReply(405, rep);
-    std::string path;
-    if (http::NormalizePath(raw_path, &path) != 0) return ErrorReply(400, rep);
-    const int rootfd = RootFd(l_);
-    if (rootfd < 0) return ErrorReply(403, rep);
-    const std::string rel = path.size() > 1 ? path.substr(1) : ".";
-    UniqueFd fd(OpenBeneath(rootfd, l_.root, rel));
-    if (fd.get() < 0) return ErrorReply(OpenErrorStatus(errno), rep);
-    struct stat st;
-    if (fstat(fd.get(), &st) != 0) return ErrorReply(403, rep);
-    std::string name = path;
-    if (S_ISDIR(st.st_mode)) {
-      if (path.back() != '/') {
-        rep->headers = "Location: " + http::UrlEncodePath(path) + "/" +
-                       (query.empty() ? "" : "?" + std::string(query)) + "\r\n";
-        ErrorReply(301, rep);
-        return;
-      }
-      const std::string index_rel = (rel == "." ? std::string() : rel) + l_.index;
-      UniqueFd ifd(OpenBeneath(rootfd, l_.root, index_rel));
-      struct stat ist;
-      if (ifd.get() >= 0 && fstat(ifd.get(), &ist) == 0 && S_ISREG(ist.st_mode)) {
-        fd = std::move(ifd);
-        st = ist;
-        name = l_.index;
-      } else if (l_.autoindex && (ifd.get() < 0 && (errno == ENOENT || errno == ENOTDIR))) {
-        return Listing(fd.get(), path, rep);
-      } else if (l_.autoindex && ifd.get() < 0) {
-        return ErrorReply(OpenErrorStatus(errno), rep);
-      } else {
-        return ErrorReply(403, rep);
-      }
+    if (http::NormalizePath(raw_path, &path_) != 0) return ErrorReply(400, rep);
+    // The connection's last read is "now" for the cache (one clock read less per request).
+    const uint64_t now = conn_ ? conn_->last_activity_ms() : WorkerContext::MonoMs();
+    http::Resolved r = http::FileCache::Get().Resolve(l_, path_, now);
+    if (r.redirect) {
+      rep->headers = "Location: " + http::UrlEncodePath(path_) + "/" +
+                     (query.empty() ? "" : "?" + std::string(query)) + "\r\n";
+      return ErrorReply(301, rep);
     }
-    if (!S_ISREG(st.st_mode)) return ErrorReply(403, rep);
-    ServeFile(req, std::move(fd), st, name, rep);
+    if (r.dir.get() >= 0) return Listing(r.dir.get(), path_, rep);
+    if (r.status != 0) return ErrorReply(r.status, rep);
+    ServeFile(req, *r.file, rep);
   }
 
-  static int OpenErrorStatus(int err) {
-    switch (err) {
-      case ENOENT:
-      case ENOTDIR: return 404;
-      case ENAMETOOLONG: return 414;
-      default: return 403;  // EXDEV (escapes the root), ELOOP, EACCES, EPERM, ...
-    }
-  }
-
-  void ServeFile(const Request& req, UniqueFd fd, const struct stat& st, const std::string& name,
-                 Reply* rep) {
-    const uint64_t size = static_cast<uint64_t>(st.st_size);
-    const std::string etag = fmt::format("\"{:x}-{:x}\"", static_cast<uint64_t>(st.st_mtime), size);
-    const std::string lastmod = http::HttpDate(st.st_mtime);
-    std::string validators = "Last-Modified: " + lastmod + "\r\nETag: " + etag + "\r\n";
-    if (NotModified(req, etag, st.st_mtime)) {
+  static void ServeFile(const Request& req, const http::CachedFile& f, Reply* rep) {
+    if (NotModified(req, f.etag, f.mtime.tv_sec)) {
       rep->status = 304;
       rep->has_length = false;
-      rep->headers = validators;
+      rep->fixed_headers = std::string_view(f.validators).substr(0, f.validators_len);
       return;
     }
-    rep->content_type = std::string(http::MimeType(name));
-    rep->headers = validators + "Accept-Ranges: bytes\r\n";
+    rep->content_type = f.content_type;
+    rep->fixed_headers = f.validators;
+    const uint64_t size = f.size;
     uint64_t first = 0, last = size ? size - 1 : 0;
     const std::string* range = req.Header("range");
     const std::string* if_range = req.Header("if-range");
-    if (range && (!if_range || *if_range == etag || *if_range == lastmod)) {
+    if (range && (!if_range || *if_range == f.etag || *if_range == f.last_modified)) {
       switch (http::ParseRange(*range, size, &first, &last)) {
         case http::RangeResult::kNone: break;
         case http::RangeResult::kUnsatisfiable: {
@@ -417,14 +359,14 @@ class HttpSession final : public Session {
         case http::RangeResult::kSingle:
           rep->status = 206;
           rep->headers += fmt::format("Content-Range: bytes {}-{}/{}\r\n", first, last, size);
-          rep->file_fd = fd.release();
+          rep->file = &f;
           rep->file_off = first;
           rep->file_len = last - first + 1;
           return;
       }
     }
     rep->status = 200;
-    rep->file_fd = fd.release();
+    rep->file = &f;
     rep->file_off = 0;
     rep->file_len = size;
   }
@@ -616,6 +558,7 @@ class HttpSession final : public Session {
   Connection* conn_ = nullptr;
   http::RequestParser parser_;
   const Request* req_ = nullptr;  // the request being answered (nullptr for parse errors)
+  std::string path_;               // the normalised path of a static request (reused)
   bool head_ = false;
   bool draining_ = false;
   bool continue_sent_ = false;
