@@ -38,9 +38,19 @@ constexpr std::string_view kRedisCompatVersion = "7.0.0";
 constexpr size_t kKeysScanBatch = 1024;      // buckets per engine Scan call inside KEYS
 constexpr int64_t kScanMaxCount = 1 << 20;  // a SCAN COUNT hint above this is clamped
 constexpr size_t kGlobMaxWork = 1 << 20;    // token steps per GlobMatch call before giving up
+// Token steps all GlobMatch calls of one KEYS or SCAN may take: KEYS answers
+// kKeysTooExpensive past it, SCAN returns early with the cursor it reached.
+constexpr uint64_t kGlobCommandBudget = 50'000'000;
+// A scratch buffer holding more than this after a command is given back.
+constexpr size_t kScratchKeepBytes = 1 << 20;
+static_assert(errtext::kClientNameTooLong.find("512") != std::string_view::npos &&
+              kMaxClientNameBytes == 512);
 
 // ---------------------------------------------------------------------------
 // Small helpers
+
+// GlobMatch that adds the steps it took to *total (defined beside GlobMatch).
+bool GlobMatchCounted(std::string_view pat, std::string_view s, uint64_t* total);
 
 char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
@@ -71,8 +81,45 @@ void AppendSafe(std::string* dst, std::string_view s, size_t max = SIZE_MAX) {
   for (char c : s) dst->push_back((c == '\r' || c == '\n') ? ' ' : c);
 }
 
+// Worker-local scratch buffers of the handlers, kept between commands to save
+// allocations. ReleaseScratch() runs after every command: it drops what they
+// hold and gives back any buffer above kScratchKeepBytes, so one huge reply
+// does not pin its memory for the worker's life.
+struct Scratch {
+  std::string err, value, prefix, lower;
+  std::vector<std::optional<std::string>> mget;
+  std::vector<std::pair<std::string_view, std::string_view>> mset;
+  std::vector<std::string> batch, found, keys;
+  std::vector<uint64_t> resume;
+};
+
+Scratch& Tls() {
+  static thread_local Scratch s;
+  return s;
+}
+
+template <typename V>
+size_t CapacityBytes(const V& v) {
+  return v.capacity() * sizeof(typename V::value_type);
+}
+
+template <typename V>
+void Release(V& v) {
+  v.clear();
+  if (CapacityBytes(v) > kScratchKeepBytes) V().swap(v);
+}
+
+void ReleaseScratch() {
+  Scratch& s = Tls();
+  for (std::string* b : {&s.err, &s.value, &s.prefix, &s.lower}) Release(*b);
+  Release(s.mget);
+  Release(s.mset);
+  for (auto* v : {&s.batch, &s.found, &s.keys}) Release(*v);
+  Release(s.resume);
+}
+
 std::string& ErrBuf() {
-  static thread_local std::string buf;
+  std::string& buf = Tls().err;
   buf.clear();
   return buf;
 }
@@ -231,9 +278,28 @@ bool ExpireArgToAbsMs(CommandCtx& c, std::string_view arg, bool seconds, bool re
   return true;
 }
 
-std::string& ValueBuf() {
-  static thread_local std::string buf;
-  return buf;
+std::string& ValueBuf() { return Tls().value; }
+
+uint64_t MaxReplyBytes(const CommandCtx& c) {
+  return c.env.config ? c.env.config->limits.max_reply_bytes : LimitsConf{}.max_reply_bytes;
+}
+
+// RESP bytes of a bulk string of `n` bytes: "$<n>\r\n" <bytes> "\r\n".
+uint64_t BulkReplyBytes(size_t n) {
+  uint64_t digits = 1;
+  for (size_t v = n; v >= 10; v /= 10) ++digits;
+  return n + digits + 5;
+}
+
+void ReplyReplyTooLarge(CommandCtx& c, std::string_view cmd, uint64_t max, std::string_view hint) {
+  std::string& e = ErrBuf();
+  e += "ERR reply too large: ";
+  e += cmd;
+  e += " would return more than ";
+  AppendU64(&e, max);
+  e += " bytes (limits.max_reply_bytes)";
+  e += hint;
+  c.out.Error(ErrCode::kTooLarge, e);
 }
 
 // ---------------------------------------------------------------------------
@@ -295,6 +361,8 @@ void CmdHello(CommandCtx& c) {
       j += 2;
     } else if (EqNoCase(opt, "setname") && more >= 1) {
       if (!ValidClientName(c.arg(j + 1))) return c.out.Error(ErrCode::kErr, errtext::kClientName);
+      if (c.arg(j + 1).size() > kMaxClientNameBytes)
+        return c.out.Error(ErrCode::kErr, errtext::kClientNameTooLong);
       c.session.name.assign(c.arg(j + 1));
       j++;
     } else {
@@ -374,6 +442,8 @@ void CmdClientGetname(CommandCtx& c) {
 
 void CmdClientSetname(CommandCtx& c) {
   if (!ValidClientName(c.arg(2))) return c.out.Error(ErrCode::kErr, errtext::kClientName);
+  if (c.arg(2).size() > kMaxClientNameBytes)
+    return c.out.Error(ErrCode::kErr, errtext::kClientNameTooLong);
   c.session.name.assign(c.arg(2));
   ReplyOk(c);
 }
@@ -396,6 +466,13 @@ void CmdClientSetinfo(CommandCtx& c) {
     e += "ERR ";
     e += EqNoCase(attr, "lib-name") ? "lib-name" : "lib-ver";
     e += " cannot contain spaces, newlines or special characters.";
+    return c.out.Error(ErrCode::kErr, e);
+  }
+  if (val.size() > kMaxClientNameBytes) {
+    std::string& e = ErrBuf();
+    e += "ERR ";
+    e += EqNoCase(attr, "lib-name") ? "lib-name" : "lib-ver";
+    e += " cannot be longer than 512 bytes.";
     return c.out.Error(ErrCode::kErr, e);
   }
   dst->assign(val);
@@ -531,10 +608,13 @@ void CmdSetex(CommandCtx& c) { SetexGeneric(c, true); }
 void CmdPsetex(CommandCtx& c) { SetexGeneric(c, false); }
 
 void CmdMget(CommandCtx& c) {
-  static thread_local std::vector<std::optional<std::string>> vals;
+  std::vector<std::optional<std::string>>& vals = Tls().mget;
   vals.clear();
   auto keys = c.argv.subspan(1);
-  c.env.store->MGet(keys, c.now_ms, &vals);
+  // The engine stops copying once the values pass the budget, so MGET of one
+  // big key repeated a million times costs at most max_reply_bytes.
+  const uint64_t max = MaxReplyBytes(c);
+  if (!c.env.store->MGet(keys, c.now_ms, &vals, max)) return ReplyReplyTooLarge(c, "MGET", max, "");
   c.out.ArrayBegin(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     if (i < vals.size() && vals[i]) c.out.Bulk(*vals[i]);
@@ -544,7 +624,19 @@ void CmdMget(CommandCtx& c) {
 
 void CmdMset(CommandCtx& c) {
   if (c.argc() % 2 == 0) return ReplyArity(c);
-  static thread_local std::vector<std::pair<std::string_view, std::string_view>> kvs;
+  // MSET is atomic: the engine holds every involved shard's lock while it
+  // writes, so the data it may write is bounded before any lock is taken.
+  const uint64_t max = MaxReplyBytes(c);
+  uint64_t bytes = 0;
+  for (size_t j = 1; j < c.argc(); ++j) bytes += c.arg(j).size();
+  if (bytes > max) {
+    std::string& e = ErrBuf();
+    e += "ERR request too large: MSET would write more than ";
+    AppendU64(&e, max);
+    e += " bytes (limits.max_reply_bytes)";
+    return c.out.Error(ErrCode::kTooLarge, e);
+  }
+  std::vector<std::pair<std::string_view, std::string_view>>& kvs = Tls().mset;
   kvs.clear();
   for (size_t j = 1; j + 1 < c.argc(); j += 2) kvs.emplace_back(c.arg(j), c.arg(j + 1));
   kv::Status st = c.env.store->MSet(kvs, c.now_ms);
@@ -681,7 +773,7 @@ void CmdFlushall(CommandCtx& c) { FlushGeneric(c); }
 void CmdFlushdb(CommandCtx& c) { FlushGeneric(c); }
 
 void CmdFlushns(CommandCtx& c) {
-  static thread_local std::string prefix;
+  std::string& prefix = Tls().prefix;
   prefix.assign(c.arg(1));
   prefix += '^';
   c.out.Integer(static_cast<int64_t>(c.env.store->FlushPrefix(prefix)));
@@ -690,14 +782,25 @@ void CmdFlushns(CommandCtx& c) {
 void CmdKeys(CommandCtx& c) {
   std::string_view pat = c.arg(1);
   bool all = pat == "*";
-  static thread_local std::vector<std::string> batch, found;
+  std::vector<std::string>& batch = Tls().batch;
+  std::vector<std::string>& found = Tls().found;
   found.clear();
-  uint64_t cursor = 0;
+  const uint64_t max = MaxReplyBytes(c);
+  uint64_t cursor = 0, bytes = 0, work = 0;
   do {
     batch.clear();
     cursor = c.env.store->Scan(cursor, kKeysScanBatch, c.now_ms, &batch);
-    for (std::string& k : batch)
-      if (all || GlobMatch(pat, k)) found.push_back(std::move(k));
+    for (std::string& k : batch) {
+      if (!all) {
+        bool match = GlobMatchCounted(pat, k, &work);
+        if (work > kGlobCommandBudget)
+          return c.out.Error(ErrCode::kErr, errtext::kKeysTooExpensive);
+        if (!match) continue;
+      }
+      bytes += BulkReplyBytes(k.size());
+      if (bytes > max) return ReplyReplyTooLarge(c, "KEYS", max, "; use SCAN");
+      found.push_back(std::move(k));
+    }
   } while (cursor != 0);
   c.out.ArrayBegin(found.size());
   for (const std::string& k : found) c.out.Bulk(k);
@@ -742,13 +845,26 @@ void CmdScan(CommandCtx& c) {
     }
   }
   count = std::min(count, kScanMaxCount);
-  static thread_local std::vector<std::string> keys;
+  std::vector<std::string>& keys = Tls().keys;
+  std::vector<uint64_t>& resume = Tls().resume;
   keys.clear();
-  uint64_t next = c.env.store->Scan(cursor, static_cast<size_t>(count), c.now_ms, &keys);
+  resume.clear();
+  // The engine stops after max_reply_bytes of keys; the glob budget stops
+  // matching at a bucket boundary. Either way `next` is where this call got
+  // to, and the client goes on from there.
+  uint64_t next = c.env.store->Scan(cursor, static_cast<size_t>(count), c.now_ms, &keys,
+                                    MaxReplyBytes(c), &resume);
   size_t n = 0;
-  for (std::string& k : keys) {
-    if (type_mismatch || (use_pattern && !GlobMatch(pat, k))) continue;
-    if (&keys[n] != &k) keys[n] = std::move(k);
+  uint64_t work = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    // Past the budget, finish the bucket in progress (so every call moves
+    // on), then stop where the next bucket starts.
+    if (work > kGlobCommandBudget && i > 0 && resume[i] != resume[i - 1]) {
+      next = resume[i - 1];
+      break;
+    }
+    if (type_mismatch || (use_pattern && !GlobMatchCounted(pat, keys[i], &work))) continue;
+    if (n != i) keys[n] = std::move(keys[i]);
     n++;
   }
   c.out.ArrayBegin(2);
@@ -972,7 +1088,7 @@ void CmdConfigGet(CommandCtx& c) {
   // config.c configGetCommand: each parameter once, matched case-insensitively.
   bool hit[std::size(kConfigParams)] = {};
   size_t n = 0;
-  static thread_local std::string lower;
+  std::string& lower = Tls().lower;
   for (size_t j = 2; j < c.argc(); ++j) {
     lower.clear();
     for (char ch : c.arg(j)) lower += Lower(ch);
@@ -1203,12 +1319,13 @@ size_t GlobToken(std::string_view pat, size_t p, unsigned char ch, bool* match) 
 // exactly one byte, so on a mismatch only the most recent '*' needs to absorb
 // one more byte (earlier stars can never do better). That bounds the work to
 // O(len(pattern) * len(s)); kGlobMaxWork caps it further.
-bool GlobMatch(std::string_view pat, std::string_view s) {
+namespace {
+bool GlobMatchWork(std::string_view pat, std::string_view s, size_t& work) {
   // Redis: an empty string matches only an empty pattern (even "*" fails;
   // KEYS and SCAN special-case a lone "*" before calling this).
   if (s.empty()) return pat.empty();
   const size_t m = pat.size(), n = s.size();
-  size_t p = 0, i = 0, work = 0;
+  size_t p = 0, i = 0;
   size_t star_p = SIZE_MAX, star_i = 0;
   while (i < n) {
     if (++work > kGlobMaxWork) return false;
@@ -1235,6 +1352,33 @@ bool GlobMatch(std::string_view pat, std::string_view s) {
   }
   while (p < m && pat[p] == '*') p++;
   return p == m;
+}
+
+bool GlobMatchCounted(std::string_view pat, std::string_view s, uint64_t* total) {
+  size_t work = 0;
+  bool match = GlobMatchWork(pat, s, work);
+  *total += work + 1;  // +1: a key costs a step even when the match is instant
+  return match;
+}
+}  // namespace
+
+bool GlobMatch(std::string_view pat, std::string_view s) {
+  size_t work = 0;
+  return GlobMatchWork(pat, s, work);
+}
+
+size_t CommandScratchBytesForTesting() {
+  Scratch& s = Tls();
+  size_t n = 0;
+  for (std::string* b : {&s.err, &s.value, &s.prefix, &s.lower}) n += b->capacity();
+  n += CapacityBytes(s.mget) + CapacityBytes(s.mset) + CapacityBytes(s.resume);
+  for (auto* v : {&s.batch, &s.found, &s.keys}) {
+    n += CapacityBytes(*v);
+    for (const std::string& k : *v) n += k.capacity();
+  }
+  for (const auto& v : s.mget)
+    if (v) n += v->capacity();
+  return n;
 }
 
 bool ParseInt64(std::string_view s, int64_t* out) {
@@ -1317,6 +1461,7 @@ void Dispatch(const CommandEnv& env, ClientSession& session,
     // and the worker live on. The caller's logger records the context.
     out.Error(ErrCode::kInternal, errtext::kInternal);
   }
+  ReleaseScratch();  // the reply is written: its buffers are no longer needed
 }
 
 }  // namespace pf

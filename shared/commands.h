@@ -46,6 +46,11 @@ inline constexpr std::string_view kDbIndex = "ERR DB index is out of range";
 inline constexpr std::string_view kInvalidCursor = "ERR invalid cursor";
 inline constexpr std::string_view kClientName =
     "ERR Client names cannot contain spaces, newlines or special characters.";
+// CLIENT SETNAME / HELLO SETNAME / CLIENT SETINFO values are kept for the
+// connection's life: capped at kMaxClientNameBytes (commands.cc).
+inline constexpr std::string_view kClientNameTooLong =
+    "ERR Client names cannot be longer than 512 bytes.";
+inline constexpr std::string_view kKeysTooExpensive = "ERR KEYS pattern too expensive; use SCAN";
 inline constexpr std::string_view kExpireNxConflict =
     "ERR NX and XX, GT or LT options at the same time are not compatible";
 inline constexpr std::string_view kExpireGtLtConflict =
@@ -62,7 +67,14 @@ inline constexpr std::string_view kInternal = "ERR internal error";
 //   "ERR invalid expire time in '%s' command"
 //   "ERR Unsupported option %s"                           (EXPIRE family)
 //   "ERR Syntax error in HELLO option '%s'"
+//   "ERR %s cannot be longer than 512 bytes."             (CLIENT SETINFO: lib-name, lib-ver)
+//   "ERR reply too large: %s would return more than %llu bytes (limits.max_reply_bytes)"
+//                                                         (MGET; KEYS adds "; use SCAN")
+//   "ERR request too large: MSET would write more than %llu bytes (limits.max_reply_bytes)"
 }  // namespace errtext
+
+// Longest CLIENT SETNAME / HELLO SETNAME name and CLIENT SETINFO value.
+inline constexpr size_t kMaxClientNameBytes = 512;
 
 // What INFO (and HELLO/CLIENT) need that only the worker knows; the worker
 // fills it from the shared counters when asked (CommandEnv::server_info).
@@ -153,6 +165,10 @@ void Dispatch(const CommandEnv& env, ClientSession& session,
 // recursion; work is bounded (O(len(pattern) * len(s)) at worst, and capped),
 // so a hostile pattern cannot burn the worker's CPU. A capped match is "no".
 bool GlobMatch(std::string_view pattern, std::string_view s);
+
+// Bytes the handlers' worker-local scratch buffers hold on to between
+// commands (tests: one huge reply must not pin its memory).
+size_t CommandScratchBytesForTesting();
 
 // Redis' string2ll: strict decimal int64 (no spaces, no '+', no leading zeros).
 bool ParseInt64(std::string_view s, int64_t* out);

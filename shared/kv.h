@@ -3,8 +3,9 @@
 // never rehashed, so SCAN cursors stay valid), an arena with size classes, LRU
 // order, expiry and counters. Offsets only; no malloc into shared memory.
 //
-// Lock order: an operation holds one shard lock; multi-key operations (MSet,
-// MGet, Del of many keys) take their shards' locks in ascending shard index.
+// Lock order: an operation holds one shard lock; MSet (atomic) takes all its
+// shards' locks in ascending shard index; MGet takes one shard's lock at a
+// time, in ascending shard index (it is not atomic across shards).
 #pragma once
 
 #include <cstddef>
@@ -61,6 +62,17 @@ class Store {
  public:
   // Smallest region that can hold `shards` shards.
   static size_t MinSize(uint32_t shards);
+  // An overwrite needs the old and the new copy at once (crash consistency),
+  // and other keys fragment the arena, so a shard must hold this many copies
+  // of the largest item for every value the limits allow to be stored and
+  // overwritten.
+  static constexpr uint32_t kLargestItemCopies = 3;
+  // Smallest shard (the per-shard share of the region: header, buckets and
+  // arena) whose arena holds kLargestItemCopies items of the largest size
+  // class that max_key + max_value bytes need.
+  static uint64_t MinShardBytesFor(uint32_t max_key_bytes, uint32_t max_value_bytes);
+  // Smallest region whose `shards` shards are each MinShardBytesFor(...).
+  static uint64_t MinSizeFor(uint32_t shards, uint32_t max_key_bytes, uint32_t max_value_bytes);
   // Master, once, before forking: lay out a store in [base, base+size).
   // `seed` keys the hash (anti hash-flooding). Returns nullptr (and why) if
   // the region is too small.
@@ -87,14 +99,22 @@ class Store {
   // *at_ms = -1 when the key has no TTL.
   Status GetExpire(std::string_view key, uint64_t now_ms, int64_t* at_ms);
 
-  // Atomic over all keys: locks every involved shard in ascending order.
+  // Atomic over all keys: locks every involved shard in ascending order. The
+  // caller bounds the size of `kvs` (the locks are held while it is written).
   Status MSet(std::span<const std::pair<std::string_view, std::string_view>> kvs, uint64_t now_ms);
-  void MGet(std::span<const std::string_view> keys, uint64_t now_ms,
-            std::vector<std::optional<std::string>>* out);
+  // Not atomic across shards: takes one shard's lock at a time (ascending),
+  // reads that shard's keys, releases it. Returns false, with `out`
+  // incomplete, as soon as the values copied total more than `max_bytes`.
+  bool MGet(std::span<const std::string_view> keys, uint64_t now_ms,
+            std::vector<std::optional<std::string>>* out, uint64_t max_bytes = UINT64_MAX);
 
   // Cursor = (shard << 32) | bucket; 0 starts and 0 ends. Visits about `count`
   // buckets' keys. A key present for the whole scan is returned at least once.
-  uint64_t Scan(uint64_t cursor, size_t count, uint64_t now_ms, std::vector<std::string>* keys);
+  // Stops early, after a whole bucket, once the keys returned total more than
+  // `max_bytes`. `resume`, if given, gets one cursor per key returned: the one
+  // that continues after that key's bucket.
+  uint64_t Scan(uint64_t cursor, size_t count, uint64_t now_ms, std::vector<std::string>* keys,
+                uint64_t max_bytes = UINT64_MAX, std::vector<uint64_t>* resume = nullptr);
   uint64_t DbSize();
   uint64_t FlushAll();                                // returns keys removed
   uint64_t FlushPrefix(std::string_view prefix);      // namespace flush ("ns^")

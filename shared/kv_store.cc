@@ -270,6 +270,13 @@ Status Reserve(const StoreHeader* h, ShardHeader* s, uint64_t need, uint32_t pro
                uint32_t* out) {
   int c = ClassFor(h, need);
   if (c < 0) return Status::kOom;
+  // A request that cannot fit even with every other key evicted fails now,
+  // before eviction empties the shard for nothing: the most room there can
+  // be is the arena, or beside `protect` the larger side of it.
+  uint32_t room = s->arena_end - s->arena_begin;
+  if (protect)
+    room = std::max(protect - s->arena_begin, s->arena_end - (protect + It(s, protect)->size));
+  if (h->class_size[c] > room) return Status::kOom;
   if ((*out = AllocChunk(h, s, c))) return Status::kOk;
   if (s->frees_since_coalesce) {
     Coalesce(h, s);
@@ -565,7 +572,17 @@ void MutexFailed(const StoreHeader* h, ShardHeader* s) {
 class ShardLock {
  public:
   ShardLock(const StoreHeader* h, ShardHeader* s) : s_(s) {
-    int r = pthread_mutex_lock(&s->mu);
+    // Critical sections are a few hundred nanoseconds: spin briefly before
+    // sleeping in the kernel (a futex wait + wake costs more than the wait).
+    // trylock reports EOWNERDEAD like lock does, so recovery stays in one place.
+    int r = pthread_mutex_trylock(&s->mu);
+    for (int i = 0; r == EBUSY && i < 100; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+      r = pthread_mutex_trylock(&s->mu);
+    }
+    if (r == EBUSY) r = pthread_mutex_lock(&s->mu);
     if (__builtin_expect(r == 0, 1)) return;
     if (r == EOWNERDEAD) {
       MutexFailed(h, s);  // throws (not holding the lock) if it cannot repair
@@ -605,6 +622,19 @@ constexpr uint64_t kStoreHeaderBytes = Align64(sizeof(StoreHeader));
 constexpr uint64_t kMinShardBytes = Align64(sizeof(ShardHeader)) + 64 * 4 + kMinArena;
 constexpr uint64_t kMaxStride = 0xFFFFFFC0ull;  // offsets in a shard are uint32_t
 
+// The size class after `cs`: the one growth rule Format and
+// MinShardBytesFor share.
+uint64_t NextClass(uint64_t cs) {
+  return std::max<uint64_t>(cs + 8, Align8(static_cast<uint64_t>(cs * kClassFactor)));
+}
+
+// Arena bytes Format gives a shard of `stride` bytes (0 if none fits).
+uint64_t ArenaBytesOf(uint64_t stride, uint64_t nbuckets) {
+  uint64_t arena_begin = Align64(Align64(sizeof(ShardHeader)) + nbuckets * 4);
+  return stride > arena_begin ? (stride - arena_begin) & ~uint64_t{7} : 0;
+}
+uint64_t DefaultBuckets(uint64_t stride) { return std::max<uint64_t>(16, stride / 128); }
+
 uint64_t Mix64(uint64_t x) {  // splitmix64 finalizer
   x += 0x9e3779b97f4a7c15ull;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -619,6 +649,25 @@ Limits LimitsFrom(const KvConf& c) {
 
 size_t Store::MinSize(uint32_t shards) {
   return kStoreHeaderBytes + size_t{std::max<uint32_t>(shards, 1)} * kMinShardBytes;
+}
+
+uint64_t Store::MinShardBytesFor(uint32_t max_key_bytes, uint32_t max_value_bytes) {
+  const uint64_t need = sizeof(Item) + uint64_t{max_key_bytes} + max_value_bytes;
+  uint64_t cls = kMinChunk;
+  while (cls < need) cls = NextClass(cls);
+  const uint64_t arena = kLargestItemCopies * cls;
+  // Buckets take about 1/32 of a shard: start just above, then settle on the
+  // smallest 64-byte multiple whose arena is large enough.
+  uint64_t stride = Align64(arena + arena / 31 + Align64(sizeof(ShardHeader)) + 2 * 64);
+  while (stride > 64 && ArenaBytesOf(stride - 64, DefaultBuckets(stride - 64)) >= arena)
+    stride -= 64;
+  while (ArenaBytesOf(stride, DefaultBuckets(stride)) < arena) stride += 64;
+  return std::max(stride, kMinShardBytes);
+}
+
+uint64_t Store::MinSizeFor(uint32_t shards, uint32_t max_key_bytes, uint32_t max_value_bytes) {
+  return kStoreHeaderBytes +
+         uint64_t{std::max<uint32_t>(shards, 1)} * MinShardBytesFor(max_key_bytes, max_value_bytes);
 }
 
 Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& limits,
@@ -636,7 +685,7 @@ Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& lim
   uint64_t stride = std::min<uint64_t>(((size - kStoreHeaderBytes) / shards) & ~uint64_t{63},
                                        kMaxStride);
   uint64_t buckets_off = Align64(sizeof(ShardHeader));
-  uint64_t nbuckets = g_format_buckets ? g_format_buckets : std::max<uint64_t>(16, stride / 128);
+  uint64_t nbuckets = g_format_buckets ? g_format_buckets : DefaultBuckets(stride);
   uint64_t arena_begin = Align64(buckets_off + nbuckets * 4);
   if (arena_begin + kMinArena > stride)
     return fail("kv: shard of " + std::to_string(stride) + " bytes cannot hold " +
@@ -665,7 +714,7 @@ Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& lim
       break;
     }
     h->class_size[n++] = static_cast<uint32_t>(cs);
-    cs = std::max<uint64_t>(cs + 8, Align8(static_cast<uint64_t>(cs * kClassFactor)));
+    cs = NextClass(cs);
   }
   h->class_count = n;
 
@@ -919,43 +968,56 @@ Status Store::MSet(std::span<const std::pair<std::string_view, std::string_view>
   return Status::kOk;
 }
 
-void Store::MGet(std::span<const std::string_view> keys, uint64_t now_ms,
-                 std::vector<std::optional<std::string>>* out) {
+bool Store::MGet(std::span<const std::string_view> keys, uint64_t now_ms,
+                 std::vector<std::optional<std::string>>* out, uint64_t max_bytes) {
   const StoreHeader* h = Hdr(this);
   out->clear();
   out->resize(keys.size());
   std::vector<uint64_t> hashes(keys.size());
-  std::vector<uint32_t> order(keys.size());
+  std::vector<std::pair<uint32_t, size_t>> order(keys.size());  // (shard, key index)
   for (size_t i = 0; i < keys.size(); ++i) {
     hashes[i] = HashKey(h, keys[i].data(), keys[i].size());
-    order[i] = ShardFromHash(hashes[i], h->shard_count);
+    order[i] = {ShardFromHash(hashes[i], h->shard_count), i};
   }
-  std::vector<uint32_t> shards(order);
   std::sort(order.begin(), order.end());
-  order.erase(std::unique(order.begin(), order.end()), order.end());
-  std::vector<ShardLock> locks;
-  locks.reserve(order.size());
-  for (uint32_t si : order) locks.emplace_back(h, Sh(this, si));
-  for (size_t i = 0; i < keys.size(); ++i) {
-    ShardHeader* s = Sh(this, shards[i]);
-    uint32_t off = LookupLive(h, s, hashes[i], keys[i], now_ms);
-    if (!off) {
-      s->misses++;
-      continue;
+  // One shard's lock at a time, in ascending shard order (see kv.h): a huge
+  // MGET never holds every shard at once.
+  uint64_t bytes = 0;
+  for (size_t g = 0; g < order.size();) {
+    const uint32_t si = order[g].first;
+    ShardHeader* s = Sh(this, si);
+    ShardLock lk(h, s);
+    for (; g < order.size() && order[g].first == si; ++g) {
+      const size_t i = order[g].second;
+      uint32_t off = LookupLive(h, s, hashes[i], keys[i], now_ms);
+      if (!off) {
+        s->misses++;
+        continue;
+      }
+      s->hits++;
+      Touch(s, off);
+      bytes += It(s, off)->val_len;
+      if (bytes > max_bytes) return false;
+      (*out)[i].emplace(It(s, off)->val(), It(s, off)->val_len);
     }
-    s->hits++;
-    Touch(s, off);
-    (*out)[i].emplace(It(s, off)->val(), It(s, off)->val_len);
   }
+  return true;
 }
 
 uint64_t Store::Scan(uint64_t cursor, size_t count, uint64_t now_ms,
-                     std::vector<std::string>* keys) {
+                     std::vector<std::string>* keys, uint64_t max_bytes,
+                     std::vector<uint64_t>* resume) {
   const StoreHeader* h = Hdr(this);
   uint32_t si = static_cast<uint32_t>(cursor >> 32);
   uint32_t b = static_cast<uint32_t>(cursor);
   if (si >= h->shard_count) return 0;
+  // The cursor that continues after bucket `bucket` of shard `shard` (0 = done).
+  auto after = [h](uint32_t shard, uint32_t bucket, uint32_t nbuckets) -> uint64_t {
+    if (bucket + 1 < nbuckets) return (uint64_t{shard} << 32) | (bucket + 1);
+    return shard + 1 < h->shard_count ? uint64_t{shard + 1} << 32 : 0;
+  };
   size_t visited = 0, want = std::max<size_t>(count, 1);
+  uint64_t bytes = 0;
   while (visited < want) {
     ShardHeader* s = Sh(this, si);
     {
@@ -964,8 +1026,12 @@ uint64_t Store::Scan(uint64_t cursor, size_t count, uint64_t now_ms,
       for (; b < s->nbuckets && visited < want; ++b, ++visited) {
         for (uint32_t o = Buckets(s)[b]; o; o = It(s, o)->hnext) {
           Item* it = It(s, o);
-          if (!Expired(it, now_ms)) keys->emplace_back(it->key(), it->key_len);
+          if (Expired(it, now_ms)) continue;
+          keys->emplace_back(it->key(), it->key_len);
+          bytes += it->key_len;
         }
+        if (resume) resume->resize(keys->size(), after(si, b, s->nbuckets));
+        if (bytes > max_bytes) return after(si, b, s->nbuckets);
       }
       if (b < s->nbuckets) break;
     }

@@ -61,6 +61,11 @@ const char* Find(const char* p, size_t from, size_t limit, char c) {
   return static_cast<const char*>(std::memchr(p + from, c, limit - from));
 }
 
+// Capacity kept between commands: room for any usual command; more than this
+// (left by a command with thousands of arguments) is given back.
+constexpr size_t kKeepArgs = 4096;
+constexpr size_t kKeepInlineBytes = 64 * 1024;
+
 RespParseResult NeedMore(size_t consumed, size_t need) {
   RespParseResult r;
   r.kind = RespParseResult::kNeedMore;
@@ -81,6 +86,13 @@ void RespParser::Reset() {
   argv_.clear();
   inline_buf_.clear();
   error_.clear();
+  ShrinkBuffers();
+}
+
+void RespParser::ShrinkBuffers() {
+  if (offs_.capacity() > kKeepArgs) decltype(offs_)().swap(offs_);
+  if (argv_.capacity() > kKeepArgs) decltype(argv_)().swap(argv_);
+  if (inline_buf_.capacity() > kKeepInlineBytes) std::string().swap(inline_buf_);
 }
 
 RespParseResult RespParser::Fail(std::string_view text) {
@@ -99,6 +111,8 @@ RespParseResult RespParser::Parse(const char* data, size_t len) {
     r.error = error_;
     return r;
   }
+  // Between commands the previous argv is dead (see the contract above).
+  if (state_ == State::kIdle) ShrinkBuffers();
   size_t skipped = 0;  // ignored input (empty inline lines, *0, *-1) before the command
   for (;;) {
     const char* p = data + skipped;

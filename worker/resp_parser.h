@@ -75,12 +75,22 @@ class RespParser {
   // True while a command has been started but not completed.
   bool mid_command() const { return state_ != State::kIdle; }
 
+  // Heap bytes the parser keeps between commands (argument tables, inline
+  // buffer). After a command with a huge argc they shrink back once the
+  // caller asks for the next command, so one such command does not pin
+  // memory for the connection's life.
+  size_t retained_bytes() const {
+    return offs_.capacity() * sizeof(offs_[0]) + argv_.capacity() * sizeof(argv_[0]) +
+           inline_buf_.capacity();
+  }
+
  private:
   enum class State : uint8_t { kIdle, kMultibulk, kInline, kError };
   RespParseResult Fail(std::string_view text);
   RespParseResult ParseMultibulk(const char* p, size_t len, size_t skipped);
   RespParseResult ParseInline(const char* p, size_t len, size_t skipped);
   bool SplitInline(const char* line, size_t n);  // sdssplitargs; false: unbalanced quotes
+  void ShrinkBuffers();  // between commands: give back capacity far above a usual command's
 
   RespLimits limits_;
   bool auth_required_ = false;

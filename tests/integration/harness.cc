@@ -314,7 +314,16 @@ std::string Server::Compose(const std::string& listeners_yaml, const std::string
     workers_ = default_workers_;
   }
   if (!ce["pidfile"]) extra["pidfile"] = pidfile_path();
-  if (!ce["shared_memory"]) extra["shared_memory"] = "16m";
+  // Small but valid: config validation wants each shard to hold three of the
+  // largest items (kv.max_value_bytes, 1m by default), and the pub/sub bus
+  // takes a few MB of the segment too, so 64m gets 8 shards (~7 MB each).
+  // A test that sets shared_memory itself also picks its kv.shards.
+  if (!ce["shared_memory"]) {
+    extra["shared_memory"] = "64m";
+    if (!ce["kv"]) extra["kv"] = YAML::Node(YAML::NodeType::Map);
+    YAML::Node kv = extra["kv"];
+    if (kv.IsMap() && !static_cast<const YAML::Node&>(kv)["shards"]) kv["shards"] = 8;
+  }
   if (!ce["logging"]) extra["logging"] = YAML::Node(YAML::NodeType::Map);
   YAML::Node logging = extra["logging"];
   if (!static_cast<const YAML::Node&>(logging)["error_log"]) logging["error_log"] = log_path();

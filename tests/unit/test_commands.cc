@@ -507,6 +507,146 @@ TEST_F(CommandsTest, KeysGlob) {
   EXPECT_EQ(Run({"KEYS", "zzz"}), "*0\r\n");
 }
 
+// ---------------------------------------------------------------------------
+// Budgets: what one command may make a worker hold or do
+
+// "*2\r\n$<n>\r\n<cursor>\r\n*<m>\r\n($<len>\r\n<key>\r\n)*" -> cursor, keys.
+void ParseScanReply(const std::string& r, std::string* cursor, std::vector<std::string>* keys) {
+  ASSERT_EQ(r.substr(0, 4), "*2\r\n") << r.substr(0, 200);
+  size_t p = r.find("\r\n", 4);
+  size_t q = r.find("\r\n", p + 2);
+  *cursor = r.substr(p + 2, q - p - 2);
+  size_t m_end = r.find("\r\n", q + 2);
+  int m = std::stoi(r.substr(q + 3, m_end - q - 3));
+  p = m_end + 2;
+  for (int i = 0; i < m; ++i) {
+    size_t le = r.find("\r\n", p);
+    size_t len = std::stoul(r.substr(p + 1, le - p - 1));
+    keys->push_back(r.substr(le + 2, len));
+    p = le + 2 + len + 2;
+  }
+}
+
+TEST_F(CommandsTest, MgetPastReplyBudgetIsAnError) {
+  config_.limits.max_reply_bytes = 1 << 20;
+  ASSERT_EQ(Run({"SET", "k", std::string(4000, 'v')}), "+OK\r\n");
+  // 300 x 4000 bytes: past 1 MB, answered with an error instead of a reply
+  // built in full (the real case: a 900 KB value asked for a million times).
+  std::vector<std::string_view> argv(301, "k");
+  argv[0] = "MGET";
+  EXPECT_EQ(RunV(argv), "-ERR reply too large: MGET would return more than 1048576 bytes "
+                        "(limits.max_reply_bytes)\r\n");
+  EXPECT_EQ(last_code_, ErrCode::kTooLarge);
+  argv.resize(201);
+  std::string ok = RunV(argv);
+  EXPECT_THAT(ok, StartsWith("*200\r\n$4000\r\n"));
+  EXPECT_EQ(ok.size(), 6 + 200 * (7 + 4000 + 2));
+}
+
+TEST_F(CommandsTest, MsetPastBudgetIsAnErrorAndWritesNothing) {
+  config_.limits.max_reply_bytes = 10000;
+  std::string val(3000, 'v');
+  EXPECT_EQ(Run({"MSET", "a", val, "b", val, "c", val, "d", val}),
+            "-ERR request too large: MSET would write more than 10000 bytes "
+            "(limits.max_reply_bytes)\r\n");
+  EXPECT_EQ(last_code_, ErrCode::kTooLarge);
+  EXPECT_EQ(Run({"EXISTS", "a", "b", "c", "d"}), ":0\r\n");
+  EXPECT_EQ(Run({"MSET", "a", val, "b", val, "c", val}), "+OK\r\n");
+}
+
+TEST_F(CommandsTest, KeysPastReplyBudgetIsAnErrorThatPointsToScan) {
+  config_.limits.max_reply_bytes = 10000;
+  for (int i = 0; i < 200; ++i)
+    ASSERT_EQ(Run({"SET", std::string(50, 'k') + std::to_string(1000 + i), "v"}), "+OK\r\n");
+  EXPECT_EQ(Run({"KEYS", "*"}), "-ERR reply too large: KEYS would return more than 10000 bytes "
+                                "(limits.max_reply_bytes); use SCAN\r\n");
+  EXPECT_EQ(Run({"KEYS", "k*"}), Run({"KEYS", "*"}));
+  EXPECT_THAT(Run({"KEYS", "*1000"}), StartsWith("*1\r\n"));
+}
+
+TEST_F(CommandsTest, ScanPastReplyBudgetReturnsEarlyAndResumes) {
+  config_.limits.max_reply_bytes = 2000;
+  std::set<std::string> want;
+  for (int i = 0; i < 200; ++i) {
+    std::string k = std::string(50, 'k') + std::to_string(1000 + i);
+    want.insert(k);
+    ASSERT_EQ(Run({"SET", k, "v"}), "+OK\r\n");
+  }
+  std::set<std::string> got;
+  std::string cursor = "0";
+  int calls = 0;
+  do {
+    std::vector<std::string> keys;
+    ParseScanReply(Run({"SCAN", cursor, "COUNT", "1000000"}), &cursor, &keys);
+    EXPECT_LT(keys.size(), 60u);  // ~2000 bytes of 54-byte keys, plus one bucket
+    got.insert(keys.begin(), keys.end());
+    ASSERT_LT(++calls, 1000);
+  } while (cursor != "0");
+  EXPECT_GT(calls, 3);  // COUNT alone would have finished in one call
+  EXPECT_EQ(got, want);
+}
+
+// Each key costs the per-call glob cap: 64 start positions x a 20000-byte class.
+std::string ExpensivePattern() { return "*[a" + std::string(20000, 'b') + "]z"; }
+
+TEST_F(CommandsTest, KeysWithTooExpensivePatternIsAnError) {
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(Run({"SET", std::string(60, 'a') + std::to_string(1000 + i), "v"}), "+OK\r\n");
+  std::string pat = ExpensivePattern();
+  EXPECT_EQ(Run({"KEYS", pat}), "-ERR KEYS pattern too expensive; use SCAN\r\n");
+  EXPECT_EQ(Run({"KEYS", "a*"}).substr(0, 6), "*100\r\n");  // cheap patterns still work
+}
+
+TEST_F(CommandsTest, ScanWithTooExpensivePatternStopsEarlyAndResumes) {
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(Run({"SET", std::string(60, 'a') + std::to_string(1000 + i), "v"}), "+OK\r\n");
+  ASSERT_EQ(Run({"SET", "az", "v"}), "+OK\r\n");  // the one key the pattern matches
+  std::string pat = ExpensivePattern();
+  std::set<std::string> got;
+  std::string cursor = "0";
+  int calls = 0;
+  do {
+    std::vector<std::string> keys;
+    auto t0 = std::chrono::steady_clock::now();
+    ParseScanReply(Run({"SCAN", cursor, "MATCH", pat, "COUNT", "1000000"}), &cursor, &keys);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+    got.insert(keys.begin(), keys.end());
+    ASSERT_LT(++calls, 100);
+  } while (cursor != "0");
+  EXPECT_GE(calls, 2);  // 100 keys x the per-key cap is past the per-command budget
+  EXPECT_EQ(got, (std::set<std::string>{"az"}));
+}
+
+TEST_F(CommandsTest, ClientNamesAreCappedAt512Bytes) {
+  std::string ok(512, 'n'), too_long(513, 'n');
+  EXPECT_EQ(Run({"CLIENT", "SETNAME", too_long}),
+            "-ERR Client names cannot be longer than 512 bytes.\r\n");
+  EXPECT_EQ(Run({"CLIENT", "SETNAME", ok}), "+OK\r\n");
+  EXPECT_EQ(session_.name, ok);
+  EXPECT_EQ(Run({"HELLO", "2", "SETNAME", too_long}),
+            "-ERR Client names cannot be longer than 512 bytes.\r\n");
+  EXPECT_EQ(session_.name, ok);
+  EXPECT_EQ(Run({"CLIENT", "SETINFO", "LIB-NAME", too_long}),
+            "-ERR lib-name cannot be longer than 512 bytes.\r\n");
+  EXPECT_EQ(Run({"CLIENT", "SETINFO", "lib-ver", too_long}),
+            "-ERR lib-ver cannot be longer than 512 bytes.\r\n");
+  EXPECT_TRUE(session_.lib_name.empty());
+  EXPECT_EQ(Run({"CLIENT", "SETINFO", "LIB-NAME", ok}), "+OK\r\n");
+}
+
+TEST_F(CommandsTest, ScratchBuffersDoNotKeepAHugeReply) {
+  ASSERT_EQ(Run({"SET", "k", std::string(4000, 'v')}), "+OK\r\n");
+  std::vector<std::string_view> argv(2001, "k");
+  argv[0] = "MGET";
+  EXPECT_THAT(RunV(argv), StartsWith("*2000\r\n"));  // 8 MB of values
+  EXPECT_LT(CommandScratchBytesForTesting(), size_t{1} << 20);
+  for (int i = 0; i < 3000; ++i)
+    ASSERT_EQ(Run({"SET", std::string(60, 'x') + std::to_string(i), "v"}), "+OK\r\n");
+  EXPECT_THAT(Run({"KEYS", "*"}), StartsWith("*3001\r\n"));
+  EXPECT_THAT(Run({"GET", "k"}), StartsWith("$4000\r\n"));
+  EXPECT_LT(CommandScratchBytesForTesting(), size_t{1} << 20);
+}
+
 TEST(Glob, RedisSemantics) {
   EXPECT_TRUE(GlobMatch("", ""));
   EXPECT_FALSE(GlobMatch("*", ""));  // stringmatchlen quirk; KEYS/SCAN special-case "*"

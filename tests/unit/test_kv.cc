@@ -1,13 +1,16 @@
 // tests/unit/test_kv.cc: single-process semantics of the KV engine: every
 // operation and status, expiry, eviction, the arena, collisions, SCAN, and
 // Verify() after every test.
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -525,6 +528,127 @@ TEST_F(KvTest, LruOrderFollowsAccessAndStatsPerShard) {
   EXPECT_EQ(st.hits, 5u);
   EXPECT_EQ(st.keys, store_->DbSize());
   EXPECT_LE(st.used_bytes, st.capacity_bytes);
+}
+
+TEST_F(KvTest, MGetStopsOnceValuesPassTheByteBudget) {
+  ASSERT_EQ(Put("big", std::string(10000, 'x')), Status::kOk);
+  ASSERT_EQ(Put("small", "s"), Status::kOk);
+  std::vector<std::string_view> keys(100, "big");
+  keys.push_back("small");
+  std::vector<std::optional<std::string>> out;
+  // 100 copies of 10000 bytes: far past a 50000-byte budget, and the engine
+  // stops copying there instead of building the whole reply first.
+  EXPECT_FALSE(store_->MGet(keys, 1000, &out, 50000));
+  size_t copied = 0;
+  for (const auto& v : out) copied += v ? v->size() : 0;
+  EXPECT_LE(copied, 50000u);
+  ASSERT_TRUE(store_->MGet(keys, 1000, &out, 2'000'000));
+  ASSERT_EQ(out.size(), 101u);
+  for (size_t i = 0; i < 100; ++i) EXPECT_EQ(out[i], std::string(10000, 'x'));
+  EXPECT_EQ(out[100], "s");
+  EXPECT_TRUE(store_->MGet(keys, 1000, &out));  // no budget given: unbounded
+}
+
+internal::ShardHeader* ShardAt(void* region, uint32_t i) {
+  auto* h = static_cast<internal::StoreHeader*>(region);
+  return reinterpret_cast<internal::ShardHeader*>(static_cast<char*>(region) + h->shards_off +
+                                                  i * h->shard_stride);
+}
+
+TEST_F(KvTest, MGetHoldsOneShardLockAtATime) {
+  const std::string lo = KeysInShard(0, 1, "lo")[0], hi = KeysInShard(3, 1, "hi")[0];
+  ASSERT_EQ(Put(lo, "L"), Status::kOk);
+  ASSERT_EQ(Put(hi, "H"), Status::kOk);
+  internal::ShardHeader* s0 = ShardAt(region_->get(), 0);
+  internal::ShardHeader* s3 = ShardAt(region_->get(), 3);
+  // Shard 3 is busy; an MGET of a shard-0 key and a shard-3 key must read
+  // shard 0 and let it go before it waits for shard 3.
+  ASSERT_EQ(pthread_mutex_lock(&s3->mu), 0);
+  std::vector<std::optional<std::string>> out;
+  std::thread reader([&] {
+    std::vector<std::string_view> keys = {hi, lo};
+    store_->MGet(keys, 1000, &out);
+  });
+  bool shard0_done_and_free = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!shard0_done_and_free && std::chrono::steady_clock::now() < deadline) {
+    if (pthread_mutex_trylock(&s0->mu) == 0) {
+      shard0_done_and_free = s0->hits == 1;
+      pthread_mutex_unlock(&s0->mu);
+    }
+    if (!shard0_done_and_free) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(shard0_done_and_free) << "MGET held shard 0 while waiting for shard 3";
+  pthread_mutex_unlock(&s3->mu);
+  reader.join();
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0], "H");
+  EXPECT_EQ(out[1], "L");
+}
+
+TEST_F(KvTest, ScanStopsAfterByteBudgetAtABucketBoundary) {
+  std::set<std::string> all;
+  for (int i = 0; i < 200; ++i) {
+    all.insert("key" + std::to_string(1000 + i));
+    ASSERT_EQ(Put("key" + std::to_string(1000 + i), "v"), Status::kOk);
+  }
+  std::vector<std::string> keys;
+  std::vector<uint64_t> resume;
+  uint64_t cur = store_->Scan(0, 1'000'000, 1000, &keys, /*max_bytes=*/100, &resume);
+  EXPECT_NE(cur, 0u);  // one COUNT would cover everything; the budget stopped it
+  EXPECT_GT(keys.size() * 7, 100u);
+  EXPECT_LT(keys.size(), 40u);
+  ASSERT_EQ(resume.size(), keys.size());
+  EXPECT_EQ(resume.back(), cur);
+  std::set<std::string> seen(keys.begin(), keys.end());
+  int calls = 1;
+  while (cur != 0) {
+    keys.clear();
+    resume.clear();
+    cur = store_->Scan(cur, 1'000'000, 1000, &keys, 100, &resume);
+    ASSERT_EQ(resume.size(), keys.size());
+    seen.insert(keys.begin(), keys.end());
+    ASSERT_LT(++calls, 1000);
+  }
+  EXPECT_EQ(seen, all);
+}
+
+TEST_F(KvTest, OverwriteThatCanNeverFitFailsWithoutEvicting) {
+  Make(64 * 1024, 1, Eviction::kAllKeysLru);
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(Put("s" + std::to_string(i), std::string(100, 's')), Status::kOk);
+  ASSERT_EQ(Put("B", std::string(25000, 'b')), Status::kOk);
+  // Old and new copy of B cannot both fit in this arena, whatever is evicted.
+  EXPECT_EQ(Put("B", std::string(40000, 'n')), Status::kOom);
+  EXPECT_EQ(store_->GetStats().evictions, 0u);
+  for (int i = 0; i < 10; ++i) EXPECT_TRUE(store_->Exists("s" + std::to_string(i), 1000)) << i;
+  EXPECT_EQ(GetOr("B"), std::string(25000, 'b'));
+  // Larger than the whole arena: kOom at once too.
+  EXPECT_EQ(Put("C", std::string(64000, 'c')), Status::kOom);
+  EXPECT_EQ(store_->GetStats().evictions, 0u);
+}
+
+TEST(KvSizing, MinShardBytesHoldThreeLargestItemsSoTheyCanBeOverwritten) {
+  const uint32_t mk = 64, mv = 100'000;
+  EXPECT_GT(Store::MinShardBytesFor(mk, 2 * mv), Store::MinShardBytesFor(mk, mv));
+  const uint64_t size = Store::MinSizeFor(4, mk, mv);
+  Region r(size);
+  ASSERT_NE(r.get(), nullptr);
+  std::string why;
+  Store* st = Store::Format(r.get(), size, 4, Limits{mk, mv, Eviction::kNoEviction}, 7, &why);
+  ASSERT_NE(st, nullptr) << why;
+  for (uint32_t i = 0; i < 4; ++i)
+    EXPECT_GE(st->GetShardStats(i).capacity_bytes, 3u * (sizeof(internal::Item) + mk + mv));
+  // The largest value, with the longest key, set and overwritten over and over
+  // while smaller keys come and go in the same shards.
+  const std::string key(mk, 'K');
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_EQ(st->Set(key, std::string(mv, static_cast<char>('a' + round)), SetOptions{}, 1000),
+              Status::kOk) << "round " << round;
+    ASSERT_EQ(st->Set("small" + std::to_string(round), std::string(5000, 's'), SetOptions{}, 1000),
+              Status::kOk);
+    if (round % 3 == 0) st->Del("small" + std::to_string(round / 2), 1000);
+  }
+  for (uint32_t i = 0; i < 4; ++i) EXPECT_TRUE(st->Verify(i, &why)) << why;
 }
 
 TEST(KvCrashPoints, NamesAreDistinct) {

@@ -112,6 +112,29 @@ TEST(RespParser, ZeroCopyForMultibulk) {
   EXPECT_EQ(r.consumed, in.size());
 }
 
+TEST(RespParser, HugeArgcDoesNotPinMemoryForTheConnectionsLife) {
+  RespParser p;
+  std::string big = "*100000\r\n";
+  for (int i = 0; i < 100000; i++) big += "$1\r\na\r\n";
+  RespParseResult r = p.Parse(big);
+  ASSERT_EQ(r.kind, RespParseResult::kCommand);
+  ASSERT_EQ(r.argv.size(), 100000u);
+  EXPECT_GE(p.retained_bytes(), 100000u * 2 * 16);  // offsets and views of every argument
+  // The next command (the caller has used and dropped the big one) gives it back.
+  std::string ping = "*1\r\n$4\r\nPING\r\n";
+  r = p.Parse(ping);
+  ASSERT_EQ(r.kind, RespParseResult::kCommand);
+  EXPECT_EQ(r.argv[0], "PING");
+  EXPECT_LT(p.retained_bytes(), 4096u * 2 * 16 + 64 * 1024);
+  // Usual commands keep their buffers (no reallocation per command).
+  std::string mid = "*100\r\n";
+  for (int i = 0; i < 100; i++) mid += "$1\r\nb\r\n";
+  ASSERT_EQ(p.Parse(mid).kind, RespParseResult::kCommand);
+  size_t kept = p.retained_bytes();
+  ASSERT_EQ(p.Parse(ping).kind, RespParseResult::kCommand);
+  EXPECT_EQ(p.retained_bytes(), kept);
+}
+
 TEST(RespParser, BinarySafeBulks) {
   std::string v("a\r\nb\0c\r\n", 8);
   std::string in = "*2\r\n$4\r\nECHO\r\n$8\r\n" + v + "\r\n";
