@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/eventfd.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -27,6 +28,7 @@
 #include <spdlog/spdlog.h>
 
 #include "master/sockets.h"
+#include "shared/bus.h"
 #include "shared/kv.h"
 #include "shared/log.h"
 #include "shared/shm.h"
@@ -131,8 +133,23 @@ class Master {
   int Run(int ready_fd) {
     master_pid_ = getpid();
     ready_fd_ = ready_fd;
-    segment_ = Segment::Create(cfg_.shm_size);
     std::string err;
+    const uint64_t bus_bytes = bus::Bus::RegionBytes(cfg_.pubsub);
+    if (cfg_.shm_size < Segment::KvOffset(bus_bytes) + (1ull << 20)) {
+      err = "shared_memory " + std::to_string(cfg_.shm_size) + " cannot hold the pub/sub bus (" +
+            std::to_string(bus_bytes) + " bytes for pubsub.ring_slots x max_message_bytes) and " +
+            "a store of at least 1m: raise shared_memory or lower the pubsub sizes";
+      spdlog::critical("{}", err);
+      Report(ready_fd, err);
+      return 1;
+    }
+    segment_ = Segment::Create(cfg_.shm_size, bus_bytes);
+    if (!bus::Bus::Format(segment_.bus_base(), segment_.bus_size(), cfg_.pubsub, &err)) {
+      spdlog::critical("pub/sub bus: {}", err);
+      Report(ready_fd, err);
+      return 1;
+    }
+    bus_ = bus::Bus(segment_.bus_base());
     uint64_t seed = 0;
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = static_cast<uint64_t>(NowMs()) ^ master_pid_;
     store_ = kv::Store::Format(segment_.kv_base(), segment_.kv_size(), cfg_.kv.shards,
@@ -162,6 +179,11 @@ class Master {
       if (null > 2) close(null);
     }
     PrepareLogFiles();
+    if (!MakeWakeFds(&err)) {
+      spdlog::critical("{}", err);
+      Report(ready_fd, err);
+      return 1;
+    }
     slots_.assign(cfg_.workers, SlotState{});
     for (int s = 0; s < static_cast<int>(cfg_.workers); s++) Spawn(s);
     if (ready_fd >= 0) {
@@ -190,6 +212,22 @@ class Master {
         spdlog::warn("cannot hand {} to user {}: {}", path, cfg_.user, std::strerror(errno));
       if (fd >= 0) close(fd);
     }
+  }
+
+  // One eventfd per worker slot, made before the workers that use them are
+  // forked: a publisher writes the eventfd of every slot it must wake. Slots
+  // added by a reload get theirs then; earlier workers do not know those and
+  // rely on the new workers' own bus poll (worker/pubsub.cc).
+  bool MakeWakeFds(std::string* err) {
+    while (wake_fds_.size() < cfg_.workers) {
+      const int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      if (fd < 0) {
+        *err = std::string("eventfd for the pub/sub bus: ") + std::strerror(errno);
+        return false;
+      }
+      wake_fds_.push_back(fd);
+    }
+    return true;
   }
 
   bool ResolveUser(std::string* err) {
@@ -223,6 +261,8 @@ class Master {
     ws.counter_index = counters;
     ws.master_pid = master_pid_;
     ws.store = store_;
+    ws.bus = bus_;
+    ws.wake_fds = wake_fds_;
     for (const auto& l : cfg_.listeners)
       for (int fd : sockets_.Fds(l, slot, static_cast<int>(cfg_.workers))) ws.sockets.push_back({&l, fd});
 
@@ -324,6 +364,14 @@ class Master {
       if (it == children_.end()) continue;
       const Child c = *it;
       children_.erase(it);
+      // The dead process' subscriptions go with it, whatever it was doing.
+      if (c.counters >= 0) {
+        try {
+          bus_.ReleaseOwner(c.counters);
+        } catch (const std::exception& e) {
+          spdlog::error("slot {}: releasing the subscriptions of worker {}: {}", c.slot, pid, e.what());
+        }
+      }
       segment_.Release(c.counters);
       const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       std::string how = WIFSIGNALED(status) ? std::string("killed by signal ") + strsignal(WTERMSIG(status))
@@ -388,6 +436,19 @@ class Master {
       spdlog::warn("reload: kv.shards cannot change without a restart; keeping {}", cfg_.kv.shards);
       next.kv.shards = cfg_.kv.shards;
     }
+    {
+      const PubSubConf& o = cfg_.pubsub;
+      PubSubConf& n = next.pubsub;
+      if (n.ring_slots != o.ring_slots || n.max_message_bytes != o.max_message_bytes ||
+          n.max_channel_bytes != o.max_channel_bytes || n.channel_table_size != o.channel_table_size) {
+        spdlog::warn("reload: pubsub ring_slots, max_message_bytes, max_channel_bytes and "
+                     "channel_table_size cannot change without a restart; keeping them");
+        n.ring_slots = o.ring_slots;
+        n.max_message_bytes = o.max_message_bytes;
+        n.max_channel_bytes = o.max_channel_bytes;
+        n.channel_table_size = o.channel_table_size;
+      }
+    }
     if (next.user != cfg_.user || next.group != cfg_.group) {
       spdlog::warn("reload: user/group cannot change without a restart; keeping them");
       next.user = cfg_.user;
@@ -427,6 +488,7 @@ class Master {
       c.kill_at_ms = old_deadline;
       old.push_back(c.pid);
     }
+    if (!MakeWakeFds(&err)) spdlog::error("reload: {}; new slots are woken by polling", err);
     slots_.assign(cfg_.workers, SlotState{});
     for (int s = 0; s < static_cast<int>(cfg_.workers); s++) Spawn(s);
     for (pid_t p : old) kill(p, SIGQUIT);
@@ -472,6 +534,8 @@ class Master {
   SocketTable sockets_;
   Segment segment_;
   kv::Store* store_ = nullptr;
+  bus::Bus bus_;
+  std::vector<int> wake_fds_;  // per worker slot, inherited by every worker
   std::vector<Child> children_;
   std::vector<SlotState> slots_;
   uint32_t generation_ = 1;

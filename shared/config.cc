@@ -19,6 +19,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "shared/bus.h"
+#include "shared/kv.h"
+#include "shared/shm.h"
+
 namespace pf {
 
 const char* ProtocolName(Protocol p) {
@@ -263,6 +267,59 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
     c.Error(n, key + ".protocol", "missing, expected one of " + Expected(SupportedProtocols()));
 }
 
+// Every value kv.max_value_bytes allows must be storable and overwritable:
+// each shard's arena has to hold kv::Store::kLargestItemCopies copies of the
+// largest item (see kv.h), or such values fail with OOM forever.
+void CheckShardRoom(Checker& c, const Config& cfg, const YAML::Node& at) {
+  const uint64_t kv_off = Segment::KvOffset(bus::Bus::RegionBytes(cfg.pubsub));
+  const uint64_t need = kv_off +
+      kv::Store::MinSizeFor(cfg.kv.shards, cfg.kv.max_key_bytes, cfg.kv.max_value_bytes);
+  if (cfg.shm_size >= need) return;
+  auto mib = [](uint64_t v) {  // rounded up, so a suggested size is enough
+    return std::to_string((v + (1ull << 20) - 1) >> 20) + "m";
+  };
+  const uint64_t per_shard = (cfg.shm_size - std::min(cfg.shm_size, kv_off)) /
+                             std::max<uint32_t>(cfg.kv.shards, 1);
+  std::ostringstream o;
+  o << cfg.kv.max_value_bytes << " bytes needs "
+    << kv::Store::MinShardBytesFor(cfg.kv.max_key_bytes, cfg.kv.max_value_bytes)
+    << " bytes per shard (" << kv::Store::kLargestItemCopies
+    << " copies of the largest item, so it can be overwritten), but shared_memory "
+    << cfg.shm_size << " / kv.shards " << cfg.kv.shards << " gives " << per_shard
+    << "; expected shared_memory >= " << mib(need) << ", fewer kv.shards, or a smaller "
+    << "kv.max_value_bytes";
+  c.Error(at, "kv.max_value_bytes", o.str());
+}
+
+void ParsePubSub(Checker& c, const YAML::Node& n, const std::string& key, PubSubConf* p) {
+  c.Map(n, key, {
+      {"ring_slots", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 16, 1u << 20, &p->ring_slots); }},
+      {"max_message_bytes", [&](const YAML::Node& x, const std::string& k) { c.Size(x, k, 64, 16ull << 20, &p->max_message_bytes); }},
+      {"max_channel_bytes", [&](const YAML::Node& x, const std::string& k) { c.Size(x, k, 8, 4096, &p->max_channel_bytes); }},
+      {"channel_table_size", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 16, 1u << 22, &p->channel_table_size); }},
+      {"max_channels_per_client", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 1, 1'000'000, &p->max_channels_per_client); }},
+      {"publish_rate_per_client", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 1, 100'000'000, &p->publish_rate_per_client); }},
+      {"output_hard_limit", [&](const YAML::Node& x, const std::string& k) { c.Size(x, k, 4096, 64ull << 30, &p->output_hard_limit); }},
+      {"output_soft_limit", [&](const YAML::Node& x, const std::string& k) { c.Size(x, k, 4096, 64ull << 30, &p->output_soft_limit); }},
+      {"output_soft_seconds", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 0, 86'400, &p->output_soft_seconds); }},
+      {"reserved_prefix", [&](const YAML::Node& x, const std::string& k) { c.String(x, k, &p->reserved_prefix); }},
+      {"admin_token", [&](const YAML::Node& x, const std::string& k) {
+         c.String(x, k, &p->admin_token);
+         if (x.IsScalar() && !p->admin_token.empty() && p->admin_token.size() < 8)
+           c.Error(x, k, "too short (" + std::to_string(p->admin_token.size()) +
+                             " bytes), expected at least 8 bytes or empty (no admins)");
+       }},
+      {"chat_history", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 0, 1000, &p->chat_history); }},
+  });
+  if (!n.IsMap()) return;
+  if (p->output_soft_limit > p->output_hard_limit)
+    c.Error(n, key + ".output_soft_limit", std::to_string(p->output_soft_limit) +
+                   " is above output_hard_limit (" + std::to_string(p->output_hard_limit) +
+                   "), expected at most the hard limit");
+  if (p->reserved_prefix.size() > p->max_channel_bytes)
+    c.Error(n, key + ".reserved_prefix", "longer than max_channel_bytes, expected a shorter prefix");
+}
+
 }  // namespace
 
 ConfigResult ParseConfig(const std::string& text, const std::string& path) {
@@ -286,7 +343,8 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
 
   std::string workers = "auto";
   std::string pidfile = "preforkd.pid";
-  YAML::Node workers_node, listeners_node;
+  YAML::Node workers_node, listeners_node, shm_node, max_value_node;
+  bool have_shm = false, have_max_value = false;
   bool have_listeners = false;
   c.Map(root, "", {
       {"workers", [&](const YAML::Node& v, const std::string& k) {
@@ -299,6 +357,8 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
       {"user", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &cfg.user); }},
       {"group", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &cfg.group); }},
       {"shared_memory", [&](const YAML::Node& v, const std::string& k) {
+         shm_node = v;
+         have_shm = true;
          c.Size(v, k, 1ull << 20, 64ull << 30, &cfg.shm_size);
        }},
       {"listeners", [&](const YAML::Node& v, const std::string& k) {
@@ -334,6 +394,7 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
              {"max_multibulk_len", [&](const YAML::Node& x, const std::string& kk) { c.Uint(x, kk, 1, 1ull << 31, &l.max_multibulk_len); }},
              {"output_high_water", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 4096, 1ull << 30, &l.output_high_water); }},
              {"keepalive_requests", [&](const YAML::Node& x, const std::string& kk) { c.Uint(x, kk, 1, 100'000'000, &l.keepalive_requests); }},
+             {"max_reply_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 1ull << 20, 4ull << 30, &l.max_reply_bytes); }},
          });
        }},
       {"logging", [&](const YAML::Node& v, const std::string& k) {
@@ -358,7 +419,11 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
                   c.Error(x, kk, x.Scalar() + " is not a power of two, expected 1, 2, 4, ... 4096");
               }},
              {"max_key_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 1, 64 * 1024, &kv.max_key_bytes); }},
-             {"max_value_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 1, 512ull << 20, &kv.max_value_bytes); }},
+             {"max_value_bytes", [&](const YAML::Node& x, const std::string& kk) {
+                max_value_node = x;
+                have_max_value = true;
+                c.Size(x, kk, 1, 512ull << 20, &kv.max_value_bytes);
+              }},
              {"eviction", [&](const YAML::Node& x, const std::string& kk) {
                 std::string s;
                 c.String(x, kk, &s);
@@ -370,6 +435,7 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
              {"password", [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &kv.password); }},
          });
        }},
+      {"pubsub", [&](const YAML::Node& v, const std::string& k) { ParsePubSub(c, v, k, &cfg.pubsub); }},
   });
   if (!root.IsMap()) return r;
 
@@ -408,6 +474,7 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
       c.Error(node, key + ".root", "only http listeners have a root");
     }
   }
+  CheckShardRoom(c, cfg, have_max_value ? max_value_node : have_shm ? shm_node : root);
   if (cfg.user.empty() && !cfg.group.empty())
     c.Error(root["group"], "group", "set without user, expected user too");
   return r;

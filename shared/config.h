@@ -47,6 +47,10 @@ struct LimitsConf {
   uint32_t max_multibulk_len = 1024 * 1024;       // resp: elements in one command (*len)
   uint32_t output_high_water = 1024 * 1024;       // stop reading a client whose output is above this
   uint32_t keepalive_requests = 1000;             // http: requests per connection
+  // Data one multi-key command may move: MGET/KEYS reply bytes, SCAN keys per
+  // call, MSET key+value bytes. Past it MGET/KEYS/MSET answer an error and
+  // SCAN returns early with its cursor.
+  uint64_t max_reply_bytes = 64ull << 20;
 };
 
 struct LoggingConf {
@@ -64,17 +68,36 @@ struct KvConf {
   std::string password;              // AUTH; empty = no auth
 };
 
+// Pub/sub bus and its clients (resp, kv-json, chat). The first four size the
+// bus in the shared segment and need a restart to change; the rest apply per
+// connection and follow a reload.
+struct PubSubConf {
+  uint32_t ring_slots = 1024;                 // messages the ring holds before it overwrites
+  uint32_t max_message_bytes = 4096;          // one message's payload
+  uint32_t max_channel_bytes = 256;           // one channel or pattern name
+  uint32_t channel_table_size = 4096;         // shared (channel, process) subscription entries
+  uint32_t max_channels_per_client = 1000;    // channels + patterns of one connection
+  uint32_t publish_rate_per_client = 10'000;  // messages per second one connection may publish
+  uint64_t output_hard_limit = 32ull << 20;   // subscriber output above this: disconnect now
+  uint64_t output_soft_limit = 8ull << 20;    // above this for output_soft_seconds: disconnect
+  uint32_t output_soft_seconds = 60;
+  std::string reserved_prefix = "$sys.";      // only admins publish here ("" = nothing reserved)
+  std::string admin_token;                    // RESP `AUTH admin TOKEN`, chat `/auth TOKEN`; "" = no admins
+  uint32_t chat_history = 20;                 // chat: messages replayed on /join
+};
+
 struct Config {
   std::string path;                  // the file this was read from (absolute)
   uint32_t workers = 0;              // resolved: "auto" = number of online CPUs
   std::string pidfile;               // absolute
   std::string user, group;           // drop to these when started as root ("" = stay)
-  uint64_t shm_size = 64ull << 20;   // the shared segment, fixed at start
+  uint64_t shm_size = 256ull << 20;  // the shared segment, fixed at start
   std::vector<ListenerConf> listeners;
   TimeoutsConf timeouts;
   LimitsConf limits;
   LoggingConf logging;
   KvConf kv;
+  PubSubConf pubsub;
 };
 
 struct ConfigResult {

@@ -31,11 +31,16 @@ void AddInto(ProcCounters* to, const ProcCounters& from) {
   for (uint32_t i = 0; i < 6; i++) to->http_status[i].Add(from.http_status[i].Get());
 }
 
+constexpr uint64_t kProcsOff = AlignUp(sizeof(ShmHeader), 4096);
+constexpr uint64_t kBusOff = AlignUp(kProcsOff + sizeof(ProcCounters) * kMaxProcSlots, 4096);
+
 }  // namespace
 
-Segment Segment::Create(uint64_t size) {
-  const uint64_t procs_off = AlignUp(sizeof(ShmHeader), 4096);
-  const uint64_t kv_off = AlignUp(procs_off + sizeof(ProcCounters) * kMaxProcSlots, 4096);
+uint64_t Segment::KvOffset(uint64_t bus_bytes) { return AlignUp(kBusOff + bus_bytes, 4096); }
+
+Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
+  const uint64_t procs_off = kProcsOff;
+  const uint64_t kv_off = KvOffset(bus_bytes);
   if (size <= kv_off + 4096) {
     std::fprintf(stderr, "shared segment of %llu bytes is too small\n",
                  static_cast<unsigned long long>(size));
@@ -54,6 +59,8 @@ Segment Segment::Create(uint64_t size) {
   h->layout_version = kShmLayoutVersion;
   h->proc_slots = kMaxProcSlots;
   h->total_size = size;
+  h->bus_offset = kBusOff;
+  h->bus_size = kv_off - kBusOff;
   h->kv_offset = kv_off;
   h->kv_size = size - kv_off;
   h->master_started_ms = NowMs();

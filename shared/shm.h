@@ -1,6 +1,7 @@
 // shared/shm.h: the shared segment the master maps before the first fork and
 // keeps across reloads: header (magic, layout version, sizes), per-process
-// counter slots, then the KV store region. Offsets only, never pointers.
+// counter slots, the pub/sub bus (shared/bus.h), then the KV store region.
+// Offsets only, never pointers.
 #pragma once
 
 #include <atomic>
@@ -11,7 +12,7 @@
 namespace pf {
 
 constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endian
-constexpr uint32_t kShmLayoutVersion = 1;
+constexpr uint32_t kShmLayoutVersion = 2;  // 2: bus region between the counters and the KV store
 constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
 
 // A counter with one writer (its process) and many readers: increments are a
@@ -48,6 +49,7 @@ struct alignas(64) ShmHeader {
   uint32_t layout_version;
   uint32_t proc_slots;
   uint64_t total_size;
+  uint64_t bus_offset, bus_size;
   uint64_t kv_offset, kv_size;
   uint64_t master_started_ms;
   std::atomic<uint64_t> reloads{0};
@@ -60,8 +62,12 @@ struct alignas(64) ShmHeader {
 class Segment {
  public:
   // Maps an anonymous shared region of `size` bytes and formats the header;
-  // the KV store gets everything after the counter slots. Aborts on failure.
-  static Segment Create(uint64_t size);
+  // the bus gets `bus_bytes` after the counter slots, the KV store everything
+  // after the bus. Aborts on failure (see Fits()).
+  static Segment Create(uint64_t size, uint64_t bus_bytes);
+  // Where the KV store region starts for a bus of `bus_bytes`: a segment of
+  // `size` bytes gives the store size - KvOffset(bus_bytes) bytes.
+  static uint64_t KvOffset(uint64_t bus_bytes);
   Segment() = default;
   Segment(Segment&& o) noexcept;
   Segment& operator=(Segment&& o) noexcept;
@@ -73,6 +79,8 @@ class Segment {
   ShmHeader* header() const { return reinterpret_cast<ShmHeader*>(base_); }
   ProcCounters* proc(uint32_t i) const { return procs_ + i; }
   void* kv_base() const { return static_cast<char*>(base_) + header()->kv_offset; }
+  void* bus_base() const { return static_cast<char*>(base_) + header()->bus_offset; }
+  uint64_t bus_size() const { return header()->bus_size; }
   uint64_t kv_size() const { return header()->kv_size; }
   void* base() const { return base_; }
   bool valid() const { return base_ != nullptr; }

@@ -353,7 +353,7 @@ simdjson::dom::object Obj(simdjson::dom::element e) {
 enum Field : uint8_t {
   kId, kAction, kNs, kKey, kKeys, kValue, kTtl, kPx, kNx, kXx, kKeepTtl, kGet, kBy,
   kItems, kPattern, kCursor, kMatch, kCount, kSection, kPassword, kMessage, kEncoding,
-  kFieldCount
+  kChannel, kFieldCount
 };
 enum class Type : uint8_t { kAny, kString, kInt, kBool, kStringArray, kItems };
 
@@ -370,7 +370,7 @@ constexpr FieldSpec kFields[kFieldCount] = {
     {"by", Type::kInt},          {"items", Type::kItems},    {"pattern", Type::kString},
     {"cursor", Type::kInt},      {"match", Type::kString},   {"count", Type::kInt},
     {"section", Type::kString},  {"password", Type::kString}, {"message", Type::kString},
-    {"encoding", Type::kString},
+    {"encoding", Type::kString}, {"channel", Type::kString},
 };
 
 using Mask = uint32_t;
@@ -467,6 +467,16 @@ bool BuildMessage(Builder& b) {  // PING [message], ECHO message
   b.PushName();
   if (b.has(kMessage)) return b.PushValue(b.str(kMessage), "message");
   return true;
+}
+bool BuildChannel(Builder& b) {  // SUBSCRIBE channel, UNSUBSCRIBE [channel]
+  b.PushName();
+  if (b.has(kChannel)) b.Push(b.str(kChannel));
+  return true;
+}
+bool BuildPublish(Builder& b) {  // PUBLISH channel message
+  b.PushName();
+  b.Push(b.str(kChannel));
+  return b.PushValue(b.str(kMessage), "message");
 }
 bool BuildKeyOrKeys(Builder& b) {  // DEL, EXISTS
   if (b.has(kKey) == b.has(kKeys))
@@ -616,6 +626,10 @@ constexpr ActionSpec kActions[] = {
     {"INFO", F(kSection), 0, BuildInfo},
     {"AUTH", F(kPassword), F(kPassword), BuildAuth},
     {"QUIT", 0, 0, BuildNameOnly},
+    // Pub/sub: run by the protocol handler (worker/proto_kvjson.cc), not the table.
+    {"SUBSCRIBE", F(kChannel), F(kChannel), BuildChannel},
+    {"UNSUBSCRIBE", F(kChannel), 0, BuildChannel},
+    {"PUBLISH", Fs_(kChannel, kMessage, kEncoding), Fs_(kChannel, kMessage), BuildPublish},
 };
 
 const ActionSpec* FindAction(std::string_view name) {

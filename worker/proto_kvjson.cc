@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "shared/commands.h"
@@ -13,12 +14,13 @@
 #include "worker/kv_env.h"
 #include "worker/kvjson.h"
 #include "worker/protocol.h"
+#include "worker/pubsub.h"
 #include "worker/worker.h"
 
 namespace pf {
 namespace {
 
-class KvJsonSession final : public Session {
+class KvJsonSession final : public Session, public PubSubClient {
  public:
   KvJsonSession(const ListenerConf& l, WorkerContext& w)
       : w_(w),
@@ -29,7 +31,46 @@ class KvJsonSession final : public Session {
                 " bytes (limits.max_line_bytes)";
   }
 
-  void OnConnect(Connection& c) override { FillClientSession(c, &session_); }
+  ~KvJsonSession() override {
+    if (w_.pubsub && subscriptions()) w_.pubsub->ReleaseAll(*this);
+  }
+
+  void OnConnect(Connection& c) override {
+    conn_ = &c;
+    FillClientSession(c, &session_);
+  }
+
+  void OnClose(Connection&) override {
+    if (w_.pubsub && subscriptions()) w_.pubsub->ReleaseAll(*this);
+  }
+
+  uint32_t TimeoutMs(const WorkerContext& w) const override {
+    return subscriptions() ? 0 : Session::TimeoutMs(w);
+  }
+
+  Connection& conn() override { return *conn_; }
+
+  // {"type":"message","channel":"...","data":"..."}; bytes that are not
+  // UTF-8 travel in base64 with "encoding":"base64". Replies computed before
+  // the push are written first, so lines keep their order.
+  void Push(std::string_view, std::string_view channel, std::string_view data) override {
+    Flush(*conn_);
+    std::string line = "{\"type\":\"message\",\"channel\":";
+    const bool raw = kvjson::IsUtf8(channel) && kvjson::IsUtf8(data);
+    if (raw) {
+      kvjson::AppendJsonString(&line, channel);
+      line += ",\"data\":";
+      kvjson::AppendJsonString(&line, data);
+    } else {
+      line += '"';
+      kvjson::AppendBase64(&line, channel);
+      line += "\",\"data\":\"";
+      kvjson::AppendBase64(&line, data);
+      line += "\",\"encoding\":\"base64\"";
+    }
+    line += "}\n";
+    conn_->Write(line);
+  }
 
   void OnRead(Connection& c, evbuffer* in) override {
     Process(c, in);
@@ -110,7 +151,7 @@ class KvJsonSession final : public Session {
       case kvjson::ParsedLine::kRequest: {
         kvjson::JsonReplyWriter w(&out_);
         w.Begin(p.id, p.shape);
-        Dispatch(env_, session_, p.argv, w, now);
+        if (!PubSubAction(p.argv, w)) Dispatch(env_, session_, p.argv, w, now);
         w.End();
         return p.quit;
       }
@@ -118,9 +159,51 @@ class KvJsonSession final : public Session {
     return false;
   }
 
+  // SUBSCRIBE / UNSUBSCRIBE / PUBLISH (argv built by the schema in kvjson.cc).
+  // Result: the connection's subscription count, or PUBLISH's receivers.
+  bool PubSubAction(std::span<const std::string_view> argv, ReplyWriter& out) {
+    if (argv.empty()) return false;
+    const std::string_view a = argv[0];
+    if (a != "SUBSCRIBE" && a != "UNSUBSCRIBE" && a != "PUBLISH") return false;
+    if (!w_.config->kv.password.empty() && !session_.authenticated) {
+      out.Error(ErrCode::kNoAuth, errtext::kNoAuth);
+      return true;
+    }
+    PubSubHub* hub = w_.pubsub;
+    if (!hub) {
+      out.Error(ErrCode::kErr, "ERR pub/sub is not available");
+      return true;
+    }
+    if (env_.commands_processed) env_.commands_processed->Add(1);
+    if (a == "SUBSCRIBE") {
+      const SubStatus st = hub->Subscribe(*this, argv[1], false);
+      if (st != SubStatus::kOk) out.Error(ErrCode::kErr, hub->Error(st));
+      else out.Integer(static_cast<int64_t>(subscriptions()));
+      return true;
+    }
+    if (a == "UNSUBSCRIBE") {
+      if (argv.size() >= 2) {
+        hub->Unsubscribe(*this, argv[1], false);
+      } else {
+        while (!channels.empty()) {
+          const std::string n = *channels.begin();
+          hub->Unsubscribe(*this, n, false);
+        }
+      }
+      out.Integer(static_cast<int64_t>(subscriptions()));
+      return true;
+    }
+    int64_t receivers = 0;
+    const PubStatus st = hub->Publish(this, session_.id, argv[1], argv[2], &receivers);
+    if (st == PubStatus::kOk) out.Integer(receivers);
+    else out.Error(ErrCode::kErr, hub->Error(st, argv[1]));
+    return true;
+  }
+
   static constexpr size_t kKeepCapacity = 256 * 1024;
 
   WorkerContext& w_;
+  Connection* conn_ = nullptr;
   kvjson::LineFramer framer_;
   kvjson::RequestParser parser_;
   ClientSession session_;

@@ -19,6 +19,7 @@
 #include "shared/log.h"
 #include "worker/access_log.h"
 #include "worker/connection.h"
+#include "worker/pubsub.h"
 
 namespace pf {
 
@@ -92,6 +93,11 @@ class Worker {
     ctx_.store = start_.store;
     ctx_.counters = start_.counter_index >= 0 ? start_.segment->proc(start_.counter_index)
                                               : &private_counters_;
+    ctx_.owner = start_.counter_index;
+    if (start_.bus.valid()) {
+      pubsub_ = std::make_unique<PubSubHub>(ctx_, start_.bus, start_.wake_fds);
+      ctx_.pubsub = pubsub_.get();
+    }
     reaper_.reset(event_new(base_.get(), -1, 0, ReaperCb, this));
     ctx_.reaper = reaper_.get();
 
@@ -397,6 +403,7 @@ class Worker {
   WorkerContext ctx_;
   ProcCounters private_counters_;
   BasePtr base_;
+  std::unique_ptr<PubSubHub> pubsub_;  // before base_ goes (its events live in it)
   EventPtr reaper_, accept_retry_, sweep_, expire_;
   std::vector<Listener> listeners_;
   std::vector<std::unique_ptr<Signal>> signals_;

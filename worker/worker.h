@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "shared/bus.h"
 #include "shared/config.h"
 #include "shared/kv.h"
 #include "shared/shm.h"
@@ -20,6 +21,7 @@ struct event;
 namespace pf {
 
 class Connection;
+class PubSubHub;
 
 // What the master hands a new worker.
 struct WorkerStart {
@@ -30,6 +32,8 @@ struct WorkerStart {
   int counter_index = -1;                 // this process' ProcCounters entry, -1 = none
   pid_t master_pid = 0;
   kv::Store* store = nullptr;             // formatted by the master in the segment
+  bus::Bus bus;                           // the pub/sub bus in the segment
+  std::vector<int> wake_fds;              // eventfd per worker slot: ours is wake_fds[slot]
   struct Socket {
     const ListenerConf* listener;
     int fd;
@@ -46,6 +50,8 @@ struct WorkerContext {
   uint32_t generation = 0;
   event_base* base = nullptr;
   kv::Store* store = nullptr;
+  PubSubHub* pubsub = nullptr;            // this worker's end of the bus (worker/pubsub.h)
+  int owner = -1;                         // this process' counter entry: owner of its bus subscriptions
   bool draining = false;
 
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;

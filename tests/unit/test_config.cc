@@ -40,7 +40,7 @@ TEST(Config, FullFileParses) {
   ConfigResult r = Parse(R"(
 workers: 3
 pidfile: ../run/x.pid
-shared_memory: 32m
+shared_memory: 128m
 listeners:
   - name: echo
     address: ::1
@@ -57,6 +57,7 @@ limits:
   max_multibulk_len: 1000
   output_high_water: 256k
   keepalive_requests: 50
+  max_reply_bytes: 16m
 logging: {error_log: log/error.log, level: debug, access_log: "off"}
 kv: {shards: 16, max_key_bytes: 1k, max_value_bytes: 2m, eviction: allkeys-lru, sweep_interval: 50ms, password: s3cret}
 )");
@@ -64,7 +65,7 @@ kv: {shards: 16, max_key_bytes: 1k, max_value_bytes: 2m, eviction: allkeys-lru, 
   const Config& c = r.config;
   EXPECT_EQ(c.workers, 3u);
   EXPECT_EQ(c.pidfile, "/etc/run/x.pid");
-  EXPECT_EQ(c.shm_size, 32ull << 20);
+  EXPECT_EQ(c.shm_size, 128ull << 20);
   EXPECT_EQ(c.listeners[0].address, "::1");
   EXPECT_EQ(c.listeners[0].backlog, 128);
   EXPECT_EQ(c.timeouts.idle_ms, 90'000u);
@@ -72,6 +73,7 @@ kv: {shards: 16, max_key_bytes: 1k, max_value_bytes: 2m, eviction: allkeys-lru, 
   EXPECT_EQ(c.timeouts.keepalive_ms, 60'000u);
   EXPECT_EQ(c.limits.max_line_bytes, 8192u);
   EXPECT_EQ(c.limits.output_high_water, 256u * 1024);
+  EXPECT_EQ(c.limits.max_reply_bytes, 16ull << 20);
   EXPECT_EQ(c.logging.error_log, "/etc/pf/log/error.log");
   EXPECT_EQ(c.logging.level, "debug");
   EXPECT_EQ(c.logging.access_log, "off");
@@ -91,7 +93,7 @@ TEST(Config, ShippedDefaultConfigIsValid) {
 TEST(Config, UnknownKeyNamesKeyAndPosition) {
   EXPECT_EQ(OneError(std::string(kMinimal) + "wrokers: 2\n"),
             "/etc/pf/test.yaml:3:1: wrokers: unknown key, expected one of group, kv, limits, "
-            "listeners, logging, pidfile, shared_memory, timeouts, user, workers");
+            "listeners, logging, pidfile, pubsub, shared_memory, timeouts, user, workers");
 }
 
 TEST(Config, UnknownNestedKey) {
@@ -124,6 +126,44 @@ TEST(Config, BadSizeAndDuration) {
 TEST(Config, SizeOutOfRange) {
   EXPECT_THAT(OneError(std::string(kMinimal) + "shared_memory: 4k\n"),
               HasSubstr("shared_memory: 4k is out of range, expected 1m..64g"));
+}
+
+TEST(Config, MaxReplyBytesDefaultAndRange) {
+  ConfigResult r = Parse(kMinimal);
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  EXPECT_EQ(r.config.limits.max_reply_bytes, 64ull << 20);
+  EXPECT_EQ(Parse(std::string(kMinimal) + "limits: {max_reply_bytes: 4g}\n").config.limits.max_reply_bytes,
+            4ull << 30);
+  EXPECT_THAT(OneError(std::string(kMinimal) + "limits: {max_reply_bytes: 512k}\n"),
+              HasSubstr("limits.max_reply_bytes: 512k is out of range, expected 1m..4g"));
+  EXPECT_THAT(OneError(std::string(kMinimal) + "limits: {max_reply_bytes: 5g}\n"),
+              HasSubstr("limits.max_reply_bytes: 5g is out of range, expected 1m..4g"));
+}
+
+TEST(Config, DefaultsLetTheLargestValueBeOverwritten) {
+  ConfigResult r = Parse(kMinimal);
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  EXPECT_EQ(r.config.shm_size, 256ull << 20);
+  EXPECT_EQ(r.config.kv.max_value_bytes, 1u << 20);
+}
+
+TEST(Config, ShardsTooSmallForMaxValueAreAnError) {
+  // The old default: 64m over 64 shards is ~1 MB a shard, which cannot hold
+  // an old and a new copy of a 1 MB value.
+  std::string e = OneError(std::string(kMinimal) + "shared_memory: 64m\n");
+  EXPECT_THAT(e, HasSubstr("test.yaml:3:16: kv.max_value_bytes: 1048576 bytes needs "));
+  EXPECT_THAT(e, HasSubstr("shared_memory 67108864 / kv.shards 64 gives "));
+  EXPECT_THAT(e, HasSubstr("; expected shared_memory >= "));
+  EXPECT_THAT(e, HasSubstr("m, fewer kv.shards, or a smaller kv.max_value_bytes"));
+  // The size it suggests is enough.
+  size_t at = e.find("expected shared_memory >= ") + 26;
+  std::string suggested = e.substr(at, e.find(',', at) - at);
+  EXPECT_TRUE(Parse(std::string(kMinimal) + "shared_memory: " + suggested + "\n").ok()) << suggested;
+  // ... as are fewer shards, or smaller values; the error points at the value limit.
+  EXPECT_TRUE(Parse(std::string(kMinimal) + "shared_memory: 64m\nkv: {shards: 16}\n").ok());
+  EXPECT_TRUE(Parse(std::string(kMinimal) + "shared_memory: 64m\nkv: {max_value_bytes: 256k}\n").ok());
+  EXPECT_THAT(OneError(std::string(kMinimal) + "kv: {max_value_bytes: 8m}\n"),
+              HasSubstr("test.yaml:3:23: kv.max_value_bytes: 8388608 bytes needs "));
 }
 
 TEST(Config, UnknownProtocol) {
@@ -201,6 +241,76 @@ TEST(Config, MissingFile) {
   ConfigResult r = LoadConfig("/nonexistent/preforkd.yaml");
   ASSERT_EQ(r.errors.size(), 1u);
   EXPECT_THAT(r.errors[0], HasSubstr("/nonexistent/preforkd.yaml:1:1: (file): cannot open"));
+}
+
+TEST(Config, PubSubDefaults) {
+  ConfigResult r = Parse(kMinimal);
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  const PubSubConf& p = r.config.pubsub;
+  EXPECT_EQ(p.ring_slots, 1024u);
+  EXPECT_EQ(p.max_message_bytes, 4096u);
+  EXPECT_EQ(p.output_hard_limit, 32ull << 20);
+  EXPECT_EQ(p.output_soft_limit, 8ull << 20);
+  EXPECT_EQ(p.output_soft_seconds, 60u);
+  EXPECT_EQ(p.reserved_prefix, "$sys.");
+  EXPECT_EQ(p.admin_token, "");
+}
+
+TEST(Config, PubSubSectionParses) {
+  ConfigResult r = Parse(std::string(kMinimal) + R"(pubsub:
+  ring_slots: 64
+  max_message_bytes: 8k
+  max_channel_bytes: 100
+  channel_table_size: 512
+  max_channels_per_client: 10
+  publish_rate_per_client: 50
+  output_hard_limit: 1m
+  output_soft_limit: 256k
+  output_soft_seconds: 5
+  reserved_prefix: "#admin."
+  admin_token: s3cret-admin
+  chat_history: 5
+)");
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  const PubSubConf& p = r.config.pubsub;
+  EXPECT_EQ(p.ring_slots, 64u);
+  EXPECT_EQ(p.max_message_bytes, 8192u);
+  EXPECT_EQ(p.max_channel_bytes, 100u);
+  EXPECT_EQ(p.channel_table_size, 512u);
+  EXPECT_EQ(p.max_channels_per_client, 10u);
+  EXPECT_EQ(p.publish_rate_per_client, 50u);
+  EXPECT_EQ(p.output_hard_limit, 1ull << 20);
+  EXPECT_EQ(p.output_soft_limit, 256ull << 10);
+  EXPECT_EQ(p.output_soft_seconds, 5u);
+  EXPECT_EQ(p.reserved_prefix, "#admin.");
+  EXPECT_EQ(p.admin_token, "s3cret-admin");
+  EXPECT_EQ(p.chat_history, 5u);
+}
+
+TEST(Config, PubSubRangesAreChecked) {
+  const std::string base = std::string(kMinimal) + "pubsub:\n";
+  EXPECT_THAT(OneError(base + "  ring_slots: 4\n"),
+              HasSubstr("test.yaml:4:15: pubsub.ring_slots: 4 is out of range, expected 16..1048576"));
+  EXPECT_THAT(OneError(base + "  max_message_bytes: 32m\n"),
+              HasSubstr("pubsub.max_message_bytes: 32m is out of range, expected 64..16m"));
+  EXPECT_THAT(OneError(base + "  output_hard_limit: lots\n"),
+              HasSubstr("pubsub.output_hard_limit: 'lots' is not a size"));
+  EXPECT_THAT(OneError(base + "  publish_rate_per_client: 0\n"),
+              HasSubstr("pubsub.publish_rate_per_client: 0 is out of range, expected 1..100000000"));
+  EXPECT_THAT(OneError(base + "  ring_size: 10\n"),
+              HasSubstr("pubsub.ring_size: unknown key, expected one of admin_token, channel_table_size"));
+}
+
+TEST(Config, PubSubSoftLimitAboveHardLimitIsAnError) {
+  EXPECT_THAT(OneError(std::string(kMinimal) +
+                       "pubsub: {output_hard_limit: 1m, output_soft_limit: 2m}\n"),
+              HasSubstr("pubsub.output_soft_limit: 2097152 is above output_hard_limit (1048576), "
+                        "expected at most the hard limit"));
+}
+
+TEST(Config, PubSubAdminTokenMustNotBeTrivial) {
+  EXPECT_THAT(OneError(std::string(kMinimal) + "pubsub: {admin_token: abc}\n"),
+              HasSubstr("pubsub.admin_token: too short (3 bytes), expected at least 8 bytes"));
 }
 
 TEST(Config, GroupNeedsUser) {

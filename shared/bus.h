@@ -1,0 +1,91 @@
+// shared/bus.h: the cross-worker pub/sub bus in the shared segment: a ring of
+// sequence-numbered messages (publishers serialize on a robust mutex, readers
+// never lock) and a table of subscription counts per (name, owner process),
+// so PUBLISH and PUBSUB NUMSUB/CHANNELS/NUMPAT see every worker.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shared/config.h"
+
+namespace pf::bus {
+
+constexpr uint32_t kMaxWakeSlots = 256;  // = the config's maximum of workers
+
+// What a message is for: pub/sub of resp and kv-json, or a chat event.
+enum Kind : uint32_t { kPubSub = 0, kChat = 1 };
+
+struct Message {
+  uint64_t seq = 0;
+  uint32_t kind = kPubSub;
+  uint64_t origin = 0;       // the publishing connection id (0 = none)
+  std::string_view channel;  // views into the buffer given to Read()
+  std::string_view data;
+};
+
+enum class ReadStatus { kOk, kEmpty, kGap };
+
+// The shared header; the ring slots and the table entries follow it.
+struct BusHeader;
+
+// A process-local handle on the bus region of a segment. Cheap to copy.
+class Bus {
+ public:
+  // Bytes a bus with these settings needs in the segment.
+  static uint64_t RegionBytes(const PubSubConf& c);
+  // Formats `size` bytes at `base` (master, before the first fork).
+  static bool Format(void* base, uint64_t size, const PubSubConf& c, std::string* err);
+
+  Bus() = default;
+  explicit Bus(void* base) : h_(static_cast<BusHeader*>(base)) {}
+  bool valid() const { return h_ != nullptr; }
+
+  uint32_t ring_slots() const;
+  uint32_t max_message_bytes() const;
+  uint32_t max_channel_bytes() const;
+
+  // ---- the ring ----
+  // The next sequence number: messages [Head() - ring_slots, Head()) may be read.
+  uint64_t Head() const;
+  // Appends a message; false when channel or data are over the bus' sizes.
+  bool Publish(uint32_t kind, uint64_t origin, std::string_view channel, std::string_view data,
+               uint64_t* seq = nullptr);
+  // Copies message `seq` into `buf` and points `out` into it. kEmpty: not
+  // published yet. kGap: overwritten (the reader fell behind by more than the
+  // ring); an overwritten slot is detected, never returned.
+  ReadStatus Read(uint64_t seq, std::string* buf, Message* out) const;
+
+  // ---- wake-ups (one eventfd per worker slot, owned by the processes) ----
+  // Publisher: true when `slot` was not pending yet, so its eventfd must be written.
+  bool MarkPending(uint32_t slot);
+  // Reader: before reading the ring after a wake-up.
+  void ClearPending(uint32_t slot);
+
+  // ---- subscription counts ----
+  // `owner` is the subscribing process' counter entry (Segment::Claim); the
+  // master drops every entry of a process it reaps (ReleaseOwner), so a
+  // crashed worker never leaks counts. False: the table is full.
+  bool AddSub(int32_t owner, std::string_view name, bool pattern, uint32_t n = 1);
+  void RemoveSub(int32_t owner, std::string_view name, bool pattern, uint32_t n = 1);
+  void ReleaseOwner(int32_t owner);
+  // Clients that receive a message on `channel`: channel subscribers plus one
+  // per matching pattern subscription (as Redis counts PUBLISH receivers).
+  int64_t Receivers(std::string_view channel) const;
+  int64_t NumSub(std::string_view channel) const;   // channel subscribers only
+  int64_t NumPat() const;                           // distinct patterns
+  // Distinct channels with subscribers, matching `pattern` (empty = all).
+  std::vector<std::string> Channels(std::string_view pattern) const;
+  // Entries in use (tests: nothing dangles).
+  uint32_t UsedEntries() const;
+
+ private:
+  BusHeader* h_ = nullptr;
+};
+
+}  // namespace pf::bus

@@ -1,0 +1,266 @@
+// worker/pubsub.cc: delivery from the shared ring to this worker's
+// subscribers, in sequence order, and the limits on publishers and on slow
+// subscribers (Redis' client-output-buffer-limit pubsub).
+#include "worker/pubsub.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <event2/event.h>
+#include <spdlog/spdlog.h>
+
+#include "shared/commands.h"
+#include "worker/connection.h"
+#include "worker/worker.h"
+
+namespace pf {
+
+namespace {
+// Messages delivered per loop turn before the other connections get a turn.
+constexpr int kPumpBudget = 4096;
+// Fallback poll while this worker has subscribers: a wake-up can be consumed
+// by the other process of the same slot during a reload.
+constexpr timeval kPollPeriod{0, 100'000};
+}  // namespace
+
+PubSubHub::PubSubHub(WorkerContext& w, bus::Bus bus, std::vector<int> wake_fds)
+    : w_(w), bus_(bus), wake_fds_(std::move(wake_fds)) {
+  const int own = w.slot >= 0 && w.slot < static_cast<int>(wake_fds_.size()) ? wake_fds_[w.slot] : -1;
+  wake_ev_ = event_new(w.base, own, own >= 0 ? EV_READ | EV_PERSIST : 0, WakeCb, this);
+  if (own >= 0) event_add(wake_ev_, nullptr);
+  poll_ev_ = event_new(w.base, -1, EV_PERSIST, PollCb, this);
+  evtimer_add(poll_ev_, &kPollPeriod);
+  cursor_ = bus_.Head();
+}
+
+PubSubHub::~PubSubHub() {
+  if (wake_ev_) event_free(wake_ev_);
+  if (poll_ev_) event_free(poll_ev_);
+}
+
+SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool pattern) {
+  if (name.size() > bus_.max_channel_bytes()) return SubStatus::kTooLong;
+  auto& mine = pattern ? c.patterns : c.channels;
+  if (mine.count(std::string(name))) return SubStatus::kOk;
+  if (c.subscriptions() >= w_.config->pubsub.max_channels_per_client) return SubStatus::kTooMany;
+  // A worker without subscribers does not follow the ring: start from now.
+  if (local_subs_ == 0) cursor_ = bus_.Head();
+  if (w_.owner >= 0 && !bus_.AddSub(w_.owner, name, pattern)) return SubStatus::kTableFull;
+  mine.emplace(name);
+  (pattern ? patterns_ : channels_)[std::string(name)].insert(&c);
+  local_subs_++;
+  return SubStatus::kOk;
+}
+
+bool PubSubHub::Unsubscribe(PubSubClient& c, std::string_view name, bool pattern) {
+  auto& mine = pattern ? c.patterns : c.channels;
+  auto it = mine.find(std::string(name));
+  if (it == mine.end()) return false;
+  mine.erase(it);
+  auto& index = pattern ? patterns_ : channels_;
+  auto ix = index.find(std::string(name));
+  if (ix != index.end()) {
+    ix->second.erase(&c);
+    if (ix->second.empty()) index.erase(ix);
+  }
+  local_subs_--;
+  if (w_.owner >= 0) bus_.RemoveSub(w_.owner, name, pattern);
+  return true;
+}
+
+void PubSubHub::ReleaseAll(PubSubClient& c) {
+  while (!c.channels.empty()) {
+    const std::string n = *c.channels.begin();
+    Unsubscribe(c, n, false);
+  }
+  while (!c.patterns.empty()) {
+    const std::string n = *c.patterns.begin();
+    Unsubscribe(c, n, true);
+  }
+}
+
+PubStatus PubSubHub::Publish(PubSubClient* from, uint64_t origin, std::string_view channel,
+                             std::string_view data, int64_t* receivers) {
+  const PubSubConf& pc = w_.config->pubsub;
+  if (data.size() > std::min(pc.max_message_bytes, bus_.max_message_bytes())) return PubStatus::kTooLarge;
+  if (channel.size() > bus_.max_channel_bytes()) return PubStatus::kChannelTooLong;
+  if (!pc.reserved_prefix.empty() && channel.starts_with(pc.reserved_prefix) && !(from && from->admin))
+    return PubStatus::kReserved;
+  if (from) {
+    const uint64_t now = WorkerContext::MonoMs();
+    if (now - from->rate_window_ms >= 1000) {
+      from->rate_window_ms = now;
+      from->rate_count = 0;
+    }
+    if (from->rate_count >= pc.publish_rate_per_client) return PubStatus::kRateLimited;
+    from->rate_count++;
+  }
+  if (!bus_.Publish(bus::kPubSub, origin, channel, data)) return PubStatus::kInternal;
+  *receivers = bus_.Receivers(channel);
+  WakeAll();
+  // Our own subscribers are served at once, so a long pipelined batch of
+  // publishes cannot run this worker past the ring.
+  if (local_subs_ > 0) Pump();
+  return PubStatus::kOk;
+}
+
+std::string PubSubHub::Error(PubStatus s, std::string_view channel) const {
+  const PubSubConf& pc = w_.config->pubsub;
+  switch (s) {
+    case PubStatus::kTooLarge:
+      return "ERR message is larger than pubsub.max_message_bytes (" +
+             std::to_string(std::min(pc.max_message_bytes, bus_.max_message_bytes())) + " bytes)";
+    case PubStatus::kChannelTooLong:
+      return "ERR channel name is longer than pubsub.max_channel_bytes (" +
+             std::to_string(bus_.max_channel_bytes()) + " bytes)";
+    case PubStatus::kRateLimited:
+      return "ERR publish rate limit: at most " + std::to_string(pc.publish_rate_per_client) +
+             " messages per second per client (pubsub.publish_rate_per_client)";
+    case PubStatus::kReserved: {
+      std::string ch(channel.substr(0, 128));
+      for (char& ch_ : ch)
+        if (ch_ == '\r' || ch_ == '\n') ch_ = ' ';
+      return "NOPERM channel '" + ch + "' is reserved: only authenticated admins may publish under '" +
+             pc.reserved_prefix + "'";
+    }
+    case PubStatus::kInternal: return std::string(errtext::kInternal);
+    case PubStatus::kOk: break;
+  }
+  return "";
+}
+
+std::string PubSubHub::Error(SubStatus s) const {
+  switch (s) {
+    case SubStatus::kTooMany:
+      return "ERR too many subscriptions: at most " +
+             std::to_string(w_.config->pubsub.max_channels_per_client) +
+             " channels and patterns per client (pubsub.max_channels_per_client)";
+    case SubStatus::kTooLong:
+      return "ERR channel name is longer than pubsub.max_channel_bytes (" +
+             std::to_string(bus_.max_channel_bytes()) + " bytes)";
+    case SubStatus::kTableFull:
+      return "ERR the server's subscription table is full (pubsub.channel_table_size)";
+    case SubStatus::kOk: break;
+  }
+  return "";
+}
+
+void PubSubHub::WakeAll() {
+  for (size_t s = 0; s < wake_fds_.size(); s++) {
+    if (!bus_.MarkPending(static_cast<uint32_t>(s))) continue;  // already woken, not yet run
+    if (static_cast<int>(s) == w_.slot) {
+      event_active(wake_ev_, EV_READ, 0);
+      continue;
+    }
+    const uint64_t one = 1;
+    (void)!write(wake_fds_[s], &one, sizeof one);
+  }
+}
+
+void PubSubHub::WakeCb(int fd, short, void* arg) {
+  auto* h = static_cast<PubSubHub*>(arg);
+  // Clear before reading the ring: a publish after this marks us again.
+  h->bus_.ClearPending(static_cast<uint32_t>(h->w_.slot));
+  uint64_t v;
+  if (fd >= 0) (void)!read(fd, &v, sizeof v);
+  try {
+    h->Pump();
+  } catch (const std::exception& e) {
+    spdlog::error("pub/sub delivery: {}", e.what());
+  }
+}
+
+void PubSubHub::PollCb(int, short, void* arg) {
+  auto* h = static_cast<PubSubHub*>(arg);
+  try {
+    h->Pump();
+  } catch (const std::exception& e) {
+    spdlog::error("pub/sub delivery: {}", e.what());
+  }
+}
+
+void PubSubHub::Pump() {
+  if (pumping_) return;  // a delivery that publishes (chat) is picked up by the outer loop
+  if (local_subs_ == 0) {
+    cursor_ = bus_.Head();
+    return;
+  }
+  pumping_ = true;
+  bus::Message m;
+  int n = 0;
+  for (; n < kPumpBudget; n++) {
+    const bus::ReadStatus r = bus_.Read(cursor_, &buf_, &m);
+    if (r == bus::ReadStatus::kEmpty) break;
+    if (r == bus::ReadStatus::kGap) {
+      DropBehind(bus_.Head());
+      break;
+    }
+    cursor_++;
+    Deliver(m);
+  }
+  pumping_ = false;
+  if (n == kPumpBudget) event_active(wake_ev_, EV_READ, 0);  // more next turn
+  if (buf_.capacity() > (1u << 20)) std::string().swap(buf_);
+}
+
+void PubSubHub::DropBehind(uint64_t head) {
+  std::unordered_set<PubSubClient*> victims;
+  for (const auto& [name, set] : channels_) victims.insert(set.begin(), set.end());
+  for (const auto& [name, set] : patterns_) victims.insert(set.begin(), set.end());
+  spdlog::warn("pub/sub: this worker fell {} messages behind a ring of {} (message {} was "
+               "overwritten before it was read): disconnecting {} subscribers that missed messages",
+               head - cursor_, bus_.ring_slots(), cursor_, victims.size());
+  for (PubSubClient* c : victims)
+    if (!c->conn().closing()) c->conn().Close("pub/sub: missed messages (ring overrun)");
+  cursor_ = head;
+}
+
+void PubSubHub::Deliver(const bus::Message& m) {
+  if (m.kind != bus::kPubSub) return;
+  const uint64_t now = WorkerContext::MonoMs();
+  auto it = channels_.find(std::string(m.channel));
+  if (it != channels_.end()) {
+    for (PubSubClient* c : it->second) {
+      if (c->conn().closing()) continue;
+      c->Push({}, m.channel, m.data);
+      CheckOutput(*c, now);
+    }
+  }
+  for (const auto& [pattern, set] : patterns_) {
+    if (!GlobMatch(pattern, m.channel)) continue;
+    for (PubSubClient* c : set) {
+      if (c->conn().closing()) continue;
+      c->Push(pattern, m.channel, m.data);
+      CheckOutput(*c, now);
+    }
+  }
+}
+
+void PubSubHub::CheckOutput(PubSubClient& c, uint64_t now_ms) {
+  const PubSubConf& pc = w_.config->pubsub;
+  Connection& conn = c.conn();
+  const size_t pending = conn.output_pending();
+  if (pending > pc.output_hard_limit) {
+    spdlog::warn("conn {} {}: subscriber output of {} bytes is over pubsub.output_hard_limit ({}): "
+                 "disconnecting the slow subscriber", conn.id(), conn.peer(), pending,
+                 pc.output_hard_limit);
+    conn.Close("pub/sub output hard limit");
+    return;
+  }
+  if (pending <= pc.output_soft_limit) {
+    c.soft_since_ms = 0;
+    return;
+  }
+  if (c.soft_since_ms == 0) {
+    c.soft_since_ms = now_ms;
+  } else if (now_ms - c.soft_since_ms >= uint64_t{pc.output_soft_seconds} * 1000) {
+    spdlog::warn("conn {} {}: subscriber output has been over pubsub.output_soft_limit ({}) for "
+                 "{} s ({} bytes now): disconnecting the slow subscriber", conn.id(), conn.peer(),
+                 pc.output_soft_limit, pc.output_soft_seconds, pending);
+    conn.Close("pub/sub output soft limit");
+  }
+}
+
+}  // namespace pf

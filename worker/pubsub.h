@@ -1,0 +1,92 @@
+// worker/pubsub.h: a worker's end of the pub/sub bus: its local subscribers
+// (resp, kv-json, chat connections), publishing with the per-client limits,
+// and delivery of the ring's messages in sequence order, woken by this
+// slot's eventfd. Output limits of slow subscribers are enforced here.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "shared/bus.h"
+
+struct event;
+
+namespace pf {
+
+class Connection;
+struct WorkerContext;
+
+// A connection that can subscribe. The protocol renders pushes.
+class PubSubClient {
+ public:
+  virtual ~PubSubClient() = default;
+  virtual Connection& conn() = 0;
+  // One message; `pattern` is empty for a channel subscription.
+  virtual void Push(std::string_view pattern, std::string_view channel, std::string_view data) = 0;
+
+  size_t subscriptions() const { return channels.size() + patterns.size(); }
+  bool admin = false;                 // may publish under pubsub.reserved_prefix
+  std::set<std::string> channels, patterns;   // owned by PubSubHub
+  uint64_t rate_window_ms = 0;        // publish rate: start of the current second
+  uint32_t rate_count = 0;
+  uint64_t soft_since_ms = 0;         // output above the soft limit since (0 = not)
+};
+
+enum class PubStatus { kOk, kTooLarge, kChannelTooLong, kRateLimited, kReserved, kInternal };
+enum class SubStatus { kOk, kTooMany, kTooLong, kTableFull };
+
+class PubSubHub {
+ public:
+  PubSubHub(WorkerContext& w, bus::Bus bus, std::vector<int> wake_fds);
+  ~PubSubHub();
+  PubSubHub(const PubSubHub&) = delete;
+  PubSubHub& operator=(const PubSubHub&) = delete;
+
+  bus::Bus& bus() { return bus_; }
+
+  // Idempotent: subscribing twice to one name is kOk and counts once.
+  SubStatus Subscribe(PubSubClient& c, std::string_view name, bool pattern);
+  // False when `c` was not subscribed to `name`.
+  bool Unsubscribe(PubSubClient& c, std::string_view name, bool pattern);
+  // Every subscription of `c`, at once (the connection is going).
+  void ReleaseAll(PubSubClient& c);
+
+  // `from` is the publishing client (limits and admin rights; nullptr =
+  // the server itself). *receivers: clients over all workers that get it.
+  PubStatus Publish(PubSubClient* from, uint64_t origin, std::string_view channel,
+                    std::string_view data, int64_t* receivers);
+  // The error text (RESP form, "ERR ..."/"NOPERM ...") for a status.
+  std::string Error(PubStatus s, std::string_view channel) const;
+  std::string Error(SubStatus s) const;
+
+  // Delivers what the ring holds past this worker's cursor.
+  void Pump();
+
+  size_t local_subscriptions() const { return local_subs_; }
+
+ private:
+  static void WakeCb(int fd, short what, void* arg);
+  static void PollCb(int fd, short what, void* arg);
+  void WakeAll();
+  void Deliver(const bus::Message& m);
+  void CheckOutput(PubSubClient& c, uint64_t now_ms);
+  void DropBehind(uint64_t head);
+
+  WorkerContext& w_;
+  bus::Bus bus_;
+  std::vector<int> wake_fds_;
+  event* wake_ev_ = nullptr;
+  event* poll_ev_ = nullptr;
+  uint64_t cursor_ = 0;     // the next sequence number this worker delivers
+  size_t local_subs_ = 0;   // subscriptions of this worker's clients
+  std::unordered_map<std::string, std::unordered_set<PubSubClient*>> channels_, patterns_;
+  std::string buf_;
+  bool pumping_ = false;
+};
+
+}  // namespace pf
