@@ -249,11 +249,11 @@ TEST(Stop, SigquitLetsAnInFlightEchoFinishThenExitsZero) {
   const uint16_t port = s.Port("echo");
   Client c;
   ASSERT_TRUE(c.Connect(port));
-  const std::string data = RandomBytes(8 << 20, 3);
+  // Nobody reads the echo until after the signal, so the server's output
+  // passes its high-water mark, it stops reading, and the sender stalls:
+  // the echo is certainly in flight when SIGQUIT arrives.
+  const std::string data = RandomBytes(32 << 20, 3);
   std::atomic<size_t> sent{0};
-  std::string got;
-  bool recv_ok = false;
-  std::thread reader([&] { recv_ok = c.RecvExact(data.size(), &got, 30000); });
   std::thread sender([&] {
     for (size_t off = 0; off < data.size(); off += 64 * 1024) {
       if (!c.SendAll(std::string_view(data).substr(off, 64 * 1024), 30000)) return;
@@ -263,8 +263,9 @@ TEST(Stop, SigquitLetsAnInFlightEchoFinishThenExitsZero) {
   ASSERT_TRUE(WaitFor([&] { return sent.load() >= (1u << 20); }, 10000));
   const size_t sent_at_signal = sent.load();
   s.Signal(SIGQUIT);
+  std::string got;
+  const bool recv_ok = c.RecvExact(data.size(), &got, 30000);
   sender.join();
-  reader.join();
   EXPECT_LT(sent_at_signal, data.size()) << "the echo was not in flight at SIGQUIT";
   ASSERT_TRUE(recv_ok) << "received " << got.size() << " of " << data.size();
   EXPECT_TRUE(got == data);
