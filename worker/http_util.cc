@@ -133,72 +133,6 @@ std::string_view MimeType(std::string_view filename) {
   return "application/octet-stream";
 }
 
-bool IsValidUtf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  while (p < end) {
-    const unsigned char c = *p;
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) { p++; continue; }
-    if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
-    else return false;
-    if (static_cast<size_t>(end - p) <= n) return false;
-    for (size_t i = 1; i <= n; i++) {
-      if ((p[i] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
-    p += n + 1;
-  }
-  return true;
-}
-
-void AppendJsonString(std::string* out, std::string_view s) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          snprintf(buf, sizeof buf, "\\u%04x", c);
-          out->append(buf);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
-}
-
-std::string Base64(std::string_view s) {
-  static const char* const kAlpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  size_t i = 0;
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  for (; i + 2 < s.size(); i += 3) {
-    const uint32_t v = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
-    out += kAlpha[v >> 18]; out += kAlpha[(v >> 12) & 63]; out += kAlpha[(v >> 6) & 63]; out += kAlpha[v & 63];
-  }
-  if (i + 1 == s.size()) {
-    const uint32_t v = p[i] << 16;
-    out += kAlpha[v >> 18]; out += kAlpha[(v >> 12) & 63]; out += "==";
-  } else if (i + 2 == s.size()) {
-    const uint32_t v = (p[i] << 16) | (p[i + 1] << 8);
-    out += kAlpha[v >> 18]; out += kAlpha[(v >> 12) & 63]; out += kAlpha[(v >> 6) & 63]; out += '=';
-  }
-  return out;
-}
-
 std::string HtmlEscape(std::string_view s) {
   std::string out;
   for (char c : s) {
@@ -229,7 +163,6 @@ std::string UrlEncodePath(std::string_view s) {
   return out;
 }
 
-namespace {
 bool ParseU64(std::string_view s, uint64_t* v) {
   if (s.empty() || s.size() > 19) return false;
   uint64_t r = 0;
@@ -240,7 +173,6 @@ bool ParseU64(std::string_view s, uint64_t* v) {
   *v = r;
   return true;
 }
-}  // namespace
 
 RangeResult ParseRange(std::string_view h, uint64_t size, uint64_t* first, uint64_t* last) {
   while (!h.empty() && h.front() == ' ') h.remove_prefix(1);

@@ -25,11 +25,8 @@ std::string_view LogTimeNow();
 // per process.
 std::string_view MimeType(std::string_view filename);
 
-bool IsValidUtf8(std::string_view s);
-// Appends s as a JSON string literal (quotes included); s must be valid UTF-8
-// (other bytes are written as \u00XX).
-void AppendJsonString(std::string* out, std::string_view s);
-std::string Base64(std::string_view s);
+// Parses a non-negative decimal integer (digits only, at most 19).
+bool ParseU64(std::string_view s, uint64_t* v);
 std::string HtmlEscape(std::string_view s);
 // Percent-encodes everything but unreserved characters and '/'.
 std::string UrlEncodePath(std::string_view s);

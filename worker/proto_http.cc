@@ -30,6 +30,7 @@
 #include "worker/http_ops.h"
 #include "worker/http_parse.h"
 #include "worker/http_util.h"
+#include "worker/kvjson.h"
 #include "worker/protocol.h"
 #include "worker/worker.h"
 
@@ -56,16 +57,6 @@ std::string EscapeLogField(std::string_view s) {
   return out;
 }
 
-bool ParseU64(std::string_view s, uint64_t* v) {
-  if (s.empty() || s.size() > 19) return false;
-  uint64_t r = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    r = r * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *v = r;
-  return true;
-}
 
 void AppendUint(std::string* s, uint64_t v) {
   char buf[24];
@@ -460,7 +451,7 @@ class HttpSession final : public Session {
       kv::SetOptions opt;
       if (auto ttl = http::QueryParam(query, "ttl")) {
         uint64_t secs = 0;
-        if (!ParseU64(*ttl, &secs) || secs == 0 || secs > 100ull * 365 * 86400) return ErrorReply(400, rep);
+        if (!http::ParseU64(*ttl, &secs) || secs == 0 || secs > 100ull * 365 * 86400) return ErrorReply(400, rep);
         opt.expire_at_ms = static_cast<int64_t>(now + secs * 1000);
       }
       std::string old;
@@ -499,8 +490,8 @@ class HttpSession final : public Session {
     if (req.method != "GET" && req.method != "HEAD") return ErrorReply(405, rep);
     const std::string prefix = ns_prefix + http::QueryParam(query, "prefix").value_or("");
     uint64_t cursor = 0, count = 100;
-    if (auto cs = http::QueryParam(query, "cursor"); cs && !ParseU64(*cs, &cursor)) return ErrorReply(400, rep);
-    if (auto n = http::QueryParam(query, "count"); n && (!ParseU64(*n, &count) || count == 0))
+    if (auto cs = http::QueryParam(query, "cursor"); cs && !http::ParseU64(*cs, &cursor)) return ErrorReply(400, rep);
+    if (auto n = http::QueryParam(query, "count"); n && (!http::ParseU64(*n, &count) || count == 0))
       return ErrorReply(400, rep);
     count = std::min<uint64_t>(count, 10000);
     // Scan steps until `count` keys match, the scan ends, or the work bound
@@ -521,13 +512,15 @@ class HttpSession final : public Session {
     std::string b64 = "";
     bool first = true, first_b64 = true;
     for (const std::string& k : keys) {
-      if (http::IsValidUtf8(k)) {
+      if (kvjson::IsUtf8(k)) {
         if (!first) body += ',';
-        http::AppendJsonString(&body, k);
+        kvjson::AppendJsonString(&body, k);
         first = false;
       } else {
         if (!first_b64) b64 += ',';
-        b64 += '"' + http::Base64(k) + '"';
+        b64 += '"';
+        kvjson::AppendBase64(&b64, k);
+        b64 += '"';
         first_b64 = false;
       }
     }

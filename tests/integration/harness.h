@@ -176,4 +176,11 @@ class Client {
   std::string buf_;
 };
 
+// RESP helpers for tests that speak the Redis protocol.
+// Encodes argv as one multibulk command.
+std::string Resp(const std::vector<std::string>& argv);
+// Reads one RESP reply and renders it compactly: +OK, -ERR .., :5, $value,
+// (nil), [a,b] (elements rendered the same way).
+bool ReadReply(Client& c, std::string* out, int timeout_ms = 5000);
+
 }  // namespace pf::test

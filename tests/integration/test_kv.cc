@@ -19,49 +19,6 @@
 namespace pf::test {
 namespace {
 
-std::string Resp(const std::vector<std::string>& argv) {
-  std::string s = "*" + std::to_string(argv.size()) + "\r\n";
-  for (const auto& a : argv) s += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
-  return s;
-}
-
-// Reads one RESP reply and renders it compactly: +OK, -ERR .., :5, $value,
-// (nil), [a,b] (elements rendered the same way).
-bool ReadReply(Client& c, std::string* out, int timeout_ms = 5000) {
-  std::string line;
-  if (!c.RecvLine(&line, timeout_ms) || line.empty()) return false;
-  const char t = line[0];
-  if (t == '+' || t == '-' || t == ':') {
-    *out = line;
-    return true;
-  }
-  const long long n = std::stoll(line.substr(1));
-  if (t == '$') {
-    if (n < 0) {
-      *out = "(nil)";
-      return true;
-    }
-    std::string d;
-    if (!c.RecvExact(static_cast<size_t>(n) + 2, &d, timeout_ms)) return false;
-    *out = "$" + d.substr(0, static_cast<size_t>(n));
-    return true;
-  }
-  if (t == '*') {
-    if (n < 0) {
-      *out = "(nil)";
-      return true;
-    }
-    std::string s = "[";
-    for (long long i = 0; i < n; i++) {
-      std::string e;
-      if (!ReadReply(c, &e, timeout_ms)) return false;
-      s += (i ? "," : "") + e;
-    }
-    *out = s + "]";
-    return true;
-  }
-  return false;
-}
 
 std::string Cmd(Client& c, const std::vector<std::string>& argv) {
   if (!c.SendAll(Resp(argv))) return "<send failed>";
