@@ -44,7 +44,7 @@ class RespWriter final : public ReplyWriter {
     char buf[kSmall + 32];
     size_t h = FormatRespHeader('$', static_cast<int64_t>(v.size()), buf);
     if (v.size() <= kSmall) {  // one Append for the common small value
-      std::memcpy(buf + h, v.data(), v.size());
+      if (!v.empty()) std::memcpy(buf + h, v.data(), v.size());  // data() may be null when empty
       std::memcpy(buf + h + v.size(), "\r\n", 2);
       sink_.Append(buf, h + v.size() + 2);
     } else {
@@ -79,7 +79,7 @@ class RespWriter final : public ReplyWriter {
       return;
     }
     buf[0] = prefix;
-    std::memcpy(buf + 1, s.data(), s.size());
+    if (!s.empty()) std::memcpy(buf + 1, s.data(), s.size());
     std::memcpy(buf + 1 + s.size(), "\r\n", 2);
     sink_.Append(buf, s.size() + 3);
   }
