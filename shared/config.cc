@@ -46,6 +46,7 @@ const std::map<std::string, Protocol>& SupportedProtocols() {
       {"http", Protocol::kHttp},
       {"resp", Protocol::kResp},
       {"kv-json", Protocol::kKvJson},
+      {"chat", Protocol::kChat},
   };
   return m;
 }

@@ -40,5 +40,6 @@ std::unique_ptr<Session> MakeEchoSession(const ListenerConf&, WorkerContext&);
 std::unique_ptr<Session> MakeRespSession(const ListenerConf&, WorkerContext&);
 std::unique_ptr<Session> MakeKvJsonSession(const ListenerConf&, WorkerContext&);
 std::unique_ptr<Session> MakeHttpSession(const ListenerConf&, WorkerContext&);
+std::unique_ptr<Session> MakeChatSession(const ListenerConf&, WorkerContext&);
 
 }  // namespace pf

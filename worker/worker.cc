@@ -57,6 +57,7 @@ SessionFactory FactoryFor(Protocol p) {
     case Protocol::kHttp: return MakeHttpSession;
     case Protocol::kResp: return MakeRespSession;
     case Protocol::kKvJson: return MakeKvJsonSession;
+    case Protocol::kChat: return MakeChatSession;
     default: return nullptr;
   }
 }
