@@ -201,12 +201,16 @@ class Master {
     close(fd);
   }
 
-  // With `user` set, the workers reopen the log files after logrotate as that
-  // user: create them here and hand them over, as nginx does.
+  // Log folders are created here (a fresh checkout has no var/log). With
+  // `user` set, the workers reopen the log files after logrotate as that
+  // user: create the files here and hand them over, as nginx does.
   void PrepareLogFiles() {
-    if (uid_ == static_cast<uid_t>(-1)) return;
     for (const std::string& path : {cfg_.logging.error_log, cfg_.logging.access_log}) {
       if (path == "stderr" || path == "off" || path.empty()) continue;
+      // Workers open the access log themselves: make sure its folder exists.
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+      if (uid_ == static_cast<uid_t>(-1)) continue;
       int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
       if (fd < 0 || fchown(fd, uid_, gid_) != 0)
         spdlog::warn("cannot hand {} to user {}: {}", path, cfg_.user, std::strerror(errno));

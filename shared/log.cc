@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <mutex>
 
 #include <spdlog/sinks/base_sink.h>
@@ -26,6 +27,9 @@ class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
       fd_ = 2;
       return true;
     }
+    // A fresh checkout has no var/log yet: create the folder, as for the pidfile.
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
     int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return false;
     if (fd_ < 0) {

@@ -277,6 +277,19 @@ TEST(Stop, SigquitLetsAnInFlightEchoFinishThenExitsZero) {
   EXPECT_FALSE(std::filesystem::exists(s.pidfile_path()));
 }
 
+TEST(Start, CreatesMissingLogFolders) {
+  // A fresh checkout has no var/log: the server creates the folders.
+  Server s(ListenerYaml("web", "http", 0, "root: " + SourceRoot() + "/conf/www"),
+           "logging: {error_log: new/logs/error.log, access_log: other/access.log}");
+  ASSERT_TRUE(s.Start());
+  EXPECT_TRUE(std::filesystem::exists(s.dir() + "/new/logs/error.log"));
+  Client c;
+  ASSERT_TRUE(c.Connect(s.Port("web")));
+  ASSERT_TRUE(c.SendAll("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  EXPECT_TRUE(c.WaitClosed(5000));
+  EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(s.dir() + "/other/access.log"); }, 3000));
+}
+
 TEST(Stop, SigquitRefusesNewConnectionsWhileDraining) {
   Server s(ListenerYaml("echo"));
   ASSERT_TRUE(s.Start());
