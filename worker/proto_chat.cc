@@ -42,15 +42,9 @@ bool ValidName(std::string_view s) {
 
 std::string S(std::string_view a, std::string_view b) { return std::string(a) + std::string(b); }
 
-class ChatSession final : public Session, public PubSubClient {
+class ChatSession final : public SubscriberSession {
  public:
-  ChatSession(const ListenerConf&, WorkerContext& w) : w_(w) {}
-  ~ChatSession() override {
-    if (w_.pubsub && subscriptions()) w_.pubsub->ReleaseAll(*this);
-  }
-
-  Connection& conn() override { return *conn_; }
-
+  ChatSession(const ListenerConf&, WorkerContext& w) : SubscriberSession(w) {}
   void OnConnect(Connection& c) override {
     conn_ = &c;
     PubSubHub* hub = w_.pubsub;
@@ -80,7 +74,7 @@ class ChatSession final : public Session, public PubSubClient {
   void OnClose(Connection&) override {
     if (!w_.pubsub) return;
     if (!room_.empty() && !nick_.empty()) Notice(room_, "* " + nick_ + " left [" + room_ + "]");
-    if (subscriptions()) w_.pubsub->ReleaseAll(*this);
+    ReleaseSubscriptions();
   }
 
   // Chat clients sit idle in rooms, like subscribers: no idle timeout.
@@ -382,8 +376,6 @@ class ChatSession final : public Session, public PubSubClient {
     }
   }
 
-  WorkerContext& w_;
-  Connection* conn_ = nullptr;
   std::string nick_, room_;
 };
 

@@ -20,10 +20,10 @@
 namespace pf {
 namespace {
 
-class KvJsonSession final : public Session, public PubSubClient {
+class KvJsonSession final : public SubscriberSession {
  public:
   KvJsonSession(const ListenerConf& l, WorkerContext& w)
-      : w_(w),
+      : SubscriberSession(w),
         framer_(w.config->limits.max_line_bytes),
         parser_(w.config->limits),
         env_(MakeCommandEnv(w, l, kProtoKvJson)) {
@@ -31,24 +31,10 @@ class KvJsonSession final : public Session, public PubSubClient {
                 " bytes (limits.max_line_bytes)";
   }
 
-  ~KvJsonSession() override {
-    if (w_.pubsub && subscriptions()) w_.pubsub->ReleaseAll(*this);
-  }
-
   void OnConnect(Connection& c) override {
     conn_ = &c;
     FillClientSession(c, &session_);
   }
-
-  void OnClose(Connection&) override {
-    if (w_.pubsub && subscriptions()) w_.pubsub->ReleaseAll(*this);
-  }
-
-  uint32_t TimeoutMs(const WorkerContext& w) const override {
-    return subscriptions() ? 0 : Session::TimeoutMs(w);
-  }
-
-  Connection& conn() override { return *conn_; }
 
   // {"type":"message","channel":"...","data":"..."}; bytes that are not
   // UTF-8 travel in base64 with "encoding":"base64". Replies computed before
@@ -202,8 +188,6 @@ class KvJsonSession final : public Session, public PubSubClient {
 
   static constexpr size_t kKeepCapacity = 256 * 1024;
 
-  WorkerContext& w_;
-  Connection* conn_ = nullptr;
   kvjson::LineFramer framer_;
   kvjson::RequestParser parser_;
   ClientSession session_;

@@ -28,33 +28,15 @@ std::string Lower(std::string_view s) {
   return r;
 }
 
-class RespSession final : public Session, public PubSubClient {
+class RespSession final : public SubscriberSession {
  public:
   RespSession(const ListenerConf& l, WorkerContext& w)
-      : w_(w), parser_(w.config->limits), env_(MakeCommandEnv(w, l, kProtoResp)) {}
-
-  // Whatever way the connection ends (OnClose, or the worker's exit), its
-  // subscriptions go with it.
-  ~RespSession() override {
-    if (w_.pubsub && subscriptions()) w_.pubsub->ReleaseAll(*this);
-  }
+      : SubscriberSession(w), parser_(w.config->limits), env_(MakeCommandEnv(w, l, kProtoResp)) {}
 
   void OnConnect(Connection& c) override {
     conn_ = &c;
     FillClientSession(c, &session_);
   }
-
-  void OnClose(Connection&) override {
-    if (w_.pubsub && subscriptions()) w_.pubsub->ReleaseAll(*this);
-  }
-
-  // A subscriber waits for messages as long as it likes (as in Redis, the
-  // idle timeout does not apply to it).
-  uint32_t TimeoutMs(const WorkerContext& w) const override {
-    return subscriptions() ? 0 : Session::TimeoutMs(w);
-  }
-
-  Connection& conn() override { return *conn_; }
 
   void Push(std::string_view pattern, std::string_view channel, std::string_view data) override {
     RespEvbufferWriter out(EvbufferSink{conn_->output()});
@@ -334,8 +316,6 @@ class RespSession final : public Session, public PubSubClient {
     return true;
   }
 
-  WorkerContext& w_;
-  Connection* conn_ = nullptr;
   RespParser parser_;
   ClientSession session_;
   CommandEnv env_;

@@ -263,4 +263,8 @@ void PubSubHub::CheckOutput(PubSubClient& c, uint64_t now_ms) {
   }
 }
 
+void SubscriberSession::ReleaseSubscriptions() {
+  if (w_.pubsub && subscriptions()) w_.pubsub->ReleaseAll(*this);
+}
+
 }  // namespace pf

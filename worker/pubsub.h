@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "shared/bus.h"
+#include "worker/protocol.h"
 
 struct event;
 
@@ -35,6 +36,25 @@ class PubSubClient {
   uint64_t rate_window_ms = 0;        // publish rate: start of the current second
   uint32_t rate_count = 0;
   uint64_t soft_since_ms = 0;         // output above the soft limit since (0 = not)
+};
+
+// A protocol session that can subscribe (resp, kv-json, chat): its
+// subscriptions go however the connection ends (OnClose, or the worker's
+// exit), and a subscriber is not closed as idle (as in Redis).
+class SubscriberSession : public Session, public PubSubClient {
+ public:
+  explicit SubscriberSession(WorkerContext& w) : w_(w) {}
+  ~SubscriberSession() override { ReleaseSubscriptions(); }
+  void OnClose(Connection&) override { ReleaseSubscriptions(); }
+  uint32_t TimeoutMs(const WorkerContext& w) const override {
+    return subscriptions() ? 0 : Session::TimeoutMs(w);
+  }
+  Connection& conn() override { return *conn_; }
+
+ protected:
+  void ReleaseSubscriptions();
+  WorkerContext& w_;
+  Connection* conn_ = nullptr;
 };
 
 enum class PubStatus { kOk, kTooLarge, kChannelTooLong, kRateLimited, kReserved, kInternal };
