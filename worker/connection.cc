@@ -80,6 +80,17 @@ bool Connection::Start(std::unique_ptr<Session> s) {
 
 int Connection::fd() const { return fd_; }
 evbuffer* Connection::output() const { return out_; }
+
+bool Connection::Contiguous(evbuffer* in, size_t need, const char** data, size_t* len) {
+  evbuffer_iovec v;
+  if (evbuffer_peek(in, -1, nullptr, &v, 1) < 1) return false;
+  *data = static_cast<const char*>(v.iov_base);
+  *len = v.iov_len;
+  if (*len >= need && *len > 0) return true;
+  *len = evbuffer_get_length(in);
+  *data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
+  return *data != nullptr;
+}
 size_t Connection::output_pending() const { return evbuffer_get_length(out_); }
 
 void Connection::Write(std::string_view data) {

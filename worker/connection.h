@@ -45,6 +45,11 @@ class Connection {
   int fd() const;                          // the socket (CLIENT INFO fd=, laddr=)
 
   evbuffer* output() const;
+  // A contiguous view of `in` holding at least `need` bytes: its first chunk
+  // when that is enough, else the whole buffer linearized (a parser that
+  // knows how many bytes its request needs copies once, not once per read).
+  // False if `in` is empty or cannot be linearized.
+  static bool Contiguous(evbuffer* in, size_t need, const char** data, size_t* len);
   size_t output_pending() const;
   void Write(std::string_view data);
   // Flush what is queued, then close. Further input is discarded.

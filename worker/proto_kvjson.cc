@@ -87,17 +87,12 @@ class KvJsonSession final : public SubscriberSession {
       const size_t len = evbuffer_get_length(in);
       if (len == 0 || len < need_) return;
       if (c.output_pending() + out_.size() > high_water) return;
-      evbuffer_iovec v;
-      if (evbuffer_peek(in, -1, nullptr, &v, 1) < 1) return;
-      const char* data = static_cast<const char*>(v.iov_base);
-      size_t avail = v.iov_len;
-      if (avail < need_ || avail == 0) {
-        // The pending line continues past the first chunk. The framer never
-        // keeps more than max_line_bytes of a line, so this copy is bounded.
-        data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
-        avail = len;
-        if (!data) return;
-      }
+      // When the pending line continues past the first chunk, this
+      // linearizes; the framer never keeps more than max_line_bytes of a
+      // line, so the copy is bounded.
+      const char* data;
+      size_t avail;
+      if (!Connection::Contiguous(in, need_, &data, &avail)) return;
       size_t off = 0;
       for (;;) {
         const kvjson::LineFramer::Result r = framer_.Next(data + off, avail - off);

@@ -82,15 +82,9 @@ class RespSession final : public SubscriberSession {
       // Parse from the first contiguous chunk; linearize only when the
       // command in progress needs bytes beyond it (need_ is exact for bulk
       // payloads, so a large value is copied once, not once per read).
-      evbuffer_iovec v;
-      if (evbuffer_peek(in, -1, nullptr, &v, 1) < 1) return;
-      const char* data = static_cast<const char*>(v.iov_base);
-      size_t avail = v.iov_len;
-      if (avail < need_ || avail == 0) {
-        data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
-        avail = len;
-        if (!data) return;
-      }
+      const char* data;
+      size_t avail;
+      if (!Connection::Contiguous(in, need_, &data, &avail)) return;
       size_t off = 0;
       for (;;) {
         parser_.set_auth_required(password && !session_.authenticated);

@@ -698,6 +698,17 @@ void Client::ResetClose() {
   Close();
 }
 
+int Sh(const std::string& cmd, std::string* out) {
+  out->clear();
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
+  if (!f) return -1;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, n);
+  const int st = pclose(f);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 std::string Resp(const std::vector<std::string>& argv) {
   std::string s = "*" + std::to_string(argv.size()) + "\r\n";
   for (const auto& a : argv) s += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";

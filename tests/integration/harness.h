@@ -176,6 +176,10 @@ class Client {
   std::string buf_;
 };
 
+// Runs a shell command (bound it with `timeout`); returns its exit code and
+// its output (stdout and stderr).
+int Sh(const std::string& cmd, std::string* out);
+
 // RESP helpers for tests that speak the Redis protocol.
 // Encodes argv as one multibulk command.
 std::string Resp(const std::vector<std::string>& argv);

@@ -32,18 +32,6 @@ std::string JsonCmd(Client& c, const std::string& line) {
   return c.RecvLine(&r) ? r : "<no reply>";
 }
 
-// Runs a shell command (bounded by `timeout`), returns its exit code and output.
-int Sh(const std::string& cmd, std::string* out) {
-  out->clear();
-  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
-  if (!f) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out->append(buf, n);
-  const int st = pclose(f);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 class KvTest : public ::testing::Test {
  protected:
   void StartServer(const std::string& extra = "") {
