@@ -11,7 +11,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: preforkd [-c FILE] [-t] [-g] [-v] [--show pidfile|listeners]\n"
+    "Usage: preforkd [-c FILE] [-t] [-g] [-v] [--show pidfile|workers|listeners|persistence]\n"
     "\n"
     "A pre-forking server: a master process binds the listeners, forks one\n"
     "worker per core and supervises them; workers serve echo, resp, kv-json,\n"
@@ -27,10 +27,11 @@ constexpr const char* kUsage =
     "                   file has errors elsewhere, so a running server stays manageable)\n"
     "  --show workers   print the resolved worker count and exit\n"
     "  --show listeners print one line per listener: name protocol address:port\n"
+    "  --show persistence  print 'on DIR FSYNC' or 'off'\n"
     "  -h, --help       this text\n"
     "\n"
     "Signals to the master: HUP reload, QUIT graceful stop, TERM/INT fast stop,\n"
-    "USR1 reopen log files.\n"
+    "USR1 reopen log files, RTMIN+1 take a snapshot (persistence).\n"
     "Exit codes: 0 ok, 1 configuration or start-up error, 2 usage error.\n";
 
 }  // namespace
@@ -82,8 +83,14 @@ int main(int argc, char** argv) {
       std::printf("%s %s %s\n", l.name.c_str(), pf::ProtocolName(l.protocol), l.SocketKey().c_str());
     return 0;
   }
+  if (show == "persistence") {
+    const auto& p = r.config.persistence;
+    if (p.enabled) std::printf("on %s %s\n", p.dir.c_str(), pf::FsyncPolicyName(p.fsync));
+    else std::printf("off\n");
+    return 0;
+  }
   if (!show.empty()) {
-    std::fprintf(stderr, "preforkd: --show takes pidfile, workers or listeners\n");
+    std::fprintf(stderr, "preforkd: --show takes pidfile, workers, listeners or persistence\n");
     return 2;
   }
   pf::MasterOptions opt;
