@@ -951,7 +951,8 @@ void CmdSave(CommandCtx& c) {
   uint64_t ticket;
   if (!RequestSnapshot(c, &ticket)) return;
   PersistShared* ps = c.env.persist;
-  for (int i = 0; i < 600'000 && ps->served_requests.load() < ticket; ++i) {
+  for (int i = 0; i < 60'000 && ps->served_requests.load() < ticket; ++i) {
+    if (i % 100 == 0 && c.env.master_pid > 0 && kill(c.env.master_pid, 0) != 0) break;  // master gone
     timespec ts{0, 1'000'000};
     nanosleep(&ts, nullptr);
   }
@@ -1068,7 +1069,8 @@ void CmdInfo(CommandCtx& c) {
       ib.U("aof_written_bytes_total", logged);
       const persist::LogWriter* lw = c.env.log;
       ib.U("aof_pending_bytes", lw ? lw->appended() - lw->written() : 0);
-      ib.U("aof_pending_fsync_bytes", lw ? lw->written() - std::min(lw->written(), lw->synced()) : 0);
+      ib.U("aof_pending_fsync_bytes", lw && lw->policy() != FsyncPolicy::kNo
+                                          ? lw->written() - std::min(lw->written(), lw->synced()) : 0);
       ib.S("aof_last_write_status", lw && lw->failing() ? "err" : "ok");
       ib.U("aof_write_errors", ps->write_errors.load());
       uint64_t at = 0;

@@ -788,6 +788,7 @@ void LogWriter::Fail(const std::string& what, int err) {
 }
 
 bool LogWriter::Flush() {
+  if (stopped_) return !failing_;
   if (sync_failed_ && ps_->last_snapshot_gen.load() >= poisoned_gen_ && file_gen_ > poisoned_gen_) {
     sync_failed_ = false;  // a snapshot holds what the failed file may have lost
     spdlog::warn("persistence: a snapshot covers the log whose fsync failed; writes are accepted again");
@@ -817,6 +818,7 @@ bool LogWriter::Flush() {
     ps_->log_bytes.fetch_add(static_cast<uint64_t>(w), std::memory_order_relaxed);
   }
   pending_.clear();
+  if (pending_.capacity() > (4u << 20)) pending_.shrink_to_fit();  // after a huge MSET
   pending_off_ = 0;
   gen_marks_.clear();
   written_pub_.store(written_, std::memory_order_release);
@@ -931,8 +933,9 @@ void LogWriter::ThreadMain() {
 }
 
 void LogWriter::Shutdown() {
-  if (dir_fd_ < 0) return;
+  if (dir_fd_ < 0 || stopped_) return;
   if (has_pending()) Flush();
+  stopped_ = true;
   if (thread_.joinable()) {
     {
       std::lock_guard lk(mu_);

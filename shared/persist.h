@@ -158,6 +158,7 @@ class LogWriter final : public kv::Journal {
   int group_depth_ = 0;
   uint64_t appended_ = 0, written_ = 0;
   bool failing_ = false;
+  bool stopped_ = false;         // Shutdown() ran: nothing more is written
   bool sync_failed_ = false;     // an fsync failed: only a snapshot covering that file clears it
   uint64_t poisoned_gen_ = 0;    // generation of the file whose fsync failed
   std::string error_;
