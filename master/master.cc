@@ -582,7 +582,14 @@ class Master {
       return false;
     }
     persist::LoadStats ls;
-    if (!persist::Load(pc.dir, store_, WorkerContext::NowMs(), &ls, err)) {
+    // Load without eviction: a store too small for the data must stop the
+    // start, not drop keys (the snapshot after the start would make it final).
+    kv::Limits loading = kv::LimitsFrom(cfg_.kv);
+    loading.eviction = Eviction::kNoEviction;
+    store_->SetLimits(loading);
+    const bool loaded = persist::Load(pc.dir, store_, WorkerContext::NowMs(), &ls, err);
+    store_->SetLimits(kv::LimitsFrom(cfg_.kv));
+    if (!loaded) {
       *err = "persistence: cannot load " + pc.dir + ": " + *err;
       return false;
     }
@@ -699,6 +706,8 @@ class Master {
       persist::WriteStatus(cfg_.persistence.dir, "error " + std::to_string(WorkerContext::NowMs()) + " " + e);
       spdlog::error("{}", e);
     }
+    // A killed child leaves its temporary file (only one snapshot runs at a time).
+    persist::RemoveTemporary(cfg_.persistence.dir);
     snap_failures_++;
     snap_retry_ms_ = now + std::min<uint64_t>(5000ull << std::min(snap_failures_ - 1, 4), 60'000);
   }

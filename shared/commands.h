@@ -97,7 +97,7 @@ struct ServerInfo {
 // Per-connection state the commands read and change. The protocol handler owns
 // one per connection and fills the identity fields at accept.
 struct ClientSession {
-  uint64_t id = 0;                   // unique per worker process lifetime (CLIENT ID, HELLO)
+  uint64_t id = 0;                   // unique over all workers and reloads (CLIENT ID, HELLO)
   std::string name;                  // CLIENT SETNAME / HELLO SETNAME
   bool authenticated = false;        // set by AUTH / HELLO AUTH; not consulted when no password is set
   bool close_after_reply = false;    // QUIT: flush the reply, then close

@@ -630,6 +630,15 @@ int RemoveCovered(const std::string& dir, uint64_t epoch, uint64_t gen) {
   return removed;
 }
 
+void RemoveTemporary(const std::string& dir) {
+  std::vector<std::string> names;
+  std::string why;
+  if (!ListDir(dir, &names, &why)) return;
+  for (const std::string& n : names)
+    if (n.rfind("snapshot-", 0) == 0 && n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0)
+      unlink((dir + "/" + n).c_str());
+}
+
 void WriteStatus(const std::string& dir, const std::string& line) {
   const std::string path = dir + "/" + kStatusFile, tmp = path + ".tmp";
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -819,6 +828,17 @@ bool LogWriter::Flush() {
   }
   pending_.clear();
   if (pending_.capacity() > (4u << 20)) pending_.shrink_to_fit();  // after a huge MSET
+  if (fd_ >= 0 && ps_->last_snapshot_gen.load() >= file_gen_) {
+    // A snapshot holds everything in this file and removed it: let go of it
+    // (an idle worker would otherwise keep the deleted file's space).
+    if (thread_.joinable()) {
+      std::lock_guard lk(mu_);
+      files_.back().end = written_;
+    } else {
+      close(fd_);
+    }
+    fd_ = -1;
+  }
   pending_off_ = 0;
   gen_marks_.clear();
   written_pub_.store(written_, std::memory_order_release);

@@ -82,6 +82,8 @@ SnapshotResult WriteSnapshot(const std::string& dir, kv::Store* store, PersistSh
 // The master, after a snapshot covering (epoch, gen) is durable: removes the
 // log files and older snapshots it covers. Returns files removed.
 int RemoveCovered(const std::string& dir, uint64_t epoch, uint64_t gen);
+// Removes unfinished snapshot files (*.tmp) a killed snapshot process left.
+void RemoveTemporary(const std::string& dir);
 // Writes dir/snapshot.status atomically (what `preforkctl snapshot` waits for).
 void WriteStatus(const std::string& dir, const std::string& line);
 
