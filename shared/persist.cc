@@ -152,7 +152,7 @@ bool ListDir(const std::string& dir, std::vector<std::string>* names, std::strin
 // Applies one key's state as the log or snapshot recorded it.
 bool ApplyPut(kv::Store* store, std::string_view key, std::string_view value, int64_t expire_at,
               uint64_t now_ms, LoadStats* st, std::string* why) {
-  if (expire_at >= 0 && static_cast<uint64_t>(expire_at) <= now_ms) {
+  if (expire_at >= 0 && static_cast<uint64_t>(expire_at) < now_ms) {  // as the engine's Expired()
     store->Del(key, now_ms);  // expired since: it stays gone
     st->expired++;
     return true;
@@ -798,8 +798,9 @@ void LogWriter::Fail(const std::string& what, int err) {
 
 bool LogWriter::Flush() {
   if (stopped_) return !failing_;
-  if (sync_failed_ && ps_->last_snapshot_gen.load() >= poisoned_gen_ && file_gen_ > poisoned_gen_) {
+  if (sync_failed_ && ps_->last_snapshot_gen.load() >= poisoned_gen_) {
     sync_failed_ = false;  // a snapshot holds what the failed file may have lost
+    durable_cap_ = UINT64_MAX;
     spdlog::warn("persistence: a snapshot covers the log whose fsync failed; writes are accepted again");
   }
   while (pending_off_ < pending_.size()) {
@@ -856,23 +857,49 @@ bool LogWriter::Flush() {
   return !failing_;
 }
 
+// The open file is abandoned: a record it holds only part of (a short
+// write) is written whole to the next file, and its bytes in the old file
+// stop counting as written.
+void LogWriter::RewindPartialRecord() {
+  size_t pos = 0;
+  while (pos < pending_off_) {
+    uint32_t len;
+    std::memcpy(&len, pending_.data() + pos, sizeof len);
+    const size_t end = pos + kRecordHeaderBytes + len;
+    if (end > pending_off_) break;
+    pos = end;
+  }
+  if (pos == pending_off_) return;
+  written_ -= pending_off_ - pos;
+  pending_off_ = pos;
+}
+
 void LogWriter::DrainNotify() {
   uint64_t v;
   while (read(notify_fd_, &v, sizeof v) > 0) {
   }
   std::string err;
+  bool current_failed = false;
+  uint64_t cap;
   {
     std::lock_guard lk(mu_);
     if (thread_errors_ == thread_errors_seen_) return;
     thread_errors_seen_ = thread_errors_;
     err = thread_error_;
-    // The failed file is suspect: new records go to a new file.
-    if (fd_ >= 0 && !files_.empty() && files_.back().fd == fd_) {
-      files_.back().end = written_;
-      files_.back().drop = true;
+    cap = synced_at_error_;
+    // The failed files are suspect: closed unsynced; new records go to a new file.
+    for (File& f : files_) {
+      if (!f.failed) continue;
+      f.drop = true;
+      current_failed |= f.fd == fd_;
     }
   }
-  fd_ = -1;
+  cv_.notify_one();
+  if (current_failed) {
+    fd_ = -1;
+    RewindPartialRecord();
+  }
+  durable_cap_ = std::min(durable_cap_, cap);
   sync_failed_ = true;
   poisoned_gen_ = file_gen_;
   failing_ = true;
@@ -884,69 +911,78 @@ void LogWriter::DrainNotify() {
 
 void LogWriter::ThreadMain() {
   std::unique_lock lk(mu_);
+  const bool always = policy_ == FsyncPolicy::kAlways;
+  auto last_sync = std::chrono::steady_clock::now();
   for (;;) {
     for (auto it = files_.begin(); it != files_.end();) {
-      if (!it->drop) {
-        ++it;
-        continue;
-      }
-      close(it->fd);
-      it = files_.erase(it);
-    }
-    if (policy_ == FsyncPolicy::kAlways)
-      cv_.wait(lk, [&] { return stop_ || want_ > synced_.load(); });
-    else
-      cv_.wait_for(lk, std::chrono::seconds(1), [&] { return stop_; });
-    const uint64_t target = policy_ == FsyncPolicy::kAlways ? want_ : written_pub_.load();
-    if (target > synced_.load() && !files_.empty()) {
-      std::vector<File> todo(files_.begin(), files_.end());
-      const bool dir_sync = std::any_of(todo.begin(), todo.end(), [](const File& f) { return f.dir_sync; });
-      lk.unlock();
-      int err = 0;
-      std::string what;
-      if (dir_sync && fsync(dir_fd_) != 0) {
-        err = errno;
-        what = "fsync of " + dir_;
-      }
-      for (const File& f : todo) {
-        if (err) break;
-        if (fdatasync(f.fd) != 0) {
-          err = errno;
-          what = "fdatasync of a log in " + dir_;
-        }
-      }
-      lk.lock();
-      if (err) {
-        thread_error_ = what + ": " + Errno(err);
-        thread_errors_++;
-        // Drop the files that failed and were finished; the loop hands the
-        // current one over (DrainNotify) and writes to a new one.
-        while (!files_.empty() && files_.front().end != UINT64_MAX) {
-          close(files_.front().fd);
-          files_.pop_front();
-        }
+      if (it->drop || (it->failed && it->end != UINT64_MAX)) {
+        close(it->fd);  // never fsynced again: its failure was reported once
+        it = files_.erase(it);
       } else {
-        for (File& f : files_)
-          for (const File& t : todo)
-            if (t.fd == f.fd) f.dir_sync = false;
-        while (!files_.empty() && files_.front().end != UINT64_MAX && files_.front().end <= target) {
-          close(files_.front().fd);
-          files_.pop_front();
-        }
-        synced_.store(target, std::memory_order_release);
+        ++it;
       }
-      const uint64_t one = 1;
-      (void)!write(notify_fd_, &one, sizeof one);
-    } else {
-      // Nothing new to sync: close files that ended at or before synced.
+    }
+    // After a failed fsync nothing is synced until the loop took the error
+    // over (DrainNotify).
+    const bool handed_over = thread_errors_ == thread_errors_seen_;
+    const uint64_t target = always ? want_ : written_pub_.load();
+    const bool syncable = std::any_of(files_.begin(), files_.end(), [](const File& f) { return !f.failed; });
+    if (!handed_over || target <= synced_.load() || !syncable) {
       while (!files_.empty() && files_.front().end != UINT64_MAX && files_.front().end <= synced_.load()) {
         close(files_.front().fd);
         files_.pop_front();
       }
+      if (stop_) break;
+      if (always) cv_.wait(lk);
+      else cv_.wait_for(lk, std::chrono::seconds(1));
+      continue;
     }
-    if (stop_ && (policy_ != FsyncPolicy::kAlways || want_ <= synced_.load() || files_.empty() ||
-                  thread_errors_ != thread_errors_seen_))
-      break;
+    if (!always && !stop_) {
+      const auto next = last_sync + std::chrono::seconds(1);
+      if (std::chrono::steady_clock::now() < next) {
+        cv_.wait_until(lk, next);
+        continue;
+      }
+    }
+    last_sync = std::chrono::steady_clock::now();
+    std::vector<File> todo;
+    for (const File& f : files_)
+      if (!f.failed) todo.push_back(f);
+    const bool dir_sync = std::any_of(todo.begin(), todo.end(), [](const File& f) { return f.dir_sync; });
+    lk.unlock();
+    int err = 0;
+    std::string what;
+    if (dir_sync && fsync(dir_fd_) != 0) {
+      err = errno;
+      what = "fsync of " + dir_;
+    }
+    for (const File& f : todo) {
+      if (err) break;
+      if (fdatasync(f.fd) != 0) {
+        err = errno;
+        what = "fdatasync of a log in " + dir_;
+      }
+    }
+    lk.lock();
+    if (err) {
+      thread_error_ = what + ": " + Errno(err);
+      thread_errors_++;
+      synced_at_error_ = synced_.load();
+      for (File& f : files_)
+        for (const File& x : todo)
+          if (x.fd == f.fd) f.failed = true;
+    } else {
+      for (File& f : files_)
+        for (const File& x : todo)
+          if (x.fd == f.fd) f.dir_sync = false;
+      while (!files_.empty() && files_.front().end != UINT64_MAX && files_.front().end <= target) {
+        close(files_.front().fd);
+        files_.pop_front();
+      }
+      synced_.store(target, std::memory_order_release);
+    }
+    const uint64_t one = 1;
+    (void)!write(notify_fd_, &one, sizeof one);
   }
   for (const File& f : files_) close(f.fd);
   files_.clear();

@@ -20,6 +20,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -112,7 +113,9 @@ class LogWriter final : public kv::Journal {
   uint64_t appended() const { return appended_; }
   uint64_t written() const { return written_; }
   uint64_t synced() const { return synced_.load(std::memory_order_acquire); }
-  uint64_t durable() const { return policy_ == FsyncPolicy::kAlways ? synced() : written_; }
+  uint64_t durable() const {
+    return policy_ == FsyncPolicy::kAlways ? std::min(synced(), durable_cap_) : written_;
+  }
   FsyncPolicy policy() const { return policy_; }
   bool has_pending() const { return pending_off_ < pending_.size(); }
 
@@ -126,7 +129,7 @@ class LogWriter final : public kv::Journal {
   // A write or fsync failed and nothing has fixed it yet: refuse writes.
   bool failing() const { return failing_; }
   const std::string& error() const { return error_; }
-  // Worker exit: write and fsync everything, stop the thread.
+  // Worker exit: write everything (always and everysec: and fsync it), stop the thread.
   void Shutdown();
 
  private:
@@ -134,11 +137,13 @@ class LogWriter final : public kv::Journal {
     int fd = -1;
     uint64_t end = UINT64_MAX;   // position where it ends (UINT64_MAX: still being written)
     bool dir_sync = true;        // its folder entry is not known to be durable yet
-    bool drop = false;           // its fsync failed: close it, never trust a later fsync
+    bool drop = false;           // handed over after a failed fsync: close it
+    bool failed = false;         // its fsync failed: never fsynced again (Linux reports an error once)
   };
   void NoteGen();                // a new record: which generation is it in
   bool OpenFile(uint64_t gen);
   void Fail(const std::string& what, int err);
+  void RewindPartialRecord();
   void ThreadMain();
 
   FsyncPolicy policy_;
@@ -163,6 +168,7 @@ class LogWriter final : public kv::Journal {
   bool stopped_ = false;         // Shutdown() ran: nothing more is written
   bool sync_failed_ = false;     // an fsync failed: only a snapshot covering that file clears it
   uint64_t poisoned_gen_ = 0;    // generation of the file whose fsync failed
+  uint64_t durable_cap_ = UINT64_MAX;  // while sync_failed_: the last position synced before the failure
   std::string error_;
   uint64_t last_error_log_ms_ = 0;
 
@@ -174,6 +180,7 @@ class LogWriter final : public kv::Journal {
   bool stop_ = false;
   std::string thread_error_;
   uint64_t thread_errors_ = 0, thread_errors_seen_ = 0;
+  uint64_t synced_at_error_ = 0;
   std::atomic<uint64_t> written_pub_{0};
   std::atomic<uint64_t> synced_{0};
   std::thread thread_;

@@ -97,8 +97,8 @@ bool DecodeLogHeader(std::string_view d, LogHeader* h, std::string* why) {
   h->file_id = Get<uint64_t>(d.data() + 32);
   h->k0 = Get<uint64_t>(d.data() + 40);
   h->k1 = Get<uint64_t>(d.data() + 48);
-  if (h->shard_count == 0) {
-    *why = "header says 0 shards";
+  if (h->shard_count == 0 || h->shard_count > (1u << 20)) {
+    *why = "header says " + std::to_string(h->shard_count) + " shards";
     return false;
   }
   return true;
