@@ -58,6 +58,7 @@ class ChatSession final : public SubscriberSession {
       c.CloseAfterWrite();
       return;
     }
+    hub->AddBroadcastTarget(*this);
     std::string guest = "guest" + std::to_string(c.id());
     for (int i = 0; i < 5 && !Claim(guest); i++)
       guest = "guest" + std::to_string(c.id()) + "-" + std::to_string(rand() % 100000);
@@ -102,6 +103,9 @@ class ChatSession final : public SubscriberSession {
     }
     Line(data);  // the nick channel: private messages
   }
+
+  // The operator's POST /_admin/broadcast, in the format of /broadcast.
+  void PushBroadcast(std::string_view text) override { Line(S("[broadcast] ", text)); }
 
   void OnRead(Connection& c, evbuffer* in) override {
     const size_t max_line = w_.config->limits.max_line_bytes;
@@ -262,7 +266,7 @@ class ChatSession final : public SubscriberSession {
           "*   /msg NICK TEXT    private message",
           "*   /who              members of the current room",
           "*   /rooms            rooms with members",
-          "*   /whoami           your nick, room and worker",
+          "*   /whoami           your nick, room, worker and connection id",
           "*   /auth TOKEN       become admin (pubsub.admin_token)",
           "*   /kick NICK        (admin) disconnect NICK",
           "*   /broadcast TEXT   (admin) message every chat client",
@@ -338,8 +342,10 @@ class ChatSession final : public SubscriberSession {
         out += " " + r.substr(kRoomCh.size()) + "(" + std::to_string(bus.NumSub(r)) + ")";
       Line(out);
     } else if (cmd == "whoami") {
-      Line("* you are " + nick_ + " in " + (room_.empty() ? std::string("no room") : "[" + room_ + "]") +
-           ", worker=" + std::to_string(w_.slot) + (admin ? ", admin" : ""));
+      Line("* you are " + nick_ + " in " +
+           (room_.empty() ? std::string("no room") : "[" + room_ + "]") +
+           ", worker=" + std::to_string(w_.slot) + ", id=" + std::to_string(conn_->id()) +
+           (admin ? ", admin" : ""));
     } else if (cmd == "auth") {
       const std::string& token = w_.config->pubsub.admin_token;
       if (token.empty()) {

@@ -34,6 +34,7 @@ class KvJsonSession final : public SubscriberSession {
   void OnConnect(Connection& c) override {
     conn_ = &c;
     FillClientSession(c, &session_);
+    if (w_.pubsub) w_.pubsub->AddBroadcastTarget(*this);
   }
 
   // {"type":"message","channel":"...","data":"..."}; bytes that are not
@@ -50,6 +51,21 @@ class KvJsonSession final : public SubscriberSession {
       kvjson::AppendBase64(&line, channel);
       line += "\",\"data\":\"";
       kvjson::AppendBase64(&line, data);
+      line += "\",\"encoding\":\"base64\"";
+    }
+    line += "}\n";
+    EmitPush(line);
+  }
+
+  // {"type":"broadcast","data":"..."}: an operator broadcast to this
+  // listener (POST /_admin/broadcast).
+  void PushBroadcast(std::string_view text) override {
+    std::string line = "{\"type\":\"broadcast\",\"data\":";
+    if (kvjson::IsUtf8(text)) {
+      kvjson::AppendJsonString(&line, text);
+    } else {
+      line += '"';
+      kvjson::AppendBase64(&line, text);
       line += "\",\"encoding\":\"base64\"";
     }
     line += "}\n";

@@ -6,7 +6,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
 
 #include <event2/event.h>
 #include <spdlog/spdlog.h>
@@ -46,7 +48,7 @@ SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool patt
   if (mine.count(std::string(name))) return SubStatus::kOk;
   if (c.subscriptions() >= w_.config->pubsub.max_channels_per_client) return SubStatus::kTooMany;
   // A worker without subscribers does not follow the ring: start from now.
-  if (local_subs_ == 0) cursor_ = bus_.Head();
+  if (!Following()) cursor_ = bus_.Head();
   if (w_.owner >= 0 && !bus_.AddSub(w_.owner, name, pattern)) return SubStatus::kTableFull;
   mine.emplace(name);
   (pattern ? patterns_ : channels_)[std::string(name)].insert(&c);
@@ -102,8 +104,75 @@ PubStatus PubSubHub::Publish(PubSubClient* from, uint64_t origin, std::string_vi
   WakeAll();
   // Our own subscribers are served at once, so a long pipelined batch of
   // publishes cannot run this worker past the ring.
-  if (local_subs_ > 0) Pump();
+  if (Following()) Pump();
   return PubStatus::kOk;
+}
+
+size_t PubSubHub::max_message_bytes() const {
+  return std::min<size_t>(w_.config->pubsub.max_message_bytes, bus_.max_message_bytes());
+}
+
+void PubSubHub::AddBroadcastTarget(PubSubClient& c) {
+  if (c.broadcast_target) return;
+  if (!Following()) cursor_ = bus_.Head();
+  broadcast_[c.conn().listener().name].insert(&c);
+  c.broadcast_target = true;
+  broadcast_targets_++;
+}
+
+void PubSubHub::RemoveBroadcastTarget(PubSubClient& c) {
+  if (!c.broadcast_target) return;
+  auto it = broadcast_.find(c.conn().listener().name);
+  if (it != broadcast_.end()) {
+    it->second.erase(&c);
+    if (it->second.empty()) broadcast_.erase(it);
+  }
+  c.broadcast_target = false;
+  broadcast_targets_--;
+}
+
+PubStatus PubSubHub::Broadcast(std::string_view encoded) {
+  if (encoded.size() > max_message_bytes()) return PubStatus::kTooLarge;
+  if (!bus_.Publish(bus::kBroadcast, 0, kBroadcastChannel, encoded)) return PubStatus::kInternal;
+  WakeAll();
+  if (Following()) Pump();
+  return PubStatus::kOk;
+}
+
+std::string EncodeBroadcast(std::string_view listener, std::span<const uint64_t> exclude,
+                            std::string_view text) {
+  std::string s(listener);
+  s += '\n';
+  for (size_t i = 0; i < exclude.size(); i++) {
+    if (i) s += ',';
+    s += std::to_string(exclude[i]);
+  }
+  s += '\n';
+  s += text;
+  return s;
+}
+
+bool DecodeBroadcast(std::string_view data, BroadcastMsg* out) {
+  const size_t a = data.find('\n');
+  if (a == std::string_view::npos) return false;
+  const size_t b = data.find('\n', a + 1);
+  if (b == std::string_view::npos) return false;
+  out->listener = data.substr(0, a);
+  out->text = data.substr(b + 1);
+  out->exclude.clear();
+  std::string_view ids = data.substr(a + 1, b - a - 1);
+  while (!ids.empty()) {
+    const size_t comma = ids.find(',');
+    const std::string_view id = ids.substr(0, comma);
+    uint64_t v = 0;
+    const auto r = std::from_chars(id.data(), id.data() + id.size(), v);
+    if (id.empty() || r.ec != std::errc() || r.ptr != id.data() + id.size()) return false;
+    out->exclude.push_back(v);
+    if (comma == std::string_view::npos) break;
+    ids.remove_prefix(comma + 1);
+    if (ids.empty()) return false;  // a trailing comma
+  }
+  return true;
 }
 
 std::string PubSubHub::Error(PubStatus s, std::string_view channel) const {
@@ -183,7 +252,7 @@ void PubSubHub::PollCb(int, short, void* arg) {
 
 void PubSubHub::Pump() {
   if (pumping_) return;  // a delivery that publishes (chat) is picked up by the outer loop
-  if (local_subs_ == 0) {
+  if (!Following()) {
     cursor_ = bus_.Head();
     return;
   }
@@ -218,8 +287,9 @@ void PubSubHub::DropBehind(uint64_t head) {
 }
 
 void PubSubHub::Deliver(const bus::Message& m) {
-  if (m.kind != bus::kPubSub) return;
   const uint64_t now = WorkerContext::MonoMs();
+  if (m.kind == bus::kBroadcast) return DeliverBroadcast(m, now);
+  if (m.kind != bus::kPubSub) return;
   auto it = channels_.find(std::string(m.channel));
   if (it != channels_.end()) {
     for (PubSubClient* c : it->second) {
@@ -235,6 +305,23 @@ void PubSubHub::Deliver(const bus::Message& m) {
       c->Push(pattern, m.channel, m.data);
       CheckOutput(*c, now);
     }
+  }
+}
+
+void PubSubHub::DeliverBroadcast(const bus::Message& m, uint64_t now_ms) {
+  BroadcastMsg b;
+  if (!DecodeBroadcast(m.data, &b)) {
+    spdlog::error("pub/sub: broadcast message {} is malformed: dropped", m.seq);
+    return;
+  }
+  auto it = broadcast_.find(std::string(b.listener));
+  if (it == broadcast_.end()) return;
+  for (PubSubClient* c : it->second) {
+    Connection& conn = c->conn();
+    if (conn.closing()) continue;
+    if (std::find(b.exclude.begin(), b.exclude.end(), conn.id()) != b.exclude.end()) continue;
+    c->PushBroadcast(b.text);
+    CheckOutput(*c, now_ms);
   }
 }
 
@@ -264,7 +351,9 @@ void PubSubHub::CheckOutput(PubSubClient& c, uint64_t now_ms) {
 }
 
 void SubscriberSession::ReleaseSubscriptions() {
-  if (w_.pubsub && subscriptions()) w_.pubsub->ReleaseAll(*this);
+  if (!w_.pubsub) return;
+  if (subscriptions()) w_.pubsub->ReleaseAll(*this);
+  w_.pubsub->RemoveBroadcastTarget(*this);
 }
 
 }  // namespace pf

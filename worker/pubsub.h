@@ -1,11 +1,14 @@
 // worker/pubsub.h: a worker's end of the pub/sub bus: its local subscribers
 // (resp, kv-json, chat connections), publishing with the per-client limits,
 // and delivery of the ring's messages in sequence order, woken by this
-// slot's eventfd. Output limits of slow subscribers are enforced here.
+// slot's eventfd. Output limits of slow subscribers are enforced here, and
+// operator broadcasts (POST /_admin/broadcast) reach every connection of a
+// listener on every worker the same way.
 #pragma once
 
 #include <cstdint>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -29,9 +32,13 @@ class PubSubClient {
   virtual Connection& conn() = 0;
   // One message; `pattern` is empty for a channel subscription.
   virtual void Push(std::string_view pattern, std::string_view channel, std::string_view data) = 0;
+  // An operator broadcast to this connection's listener (only for clients
+  // that PubSubHub::AddBroadcastTarget registered).
+  virtual void PushBroadcast(std::string_view) {}
 
   size_t subscriptions() const { return channels.size() + patterns.size(); }
   bool admin = false;                 // may publish under pubsub.reserved_prefix
+  bool broadcast_target = false;      // registered with AddBroadcastTarget (owned by PubSubHub)
   std::set<std::string> channels, patterns;   // owned by PubSubHub
   uint64_t rate_window_ms = 0;        // publish rate: start of the current second
   uint32_t rate_count = 0;
@@ -39,8 +46,9 @@ class PubSubClient {
 };
 
 // A protocol session that can subscribe (resp, kv-json, chat): its
-// subscriptions go however the connection ends (OnClose, or the worker's
-// exit), and a subscriber is not closed as idle (as in Redis).
+// subscriptions (and its broadcast registration) go however the connection
+// ends (OnClose, or the worker's exit), and a subscriber is not closed as
+// idle (as in Redis).
 class SubscriberSession : public Session, public PubSubClient {
  public:
   explicit SubscriberSession(WorkerContext& w) : w_(w) {}
@@ -59,6 +67,21 @@ class SubscriberSession : public Session, public PubSubClient {
 
 enum class PubStatus { kOk, kTooLarge, kChannelTooLong, kRateLimited, kReserved, kInternal };
 enum class SubStatus { kOk, kTooMany, kTooLong, kTableFull };
+
+// An operator broadcast as it travels on the bus: one message of kind
+// bus::kBroadcast on channel kBroadcastChannel, data
+// "LISTENER\nID,ID,...\nTEXT" (the listener name, the excluded connection
+// ids in decimal, then the text, which may hold any byte).
+inline constexpr std::string_view kBroadcastChannel = "$sys.broadcast";
+struct BroadcastMsg {
+  std::string_view listener;
+  std::vector<uint64_t> exclude;
+  std::string_view text;
+};
+std::string EncodeBroadcast(std::string_view listener, std::span<const uint64_t> exclude,
+                            std::string_view text);
+// False when `data` is not in that format.
+bool DecodeBroadcast(std::string_view data, BroadcastMsg* out);
 
 class PubSubHub {
  public:
@@ -83,6 +106,18 @@ class PubSubHub {
   // The error text (RESP form, "ERR ..."/"NOPERM ...") for a status.
   std::string Error(PubStatus s, std::string_view channel) const;
   std::string Error(SubStatus s) const;
+  // The largest payload a publish or a broadcast may carry.
+  size_t max_message_bytes() const;
+
+  // Operator broadcasts: `c` gets those sent to its connection's listener
+  // (PushBroadcast) until it is removed; this worker then follows the ring
+  // even without subscribers.
+  void AddBroadcastTarget(PubSubClient& c);
+  void RemoveBroadcastTarget(PubSubClient& c);
+  // Queues an encoded broadcast (EncodeBroadcast) for every worker: kOk, or
+  // kTooLarge over max_message_bytes(). Delivery is asynchronous and, as
+  // for PUBLISH, at most once.
+  PubStatus Broadcast(std::string_view encoded);
 
   // Delivers what the ring holds past this worker's cursor.
   void Pump();
@@ -94,8 +129,11 @@ class PubSubHub {
   static void PollCb(int fd, short what, void* arg);
   void WakeAll();
   void Deliver(const bus::Message& m);
+  void DeliverBroadcast(const bus::Message& m, uint64_t now_ms);
   void CheckOutput(PubSubClient& c, uint64_t now_ms);
   void DropBehind(uint64_t head);
+  // This worker reads the ring while it has subscribers or broadcast targets.
+  bool Following() const { return local_subs_ > 0 || broadcast_targets_ > 0; }
 
   WorkerContext& w_;
   bus::Bus bus_;
@@ -104,7 +142,10 @@ class PubSubHub {
   event* poll_ev_ = nullptr;
   uint64_t cursor_ = 0;     // the next sequence number this worker delivers
   size_t local_subs_ = 0;   // subscriptions of this worker's clients
+  size_t broadcast_targets_ = 0;
   std::unordered_map<std::string, std::unordered_set<PubSubClient*>> channels_, patterns_;
+  // Broadcast targets by listener name.
+  std::unordered_map<std::string, std::unordered_set<PubSubClient*>> broadcast_;
   std::string buf_;
   bool pumping_ = false;
 };
