@@ -2,11 +2,13 @@
 // 2 workers): POST /_admin/broadcast reaches every chat and kv-json
 // connection of a listener on both workers, except the excluded ids; wrong
 // tokens and bad requests are refused and deliver nothing; slow readers are
-// cut off by the pub/sub output limits.
+// cut off by the pub/sub output limits; tools/preforkctl broadcast end to end.
 //
 // "Got nothing" is checked with a fence: a second broadcast follows, and the
 // first broadcast line a client reads must be the fence's (the bus delivers
 // in order on every worker).
+#include <signal.h>
+
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -304,6 +306,42 @@ TEST_F(BroadcastTest, SlowReaderIsCutOffByTheOutputLimit) {
   // The pacer, which reads, stays.
   ASSERT_TRUE(pacer.SendAll("{\"id\":1,\"action\":\"PING\"}\n"));
   EXPECT_EQ(Line(pacer), "{\"id\":1,\"ok\":true,\"result\":\"PONG\"}");
+}
+
+TEST_F(BroadcastTest, PreforkctlBroadcastEndToEnd) {
+  StartServer();
+  uint64_t a, b;
+  Client ca = ChatOn(0, &a), cb = ChatOn(1, &b);
+  const std::string ctl =
+      "timeout 20 " + SourceRoot() + "/tools/preforkctl -c " + server_->config_path();
+  std::string out;
+  EXPECT_EQ(
+      Sh(ctl + " broadcast --exclude " + std::to_string(a) + " chat '@everyone: back in 5'", &out),
+      0)
+      << out;
+  EXPECT_EQ(
+      out,
+      "{\"ok\":true,\"queued\":true,\"listener\":\"chat\",\"protocol\":\"chat\",\"exclude\":[" +
+          std::to_string(a) + "],\"workers\":2}\n");
+  EXPECT_EQ(Sh(ctl + " broadcast chat fence", &out), 0) << out;
+  EXPECT_EQ(Until(cb, "[broadcast]"), "[broadcast] @everyone: back in 5");
+  EXPECT_EQ(Until(cb, "[broadcast]"), "[broadcast] fence");
+  EXPECT_EQ(Until(ca, "[broadcast]"), "[broadcast] fence");
+
+  EXPECT_EQ(Sh(ctl + " broadcast resp hi", &out), 1);
+  EXPECT_EQ(
+      out,
+      "preforkctl: broadcast refused (HTTP 400): listener 'resp' (protocol resp) does not support "
+      "broadcast: only chat and kv-json listeners do\n");
+  EXPECT_EQ(Sh(ctl + " broadcast chat", &out), 2) << out;
+  EXPECT_EQ(Sh(ctl + " broadcast --exclude 1,x chat hi", &out), 2) << out;
+  EXPECT_NE(out.find("--exclude '1,x': expected connection ids separated by commas"),
+            std::string::npos)
+      << out;
+  server_->Signal(SIGTERM);
+  ASSERT_TRUE(server_->WaitExit(10000));
+  EXPECT_EQ(Sh(ctl + " broadcast chat hi", &out), 3) << out;
+  EXPECT_NE(out.find("preforkd is not running"), std::string::npos) << out;
 }
 
 }  // namespace
