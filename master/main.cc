@@ -11,7 +11,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: preforkd [-c FILE] [-t] [-g] [-v] [--show pidfile|workers|listeners|admin_token]\n"
+    "Usage: preforkd [-c FILE] [-t] [-g] [-v] [--show pidfile|workers|listeners|admin_token|persistence]\n"
     "\n"
     "A pre-forking server: a master process binds the listeners, forks one\n"
     "worker per core and supervises them; workers serve echo, resp, kv-json,\n"
@@ -30,10 +30,11 @@ constexpr const char* kUsage =
     "  --show admin_token\n"
     "                   print pubsub.admin_token (an empty line when unset) and\n"
     "                   exit (tools/preforkctl broadcast reads it)\n"
+    "  --show persistence  print 'on DIR FSYNC' or 'off'\n"
     "  -h, --help       this text\n"
     "\n"
     "Signals to the master: HUP reload, QUIT graceful stop, TERM/INT fast stop,\n"
-    "USR1 reopen log files.\n"
+    "USR1 reopen log files, RTMIN+1 take a snapshot (persistence).\n"
     "Exit codes: 0 ok, 1 configuration or start-up error, 2 usage error.\n";
 
 }  // namespace
@@ -89,8 +90,14 @@ int main(int argc, char** argv) {
     std::printf("%s\n", r.config.pubsub.admin_token.c_str());
     return 0;
   }
+  if (show == "persistence") {
+    const auto& p = r.config.persistence;
+    if (p.enabled) std::printf("on %s %s\n", p.dir.c_str(), pf::FsyncPolicyName(p.fsync));
+    else std::printf("off\n");
+    return 0;
+  }
   if (!show.empty()) {
-    std::fprintf(stderr, "preforkd: --show takes pidfile, workers, listeners or admin_token\n");
+    std::fprintf(stderr, "preforkd: --show takes pidfile, workers, listeners, admin_token or persistence\n");
     return 2;
   }
   pf::MasterOptions opt;

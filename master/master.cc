@@ -11,6 +11,7 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -31,15 +32,20 @@
 #include "shared/bus.h"
 #include "shared/kv.h"
 #include "shared/log.h"
+#include "shared/persist.h"
 #include "shared/shm.h"
 #include "worker/worker.h"
 
 namespace pf {
 namespace {
 
-volatile sig_atomic_t g_reap, g_terminate, g_quit, g_reconfigure, g_reopen, g_alarm;
+volatile sig_atomic_t g_reap, g_terminate, g_quit, g_reconfigure, g_reopen, g_alarm, g_snapshot;
 
 void OnSignal(int sig) {
+  if (sig == persist::SnapshotSignal()) {
+    g_snapshot = 1;
+    return;
+  }
   switch (sig) {
     case SIGCHLD: g_reap = 1; break;
     case SIGTERM:
@@ -51,7 +57,9 @@ void OnSignal(int sig) {
   }
 }
 
-constexpr int kMasterSignals[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGALRM};
+std::vector<int> MasterSignals() {
+  return {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGALRM, persist::SnapshotSignal()};
+}
 
 uint64_t NowMs() {
   timespec ts;
@@ -156,6 +164,11 @@ class Master {
                                kv::LimitsFrom(cfg_.kv), seed, &err);
     if (!store_) {
       err = "shared_memory " + std::to_string(cfg_.shm_size) + " cannot hold the store: " + err;
+      spdlog::critical("{}", err);
+      Report(ready_fd, err);
+      return 1;
+    }
+    if (!LoadPersisted(&err)) {
       spdlog::critical("{}", err);
       Report(ready_fd, err);
       return 1;
@@ -298,7 +311,7 @@ class Master {
     // They stay blocked (inherited mask) until the worker has installed its
     // handlers, so a SIGQUIT or SIGUSR1 that arrives during start-up waits
     // instead of killing the worker.
-    for (int sig : {SIGHUP, SIGINT, SIGUSR2, SIGPIPE, SIGALRM}) signal(sig, SIG_IGN);
+    for (int sig : {SIGHUP, SIGINT, SIGUSR2, SIGPIPE, SIGALRM, persist::SnapshotSignal()}) signal(sig, SIG_IGN);
     for (int sig : {SIGCHLD, SIGTERM, SIGQUIT, SIGUSR1}) signal(sig, SIG_DFL);
     log::SetRole("worker " + std::to_string(ws.slot));
     if (uid_ != static_cast<uid_t>(-1)) {
@@ -324,7 +337,8 @@ class Master {
     sigemptyset(&empty);
     for (;;) {
       ArmTimer();
-      if (!(g_reap | g_terminate | g_quit | g_reconfigure | g_reopen | g_alarm)) sigsuspend(&empty);
+      if (!(g_reap | g_terminate | g_quit | g_reconfigure | g_reopen | g_alarm | g_snapshot))
+        sigsuspend(&empty);
       g_alarm = 0;
       if (g_reap) {
         g_reap = 0;
@@ -350,7 +364,13 @@ class Master {
         for (const auto& c : children_) kill(c.pid, SIGUSR1);
       }
       Timers();
-      if (stopping_ != Stop::kNo && children_.empty()) break;
+      if (g_snapshot) {
+        g_snapshot = 0;
+        if (cfg_.persistence.enabled) persist_->snapshot_requests.fetch_add(1);
+        else spdlog::warn("snapshot requested, but persistence is off");
+      }
+      PersistTick();
+      if (stopping_ != Stop::kNo && children_.empty() && !snap_pid_) break;
     }
     sockets_.CloseAll();
     if (PidfilePid(cfg_.pidfile) == master_pid_) unlink(cfg_.pidfile.c_str());
@@ -363,6 +383,10 @@ class Master {
       int status = 0;
       const pid_t pid = waitpid(-1, &status, WNOHANG);
       if (pid <= 0) break;
+      if (pid == snap_pid_) {
+        SnapshotDone(status);
+        continue;
+      }
       auto it = std::find_if(children_.begin(), children_.end(),
                              [pid](const Child& c) { return c.pid == pid; });
       if (it == children_.end()) continue;
@@ -416,6 +440,7 @@ class Master {
       c.kill_at_ms = c.kill_at_ms ? std::min(c.kill_at_ms, deadline) : deadline;
     }
     for (auto& s : slots_) s.respawn_at_ms = 0;
+    if (snap_pid_ && !graceful) kill(snap_pid_, SIGKILL);  // the last good snapshot and the logs stay
     // Stop accepting at once: the kernel refuses new connections instead of
     // queueing them for workers that are leaving. A graceful stop too (as
     // nginx does): each worker takes what is already queued on its own copy
@@ -458,6 +483,11 @@ class Master {
       next.user = cfg_.user;
       next.group = cfg_.group;
     }
+    if (next.persistence.enabled != cfg_.persistence.enabled || next.persistence.dir != cfg_.persistence.dir) {
+      spdlog::warn("reload: persistence.enabled and persistence.dir cannot change without a restart; keeping them");
+      next.persistence.enabled = cfg_.persistence.enabled;
+      next.persistence.dir = cfg_.persistence.dir;
+    }
     if (next.pidfile != cfg_.pidfile) {
       spdlog::warn("reload: pidfile cannot change without a restart; keeping {}", cfg_.pidfile);
       next.pidfile = cfg_.pidfile;
@@ -478,6 +508,7 @@ class Master {
     }
     log::SetLevel(next.logging.level);
     store_->SetLimits(kv::LimitsFrom(next.kv));
+    persist_->fsync.store(static_cast<uint32_t>(next.persistence.fsync));
     // The old generation keeps pointers into the old config: it lives in the
     // forked copies, so the master can replace its own freely.
     cfg_ = std::move(next);
@@ -521,6 +552,8 @@ class Master {
       if (c.kill_at_ms) next = std::min(next, c.kill_at_ms);
     for (const auto& s : slots_)
       if (s.respawn_at_ms) next = std::min(next, s.respawn_at_ms);
+    // Snapshot triggers (log size, time, requests that came without a signal).
+    if (cfg_.persistence.enabled && stopping_ == Stop::kNo) next = std::min(next, NowMs() + 1000);
     itimerval it{};
     if (next != UINT64_MAX) {
       const uint64_t now = NowMs();
@@ -529,6 +562,145 @@ class Master {
       it.it_value.tv_usec = static_cast<suseconds_t>((d % 1000) * 1000);
     }
     setitimer(ITIMER_REAL, &it, nullptr);
+  }
+
+  // ---- persistence (shared/persist.h) ----
+  bool LoadPersisted(std::string* err) {
+    persist_ = &segment_.header()->persist;
+    const PersistenceConf& pc = cfg_.persistence;
+    if (!pc.enabled) {
+      spdlog::info("persistence is off: the store lives in memory only and is lost when the server stops");
+      return true;
+    }
+    std::error_code ec;
+    std::filesystem::create_directories(pc.dir, ec);
+    const std::string lock = pc.dir + "/LOCK";
+    lock_fd_ = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd_ < 0 || flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+      *err = "persistence.dir " + pc.dir + " is in use by another preforkd (" + lock + ": " +
+             std::strerror(errno) + ")";
+      return false;
+    }
+    persist::LoadStats ls;
+    if (!persist::Load(pc.dir, store_, WorkerContext::NowMs(), &ls, err)) {
+      *err = "persistence: cannot load " + pc.dir + ": " + *err;
+      return false;
+    }
+    persist_->enabled.store(1);
+    persist_->fsync.store(static_cast<uint32_t>(pc.fsync));
+    persist_->epoch.store(ls.max_epoch + 1);
+    persist_->loaded_keys.store(ls.keys);
+    persist_->loaded_records.store(ls.records);
+    persist_->load_ms.store(ls.ms);
+    persist_->dropped_tail_bytes.store(ls.dropped_bytes);
+    snapshot_soon_ = ls.log_files > 0;  // fold the replayed logs into a snapshot
+    last_snap_ms_ = NowMs();
+    spdlog::info("persistence: loaded {} keys in {} ms from {}: {}, {} log records from {} files, "
+                 "{} expired entries dropped, {} bytes of torn or corrupt tail cut; fsync {}",
+                 ls.keys, ls.ms, pc.dir,
+                 ls.snapshot.empty() ? std::string("no snapshot")
+                                     : ls.snapshot + " (" + std::to_string(ls.snapshot_items) + " items)",
+                 ls.records, ls.log_files, ls.expired, ls.dropped_bytes, FsyncPolicyName(pc.fsync));
+    return true;
+  }
+
+  void PersistTick() {
+    if (!cfg_.persistence.enabled || stopping_ != Stop::kNo || snap_pid_) return;
+    const PersistenceConf& pc = cfg_.persistence;
+    const uint64_t now = NowMs();
+    const uint64_t grown = persist_->log_bytes.load() - persist_->log_bytes_at_snapshot.load();
+    const char* why = nullptr;
+    if (persist_->snapshot_requests.load() != seen_requests_) why = "requested";
+    else if (now < snap_retry_ms_) return;
+    else if (snapshot_soon_) why = "logs replayed at start";
+    else if (pc.snapshot_log_bytes && grown >= pc.snapshot_log_bytes) why = "log size";
+    else if (pc.snapshot_every_ms && grown && now - last_snap_ms_ >= pc.snapshot_every_ms) why = "time";
+    else if (persist_->write_errors.load() != seen_write_errors_) why = "a log write failed";
+    if (why) StartSnapshot(why);
+  }
+
+  void StartSnapshot(const char* why) {
+    seen_requests_ = persist_->snapshot_requests.load();
+    seen_write_errors_ = persist_->write_errors.load();
+    snap_mark_ = persist_->log_bytes.load();
+    persist_->snapshot_in_progress.store(1);
+    persist_->snapshots_started.fetch_add(1);
+    snap_started_ms_ = NowMs();
+    const pid_t pid = fork();
+    if (pid < 0) {
+      spdlog::error("snapshot: fork: {}", std::strerror(errno));
+      persist_->snapshot_in_progress.store(0);
+      persist_->snapshots_done.fetch_add(1);
+      snap_retry_ms_ = NowMs() + 5000;
+      return;
+    }
+    if (pid == 0) _exit(SnapshotMain());
+    snap_pid_ = pid;
+    spdlog::info("snapshot: started (pid {}, {})", pid, why);
+  }
+
+  int SnapshotMain() {
+    prctl(PR_SET_NAME, "preforkd-snap");
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (ready_fd_ >= 0) close(ready_fd_);
+    for (int fd : sockets_.AllFds()) close(fd);
+    log::SetRole("snapshot");
+    const uint64_t t0 = NowMs();
+    persist::SnapshotResult r;
+    try {
+      r = persist::WriteSnapshot(cfg_.persistence.dir, store_, persist_, WorkerContext::NowMs());
+    } catch (const std::exception& e) {
+      r.ok = false;
+      r.error = e.what();
+    }
+    const uint64_t ms = NowMs() - t0;
+    if (!r.ok) {
+      persist_->last_snapshot_ok.store(0);
+      persist::SetLastError(persist_, "snapshot: " + r.error);
+      persist::WriteStatus(cfg_.persistence.dir, "error " + std::to_string(WorkerContext::NowMs()) + " " + r.error);
+      spdlog::error("snapshot failed: {}", r.error);
+      return 1;
+    }
+    persist_->last_snapshot_ok.store(1);
+    persist_->last_snapshot_ms.store(WorkerContext::NowMs());
+    persist_->last_snapshot_duration_ms.store(ms);
+    persist_->last_snapshot_bytes.store(r.bytes);
+    persist_->last_snapshot_keys.store(r.keys);
+    persist_->last_snapshot_gen.store(r.gen);
+    persist::WriteStatus(cfg_.persistence.dir, "ok " + std::to_string(WorkerContext::NowMs()) + " " +
+                                                   r.path + " keys=" + std::to_string(r.keys) +
+                                                   " bytes=" + std::to_string(r.bytes) +
+                                                   " ms=" + std::to_string(ms));
+    spdlog::info("snapshot: {} keys, {} bytes in {} ms: {}", r.keys, r.bytes, ms, r.path);
+    return 0;
+  }
+
+  void SnapshotDone(int status) {
+    snap_pid_ = 0;
+    persist_->served_requests.store(seen_requests_);
+    persist_->snapshot_in_progress.store(0);
+    persist_->snapshots_done.fetch_add(1);
+    const uint64_t now = NowMs();
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      persist_->log_bytes_at_snapshot.store(snap_mark_);
+      last_snap_ms_ = now;
+      snapshot_soon_ = false;
+      snap_failures_ = 0;
+      snap_retry_ms_ = 0;
+      const int n = persist::RemoveCovered(cfg_.persistence.dir, persist_->epoch.load(),
+                                           persist_->last_snapshot_gen.load());
+      if (n) spdlog::info("snapshot: removed {} covered log files and snapshots", n);
+      return;
+    }
+    if (WIFSIGNALED(status)) {
+      const std::string e = std::string("snapshot process killed by signal ") + strsignal(WTERMSIG(status));
+      persist_->last_snapshot_ok.store(0);
+      persist::SetLastError(persist_, e);
+      persist::WriteStatus(cfg_.persistence.dir, "error " + std::to_string(WorkerContext::NowMs()) + " " + e);
+      spdlog::error("{}", e);
+    }
+    snap_failures_++;
+    snap_retry_ms_ = now + std::min<uint64_t>(5000ull << std::min(snap_failures_ - 1, 4), 60'000);
   }
 
   enum class Stop { kNo, kGraceful, kFast };
@@ -548,17 +720,24 @@ class Master {
   uid_t uid_ = static_cast<uid_t>(-1);
   gid_t gid_ = static_cast<gid_t>(-1);
   Stop stopping_ = Stop::kNo;
+  PersistShared* persist_ = nullptr;
+  int lock_fd_ = -1;               // flock on persistence.dir/LOCK for the master's life
+  pid_t snap_pid_ = 0;
+  bool snapshot_soon_ = false;
+  uint64_t seen_requests_ = 0, seen_write_errors_ = 0, snap_mark_ = 0;
+  uint64_t last_snap_ms_ = 0, snap_started_ms_ = 0, snap_retry_ms_ = 0;
+  int snap_failures_ = 0;
 };
 
 void InstallSignals() {
   sigset_t set;
   sigemptyset(&set);
-  for (int sig : kMasterSignals) sigaddset(&set, sig);
+  for (int sig : MasterSignals()) sigaddset(&set, sig);
   sigprocmask(SIG_BLOCK, &set, nullptr);
   struct sigaction sa {};
   sa.sa_handler = OnSignal;
   sigemptyset(&sa.sa_mask);
-  for (int sig : kMasterSignals) sigaction(sig, &sa, nullptr);
+  for (int sig : MasterSignals()) sigaction(sig, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGUSR2, SIG_IGN);
 }

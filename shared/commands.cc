@@ -3,6 +3,7 @@
 // t_string.c, expire.c, db.c, networking.c, acl.c, util.c stringmatchlen).
 #include "shared/commands.h"
 
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -16,6 +17,8 @@
 #include <optional>
 #include <utility>
 #include <vector>
+
+#include "shared/persist.h"
 
 namespace pf {
 
@@ -919,6 +922,50 @@ struct InfoBuilder {
   }
 };
 
+// ---------------------------------------------------------------------------
+// SAVE / BGSAVE / LASTSAVE: the master takes snapshots (master/master.cc).
+
+bool RequestSnapshot(CommandCtx& c, uint64_t* ticket) {
+  PersistShared* ps = c.env.persist;
+  if (!ps) {
+    c.out.Error(ErrCode::kErr, "ERR persistence is off (no persistence section in the config)");
+    return false;
+  }
+  *ticket = ps->snapshot_requests.fetch_add(1) + 1;
+  if (c.env.master_pid > 0) kill(c.env.master_pid, persist::SnapshotSignal());
+  return true;
+}
+
+void CmdBgsave(CommandCtx& c) {
+  if (c.argc() > 1 && !EqNoCase(c.arg(1), "schedule")) return c.out.Error(ErrCode::kSyntax, errtext::kSyntax);
+  if (c.env.persist && c.env.persist->snapshot_in_progress.load() && c.argc() == 1)
+    return c.out.Error(ErrCode::kErr, "ERR Background save already in progress");
+  uint64_t ticket;
+  if (!RequestSnapshot(c, &ticket)) return;
+  c.out.Status(c.argc() > 1 ? "Background saving scheduled" : "Background saving started");
+}
+
+// Blocks this worker (as Redis' SAVE blocks the server) until a snapshot
+// that started after the call is finished.
+void CmdSave(CommandCtx& c) {
+  uint64_t ticket;
+  if (!RequestSnapshot(c, &ticket)) return;
+  PersistShared* ps = c.env.persist;
+  for (int i = 0; i < 600'000 && ps->served_requests.load() < ticket; ++i) {
+    timespec ts{0, 1'000'000};
+    nanosleep(&ts, nullptr);
+  }
+  if (ps->served_requests.load() < ticket)
+    return c.out.Error(ErrCode::kErr, "ERR timed out waiting for the snapshot; it goes on (see INFO persistence)");
+  if (!ps->last_snapshot_ok.load())
+    return c.out.Error(ErrCode::kErr, "ERR snapshot failed: " + persist::LastError(ps));
+  c.out.Status("OK");
+}
+
+void CmdLastsave(CommandCtx& c) {
+  c.out.Integer(c.env.persist ? static_cast<int64_t>(c.env.persist->last_snapshot_ms.load() / 1000) : 0);
+}
+
 void CmdInfo(CommandCtx& c) {
   enum : unsigned { SERVER = 1, CLIENTS = 2, MEMORY = 4, PERSIST = 8, STATS = 16, REPL = 32,
                     CPU = 64, KEYSPACE = 128, ALL = 255 };
@@ -996,10 +1043,43 @@ void CmdInfo(CommandCtx& c) {
     ib.Section("Persistence");
     ib.U("loading", 0);
     ib.U("async_loading", 0);
-    ib.U("rdb_bgsave_in_progress", 0);
-    ib.S("rdb_last_bgsave_status", "ok");
-    ib.U("aof_enabled", 0);
-    ib.U("aof_rewrite_in_progress", 0);
+    const PersistShared* ps = c.env.persist;
+    if (!ps) {
+      ib.U("persistence_enabled", 0);
+      ib.U("rdb_bgsave_in_progress", 0);
+      ib.S("rdb_last_bgsave_status", "ok");
+      ib.U("aof_enabled", 0);
+      ib.U("aof_rewrite_in_progress", 0);
+    } else {
+      ib.U("persistence_enabled", 1);
+      ib.S("persistence_dir", cfg ? cfg->persistence.dir : "");
+      ib.S("aof_fsync", FsyncPolicyName(static_cast<FsyncPolicy>(ps->fsync.load())));
+      ib.U("rdb_bgsave_in_progress", ps->snapshot_in_progress.load());
+      ib.U("rdb_saves", ps->snapshots_done.load());
+      ib.S("rdb_last_bgsave_status", ps->last_snapshot_ok.load() ? "ok" : "err");
+      ib.U("rdb_last_save_time", ps->last_snapshot_ms.load() / 1000);
+      ib.U("rdb_last_bgsave_time_ms", ps->last_snapshot_duration_ms.load());
+      ib.U("snapshot_last_keys", ps->last_snapshot_keys.load());
+      ib.U("snapshot_last_bytes", ps->last_snapshot_bytes.load());
+      ib.U("aof_enabled", 1);
+      ib.U("aof_rewrite_in_progress", ps->snapshot_in_progress.load());
+      const uint64_t logged = ps->log_bytes.load(), base = ps->log_bytes_at_snapshot.load();
+      ib.U("aof_current_size", logged > base ? logged - base : 0);
+      ib.U("aof_written_bytes_total", logged);
+      const persist::LogWriter* lw = c.env.log;
+      ib.U("aof_pending_bytes", lw ? lw->appended() - lw->written() : 0);
+      ib.U("aof_pending_fsync_bytes", lw ? lw->written() - std::min(lw->written(), lw->synced()) : 0);
+      ib.S("aof_last_write_status", lw && lw->failing() ? "err" : "ok");
+      ib.U("aof_write_errors", ps->write_errors.load());
+      uint64_t at = 0;
+      const std::string err = persist::LastError(ps, &at);
+      ib.S("persistence_last_error", err);
+      ib.U("persistence_last_error_time", at / 1000);
+      ib.U("loaded_keys", ps->loaded_keys.load());
+      ib.U("loaded_log_records", ps->loaded_records.load());
+      ib.U("loading_time_ms", ps->load_ms.load());
+      ib.U("loading_dropped_tail_bytes", ps->dropped_tail_bytes.load());
+    }
   }
   if (want & STATS) {
     ib.Section("Stats");
@@ -1213,6 +1293,7 @@ constexpr CommandSpec kConfigSubs[] = {
 
 constexpr CommandSpec kTable[] = {
     {"auth", -2, NS | L | ST | F | NA, 0, 0, 0, CmdAuth, {}},
+    {"bgsave", -1, A | NS, 0, 0, 0, CmdBgsave, {}},
     {"client", -2, 0, 0, 0, 0, nullptr, kClientSubs},
     {"command", -1, L | ST, 0, 0, 0, CmdCommandAll, kCommandSubs},
     {"config", -2, 0, 0, 0, 0, nullptr, kConfigSubs},
@@ -1233,6 +1314,7 @@ constexpr CommandSpec kTable[] = {
     {"incrby", 3, W | M | F, 1, 1, 1, CmdIncrby, {}},
     {"info", -1, L | ST, 0, 0, 0, CmdInfo, {}},
     {"keys", 2, R, 0, 0, 0, CmdKeys, {}},
+    {"lastsave", 1, L | ST | F, 0, 0, 0, CmdLastsave, {}},
     {"mget", -2, R | F, 1, -1, 1, CmdMget, {}},
     {"mset", -3, W | M, 1, -1, 2, CmdMset, {}},
     {"persist", 2, W | F, 1, 1, 1, CmdPersist, {}},
@@ -1242,6 +1324,7 @@ constexpr CommandSpec kTable[] = {
     {"psetex", 4, W | M, 1, 1, 1, CmdPsetex, {}},
     {"pttl", 2, R | F, 1, 1, 1, CmdPttl, {}},
     {"quit", -1, NS | L | ST | F | NA, 0, 0, 0, CmdQuit, {}},
+    {"save", 1, A | NS, 0, 0, 0, CmdSave, {}},
     {"scan", -2, R, 0, 0, 0, CmdScan, {}},
     {"select", 2, L | ST | F, 0, 0, 0, CmdSelect, {}},
     {"set", -3, W | M, 1, 1, 1, CmdSet, {}},
@@ -1449,6 +1532,10 @@ void Dispatch(const CommandEnv& env, ClientSession& session,
   if (!ArityOk(*spec, argv.size()) || !spec->proc) return ReplyArity(c);
   if (AuthRequired(c) && !(spec->flags & kCmdNoAuth))
     return out.Error(ErrCode::kNoAuth, errtext::kNoAuth);
+  if ((spec->flags & kCmdWrite) && env.log && env.log->failing())
+    return out.Error(ErrCode::kMisconf,
+                     "MISCONF Errors writing to the append-only log: " + env.log->error() +
+                         ". Writes are refused until it is fixed (see INFO persistence)");
 
   session.commands++;
   session.last_command = spec->name;

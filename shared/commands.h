@@ -112,6 +112,11 @@ struct ClientSession {
   std::string lib_name, lib_ver;     // CLIENT SETINFO
 };
 
+struct PersistShared;
+namespace persist {
+class LogWriter;
+}
+
 // Everything a command may touch besides the session. Owned by the worker.
 struct CommandEnv {
   kv::Store* store = nullptr;
@@ -121,6 +126,11 @@ struct CommandEnv {
   // ending "\n"); without it CLIENT LIST shows the calling connection only.
   std::function<void(std::string*)> client_list;
   Counter* commands_processed = nullptr;              // optional; +1 per executed command
+  // Persistence (null when off): INFO persistence, SAVE/BGSAVE/LASTSAVE, and
+  // MISCONF for writes while this worker's log cannot be written.
+  PersistShared* persist = nullptr;
+  const persist::LogWriter* log = nullptr;
+  int master_pid = 0;                                 // where SAVE/BGSAVE signal
 };
 
 // Command flags (the names COMMAND reports are Redis').

@@ -36,6 +36,15 @@ const char* ProtocolName(Protocol p) {
   return "?";
 }
 
+const char* FsyncPolicyName(FsyncPolicy p) {
+  switch (p) {
+    case FsyncPolicy::kAlways: return "always";
+    case FsyncPolicy::kEverySec: return "everysec";
+    case FsyncPolicy::kNo: return "no";
+  }
+  return "?";
+}
+
 namespace {
 
 // Protocols this build serves. A listener naming another one is a config
@@ -344,7 +353,7 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
 
   std::string workers = "auto";
   std::string pidfile = "preforkd.pid";
-  YAML::Node workers_node, listeners_node, shm_node, max_value_node;
+  YAML::Node workers_node, listeners_node, shm_node, max_value_node, persistence_node;
   bool have_shm = false, have_max_value = false;
   bool have_listeners = false;
   c.Map(root, "", {
@@ -437,10 +446,39 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
          });
        }},
       {"pubsub", [&](const YAML::Node& v, const std::string& k) { ParsePubSub(c, v, k, &cfg.pubsub); }},
+      {"persistence", [&](const YAML::Node& v, const std::string& k) {
+         auto& p = cfg.persistence;
+         p.enabled = true;
+         persistence_node = v;
+         c.Map(v, k, {
+             {"enabled", [&](const YAML::Node& x, const std::string& kk) { c.Bool(x, kk, &p.enabled); }},
+             {"dir", [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &p.dir); }},
+             {"fsync", [&](const YAML::Node& x, const std::string& kk) {
+                std::string s;
+                c.String(x, kk, &s);
+                if (s == "always") p.fsync = FsyncPolicy::kAlways;
+                else if (s == "everysec") p.fsync = FsyncPolicy::kEverySec;
+                else if (s == "no") p.fsync = FsyncPolicy::kNo;
+                else if (x.IsScalar()) c.Error(x, kk, "'" + s + "' is not a policy, expected always, everysec or no");
+              }},
+             {"snapshot_every", [&](const YAML::Node& x, const std::string& kk) {
+                c.Millis(x, kk, 0, 7 * 24 * 3'600'000u, &p.snapshot_every_ms);
+                if (x.IsScalar() && p.snapshot_every_ms && p.snapshot_every_ms < 1000)
+                  c.Error(x, kk, x.Scalar() + " is too short, expected 0 (off) or at least 1s");
+              }},
+             {"snapshot_log_size", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 0, 1ull << 40, &p.snapshot_log_bytes); }},
+         });
+       }},
   });
   if (!root.IsMap()) return r;
 
   if (cfg.workers == 0) cfg.workers = std::min<uint32_t>(OnlineCpus(), 256);
+  if (cfg.persistence.enabled) {
+    if (cfg.persistence.dir.empty())
+      c.Error(persistence_node, "persistence.dir", "missing, expected the folder for the logs and snapshots");
+    else
+      cfg.persistence.dir = Resolve(dir, cfg.persistence.dir);
+  }
   cfg.pidfile = Resolve(dir, pidfile);
   if (cfg.logging.error_log != "stderr") cfg.logging.error_log = Resolve(dir, cfg.logging.error_log);
   if (cfg.logging.access_log != "off") cfg.logging.access_log = Resolve(dir, cfg.logging.access_log);

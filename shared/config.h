@@ -87,6 +87,20 @@ struct PubSubConf {
   uint32_t chat_history = 20;                 // chat: messages replayed on /join
 };
 
+enum class FsyncPolicy : uint8_t { kAlways, kEverySec, kNo };
+const char* FsyncPolicyName(FsyncPolicy p);
+
+// The store on disk (docs/persistence.md). Without a `persistence` section it
+// is off; with one it is on unless `enabled: false`. dir and enabled need a
+// restart to change; the rest follows a reload.
+struct PersistenceConf {
+  bool enabled = false;
+  std::string dir;                          // absolute; required when enabled
+  FsyncPolicy fsync = FsyncPolicy::kEverySec;
+  uint32_t snapshot_every_ms = 3'600'000;   // a snapshot at least this often while writes happen (0 = never on time)
+  uint64_t snapshot_log_bytes = 64ull << 20;  // ...or once the logs grew this much since the last one (0 = never on size)
+};
+
 struct Config {
   std::string path;                  // the file this was read from (absolute)
   uint32_t workers = 0;              // resolved: "auto" = number of online CPUs
@@ -99,6 +113,7 @@ struct Config {
   LoggingConf logging;
   KvConf kv;
   PubSubConf pubsub;
+  PersistenceConf persistence;
 };
 
 struct ConfigResult {

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -57,6 +58,25 @@ struct Stats {  // summed over shards (GetStats) or of one shard (GetShardStats)
   uint64_t capacity_bytes = 0;         // arena bytes in all
   uint64_t hits = 0, misses = 0, evictions = 0, expired = 0;
 };
+
+// Persistence hook (shared/persist.h). Every mutation reports the state it
+// left, while it still holds its shard's lock, with that shard's next
+// sequence number: a key's new value and expiry (Put), its removal (Del,
+// also for evictions), or a whole shard emptied (Clear, FLUSHALL). Entries
+// between BeginGroup and EndGroup (MSET, FLUSHALL: several shards locked at
+// once) are one atomic record. Lazily expired keys are not reported.
+class Journal {
+ public:
+  virtual ~Journal() = default;
+  virtual void Put(uint32_t shard, uint64_t seq, std::string_view key, std::string_view value,
+                   int64_t expire_at) = 0;
+  virtual void Del(uint32_t shard, uint64_t seq, std::string_view key) = 0;
+  virtual void Clear(uint32_t shard, uint64_t seq) = 0;
+  virtual void BeginGroup() = 0;
+  virtual void EndGroup() = 0;
+};
+// This process' journal (nullptr: mutations are not reported).
+void SetJournal(Journal* j);
 
 class Store {
  public:
@@ -116,6 +136,7 @@ class Store {
   uint64_t Scan(uint64_t cursor, size_t count, uint64_t now_ms, std::vector<std::string>* keys,
                 uint64_t max_bytes = UINT64_MAX, std::vector<uint64_t>* resume = nullptr);
   uint64_t DbSize();
+  // Atomic: holds every shard's lock at once (ascending), as MSet does.
   uint64_t FlushAll();                                // returns keys removed
   uint64_t FlushPrefix(std::string_view prefix);      // namespace flush ("ns^")
   Stats GetStats();
@@ -125,6 +146,23 @@ class Store {
   size_t SweepExpired(uint32_t shard, uint64_t now_ms, size_t max_keys);
   // Walks one shard and checks every invariant (index, arena, LRU, counters).
   bool Verify(uint32_t shard, std::string* why);
+
+  // ---- persistence ----
+  // The hash key, and the shard a key has under another key and shard count
+  // (replaying a log written by an earlier run).
+  std::pair<uint64_t, uint64_t> HashSeed() const;
+  static uint32_t ShardOfWith(uint64_t k0, uint64_t k1, uint32_t shards, std::string_view key);
+  // Calls fn for every live, unexpired item of one shard while holding its
+  // lock (fn must be quick: copy, do no I/O) and returns the shard's
+  // sequence number at that moment: the snapshot's watermark.
+  using ItemFn = std::function<void(std::string_view key, std::string_view value, int64_t expire_at)>;
+  uint64_t ExportShard(uint32_t shard, uint64_t now_ms, const ItemFn& fn);
+  uint64_t ShardSeq(uint32_t shard);
+  // FlushAll calls so far (a snapshot walk that saw one change retries).
+  uint64_t Flushes() const;
+  // Removes every key for which pred is true (replaying a FLUSHALL that a
+  // snapshot only partly covers); not journaled.
+  uint64_t RemoveIf(const std::function<bool(std::string_view key)>& pred);
 
  private:
   Store() = default;

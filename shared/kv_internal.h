@@ -12,7 +12,7 @@
 namespace pf::kv::internal {
 
 constexpr uint64_t kStoreMagic = 0x3156'4b44'4b52'4f46ull;  // "FORKDKV1" little-endian
-constexpr uint32_t kLayoutVersion = 1;
+constexpr uint32_t kLayoutVersion = 2;  // 2: shard seq, store flushes
 constexpr uint32_t kMaxClasses = 128;
 constexpr uint32_t kMinChunk = 64;          // smallest size class; chunks are multiples of 8
 constexpr double kClassFactor = 1.25;       // growth between size classes
@@ -62,6 +62,7 @@ struct alignas(64) ShardHeader {
   uint64_t hits, misses, evictions, expired;       // statistics
   uint64_t frees_since_coalesce;
   uint64_t recoveries;
+  uint64_t seq;                // mutations journaled (persistence order); kept by Rebuild
   uint32_t free_head[kMaxClasses];   // derived; list c holds chunks with floor class c
   uint32_t free_count[kMaxClasses];
 };
@@ -83,6 +84,7 @@ struct alignas(64) StoreHeader {
   uint32_t max_value_bytes;
   uint32_t eviction;
   uint32_t pad;
+  uint64_t flushes;            // FlushAll calls (atomic builtins: read without a lock)
   uint32_t class_size[kMaxClasses];
 };
 static_assert(std::is_trivially_copyable_v<StoreHeader>);

@@ -35,6 +35,15 @@ namespace {
 
 std::atomic<uint64_t> g_recoveries{0};
 uint32_t g_format_buckets = 0;
+Journal* g_journal = nullptr;  // this process' persistence hook (kv.h)
+
+// Journal helpers: called with the shard's lock held, after the change.
+inline void JPut(ShardHeader* s, std::string_view key, std::string_view value, int64_t expire_at) {
+  if (g_journal) g_journal->Put(s->index, ++s->seq, key, value, expire_at);
+}
+inline void JDel(ShardHeader* s, const Item* it) {
+  if (g_journal) g_journal->Del(s->index, ++s->seq, std::string_view(const_cast<Item*>(it)->key(), it->key_len));
+}
 
 constexpr uint32_t Align8(uint64_t v) { return static_cast<uint32_t>((v + 7) & ~uint64_t{7}); }
 constexpr uint64_t Align64(uint64_t v) { return (v + 63) & ~uint64_t{63}; }
@@ -289,6 +298,7 @@ Status Reserve(const StoreHeader* h, ShardHeader* s, uint64_t need, uint32_t pro
     if (victim == protect && victim) victim = It(s, victim)->lru_prev;
     if (!victim) break;
     PF_KV_CRASH(Evict);
+    JDel(s, It(s, victim));
     Remove(h, s, victim);
     s->evictions++;
     if ((*out = AllocChunk(h, s, c))) return Status::kOk;
@@ -814,7 +824,9 @@ Status Store::Set(std::string_view key, std::string_view value, const SetOptions
     return Status::kNotDone;
   int64_t expire = opt.keep_ttl ? (cur ? It(s, cur)->expire_at : -1)
                                 : (opt.expire_at_ms < 0 ? -1 : opt.expire_at_ms);
-  return WriteItem(h, s, hash, key, value, expire, cur);
+  Status st = WriteItem(h, s, hash, key, value, expire, cur);
+  if (st == Status::kOk) JPut(s, key, value, expire);
+  return st;
 }
 
 Status Store::Del(std::string_view key, uint64_t now_ms) {
@@ -824,6 +836,7 @@ Status Store::Del(std::string_view key, uint64_t now_ms) {
   ShardLock lk(h, s);
   uint32_t off = LookupLive(h, s, hash, key, now_ms);
   if (!off) return Status::kNotFound;
+  JDel(s, It(s, off));
   Remove(h, s, off);
   return Status::kOk;
 }
@@ -854,8 +867,12 @@ Status Store::IncrBy(std::string_view key, int64_t delta, uint64_t now_ms, int64
   char buf[24];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, r);
   (void)ec;
-  Status st = WriteItem(h, s, hash, key, std::string_view(buf, end - buf), expire, cur);
-  if (st == Status::kOk && result) *result = r;
+  const std::string_view text(buf, static_cast<size_t>(end - buf));
+  Status st = WriteItem(h, s, hash, key, text, expire, cur);
+  if (st == Status::kOk) {
+    JPut(s, key, text, expire);
+    if (result) *result = r;
+  }
   return st;
 }
 
@@ -872,9 +889,11 @@ Status Store::SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms) {
     it->expire_at = -1;
     PF_KV_CRASH(ExpireSet);
     s->expires--;
+    JPut(s, std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len), -1);
     return Status::kOk;
   }
   if (at_ms <= static_cast<int64_t>(now_ms)) {  // a deadline in the past deletes (as Redis)
+    JDel(s, it);
     Remove(h, s, off);
     return Status::kOk;
   }
@@ -882,6 +901,7 @@ Status Store::SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms) {
   it->expire_at = at_ms;
   PF_KV_CRASH(ExpireSet);
   if (!had) s->expires++;
+  JPut(s, std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len), at_ms);
   return Status::kOk;
 }
 
@@ -958,11 +978,17 @@ Status Store::MSet(std::span<const std::pair<std::string_view, std::string_view>
       if (!DryRunFits(h, s, needs)) return Status::kOom;
     }
   }
+  // One journal record for the whole MSET (EndGroup also on an early return).
+  struct Group {
+    Group() { if (g_journal) g_journal->BeginGroup(); }
+    ~Group() { if (g_journal) g_journal->EndGroup(); }
+  } group;
   for (size_t i = 0; i < kvs.size(); ++i) {
     ShardHeader* s = Sh(this, shards[i]);
     uint32_t cur = LookupLive(h, s, hashes[i], kvs[i].first, now_ms);
     Status st = WriteItem(h, s, hashes[i], kvs[i].first, kvs[i].second, -1, cur);
     if (st != Status::kOk) return st;  // only under allkeys-lru with badly fragmented memory
+    JPut(s, kvs[i].first, kvs[i].second, -1);
     if (i + 1 < kvs.size()) PF_KV_CRASH(MSetMid);
   }
   return Status::kOk;
@@ -1048,11 +1074,16 @@ uint64_t Store::DbSize() {
 }
 
 uint64_t Store::FlushAll() {
-  const StoreHeader* h = Hdr(this);
+  StoreHeader* h = Hdr(this);
   uint64_t n = 0;
+  std::vector<ShardLock> locks;  // every shard at once, ascending: FLUSHALL is atomic
+  locks.reserve(h->shard_count);
+  for (uint32_t i = 0; i < h->shard_count; ++i) locks.emplace_back(h, Sh(this, i));
+  __atomic_fetch_add(&h->flushes, 1, __ATOMIC_SEQ_CST);
+  if (g_journal) g_journal->BeginGroup();
   for (uint32_t i = 0; i < h->shard_count; ++i) {
     ShardHeader* s = Sh(this, i);
-    ShardLock lk(h, s);
+    if (g_journal) g_journal->Clear(s->index, ++s->seq);
     n += s->keys;
     s->bump = s->arena_begin;  // commit: every chunk is gone
     PF_KV_CRASH(FlushBump);
@@ -1063,6 +1094,7 @@ uint64_t Store::FlushAll() {
     s->keys = s->expires = s->used_bytes = 0;
     s->frees_since_coalesce = 0;
   }
+  if (g_journal) g_journal->EndGroup();
   return n;
 }
 
@@ -1078,6 +1110,7 @@ uint64_t Store::FlushPrefix(std::string_view prefix) {
         uint32_t next = it->hnext;
         if (it->key_len >= prefix.size() &&
             std::memcmp(it->key(), prefix.data(), prefix.size()) == 0) {
+          JDel(s, it);
           Remove(h, s, o);
           ++n;
         }
@@ -1171,5 +1204,68 @@ const char* CrashPointName(int n) {
 uint64_t RecoveryCount() { return g_recoveries.load(std::memory_order_relaxed); }
 void SetFormatBuckets(uint32_t n) { g_format_buckets = n; }
 }  // namespace testing
+
+// ===========================================================================
+// Persistence support
+
+void SetJournal(Journal* j) { g_journal = j; }
+
+std::pair<uint64_t, uint64_t> Store::HashSeed() const { return {Hdr(this)->k0, Hdr(this)->k1}; }
+
+uint32_t Store::ShardOfWith(uint64_t k0, uint64_t k1, uint32_t shards, std::string_view key) {
+  StoreHeader h{};
+  h.k0 = k0;
+  h.k1 = k1;
+  return ShardFromHash(HashKey(&h, key.data(), key.size()), shards);
+}
+
+uint64_t Store::ExportShard(uint32_t shard, uint64_t now_ms, const ItemFn& fn) {
+  const StoreHeader* h = Hdr(this);
+  if (shard >= h->shard_count) return 0;
+  ShardHeader* s = Sh(this, shard);
+  ShardLock lk(h, s);
+  for (uint32_t b = 0; b < s->nbuckets; ++b) {
+    for (uint32_t o = Buckets(s)[b]; o; o = It(s, o)->hnext) {
+      Item* it = It(s, o);
+      if (Expired(it, now_ms)) continue;
+      fn(std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len),
+         it->expire_at);
+    }
+  }
+  return s->seq;
+}
+
+uint64_t Store::ShardSeq(uint32_t shard) {
+  const StoreHeader* h = Hdr(this);
+  if (shard >= h->shard_count) return 0;
+  ShardHeader* s = Sh(this, shard);
+  ShardLock lk(h, s);
+  return s->seq;
+}
+
+uint64_t Store::Flushes() const {
+  return __atomic_load_n(&Hdr(this)->flushes, __ATOMIC_SEQ_CST);
+}
+
+uint64_t Store::RemoveIf(const std::function<bool(std::string_view key)>& pred) {
+  const StoreHeader* h = Hdr(this);
+  uint64_t n = 0;
+  for (uint32_t i = 0; i < h->shard_count; ++i) {
+    ShardHeader* s = Sh(this, i);
+    ShardLock lk(h, s);
+    for (uint32_t b = 0; b < s->nbuckets && s->keys; ++b) {
+      for (uint32_t o = Buckets(s)[b]; o;) {
+        Item* it = It(s, o);
+        const uint32_t next = it->hnext;
+        if (pred(std::string_view(it->key(), it->key_len))) {
+          Remove(h, s, o);
+          ++n;
+        }
+        o = next;
+      }
+    }
+  }
+  return n;
+}
 
 }  // namespace pf::kv

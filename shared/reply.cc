@@ -21,6 +21,7 @@ const char* ErrCodeName(ErrCode c) {
     case ErrCode::kBadJson: return "BAD_JSON";
     case ErrCode::kLineTooLong: return "LINE_TOO_LONG";
     case ErrCode::kInternal: return "INTERNAL";
+    case ErrCode::kMisconf: return "MISCONF";
   }
   return "INTERNAL";
 }

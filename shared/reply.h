@@ -27,6 +27,7 @@ enum class ErrCode : uint8_t {
   kBadJson,         // kv-json: the line is not JSON             -> BAD_JSON
   kLineTooLong,     // kv-json: the line is over the limit       -> LINE_TOO_LONG
   kInternal,        // an engine invariant failed; logged        -> INTERNAL
+  kMisconf,         // MISCONF: the append-only log fails; writes refused -> MISCONF
 };
 
 const char* ErrCodeName(ErrCode c);  // "BAD_REQUEST", "NOT_INTEGER", ...

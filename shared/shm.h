@@ -12,7 +12,7 @@
 namespace pf {
 
 constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endian
-constexpr uint32_t kShmLayoutVersion = 2;  // 2: bus region between the counters and the KV store
+constexpr uint32_t kShmLayoutVersion = 3;  // 3: persistence state
 constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
 
 // A counter with one writer (its process) and many readers: increments are a
@@ -44,6 +44,37 @@ struct alignas(64) ProcCounters {
 };
 static_assert(std::is_standard_layout_v<ProcCounters>);
 
+// Persistence state every process sees (shared/persist.h). The master and
+// its snapshot child write the snapshot fields; workers the log fields.
+struct alignas(64) PersistShared {
+  std::atomic<uint32_t> enabled{0};
+  std::atomic<uint32_t> fsync{0};              // FsyncPolicy
+  std::atomic<uint64_t> epoch{0};              // this run (log file headers)
+  std::atomic<uint64_t> gen{1};                // log generation; a snapshot moves it on first
+  std::atomic<uint64_t> next_file_id{1};
+  std::atomic<uint64_t> log_bytes{0};          // appended by all workers since start
+  std::atomic<uint64_t> log_bytes_at_snapshot{0};
+  std::atomic<uint64_t> snapshot_requests{0};  // SAVE / BGSAVE / preforkctl snapshot
+  std::atomic<uint64_t> snapshots_started{0};
+  std::atomic<uint64_t> served_requests{0};    // snapshot_requests when the last finished one started
+  std::atomic<uint64_t> snapshots_done{0};     // finished, ok or not
+  std::atomic<uint32_t> snapshot_in_progress{0};
+  std::atomic<uint32_t> last_snapshot_ok{1};
+  std::atomic<uint64_t> last_snapshot_ms{0};   // unix ms of the last good one (LASTSAVE)
+  std::atomic<uint64_t> last_snapshot_duration_ms{0};
+  std::atomic<uint64_t> last_snapshot_bytes{0};
+  std::atomic<uint64_t> last_snapshot_keys{0};
+  std::atomic<uint64_t> last_snapshot_gen{0};  // the gen the last good snapshot covers
+  std::atomic<uint64_t> loaded_keys{0};        // at start
+  std::atomic<uint64_t> loaded_records{0};
+  std::atomic<uint64_t> load_ms{0};
+  std::atomic<uint64_t> dropped_tail_bytes{0};
+  std::atomic<uint64_t> write_errors{0};       // failed log writes/fsyncs, all workers
+  std::atomic<uint64_t> error_seq{0};          // seqlock over last_error (odd: being written)
+  std::atomic<uint64_t> last_error_ms{0};
+  char last_error[240];
+};
+
 struct alignas(64) ShmHeader {
   uint64_t magic;
   uint32_t layout_version;
@@ -57,6 +88,7 @@ struct alignas(64) ShmHeader {
   std::atomic<uint64_t> next_conn_id{1};       // connection ids, unique over all workers
   std::atomic<uint32_t> stopping{0};           // set before SIGQUIT on a stop (not a reload)
   ProcCounters retired;                        // counters of reaped processes, summed by the master
+  PersistShared persist;
 };
 
 class Segment {

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "shared/config.h"
+#include "shared/persist.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -186,6 +187,7 @@ void Connection::Process() {
     const size_t before = evbuffer_get_length(in_);
     if (before == 0) break;
     in_callback_ = true;
+    const uint64_t logged = w_.log ? w_.log->appended() : 0;
     try {
       session_->OnRead(*this, in_);
     } catch (const std::exception& e) {
@@ -196,6 +198,8 @@ void Connection::Process() {
       return;
     }
     in_callback_ = false;
+    // These requests wrote: their replies wait until the log holds the writes.
+    if (w_.log && w_.log->appended() != logged) durable_gate_ = w_.log->appended();
     if (closing_ == Closing::kNow) return;
     const size_t after = evbuffer_get_length(in_);
     // A handler keeps at most one partial request; anything bigger is a bug or abuse.
@@ -217,6 +221,20 @@ void Connection::Process() {
 
 void Connection::Flush() {
   if (closing_ == Closing::kNow) return;
+  if (durable_gate_) {
+    if (durable_gate_ > w_.log->durable()) {
+      if (write_armed_) {  // no busy write events while the reply may not go
+        write_armed_ = false;
+        event_del(wev_);
+      }
+      if (!durable_waiting_) {
+        durable_waiting_ = true;
+        w_.WaitDurable(this);
+      }
+      return;
+    }
+    durable_gate_ = 0;
+  }
   while (evbuffer_get_length(out_) > 0) {
     const int n = evbuffer_write(out_, fd_);
     if (n < 0) {
@@ -240,6 +258,11 @@ void Connection::Flush() {
     Close(nullptr);
     return;
   }
+}
+
+void Connection::OnDurable() {
+  durable_waiting_ = false;
+  WriteCb(fd_, EV_WRITE, this);
 }
 
 void Connection::WriteCb(int, short, void* arg) {

@@ -57,6 +57,9 @@ class Connection {
   // Close now (the registry frees this object from the event loop).
   void Close(const char* reason);
   bool closing() const { return closing_ != Closing::kNo; }
+  // Persistence: the log position this connection's output waits for (0 = none).
+  uint64_t durable_gate() const { return durable_gate_; }
+  void OnDurable();  // the log reached durable_gate(): write what waited
   void Touch(uint64_t now_ms) { last_activity_ms_ = now_ms; }
 
  private:
@@ -88,6 +91,8 @@ class Connection {
   bool in_callback_ = false;   // inside a session callback: Process() flushes after it
   bool eof_ = false;           // the peer finished sending
   Closing closing_ = Closing::kNo;
+  uint64_t durable_gate_ = 0;
+  bool durable_waiting_ = false;
 };
 
 }  // namespace pf

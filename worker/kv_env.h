@@ -47,6 +47,11 @@ inline CommandEnv MakeCommandEnv(WorkerContext& w, const ListenerConf& l, ProtoI
   env.config = w.config;
   env.server_info = [wp = &w, port = l.port](ServerInfo* si) { FillServerInfo(*wp, port, si); };
   env.commands_processed = w.counters ? &w.counters->requests[proto] : nullptr;
+  if (w.log) {
+    env.persist = &w.segment->header()->persist;
+    env.log = w.log;
+    env.master_pid = static_cast<int>(getppid());
+  }
   return env;
 }
 

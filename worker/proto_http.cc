@@ -23,6 +23,7 @@
 #include <fmt/format.h>
 
 #include "shared/config.h"
+#include "shared/persist.h"
 #include "shared/kv.h"
 #include "shared/shm.h"
 #include "worker/access_log.h"
@@ -449,6 +450,10 @@ class HttpSession final : public Session {
       rep->content_type = "application/octet-stream";
       rep->body = std::move(value);
       return;
+    }
+    if ((req.method == "PUT" || req.method == "DELETE") && w_.log && w_.log->failing()) {
+      // The append-only log cannot be written: refuse rather than acknowledge a write that could be lost.
+      return ErrorReply(503, rep);
     }
     if (req.method == "PUT") {
       kv::SetOptions opt;

@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "shared/log.h"
+#include "shared/persist.h"
 #include "worker/access_log.h"
 #include "worker/connection.h"
 #include "worker/pubsub.h"
@@ -38,6 +39,35 @@ uint64_t WorkerContext::MonoMs() {
 void WorkerContext::Retire(Connection* c) {
   dead.push_back(c->id());
   event_active(reaper, EV_TIMEOUT, 0);
+}
+
+void WorkerContext::WaitDurable(Connection* c) {
+  durable_waiters.push_back(c->id());
+  if (!log_flush_armed) {
+    log_flush_armed = true;
+    event_active(log_flush, EV_TIMEOUT, 0);  // after the other callbacks of this turn
+  }
+}
+
+void WorkerContext::ReleaseDurable() {
+  if (!log || durable_waiters.empty()) return;
+  const uint64_t d = log->durable();
+  std::vector<uint64_t> list;
+  list.swap(durable_waiters);
+  for (uint64_t id : list) {
+    auto it = conns.find(id);
+    if (it == conns.end()) continue;
+    Connection* c = it->second.get();
+    if (c->durable_gate() <= d) {
+      c->OnDurable();
+    } else if (log->failing()) {
+      // The acknowledgement would be a lie: the client sees the connection
+      // close instead (and new writes get an error, see commands.cc).
+      c->Close("reply withheld: the write could not be logged");
+    } else {
+      durable_waiters.push_back(id);
+    }
+  }
 }
 
 namespace {
@@ -101,6 +131,24 @@ class Worker {
     }
     reaper_.reset(event_new(base_.get(), -1, 0, ReaperCb, this));
     ctx_.reaper = reaper_.get();
+    if (ctx_.config->persistence.enabled && ctx_.store) {
+      log_ = std::make_unique<persist::LogWriter>(ctx_.config->persistence,
+                                                  &ctx_.segment->header()->persist, ctx_.store);
+      std::string why;
+      if (!log_->Start(&why)) {
+        spdlog::critical("persistence: {}", why);
+        return 2;
+      }
+      ctx_.log = log_.get();
+      kv::SetJournal(log_.get());
+      log_flush_.reset(event_new(base_.get(), -1, 0, LogFlushCb, this));
+      ctx_.log_flush = log_flush_.get();
+      log_notify_.reset(event_new(base_.get(), log_->notify_fd(), EV_READ | EV_PERSIST, LogNotifyCb, this));
+      event_add(log_notify_.get(), nullptr);
+      log_retry_.reset(event_new(base_.get(), -1, EV_PERSIST, LogFlushCb, this));
+      timeval rtv{1, 0};
+      evtimer_add(log_retry_.get(), &rtv);
+    }
 
     for (const auto& s : start_.sockets) {
       auto* l = evconnlistener_new(base_.get(), AcceptCb, this, LEV_OPT_CLOSE_ON_FREE, 0, s.fd);
@@ -136,6 +184,11 @@ class Worker {
     spdlog::info("worker started (generation {}, {} listener sockets)", ctx_.generation,
                  listeners_.size());
     event_base_dispatch(base_.get());
+    if (log_) {
+      // Whatever was acknowledged is written; everysec and always also fsync.
+      log_->Shutdown();
+      kv::SetJournal(nullptr);
+    }
     ctx_.conns.clear();
     accesslog::Flush();
     spdlog::info("worker stopped");
@@ -232,6 +285,11 @@ class Worker {
   void EndDrain() {
     if (drain_ended_) return;
     drain_ended_ = true;
+    if (log_) {
+      // Replies waiting for the log go out with the rest.
+      log_->Shutdown();
+      ctx_.ReleaseDurable();
+    }
     spdlog::info("drain timeout: closing {} connections", ctx_.conns.size());
     for (auto& [id, c] : ctx_.conns)
       if (!c->closing()) c->CloseAfterWrite();
@@ -348,6 +406,27 @@ class Worker {
     w->MaybeExit();
   }
 
+  static void LogFlushCb(evutil_socket_t, short, void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    w->ctx_.log_flush_armed = false;
+    try {
+      w->log_->Flush();
+      w->ctx_.ReleaseDurable();
+    } catch (const std::exception& e) {
+      spdlog::error("persistence: {}", e.what());
+    }
+  }
+
+  static void LogNotifyCb(evutil_socket_t, short, void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    try {
+      w->log_->DrainNotify();
+      w->ctx_.ReleaseDurable();
+    } catch (const std::exception& e) {
+      spdlog::error("persistence: {}", e.what());
+    }
+  }
+
   static void SweepCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
     try {
@@ -406,6 +485,8 @@ class Worker {
   BasePtr base_;
   std::unique_ptr<PubSubHub> pubsub_;  // before base_ goes (its events live in it)
   EventPtr reaper_, accept_retry_, sweep_, expire_;
+  std::unique_ptr<persist::LogWriter> log_;
+  EventPtr log_flush_, log_notify_, log_retry_;
   std::vector<Listener> listeners_;
   std::vector<std::unique_ptr<Signal>> signals_;
   bool accept_paused_ = false;

@@ -22,6 +22,9 @@ namespace pf {
 
 class Connection;
 class PubSubHub;
+namespace persist {
+class LogWriter;
+}
 
 // What the master hands a new worker.
 struct WorkerStart {
@@ -53,6 +56,14 @@ struct WorkerContext {
   PubSubHub* pubsub = nullptr;            // this worker's end of the bus (worker/pubsub.h)
   int owner = -1;                         // this process' counter entry: owner of its bus subscriptions
   bool draining = false;
+  // Persistence (shared/persist.h): replies of connections whose requests
+  // wrote wait here until the log holds the writes (worker.cc).
+  persist::LogWriter* log = nullptr;
+  std::vector<uint64_t> durable_waiters;  // connection ids
+  event* log_flush = nullptr;             // active: write the log at the end of this loop turn
+  bool log_flush_armed = false;
+  void WaitDurable(Connection* c);
+  void ReleaseDurable();
 
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;
   std::vector<uint64_t> dead;             // closed, freed from the loop (not inside their callbacks)
