@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "common.h"
 #include "histogram.h"
 #include "modes.h"
 
@@ -42,7 +43,6 @@ constexpr int kExitOk = 0;
 constexpr int kExitErrors = 1;
 constexpr int kExitUsage = 2;
 
-constexpr uint64_t kMsNs = 1'000'000;
 constexpr uint64_t kBackoffMinNs = 10 * kMsNs;    // first retry after a failed connect
 constexpr uint64_t kBackoffMaxNs = 1000 * kMsNs;  // doubling up to this
 constexpr uint64_t kTickMaxNs = 100 * kMsNs;      // timeout checks run at least this often
@@ -102,19 +102,6 @@ struct Target {
 };
 
 std::atomic<bool> g_interrupted{false};
-
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-timeval ToTimeval(uint64_t ns) {
-  return timeval{static_cast<time_t>(ns / 1'000'000'000),
-                 static_cast<suseconds_t>((ns % 1'000'000'000) / 1000)};
-}
-
-uint64_t SecondsToNs(double s) { return static_cast<uint64_t>(std::llround(s * 1e9)); }
 
 [[noreturn]] void UsageError(const std::string& msg) {
   std::fprintf(stderr, "pf-load: %s\nTry 'pf-load --help'.\n", msg.c_str());
@@ -305,44 +292,6 @@ struct Stats {
     return n;
   }
 };
-
-// ---- RAII for fds and libevent objects ------------------------------------------------------
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.Release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    Reset(o.Release());
-    return *this;
-  }
-  ~UniqueFd() { Reset(); }
-  int Get() const { return fd_; }
-  int Release() { return std::exchange(fd_, -1); }
-  void Reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-struct EventFree {
-  void operator()(event* e) const { event_free(e); }
-};
-struct BufferEventFree {
-  void operator()(bufferevent* b) const { bufferevent_free(b); }
-};
-struct EventBaseFree {
-  void operator()(event_base* b) const { event_base_free(b); }
-};
-using EventPtr = std::unique_ptr<event, EventFree>;
-using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventFree>;
-using EventBasePtr = std::unique_ptr<event_base, EventBaseFree>;
 
 // ---- one thread: an event loop and its connections -----------------------------------------
 
@@ -705,27 +654,18 @@ void PrintText(const Options& o, const Target& t, const Mode& mode, const Report
   std::printf(" total=%llu\n", static_cast<unsigned long long>(r.total_errors));
 }
 
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
-  }
-  return out + "\"";
-}
-
 void PrintJson(const Options& o, const Target& t, const Mode& mode, const Report& r,
                bool interrupted) {
   std::string j = "{";
   auto num = [&j](const char* key, unsigned long long v) {
-    j += JsonString(key) + ":" + std::to_string(v) + ",";
+    j += JsonQuote(key) + ":" + std::to_string(v) + ",";
   };
   auto real = [&j](const char* key, double v, int digits) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-    j += JsonString(key) + ":" + buf + ",";
+    j += JsonQuote(key) + ":" + buf + ",";
   };
-  j += "\"target\":" + JsonString(t.text) + ",\"mode\":" + JsonString(mode.Name()) + ",";
+  j += "\"target\":" + JsonQuote(t.text) + ",\"mode\":" + JsonQuote(mode.Name()) + ",";
   num("threads", o.threads);
   num("conns", o.conns);
   num("pipeline", o.params.pipeline);
