@@ -230,10 +230,14 @@ void PubSubHub::WakeAll() {
 
 void PubSubHub::WakeCb(int fd, short, void* arg) {
   auto* h = static_cast<PubSubHub*>(arg);
-  // Clear before reading the ring: a publish after this marks us again.
-  h->bus_.ClearPending(static_cast<uint32_t>(h->w_.slot));
+  // Drain the eventfd, then clear the flag, then read the ring: a publish
+  // after the clear sets the flag and writes the eventfd again. (Clearing
+  // first lost wake-ups: a publish between the clear and the read left the
+  // flag set with its eventfd count consumed, so later publishes skipped the
+  // wake-up and delivery waited for the 100 ms poll.)
   uint64_t v;
   if (fd >= 0) (void)!read(fd, &v, sizeof v);
+  h->bus_.ClearPending(static_cast<uint32_t>(h->w_.slot));
   try {
     h->Pump();
   } catch (const std::exception& e) {
