@@ -60,6 +60,9 @@ class Connection {
   // Persistence: the log position this connection's output waits for (0 = none).
   uint64_t durable_gate() const { return durable_gate_; }
   void OnDurable();  // the log reached durable_gate(): write what waited
+  // End of the loop turn: write the output queued outside this connection's
+  // callbacks (WorkerContext::QueueWrite).
+  void OnQueuedWrite();
   void Touch(uint64_t now_ms) { last_activity_ms_ = now_ms; }
 
  private:
@@ -88,6 +91,7 @@ class Connection {
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
   bool read_paused_ = false;   // output above the high-water mark
   bool write_armed_ = false;
+  bool write_queued_ = false;  // in WorkerContext::pending_writes
   bool in_callback_ = false;   // inside a session callback: Process() flushes after it
   bool eof_ = false;           // the peer finished sending
   Closing closing_ = Closing::kNo;

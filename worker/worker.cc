@@ -49,6 +49,33 @@ void WorkerContext::WaitDurable(Connection* c) {
   }
 }
 
+bool WorkerContext::QueueWrite(uint64_t conn_id) {
+  if (!write_flush) return false;
+  pending_writes.push_back(conn_id);
+  if (!write_flush_armed) {
+    write_flush_armed = true;
+    event_active(write_flush, EV_TIMEOUT, 0);  // after the other callbacks of this turn
+  }
+  return true;
+}
+
+void WorkerContext::WritePending() {
+  write_flush_armed = false;
+  // A write may run a session (input that waited for the output to drain)
+  // that queues output for others: they are in the next list, and the
+  // re-armed event writes them in this same turn.
+  std::vector<uint64_t> list;
+  list.swap(pending_writes);
+  for (uint64_t id : list) {
+    auto it = conns.find(id);
+    if (it != conns.end()) it->second->OnQueuedWrite();
+  }
+  if (pending_writes.empty() && list.capacity() > pending_writes.capacity()) {
+    list.clear();
+    pending_writes.swap(list);  // keep the capacity for the next turn
+  }
+}
+
 void WorkerContext::ReleaseDurable() {
   if (!log || durable_waiters.empty()) return;
   const uint64_t d = log->durable();
@@ -131,6 +158,8 @@ class Worker {
     }
     reaper_.reset(event_new(base_.get(), -1, 0, ReaperCb, this));
     ctx_.reaper = reaper_.get();
+    write_flush_.reset(event_new(base_.get(), -1, 0, WriteFlushCb, this));
+    ctx_.write_flush = write_flush_.get();
     if (ctx_.config->persistence.enabled && ctx_.store) {
       log_ = std::make_unique<persist::LogWriter>(ctx_.config->persistence,
                                                   &ctx_.segment->header()->persist, ctx_.store);
@@ -406,6 +435,10 @@ class Worker {
     w->MaybeExit();
   }
 
+  static void WriteFlushCb(evutil_socket_t, short, void* arg) {
+    static_cast<Worker*>(arg)->ctx_.WritePending();
+  }
+
   static void LogFlushCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
     w->ctx_.log_flush_armed = false;
@@ -484,7 +517,7 @@ class Worker {
   ProcCounters private_counters_;
   BasePtr base_;
   std::unique_ptr<PubSubHub> pubsub_;  // before base_ goes (its events live in it)
-  EventPtr reaper_, accept_retry_, sweep_, expire_;
+  EventPtr reaper_, write_flush_, accept_retry_, sweep_, expire_;
   std::unique_ptr<persist::LogWriter> log_;
   EventPtr log_flush_, log_notify_, log_retry_;
   std::vector<Listener> listeners_;

@@ -65,6 +65,16 @@ struct WorkerContext {
   void WaitDurable(Connection* c);
   void ReleaseDurable();
 
+  // Connections with output queued outside their own callbacks (pub/sub
+  // deliveries, timers): written once at the end of this loop turn
+  // (Connection::OnQueuedWrite). False: no loop to do it (the caller arms
+  // the connection's write event instead).
+  std::vector<uint64_t> pending_writes;   // connection ids
+  event* write_flush = nullptr;           // active: write them after the other callbacks of this turn
+  bool write_flush_armed = false;
+  bool QueueWrite(uint64_t conn_id);
+  void WritePending();
+
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;
   std::vector<uint64_t> dead;             // closed, freed from the loop (not inside their callbacks)
   event* reaper = nullptr;
