@@ -97,11 +97,25 @@ class ChatSession final : public SubscriberSession {
       }
       return;
     }
+    std::string frame;
+    Render({}, channel, data, &frame);
+    PushFrame(frame);
+  }
+  Renderer renderer() const override { return Render; }
+
+  // Room traffic and private messages are the same line for every member;
+  // control messages are not (a kick closes only its target).
+  static bool Render(std::string_view, std::string_view channel, std::string_view data,
+                     std::string* line) {
+    if (channel == kCtlCh) return false;
     if (channel.starts_with(kRoomCh)) {
-      if (!data.empty()) Line(data.substr(1));
-      return;
+      if (data.empty()) return true;  // nothing to show
+      data.remove_prefix(1);          // the kind: M message, N notice
     }
-    Line(data);  // the nick channel: private messages
+    // Otherwise the nick channel: private messages.
+    line->append(data);
+    line->push_back('\n');
+    return true;
   }
 
   // The operator's POST /_admin/broadcast, in the format of /broadcast.

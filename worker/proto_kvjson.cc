@@ -39,22 +39,31 @@ class KvJsonSession final : public SubscriberSession {
 
   // {"type":"message","channel":"...","data":"..."}; bytes that are not
   // UTF-8 travel in base64 with "encoding":"base64".
-  void Push(std::string_view, std::string_view channel, std::string_view data) override {
-    std::string line = "{\"type\":\"message\",\"channel\":";
+  void Push(std::string_view pattern, std::string_view channel, std::string_view data) override {
+    std::string line;
+    Render(pattern, channel, data, &line);
+    EmitPush(line);
+  }
+  Renderer renderer() const override { return Render; }
+  void PushFrame(std::string_view line) override { EmitPush(line); }
+
+  static bool Render(std::string_view, std::string_view channel, std::string_view data,
+                     std::string* line) {
+    *line += "{\"type\":\"message\",\"channel\":";
     const bool raw = kvjson::IsUtf8(channel) && kvjson::IsUtf8(data);
     if (raw) {
-      kvjson::AppendJsonString(&line, channel);
-      line += ",\"data\":";
-      kvjson::AppendJsonString(&line, data);
+      kvjson::AppendJsonString(line, channel);
+      *line += ",\"data\":";
+      kvjson::AppendJsonString(line, data);
     } else {
-      line += '"';
-      kvjson::AppendBase64(&line, channel);
-      line += "\",\"data\":\"";
-      kvjson::AppendBase64(&line, data);
-      line += "\",\"encoding\":\"base64\"";
+      *line += '"';
+      kvjson::AppendBase64(line, channel);
+      *line += "\",\"data\":\"";
+      kvjson::AppendBase64(line, data);
+      *line += "\",\"encoding\":\"base64\"";
     }
-    line += "}\n";
-    EmitPush(line);
+    *line += "}\n";
+    return true;
   }
 
   // {"type":"broadcast","data":"..."}: an operator broadcast to this
@@ -89,7 +98,7 @@ class KvJsonSession final : public SubscriberSession {
   // Replies computed before a push are written first, so lines keep their
   // order. A push that comes while a reply is half built (a subscribed
   // client's own PUBLISH is delivered to it at once) follows that reply.
-  void EmitPush(const std::string& line) {
+  void EmitPush(std::string_view line) {
     if (in_request_) {
       deferred_ += line;
       return;

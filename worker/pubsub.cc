@@ -290,25 +290,43 @@ void PubSubHub::DropBehind(uint64_t head) {
   cursor_ = head;
 }
 
+void PubSubClient::PushFrame(std::string_view frame) {
+  if (!frame.empty()) conn().Write(frame);
+}
+
 void PubSubHub::Deliver(const bus::Message& m) {
   const uint64_t now = WorkerContext::MonoMs();
   if (m.kind == bus::kBroadcast) return DeliverBroadcast(m, now);
   if (m.kind != bus::kPubSub) return;
   auto it = channels_.find(std::string(m.channel));
-  if (it != channels_.end()) {
-    for (PubSubClient* c : it->second) {
-      if (c->conn().closing()) continue;
-      c->Push({}, m.channel, m.data);
-      CheckOutput(*c, now);
-    }
-  }
+  if (it != channels_.end()) DeliverTo(it->second, {}, m, now);
   for (const auto& [pattern, set] : patterns_) {
-    if (!GlobMatch(pattern, m.channel)) continue;
-    for (PubSubClient* c : set) {
-      if (c->conn().closing()) continue;
-      c->Push(pattern, m.channel, m.data);
-      CheckOutput(*c, now);
+    if (GlobMatch(pattern, m.channel)) DeliverTo(set, pattern, m, now);
+  }
+}
+
+void PubSubHub::DeliverTo(const std::unordered_set<PubSubClient*>& set, std::string_view pattern,
+                          const bus::Message& m, uint64_t now_ms) {
+  size_t rendered = 0;  // frames_[0, rendered) hold this message (their strings keep their capacity)
+  for (PubSubClient* c : set) {
+    if (c->conn().closing()) continue;
+    const PubSubClient::Renderer r = c->renderer();
+    const Frame* f = nullptr;
+    if (r) {
+      for (size_t i = 0; i < rendered && !f; i++)
+        if (frames_[i].renderer == r) f = &frames_[i];
+      if (!f) {
+        if (rendered == frames_.size()) frames_.emplace_back();
+        Frame& n = frames_[rendered++];
+        n.renderer = r;
+        n.bytes.clear();
+        n.shared = r(pattern, m.channel, m.data, &n.bytes);
+        f = &n;
+      }
     }
+    if (f && f->shared) c->PushFrame(f->bytes);
+    else c->Push(pattern, m.channel, m.data);
+    CheckOutput(*c, now_ms);
   }
 }
 

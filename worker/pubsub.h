@@ -32,6 +32,18 @@ class PubSubClient {
   virtual Connection& conn() = 0;
   // One message; `pattern` is empty for a channel subscription.
   virtual void Push(std::string_view pattern, std::string_view channel, std::string_view data) = 0;
+
+  // Fan-out renders a message once per protocol, not once per subscriber:
+  // clients whose pushes are the same bytes for every client of their kind
+  // name one renderer, the hub calls it once per message (and pattern) and
+  // hands each such client the frame with PushFrame. A renderer returns
+  // false for a message whose push depends on the client (a chat kick names
+  // its target); that client then gets Push. A renderer appends to an
+  // empty `out`; an empty frame writes nothing.
+  using Renderer = bool (*)(std::string_view pattern, std::string_view channel,
+                            std::string_view data, std::string* out);
+  virtual Renderer renderer() const { return nullptr; }
+  virtual void PushFrame(std::string_view frame);
   // An operator broadcast to this connection's listener (only for clients
   // that PubSubHub::AddBroadcastTarget registered).
   virtual void PushBroadcast(std::string_view) {}
@@ -130,6 +142,8 @@ class PubSubHub {
   void WakeAll();
   void Deliver(const bus::Message& m);
   void DeliverBroadcast(const bus::Message& m, uint64_t now_ms);
+  void DeliverTo(const std::unordered_set<PubSubClient*>& set, std::string_view pattern,
+                 const bus::Message& m, uint64_t now_ms);
   void CheckOutput(PubSubClient& c, uint64_t now_ms);
   void DropBehind(uint64_t head);
   // This worker reads the ring while it has subscribers or broadcast targets.
@@ -147,6 +161,14 @@ class PubSubHub {
   // Broadcast targets by listener name.
   std::unordered_map<std::string, std::unordered_set<PubSubClient*>> broadcast_;
   std::string buf_;
+  // The frames of the message being delivered, one per renderer (a handful
+  // of protocols), reused from message to message.
+  struct Frame {
+    PubSubClient::Renderer renderer = nullptr;
+    bool shared = false;
+    std::string bytes;
+  };
+  std::vector<Frame> frames_;
   bool pumping_ = false;
 };
 

@@ -428,6 +428,43 @@ TEST_F(KvJsonPubSubTest, SubscribePublishUnsubscribeAcrossWorkers) {
   EXPECT_EQ(Req(sub, R"({"id":12,"action":"PING"})"), R"({"id":12,"ok":true,"result":"PONG"})");
 }
 
+// A message is rendered once per protocol and pattern and shared by the
+// subscribers of that shape: each still gets its own protocol's bytes, a
+// client with a channel and a pattern subscription gets both pushes, in order.
+TEST_F(KvJsonPubSubTest, OneMessageReachesEveryProtocolAndPatternInItsShape) {
+  StartServer();
+  auto resp_on = [&](int slot) {
+    for (int i = 0; i < 200; i++) {
+      Client c;
+      if (!c.Connect(server_->Port("resp"))) break;
+      const std::string info = Cmd(c, {"CLIENT", "INFO"});
+      const size_t at = info.find("worker=");
+      if (at != std::string::npos && std::atoi(info.c_str() + at + 7) == slot) return c;
+    }
+    ADD_FAILURE() << "no resp connection landed on worker " << slot;
+    return Client();
+  };
+  Client r1 = resp_on(0), r2 = resp_on(0), rp = resp_on(0), j1 = On(0), j2 = On(0), pub = On(1);
+  EXPECT_EQ(Cmd(r1, {"SUBSCRIBE", "mix"}), "[$subscribe,$mix,:1]");
+  EXPECT_EQ(Cmd(r2, {"SUBSCRIBE", "mix"}), "[$subscribe,$mix,:1]");
+  EXPECT_EQ(Cmd(r2, {"PSUBSCRIBE", "m*"}), "[$psubscribe,$m*,:2]");
+  EXPECT_EQ(Cmd(rp, {"PSUBSCRIBE", "mi?"}), "[$psubscribe,$mi?,:1]");
+  for (Client* j : {&j1, &j2})
+    EXPECT_EQ(Req(*j, R"({"id":1,"action":"SUBSCRIBE","channel":"mix"})"),
+              R"({"id":1,"ok":true,"result":1})");
+  for (const char* text : {"one", "two"}) {
+    EXPECT_EQ(Req(pub, std::string(R"({"id":2,"action":"PUBLISH","channel":"mix","message":")") +
+                           text + "\"}"),
+              R"({"id":2,"ok":true,"result":6})");
+    EXPECT_EQ(Next(r1), std::string("[$message,$mix,$") + text + "]");
+    EXPECT_EQ(Next(r2), std::string("[$message,$mix,$") + text + "]");
+    EXPECT_EQ(Next(r2), std::string("[$pmessage,$m*,$mix,$") + text + "]");
+    EXPECT_EQ(Next(rp), std::string("[$pmessage,$mi?,$mix,$") + text + "]");
+    for (Client* j : {&j1, &j2})
+      EXPECT_EQ(Line(*j), std::string(R"({"type":"message","channel":"mix","data":")") + text + "\"}");
+  }
+}
+
 TEST_F(KvJsonPubSubTest, OwnPublishIsPushedAfterItsReply) {
   StartServer();
   Client c = On(0);
