@@ -34,12 +34,14 @@ PubSubHub::PubSubHub(WorkerContext& w, bus::Bus bus, std::vector<int> wake_fds)
   if (own >= 0) event_add(wake_ev_, nullptr);
   poll_ev_ = event_new(w.base, -1, EV_PERSIST, PollCb, this);
   evtimer_add(poll_ev_, &kPollPeriod);
+  published_ev_ = event_new(w.base, -1, 0, PublishedCb, this);
   cursor_ = bus_.Head();
 }
 
 PubSubHub::~PubSubHub() {
   if (wake_ev_) event_free(wake_ev_);
   if (poll_ev_) event_free(poll_ev_);
+  if (published_ev_) event_free(published_ev_);
 }
 
 SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool pattern) {
@@ -48,7 +50,11 @@ SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool patt
   if (mine.count(std::string(name))) return SubStatus::kOk;
   if (c.subscriptions() >= w_.config->pubsub.max_channels_per_client) return SubStatus::kTooMany;
   // A worker without subscribers does not follow the ring: start from now.
+  // One that does delivers what is pending first (this worker's own
+  // publishes wait for the end of the loop turn), so a subscription never
+  // gets a message published before it.
   if (!Following()) cursor_ = bus_.Head();
+  else if (cursor_ != bus_.Head()) Pump();
   if (w_.owner >= 0 && !bus_.AddSub(w_.owner, name, pattern)) return SubStatus::kTableFull;
   mine.emplace(name);
   (pattern ? patterns_ : channels_)[std::string(name)].insert(&c);
@@ -101,11 +107,36 @@ PubStatus PubSubHub::Publish(PubSubClient* from, uint64_t origin, std::string_vi
   }
   if (!bus_.Publish(bus::kPubSub, origin, channel, data)) return PubStatus::kInternal;
   *receivers = bus_.Receivers(channel);
-  WakeAll();
-  // Our own subscribers are served at once, so a long pipelined batch of
-  // publishes cannot run this worker past the ring.
-  if (Following()) Pump();
+  AfterPublish(from);
   return PubStatus::kOk;
+}
+
+// Other workers are woken once per loop turn, however many messages the turn
+// published (one eventfd write per worker, not one per PUBLISH), and this
+// worker's subscribers get the turn's messages as one batch (PublishedCb).
+// Two cases deliver at once, as every publish did before: a publisher that
+// is itself subscribed here keeps its pushes interleaved with its replies
+// (kv-json: each reply, then its push), and a batch that has run half the
+// ring ahead of this worker is delivered before it could be overwritten.
+void PubSubHub::AfterPublish(const PubSubClient* from) {
+  if (!published_armed_) {
+    published_armed_ = true;
+    event_active(published_ev_, EV_TIMEOUT, 0);  // after the other callbacks of this turn
+  }
+  if (!Following()) return;
+  const uint64_t ahead = std::min<uint64_t>(kPumpBudget, bus_.ring_slots() / 2);
+  if ((from && from->subscriptions() > 0) || bus_.Head() - cursor_ >= ahead) Pump();
+}
+
+void PubSubHub::PublishedCb(int, short, void* arg) {
+  auto* h = static_cast<PubSubHub*>(arg);
+  h->published_armed_ = false;
+  h->WakeAll();
+  try {
+    h->Pump();
+  } catch (const std::exception& e) {
+    spdlog::error("pub/sub delivery: {}", e.what());
+  }
 }
 
 size_t PubSubHub::max_message_bytes() const {
@@ -134,8 +165,7 @@ void PubSubHub::RemoveBroadcastTarget(PubSubClient& c) {
 PubStatus PubSubHub::Broadcast(std::string_view encoded) {
   if (encoded.size() > max_message_bytes()) return PubStatus::kTooLarge;
   if (!bus_.Publish(bus::kBroadcast, 0, kBroadcastChannel, encoded)) return PubStatus::kInternal;
-  WakeAll();
-  if (Following()) Pump();
+  AfterPublish(nullptr);
   return PubStatus::kOk;
 }
 

@@ -139,6 +139,8 @@ class PubSubHub {
  private:
   static void WakeCb(int fd, short what, void* arg);
   static void PollCb(int fd, short what, void* arg);
+  static void PublishedCb(int fd, short what, void* arg);
+  void AfterPublish(const PubSubClient* from);
   void WakeAll();
   void Deliver(const bus::Message& m);
   void DeliverBroadcast(const bus::Message& m, uint64_t now_ms);
@@ -154,6 +156,8 @@ class PubSubHub {
   std::vector<int> wake_fds_;
   event* wake_ev_ = nullptr;
   event* poll_ev_ = nullptr;
+  event* published_ev_ = nullptr;  // active: this turn published (PublishedCb)
+  bool published_armed_ = false;
   uint64_t cursor_ = 0;     // the next sequence number this worker delivers
   size_t local_subs_ = 0;   // subscriptions of this worker's clients
   size_t broadcast_targets_ = 0;
