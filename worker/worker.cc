@@ -3,6 +3,7 @@
 // connections, and stop gracefully (drain) or fast on the master's signal.
 #include "worker/worker.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -531,6 +532,15 @@ class Worker {
 }  // namespace
 
 int RunWorker(const WorkerStart& start) {
+  // Pub/sub fan-out queues megabytes of output in a loop turn and frees it
+  // once written. glibc gives the top of the heap back to the kernel past
+  // 128 KB free, so each turn paid brk calls and page faults to get the
+  // memory again; keep up to kKeepFreeHeap. (Setting the trim threshold
+  // stops glibc's dynamic mmap threshold, so it is set too, at glibc's own
+  // ceiling: a large value's buffer is not mmapped and unmapped each time.)
+  constexpr int kKeepFreeHeap = 64 << 20;
+  mallopt(M_TRIM_THRESHOLD, kKeepFreeHeap);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
   Worker w(start);
   return w.Run();
 }
