@@ -18,6 +18,7 @@
 
 #include "shared/config.h"
 #include "shared/persist.h"
+#include "worker/pubsub.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -221,6 +222,7 @@ void Connection::Process() {
 
 void Connection::Flush() {
   if (closing_ == Closing::kNow) return;
+  if (w_.pubsub) w_.pubsub->WakeOwed();
   if (durable_gate_) {
     if (durable_gate_ > w_.log->durable()) {
       if (write_armed_) {  // no busy write events while the reply may not go

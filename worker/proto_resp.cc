@@ -196,6 +196,7 @@ class RespSession final : public SubscriberSession {
         return true;
       }
       Count("reset", now);
+      hub->DeliverOwn();
       hub->ReleaseAll(*this);
       admin = false;
       session_.name.clear();

@@ -50,11 +50,8 @@ SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool patt
   if (mine.count(std::string(name))) return SubStatus::kOk;
   if (c.subscriptions() >= w_.config->pubsub.max_channels_per_client) return SubStatus::kTooMany;
   // A worker without subscribers does not follow the ring: start from now.
-  // One that does delivers what is pending first (this worker's own
-  // publishes wait for the end of the loop turn), so a subscription never
-  // gets a message published before it.
   if (!Following()) cursor_ = bus_.Head();
-  else if (cursor_ != bus_.Head()) Pump();
+  DeliverOwn();
   if (w_.owner >= 0 && !bus_.AddSub(w_.owner, name, pattern)) return SubStatus::kTableFull;
   mine.emplace(name);
   (pattern ? patterns_ : channels_)[std::string(name)].insert(&c);
@@ -63,6 +60,12 @@ SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool patt
 }
 
 bool PubSubHub::Unsubscribe(PubSubClient& c, std::string_view name, bool pattern) {
+  if (!(pattern ? c.patterns : c.channels).count(std::string(name))) return false;
+  DeliverOwn();
+  return Drop(c, name, pattern);
+}
+
+bool PubSubHub::Drop(PubSubClient& c, std::string_view name, bool pattern) {
   auto& mine = pattern ? c.patterns : c.channels;
   auto it = mine.find(std::string(name));
   if (it == mine.end()) return false;
@@ -78,14 +81,15 @@ bool PubSubHub::Unsubscribe(PubSubClient& c, std::string_view name, bool pattern
   return true;
 }
 
+// No delivery here: the connection may be inside its destructor.
 void PubSubHub::ReleaseAll(PubSubClient& c) {
   while (!c.channels.empty()) {
     const std::string n = *c.channels.begin();
-    Unsubscribe(c, n, false);
+    Drop(c, n, false);
   }
   while (!c.patterns.empty()) {
     const std::string n = *c.patterns.begin();
-    Unsubscribe(c, n, true);
+    Drop(c, n, true);
   }
 }
 
@@ -111,14 +115,16 @@ PubStatus PubSubHub::Publish(PubSubClient* from, uint64_t origin, std::string_vi
   return PubStatus::kOk;
 }
 
-// Other workers are woken once per loop turn, however many messages the turn
-// published (one eventfd write per worker, not one per PUBLISH), and this
-// worker's subscribers get the turn's messages as one batch (PublishedCb).
+// Other workers are woken once per batch of input, before its replies are
+// written (WakeOwed), not once per PUBLISH, and this worker's subscribers
+// get the turn's messages as one batch at the end of the turn (PublishedCb).
 // Two cases deliver at once, as every publish did before: a publisher that
 // is itself subscribed here keeps its pushes interleaved with its replies
 // (kv-json: each reply, then its push), and a batch that has run half the
 // ring ahead of this worker is delivered before it could be overwritten.
 void PubSubHub::AfterPublish(const PubSubClient* from) {
+  wake_owed_ = true;
+  own_until_ = bus_.Head();
   if (!published_armed_) {
     published_armed_ = true;
     event_active(published_ev_, EV_TIMEOUT, 0);  // after the other callbacks of this turn
@@ -128,10 +134,14 @@ void PubSubHub::AfterPublish(const PubSubClient* from) {
   if ((from && from->subscriptions() > 0) || bus_.Head() - cursor_ >= ahead) Pump();
 }
 
+void PubSubHub::DeliverOwn() {
+  if (Following() && cursor_ < own_until_) Pump(own_until_);
+}
+
 void PubSubHub::PublishedCb(int, short, void* arg) {
   auto* h = static_cast<PubSubHub*>(arg);
   h->published_armed_ = false;
-  h->WakeAll();
+  h->WakeOwed();
   try {
     h->Pump();
   } catch (const std::exception& e) {
@@ -146,6 +156,7 @@ size_t PubSubHub::max_message_bytes() const {
 void PubSubHub::AddBroadcastTarget(PubSubClient& c) {
   if (c.broadcast_target) return;
   if (!Following()) cursor_ = bus_.Head();
+  DeliverOwn();
   broadcast_[c.conn().listener().name].insert(&c);
   c.broadcast_target = true;
   broadcast_targets_++;
@@ -247,6 +258,7 @@ std::string PubSubHub::Error(SubStatus s) const {
 }
 
 void PubSubHub::WakeAll() {
+  wake_owed_ = false;
   for (size_t s = 0; s < wake_fds_.size(); s++) {
     if (!bus_.MarkPending(static_cast<uint32_t>(s))) continue;  // already woken, not yet run
     if (static_cast<int>(s) == w_.slot) {
@@ -284,7 +296,7 @@ void PubSubHub::PollCb(int, short, void* arg) {
   }
 }
 
-void PubSubHub::Pump() {
+void PubSubHub::Pump(uint64_t until) {
   if (pumping_) return;  // a delivery that publishes (chat) is picked up by the outer loop
   if (!Following()) {
     cursor_ = bus_.Head();
@@ -293,7 +305,7 @@ void PubSubHub::Pump() {
   pumping_ = true;
   bus::Message m;
   int n = 0;
-  for (; n < kPumpBudget; n++) {
+  for (; n < kPumpBudget && cursor_ < until; n++) {
     const bus::ReadStatus r = bus_.Read(cursor_, &buf_, &m);
     if (r == bus::ReadStatus::kEmpty) break;
     if (r == bus::ReadStatus::kGap) {

@@ -108,8 +108,15 @@ class PubSubHub {
   SubStatus Subscribe(PubSubClient& c, std::string_view name, bool pattern);
   // False when `c` was not subscribed to `name`.
   bool Unsubscribe(PubSubClient& c, std::string_view name, bool pattern);
-  // Every subscription of `c`, at once (the connection is going).
+  // Every subscription of `c`, at once (the connection is going; RESET
+  // calls DeliverOwn first).
   void ReleaseAll(PubSubClient& c);
+  // Before a subscription of this worker changes: this worker's publishes
+  // so far reach the subscriptions as they were (they are otherwise
+  // delivered at the end of the loop turn), as when every publish was
+  // delivered at once: a new subscriber never gets a message published here
+  // before it subscribed, one that leaves gets those published before.
+  void DeliverOwn();
 
   // `from` is the publishing client (limits and admin rights; nullptr =
   // the server itself). *receivers: clients over all workers that get it.
@@ -131,8 +138,16 @@ class PubSubHub {
   // for PUBLISH, at most once.
   PubStatus Broadcast(std::string_view encoded);
 
-  // Delivers what the ring holds past this worker's cursor.
-  void Pump();
+  // Delivers what the ring holds past this worker's cursor (up to, not
+  // including, sequence number `until`).
+  void Pump(uint64_t until = UINT64_MAX);
+
+  // Wakes the other workers for this turn's publishes now, if that is still
+  // owed: Connection::Flush calls it, so a reply never leaves the worker
+  // before the wake-ups for what its request published.
+  void WakeOwed() {
+    if (wake_owed_) WakeAll();
+  }
 
   size_t local_subscriptions() const { return local_subs_; }
 
@@ -141,6 +156,7 @@ class PubSubHub {
   static void PollCb(int fd, short what, void* arg);
   static void PublishedCb(int fd, short what, void* arg);
   void AfterPublish(const PubSubClient* from);
+  bool Drop(PubSubClient& c, std::string_view name, bool pattern);
   void WakeAll();
   void Deliver(const bus::Message& m);
   void DeliverBroadcast(const bus::Message& m, uint64_t now_ms);
@@ -158,6 +174,8 @@ class PubSubHub {
   event* poll_ev_ = nullptr;
   event* published_ev_ = nullptr;  // active: this turn published (PublishedCb)
   bool published_armed_ = false;
+  bool wake_owed_ = false;         // published since the last WakeAll
+  uint64_t own_until_ = 0;         // the ring's head after this worker's last publish
   uint64_t cursor_ = 0;     // the next sequence number this worker delivers
   size_t local_subs_ = 0;   // subscriptions of this worker's clients
   size_t broadcast_targets_ = 0;
