@@ -22,6 +22,11 @@ namespace pf {
 namespace {
 // Messages delivered per loop turn before the other connections get a turn.
 constexpr int kPumpBudget = 4096;
+// Messages (and bytes) read from the ring before they are delivered.
+constexpr size_t kBatch = 256;
+constexpr size_t kBatchBytes = 1 << 20;
+// A message buffer that grew past this (a large message) is given back.
+constexpr size_t kKeepBuffer = 64 * 1024;
 // Fallback poll while this worker has subscribers: a wake-up can be consumed
 // by the other process of the same slot during a reload.
 constexpr timeval kPollPeriod{0, 100'000};
@@ -303,21 +308,34 @@ void PubSubHub::Pump(uint64_t until) {
     return;
   }
   pumping_ = true;
-  bus::Message m;
+  if (batch_.size() < kBatch) {
+    batch_.resize(kBatch);
+    batch_bufs_.resize(kBatch);
+  }
   int n = 0;
-  for (; n < kPumpBudget && cursor_ < until; n++) {
-    const bus::ReadStatus r = bus_.Read(cursor_, &buf_, &m);
-    if (r == bus::ReadStatus::kEmpty) break;
+  for (;;) {
+    size_t got = 0, bytes = 0;
+    bus::ReadStatus r = bus::ReadStatus::kOk;
+    while (got < kBatch && bytes < kBatchBytes && n < kPumpBudget && cursor_ < until) {
+      r = bus_.Read(cursor_, &batch_bufs_[got], &batch_[got]);
+      if (r != bus::ReadStatus::kOk) break;
+      bytes += batch_bufs_[got].size();
+      cursor_++;
+      got++;
+      n++;
+    }
+    // What was read is delivered even when the next message was overwritten.
+    Deliver(std::span<const bus::Message>(batch_.data(), got));
+    for (size_t i = 0; i < got; i++)
+      if (batch_bufs_[i].capacity() > kKeepBuffer) std::string().swap(batch_bufs_[i]);
     if (r == bus::ReadStatus::kGap) {
       DropBehind(bus_.Head());
       break;
     }
-    cursor_++;
-    Deliver(m);
+    if (r == bus::ReadStatus::kEmpty || n == kPumpBudget || cursor_ >= until) break;
   }
   pumping_ = false;
   if (n == kPumpBudget) event_active(wake_ev_, EV_READ, 0);  // more next turn
-  if (buf_.capacity() > (1u << 20)) std::string().swap(buf_);
 }
 
 void PubSubHub::DropBehind(uint64_t head) {
@@ -336,25 +354,59 @@ void PubSubClient::PushFrame(std::string_view frame) {
   if (!frame.empty()) conn().Write(frame);
 }
 
-void PubSubHub::Deliver(const bus::Message& m) {
+void PubSubHub::Deliver(std::span<const bus::Message> batch) {
   const uint64_t now = WorkerContext::MonoMs();
-  if (m.kind == bus::kBroadcast) return DeliverBroadcast(m, now);
-  if (m.kind != bus::kPubSub) return;
-  auto it = channels_.find(std::string(m.channel));
-  if (it != channels_.end()) DeliverTo(it->second, {}, m, now);
+  for (size_t i = 0; i < batch.size();) {
+    const bus::Message& m = batch[i];
+    if (m.kind != bus::kPubSub) {
+      if (m.kind == bus::kBroadcast) DeliverBroadcast(m, now);
+      i++;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < batch.size() && batch[j].kind == bus::kPubSub && batch[j].channel == m.channel) j++;
+    DeliverRun(batch.subspan(i, j - i), now);
+    i = j;
+  }
+}
+
+// Consecutive messages on one channel. A client may hold both the channel
+// and patterns that match it, and must get its pushes message by message in
+// Redis' order (the channel's, then each pattern's): with a matching
+// pattern the run goes message by message.
+void PubSubHub::DeliverRun(std::span<const bus::Message> run, uint64_t now_ms) {
+  const std::string_view channel = run.front().channel;
+  auto it = channels_.find(std::string(channel));
+  bool patterned = false;
   for (const auto& [pattern, set] : patterns_) {
-    if (GlobMatch(pattern, m.channel)) DeliverTo(set, pattern, m, now);
+    if (GlobMatch(pattern, channel)) {
+      patterned = true;
+      break;
+    }
+  }
+  if (!patterned) {
+    if (it != channels_.end()) DeliverTo(it->second, {}, run, now_ms);
+    return;
+  }
+  for (size_t k = 0; k < run.size(); k++) {
+    if (it != channels_.end()) DeliverTo(it->second, {}, run.subspan(k, 1), now_ms);
+    for (const auto& [pattern, set] : patterns_)
+      if (GlobMatch(pattern, channel)) DeliverTo(set, pattern, run.subspan(k, 1), now_ms);
   }
 }
 
 void PubSubHub::DeliverTo(const std::unordered_set<PubSubClient*>& set, std::string_view pattern,
-                          const bus::Message& m, uint64_t now_ms) {
-  size_t rendered = 0;  // frames_[0, rendered) hold this message (their strings keep their capacity)
+                          std::span<const bus::Message> run, uint64_t now_ms) {
+  const PubSubConf& pc = w_.config->pubsub;
+  // Output that stays at or below this after the whole run passed every
+  // per-message check (CheckOutput) on the way: the run is queued at once.
+  const uint64_t at_once = std::min(pc.output_soft_limit, pc.output_hard_limit);
+  size_t rendered = 0;  // frames_[0, rendered) hold this run (their buffers keep their capacity)
   for (PubSubClient* c : set) {
-    if (c->conn().closing()) continue;
-    const PubSubClient::Renderer r = c->renderer();
+    Connection& conn = c->conn();
+    if (conn.closing()) continue;
     const Frame* f = nullptr;
-    if (r) {
+    if (const PubSubClient::Renderer r = c->renderer()) {
       for (size_t i = 0; i < rendered && !f; i++)
         if (frames_[i].renderer == r) f = &frames_[i];
       if (!f) {
@@ -362,13 +414,38 @@ void PubSubHub::DeliverTo(const std::unordered_set<PubSubClient*>& set, std::str
         Frame& n = frames_[rendered++];
         n.renderer = r;
         n.bytes.clear();
-        n.shared = r(pattern, m.channel, m.data, &n.bytes);
+        n.ends.clear();
+        n.shared = true;
+        for (const bus::Message& m : run) {
+          if (!r(pattern, m.channel, m.data, &n.bytes)) {
+            n.shared = false;
+            break;
+          }
+          n.ends.push_back(n.bytes.size());
+        }
         f = &n;
       }
     }
-    if (f && f->shared) c->PushFrame(f->bytes);
-    else c->Push(pattern, m.channel, m.data);
-    CheckOutput(*c, now_ms);
+    if (f && f->shared && conn.output_pending() + f->bytes.size() <= at_once) {
+      c->PushFrame(f->bytes);
+      c->soft_since_ms = 0;
+      continue;
+    }
+    // Close to the output limits (or no shared frame): message by message,
+    // each checked as it is queued.
+    size_t from = 0;
+    for (size_t k = 0; k < run.size() && !conn.closing(); k++) {
+      if (f && f->shared) {
+        c->PushFrame(std::string_view(f->bytes).substr(from, f->ends[k] - from));
+        from = f->ends[k];
+      } else {
+        c->Push(pattern, run[k].channel, run[k].data);
+      }
+      CheckOutput(*c, now_ms);
+    }
+  }
+  for (size_t i = 0; i < rendered; i++) {
+    if (frames_[i].bytes.capacity() > kBatchBytes) std::string().swap(frames_[i].bytes);
   }
 }
 

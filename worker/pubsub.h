@@ -36,10 +36,11 @@ class PubSubClient {
   // Fan-out renders a message once per protocol, not once per subscriber:
   // clients whose pushes are the same bytes for every client of their kind
   // name one renderer, the hub calls it once per message (and pattern) and
-  // hands each such client the frame with PushFrame. A renderer returns
-  // false for a message whose push depends on the client (a chat kick names
-  // its target); that client then gets Push. A renderer appends to an
-  // empty `out`; an empty frame writes nothing.
+  // hands each such client the frame with PushFrame; consecutive messages
+  // on one channel come as one frame, their pushes back to back. A renderer
+  // returns false for a message whose push depends on the client (a chat
+  // kick names its target); that client then gets Push. A renderer appends
+  // to `out`; an empty frame writes nothing.
   using Renderer = bool (*)(std::string_view pattern, std::string_view channel,
                             std::string_view data, std::string* out);
   virtual Renderer renderer() const { return nullptr; }
@@ -158,10 +159,11 @@ class PubSubHub {
   void AfterPublish(const PubSubClient* from);
   bool Drop(PubSubClient& c, std::string_view name, bool pattern);
   void WakeAll();
-  void Deliver(const bus::Message& m);
+  void Deliver(std::span<const bus::Message> batch);
+  void DeliverRun(std::span<const bus::Message> run, uint64_t now_ms);
   void DeliverBroadcast(const bus::Message& m, uint64_t now_ms);
   void DeliverTo(const std::unordered_set<PubSubClient*>& set, std::string_view pattern,
-                 const bus::Message& m, uint64_t now_ms);
+                 std::span<const bus::Message> run, uint64_t now_ms);
   void CheckOutput(PubSubClient& c, uint64_t now_ms);
   void DropBehind(uint64_t head);
   // This worker reads the ring while it has subscribers or broadcast targets.
@@ -182,13 +184,18 @@ class PubSubHub {
   std::unordered_map<std::string, std::unordered_set<PubSubClient*>> channels_, patterns_;
   // Broadcast targets by listener name.
   std::unordered_map<std::string, std::unordered_set<PubSubClient*>> broadcast_;
-  std::string buf_;
-  // The frames of the message being delivered, one per renderer (a handful
-  // of protocols), reused from message to message.
+  // Pump reads the ring a batch at a time, so a run of messages on one
+  // channel reaches each subscriber as one frame (and one output append).
+  std::vector<bus::Message> batch_;
+  std::vector<std::string> batch_bufs_;
+  // The frames of the run being delivered, one per renderer (a handful of
+  // protocols), reused from run to run: `ends` is where each message's
+  // pushes end in `bytes`.
   struct Frame {
     PubSubClient::Renderer renderer = nullptr;
     bool shared = false;
     std::string bytes;
+    std::vector<size_t> ends;
   };
   std::vector<Frame> frames_;
   bool pumping_ = false;

@@ -463,6 +463,29 @@ TEST_F(KvJsonPubSubTest, OneMessageReachesEveryProtocolAndPatternInItsShape) {
     for (Client* j : {&j1, &j2})
       EXPECT_EQ(Line(*j), std::string(R"({"type":"message","channel":"mix","data":")") + text + "\"}");
   }
+  // A pipelined burst reaches worker 0 as runs of messages on one channel
+  // (five on "solo", which no pattern matches, then five on "mix", ...):
+  // the same pushes, in the same order (r2: each message, then its pmessage).
+  EXPECT_EQ(Cmd(r1, {"SUBSCRIBE", "solo"}), "[$subscribe,$solo,:2]");
+  EXPECT_EQ(Req(j1, R"({"id":3,"action":"SUBSCRIBE","channel":"solo"})"),
+            R"({"id":3,"ok":true,"result":2})");
+  Client rpub = resp_on(1);
+  const int n = 60;
+  auto channel = [](int i) { return (i / 5) % 2 ? std::string("mix") : std::string("solo"); };
+  std::string batch;
+  for (int i = 0; i < n; i++) batch += Resp({"PUBLISH", channel(i), "m" + std::to_string(i)});
+  ASSERT_TRUE(rpub.SendAll(batch));
+  for (int i = 0; i < n; i++) ASSERT_EQ(Next(rpub), channel(i) == "mix" ? ":6" : ":2") << i;
+  for (int i = 0; i < n; i++) {
+    const std::string m = "m" + std::to_string(i), ch = channel(i);
+    ASSERT_EQ(Next(r1), "[$message,$" + ch + ",$" + m + "]") << i;
+    ASSERT_EQ(Line(j1), R"({"type":"message","channel":")" + ch + R"(","data":")" + m + "\"}") << i;
+    if (ch != "mix") continue;
+    ASSERT_EQ(Next(r2), "[$message,$mix,$" + m + "]") << i;
+    ASSERT_EQ(Next(r2), "[$pmessage,$m*,$mix,$" + m + "]") << i;
+    ASSERT_EQ(Next(rp), "[$pmessage,$mi?,$mix,$" + m + "]") << i;
+    ASSERT_EQ(Line(j2), R"({"type":"message","channel":"mix","data":")" + m + "\"}") << i;
+  }
 }
 
 TEST_F(KvJsonPubSubTest, OwnPublishIsPushedAfterItsReply) {
