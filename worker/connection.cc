@@ -61,6 +61,7 @@ Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const so
 }
 
 Connection::~Connection() {
+  if (write_queued_) w_.pending_writes[queued_at_] = nullptr;
   if (rev_) event_free(rev_);
   if (wev_) event_free(wev_);
   if (in_) evbuffer_free(in_);
@@ -302,8 +303,13 @@ void Connection::OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
   if (info->n_added == 0 || c->in_callback_ || c->write_armed_ || c->write_queued_ ||
       c->closing_ == Closing::kNow)
     return;
-  if (c->w_.QueueWrite(c->id_)) c->write_queued_ = true;
-  else c->ArmWrite();
+  const ptrdiff_t at = c->w_.QueueWrite(c);
+  if (at < 0) {
+    c->ArmWrite();
+    return;
+  }
+  c->write_queued_ = true;
+  c->queued_at_ = static_cast<size_t>(at);
 }
 
 void Connection::OnQueuedWrite() {

@@ -91,7 +91,8 @@ class Connection {
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
   bool read_paused_ = false;   // output above the high-water mark
   bool write_armed_ = false;
-  bool write_queued_ = false;  // in WorkerContext::pending_writes
+  bool write_queued_ = false;  // in WorkerContext::pending_writes, at queued_at_
+  size_t queued_at_ = 0;
   bool in_callback_ = false;   // inside a session callback: Process() flushes after it
   bool eof_ = false;           // the peer finished sending
   Closing closing_ = Closing::kNo;

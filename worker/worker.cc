@@ -50,31 +50,24 @@ void WorkerContext::WaitDurable(Connection* c) {
   }
 }
 
-bool WorkerContext::QueueWrite(uint64_t conn_id) {
-  if (!write_flush) return false;
-  pending_writes.push_back(conn_id);
+ptrdiff_t WorkerContext::QueueWrite(Connection* c) {
+  if (!write_flush) return -1;
+  pending_writes.push_back(c);
   if (!write_flush_armed) {
     write_flush_armed = true;
     event_active(write_flush, EV_TIMEOUT, 0);  // after the other callbacks of this turn
   }
-  return true;
+  return static_cast<ptrdiff_t>(pending_writes.size() - 1);
 }
 
 void WorkerContext::WritePending() {
-  write_flush_armed = false;
   // A write may run a session (input that waited for the output to drain)
-  // that queues output for others: they are in the next list, and the
-  // re-armed event writes them in this same turn.
-  std::vector<uint64_t> list;
-  list.swap(pending_writes);
-  for (uint64_t id : list) {
-    auto it = conns.find(id);
-    if (it != conns.end()) it->second->OnQueuedWrite();
-  }
-  if (pending_writes.empty() && list.capacity() > pending_writes.capacity()) {
-    list.clear();
-    pending_writes.swap(list);  // keep the capacity for the next turn
-  }
+  // that queues output for others: appended, and written in this same pass.
+  // (Connections are freed only by the reaper, never inside this loop.)
+  for (size_t i = 0; i < pending_writes.size(); i++)
+    if (Connection* c = pending_writes[i]) c->OnQueuedWrite();
+  pending_writes.clear();
+  write_flush_armed = false;
 }
 
 void WorkerContext::ReleaseDurable() {

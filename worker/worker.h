@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -67,12 +68,13 @@ struct WorkerContext {
 
   // Connections with output queued outside their own callbacks (pub/sub
   // deliveries, timers): written once at the end of this loop turn
-  // (Connection::OnQueuedWrite). False: no loop to do it (the caller arms
-  // the connection's write event instead).
-  std::vector<uint64_t> pending_writes;   // connection ids
+  // (Connection::OnQueuedWrite). A connection freed before that nulls its
+  // entry (~Connection). QueueWrite returns the entry's index, or -1: no
+  // loop to do it (the caller arms the connection's write event instead).
+  std::vector<Connection*> pending_writes;
   event* write_flush = nullptr;           // active: write them after the other callbacks of this turn
   bool write_flush_armed = false;
-  bool QueueWrite(uint64_t conn_id);
+  ptrdiff_t QueueWrite(Connection* c);
   void WritePending();
 
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;
