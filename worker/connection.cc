@@ -101,6 +101,23 @@ void Connection::Write(std::string_view data) {
   evbuffer_add(out_, data.data(), data.size());
 }
 
+void SharedBytes::Unref(SharedBytes* s) {
+  if (--s->refs == 0) std::unique_ptr<SharedBytes> last(s);
+}
+
+namespace {
+void UnrefShared(const void*, size_t, void* arg) { SharedBytes::Unref(static_cast<SharedBytes*>(arg)); }
+}  // namespace
+
+void Connection::WriteShared(std::string_view data, SharedBytes* shared) {
+  if (closing_ == Closing::kNow || data.empty()) return;
+  shared->refs++;
+  if (evbuffer_add_reference(out_, data.data(), data.size(), UnrefShared, shared) != 0) {
+    shared->refs--;
+    evbuffer_add(out_, data.data(), data.size());
+  }
+}
+
 void Connection::CloseAfterWrite() {
   if (closing_ != Closing::kNo) return;
   closing_ = Closing::kAfterWrite;

@@ -24,6 +24,15 @@ namespace pf {
 struct ListenerConf;
 struct WorkerContext;
 
+// Bytes that many connections' outputs share instead of copying them each
+// (pub/sub fan-out: evbuffer_add_reference). Every output holding them
+// counts a reference, dropped once they are written or the output is freed.
+struct SharedBytes {
+  std::string bytes;
+  uint32_t refs = 1;  // the creator's
+  static void Unref(SharedBytes* s);
+};
+
 class Connection {
  public:
   Connection(WorkerContext& w, const ListenerConf& l, int fd, const sockaddr* sa, uint64_t id);
@@ -52,6 +61,8 @@ class Connection {
   static bool Contiguous(evbuffer* in, size_t need, const char** data, size_t* len);
   size_t output_pending() const;
   void Write(std::string_view data);
+  // `data` lies in `shared`: the output references it instead of a copy.
+  void WriteShared(std::string_view data, SharedBytes* shared);
   // Flush what is queued, then close. Further input is discarded.
   void CloseAfterWrite();
   // Close now (the registry frees this object from the event loop).

@@ -99,7 +99,7 @@ class ChatSession final : public SubscriberSession {
     }
     std::string frame;
     Render({}, channel, data, &frame);
-    PushFrame(frame);
+    PushFrame(frame, nullptr);
   }
   Renderer renderer() const override { return Render; }
 

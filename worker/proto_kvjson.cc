@@ -45,7 +45,8 @@ class KvJsonSession final : public SubscriberSession {
     EmitPush(line);
   }
   Renderer renderer() const override { return Render; }
-  void PushFrame(std::string_view line) override { EmitPush(line); }
+  // Copied: a push may wait in deferred_ while a reply is built.
+  void PushFrame(std::string_view line, SharedBytes*) override { EmitPush(line); }
 
   static bool Render(std::string_view, std::string_view channel, std::string_view data,
                      std::string* line) {

@@ -41,7 +41,7 @@ class RespSession final : public SubscriberSession {
   void Push(std::string_view pattern, std::string_view channel, std::string_view data) override {
     std::string frame;
     Render(pattern, channel, data, &frame);
-    PushFrame(frame);
+    PushFrame(frame, nullptr);
   }
   Renderer renderer() const override { return Render; }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <memory>
 
 #include <event2/event.h>
 #include <spdlog/spdlog.h>
@@ -27,6 +28,10 @@ constexpr size_t kBatch = 256;
 constexpr size_t kBatchBytes = 1 << 20;
 // A message buffer that grew past this (a large message) is given back.
 constexpr size_t kKeepBuffer = 64 * 1024;
+// Frames at least this long are referenced by subscribers' outputs, not
+// copied into each (below it, a copy into the output's last chunk is cheaper
+// than a chunk of its own).
+constexpr size_t kShareAtLeast = 512;
 // Fallback poll while this worker has subscribers: a wake-up can be consumed
 // by the other process of the same slot during a reload.
 constexpr timeval kPollPeriod{0, 100'000};
@@ -47,6 +52,8 @@ PubSubHub::~PubSubHub() {
   if (wake_ev_) event_free(wake_ev_);
   if (poll_ev_) event_free(poll_ev_);
   if (published_ev_) event_free(published_ev_);
+  for (Frame& f : frames_)
+    if (f.bytes) SharedBytes::Unref(f.bytes);
 }
 
 SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool pattern) {
@@ -350,8 +357,10 @@ void PubSubHub::DropBehind(uint64_t head) {
   cursor_ = head;
 }
 
-void PubSubClient::PushFrame(std::string_view frame) {
-  if (!frame.empty()) conn().Write(frame);
+void PubSubClient::PushFrame(std::string_view frame, SharedBytes* shared) {
+  if (frame.empty()) return;
+  if (shared && frame.size() >= kShareAtLeast) conn().WriteShared(frame, shared);
+  else conn().Write(frame);
 }
 
 void PubSubHub::Deliver(std::span<const bus::Message> batch) {
@@ -413,21 +422,28 @@ void PubSubHub::DeliverTo(const std::unordered_set<PubSubClient*>& set, std::str
         if (rendered == frames_.size()) frames_.emplace_back();
         Frame& n = frames_[rendered++];
         n.renderer = r;
-        n.bytes.clear();
+        if (n.bytes && n.bytes->refs > 1) {  // outputs still hold the last run's frame
+          SharedBytes::Unref(n.bytes);
+          n.bytes = nullptr;
+        }
+        if (!n.bytes) n.bytes = std::make_unique<SharedBytes>().release();
+        std::string& bytes = n.bytes->bytes;
+        bytes.clear();
         n.ends.clear();
         n.shared = true;
         for (const bus::Message& m : run) {
-          if (!r(pattern, m.channel, m.data, &n.bytes)) {
+          if (!r(pattern, m.channel, m.data, &bytes)) {
             n.shared = false;
             break;
           }
-          n.ends.push_back(n.bytes.size());
+          n.ends.push_back(bytes.size());
         }
         f = &n;
       }
     }
-    if (f && f->shared && conn.output_pending() + f->bytes.size() <= at_once) {
-      c->PushFrame(f->bytes);
+    const std::string_view frame = f ? std::string_view(f->bytes->bytes) : std::string_view();
+    if (f && f->shared && conn.output_pending() + frame.size() <= at_once) {
+      c->PushFrame(frame, f->bytes);
       c->soft_since_ms = 0;
       continue;
     }
@@ -436,7 +452,7 @@ void PubSubHub::DeliverTo(const std::unordered_set<PubSubClient*>& set, std::str
     size_t from = 0;
     for (size_t k = 0; k < run.size() && !conn.closing(); k++) {
       if (f && f->shared) {
-        c->PushFrame(std::string_view(f->bytes).substr(from, f->ends[k] - from));
+        c->PushFrame(frame.substr(from, f->ends[k] - from), f->bytes);
         from = f->ends[k];
       } else {
         c->Push(pattern, run[k].channel, run[k].data);
@@ -445,7 +461,8 @@ void PubSubHub::DeliverTo(const std::unordered_set<PubSubClient*>& set, std::str
     }
   }
   for (size_t i = 0; i < rendered; i++) {
-    if (frames_[i].bytes.capacity() > kBatchBytes) std::string().swap(frames_[i].bytes);
+    Frame& f = frames_[i];
+    if (f.bytes->refs == 1 && f.bytes->bytes.capacity() > kBatchBytes) std::string().swap(f.bytes->bytes);
   }
 }
 

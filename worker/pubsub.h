@@ -23,6 +23,7 @@ struct event;
 namespace pf {
 
 class Connection;
+struct SharedBytes;
 struct WorkerContext;
 
 // A connection that can subscribe. The protocol renders pushes.
@@ -40,11 +41,13 @@ class PubSubClient {
   // on one channel come as one frame, their pushes back to back. A renderer
   // returns false for a message whose push depends on the client (a chat
   // kick names its target); that client then gets Push. A renderer appends
-  // to `out`; an empty frame writes nothing.
+  // to `out`; an empty frame writes nothing. `shared`, when not null, holds
+  // `frame` for outputs to reference instead of copying (the default
+  // PushFrame does for large frames).
   using Renderer = bool (*)(std::string_view pattern, std::string_view channel,
                             std::string_view data, std::string* out);
   virtual Renderer renderer() const { return nullptr; }
-  virtual void PushFrame(std::string_view frame);
+  virtual void PushFrame(std::string_view frame, SharedBytes* shared);
   // An operator broadcast to this connection's listener (only for clients
   // that PubSubHub::AddBroadcastTarget registered).
   virtual void PushBroadcast(std::string_view) {}
@@ -99,7 +102,7 @@ bool DecodeBroadcast(std::string_view data, BroadcastMsg* out);
 class PubSubHub {
  public:
   PubSubHub(WorkerContext& w, bus::Bus bus, std::vector<int> wake_fds);
-  ~PubSubHub();
+  ~PubSubHub();  // frees what no output references any more
   PubSubHub(const PubSubHub&) = delete;
   PubSubHub& operator=(const PubSubHub&) = delete;
 
@@ -194,7 +197,7 @@ class PubSubHub {
   struct Frame {
     PubSubClient::Renderer renderer = nullptr;
     bool shared = false;
-    std::string bytes;
+    SharedBytes* bytes = nullptr;  // one reference ours; replaced when outputs hold it
     std::vector<size_t> ends;
   };
   std::vector<Frame> frames_;
