@@ -11,7 +11,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: preforkd [-c FILE] [-t] [-g] [-v] [--show pidfile|workers|listeners|persistence]\n"
+    "Usage: preforkd [-c FILE] [-t] [-g] [-v] [--show pidfile|workers|listeners|admin_token|persistence]\n"
     "\n"
     "A pre-forking server: a master process binds the listeners, forks one\n"
     "worker per core and supervises them; workers serve echo, resp, kv-json,\n"
@@ -27,6 +27,9 @@ constexpr const char* kUsage =
     "                   file has errors elsewhere, so a running server stays manageable)\n"
     "  --show workers   print the resolved worker count and exit\n"
     "  --show listeners print one line per listener: name protocol address:port\n"
+    "  --show admin_token\n"
+    "                   print pubsub.admin_token (an empty line when unset) and\n"
+    "                   exit (tools/preforkctl broadcast reads it)\n"
     "  --show persistence  print 'on DIR FSYNC' or 'off'\n"
     "  -h, --help       this text\n"
     "\n"
@@ -83,6 +86,10 @@ int main(int argc, char** argv) {
       std::printf("%s %s %s\n", l.name.c_str(), pf::ProtocolName(l.protocol), l.SocketKey().c_str());
     return 0;
   }
+  if (show == "admin_token") {
+    std::printf("%s\n", r.config.pubsub.admin_token.c_str());
+    return 0;
+  }
   if (show == "persistence") {
     const auto& p = r.config.persistence;
     if (p.enabled) std::printf("on %s %s\n", p.dir.c_str(), pf::FsyncPolicyName(p.fsync));
@@ -90,7 +97,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (!show.empty()) {
-    std::fprintf(stderr, "preforkd: --show takes pidfile, workers, listeners or persistence\n");
+    std::fprintf(stderr, "preforkd: --show takes pidfile, workers, listeners, admin_token or persistence\n");
     return 2;
   }
   pf::MasterOptions opt;

@@ -18,8 +18,10 @@ namespace pf::bus {
 
 constexpr uint32_t kMaxWakeSlots = 256;  // = the config's maximum of workers
 
-// What a message is for: pub/sub of resp and kv-json, or a chat event.
-enum Kind : uint32_t { kPubSub = 0, kChat = 1 };
+// What a message is for: pub/sub of resp and kv-json, a chat event, or an
+// operator broadcast to every connection of a listener (never delivered to
+// channel subscribers; worker/pubsub.h has its format).
+enum Kind : uint32_t { kPubSub = 0, kChat = 1, kBroadcast = 2 };
 
 struct Message {
   uint64_t seq = 0;

@@ -24,7 +24,8 @@ struct ListenerConf {
   std::string root;                  // docroot (absolute after load)
   std::string index = "index.html";
   bool autoindex = false;
-  bool ops_allow_all = false;        // ops_allow: loopback (default) | all: who may read /_health, /_stats, /_metrics
+  // ops_allow: loopback (default) | all: who may use /_health, /_stats, /_metrics, /_admin/
+  bool ops_allow_all = false;
 
   // The identity of the kernel socket: a reload keeps a listener's sockets
   // when this does not change.

@@ -18,6 +18,7 @@
 
 #include "shared/config.h"
 #include "shared/persist.h"
+#include "worker/pubsub.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -60,6 +61,7 @@ Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const so
 }
 
 Connection::~Connection() {
+  if (write_queued_) w_.pending_writes[queued_at_] = nullptr;
   if (rev_) event_free(rev_);
   if (wev_) event_free(wev_);
   if (in_) evbuffer_free(in_);
@@ -97,6 +99,23 @@ size_t Connection::output_pending() const { return evbuffer_get_length(out_); }
 void Connection::Write(std::string_view data) {
   if (closing_ == Closing::kNow) return;
   evbuffer_add(out_, data.data(), data.size());
+}
+
+void SharedBytes::Unref(SharedBytes* s) {
+  if (--s->refs == 0) std::unique_ptr<SharedBytes> last(s);
+}
+
+namespace {
+void UnrefShared(const void*, size_t, void* arg) { SharedBytes::Unref(static_cast<SharedBytes*>(arg)); }
+}  // namespace
+
+void Connection::WriteShared(std::string_view data, SharedBytes* shared) {
+  if (closing_ == Closing::kNow || data.empty()) return;
+  shared->refs++;
+  if (evbuffer_add_reference(out_, data.data(), data.size(), UnrefShared, shared) != 0) {
+    shared->refs--;
+    evbuffer_add(out_, data.data(), data.size());
+  }
 }
 
 void Connection::CloseAfterWrite() {
@@ -221,6 +240,7 @@ void Connection::Process() {
 
 void Connection::Flush() {
   if (closing_ == Closing::kNow) return;
+  if (w_.pubsub) w_.pubsub->WakeOwed();
   if (durable_gate_) {
     if (durable_gate_ > w_.log->durable()) {
       if (write_armed_) {  // no busy write events while the reply may not go
@@ -292,9 +312,27 @@ void Connection::OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
     c->bytes_out_ += info->n_deleted;
     c->w_.counters->bytes_out.Add(info->n_deleted);
   }
-  // Output queued outside the read path (a timer, another connection's
-  // event): have the loop write it.
-  if (info->n_added > 0 && !c->in_callback_) c->ArmWrite();
+  // Output queued outside the read path (a pub/sub delivery, a timer,
+  // another connection's event) is written at the end of this loop turn,
+  // once however many pushes came, as Redis' beforeSleep() does; the write
+  // event is armed only if the socket is full then. (Arming it here cost an
+  // epoll_ctl pair per subscriber per delivery batch.)
+  if (info->n_added == 0 || c->in_callback_ || c->write_armed_ || c->write_queued_ ||
+      c->closing_ == Closing::kNow)
+    return;
+  const ptrdiff_t at = c->w_.QueueWrite(c);
+  if (at < 0) {
+    c->ArmWrite();
+    return;
+  }
+  c->write_queued_ = true;
+  c->queued_at_ = static_cast<size_t>(at);
+}
+
+void Connection::OnQueuedWrite() {
+  write_queued_ = false;
+  if (write_armed_) return;  // the socket filled meanwhile: the write event comes
+  WriteCb(fd_, EV_WRITE, this);
 }
 
 }  // namespace pf

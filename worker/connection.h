@@ -24,6 +24,15 @@ namespace pf {
 struct ListenerConf;
 struct WorkerContext;
 
+// Bytes that many connections' outputs share instead of copying them each
+// (pub/sub fan-out: evbuffer_add_reference). Every output holding them
+// counts a reference, dropped once they are written or the output is freed.
+struct SharedBytes {
+  std::string bytes;
+  uint32_t refs = 1;  // the creator's
+  static void Unref(SharedBytes* s);
+};
+
 class Connection {
  public:
   Connection(WorkerContext& w, const ListenerConf& l, int fd, const sockaddr* sa, uint64_t id);
@@ -52,6 +61,8 @@ class Connection {
   static bool Contiguous(evbuffer* in, size_t need, const char** data, size_t* len);
   size_t output_pending() const;
   void Write(std::string_view data);
+  // `data` lies in `shared`: the output references it instead of a copy.
+  void WriteShared(std::string_view data, SharedBytes* shared);
   // Flush what is queued, then close. Further input is discarded.
   void CloseAfterWrite();
   // Close now (the registry frees this object from the event loop).
@@ -60,6 +71,9 @@ class Connection {
   // Persistence: the log position this connection's output waits for (0 = none).
   uint64_t durable_gate() const { return durable_gate_; }
   void OnDurable();  // the log reached durable_gate(): write what waited
+  // End of the loop turn: write the output queued outside this connection's
+  // callbacks (WorkerContext::QueueWrite).
+  void OnQueuedWrite();
   void Touch(uint64_t now_ms) { last_activity_ms_ = now_ms; }
 
  private:
@@ -88,6 +102,8 @@ class Connection {
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
   bool read_paused_ = false;   // output above the high-water mark
   bool write_armed_ = false;
+  bool write_queued_ = false;  // in WorkerContext::pending_writes, at queued_at_
+  size_t queued_at_ = 0;
   bool in_callback_ = false;   // inside a session callback: Process() flushes after it
   bool eof_ = false;           // the peer finished sending
   Closing closing_ = Closing::kNo;

@@ -2,12 +2,22 @@
 // live ProcCounters entry (pid != 0): a snapshot, not an atomic cut.
 #include "worker/http_ops.h"
 
+#include <strings.h>
+
+#include <map>
 #include <string_view>
+#include <vector>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
+#include "shared/config.h"
 #include "shared/kv.h"
 #include "shared/shm.h"
+#include "worker/http_parse.h"
+#include "worker/http_util.h"
+#include "worker/kvjson.h"
+#include "worker/pubsub.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -60,7 +70,166 @@ kv::Stats StoreStats(const WorkerContext& w) {
   }
 }
 
+// The query's parameters, percent-decoded. False, with the reason in *err,
+// on a bad escape or a repeated name (an admin request is never guessed at).
+bool ParseQuery(std::string_view query, std::map<std::string, std::string>* out, std::string* err) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    std::string name, value;
+    if (!http::PercentDecode(pair.substr(0, eq), &name, true) ||
+        (eq != std::string_view::npos && !http::PercentDecode(pair.substr(eq + 1), &value, true))) {
+      *err =
+          "bad percent-encoding in the query parameter '" + std::string(pair.substr(0, 64)) + "'";
+      return false;
+    }
+    if (!out->emplace(name, std::move(value)).second) {
+      *err = "the query parameter '" + name + "' is given twice";
+      return false;
+    }
+  }
+  return true;
+}
+
+// "12,40" → {12, 40}; ids are decimal, > 0, separated by single commas.
+bool ParseIds(std::string_view s, std::vector<uint64_t>* out) {
+  while (!s.empty()) {
+    const size_t comma = s.find(',');
+    uint64_t id = 0;
+    if (!http::ParseU64(s.substr(0, comma), &id) || id == 0) return false;
+    out->push_back(id);
+    if (comma == std::string_view::npos) return true;
+    s.remove_prefix(comma + 1);
+    if (s.empty()) return false;
+  }
+  return true;
+}
+
+// Compares in time independent of where the first difference is.
+bool SameToken(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char d = 0;
+  for (size_t i = 0; i < a.size(); i++) d |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return d == 0;
+}
+
+bool Broadcasts(Protocol p) { return p == Protocol::kChat || p == Protocol::kKvJson; }
+
 }  // namespace
+
+AdminReply AdminError(int status, std::string_view message) {
+  AdminReply r;
+  r.status = status;
+  // Messages quote what the client sent, which may not be UTF-8.
+  std::string text(message);
+  if (!kvjson::IsUtf8(text))
+    for (char& ch : text)
+      if (static_cast<unsigned char>(ch) >= 0x80) ch = '?';
+  r.body = "{\"ok\":false,\"error\":";
+  kvjson::AppendJsonString(&r.body, text);
+  r.body += "}\n";
+  return r;
+}
+
+AdminReply AdminBroadcast(WorkerContext& w, const http::Request& req, std::string_view query,
+                          std::string_view peer) {
+  const PubSubConf& pc = w.config->pubsub;
+  if (pc.admin_token.empty())
+    return AdminError(
+        403, "the admin endpoints are disabled: set pubsub.admin_token in the configuration");
+  if (req.method != "POST") {
+    AdminReply r = AdminError(405, "use POST: the request body is the text to broadcast");
+    r.headers = "Allow: POST\r\n";
+    return r;
+  }
+  const std::string* auth = req.Header("authorization");
+  if (!auth || auth->size() < 7 || strncasecmp(auth->c_str(), "Bearer ", 7) != 0) {
+    AdminReply r =
+        AdminError(401, "missing 'Authorization: Bearer TOKEN' (TOKEN = pubsub.admin_token)");
+    r.headers = "WWW-Authenticate: Bearer realm=\"preforkd admin\"\r\n";
+    return r;
+  }
+  std::string_view token = std::string_view(*auth).substr(7);
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  if (!SameToken(token, pc.admin_token)) {
+    spdlog::warn("http {}: POST /_admin/broadcast with a wrong admin token: refused", peer);
+    return AdminError(403, "wrong admin token");
+  }
+  PubSubHub* hub = w.pubsub;
+  if (!hub) return AdminError(503, "pub/sub is not available (no bus in the shared segment)");
+
+  std::map<std::string, std::string> params;
+  std::string err;
+  if (!ParseQuery(query, &params, &err)) return AdminError(400, err);
+  for (const auto& [name, value] : params)
+    if (name != "listener" && name != "exclude")
+      return AdminError(400, "unknown query parameter '" + name.substr(0, 64) +
+                                 "', expected listener=NAME and optionally exclude=ID,ID,...");
+  auto lp = params.find("listener");
+  if (lp == params.end() || lp->second.empty())
+    return AdminError(400, "missing listener=NAME: the listener whose connections get the text");
+  const std::string& name = lp->second;
+  const ListenerConf* listener = nullptr;
+  std::string names;
+  for (const ListenerConf& l : w.config->listeners) {
+    if (l.name == name) listener = &l;
+    if (Broadcasts(l.protocol)) names += (names.empty() ? "" : ", ") + l.name;
+  }
+  if (!listener)
+    return AdminError(400, "unknown listener '" + name.substr(0, 64) + "', expected one of: " +
+                               (names.empty() ? "(none: no chat or kv-json listener)" : names));
+  if (!Broadcasts(listener->protocol))
+    return AdminError(400, "listener '" + name + "' (protocol " + ProtocolName(listener->protocol) +
+                               ") does not support broadcast: only chat and kv-json listeners do");
+  std::vector<uint64_t> exclude;
+  if (auto ep = params.find("exclude"); ep != params.end() && !ParseIds(ep->second, &exclude))
+    return AdminError(400,
+                      "bad exclude list '" + ep->second.substr(0, 64) +
+                          "', expected connection ids separated by commas, e.g. exclude=12,40");
+
+  // The text is one line: a single trailing newline (as `echo` or a file
+  // adds) is dropped; other control characters would break chat's lines.
+  std::string_view text = req.body;
+  if (text.ends_with('\n')) text.remove_suffix(1);
+  if (text.ends_with('\r')) text.remove_suffix(1);
+  if (text.empty()) return AdminError(400, "empty text: the request body is the text to broadcast");
+  const size_t max = hub->max_message_bytes();
+  if (text.size() > max)
+    return AdminError(413,
+                      fmt::format("the text is {} bytes, over pubsub.max_message_bytes ({} bytes)",
+                                  text.size(), max));
+  if (!kvjson::IsUtf8(text)) return AdminError(400, "the text must be UTF-8");
+  for (size_t i = 0; i < text.size(); i++) {
+    const unsigned char ch = static_cast<unsigned char>(text[i]);
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+      return AdminError(400, fmt::format("the text must be one line without control characters "
+                                         "(byte {} is 0x{:02x})",
+                                         i, ch));
+  }
+  const std::string encoded = EncodeBroadcast(name, exclude, text);
+  const PubStatus st = hub->Broadcast(encoded);
+  if (st == PubStatus::kTooLarge)
+    return AdminError(413,
+                      fmt::format("with the listener name and the exclude list the broadcast is {} "
+                                  "bytes, over pubsub.max_message_bytes ({} bytes)",
+                                  encoded.size(), max));
+  if (st != PubStatus::kOk) return AdminError(500, "the broadcast could not be queued on the bus");
+  spdlog::info("http {}: broadcast of {} bytes to listener {} ({} excluded)", peer, text.size(),
+               name, exclude.size());
+  AdminReply r;
+  r.body = "{\"ok\":true,\"queued\":true,\"listener\":";
+  kvjson::AppendJsonString(&r.body, name);
+  fmt::format_to(std::back_inserter(r.body), ",\"protocol\":\"{}\",\"exclude\":[",
+                 ProtocolName(listener->protocol));
+  for (size_t i = 0; i < exclude.size(); i++)
+    fmt::format_to(std::back_inserter(r.body), "{}{}", i ? "," : "", exclude[i]);
+  fmt::format_to(std::back_inserter(r.body), "],\"workers\":{}}}\n", w.config->workers);
+  return r;
+}
 
 std::string HealthJson(const WorkerContext& w) {
   return fmt::format("{{\"ok\":true,\"uptime_s\":{},\"workers_alive\":{}}}\n", UptimeS(w),

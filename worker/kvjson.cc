@@ -589,6 +589,11 @@ bool BuildInfo(Builder& b) {
   if (b.has(kSection)) b.Push(b.str(kSection));
   return true;
 }
+bool BuildClientId(Builder& b) {  // CLIENT ID: the id broadcasts can exclude
+  b.Push("CLIENT");
+  b.Push("ID");
+  return true;
+}
 bool BuildAuth(Builder& b) {
   b.PushName();
   b.Push(b.str(kPassword));
@@ -626,6 +631,7 @@ constexpr ActionSpec kActions[] = {
     {"INFO", F(kSection), 0, BuildInfo},
     {"AUTH", F(kPassword), F(kPassword), BuildAuth},
     {"QUIT", 0, 0, BuildNameOnly},
+    {"CLIENT_ID", 0, 0, BuildClientId},
     // Pub/sub: run by the protocol handler (worker/proto_kvjson.cc), not the table.
     {"SUBSCRIBE", F(kChannel), F(kChannel), BuildChannel},
     {"UNSUBSCRIBE", F(kChannel), 0, BuildChannel},

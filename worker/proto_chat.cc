@@ -58,6 +58,7 @@ class ChatSession final : public SubscriberSession {
       c.CloseAfterWrite();
       return;
     }
+    hub->AddBroadcastTarget(*this);
     std::string guest = "guest" + std::to_string(c.id());
     for (int i = 0; i < 5 && !Claim(guest); i++)
       guest = "guest" + std::to_string(c.id()) + "-" + std::to_string(rand() % 100000);
@@ -96,12 +97,29 @@ class ChatSession final : public SubscriberSession {
       }
       return;
     }
-    if (channel.starts_with(kRoomCh)) {
-      if (!data.empty()) Line(data.substr(1));
-      return;
-    }
-    Line(data);  // the nick channel: private messages
+    std::string frame;
+    Render({}, channel, data, &frame);
+    PushFrame(frame, nullptr);
   }
+  Renderer renderer() const override { return Render; }
+
+  // Room traffic and private messages are the same line for every member;
+  // control messages are not (a kick closes only its target).
+  static bool Render(std::string_view, std::string_view channel, std::string_view data,
+                     std::string* line) {
+    if (channel == kCtlCh) return false;
+    if (channel.starts_with(kRoomCh)) {
+      if (data.empty()) return true;  // nothing to show
+      data.remove_prefix(1);          // the kind: M message, N notice
+    }
+    // Otherwise the nick channel: private messages.
+    line->append(data);
+    line->push_back('\n');
+    return true;
+  }
+
+  // The operator's POST /_admin/broadcast, in the format of /broadcast.
+  void PushBroadcast(std::string_view text) override { Line(S("[broadcast] ", text)); }
 
   void OnRead(Connection& c, evbuffer* in) override {
     const size_t max_line = w_.config->limits.max_line_bytes;
@@ -262,7 +280,7 @@ class ChatSession final : public SubscriberSession {
           "*   /msg NICK TEXT    private message",
           "*   /who              members of the current room",
           "*   /rooms            rooms with members",
-          "*   /whoami           your nick, room and worker",
+          "*   /whoami           your nick, room, worker and connection id",
           "*   /auth TOKEN       become admin (pubsub.admin_token)",
           "*   /kick NICK        (admin) disconnect NICK",
           "*   /broadcast TEXT   (admin) message every chat client",
@@ -338,8 +356,10 @@ class ChatSession final : public SubscriberSession {
         out += " " + r.substr(kRoomCh.size()) + "(" + std::to_string(bus.NumSub(r)) + ")";
       Line(out);
     } else if (cmd == "whoami") {
-      Line("* you are " + nick_ + " in " + (room_.empty() ? std::string("no room") : "[" + room_ + "]") +
-           ", worker=" + std::to_string(w_.slot) + (admin ? ", admin" : ""));
+      Line("* you are " + nick_ + " in " +
+           (room_.empty() ? std::string("no room") : "[" + room_ + "]") +
+           ", worker=" + std::to_string(w_.slot) + ", id=" + std::to_string(conn_->id()) +
+           (admin ? ", admin" : ""));
     } else if (cmd == "auth") {
       const std::string& token = w_.config->pubsub.admin_token;
       if (token.empty()) {

@@ -1,7 +1,8 @@
 // worker/proto_http.cc: the http protocol: HTTP/1.0 and 1.1 with keep-alive
 // and pipelining, static files from the listener's docroot (sendfile), the
-// store as REST (/kv/...), and the operations endpoints (/_health, /_stats,
-// /_metrics). Parsing is llhttp's (http_parse.h); docs/http.md is the spec.
+// store as REST (/kv/...), the operations endpoints (/_health, /_stats,
+// /_metrics) and the admin endpoint (/_admin/broadcast). Parsing is llhttp's
+// (http_parse.h); docs/http.md is the spec.
 #include <dirent.h>
 #include <fcntl.h>
 #include <strings.h>
@@ -198,6 +199,8 @@ class HttpSession final : public Session {
     if (raw_path == "/kv" || raw_path.substr(0, 4) == "/kv/") return ServeKv(req, raw_path.substr(3), query, rep);
     if (raw_path == "/_health" || raw_path == "/_stats" || raw_path == "/_metrics")
       return ServeOps(c, req, raw_path, rep);
+    if (raw_path == "/_admin" || raw_path.substr(0, 8) == "/_admin/")
+      return ServeAdmin(c, req, raw_path, query, rep);
     ServeStatic(req, raw_path, query, rep);
   }
 
@@ -549,6 +552,23 @@ class HttpSession final : public Session {
       rep->body = path == "/_health" ? HealthJson(w_) : StatsJson(w_);
     }
     rep->headers = "Cache-Control: no-store\r\n";
+  }
+
+  // Answers in JSON, errors included (a tool reads them, not a browser).
+  void ServeAdmin(const Connection& c, const Request& req, std::string_view path,
+                  std::string_view query, Reply* rep) {
+    AdminReply a;
+    if (!l_.ops_allow_all && !IsLoopback(c.peer()))
+      a = AdminError(403, "the admin endpoints answer loopback peers only (ops_allow: loopback)");
+    else if (path == "/_admin/broadcast")
+      a = AdminBroadcast(w_, req, query, c.peer());
+    else
+      a = AdminError(404, "no such admin endpoint (there is POST /_admin/broadcast)");
+    rep->status = a.status;
+    rep->content_type = "application/json";
+    rep->body = std::move(a.body);
+    rep->headers = std::move(a.headers);
+    rep->headers += "Cache-Control: no-store\r\n";
   }
 
   const ListenerConf& l_;

@@ -34,28 +34,52 @@ class KvJsonSession final : public SubscriberSession {
   void OnConnect(Connection& c) override {
     conn_ = &c;
     FillClientSession(c, &session_);
+    if (w_.pubsub) w_.pubsub->AddBroadcastTarget(*this);
   }
 
   // {"type":"message","channel":"...","data":"..."}; bytes that are not
-  // UTF-8 travel in base64 with "encoding":"base64". Replies computed before
-  // the push are written first, so lines keep their order.
-  void Push(std::string_view, std::string_view channel, std::string_view data) override {
-    Flush(*conn_);
-    std::string line = "{\"type\":\"message\",\"channel\":";
+  // UTF-8 travel in base64 with "encoding":"base64".
+  void Push(std::string_view pattern, std::string_view channel, std::string_view data) override {
+    std::string line;
+    Render(pattern, channel, data, &line);
+    EmitPush(line);
+  }
+  Renderer renderer() const override { return Render; }
+  // Copied: a push may wait in deferred_ while a reply is built.
+  void PushFrame(std::string_view line, SharedBytes*) override { EmitPush(line); }
+
+  static bool Render(std::string_view, std::string_view channel, std::string_view data,
+                     std::string* line) {
+    *line += "{\"type\":\"message\",\"channel\":";
     const bool raw = kvjson::IsUtf8(channel) && kvjson::IsUtf8(data);
     if (raw) {
-      kvjson::AppendJsonString(&line, channel);
-      line += ",\"data\":";
-      kvjson::AppendJsonString(&line, data);
+      kvjson::AppendJsonString(line, channel);
+      *line += ",\"data\":";
+      kvjson::AppendJsonString(line, data);
+    } else {
+      *line += '"';
+      kvjson::AppendBase64(line, channel);
+      *line += "\",\"data\":\"";
+      kvjson::AppendBase64(line, data);
+      *line += "\",\"encoding\":\"base64\"";
+    }
+    *line += "}\n";
+    return true;
+  }
+
+  // {"type":"broadcast","data":"..."}: an operator broadcast to this
+  // listener (POST /_admin/broadcast).
+  void PushBroadcast(std::string_view text) override {
+    std::string line = "{\"type\":\"broadcast\",\"data\":";
+    if (kvjson::IsUtf8(text)) {
+      kvjson::AppendJsonString(&line, text);
     } else {
       line += '"';
-      kvjson::AppendBase64(&line, channel);
-      line += "\",\"data\":\"";
-      kvjson::AppendBase64(&line, data);
+      kvjson::AppendBase64(&line, text);
       line += "\",\"encoding\":\"base64\"";
     }
     line += "}\n";
-    conn_->Write(line);
+    EmitPush(line);
   }
 
   void OnRead(Connection& c, evbuffer* in) override {
@@ -72,6 +96,18 @@ class KvJsonSession final : public SubscriberSession {
   void OnDrain(Connection&) override {}
 
  private:
+  // Replies computed before a push are written first, so lines keep their
+  // order. A push that comes while a reply is half built (a subscribed
+  // client's own PUBLISH is delivered to it at once) follows that reply.
+  void EmitPush(std::string_view line) {
+    if (in_request_) {
+      deferred_ += line;
+      return;
+    }
+    Flush(*conn_);
+    conn_->Write(line);
+  }
+
   void Flush(Connection& c) {
     if (out_.empty()) return;
     c.Write(out_);
@@ -132,8 +168,12 @@ class KvJsonSession final : public SubscriberSession {
       case kvjson::ParsedLine::kRequest: {
         kvjson::JsonReplyWriter w(&out_);
         w.Begin(p.id, p.shape);
+        in_request_ = true;
         if (!PubSubAction(p.argv, w)) Dispatch(env_, session_, p.argv, w, now);
         w.End();
+        in_request_ = false;
+        out_ += deferred_;
+        deferred_.clear();
         return p.quit;
       }
     }
@@ -188,6 +228,8 @@ class KvJsonSession final : public SubscriberSession {
   ClientSession session_;
   CommandEnv env_;
   std::string out_;       // replies of this read, written to the output in one go
+  std::string deferred_;  // pushes that came while a reply was being built
+  bool in_request_ = false;
   std::string too_long_;  // the LINE_TOO_LONG message
   size_t need_ = 0;       // buffered bytes needed before the framer can progress
 };

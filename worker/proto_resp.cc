@@ -39,7 +39,16 @@ class RespSession final : public SubscriberSession {
   }
 
   void Push(std::string_view pattern, std::string_view channel, std::string_view data) override {
-    RespEvbufferWriter out(EvbufferSink{conn_->output()});
+    std::string frame;
+    Render(pattern, channel, data, &frame);
+    PushFrame(frame, nullptr);
+  }
+  Renderer renderer() const override { return Render; }
+
+  // ["message", channel, data] or ["pmessage", pattern, channel, data].
+  static bool Render(std::string_view pattern, std::string_view channel, std::string_view data,
+                     std::string* frame) {
+    RespStringWriter out(StringSink{frame});
     if (pattern.empty()) {
       out.ArrayBegin(3);
       out.Bulk("message");
@@ -50,6 +59,7 @@ class RespSession final : public SubscriberSession {
     }
     out.Bulk(channel);
     out.Bulk(data);
+    return true;
   }
 
   void OnRead(Connection& c, evbuffer* in) override { Process(c, in); }
@@ -186,6 +196,7 @@ class RespSession final : public SubscriberSession {
         return true;
       }
       Count("reset", now);
+      hub->DeliverOwn();
       hub->ReleaseAll(*this);
       admin = false;
       session_.name.clear();

@@ -6,7 +6,10 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <memory>
 
 #include <event2/event.h>
 #include <spdlog/spdlog.h>
@@ -20,6 +23,15 @@ namespace pf {
 namespace {
 // Messages delivered per loop turn before the other connections get a turn.
 constexpr int kPumpBudget = 4096;
+// Messages (and bytes) read from the ring before they are delivered.
+constexpr size_t kBatch = 256;
+constexpr size_t kBatchBytes = 1 << 20;
+// A message buffer that grew past this (a large message) is given back.
+constexpr size_t kKeepBuffer = 64 * 1024;
+// Frames at least this long are referenced by subscribers' outputs, not
+// copied into each (below it, a copy into the output's last chunk is cheaper
+// than a chunk of its own).
+constexpr size_t kShareAtLeast = 512;
 // Fallback poll while this worker has subscribers: a wake-up can be consumed
 // by the other process of the same slot during a reload.
 constexpr timeval kPollPeriod{0, 100'000};
@@ -32,12 +44,16 @@ PubSubHub::PubSubHub(WorkerContext& w, bus::Bus bus, std::vector<int> wake_fds)
   if (own >= 0) event_add(wake_ev_, nullptr);
   poll_ev_ = event_new(w.base, -1, EV_PERSIST, PollCb, this);
   evtimer_add(poll_ev_, &kPollPeriod);
+  published_ev_ = event_new(w.base, -1, 0, PublishedCb, this);
   cursor_ = bus_.Head();
 }
 
 PubSubHub::~PubSubHub() {
   if (wake_ev_) event_free(wake_ev_);
   if (poll_ev_) event_free(poll_ev_);
+  if (published_ev_) event_free(published_ev_);
+  for (Frame& f : frames_)
+    if (f.bytes) SharedBytes::Unref(f.bytes);
 }
 
 SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool pattern) {
@@ -46,7 +62,8 @@ SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool patt
   if (mine.count(std::string(name))) return SubStatus::kOk;
   if (c.subscriptions() >= w_.config->pubsub.max_channels_per_client) return SubStatus::kTooMany;
   // A worker without subscribers does not follow the ring: start from now.
-  if (local_subs_ == 0) cursor_ = bus_.Head();
+  if (!Following()) cursor_ = bus_.Head();
+  DeliverOwn();
   if (w_.owner >= 0 && !bus_.AddSub(w_.owner, name, pattern)) return SubStatus::kTableFull;
   mine.emplace(name);
   (pattern ? patterns_ : channels_)[std::string(name)].insert(&c);
@@ -55,6 +72,12 @@ SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool patt
 }
 
 bool PubSubHub::Unsubscribe(PubSubClient& c, std::string_view name, bool pattern) {
+  if (!(pattern ? c.patterns : c.channels).count(std::string(name))) return false;
+  DeliverOwn();
+  return Drop(c, name, pattern);
+}
+
+bool PubSubHub::Drop(PubSubClient& c, std::string_view name, bool pattern) {
   auto& mine = pattern ? c.patterns : c.channels;
   auto it = mine.find(std::string(name));
   if (it == mine.end()) return false;
@@ -70,14 +93,15 @@ bool PubSubHub::Unsubscribe(PubSubClient& c, std::string_view name, bool pattern
   return true;
 }
 
+// No delivery here: the connection may be inside its destructor.
 void PubSubHub::ReleaseAll(PubSubClient& c) {
   while (!c.channels.empty()) {
     const std::string n = *c.channels.begin();
-    Unsubscribe(c, n, false);
+    Drop(c, n, false);
   }
   while (!c.patterns.empty()) {
     const std::string n = *c.patterns.begin();
-    Unsubscribe(c, n, true);
+    Drop(c, n, true);
   }
 }
 
@@ -99,11 +123,109 @@ PubStatus PubSubHub::Publish(PubSubClient* from, uint64_t origin, std::string_vi
   }
   if (!bus_.Publish(bus::kPubSub, origin, channel, data)) return PubStatus::kInternal;
   *receivers = bus_.Receivers(channel);
-  WakeAll();
-  // Our own subscribers are served at once, so a long pipelined batch of
-  // publishes cannot run this worker past the ring.
-  if (local_subs_ > 0) Pump();
+  AfterPublish(from);
   return PubStatus::kOk;
+}
+
+// Other workers are woken once per batch of input, before its replies are
+// written (WakeOwed), not once per PUBLISH, and this worker's subscribers
+// get the turn's messages as one batch at the end of the turn (PublishedCb).
+// Two cases deliver at once, as every publish did before: a publisher that
+// is itself subscribed here keeps its pushes interleaved with its replies
+// (kv-json: each reply, then its push), and a batch that has run half the
+// ring ahead of this worker is delivered before it could be overwritten.
+void PubSubHub::AfterPublish(const PubSubClient* from) {
+  wake_owed_ = true;
+  own_until_ = bus_.Head();
+  if (!published_armed_) {
+    published_armed_ = true;
+    event_active(published_ev_, EV_TIMEOUT, 0);  // after the other callbacks of this turn
+  }
+  if (!Following()) return;
+  const uint64_t ahead = std::min<uint64_t>(kPumpBudget, bus_.ring_slots() / 2);
+  if ((from && from->subscriptions() > 0) || bus_.Head() - cursor_ >= ahead) Pump();
+}
+
+void PubSubHub::DeliverOwn() {
+  if (Following() && cursor_ < own_until_) Pump(own_until_);
+}
+
+void PubSubHub::PublishedCb(int, short, void* arg) {
+  auto* h = static_cast<PubSubHub*>(arg);
+  h->published_armed_ = false;
+  h->WakeOwed();
+  try {
+    h->Pump();
+  } catch (const std::exception& e) {
+    spdlog::error("pub/sub delivery: {}", e.what());
+  }
+}
+
+size_t PubSubHub::max_message_bytes() const {
+  return std::min<size_t>(w_.config->pubsub.max_message_bytes, bus_.max_message_bytes());
+}
+
+void PubSubHub::AddBroadcastTarget(PubSubClient& c) {
+  if (c.broadcast_target) return;
+  if (!Following()) cursor_ = bus_.Head();
+  DeliverOwn();
+  broadcast_[c.conn().listener().name].insert(&c);
+  c.broadcast_target = true;
+  broadcast_targets_++;
+}
+
+void PubSubHub::RemoveBroadcastTarget(PubSubClient& c) {
+  if (!c.broadcast_target) return;
+  auto it = broadcast_.find(c.conn().listener().name);
+  if (it != broadcast_.end()) {
+    it->second.erase(&c);
+    if (it->second.empty()) broadcast_.erase(it);
+  }
+  c.broadcast_target = false;
+  broadcast_targets_--;
+}
+
+PubStatus PubSubHub::Broadcast(std::string_view encoded) {
+  if (encoded.size() > max_message_bytes()) return PubStatus::kTooLarge;
+  if (!bus_.Publish(bus::kBroadcast, 0, kBroadcastChannel, encoded)) return PubStatus::kInternal;
+  AfterPublish(nullptr);
+  return PubStatus::kOk;
+}
+
+std::string EncodeBroadcast(std::string_view listener, std::span<const uint64_t> exclude,
+                            std::string_view text) {
+  std::string s(listener);
+  s += '\n';
+  for (size_t i = 0; i < exclude.size(); i++) {
+    if (i) s += ',';
+    s += std::to_string(exclude[i]);
+  }
+  s += '\n';
+  s += text;
+  return s;
+}
+
+bool DecodeBroadcast(std::string_view data, BroadcastMsg* out) {
+  const size_t a = data.find('\n');
+  if (a == std::string_view::npos) return false;
+  const size_t b = data.find('\n', a + 1);
+  if (b == std::string_view::npos) return false;
+  out->listener = data.substr(0, a);
+  out->text = data.substr(b + 1);
+  out->exclude.clear();
+  std::string_view ids = data.substr(a + 1, b - a - 1);
+  while (!ids.empty()) {
+    const size_t comma = ids.find(',');
+    const std::string_view id = ids.substr(0, comma);
+    uint64_t v = 0;
+    const auto r = std::from_chars(id.data(), id.data() + id.size(), v);
+    if (id.empty() || r.ec != std::errc() || r.ptr != id.data() + id.size()) return false;
+    out->exclude.push_back(v);
+    if (comma == std::string_view::npos) break;
+    ids.remove_prefix(comma + 1);
+    if (ids.empty()) return false;  // a trailing comma
+  }
+  return true;
 }
 
 std::string PubSubHub::Error(PubStatus s, std::string_view channel) const {
@@ -148,6 +270,7 @@ std::string PubSubHub::Error(SubStatus s) const {
 }
 
 void PubSubHub::WakeAll() {
+  wake_owed_ = false;
   for (size_t s = 0; s < wake_fds_.size(); s++) {
     if (!bus_.MarkPending(static_cast<uint32_t>(s))) continue;  // already woken, not yet run
     if (static_cast<int>(s) == w_.slot) {
@@ -161,10 +284,14 @@ void PubSubHub::WakeAll() {
 
 void PubSubHub::WakeCb(int fd, short, void* arg) {
   auto* h = static_cast<PubSubHub*>(arg);
-  // Clear before reading the ring: a publish after this marks us again.
-  h->bus_.ClearPending(static_cast<uint32_t>(h->w_.slot));
+  // Drain the eventfd, then clear the flag, then read the ring: a publish
+  // after the clear sets the flag and writes the eventfd again. (Clearing
+  // first lost wake-ups: a publish between the clear and the read left the
+  // flag set with its eventfd count consumed, so later publishes skipped the
+  // wake-up and delivery waited for the 100 ms poll.)
   uint64_t v;
   if (fd >= 0) (void)!read(fd, &v, sizeof v);
+  h->bus_.ClearPending(static_cast<uint32_t>(h->w_.slot));
   try {
     h->Pump();
   } catch (const std::exception& e) {
@@ -181,28 +308,41 @@ void PubSubHub::PollCb(int, short, void* arg) {
   }
 }
 
-void PubSubHub::Pump() {
+void PubSubHub::Pump(uint64_t until) {
   if (pumping_) return;  // a delivery that publishes (chat) is picked up by the outer loop
-  if (local_subs_ == 0) {
+  if (!Following()) {
     cursor_ = bus_.Head();
     return;
   }
   pumping_ = true;
-  bus::Message m;
+  if (batch_.size() < kBatch) {
+    batch_.resize(kBatch);
+    batch_bufs_.resize(kBatch);
+  }
   int n = 0;
-  for (; n < kPumpBudget; n++) {
-    const bus::ReadStatus r = bus_.Read(cursor_, &buf_, &m);
-    if (r == bus::ReadStatus::kEmpty) break;
+  for (;;) {
+    size_t got = 0, bytes = 0;
+    bus::ReadStatus r = bus::ReadStatus::kOk;
+    while (got < kBatch && bytes < kBatchBytes && n < kPumpBudget && cursor_ < until) {
+      r = bus_.Read(cursor_, &batch_bufs_[got], &batch_[got]);
+      if (r != bus::ReadStatus::kOk) break;
+      bytes += batch_bufs_[got].size();
+      cursor_++;
+      got++;
+      n++;
+    }
+    // What was read is delivered even when the next message was overwritten.
+    Deliver(std::span<const bus::Message>(batch_.data(), got));
+    for (size_t i = 0; i < got; i++)
+      if (batch_bufs_[i].capacity() > kKeepBuffer) std::string().swap(batch_bufs_[i]);
     if (r == bus::ReadStatus::kGap) {
       DropBehind(bus_.Head());
       break;
     }
-    cursor_++;
-    Deliver(m);
+    if (r == bus::ReadStatus::kEmpty || n == kPumpBudget || cursor_ >= until) break;
   }
   pumping_ = false;
   if (n == kPumpBudget) event_active(wake_ev_, EV_READ, 0);  // more next turn
-  if (buf_.capacity() > (1u << 20)) std::string().swap(buf_);
 }
 
 void PubSubHub::DropBehind(uint64_t head) {
@@ -217,24 +357,129 @@ void PubSubHub::DropBehind(uint64_t head) {
   cursor_ = head;
 }
 
-void PubSubHub::Deliver(const bus::Message& m) {
-  if (m.kind != bus::kPubSub) return;
+void PubSubClient::PushFrame(std::string_view frame, SharedBytes* shared) {
+  if (frame.empty()) return;
+  if (shared && frame.size() >= kShareAtLeast) conn().WriteShared(frame, shared);
+  else conn().Write(frame);
+}
+
+void PubSubHub::Deliver(std::span<const bus::Message> batch) {
   const uint64_t now = WorkerContext::MonoMs();
-  auto it = channels_.find(std::string(m.channel));
-  if (it != channels_.end()) {
-    for (PubSubClient* c : it->second) {
-      if (c->conn().closing()) continue;
-      c->Push({}, m.channel, m.data);
-      CheckOutput(*c, now);
+  for (size_t i = 0; i < batch.size();) {
+    const bus::Message& m = batch[i];
+    if (m.kind != bus::kPubSub) {
+      if (m.kind == bus::kBroadcast) DeliverBroadcast(m, now);
+      i++;
+      continue;
+    }
+    size_t j = i + 1;
+    while (j < batch.size() && batch[j].kind == bus::kPubSub && batch[j].channel == m.channel) j++;
+    DeliverRun(batch.subspan(i, j - i), now);
+    i = j;
+  }
+}
+
+// Consecutive messages on one channel. A client may hold both the channel
+// and patterns that match it, and must get its pushes message by message in
+// Redis' order (the channel's, then each pattern's): with a matching
+// pattern the run goes message by message.
+void PubSubHub::DeliverRun(std::span<const bus::Message> run, uint64_t now_ms) {
+  const std::string_view channel = run.front().channel;
+  auto it = channels_.find(std::string(channel));
+  bool patterned = false;
+  for (const auto& [pattern, set] : patterns_) {
+    if (GlobMatch(pattern, channel)) {
+      patterned = true;
+      break;
     }
   }
-  for (const auto& [pattern, set] : patterns_) {
-    if (!GlobMatch(pattern, m.channel)) continue;
-    for (PubSubClient* c : set) {
-      if (c->conn().closing()) continue;
-      c->Push(pattern, m.channel, m.data);
-      CheckOutput(*c, now);
+  if (!patterned) {
+    if (it != channels_.end()) DeliverTo(it->second, {}, run, now_ms);
+    return;
+  }
+  for (size_t k = 0; k < run.size(); k++) {
+    if (it != channels_.end()) DeliverTo(it->second, {}, run.subspan(k, 1), now_ms);
+    for (const auto& [pattern, set] : patterns_)
+      if (GlobMatch(pattern, channel)) DeliverTo(set, pattern, run.subspan(k, 1), now_ms);
+  }
+}
+
+void PubSubHub::DeliverTo(const std::unordered_set<PubSubClient*>& set, std::string_view pattern,
+                          std::span<const bus::Message> run, uint64_t now_ms) {
+  const PubSubConf& pc = w_.config->pubsub;
+  // Output that stays at or below this after the whole run passed every
+  // per-message check (CheckOutput) on the way: the run is queued at once.
+  const uint64_t at_once = std::min(pc.output_soft_limit, pc.output_hard_limit);
+  size_t rendered = 0;  // frames_[0, rendered) hold this run (their buffers keep their capacity)
+  for (PubSubClient* c : set) {
+    Connection& conn = c->conn();
+    if (conn.closing()) continue;
+    const Frame* f = nullptr;
+    if (const PubSubClient::Renderer r = c->renderer()) {
+      for (size_t i = 0; i < rendered && !f; i++)
+        if (frames_[i].renderer == r) f = &frames_[i];
+      if (!f) {
+        if (rendered == frames_.size()) frames_.emplace_back();
+        Frame& n = frames_[rendered++];
+        n.renderer = r;
+        if (n.bytes && n.bytes->refs > 1) {  // outputs still hold the last run's frame
+          SharedBytes::Unref(n.bytes);
+          n.bytes = nullptr;
+        }
+        if (!n.bytes) n.bytes = std::make_unique<SharedBytes>().release();
+        std::string& bytes = n.bytes->bytes;
+        bytes.clear();
+        n.ends.clear();
+        n.shared = true;
+        for (const bus::Message& m : run) {
+          if (!r(pattern, m.channel, m.data, &bytes)) {
+            n.shared = false;
+            break;
+          }
+          n.ends.push_back(bytes.size());
+        }
+        f = &n;
+      }
     }
+    const std::string_view frame = f ? std::string_view(f->bytes->bytes) : std::string_view();
+    if (f && f->shared && conn.output_pending() + frame.size() <= at_once) {
+      c->PushFrame(frame, f->bytes);
+      c->soft_since_ms = 0;
+      continue;
+    }
+    // Close to the output limits (or no shared frame): message by message,
+    // each checked as it is queued.
+    size_t from = 0;
+    for (size_t k = 0; k < run.size() && !conn.closing(); k++) {
+      if (f && f->shared) {
+        c->PushFrame(frame.substr(from, f->ends[k] - from), f->bytes);
+        from = f->ends[k];
+      } else {
+        c->Push(pattern, run[k].channel, run[k].data);
+      }
+      CheckOutput(*c, now_ms);
+    }
+  }
+  for (size_t i = 0; i < rendered; i++) {
+    Frame& f = frames_[i];
+    if (f.bytes->refs == 1 && f.bytes->bytes.capacity() > kBatchBytes) std::string().swap(f.bytes->bytes);
+  }
+}
+
+void PubSubHub::DeliverBroadcast(const bus::Message& m, uint64_t now_ms) {
+  BroadcastMsg b;
+  if (!DecodeBroadcast(m.data, &b)) {
+    spdlog::error("pub/sub: broadcast message {} is malformed: dropped", m.seq);
+    return;
+  }
+  auto it = broadcast_.find(std::string(b.listener));
+  if (it == broadcast_.end()) return;
+  for (PubSubClient* c : it->second) {
+    Connection& conn = c->conn();
+    if (conn.closing()) continue;
+    if (std::find(b.exclude.begin(), b.exclude.end(), conn.id()) != b.exclude.end()) continue;
+    c->PushBroadcast(b.text);
+    CheckOutput(*c, now_ms);
   }
 }
 
@@ -264,7 +509,9 @@ void PubSubHub::CheckOutput(PubSubClient& c, uint64_t now_ms) {
 }
 
 void SubscriberSession::ReleaseSubscriptions() {
-  if (w_.pubsub && subscriptions()) w_.pubsub->ReleaseAll(*this);
+  if (!w_.pubsub) return;
+  if (subscriptions()) w_.pubsub->ReleaseAll(*this);
+  w_.pubsub->RemoveBroadcastTarget(*this);
 }
 
 }  // namespace pf

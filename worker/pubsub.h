@@ -1,11 +1,14 @@
 // worker/pubsub.h: a worker's end of the pub/sub bus: its local subscribers
 // (resp, kv-json, chat connections), publishing with the per-client limits,
 // and delivery of the ring's messages in sequence order, woken by this
-// slot's eventfd. Output limits of slow subscribers are enforced here.
+// slot's eventfd. Output limits of slow subscribers are enforced here, and
+// operator broadcasts (POST /_admin/broadcast) reach every connection of a
+// listener on every worker the same way.
 #pragma once
 
 #include <cstdint>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -20,6 +23,7 @@ struct event;
 namespace pf {
 
 class Connection;
+struct SharedBytes;
 struct WorkerContext;
 
 // A connection that can subscribe. The protocol renders pushes.
@@ -30,8 +34,27 @@ class PubSubClient {
   // One message; `pattern` is empty for a channel subscription.
   virtual void Push(std::string_view pattern, std::string_view channel, std::string_view data) = 0;
 
+  // Fan-out renders a message once per protocol, not once per subscriber:
+  // clients whose pushes are the same bytes for every client of their kind
+  // name one renderer, the hub calls it once per message (and pattern) and
+  // hands each such client the frame with PushFrame; consecutive messages
+  // on one channel come as one frame, their pushes back to back. A renderer
+  // returns false for a message whose push depends on the client (a chat
+  // kick names its target); that client then gets Push. A renderer appends
+  // to `out`; an empty frame writes nothing. `shared`, when not null, holds
+  // `frame` for outputs to reference instead of copying (the default
+  // PushFrame does for large frames).
+  using Renderer = bool (*)(std::string_view pattern, std::string_view channel,
+                            std::string_view data, std::string* out);
+  virtual Renderer renderer() const { return nullptr; }
+  virtual void PushFrame(std::string_view frame, SharedBytes* shared);
+  // An operator broadcast to this connection's listener (only for clients
+  // that PubSubHub::AddBroadcastTarget registered).
+  virtual void PushBroadcast(std::string_view) {}
+
   size_t subscriptions() const { return channels.size() + patterns.size(); }
   bool admin = false;                 // may publish under pubsub.reserved_prefix
+  bool broadcast_target = false;      // registered with AddBroadcastTarget (owned by PubSubHub)
   std::set<std::string> channels, patterns;   // owned by PubSubHub
   uint64_t rate_window_ms = 0;        // publish rate: start of the current second
   uint32_t rate_count = 0;
@@ -39,8 +62,9 @@ class PubSubClient {
 };
 
 // A protocol session that can subscribe (resp, kv-json, chat): its
-// subscriptions go however the connection ends (OnClose, or the worker's
-// exit), and a subscriber is not closed as idle (as in Redis).
+// subscriptions (and its broadcast registration) go however the connection
+// ends (OnClose, or the worker's exit), and a subscriber is not closed as
+// idle (as in Redis).
 class SubscriberSession : public Session, public PubSubClient {
  public:
   explicit SubscriberSession(WorkerContext& w) : w_(w) {}
@@ -60,10 +84,25 @@ class SubscriberSession : public Session, public PubSubClient {
 enum class PubStatus { kOk, kTooLarge, kChannelTooLong, kRateLimited, kReserved, kInternal };
 enum class SubStatus { kOk, kTooMany, kTooLong, kTableFull };
 
+// An operator broadcast as it travels on the bus: one message of kind
+// bus::kBroadcast on channel kBroadcastChannel, data
+// "LISTENER\nID,ID,...\nTEXT" (the listener name, the excluded connection
+// ids in decimal, then the text, which may hold any byte).
+inline constexpr std::string_view kBroadcastChannel = "$sys.broadcast";
+struct BroadcastMsg {
+  std::string_view listener;
+  std::vector<uint64_t> exclude;
+  std::string_view text;
+};
+std::string EncodeBroadcast(std::string_view listener, std::span<const uint64_t> exclude,
+                            std::string_view text);
+// False when `data` is not in that format.
+bool DecodeBroadcast(std::string_view data, BroadcastMsg* out);
+
 class PubSubHub {
  public:
   PubSubHub(WorkerContext& w, bus::Bus bus, std::vector<int> wake_fds);
-  ~PubSubHub();
+  ~PubSubHub();  // frees what no output references any more
   PubSubHub(const PubSubHub&) = delete;
   PubSubHub& operator=(const PubSubHub&) = delete;
 
@@ -73,8 +112,15 @@ class PubSubHub {
   SubStatus Subscribe(PubSubClient& c, std::string_view name, bool pattern);
   // False when `c` was not subscribed to `name`.
   bool Unsubscribe(PubSubClient& c, std::string_view name, bool pattern);
-  // Every subscription of `c`, at once (the connection is going).
+  // Every subscription of `c`, at once (the connection is going; RESET
+  // calls DeliverOwn first).
   void ReleaseAll(PubSubClient& c);
+  // Before a subscription of this worker changes: this worker's publishes
+  // so far reach the subscriptions as they were (they are otherwise
+  // delivered at the end of the loop turn), as when every publish was
+  // delivered at once: a new subscriber never gets a message published here
+  // before it subscribed, one that leaves gets those published before.
+  void DeliverOwn();
 
   // `from` is the publishing client (limits and admin rights; nullptr =
   // the server itself). *receivers: clients over all workers that get it.
@@ -83,29 +129,78 @@ class PubSubHub {
   // The error text (RESP form, "ERR ..."/"NOPERM ...") for a status.
   std::string Error(PubStatus s, std::string_view channel) const;
   std::string Error(SubStatus s) const;
+  // The largest payload a publish or a broadcast may carry.
+  size_t max_message_bytes() const;
 
-  // Delivers what the ring holds past this worker's cursor.
-  void Pump();
+  // Operator broadcasts: `c` gets those sent to its connection's listener
+  // (PushBroadcast) until it is removed; this worker then follows the ring
+  // even without subscribers.
+  void AddBroadcastTarget(PubSubClient& c);
+  void RemoveBroadcastTarget(PubSubClient& c);
+  // Queues an encoded broadcast (EncodeBroadcast) for every worker: kOk, or
+  // kTooLarge over max_message_bytes(). Delivery is asynchronous and, as
+  // for PUBLISH, at most once.
+  PubStatus Broadcast(std::string_view encoded);
+
+  // Delivers what the ring holds past this worker's cursor (up to, not
+  // including, sequence number `until`).
+  void Pump(uint64_t until = UINT64_MAX);
+
+  // Wakes the other workers for this turn's publishes now, if that is still
+  // owed: Connection::Flush calls it, so a reply never leaves the worker
+  // before the wake-ups for what its request published.
+  void WakeOwed() {
+    if (wake_owed_) WakeAll();
+  }
 
   size_t local_subscriptions() const { return local_subs_; }
 
  private:
   static void WakeCb(int fd, short what, void* arg);
   static void PollCb(int fd, short what, void* arg);
+  static void PublishedCb(int fd, short what, void* arg);
+  void AfterPublish(const PubSubClient* from);
+  bool Drop(PubSubClient& c, std::string_view name, bool pattern);
   void WakeAll();
-  void Deliver(const bus::Message& m);
+  void Deliver(std::span<const bus::Message> batch);
+  void DeliverRun(std::span<const bus::Message> run, uint64_t now_ms);
+  void DeliverBroadcast(const bus::Message& m, uint64_t now_ms);
+  void DeliverTo(const std::unordered_set<PubSubClient*>& set, std::string_view pattern,
+                 std::span<const bus::Message> run, uint64_t now_ms);
   void CheckOutput(PubSubClient& c, uint64_t now_ms);
   void DropBehind(uint64_t head);
+  // This worker reads the ring while it has subscribers or broadcast targets.
+  bool Following() const { return local_subs_ > 0 || broadcast_targets_ > 0; }
 
   WorkerContext& w_;
   bus::Bus bus_;
   std::vector<int> wake_fds_;
   event* wake_ev_ = nullptr;
   event* poll_ev_ = nullptr;
+  event* published_ev_ = nullptr;  // active: this turn published (PublishedCb)
+  bool published_armed_ = false;
+  bool wake_owed_ = false;         // published since the last WakeAll
+  uint64_t own_until_ = 0;         // the ring's head after this worker's last publish
   uint64_t cursor_ = 0;     // the next sequence number this worker delivers
   size_t local_subs_ = 0;   // subscriptions of this worker's clients
+  size_t broadcast_targets_ = 0;
   std::unordered_map<std::string, std::unordered_set<PubSubClient*>> channels_, patterns_;
-  std::string buf_;
+  // Broadcast targets by listener name.
+  std::unordered_map<std::string, std::unordered_set<PubSubClient*>> broadcast_;
+  // Pump reads the ring a batch at a time, so a run of messages on one
+  // channel reaches each subscriber as one frame (and one output append).
+  std::vector<bus::Message> batch_;
+  std::vector<std::string> batch_bufs_;
+  // The frames of the run being delivered, one per renderer (a handful of
+  // protocols), reused from run to run: `ends` is where each message's
+  // pushes end in `bytes`.
+  struct Frame {
+    PubSubClient::Renderer renderer = nullptr;
+    bool shared = false;
+    SharedBytes* bytes = nullptr;  // one reference ours; replaced when outputs hold it
+    std::vector<size_t> ends;
+  };
+  std::vector<Frame> frames_;
   bool pumping_ = false;
 };
 

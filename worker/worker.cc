@@ -3,6 +3,7 @@
 // connections, and stop gracefully (drain) or fast on the master's signal.
 #include "worker/worker.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -47,6 +48,26 @@ void WorkerContext::WaitDurable(Connection* c) {
     log_flush_armed = true;
     event_active(log_flush, EV_TIMEOUT, 0);  // after the other callbacks of this turn
   }
+}
+
+ptrdiff_t WorkerContext::QueueWrite(Connection* c) {
+  if (!write_flush) return -1;
+  pending_writes.push_back(c);
+  if (!write_flush_armed) {
+    write_flush_armed = true;
+    event_active(write_flush, EV_TIMEOUT, 0);  // after the other callbacks of this turn
+  }
+  return static_cast<ptrdiff_t>(pending_writes.size() - 1);
+}
+
+void WorkerContext::WritePending() {
+  // A write may run a session (input that waited for the output to drain)
+  // that queues output for others: appended, and written in this same pass.
+  // (Connections are freed only by the reaper, never inside this loop.)
+  for (size_t i = 0; i < pending_writes.size(); i++)
+    if (Connection* c = pending_writes[i]) c->OnQueuedWrite();
+  pending_writes.clear();
+  write_flush_armed = false;
 }
 
 void WorkerContext::ReleaseDurable() {
@@ -131,6 +152,8 @@ class Worker {
     }
     reaper_.reset(event_new(base_.get(), -1, 0, ReaperCb, this));
     ctx_.reaper = reaper_.get();
+    write_flush_.reset(event_new(base_.get(), -1, 0, WriteFlushCb, this));
+    ctx_.write_flush = write_flush_.get();
     if (ctx_.config->persistence.enabled && ctx_.store) {
       log_ = std::make_unique<persist::LogWriter>(ctx_.config->persistence,
                                                   &ctx_.segment->header()->persist, ctx_.store);
@@ -406,6 +429,10 @@ class Worker {
     w->MaybeExit();
   }
 
+  static void WriteFlushCb(evutil_socket_t, short, void* arg) {
+    static_cast<Worker*>(arg)->ctx_.WritePending();
+  }
+
   static void LogFlushCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
     w->ctx_.log_flush_armed = false;
@@ -484,7 +511,7 @@ class Worker {
   ProcCounters private_counters_;
   BasePtr base_;
   std::unique_ptr<PubSubHub> pubsub_;  // before base_ goes (its events live in it)
-  EventPtr reaper_, accept_retry_, sweep_, expire_;
+  EventPtr reaper_, write_flush_, accept_retry_, sweep_, expire_;
   std::unique_ptr<persist::LogWriter> log_;
   EventPtr log_flush_, log_notify_, log_retry_;
   std::vector<Listener> listeners_;
@@ -498,6 +525,15 @@ class Worker {
 }  // namespace
 
 int RunWorker(const WorkerStart& start) {
+  // Pub/sub fan-out queues megabytes of output in a loop turn and frees it
+  // once written. glibc gives the top of the heap back to the kernel past
+  // 128 KB free, so each turn paid brk calls and page faults to get the
+  // memory again; keep up to kKeepFreeHeap. (Setting the trim threshold
+  // stops glibc's dynamic mmap threshold, so it is set too, at glibc's own
+  // ceiling: a large value's buffer is not mmapped and unmapped each time.)
+  constexpr int kKeepFreeHeap = 64 << 20;
+  mallopt(M_TRIM_THRESHOLD, kKeepFreeHeap);
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
   Worker w(start);
   return w.Run();
 }

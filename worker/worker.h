@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <unordered_map>
@@ -64,6 +65,17 @@ struct WorkerContext {
   bool log_flush_armed = false;
   void WaitDurable(Connection* c);
   void ReleaseDurable();
+
+  // Connections with output queued outside their own callbacks (pub/sub
+  // deliveries, timers): written once at the end of this loop turn
+  // (Connection::OnQueuedWrite). A connection freed before that nulls its
+  // entry (~Connection). QueueWrite returns the entry's index, or -1: no
+  // loop to do it (the caller arms the connection's write event instead).
+  std::vector<Connection*> pending_writes;
+  event* write_flush = nullptr;           // active: write them after the other callbacks of this turn
+  bool write_flush_armed = false;
+  ptrdiff_t QueueWrite(Connection* c);
+  void WritePending();
 
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;
   std::vector<uint64_t> dead;             // closed, freed from the loop (not inside their callbacks)

@@ -183,7 +183,9 @@ TEST_F(ChatTest, KickWithoutAuthIsRefused) {
   Say(b, "/nick bob", "* you are now");
   EXPECT_EQ(Say(a, "/kick bob", "!"), "! permission denied: /kick needs /auth TOKEN first");
   EXPECT_EQ(Say(a, "/broadcast hi", "!"), "! permission denied: /broadcast needs /auth TOKEN first");
-  EXPECT_EQ(Say(b, "/whoami", "* you are"), "* you are bob in [lobby], worker=1");
+  const std::string who = Say(b, "/whoami", "* you are");
+  EXPECT_EQ(who.substr(0, 39), "* you are bob in [lobby], worker=1, id=") << who;
+  EXPECT_GT(std::atoi(who.c_str() + 39), 0) << who;
 }
 
 TEST_F(ChatTest, VanishedClientReleasesItsNick) {

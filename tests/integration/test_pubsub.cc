@@ -2,7 +2,8 @@
 // real binary, 2 workers): delivery and order across workers, Redis' reply
 // shapes and subscribed-mode rules, fan-out, slow subscribers cut off with
 // the worker's memory bounded, ring overrun, reserved channels, per-client
-// limits, and subscriptions released when clients or workers vanish.
+// limits, and subscriptions released when clients or workers vanish. Then
+// the same bus over kv-json: push lines, counts, error codes.
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -340,6 +341,239 @@ TEST_F(PubSubTest, RedisCliSubscribeAndPublishAcrossWorkers) {
   if (cli > 0) kill(cli, SIGTERM);  // timeout(1) ends redis-cli with it
   pclose(f);
   EXPECT_EQ(all, "subscribe\ncli\n1\nmessage\ncli\nfrom-cli\nmessage\ncli\nfrom-w0\nmessage\ncli\nfrom-w1\n");
+}
+
+// ---- kv-json (docs/protocol-kv-json.md, "Pub/sub") ----
+
+class KvJsonPubSubTest : public ::testing::Test {
+ protected:
+  void StartServer(const std::string& extra = "") {
+    server_ = std::make_unique<Server>(ListenerYaml("kv", "kv-json") + ListenerYaml("resp", "resp"),
+                                       extra, 2);
+    ASSERT_TRUE(server_->Start());
+  }
+
+  // One request line; its reply (or the next line, whatever it is).
+  static std::string Req(Client& c, const std::string& json) {
+    if (!c.SendAll(json + "\n")) return "<send failed>";
+    return Line(c);
+  }
+  static std::string Line(Client& c, int timeout_ms = 5000) {
+    std::string l;
+    return c.RecvLine(&l, timeout_ms) ? l : "<no line>";
+  }
+  // A kv-json connection served by worker `slot` (INFO server says which).
+  Client On(int slot) {
+    for (int i = 0; i < 200; i++) {
+      Client c;
+      if (!c.Connect(server_->Port("kv"))) break;
+      const std::string info = Req(c, R"({"action":"INFO","section":"server"})");
+      const size_t at = info.find("worker_slot:");
+      if (at == std::string::npos) break;
+      if (std::atoi(info.c_str() + at + 12) == slot) return c;
+    }
+    ADD_FAILURE() << "no kv-json connection landed on worker " << slot;
+    return Client();
+  }
+
+  std::unique_ptr<Server> server_;
+};
+
+TEST_F(KvJsonPubSubTest, SubscribePublishUnsubscribeAcrossWorkers) {
+  StartServer();
+  Client sub = On(0), pub = On(1);
+  EXPECT_EQ(Req(sub, R"({"id":1,"action":"SUBSCRIBE","channel":"news"})"),
+            R"({"id":1,"ok":true,"result":1})");
+  EXPECT_EQ(Req(sub, R"({"id":2,"action":"SUBSCRIBE","channel":"sport"})"),
+            R"({"id":2,"ok":true,"result":2})");
+  // Twice counts once; actions are case-insensitive.
+  EXPECT_EQ(Req(sub, R"({"id":3,"action":"subscribe","channel":"news"})"),
+            R"({"id":3,"ok":true,"result":2})");
+  EXPECT_EQ(Req(pub, R"({"id":"p1","action":"PUBLISH","channel":"news","message":"hi \"you\""})"),
+            R"({"id":"p1","ok":true,"result":1})");
+  EXPECT_EQ(Line(sub), R"({"type":"message","channel":"news","data":"hi \"you\""})");
+  // Bytes that are not UTF-8: channel and data in base64.
+  EXPECT_EQ(
+      Req(pub,
+          R"({"id":4,"action":"PUBLISH","channel":"sport","message":"AP8=","encoding":"base64"})"),
+      R"({"id":4,"ok":true,"result":1})");
+  EXPECT_EQ(Line(sub),
+            R"({"type":"message","channel":"c3BvcnQ=","data":"AP8=","encoding":"base64"})");
+
+  // The other direction, with a RESP subscriber of the same channel: the
+  // count is over workers and protocols.
+  Client sub1 = On(1), pub0 = On(0), rsub;
+  ASSERT_TRUE(rsub.Connect(server_->Port("resp")));
+  EXPECT_EQ(Cmd(rsub, {"SUBSCRIBE", "back"}), "[$subscribe,$back,:1]");
+  EXPECT_EQ(Req(sub1, R"({"id":5,"action":"SUBSCRIBE","channel":"back"})"),
+            R"({"id":5,"ok":true,"result":1})");
+  EXPECT_EQ(Req(pub0, R"({"id":6,"action":"PUBLISH","channel":"back","message":"from 0"})"),
+            R"({"id":6,"ok":true,"result":2})");
+  EXPECT_EQ(Line(sub1), R"({"type":"message","channel":"back","data":"from 0"})");
+  EXPECT_EQ(Next(rsub), "[$message,$back,$from 0]");
+
+  // UNSUBSCRIBE one channel, then all; later messages on them never come
+  // (the next line is the one published after them).
+  EXPECT_EQ(Req(sub, R"({"id":7,"action":"UNSUBSCRIBE","channel":"news"})"),
+            R"({"id":7,"ok":true,"result":1})");
+  EXPECT_EQ(Req(pub, R"({"id":8,"action":"PUBLISH","channel":"news","message":"gone"})"),
+            R"({"id":8,"ok":true,"result":0})");
+  EXPECT_EQ(Req(pub, R"({"id":9,"action":"PUBLISH","channel":"sport","message":"still"})"),
+            R"({"id":9,"ok":true,"result":1})");
+  EXPECT_EQ(Line(sub), R"({"type":"message","channel":"sport","data":"still"})");
+  EXPECT_EQ(Req(sub, R"({"id":10,"action":"UNSUBSCRIBE"})"), R"({"id":10,"ok":true,"result":0})");
+  EXPECT_EQ(Req(pub, R"({"id":11,"action":"PUBLISH","channel":"sport","message":"x"})"),
+            R"({"id":11,"ok":true,"result":0})");
+  // Not subscribed any more: an ordinary connection again.
+  EXPECT_EQ(Req(sub, R"({"id":12,"action":"PING"})"), R"({"id":12,"ok":true,"result":"PONG"})");
+}
+
+// A message is rendered once per protocol and pattern and shared by the
+// subscribers of that shape: each still gets its own protocol's bytes, a
+// client with a channel and a pattern subscription gets both pushes, in order.
+TEST_F(KvJsonPubSubTest, OneMessageReachesEveryProtocolAndPatternInItsShape) {
+  StartServer();
+  auto resp_on = [&](int slot) {
+    for (int i = 0; i < 200; i++) {
+      Client c;
+      if (!c.Connect(server_->Port("resp"))) break;
+      const std::string info = Cmd(c, {"CLIENT", "INFO"});
+      const size_t at = info.find("worker=");
+      if (at != std::string::npos && std::atoi(info.c_str() + at + 7) == slot) return c;
+    }
+    ADD_FAILURE() << "no resp connection landed on worker " << slot;
+    return Client();
+  };
+  Client r1 = resp_on(0), r2 = resp_on(0), rp = resp_on(0), j1 = On(0), j2 = On(0), pub = On(1);
+  EXPECT_EQ(Cmd(r1, {"SUBSCRIBE", "mix"}), "[$subscribe,$mix,:1]");
+  EXPECT_EQ(Cmd(r2, {"SUBSCRIBE", "mix"}), "[$subscribe,$mix,:1]");
+  EXPECT_EQ(Cmd(r2, {"PSUBSCRIBE", "m*"}), "[$psubscribe,$m*,:2]");
+  EXPECT_EQ(Cmd(rp, {"PSUBSCRIBE", "mi?"}), "[$psubscribe,$mi?,:1]");
+  for (Client* j : {&j1, &j2})
+    EXPECT_EQ(Req(*j, R"({"id":1,"action":"SUBSCRIBE","channel":"mix"})"),
+              R"({"id":1,"ok":true,"result":1})");
+  for (const char* text : {"one", "two"}) {
+    EXPECT_EQ(Req(pub, std::string(R"({"id":2,"action":"PUBLISH","channel":"mix","message":")") +
+                           text + "\"}"),
+              R"({"id":2,"ok":true,"result":6})");
+    EXPECT_EQ(Next(r1), std::string("[$message,$mix,$") + text + "]");
+    EXPECT_EQ(Next(r2), std::string("[$message,$mix,$") + text + "]");
+    EXPECT_EQ(Next(r2), std::string("[$pmessage,$m*,$mix,$") + text + "]");
+    EXPECT_EQ(Next(rp), std::string("[$pmessage,$mi?,$mix,$") + text + "]");
+    for (Client* j : {&j1, &j2})
+      EXPECT_EQ(Line(*j), std::string(R"({"type":"message","channel":"mix","data":")") + text + "\"}");
+  }
+  // A pipelined burst reaches worker 0 as runs of messages on one channel
+  // (five on "solo", which no pattern matches, then five on "mix", ...):
+  // the same pushes, in the same order (r2: each message, then its pmessage).
+  EXPECT_EQ(Cmd(r1, {"SUBSCRIBE", "solo"}), "[$subscribe,$solo,:2]");
+  EXPECT_EQ(Req(j1, R"({"id":3,"action":"SUBSCRIBE","channel":"solo"})"),
+            R"({"id":3,"ok":true,"result":2})");
+  Client rpub = resp_on(1);
+  const int n = 60;
+  auto channel = [](int i) { return (i / 5) % 2 ? std::string("mix") : std::string("solo"); };
+  std::string batch;
+  for (int i = 0; i < n; i++) batch += Resp({"PUBLISH", channel(i), "m" + std::to_string(i)});
+  ASSERT_TRUE(rpub.SendAll(batch));
+  for (int i = 0; i < n; i++) ASSERT_EQ(Next(rpub), channel(i) == "mix" ? ":6" : ":2") << i;
+  for (int i = 0; i < n; i++) {
+    const std::string m = "m" + std::to_string(i), ch = channel(i);
+    ASSERT_EQ(Next(r1), "[$message,$" + ch + ",$" + m + "]") << i;
+    ASSERT_EQ(Line(j1), R"({"type":"message","channel":")" + ch + R"(","data":")" + m + "\"}") << i;
+    if (ch != "mix") continue;
+    ASSERT_EQ(Next(r2), "[$message,$mix,$" + m + "]") << i;
+    ASSERT_EQ(Next(r2), "[$pmessage,$m*,$mix,$" + m + "]") << i;
+    ASSERT_EQ(Next(rp), "[$pmessage,$mi?,$mix,$" + m + "]") << i;
+    ASSERT_EQ(Line(j2), R"({"type":"message","channel":"mix","data":")" + m + "\"}") << i;
+  }
+}
+
+TEST_F(KvJsonPubSubTest, OwnPublishIsPushedAfterItsReply) {
+  StartServer();
+  Client c = On(0);
+  EXPECT_EQ(Req(c, R"({"id":1,"action":"SUBSCRIBE","channel":"self"})"),
+            R"({"id":1,"ok":true,"result":1})");
+  EXPECT_EQ(Req(c, R"({"id":2,"action":"PUBLISH","channel":"self","message":"me"})"),
+            R"({"id":2,"ok":true,"result":1})");
+  EXPECT_EQ(Line(c), R"({"type":"message","channel":"self","data":"me"})");
+  // Pipelined: every reply whole, each followed by its push.
+  std::string batch;
+  for (int i = 0; i < 3; i++)
+    batch += R"({"id":)" + std::to_string(10 + i) +
+             R"(,"action":"PUBLISH","channel":"self","message":"m)" + std::to_string(i) + "\"}\n";
+  ASSERT_TRUE(c.SendAll(batch));
+  for (int i = 0; i < 3; i++) {
+    EXPECT_EQ(Line(c), R"({"id":)" + std::to_string(10 + i) + R"(,"ok":true,"result":1})") << i;
+    EXPECT_EQ(Line(c),
+              R"({"type":"message","channel":"self","data":"m)" + std::to_string(i) + "\"}")
+        << i;
+  }
+}
+
+TEST_F(KvJsonPubSubTest, BadRequestsGetTheDocumentedErrors) {
+  StartServer("pubsub: {max_message_bytes: 64, max_channels_per_client: 2}\n");
+  Client c = On(0), sub = On(1);
+  // A reserved channel: anyone may listen, no kv-json client may publish.
+  EXPECT_EQ(Req(sub, R"({"id":1,"action":"SUBSCRIBE","channel":"$sys.notice"})"),
+            R"({"id":1,"ok":true,"result":1})");
+  EXPECT_EQ(
+      Req(c, R"({"id":2,"action":"PUBLISH","channel":"$sys.notice","message":"fake"})"),
+      R"({"id":2,"ok":false,"error":{"code":"BAD_REQUEST","message":"channel '$sys.notice' is )"
+      R"(reserved: only authenticated admins may publish under '$sys.'"}})");
+  EXPECT_EQ(
+      Req(c, R"({"id":3,"action":"SUBSCRIBE"})"),
+      R"({"id":3,"ok":false,"error":{"code":"BAD_REQUEST","message":"missing required field 'channel' )"
+      R"(for action SUBSCRIBE"}})");
+  EXPECT_EQ(
+      Req(c, R"({"id":4,"action":"PUBLISH","channel":"a"})"),
+      R"({"id":4,"ok":false,"error":{"code":"BAD_REQUEST","message":"missing required field 'message' )"
+      R"(for action PUBLISH"}})");
+  EXPECT_EQ(
+      Req(c, R"({"id":5,"action":"SUBSCRIBE","channel":7})"),
+      R"({"id":5,"ok":false,"error":{"code":"BAD_REQUEST","message":"field 'channel' must be a string"}})");
+  EXPECT_EQ(
+      Req(c, R"({"id":6,"action":"SUBSCRIBE","channel":"a","pattern":"a*"})"),
+      R"({"id":6,"ok":false,"error":{"code":"BAD_REQUEST","message":"unknown field 'pattern' for action )"
+      R"(SUBSCRIBE"}})");
+  EXPECT_EQ(Req(c, R"({"id":7,"action":"PUBLISH","channel":"a","message":")" +
+                       std::string(65, 'x') + "\"}"),
+            R"({"id":7,"ok":false,"error":{"code":"BAD_REQUEST","message":"message is larger than )"
+            R"J(pubsub.max_message_bytes (64 bytes)"}})J");
+  EXPECT_EQ(
+      Req(c, R"({"id":8,"action":"PUBLISH","channel":"a","message":"%%","encoding":"base64"})"),
+      R"({"id":8,"ok":false,"error":{"code":"BAD_REQUEST","message":"message is not valid base64"}})");
+  EXPECT_EQ(Req(c, R"({"id":9,"action":"SUBSCRIBE","channel":"a"})"),
+            R"({"id":9,"ok":true,"result":1})");
+  EXPECT_EQ(Req(c, R"({"id":10,"action":"SUBSCRIBE","channel":"b"})"),
+            R"({"id":10,"ok":true,"result":2})");
+  EXPECT_EQ(
+      Req(c, R"({"id":11,"action":"SUBSCRIBE","channel":"c"})"),
+      R"({"id":11,"ok":false,"error":{"code":"BAD_REQUEST","message":"too many subscriptions: at most 2 )"
+      R"J(channels and patterns per client (pubsub.max_channels_per_client)"}})J");
+  EXPECT_EQ(Req(c, "{\"id\":12,").substr(0, 41), R"({"ok":false,"error":{"code":"BAD_JSON","m)");
+  EXPECT_EQ(
+      Req(c, R"({"id":13,"action":"PSUBSCRIBE","channel":"a*"})"),
+      R"({"id":13,"ok":false,"error":{"code":"UNKNOWN_ACTION","message":"unknown action 'PSUBSCRIBE'"}})");
+  // None of that closed the connection or dropped its subscriptions, and the
+  // refused publish reached nobody (the next push is the later message).
+  EXPECT_EQ(Req(sub, R"({"id":14,"action":"PUBLISH","channel":"b","message":"ok"})"),
+            R"({"id":14,"ok":true,"result":1})");
+  EXPECT_EQ(Line(c), R"({"type":"message","channel":"b","data":"ok"})");
+  EXPECT_EQ(Req(sub, R"({"id":15,"action":"UNSUBSCRIBE"})"), R"({"id":15,"ok":true,"result":0})");
+}
+
+TEST_F(KvJsonPubSubTest, PasswordGuardsPubSub) {
+  StartServer("kv: {password: kv-pass-1, shards: 8}\n");
+  Client c;
+  ASSERT_TRUE(c.Connect(server_->Port("kv")));
+  EXPECT_EQ(
+      Req(c, R"({"id":1,"action":"SUBSCRIBE","channel":"a"})"),
+      R"({"id":1,"ok":false,"error":{"code":"NOAUTH","message":"Authentication required."}})");
+  EXPECT_EQ(Req(c, R"({"id":2,"action":"PUBLISH","channel":"a","message":"m"})").substr(0, 54),
+            R"({"id":2,"ok":false,"error":{"code":"NOAUTH","message":)");
+  EXPECT_EQ(Req(c, R"({"id":3,"action":"AUTH","password":"kv-pass-1"})"), R"({"id":3,"ok":true})");
+  EXPECT_EQ(Req(c, R"({"id":4,"action":"SUBSCRIBE","channel":"a"})"),
+            R"({"id":4,"ok":true,"result":1})");
 }
 
 }  // namespace

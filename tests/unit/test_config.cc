@@ -93,7 +93,7 @@ TEST(Config, ShippedDefaultConfigIsValid) {
 TEST(Config, UnknownKeyNamesKeyAndPosition) {
   EXPECT_EQ(OneError(std::string(kMinimal) + "wrokers: 2\n"),
             "/etc/pf/test.yaml:3:1: wrokers: unknown key, expected one of group, kv, limits, "
-            "listeners, logging, pidfile, pubsub, shared_memory, timeouts, user, workers");
+            "listeners, logging, persistence, pidfile, pubsub, shared_memory, timeouts, user, workers");
 }
 
 TEST(Config, UnknownNestedKey) {

@@ -1,6 +1,7 @@
 // tools/load/pf_load.cc: pf-load, the load generator for preforkd's line protocols.
 // One libevent loop per thread, connections spread over them, closed-loop requests (optionally
 // pipelined), every response validated by a mode (modes.h), latency merged across threads.
+// The fan-out modes (pubsub, chat) share the options and run their own driver (fanout.h).
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -18,6 +19,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -32,7 +34,9 @@
 #include <utility>
 #include <vector>
 
+#include "fanout.h"
 #include "histogram.h"
+#include "common.h"
 #include "modes.h"
 
 namespace pf::load {
@@ -42,7 +46,6 @@ constexpr int kExitOk = 0;
 constexpr int kExitErrors = 1;
 constexpr int kExitUsage = 2;
 
-constexpr uint64_t kMsNs = 1'000'000;
 constexpr uint64_t kBackoffMinNs = 10 * kMsNs;    // first retry after a failed connect
 constexpr uint64_t kBackoffMaxNs = 1000 * kMsNs;  // doubling up to this
 constexpr uint64_t kTickMaxNs = 100 * kMsNs;      // timeout checks run at least this often
@@ -57,15 +60,18 @@ constexpr const char kUsage[] =
     "\n"
     "Target:\n"
     "      --host ADDR          127.0.0.0/8, ::1 or localhost (default 127.0.0.1)\n"
-    "  -p, --port PORT          default by mode: echo 7007, kv-json 7380, resp-ping 6380\n"
-    "  -m, --mode MODE          echo | kv-json | resp-ping (default echo)\n"
+    "  -p, --port PORT          default by mode: echo 7007, kv-json 7380, resp-ping 6380,\n"
+    "                           pubsub 6380, chat 7000\n"
+    "  -m, --mode MODE          echo | kv-json | resp-ping | pubsub | chat (default echo)\n"
     "\n"
     "Load:\n"
-    "  -c, --conns N            connections in total, spread over the threads (default 50)\n"
+    "  -c, --conns N            connections in total, spread over the threads (default 50);\n"
+    "                           pubsub/chat: the subscribers (also --subscribers N)\n"
     "  -t, --threads N          event-loop threads (default 1; at most one per connection)\n"
     "  -d, --duration SECONDS   measured run time; the run always stops by itself (default 10)\n"
     "      --warmup SECONDS     run this long first and discard its results (default 0)\n"
-    "      --pipeline N         requests in flight per connection (default 1)\n"
+    "      --pipeline N         requests in flight per connection (default 1; pubsub/chat:\n"
+    "                           PUBLISH replies or own chat lines outstanding, default --window)\n"
     "      --connect-per-request\n"
     "                           connect, send one request, read its response, close\n"
     "      --size BYTES         payload: echo line length / kv-json SET value (default 64)\n"
@@ -73,6 +79,16 @@ constexpr const char kUsage[] =
     "      --keys N             kv-json: keys are k0 .. k(N-1) (default 10000)\n"
     "      --timeout SECONDS    a request (or connect) unanswered this long is an error\n"
     "                           (default 5)\n"
+    "\n"
+    "Fan-out (pubsub: RESP SUBSCRIBE/PUBLISH, preforkd or redis-server; chat: preforkd chat):\n"
+    "      --subscribers N      same as -c\n"
+    "      --publishers N       publisher connections (default 1), on one extra thread\n"
+    "      --window N           a publisher stays at most N messages ahead of its slowest\n"
+    "                           subscriber (default 64)\n"
+    "      --rate R             messages/s over all publishers (default: as fast as the window\n"
+    "                           and the pipeline allow)\n"
+    "      --channel NAME       channel (pubsub) or room (chat); default a fresh name per run\n"
+    "      --size BYTES         message payload, at least its pub:seq:ns: header (default 64)\n"
     "\n"
     "Output:\n"
     "      --json               print one JSON object line instead of the text report\n"
@@ -87,6 +103,11 @@ struct Options {
   std::string mode = "echo";
   unsigned conns = 50;
   unsigned threads = 1;
+  unsigned publishers = 1;
+  unsigned window = 64;
+  double rate = 0;
+  std::string channel;
+  bool pipeline_set = false;
   double duration = 10;
   double warmup = 0;
   double timeout = 5;
@@ -102,19 +123,6 @@ struct Target {
 };
 
 std::atomic<bool> g_interrupted{false};
-
-uint64_t NowNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-timeval ToTimeval(uint64_t ns) {
-  return timeval{static_cast<time_t>(ns / 1'000'000'000),
-                 static_cast<suseconds_t>((ns % 1'000'000'000) / 1000)};
-}
-
-uint64_t SecondsToNs(double s) { return static_cast<uint64_t>(std::llround(s * 1e9)); }
 
 [[noreturn]] void UsageError(const std::string& msg) {
   std::fprintf(stderr, "pf-load: %s\nTry 'pf-load --help'.\n", msg.c_str());
@@ -191,13 +199,22 @@ Options ParseOptions(int argc, char** argv) {
     kGetRatio,
     kKeys,
     kTimeoutOpt,
-    kJson
+    kJson,
+    kPublishers,
+    kWindow,
+    kRate,
+    kChannel
   };
   static const option kLong[] = {
       {"host", required_argument, nullptr, kHost},
       {"port", required_argument, nullptr, 'p'},
       {"mode", required_argument, nullptr, 'm'},
       {"conns", required_argument, nullptr, 'c'},
+      {"subscribers", required_argument, nullptr, 'c'},
+      {"publishers", required_argument, nullptr, kPublishers},
+      {"window", required_argument, nullptr, kWindow},
+      {"rate", required_argument, nullptr, kRate},
+      {"channel", required_argument, nullptr, kChannel},
       {"threads", required_argument, nullptr, 't'},
       {"duration", required_argument, nullptr, 'd'},
       {"warmup", required_argument, nullptr, kWarmup},
@@ -239,6 +256,20 @@ Options ParseOptions(int argc, char** argv) {
         break;
       case kPipeline:
         o.params.pipeline = static_cast<unsigned>(ParseUint(optarg, "--pipeline", 1, 4096));
+        o.pipeline_set = true;
+        break;
+      case kPublishers:
+        o.publishers = static_cast<unsigned>(ParseUint(optarg, "--publishers", 1, 1000));
+        break;
+      case kWindow:
+        o.window = static_cast<unsigned>(ParseUint(optarg, "--window", 1, 1 << 20));
+        break;
+      case kRate:
+        o.rate = ParseDouble(optarg, "--rate", 0, 1e9, true);
+        break;
+      case kChannel:
+        o.channel = optarg;
+        if (o.channel.empty() || o.channel.size() > 200) UsageError("--channel: 1..200 bytes");
         break;
       case kCpr:
         o.connect_per_request = true;
@@ -305,44 +336,6 @@ struct Stats {
     return n;
   }
 };
-
-// ---- RAII for fds and libevent objects ------------------------------------------------------
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  UniqueFd(UniqueFd&& o) noexcept : fd_(o.Release()) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    Reset(o.Release());
-    return *this;
-  }
-  ~UniqueFd() { Reset(); }
-  int Get() const { return fd_; }
-  int Release() { return std::exchange(fd_, -1); }
-  void Reset(int fd = -1) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-struct EventFree {
-  void operator()(event* e) const { event_free(e); }
-};
-struct BufferEventFree {
-  void operator()(bufferevent* b) const { bufferevent_free(b); }
-};
-struct EventBaseFree {
-  void operator()(event_base* b) const { event_base_free(b); }
-};
-using EventPtr = std::unique_ptr<event, EventFree>;
-using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventFree>;
-using EventBasePtr = std::unique_ptr<event_base, EventBaseFree>;
 
 // ---- one thread: an event loop and its connections -----------------------------------------
 
@@ -705,27 +698,18 @@ void PrintText(const Options& o, const Target& t, const Mode& mode, const Report
   std::printf(" total=%llu\n", static_cast<unsigned long long>(r.total_errors));
 }
 
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
-  }
-  return out + "\"";
-}
-
 void PrintJson(const Options& o, const Target& t, const Mode& mode, const Report& r,
                bool interrupted) {
   std::string j = "{";
   auto num = [&j](const char* key, unsigned long long v) {
-    j += JsonString(key) + ":" + std::to_string(v) + ",";
+    j += JsonQuote(key) + ":" + std::to_string(v) + ",";
   };
   auto real = [&j](const char* key, double v, int digits) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-    j += JsonString(key) + ":" + buf + ",";
+    j += JsonQuote(key) + ":" + buf + ",";
   };
-  j += "\"target\":" + JsonString(t.text) + ",\"mode\":" + JsonString(mode.Name()) + ",";
+  j += "\"target\":" + JsonQuote(t.text) + ",\"mode\":" + JsonQuote(mode.Name()) + ",";
   num("threads", o.threads);
   num("conns", o.conns);
   num("pipeline", o.params.pipeline);
@@ -768,16 +752,44 @@ void RaiseFdLimit(unsigned conns) {
   }
 }
 
+// pubsub and chat: N subscribers, K publishers, deliveries counted (fanout.h).
+int FanoutMain(const Options& opt, const sigset_t& stop_signals) {
+  if (opt.connect_per_request) UsageError("--connect-per-request does not apply to -m " + opt.mode);
+  FanoutOptions f;
+  f.protocol = opt.mode == "chat" ? FanoutProtocol::kChat : FanoutProtocol::kResp;
+  const Target t = ResolveLoopback(opt.host, opt.port ? opt.port : (opt.mode == "chat" ? 7000 : 6380));
+  f.addr = t.addr;
+  f.addr_len = t.len;
+  f.target = t.text;
+  f.subscribers = opt.conns;
+  f.publishers = opt.publishers;
+  f.threads = opt.threads;
+  f.duration = opt.duration;
+  f.warmup = opt.warmup;
+  f.timeout = opt.timeout;
+  f.rate = opt.rate;
+  f.window = opt.window;
+  f.pipeline = opt.pipeline_set ? opt.params.pipeline : opt.window;
+  f.size = opt.params.size;
+  f.channel = opt.channel;
+  f.json = opt.json;
+  if (f.size > 60000) UsageError("--size: at most 60000 bytes in -m " + opt.mode);
+  if (f.protocol == FanoutProtocol::kChat && !f.channel.empty()) {
+    const bool ok = f.channel.size() <= 32 &&
+                    std::all_of(f.channel.begin(), f.channel.end(), [](char ch) {
+                      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
+                    });
+    if (!ok) UsageError("--channel '" + f.channel + "': a chat room is 1-32 of A-Z a-z 0-9 _ -");
+  }
+  return RunFanout(f, stop_signals);
+}
+
 int Main(int argc, char** argv) {
   const Options opt = ParseOptions(argc, argv);
-  const std::unique_ptr<Mode> mode = MakeMode(opt.mode, opt.params);
-  if (!mode) {
-    UsageError("--mode '" + opt.mode + "': expected " + std::string(ModeNames()));
-  }
-  const Target target = ResolveLoopback(opt.host, opt.port ? opt.port : mode->DefaultPort());
+  const bool fanout = opt.mode == "pubsub" || opt.mode == "chat";
 
   signal(SIGPIPE, SIG_IGN);
-  RaiseFdLimit(opt.conns);
+  RaiseFdLimit(opt.conns + (fanout ? opt.publishers : 0));
 
   // Only this thread takes SIGINT/SIGTERM; workers inherit the blocked mask.
   sigset_t stop_signals;
@@ -785,6 +797,13 @@ int Main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  if (fanout) return FanoutMain(opt, stop_signals);
+
+  const std::unique_ptr<Mode> mode = MakeMode(opt.mode, opt.params);
+  if (!mode) {
+    UsageError("--mode '" + opt.mode + "': expected " + std::string(ModeNames()) + "|pubsub|chat");
+  }
+  const Target target = ResolveLoopback(opt.host, opt.port ? opt.port : mode->DefaultPort());
 
   std::random_device rd;
   const uint64_t seed = (uint64_t{rd()} << 32) ^ rd() ^ NowNs();
