@@ -147,8 +147,8 @@ class PubSubHub {
   void Pump(uint64_t until = UINT64_MAX);
 
   // Wakes the other workers for this turn's publishes now, if that is still
-  // owed: Connection::Flush calls it, so a reply never leaves the worker
-  // before the wake-ups for what its request published.
+  // owed: Connection::Flush and ~Connection call it, so a reply or a close
+  // never leaves the worker before the wake-ups for what was published.
   void WakeOwed() {
     if (wake_owed_) WakeAll();
   }
