@@ -49,6 +49,7 @@ PubSubHub::PubSubHub(WorkerContext& w, bus::Bus bus, std::vector<int> wake_fds)
 }
 
 PubSubHub::~PubSubHub() {
+  if (w_.pubsub == this) w_.pubsub = nullptr;  // connections freed later must not call in
   if (wake_ev_) event_free(wake_ev_);
   if (poll_ev_) event_free(poll_ev_);
   if (published_ev_) event_free(published_ev_);
