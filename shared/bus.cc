@@ -330,9 +330,28 @@ void Bus::ReleaseOwner(int32_t owner) {
     if (EntryAt(h_, i)->owner == owner) FreeEntry(h_, i);
 }
 
+namespace {
+
+// Channel subscriptions of `channel` over all owners; the table lock is held.
+int64_t CountLocked(BusHeader* h, uint32_t hash, std::string_view channel) {
+  int64_t n = 0;
+  const uint32_t size = h->table_size;
+  for (uint32_t i = 0; i < size; i++) {
+    const Entry* e = EntryAt(h, (hash + i) % size);
+    if (e->owner == kEmpty) break;
+    if (e->owner >= 0 && Same(e, hash, channel, false)) n += e->count;
+  }
+  return n;
+}
+
+}  // namespace
+
+// One lock for both counts: this runs for every PUBLISH.
 int64_t Bus::Receivers(std::string_view channel) const {
-  int64_t n = NumSub(channel);
+  const bool fits = channel.size() <= h_->max_channel_bytes;
+  const uint32_t hash = fits ? HashName(h_, channel, false) : 0;
   Lock l(h_, &h_->table_mu, true);
+  int64_t n = fits ? CountLocked(h_, hash, channel) : 0;
   if (h_->pattern_entries == 0) return n;
   for (uint32_t i = 0; i < h_->table_size; i++) {
     const Entry* e = EntryAt(h_, i);
@@ -345,14 +364,7 @@ int64_t Bus::NumSub(std::string_view channel) const {
   if (channel.size() > h_->max_channel_bytes) return 0;
   const uint32_t hash = HashName(h_, channel, false);
   Lock l(h_, &h_->table_mu, true);
-  int64_t n = 0;
-  const uint32_t size = h_->table_size;
-  for (uint32_t i = 0; i < size; i++) {
-    const Entry* e = EntryAt(h_, (hash + i) % size);
-    if (e->owner == kEmpty) break;
-    if (e->owner >= 0 && Same(e, hash, channel, false)) n += e->count;
-  }
-  return n;
+  return CountLocked(h_, hash, channel);
 }
 
 int64_t Bus::NumPat() const {

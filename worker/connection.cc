@@ -62,6 +62,9 @@ Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const so
 
 Connection::~Connection() {
   if (write_queued_) w_.pending_writes[queued_at_] = nullptr;
+  // As before a reply (Flush): the close is seen only after the wake-ups
+  // for what this turn published (a chat client's "left" notice).
+  if (w_.pubsub) w_.pubsub->WakeOwed();
   if (rev_) event_free(rev_);
   if (wev_) event_free(wev_);
   if (in_) evbuffer_free(in_);

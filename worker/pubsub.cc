@@ -49,6 +49,7 @@ PubSubHub::PubSubHub(WorkerContext& w, bus::Bus bus, std::vector<int> wake_fds)
 }
 
 PubSubHub::~PubSubHub() {
+  if (w_.pubsub == this) w_.pubsub = nullptr;  // connections freed later must not call in
   if (wake_ev_) event_free(wake_ev_);
   if (poll_ev_) event_free(poll_ev_);
   if (published_ev_) event_free(published_ev_);
@@ -83,7 +84,7 @@ bool PubSubHub::Drop(PubSubClient& c, std::string_view name, bool pattern) {
   if (it == mine.end()) return false;
   mine.erase(it);
   auto& index = pattern ? patterns_ : channels_;
-  auto ix = index.find(std::string(name));
+  auto ix = index.find(name);
   if (ix != index.end()) {
     ix->second.erase(&c);
     if (ix->second.empty()) index.erase(ix);
@@ -385,7 +386,7 @@ void PubSubHub::Deliver(std::span<const bus::Message> batch) {
 // pattern the run goes message by message.
 void PubSubHub::DeliverRun(std::span<const bus::Message> run, uint64_t now_ms) {
   const std::string_view channel = run.front().channel;
-  auto it = channels_.find(std::string(channel));
+  auto it = channels_.find(channel);
   bool patterned = false;
   for (const auto& [pattern, set] : patterns_) {
     if (GlobMatch(pattern, channel)) {
@@ -472,7 +473,7 @@ void PubSubHub::DeliverBroadcast(const bus::Message& m, uint64_t now_ms) {
     spdlog::error("pub/sub: broadcast message {} is malformed: dropped", m.seq);
     return;
   }
-  auto it = broadcast_.find(std::string(b.listener));
+  auto it = broadcast_.find(b.listener);
   if (it == broadcast_.end()) return;
   for (PubSubClient* c : it->second) {
     Connection& conn = c->conn();

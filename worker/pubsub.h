@@ -147,8 +147,8 @@ class PubSubHub {
   void Pump(uint64_t until = UINT64_MAX);
 
   // Wakes the other workers for this turn's publishes now, if that is still
-  // owed: Connection::Flush calls it, so a reply never leaves the worker
-  // before the wake-ups for what its request published.
+  // owed: Connection::Flush and ~Connection call it, so a reply or a close
+  // never leaves the worker before the wake-ups for what was published.
   void WakeOwed() {
     if (wake_owed_) WakeAll();
   }
@@ -184,9 +184,17 @@ class PubSubHub {
   uint64_t cursor_ = 0;     // the next sequence number this worker delivers
   size_t local_subs_ = 0;   // subscriptions of this worker's clients
   size_t broadcast_targets_ = 0;
-  std::unordered_map<std::string, std::unordered_set<PubSubClient*>> channels_, patterns_;
+  // Names to clients, looked up with the string_view of a message's
+  // channel (no std::string per lookup).
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  using ClientIndex =
+      std::unordered_map<std::string, std::unordered_set<PubSubClient*>, NameHash, std::equal_to<>>;
+  ClientIndex channels_, patterns_;
   // Broadcast targets by listener name.
-  std::unordered_map<std::string, std::unordered_set<PubSubClient*>> broadcast_;
+  ClientIndex broadcast_;
   // Pump reads the ring a batch at a time, so a run of messages on one
   // channel reaches each subscriber as one frame (and one output append).
   std::vector<bus::Message> batch_;
