@@ -1067,6 +1067,33 @@ uint64_t Store::Scan(uint64_t cursor, size_t count, uint64_t now_ms,
   return (uint64_t{si} << 32) | b;
 }
 
+namespace {
+// Removes every key for which pred(key) is true, one shard lock at a time
+// (FLUSHNS, and replaying a partly covered FLUSHALL); journaled or not.
+template <typename Pred>
+uint64_t RemoveWhere(Store* st, const Pred& pred, bool journal) {
+  const StoreHeader* h = Hdr(st);
+  uint64_t n = 0;
+  for (uint32_t i = 0; i < h->shard_count; ++i) {
+    ShardHeader* s = Sh(st, i);
+    ShardLock lk(h, s);
+    for (uint32_t b = 0; b < s->nbuckets && s->keys; ++b) {
+      for (uint32_t o = Buckets(s)[b]; o;) {
+        Item* it = It(s, o);
+        const uint32_t next = it->hnext;
+        if (pred(std::string_view(it->key(), it->key_len))) {
+          if (journal) JDel(s, it);
+          Remove(h, s, o);
+          ++n;
+        }
+        o = next;
+      }
+    }
+  }
+  return n;
+}
+}  // namespace
+
 uint64_t Store::DbSize() {
   uint64_t n = 0;
   for (uint32_t i = 0; i < shard_count(); ++i) n += GetShardStats(i).keys;
@@ -1099,26 +1126,10 @@ uint64_t Store::FlushAll() {
 }
 
 uint64_t Store::FlushPrefix(std::string_view prefix) {
-  const StoreHeader* h = Hdr(this);
-  uint64_t n = 0;
-  for (uint32_t i = 0; i < h->shard_count; ++i) {
-    ShardHeader* s = Sh(this, i);
-    ShardLock lk(h, s);
-    for (uint32_t b = 0; b < s->nbuckets && s->keys; ++b) {
-      for (uint32_t o = Buckets(s)[b]; o;) {
-        Item* it = It(s, o);
-        uint32_t next = it->hnext;
-        if (it->key_len >= prefix.size() &&
-            std::memcmp(it->key(), prefix.data(), prefix.size()) == 0) {
-          JDel(s, it);
-          Remove(h, s, o);
-          ++n;
-        }
-        o = next;
-      }
-    }
-  }
-  return n;
+  return RemoveWhere(
+      this,
+      [prefix](std::string_view k) { return k.size() >= prefix.size() && k.compare(0, prefix.size(), prefix) == 0; },
+      /*journal=*/true);
 }
 
 Stats Store::GetShardStats(uint32_t shard) {
@@ -1248,24 +1259,7 @@ uint64_t Store::Flushes() const {
 }
 
 uint64_t Store::RemoveIf(const std::function<bool(std::string_view key)>& pred) {
-  const StoreHeader* h = Hdr(this);
-  uint64_t n = 0;
-  for (uint32_t i = 0; i < h->shard_count; ++i) {
-    ShardHeader* s = Sh(this, i);
-    ShardLock lk(h, s);
-    for (uint32_t b = 0; b < s->nbuckets && s->keys; ++b) {
-      for (uint32_t o = Buckets(s)[b]; o;) {
-        Item* it = It(s, o);
-        const uint32_t next = it->hnext;
-        if (pred(std::string_view(it->key(), it->key_len))) {
-          Remove(h, s, o);
-          ++n;
-        }
-        o = next;
-      }
-    }
-  }
-  return n;
+  return RemoveWhere(this, pred, /*journal=*/false);
 }
 
 }  // namespace pf::kv
