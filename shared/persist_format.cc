@@ -137,9 +137,7 @@ void RecordBuilder::Clear(uint32_t shard, uint64_t seq) {
 }
 
 void RecordBuilder::End() {
-  const size_t body = out_->size() - start_ - kRecordHeaderBytes;
-  PutAt<uint32_t>(out_, start_, static_cast<uint32_t>(body));
-  PutAt<uint32_t>(out_, start_ + 4, Crc32c(0, out_->data() + start_ + kRecordHeaderBytes, body));
+  EndBlock(out_, start_);  // log records and snapshot blocks share the framing
   open_ = false;
 }
 

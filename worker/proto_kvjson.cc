@@ -186,15 +186,8 @@ class KvJsonSession final : public SubscriberSession {
     if (argv.empty()) return false;
     const std::string_view a = argv[0];
     if (a != "SUBSCRIBE" && a != "UNSUBSCRIBE" && a != "PUBLISH") return false;
-    if (!w_.config->kv.password.empty() && !session_.authenticated) {
-      out.Error(ErrCode::kNoAuth, errtext::kNoAuth);
-      return true;
-    }
-    PubSubHub* hub = w_.pubsub;
-    if (!hub) {
-      out.Error(ErrCode::kErr, "ERR pub/sub is not available");
-      return true;
-    }
+    PubSubHub* hub = PubSubGate(session_.authenticated, out);
+    if (!hub) return true;
     if (env_.commands_processed) env_.commands_processed->Add(1);
     if (a == "SUBSCRIBE") {
       const SubStatus st = hub->Subscribe(*this, argv[1], false);

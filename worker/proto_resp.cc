@@ -181,15 +181,8 @@ class RespSession final : public SubscriberSession {
                                    "RESET are allowed in this context");
       return true;
     }
-    if (!w_.config->kv.password.empty() && !session_.authenticated) {
-      out.Error(ErrCode::kNoAuth, errtext::kNoAuth);
-      return true;
-    }
-    PubSubHub* hub = w_.pubsub;
-    if (!hub) {
-      out.Error(ErrCode::kErr, "ERR pub/sub is not available");
-      return true;
-    }
+    PubSubHub* hub = PubSubGate(session_.authenticated, out);
+    if (!hub) return true;
     if (name == "reset") {
       if (argv.size() != 1) {
         Arity(out, name);

@@ -509,6 +509,15 @@ void PubSubHub::CheckOutput(PubSubClient& c, uint64_t now_ms) {
   }
 }
 
+PubSubHub* SubscriberSession::PubSubGate(bool authenticated, ReplyWriter& out) {
+  if (!w_.config->kv.password.empty() && !authenticated) {
+    out.Error(ErrCode::kNoAuth, errtext::kNoAuth);
+    return nullptr;
+  }
+  if (!w_.pubsub) out.Error(ErrCode::kErr, "ERR pub/sub is not available");
+  return w_.pubsub;
+}
+
 void SubscriberSession::ReleaseSubscriptions() {
   if (!w_.pubsub) return;
   if (subscriptions()) w_.pubsub->ReleaseAll(*this);

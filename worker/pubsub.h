@@ -18,6 +18,7 @@
 #include "shared/bus.h"
 #include "worker/protocol.h"
 
+
 struct event;
 
 namespace pf {
@@ -65,6 +66,9 @@ class PubSubClient {
 // subscriptions (and its broadcast registration) go however the connection
 // ends (OnClose, or the worker's exit), and a subscriber is not closed as
 // idle (as in Redis).
+class PubSubHub;
+class ReplyWriter;
+
 class SubscriberSession : public Session, public PubSubClient {
  public:
   explicit SubscriberSession(WorkerContext& w) : w_(w) {}
@@ -77,6 +81,9 @@ class SubscriberSession : public Session, public PubSubClient {
 
  protected:
   void ReleaseSubscriptions();
+  // The hub for a pub/sub command, or nullptr after answering the error:
+  // NOAUTH when kv.password is set and `authenticated` is false, or no bus.
+  PubSubHub* PubSubGate(bool authenticated, ReplyWriter& out);
   WorkerContext& w_;
   Connection* conn_ = nullptr;
 };
