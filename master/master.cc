@@ -29,10 +29,12 @@
 #include <spdlog/spdlog.h>
 
 #include "master/sockets.h"
+#include "shared/util/clock.h"
 #include "shared/bus.h"
-#include "shared/kv.h"
+#include "shared/kv/kv.h"
 #include "shared/log.h"
-#include "shared/persist.h"
+#include "shared/persist/log_writer.h"
+#include "shared/persist/persist.h"
 #include "shared/shm.h"
 #include "worker/worker.h"
 
@@ -59,12 +61,6 @@ void OnSignal(int sig) {
 
 std::vector<int> MasterSignals() {
   return {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGALRM, persist::SnapshotSignal()};
-}
-
-uint64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
 }
 
 bool WritePidfile(const std::string& path, pid_t pid, std::string* err) {
@@ -142,7 +138,7 @@ class Master {
     master_pid_ = getpid();
     ready_fd_ = ready_fd;
     std::string err;
-    const uint64_t bus_bytes = bus::Bus::RegionBytes(cfg_.pubsub);
+    const uint64_t bus_bytes = bus::Bus::RegionBytes(bus::SizesFrom(cfg_.pubsub));
     if (cfg_.shm_size < Segment::KvOffset(bus_bytes) + (1ull << 20)) {
       err = "shared_memory " + std::to_string(cfg_.shm_size) + " cannot hold the pub/sub bus (" +
             std::to_string(bus_bytes) + " bytes for pubsub.ring_slots x max_message_bytes) and " +
@@ -152,14 +148,14 @@ class Master {
       return 1;
     }
     segment_ = Segment::Create(cfg_.shm_size, bus_bytes);
-    if (!bus::Bus::Format(segment_.bus_base(), segment_.bus_size(), cfg_.pubsub, &err)) {
+    if (!bus::Bus::Format(segment_.bus_base(), segment_.bus_size(), bus::SizesFrom(cfg_.pubsub), &err)) {
       spdlog::critical("pub/sub bus: {}", err);
       Report(ready_fd, err);
       return 1;
     }
     bus_ = bus::Bus(segment_.bus_base());
     uint64_t seed = 0;
-    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = static_cast<uint64_t>(NowMs()) ^ master_pid_;
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = WallMs() ^ static_cast<uint64_t>(master_pid_);
     store_ = kv::Store::Format(segment_.kv_base(), segment_.kv_size(), cfg_.kv.shards,
                                kv::LimitsFrom(cfg_.kv), seed, &err);
     if (!store_) {
@@ -287,12 +283,12 @@ class Master {
     if (pid < 0) {
       spdlog::error("slot {}: fork: {}", slot, std::strerror(errno));
       segment_.Release(counters);
-      slots_[slot].respawn_at_ms = NowMs() + 1000;
+      slots_[slot].respawn_at_ms = MonoMs() + 1000;
       return;
     }
     if (pid == 0) _exit(ChildMain(ws));
     if (counters >= 0) segment_.proc(counters)->pid.store(pid, std::memory_order_release);
-    children_.push_back(Child{pid, slot, generation_, counters, NowMs(), false, 0});
+    children_.push_back(Child{pid, slot, generation_, counters, MonoMs(), false, 0});
     slots_[slot].respawn_at_ms = 0;
     spdlog::info("slot {}: worker {} started (generation {})", slot, pid, generation_);
   }
@@ -413,7 +409,7 @@ class Master {
       // when it keeps crashing right after start.
       if (c.slot >= static_cast<int>(slots_.size())) continue;
       SlotState& s = slots_[c.slot];
-      const uint64_t now = NowMs();
+      const uint64_t now = MonoMs();
       s.crashes = now - c.started_ms < 5000 ? s.crashes + 1 : 0;
       // The first quick crash is respawned at once; from the second one on
       // the delay doubles from 200 ms up to 30 s.
@@ -433,7 +429,7 @@ class Master {
     stopping_ = graceful ? Stop::kGraceful : Stop::kFast;
     segment_.header()->stopping.store(1, std::memory_order_release);
     spdlog::info("{} stop: {} workers", graceful ? "graceful" : "fast", children_.size());
-    const uint64_t deadline = NowMs() + (graceful ? cfg_.timeouts.drain_ms + 2000 : 1000);
+    const uint64_t deadline = MonoMs() + (graceful ? cfg_.timeouts.drain_ms + 2000 : 1000);
     for (auto& c : children_) {
       kill(c.pid, graceful ? SIGQUIT : SIGTERM);
       c.retiring = true;
@@ -515,7 +511,7 @@ class Master {
     PrepareLogFiles();
     generation_++;
     segment_.header()->reloads.fetch_add(1, std::memory_order_relaxed);
-    const uint64_t old_deadline = NowMs() + cfg_.timeouts.drain_ms + 2000;
+    const uint64_t old_deadline = MonoMs() + cfg_.timeouts.drain_ms + 2000;
     std::vector<pid_t> old;
     for (auto& c : children_) {
       if (c.retiring) continue;
@@ -532,7 +528,7 @@ class Master {
   }
 
   void Timers() {
-    const uint64_t now = NowMs();
+    const uint64_t now = MonoMs();
     for (auto& c : children_) {
       if (c.retiring && c.kill_at_ms && now >= c.kill_at_ms) {
         spdlog::warn("slot {}: worker {} did not stop in time; killing it", c.slot, c.pid);
@@ -553,10 +549,10 @@ class Master {
     for (const auto& s : slots_)
       if (s.respawn_at_ms) next = std::min(next, s.respawn_at_ms);
     // Snapshot triggers (log size, time, requests that came without a signal).
-    if (cfg_.persistence.enabled && stopping_ == Stop::kNo) next = std::min(next, NowMs() + 1000);
+    if (cfg_.persistence.enabled && stopping_ == Stop::kNo) next = std::min(next, MonoMs() + 1000);
     itimerval it{};
     if (next != UINT64_MAX) {
-      const uint64_t now = NowMs();
+      const uint64_t now = MonoMs();
       const uint64_t d = next > now ? next - now : 1;
       it.it_value.tv_sec = static_cast<time_t>(d / 1000);
       it.it_value.tv_usec = static_cast<suseconds_t>((d % 1000) * 1000);
@@ -564,7 +560,7 @@ class Master {
     setitimer(ITIMER_REAL, &it, nullptr);
   }
 
-  // ---- persistence (shared/persist.h) ----
+  // ---- persistence (shared/persist/persist.h) ----
   bool LoadPersisted(std::string* err) {
     persist_ = &segment_.header()->persist;
     const PersistenceConf& pc = cfg_.persistence;
@@ -587,7 +583,7 @@ class Master {
     kv::Limits loading = kv::LimitsFrom(cfg_.kv);
     loading.eviction = Eviction::kNoEviction;
     store_->SetLimits(loading);
-    const bool loaded = persist::Load(pc.dir, store_, WorkerContext::NowMs(), &ls, err);
+    const bool loaded = persist::Load(pc.dir, store_, WallMs(), &ls, err);
     store_->SetLimits(kv::LimitsFrom(cfg_.kv));
     if (!loaded) {
       *err = "persistence: cannot load " + pc.dir + ": " + *err;
@@ -601,7 +597,7 @@ class Master {
     persist_->load_ms.store(ls.ms);
     persist_->dropped_tail_bytes.store(ls.dropped_bytes);
     snapshot_soon_ = ls.log_files > 0;  // fold the replayed logs into a snapshot
-    last_snap_ms_ = NowMs();
+    last_snap_ms_ = MonoMs();
     spdlog::info("persistence: loaded {} keys in {} ms from {}: {}, {} log records from {} files, "
                  "{} expired entries dropped, {} bytes of torn or corrupt tail cut; fsync {}",
                  ls.keys, ls.ms, pc.dir,
@@ -614,7 +610,7 @@ class Master {
   void PersistTick() {
     if (!cfg_.persistence.enabled || stopping_ != Stop::kNo || snap_pid_) return;
     const PersistenceConf& pc = cfg_.persistence;
-    const uint64_t now = NowMs();
+    const uint64_t now = MonoMs();
     const uint64_t grown = persist_->log_bytes.load() - persist_->log_bytes_at_snapshot.load();
     const char* why = nullptr;
     if (persist_->snapshot_requests.load() != seen_requests_) why = "requested";
@@ -632,13 +628,13 @@ class Master {
     snap_mark_ = persist_->log_bytes.load();
     persist_->snapshot_in_progress.store(1);
     persist_->snapshots_started.fetch_add(1);
-    snap_started_ms_ = NowMs();
+    snap_started_ms_ = MonoMs();
     const pid_t pid = fork();
     if (pid < 0) {
       spdlog::error("snapshot: fork: {}", std::strerror(errno));
       persist_->snapshot_in_progress.store(0);
       persist_->snapshots_done.fetch_add(1);
-      snap_retry_ms_ = NowMs() + 5000;
+      snap_retry_ms_ = MonoMs() + 5000;
       return;
     }
     if (pid == 0) _exit(SnapshotMain());
@@ -652,29 +648,29 @@ class Master {
     if (ready_fd_ >= 0) close(ready_fd_);
     for (int fd : sockets_.AllFds()) close(fd);
     log::SetRole("snapshot");
-    const uint64_t t0 = NowMs();
+    const uint64_t t0 = MonoMs();
     persist::SnapshotResult r;
     try {
-      r = persist::WriteSnapshot(cfg_.persistence.dir, store_, persist_, WorkerContext::NowMs());
+      r = persist::WriteSnapshot(cfg_.persistence.dir, store_, persist_, WallMs());
     } catch (const std::exception& e) {
       r.ok = false;
       r.error = e.what();
     }
-    const uint64_t ms = NowMs() - t0;
+    const uint64_t ms = MonoMs() - t0;
     if (!r.ok) {
       persist_->last_snapshot_ok.store(0);
       persist::SetLastError(persist_, "snapshot: " + r.error);
-      persist::WriteStatus(cfg_.persistence.dir, "error " + std::to_string(WorkerContext::NowMs()) + " " + r.error);
+      persist::WriteStatus(cfg_.persistence.dir, "error " + std::to_string(WallMs()) + " " + r.error);
       spdlog::error("snapshot failed: {}", r.error);
       return 1;
     }
     persist_->last_snapshot_ok.store(1);
-    persist_->last_snapshot_ms.store(WorkerContext::NowMs());
+    persist_->last_snapshot_ms.store(WallMs());
     persist_->last_snapshot_duration_ms.store(ms);
     persist_->last_snapshot_bytes.store(r.bytes);
     persist_->last_snapshot_keys.store(r.keys);
     persist_->last_snapshot_gen.store(r.gen);
-    persist::WriteStatus(cfg_.persistence.dir, "ok " + std::to_string(WorkerContext::NowMs()) + " " +
+    persist::WriteStatus(cfg_.persistence.dir, "ok " + std::to_string(WallMs()) + " " +
                                                    r.path + " keys=" + std::to_string(r.keys) +
                                                    " bytes=" + std::to_string(r.bytes) +
                                                    " ms=" + std::to_string(ms));
@@ -687,7 +683,7 @@ class Master {
     persist_->served_requests.store(seen_requests_);
     persist_->snapshot_in_progress.store(0);
     persist_->snapshots_done.fetch_add(1);
-    const uint64_t now = NowMs();
+    const uint64_t now = MonoMs();
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       persist_->log_bytes_at_snapshot.store(snap_mark_);
       last_snap_ms_ = now;
@@ -703,7 +699,7 @@ class Master {
       const std::string e = std::string("snapshot process killed by signal ") + strsignal(WTERMSIG(status));
       persist_->last_snapshot_ok.store(0);
       persist::SetLastError(persist_, e);
-      persist::WriteStatus(cfg_.persistence.dir, "error " + std::to_string(WorkerContext::NowMs()) + " " + e);
+      persist::WriteStatus(cfg_.persistence.dir, "error " + std::to_string(WallMs()) + " " + e);
       spdlog::error("{}", e);
     }
     // A killed child leaves its temporary file (only one snapshot runs at a time).

@@ -12,8 +12,8 @@
 #include <stdexcept>
 #include <type_traits>
 
-#include "shared/commands.h"  // GlobMatch
-#include "shared/hash.h"
+#include "shared/util/glob.h"
+#include "shared/util/hash.h"
 
 namespace pf::bus {
 
@@ -81,10 +81,10 @@ Entry* EntryAt(BusHeader* h, uint32_t i) {
                                   static_cast<uint64_t>(i) * h->entry_bytes);
 }
 
-uint32_t SlotBytes(const PubSubConf& c) {
+uint32_t SlotBytes(const Sizes& c) {
   return static_cast<uint32_t>(AlignUp(sizeof(SlotHdr) + c.max_channel_bytes + c.max_message_bytes, 64));
 }
-uint32_t EntryBytes(const PubSubConf& c) {
+uint32_t EntryBytes(const Sizes& c) {
   return static_cast<uint32_t>(AlignUp(offsetof(Entry, name) + c.max_channel_bytes, 8));
 }
 
@@ -143,13 +143,13 @@ std::string_view NameOf(const Entry* e) { return std::string_view(e->name, e->le
 
 }  // namespace
 
-uint64_t Bus::RegionBytes(const PubSubConf& c) {
+uint64_t Bus::RegionBytes(const Sizes& c) {
   const uint64_t ring_off = AlignUp(sizeof(BusHeader), 4096);
   const uint64_t table_off = AlignUp(ring_off + uint64_t{c.ring_slots} * SlotBytes(c), 64);
-  return AlignUp(table_off + uint64_t{c.channel_table_size} * EntryBytes(c), 4096);
+  return AlignUp(table_off + uint64_t{c.table_size} * EntryBytes(c), 4096);
 }
 
-bool Bus::Format(void* base, uint64_t size, const PubSubConf& c, std::string* err) {
+bool Bus::Format(void* base, uint64_t size, const Sizes& c, std::string* err) {
   if (size < RegionBytes(c)) {
     *err = "the bus needs " + std::to_string(RegionBytes(c)) + " bytes, has " + std::to_string(size);
     return false;
@@ -158,7 +158,7 @@ bool Bus::Format(void* base, uint64_t size, const PubSubConf& c, std::string* er
   h->ring_slots = c.ring_slots;
   h->max_message_bytes = c.max_message_bytes;
   h->max_channel_bytes = c.max_channel_bytes;
-  h->table_size = c.channel_table_size;
+  h->table_size = c.table_size;
   h->slot_bytes = SlotBytes(c);
   h->entry_bytes = EntryBytes(c);
   h->ring_off = AlignUp(sizeof(BusHeader), 4096);

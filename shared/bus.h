@@ -12,7 +12,6 @@
 #include <string_view>
 #include <vector>
 
-#include "shared/config.h"
 
 namespace pf::bus {
 
@@ -33,6 +32,15 @@ struct Message {
 
 enum class ReadStatus { kOk, kEmpty, kGap };
 
+// The sizes a bus is formatted with (the config's pubsub section gives them:
+// bus::SizesFrom in shared/config.h); fixed for the segment's life.
+struct Sizes {
+  uint32_t ring_slots = 1024;
+  uint32_t max_message_bytes = 4096;
+  uint32_t max_channel_bytes = 256;
+  uint32_t table_size = 4096;
+};
+
 // The shared header; the ring slots and the table entries follow it.
 struct BusHeader;
 
@@ -40,9 +48,9 @@ struct BusHeader;
 class Bus {
  public:
   // Bytes a bus with these settings needs in the segment.
-  static uint64_t RegionBytes(const PubSubConf& c);
+  static uint64_t RegionBytes(const Sizes& c);
   // Formats `size` bytes at `base` (master, before the first fork).
-  static bool Format(void* base, uint64_t size, const PubSubConf& c, std::string* err);
+  static bool Format(void* base, uint64_t size, const Sizes& c, std::string* err);
 
   Bus() = default;
   explicit Bus(void* base) : h_(static_cast<BusHeader*>(base)) {}

@@ -20,8 +20,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include "shared/bus.h"
-#include "shared/kv.h"
+#include "shared/kv/kv.h"
 #include "shared/shm.h"
+#include "shared/util/strings.h"
 
 namespace pf {
 
@@ -91,7 +92,7 @@ class Checker {
     if (!Scalar(n, key, "an integer")) return;
     const std::string s = n.Scalar();
     uint64_t v = 0;
-    if (!ParseDigits(s, &v)) {
+    if (!ParseU64(s, &v)) {
       Error(n, key, "'" + s + "' is not an integer, expected an integer in " + Range(lo, hi));
       return;
     }
@@ -117,7 +118,7 @@ class Checker {
     else if (unit == "m" || unit == "mb") mult = 1ull << 20;
     else if (unit == "g" || unit == "gb") mult = 1ull << 30;
     else mult = 0;
-    if (i == 0 || mult == 0 || !ParseDigits(s.substr(0, i), &v) || v > UINT64_MAX / mult) {
+    if (i == 0 || mult == 0 || !ParseU64(s.substr(0, i), &v) || v > UINT64_MAX / mult) {
       Error(n, key, "'" + s + "' is not a size, expected a size such as 4096, 64k, 8m or 1g");
       return;
     }
@@ -141,7 +142,7 @@ class Checker {
     else if (unit == "" || unit == "s") mult = 1000;
     else if (unit == "m") mult = 60'000;
     else if (unit == "h") mult = 3'600'000;
-    if (i == 0 || mult == 0 || !ParseDigits(s.substr(0, i), &v) || v > UINT32_MAX / mult) {
+    if (i == 0 || mult == 0 || !ParseU64(s.substr(0, i), &v) || v > UINT32_MAX / mult) {
       Error(n, key, "'" + s + "' is not a duration, expected a duration such as 500ms, 10s or 5m");
       return;
     }
@@ -199,16 +200,6 @@ class Checker {
   const std::string& file() const { return file_; }
 
  private:
-  static bool ParseDigits(const std::string& s, uint64_t* out) {
-    if (s.empty() || s.size() > 19) return false;
-    uint64_t v = 0;
-    for (char c : s) {
-      if (c < '0' || c > '9') return false;
-      v = v * 10 + static_cast<uint64_t>(c - '0');
-    }
-    *out = v;
-    return true;
-  }
   static std::string Range(uint64_t lo, uint64_t hi) {
     return std::to_string(lo) + ".." + std::to_string(hi);
   }
@@ -281,7 +272,7 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
 // each shard's arena has to hold kv::Store::kLargestItemCopies copies of the
 // largest item (see kv.h), or such values fail with OOM forever.
 void CheckShardRoom(Checker& c, const Config& cfg, const YAML::Node& at) {
-  const uint64_t kv_off = Segment::KvOffset(bus::Bus::RegionBytes(cfg.pubsub));
+  const uint64_t kv_off = Segment::KvOffset(bus::Bus::RegionBytes(bus::SizesFrom(cfg.pubsub)));
   const uint64_t need = kv_off +
       kv::Store::MinSizeFor(cfg.kv.shards, cfg.kv.max_key_bytes, cfg.kv.max_value_bytes);
   if (cfg.shm_size >= need) return;
@@ -531,5 +522,15 @@ ConfigResult LoadConfig(const std::string& path) {
   ss << in.rdbuf();
   return ParseConfig(ss.str(), path);
 }
+
+namespace kv {
+Limits LimitsFrom(const KvConf& c) { return Limits{c.max_key_bytes, c.max_value_bytes, c.eviction}; }
+}  // namespace kv
+
+namespace bus {
+Sizes SizesFrom(const PubSubConf& c) {
+  return Sizes{c.ring_slots, c.max_message_bytes, c.max_channel_bytes, c.channel_table_size};
+}
+}  // namespace bus
 
 }  // namespace pf

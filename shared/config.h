@@ -7,12 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "shared/bus.h"
+#include "shared/kv/kv.h"
+
 namespace pf {
 
 enum class Protocol : uint8_t { kEcho, kResp, kKvJson, kHttp, kChat };
 const char* ProtocolName(Protocol p);
-
-enum class Eviction : uint8_t { kNoEviction, kAllKeysLru };
 
 struct ListenerConf {
   std::string name;
@@ -121,6 +122,15 @@ struct ConfigResult {
   std::vector<std::string> errors;   // "file:line:col: key: what is wrong, what was expected"
   bool ok() const { return errors.empty(); }
 };
+
+// The engine's settings from the config (the engine headers know nothing of
+// the config; the config layer sits above them).
+namespace kv {
+Limits LimitsFrom(const KvConf& c);
+}
+namespace bus {
+Sizes SizesFrom(const PubSubConf& c);
+}
 
 // Reads and validates a YAML file. Relative paths in it are resolved against
 // the directory that holds the file. Never throws.

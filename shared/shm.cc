@@ -10,14 +10,10 @@
 #include <cstring>
 #include <new>
 
+#include "shared/util/clock.h"
+
 namespace pf {
 namespace {
-
-uint64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
-}
 
 constexpr uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -33,8 +29,31 @@ void AddInto(ProcCounters* to, const ProcCounters& from) {
 
 constexpr uint64_t kProcsOff = AlignUp(sizeof(ShmHeader), 4096);
 constexpr uint64_t kBusOff = AlignUp(kProcsOff + sizeof(ProcCounters) * kMaxProcSlots, 4096);
+constexpr uint64_t kStatsBytes = AlignUp(sizeof(CmdStatsRow) * (kMaxProcSlots + 1), 4096);
 
 }  // namespace
+
+void AddInto(CmdStatsRow* to, const CmdStatsRow& from) {
+  for (uint32_t i = 0; i < kMaxCommandStats; i++) {
+    const CmdStat& f = from.cmd[i];
+    if (!f.calls.Get() && !f.rejected.Get() && !f.failed.Get()) continue;
+    CmdStat& t = to->cmd[i];
+    t.calls.Add(f.calls.Get());
+    t.nsec.Add(f.nsec.Get());
+    t.rejected.Add(f.rejected.Get());
+    t.failed.Add(f.failed.Get());
+  }
+}
+
+CmdStatsRow* Segment::cmd_stats(uint32_t i) const {
+  return reinterpret_cast<CmdStatsRow*>(static_cast<char*>(base_) + header()->stats_offset) + i;
+}
+
+void Segment::SumCommandStats(CmdStatsRow* out) const {
+  AddInto(out, *cmd_stats(kMaxProcSlots));
+  for (uint32_t i = 0; i < kMaxProcSlots; i++)
+    if (procs_[i].pid.load(std::memory_order_acquire) != 0) AddInto(out, *cmd_stats(i));
+}
 
 uint64_t Segment::KvOffset(uint64_t bus_bytes) { return AlignUp(kBusOff + bus_bytes, 4096); }
 
@@ -46,14 +65,16 @@ Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
                  static_cast<unsigned long long>(size));
     std::abort();
   }
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  // The statistics rows follow `size`; untouched pages cost nothing.
+  const uint64_t mapped = size + kStatsBytes;
+  void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     std::perror("mmap shared segment");
     std::abort();
   }
   Segment s;
   s.base_ = p;
-  s.size_ = size;
+  s.size_ = mapped;
   auto* h = new (p) ShmHeader();
   h->magic = kShmMagic;
   h->layout_version = kShmLayoutVersion;
@@ -63,7 +84,8 @@ Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
   h->bus_size = kv_off - kBusOff;
   h->kv_offset = kv_off;
   h->kv_size = size - kv_off;
-  h->master_started_ms = NowMs();
+  h->stats_offset = size;
+  h->master_started_ms = WallMs();
   s.procs_ = reinterpret_cast<ProcCounters*>(static_cast<char*>(p) + procs_off);
   for (uint32_t i = 0; i < kMaxProcSlots; i++) new (s.procs_ + i) ProcCounters();
   return s;
@@ -92,7 +114,8 @@ bool Segment::Verify(const char** why) const {
   const ShmHeader* h = header();
   if (h->magic != kShmMagic) *why = "bad magic";
   else if (h->layout_version != kShmLayoutVersion) *why = "layout version mismatch";
-  else if (h->total_size != size_ || h->proc_slots != kMaxProcSlots) *why = "size mismatch";
+  else if (h->total_size + kStatsBytes != size_ || h->proc_slots != kMaxProcSlots)
+    *why = "size mismatch";
   else return true;
   return false;
 }
@@ -106,7 +129,8 @@ int Segment::Claim(int worker_slot, uint32_t generation) {
     p->pid.store(-1, std::memory_order_relaxed);  // reserved until the child sets its pid
     p->worker_slot.store(worker_slot, std::memory_order_relaxed);
     p->generation.store(generation, std::memory_order_relaxed);
-    p->started_ms.store(NowMs(), std::memory_order_relaxed);
+    p->started_ms.store(WallMs(), std::memory_order_relaxed);
+    std::memset(static_cast<void*>(cmd_stats(i)), 0, sizeof(CmdStatsRow));
     return static_cast<int>(i);
   }
   return -1;
@@ -121,6 +145,7 @@ void Segment::Release(int index) {
                                   std::memory_order_relaxed);
   p->conns_active.Sub(p->conns_active.Get());
   AddInto(&h->retired, *p);
+  AddInto(cmd_stats(kMaxProcSlots), *cmd_stats(static_cast<uint32_t>(index)));
   p->pid.store(0, std::memory_order_release);
 }
 

@@ -12,7 +12,7 @@
 namespace pf {
 
 constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endian
-constexpr uint32_t kShmLayoutVersion = 3;  // 3: persistence state
+constexpr uint32_t kShmLayoutVersion = 4;  // 4: per-command statistics rows
 constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
 
 // A counter with one writer (its process) and many readers: increments are a
@@ -44,7 +44,24 @@ struct alignas(64) ProcCounters {
 };
 static_assert(std::is_standard_layout_v<ProcCounters>);
 
-// Persistence state every process sees (shared/persist.h). The master and
+// Per-command statistics (INFO commandstats): one row per process, indexed
+// by the command table's CommandIndex (shared/cmd/commands.h), one writer per
+// row. They live after the segment's configured size, in pages only touched
+// for processes that run commands, so they take nothing from the store.
+constexpr uint32_t kMaxCommandStats = 512;
+struct CmdStat {
+  Counter calls;     // the handler ran
+  Counter nsec;      // time in the handler
+  Counter rejected;  // refused before the handler (arity, NOAUTH, MISCONF, pub/sub context)
+  Counter failed;    // the handler answered an error
+};
+struct alignas(64) CmdStatsRow {
+  CmdStat cmd[kMaxCommandStats];
+};
+static_assert(std::is_standard_layout_v<CmdStatsRow>);
+void AddInto(CmdStatsRow* to, const CmdStatsRow& from);
+
+// Persistence state every process sees (shared/persist/persist.h). The master and
 // its snapshot child write the snapshot fields; workers the log fields.
 struct alignas(64) PersistShared {
   std::atomic<uint32_t> enabled{0};
@@ -82,6 +99,7 @@ struct alignas(64) ShmHeader {
   uint64_t total_size;
   uint64_t bus_offset, bus_size;
   uint64_t kv_offset, kv_size;
+  uint64_t stats_offset;         // kMaxProcSlots + 1 CmdStatsRow (the last: reaped processes)
   uint64_t master_started_ms;
   std::atomic<uint64_t> reloads{0};
   std::atomic<int64_t> conns_active_total{0};  // all workers; the master corrects it for dead workers
@@ -93,9 +111,10 @@ struct alignas(64) ShmHeader {
 
 class Segment {
  public:
-  // Maps an anonymous shared region of `size` bytes and formats the header;
-  // the bus gets `bus_bytes` after the counter slots, the KV store everything
-  // after the bus. Aborts on failure (see Fits()).
+  // Maps an anonymous shared region of `size` bytes (plus the command
+  // statistics rows after it) and formats the header; the bus gets
+  // `bus_bytes` after the counter slots, the KV store everything after the
+  // bus. Aborts on failure.
   static Segment Create(uint64_t size, uint64_t bus_bytes);
   // Where the KV store region starts for a bus of `bus_bytes`: a segment of
   // `size` bytes gives the store size - KvOffset(bus_bytes) bytes.
@@ -110,6 +129,10 @@ class Segment {
 
   ShmHeader* header() const { return reinterpret_cast<ShmHeader*>(base_); }
   ProcCounters* proc(uint32_t i) const { return procs_ + i; }
+  // Process i's command statistics row; kMaxProcSlots: the reaped ones'.
+  CmdStatsRow* cmd_stats(uint32_t i) const;
+  // Every live process' row plus the reaped ones', added into *out.
+  void SumCommandStats(CmdStatsRow* out) const;
   void* kv_base() const { return static_cast<char*>(base_) + header()->kv_offset; }
   void* bus_base() const { return static_cast<char*>(base_) + header()->bus_offset; }
   uint64_t bus_size() const { return header()->bus_size; }

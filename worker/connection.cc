@@ -16,8 +16,11 @@
 #include <event2/event.h>
 #include <spdlog/spdlog.h>
 
+#include "shared/util/clock.h"
+#include "shared/util/net.h"
 #include "shared/config.h"
-#include "shared/persist.h"
+#include "shared/persist/log_writer.h"
+#include "shared/persist/persist.h"
 #include "worker/pubsub.h"
 #include "worker/worker.h"
 
@@ -30,28 +33,14 @@ namespace {
 
 constexpr ev_ssize_t kReadChunk = 16 * 1024;
 
-std::string PeerText(const sockaddr* sa) {
-  char buf[INET6_ADDRSTRLEN] = "?";
-  if (sa->sa_family == AF_INET) {
-    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
-    inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
-    return std::string(buf) + ":" + std::to_string(ntohs(in->sin_port));
-  }
-  if (sa->sa_family == AF_INET6) {
-    auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
-    inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
-    return "[" + std::string(buf) + "]:" + std::to_string(ntohs(in6->sin6_port));
-  }
-  return "?";
-}
 
 }  // namespace
 
 Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const sockaddr* sa,
                        uint64_t id)
-    : w_(w), listener_(l), fd_(fd), id_(id), peer_(PeerText(sa)) {
-  connected_ms_ = WorkerContext::NowMs();
-  last_activity_ms_ = WorkerContext::MonoMs();
+    : w_(w), listener_(l), fd_(fd), id_(id), peer_(FormatAddr(sa)) {
+  connected_ms_ = WallMs();
+  last_activity_ms_ = MonoMs();
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   in_ = evbuffer_new();
@@ -170,7 +159,7 @@ void Connection::ReadCb(int, short, void* arg) {
   } else {
     c->bytes_in_ += static_cast<uint64_t>(n);
     c->w_.counters->bytes_in.Add(static_cast<uint64_t>(n));
-    c->last_activity_ms_ = WorkerContext::MonoMs();
+    c->last_activity_ms_ = MonoMs();
   }
   c->Process();
 }
@@ -267,7 +256,7 @@ void Connection::Flush() {
       return;
     }
     if (n == 0) break;
-    last_activity_ms_ = WorkerContext::MonoMs();  // a slow reader that keeps taking bytes is not idle
+    last_activity_ms_ = MonoMs();  // a slow reader that keeps taking bytes is not idle
   }
   if (evbuffer_get_length(out_) > 0) {
     ArmWrite();

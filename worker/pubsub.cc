@@ -14,7 +14,8 @@
 #include <event2/event.h>
 #include <spdlog/spdlog.h>
 
-#include "shared/commands.h"
+#include "shared/util/clock.h"
+#include "shared/cmd/commands.h"
 #include "worker/connection.h"
 #include "worker/worker.h"
 
@@ -107,14 +108,14 @@ void PubSubHub::ReleaseAll(PubSubClient& c) {
 }
 
 PubStatus PubSubHub::Publish(PubSubClient* from, uint64_t origin, std::string_view channel,
-                             std::string_view data, int64_t* receivers) {
+                             std::string_view data, bool admin, int64_t* receivers) {
   const PubSubConf& pc = w_.config->pubsub;
   if (data.size() > std::min(pc.max_message_bytes, bus_.max_message_bytes())) return PubStatus::kTooLarge;
   if (channel.size() > bus_.max_channel_bytes()) return PubStatus::kChannelTooLong;
-  if (!pc.reserved_prefix.empty() && channel.starts_with(pc.reserved_prefix) && !(from && from->admin))
+  if (!pc.reserved_prefix.empty() && channel.starts_with(pc.reserved_prefix) && !admin)
     return PubStatus::kReserved;
   if (from) {
-    const uint64_t now = WorkerContext::MonoMs();
+    const uint64_t now = MonoMs();
     if (now - from->rate_window_ms >= 1000) {
       from->rate_window_ms = now;
       from->rate_count = 0;
@@ -365,7 +366,7 @@ void PubSubClient::PushFrame(std::string_view frame, SharedBytes* shared) {
 }
 
 void PubSubHub::Deliver(std::span<const bus::Message> batch) {
-  const uint64_t now = WorkerContext::MonoMs();
+  const uint64_t now = MonoMs();
   for (size_t i = 0; i < batch.size();) {
     const bus::Message& m = batch[i];
     if (m.kind != bus::kPubSub) {
@@ -509,13 +510,53 @@ void PubSubHub::CheckOutput(PubSubClient& c, uint64_t now_ms) {
   }
 }
 
-PubSubHub* SubscriberSession::PubSubGate(bool authenticated, ReplyWriter& out) {
-  if (!w_.config->kv.password.empty() && !authenticated) {
-    out.Error(ErrCode::kNoAuth, errtext::kNoAuth);
-    return nullptr;
+bool SubscriberSession::Subscribe(std::string_view name, bool pattern, std::string* err) {
+  if (!w_.pubsub) {
+    err->assign(errtext::kPubSubUnavailable);
+    return false;
   }
-  if (!w_.pubsub) out.Error(ErrCode::kErr, "ERR pub/sub is not available");
-  return w_.pubsub;
+  const SubStatus st = w_.pubsub->Subscribe(*this, name, pattern);
+  if (st == SubStatus::kOk) return true;
+  *err = w_.pubsub->Error(st);
+  return false;
+}
+
+void SubscriberSession::Unsubscribe(std::string_view name, bool pattern) {
+  if (w_.pubsub) w_.pubsub->Unsubscribe(*this, name, pattern);
+}
+
+std::vector<std::string> SubscriberSession::Subscribed(bool pattern) const {
+  const auto& mine = pattern ? patterns : channels;
+  return {mine.begin(), mine.end()};
+}
+
+bool SubscriberSession::Publish(std::string_view channel, std::string_view data, bool admin,
+                                int64_t* receivers, std::string* err) {
+  if (!w_.pubsub) {
+    err->assign(errtext::kPubSubUnavailable);
+    return false;
+  }
+  const PubStatus st = w_.pubsub->Publish(this, conn_->id(), channel, data, admin, receivers);
+  if (st == PubStatus::kOk) return true;
+  *err = w_.pubsub->Error(st, channel);
+  return false;
+}
+
+std::vector<std::string> SubscriberSession::Channels(std::string_view pattern) {
+  return w_.pubsub ? w_.pubsub->bus().Channels(pattern) : std::vector<std::string>{};
+}
+
+int64_t SubscriberSession::NumSub(std::string_view channel) {
+  return w_.pubsub ? w_.pubsub->bus().NumSub(channel) : 0;
+}
+
+int64_t SubscriberSession::NumPat() { return w_.pubsub ? w_.pubsub->bus().NumPat() : 0; }
+
+// RESET: this worker's publishes so far reach the subscriptions as they were.
+void SubscriberSession::UnsubscribeAll() {
+  if (!w_.pubsub) return;
+  w_.pubsub->DeliverOwn();
+  w_.pubsub->ReleaseAll(*this);
 }
 
 void SubscriberSession::ReleaseSubscriptions() {

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "shared/bus.h"
+#include "shared/cmd/commands.h"
 #include "worker/protocol.h"
-
 
 struct event;
 
@@ -54,7 +54,6 @@ class PubSubClient {
   virtual void PushBroadcast(std::string_view) {}
 
   size_t subscriptions() const { return channels.size() + patterns.size(); }
-  bool admin = false;                 // may publish under pubsub.reserved_prefix
   bool broadcast_target = false;      // registered with AddBroadcastTarget (owned by PubSubHub)
   std::set<std::string> channels, patterns;   // owned by PubSubHub
   uint64_t rate_window_ms = 0;        // publish rate: start of the current second
@@ -65,11 +64,11 @@ class PubSubClient {
 // A protocol session that can subscribe (resp, kv-json, chat): its
 // subscriptions (and its broadcast registration) go however the connection
 // ends (OnClose, or the worker's exit), and a subscriber is not closed as
-// idle (as in Redis).
+// idle (as in Redis). It is the PubSubPort the command table's pub/sub
+// commands use (shared/cmd/pubsub.cc).
 class PubSubHub;
-class ReplyWriter;
 
-class SubscriberSession : public Session, public PubSubClient {
+class SubscriberSession : public Session, public PubSubClient, public PubSubPort {
  public:
   explicit SubscriberSession(WorkerContext& w) : w_(w) {}
   ~SubscriberSession() override { ReleaseSubscriptions(); }
@@ -79,11 +78,20 @@ class SubscriberSession : public Session, public PubSubClient {
   }
   Connection& conn() override { return *conn_; }
 
+  // PubSubPort
+  size_t subscription_count() const override { return subscriptions(); }
+  bool Subscribe(std::string_view name, bool pattern, std::string* err) override;
+  void Unsubscribe(std::string_view name, bool pattern) override;
+  std::vector<std::string> Subscribed(bool pattern) const override;
+  bool Publish(std::string_view channel, std::string_view data, bool admin, int64_t* receivers,
+               std::string* err) override;
+  std::vector<std::string> Channels(std::string_view pattern) override;
+  int64_t NumSub(std::string_view channel) override;
+  int64_t NumPat() override;
+  void UnsubscribeAll() override;
+
  protected:
   void ReleaseSubscriptions();
-  // The hub for a pub/sub command, or nullptr after answering the error:
-  // NOAUTH when kv.password is set and `authenticated` is false, or no bus.
-  PubSubHub* PubSubGate(bool authenticated, ReplyWriter& out);
   WorkerContext& w_;
   Connection* conn_ = nullptr;
 };
@@ -129,10 +137,11 @@ class PubSubHub {
   // before it subscribed, one that leaves gets those published before.
   void DeliverOwn();
 
-  // `from` is the publishing client (limits and admin rights; nullptr =
-  // the server itself). *receivers: clients over all workers that get it.
+  // `from` is the publishing client (its rate limit; nullptr = the server
+  // itself); `admin`: it may publish under pubsub.reserved_prefix.
+  // *receivers: clients over all workers that get it.
   PubStatus Publish(PubSubClient* from, uint64_t origin, std::string_view channel,
-                    std::string_view data, int64_t* receivers);
+                    std::string_view data, bool admin, int64_t* receivers);
   // The error text (RESP form, "ERR ..."/"NOPERM ...") for a status.
   std::string Error(PubStatus s, std::string_view channel) const;
   std::string Error(SubStatus s) const;

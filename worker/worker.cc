@@ -17,25 +17,15 @@
 #include <event2/listener.h>
 #include <spdlog/spdlog.h>
 
+#include "shared/util/clock.h"
 #include "shared/log.h"
-#include "shared/persist.h"
-#include "worker/access_log.h"
+#include "shared/persist/log_writer.h"
+#include "shared/persist/persist.h"
+#include "worker/http/access_log.h"
 #include "worker/connection.h"
 #include "worker/pubsub.h"
 
 namespace pf {
-
-uint64_t WorkerContext::NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
-}
-
-uint64_t WorkerContext::MonoMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
-}
 
 void WorkerContext::Retire(Connection* c) {
   dead.push_back(c->id());
@@ -146,6 +136,8 @@ class Worker {
     ctx_.counters = start_.counter_index >= 0 ? start_.segment->proc(start_.counter_index)
                                               : &private_counters_;
     ctx_.owner = start_.counter_index;
+    ctx_.cmd_stats = start_.counter_index >= 0 ? start_.segment->cmd_stats(start_.counter_index)
+                                               : private_cmd_stats_.get();
     if (start_.bus.valid()) {
       pubsub_ = std::make_unique<PubSubHub>(ctx_, start_.bus, start_.wake_fds);
       ctx_.pubsub = pubsub_.get();
@@ -289,7 +281,7 @@ class Worker {
                  ctx_.config->timeouts.drain_ms);
     for (auto& [id, c] : ctx_.conns)
       if (!c->closing()) c->session()->OnDrain(*c);
-    drain_deadline_ms_ = WorkerContext::MonoMs() + ctx_.config->timeouts.drain_ms;
+    drain_deadline_ms_ = MonoMs() + ctx_.config->timeouts.drain_ms;
     // End the drain on time, not on the next sweep tick.
     const uint32_t d = ctx_.config->timeouts.drain_ms;
     timeval dtv{static_cast<time_t>(d / 1000), static_cast<suseconds_t>((d % 1000) * 1000)};
@@ -361,7 +353,7 @@ class Worker {
             static_cast<int64_t>(lim.max_connections)) {
       evutil_closesocket(fd);
       ctx_.counters->conns_rejected.Add(1);
-      const uint64_t now = WorkerContext::MonoMs();
+      const uint64_t now = MonoMs();
       if (now - last_reject_log_ms_ >= 1000) {
         last_reject_log_ms_ = now;
         spdlog::warn("connection limit reached ({} here, {} in all): closing new connections",
@@ -466,7 +458,7 @@ class Worker {
   void Sweep() {
     Worker* w = this;
     auto& ctx = ctx_;
-    const uint64_t now = WorkerContext::MonoMs();
+    const uint64_t now = MonoMs();
     if (ctx.draining && now >= w->drain_deadline_ms_) {
       EndDrain();
       return;
@@ -494,7 +486,7 @@ class Worker {
     const uint32_t workers = std::max<uint32_t>(ctx.config->workers, 1);
     timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    const uint64_t now = WorkerContext::NowMs();
+    const uint64_t now = WallMs();
     for (uint32_t s = static_cast<uint32_t>(ctx.slot) % workers; s < shards; s += workers) {
       try {
         ctx.store->SweepExpired(s, now, 20);
@@ -509,6 +501,7 @@ class Worker {
   const WorkerStart& start_;
   WorkerContext ctx_;
   ProcCounters private_counters_;
+  std::unique_ptr<CmdStatsRow> private_cmd_stats_ = std::make_unique<CmdStatsRow>();
   BasePtr base_;
   std::unique_ptr<PubSubHub> pubsub_;  // before base_ goes (its events live in it)
   EventPtr reaper_, write_flush_, accept_retry_, sweep_, expire_;

@@ -13,7 +13,7 @@
 
 #include "shared/bus.h"
 #include "shared/config.h"
-#include "shared/kv.h"
+#include "shared/kv/kv.h"
 #include "shared/shm.h"
 
 struct event_base;
@@ -50,6 +50,7 @@ struct WorkerContext {
   const Config* config = nullptr;
   Segment* segment = nullptr;
   ProcCounters* counters = nullptr;
+  CmdStatsRow* cmd_stats = nullptr;       // this process' command statistics (INFO commandstats)
   int slot = 0;
   uint32_t generation = 0;
   event_base* base = nullptr;
@@ -57,7 +58,7 @@ struct WorkerContext {
   PubSubHub* pubsub = nullptr;            // this worker's end of the bus (worker/pubsub.h)
   int owner = -1;                         // this process' counter entry: owner of its bus subscriptions
   bool draining = false;
-  // Persistence (shared/persist.h): replies of connections whose requests
+  // Persistence (shared/persist/persist.h): replies of connections whose requests
   // wrote wait here until the log holds the writes (worker.cc).
   persist::LogWriter* log = nullptr;
   std::vector<uint64_t> durable_waiters;  // connection ids
@@ -82,8 +83,6 @@ struct WorkerContext {
   event* reaper = nullptr;
 
   void Retire(Connection* c);             // called by Connection::Close
-  static uint64_t NowMs();                // CLOCK_REALTIME ms: key expiry, display
-  static uint64_t MonoMs();               // CLOCK_MONOTONIC ms: timeouts (immune to clock steps)
 };
 
 // Runs the worker until it stops; returns the process exit code.

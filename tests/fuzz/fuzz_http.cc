@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "worker/http_parse.h"
-#include "worker/http_util.h"
+#include "worker/http/parse.h"
+#include "worker/http/util.h"
 
 namespace {
 

@@ -10,7 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "worker/kvjson.h"
+#include "shared/util/line_framer.h"
+#include "worker/kvjson/request.h"
+#include "worker/kvjson/writer.h"
 
 namespace {
 
@@ -21,7 +23,7 @@ void Check(bool ok) {
 }
 
 std::vector<std::string> Frame(std::string_view in, uint32_t rng) {
-  pf::kvjson::LineFramer f(kMaxLine);
+  pf::LineFramer f(kMaxLine);
   std::string buf;
   std::vector<std::string> lines;
   size_t i = 0;
@@ -36,14 +38,14 @@ std::vector<std::string> Frame(std::string_view in, uint32_t rng) {
     for (;;) {
       auto r = f.Next(buf);
       Check(r.consumed <= buf.size());
-      if (r.kind == pf::kvjson::LineFramer::Result::kLine) {
+      if (r.kind == pf::LineFramer::Result::kLine) {
         Check(r.line.size() <= kMaxLine);
         lines.emplace_back(r.line);
-      } else if (r.kind == pf::kvjson::LineFramer::Result::kTooLong) {
+      } else if (r.kind == pf::LineFramer::Result::kTooLong) {
         lines.emplace_back("\x01TOO_LONG");
       }
       buf.erase(0, r.consumed);
-      if (r.kind == pf::kvjson::LineFramer::Result::kNeedMore) break;
+      if (r.kind == pf::LineFramer::Result::kNeedMore) break;
     }
     Check(buf.size() <= kMaxLine + 1);
   }

@@ -1,5 +1,5 @@
 // tests/fuzz/fuzz_persist.cc: libFuzzer target for the persistence parsers
-// (shared/persist_format.h): log header, records and their entries, snapshot
+// (shared/persist/format.h): log header, records and their entries, snapshot
 // header and blocks, on arbitrary bytes. Invariants: no parser reads outside
 // its input; a record or block that decodes re-encodes to the same bytes; a
 // header that decodes survives encode + decode; any body framed with its
@@ -13,8 +13,8 @@
 #include <string_view>
 #include <vector>
 
-#include "shared/crc32c.h"
-#include "shared/persist_format.h"
+#include "shared/persist/crc32c.h"
+#include "shared/persist/format.h"
 
 namespace {
 

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "shared/bus.h"
+#include "shared/config.h"
 
 namespace pf::bus {
 namespace {
@@ -23,11 +24,11 @@ class BusTest : public ::testing::Test {
     conf_.max_message_bytes = msg;
     conf_.max_channel_bytes = 64;
     conf_.channel_table_size = table;
-    size_ = Bus::RegionBytes(conf_);
+    size_ = Bus::RegionBytes(SizesFrom(conf_));
     mem_ = mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ASSERT_NE(mem_, MAP_FAILED);
     std::string err;
-    ASSERT_TRUE(Bus::Format(mem_, size_, conf_, &err)) << err;
+    ASSERT_TRUE(Bus::Format(mem_, size_, SizesFrom(conf_), &err)) << err;
     bus_ = Bus(mem_);
   }
   void TearDown() override {

@@ -13,7 +13,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "shared/commands.h"
+#include "shared/cmd/commands.h"
 
 namespace pf {
 namespace {

@@ -12,7 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "shared/config.h"
-#include "worker/http_filecache.h"
+#include "worker/http/filecache.h"
 
 namespace pf::http {
 namespace {

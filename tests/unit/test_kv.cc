@@ -15,9 +15,9 @@
 
 #include <gtest/gtest.h>
 
-#include "shared/hash.h"
-#include "shared/kv.h"
-#include "shared/kv_internal.h"
+#include "shared/util/hash.h"
+#include "shared/kv/kv.h"
+#include "shared/kv/layout.h"
 
 namespace pf::kv {
 namespace {

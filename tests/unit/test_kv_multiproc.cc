@@ -13,8 +13,8 @@
 
 #include <gtest/gtest.h>
 
-#include "shared/kv.h"
-#include "shared/kv_internal.h"
+#include "shared/kv/kv.h"
+#include "shared/kv/layout.h"
 
 namespace pf::kv {
 namespace {

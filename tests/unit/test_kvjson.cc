@@ -5,10 +5,17 @@
 #include <string>
 #include <vector>
 
-#include "worker/kvjson.h"
+#include "shared/util/line_framer.h"
+#include "worker/json.h"
+#include "worker/kvjson/request.h"
+#include "worker/kvjson/writer.h"
 
 namespace pf::kvjson {
 namespace {
+
+using json::AppendBase64;
+using json::AppendJsonString;
+using json::DecodeBase64;
 
 using Argv = std::vector<std::string>;
 

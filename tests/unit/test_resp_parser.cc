@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "worker/resp_parser.h"
-#include "worker/resp_writer.h"
+#include "worker/resp/parser.h"
+#include "worker/resp/writer.h"
 
 namespace pf {
 namespace {

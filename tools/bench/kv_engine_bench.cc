@@ -12,8 +12,8 @@
 
 #include <benchmark/benchmark.h>
 
-#include "shared/hash.h"
-#include "shared/kv.h"
+#include "shared/util/hash.h"
+#include "shared/kv/kv.h"
 
 namespace {
 

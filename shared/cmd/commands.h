@@ -1,0 +1,178 @@
+// shared/cmd/commands.h: the one command table every protocol dispatches
+// into. A protocol is a codec (wire bytes to an argv) plus a ReplyWriter
+// (reply to wire bytes): RESP, kv-json and HTTP /kv differ only there. A
+// command is data: name, arity, flags, key positions, handler; lookup, arity,
+// AUTH gating, the MISCONF refusal, the pub/sub context rule, statistics and
+// the COMMAND reply all come from the table (dispatch.cc), so a check added
+// there holds for every protocol at once. The handlers live in one file per
+// family (connection.cc, strings.cc, keyspace.cc, pubsub.cc, persistence.cc,
+// info.cc, server.cc); error texts are in errors.h.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shared/cmd/errors.h"
+#include "shared/cmd/reply.h"
+#include "shared/config.h"
+#include "shared/kv/kv.h"
+#include "shared/shm.h"
+#include "shared/util/glob.h"
+#include "shared/util/strings.h"
+
+namespace pf {
+
+// What INFO (and HELLO/CLIENT) need that only the worker knows; the worker
+// fills it from the shared counters when asked (CommandEnv::server_info).
+struct ServerInfo {
+  std::string version;               // preforkd version
+  int64_t pid = 0;
+  uint16_t tcp_port = 0;             // the RESP listener's port
+  uint64_t uptime_s = 0;
+  uint32_t workers = 0;
+  int worker_slot = -1;
+  uint64_t connected_clients = 0;
+  uint64_t total_connections_received = 0;
+  uint64_t total_commands_processed = 0;  // 0: INFO sums the command statistics itself
+  uint64_t rejected_connections = 0;
+  uint64_t total_net_input_bytes = 0;
+  uint64_t total_net_output_bytes = 0;
+  uint64_t reloads = 0;
+};
+
+// What a connection that can subscribe offers the pub/sub commands. The
+// worker's SubscriberSession implements it over the bus (worker/pubsub.h);
+// the commands (pubsub.cc) only render replies. Errors come back as Redis'
+// texts ("ERR ...", "NOPERM ...").
+class PubSubPort {
+ public:
+  virtual ~PubSubPort() = default;
+  // Channels plus patterns this connection is subscribed to.
+  virtual size_t subscription_count() const = 0;
+  // Subscribing twice to one name is fine and counts once. False: *err says why.
+  virtual bool Subscribe(std::string_view name, bool pattern, std::string* err) = 0;
+  virtual void Unsubscribe(std::string_view name, bool pattern) = 0;
+  // The names this connection is subscribed to (UNSUBSCRIBE without names).
+  virtual std::vector<std::string> Subscribed(bool pattern) const = 0;
+  // `admin`: may publish under pubsub.reserved_prefix. *receivers: clients
+  // over all workers that get it.
+  virtual bool Publish(std::string_view channel, std::string_view data, bool admin,
+                       int64_t* receivers, std::string* err) = 0;
+  virtual std::vector<std::string> Channels(std::string_view pattern) = 0;
+  virtual int64_t NumSub(std::string_view channel) = 0;
+  virtual int64_t NumPat() = 0;
+  // Every subscription goes (RESET).
+  virtual void UnsubscribeAll() = 0;
+};
+
+// Per-connection state the commands read and change. The protocol handler owns
+// one per connection and fills the identity fields at accept.
+struct ClientSession {
+  uint64_t id = 0;                   // unique over all workers and reloads (CLIENT ID, HELLO)
+  std::string name;                  // CLIENT SETNAME / HELLO SETNAME
+  bool authenticated = false;        // set by AUTH / HELLO AUTH; not consulted when no password is set
+  bool admin = false;                // AUTH admin <pubsub.admin_token>: may publish under the reserved prefix
+  bool close_after_reply = false;    // QUIT: flush the reply, then close
+  // A RESP2 connection: while it has subscriptions only the pub/sub commands,
+  // PING, QUIT and RESET run (a reply could not be told from a push), and
+  // PING answers ["pong", arg].
+  bool resp2 = false;
+  PubSubPort* pubsub = nullptr;      // null: this connection cannot subscribe
+  int worker_slot = -1;
+  int fd = -1;
+  std::string peer;                  // "ip:port" of the client
+  std::string local;                 // "ip:port" of our socket
+  uint64_t connected_ms = 0;         // unix ms, for CLIENT INFO age=
+  uint64_t last_command_ms = 0;      // unix ms, for CLIENT INFO idle=
+  uint64_t commands = 0;             // commands executed on this connection
+  std::string_view last_command;     // table name of the last command (static storage)
+  std::string lib_name, lib_ver;     // CLIENT SETINFO
+};
+
+namespace persist {
+class LogWriter;
+}
+
+// Everything a command may touch besides the session. Owned by the worker.
+struct CommandEnv {
+  kv::Store* store = nullptr;
+  const Config* config = nullptr;
+  std::function<void(ServerInfo*)> server_info;       // optional; INFO/HELLO fall back to defaults
+  // Optional: CLIENT LIST appends one line per client of this worker (each
+  // ending "\n"); without it CLIENT LIST shows the calling connection only.
+  std::function<void(std::string*)> client_list;
+  Counter* commands_processed = nullptr;              // optional; +1 per executed command (per protocol)
+  // Per-command statistics (INFO commandstats): this process' row, and the
+  // segment whose rows INFO sums over every process. Both optional.
+  CmdStatsRow* cmd_stats = nullptr;
+  const Segment* segment = nullptr;
+  // Persistence (null when off): INFO persistence, SAVE/BGSAVE/LASTSAVE, and
+  // MISCONF for writes while this worker's log cannot be written.
+  PersistShared* persist = nullptr;
+  const persist::LogWriter* log = nullptr;
+  int master_pid = 0;                                 // where SAVE/BGSAVE signal
+};
+
+// Command flags (the names COMMAND reports are Redis').
+enum CmdFlag : uint32_t {
+  kCmdWrite = 1u << 0,
+  kCmdReadonly = 1u << 1,
+  kCmdDenyOom = 1u << 2,
+  kCmdAdmin = 1u << 3,
+  kCmdNoScript = 1u << 4,
+  kCmdLoading = 1u << 5,   // safe while loading (persistence replay)
+  kCmdStale = 1u << 6,
+  kCmdFast = 1u << 7,
+  kCmdNoAuth = 1u << 8,    // may run before AUTH (AUTH, HELLO, QUIT, RESET)
+  kCmdPubSub = 1u << 9,    // a pub/sub command ("pubsub")
+  kCmdSubscribed = 1u << 10,  // allowed on a subscribed RESP2 connection
+  kCmdMayBlock = 1u << 11, // may hold the worker (SAVE waits for the snapshot): "blocking"
+};
+
+struct CommandCtx;  // internal.h
+using CommandProc = void (*)(CommandCtx&);
+
+struct CommandSpec {
+  std::string_view name;         // lower case; subcommands "client|setname"
+  int arity;                     // Redis convention: counts the name; negative = at least -arity
+  uint32_t flags;                // CmdFlag bits
+  int first_key, last_key, key_step;  // COMMAND INFO key positions (0 0 0 = no keys)
+  CommandProc proc;              // nullptr for a container whose subcommands do the work
+  std::span<const CommandSpec> subcommands;  // CLIENT, COMMAND, CONFIG, PUBSUB
+};
+
+// The table, sorted by name. Lookup is case-insensitive and allocates nothing.
+std::span<const CommandSpec> CommandTable();
+const CommandSpec* LookupCommand(std::string_view name);
+// Subcommand of a container (name without the "container|" prefix).
+const CommandSpec* LookupSubcommand(const CommandSpec& container, std::string_view sub);
+// Every command and subcommand has an index below kMaxCommandStats: its row
+// in the statistics (CmdStatsRow), stable for the life of the binary.
+uint32_t CommandIndex(const CommandSpec& spec);
+// The command or subcommand whose CommandIndex is `index` (nullptr past the
+// last): INFO commandstats walks them.
+const CommandSpec* CommandAt(uint32_t index);
+uint32_t CommandCount();  // top-level commands plus subcommands
+
+// Runs one command: lookup, arity, AUTH gating, then the handler, which
+// replies exactly once through `out`. Never throws for bad input; an
+// exception from the engine (e.g. bad_alloc) is answered with kInternal.
+// `now_ms` is unix time in ms (tests pass their own clock).
+void Dispatch(const CommandEnv& env, ClientSession& session,
+              std::span<const std::string_view> argv, ReplyWriter& out, uint64_t now_ms);
+
+// True when `user`/`pass` are the credentials of the default user (the only
+// user: `pass` is kv.password; with no password configured any works). HTTP
+// /kv checks its Authorization header with this.
+bool CheckDefaultUser(const Config* config, std::string_view user, std::string_view pass);
+
+// Bytes the handlers' worker-local scratch buffers hold on to between
+// commands (tests: one huge reply must not pin its memory).
+size_t CommandScratchBytesForTesting();
+
+}  // namespace pf

@@ -1,0 +1,106 @@
+// shared/cmd/dispatch.cc: the one dispatcher. Every protocol's argv comes
+// through Dispatch(), which applies the table's rules in Redis' order
+// (server.c processCommand: existence, arity, authentication, persistence
+// errors, the pub/sub context), then runs the handler and counts it.
+#include <exception>
+
+#include "shared/cmd/internal.h"
+#include "shared/persist/log_writer.h"
+#include "shared/util/clock.h"
+
+namespace pf {
+namespace {
+
+bool ArityOk(const CommandSpec& s, size_t argc) {
+  return s.arity >= 0 ? argc == static_cast<size_t>(s.arity) : argc >= static_cast<size_t>(-s.arity);
+}
+
+// Forwards a handler's reply and notes whether it answered an error (the
+// failed_calls of INFO commandstats).
+class FailureNotingWriter final : public ReplyWriter {
+ public:
+  explicit FailureNotingWriter(ReplyWriter& w) : w_(w) {}
+  void Status(std::string_view s) override { w_.Status(s); }
+  void Error(ErrCode code, std::string_view text) override {
+    failed = true;
+    w_.Error(code, text);
+  }
+  void Integer(int64_t v) override { w_.Integer(v); }
+  void Bulk(std::string_view v) override { w_.Bulk(v); }
+  void Nil() override { w_.Nil(); }
+  void NilArray() override { w_.NilArray(); }
+  void ArrayBegin(size_t n) override { w_.ArrayBegin(n); }
+  bool failed = false;
+
+ private:
+  ReplyWriter& w_;
+};
+
+void Reject(const CommandEnv& env, const CommandSpec& spec) {
+  if (env.cmd_stats) env.cmd_stats->cmd[CommandIndex(spec)].rejected.Add(1);
+}
+
+void ReplyNotInPubSubContext(ReplyWriter& out, const CommandSpec& spec) {
+  std::string& e = ErrBuf();
+  e += "ERR Can't execute '";
+  e += spec.name;
+  e += "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context";
+  out.Error(ErrCode::kErr, e);
+}
+
+}  // namespace
+
+void Dispatch(const CommandEnv& env, ClientSession& session,
+              std::span<const std::string_view> argv, ReplyWriter& out, uint64_t now_ms) {
+  if (argv.empty()) return;  // the protocol skips empty commands, as Redis does
+  const CommandSpec* spec = LookupCommand(argv[0]);
+  if (!spec) return ReplyUnknownCommand(out, argv);
+  FailureNotingWriter w(out);
+  CommandCtx c{env, session, argv, w, now_ms, spec};
+  if (!spec->subcommands.empty() && argv.size() >= 2) {
+    const CommandSpec* sub = LookupSubcommand(*spec, argv[1]);
+    if (!sub) return ReplyUnknownSubcommand(out, argv[0], argv[1]);
+    spec = c.cmd = sub;
+  }
+  if (!ArityOk(*spec, argv.size()) || !spec->proc) {
+    Reject(env, *spec);
+    return ReplyArity(c);
+  }
+  if (AuthRequired(env, session) && !(spec->flags & kCmdNoAuth)) {
+    Reject(env, *spec);
+    return out.Error(ErrCode::kNoAuth, errtext::kNoAuth);
+  }
+  if ((spec->flags & kCmdWrite) && env.log && env.log->failing()) {
+    Reject(env, *spec);
+    return out.Error(ErrCode::kMisconf,
+                     "MISCONF Errors writing to the append-only log: " + env.log->error() +
+                         ". Writes are refused until it is fixed (see INFO persistence)");
+  }
+  if (session.resp2 && session.pubsub && session.pubsub->subscription_count() > 0 &&
+      !(spec->flags & kCmdSubscribed)) {
+    Reject(env, *spec);
+    return ReplyNotInPubSubContext(out, *spec);
+  }
+
+  session.commands++;
+  session.last_command = spec->name;
+  session.last_command_ms = now_ms;
+  if (env.commands_processed) env.commands_processed->Add(1);
+  const uint64_t t0 = env.cmd_stats ? MonoNs() : 0;
+  try {
+    spec->proc(c);
+  } catch (const std::exception&) {
+    // The engine threw (bad_alloc in a worker-local buffer); the connection
+    // and the worker live on. The caller's logger records the context.
+    w.Error(ErrCode::kInternal, errtext::kInternal);
+  }
+  if (env.cmd_stats) {
+    CmdStat& st = env.cmd_stats->cmd[CommandIndex(*spec)];
+    st.calls.Add(1);
+    st.nsec.Add(MonoNs() - t0);
+    if (w.failed) st.failed.Add(1);
+  }
+  ReleaseScratch();  // the reply is written: its buffers are no longer needed
+}
+
+}  // namespace pf

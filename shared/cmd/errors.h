@@ -1,0 +1,72 @@
+// shared/cmd/errors.h: the error texts of the command table, worded as
+// Redis 7.0 words them (clients match on them). RESP shows them after '-';
+// kv-json and HTTP show ErrCodeName() and the text. Fixed texts are
+// constants; the formatted ones are built by the helpers in internal.h from
+// the templates noted here.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace pf {
+
+namespace errtext {
+inline constexpr std::string_view kSyntax = "ERR syntax error";
+inline constexpr std::string_view kNotInteger = "ERR value is not an integer or out of range";
+inline constexpr std::string_view kOverflow = "ERR increment or decrement would overflow";
+inline constexpr std::string_view kDecrOverflow = "ERR decrement would overflow";
+inline constexpr std::string_view kOom = "OOM command not allowed when used memory > 'maxmemory'.";
+inline constexpr std::string_view kNoAuth = "NOAUTH Authentication required.";
+inline constexpr std::string_view kWrongPass =
+    "WRONGPASS invalid username-password pair or user is disabled.";
+inline constexpr std::string_view kAuthNoPassword =
+    "ERR AUTH <password> called without any password configured for the default user. "
+    "Are you sure your configuration is correct?";
+inline constexpr std::string_view kHelloNoAuth =
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
+    "HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
+    "the RESP protocol version at the same time";
+inline constexpr std::string_view kNoProto = "NOPROTO unsupported protocol version";
+inline constexpr std::string_view kHelloProtoNotInt =
+    "ERR Protocol version is not an integer or out of range";
+inline constexpr std::string_view kDbIndex = "ERR DB index is out of range";
+inline constexpr std::string_view kInvalidCursor = "ERR invalid cursor";
+inline constexpr std::string_view kClientName =
+    "ERR Client names cannot contain spaces, newlines or special characters.";
+// CLIENT SETNAME / HELLO SETNAME / CLIENT SETINFO values are kept for the
+// connection's life: capped at kMaxClientNameBytes (commands.cc).
+inline constexpr std::string_view kClientNameTooLong =
+    "ERR Client names cannot be longer than 512 bytes.";
+inline constexpr std::string_view kKeysTooExpensive = "ERR KEYS pattern too expensive; use SCAN";
+inline constexpr std::string_view kExpireNxConflict =
+    "ERR NX and XX, GT or LT options at the same time are not compatible";
+inline constexpr std::string_view kExpireGtLtConflict =
+    "ERR GT and LT options at the same time are not compatible";
+inline constexpr std::string_view kKeyTooLarge = "ERR key is larger than max-key-bytes";
+inline constexpr std::string_view kValueTooLarge = "ERR value is larger than max-value-bytes";
+inline constexpr std::string_view kConfigSet =
+    "ERR CONFIG SET is not supported: edit the config file and reload (SIGHUP)";
+inline constexpr std::string_view kInternal = "ERR internal error";
+// Templates (printf-like, %s is the argument as given, CR/LF mapped to spaces):
+//   "ERR wrong number of arguments for '%s' command"      (table name, e.g. 'get', 'client|setname')
+//   "ERR unknown command '%.128s', with args beginning with: " + "'%s' " per arg, 128 bytes in all
+//   "ERR unknown subcommand '%.128s'. Try %s HELP."        (%s 2 = container name upper-cased)
+//   "ERR invalid expire time in '%s' command"
+//   "ERR Unsupported option %s"                           (EXPIRE family)
+//   "ERR Syntax error in HELLO option '%s'"
+//   "ERR %s cannot be longer than 512 bytes."             (CLIENT SETINFO: lib-name, lib-ver)
+//   "ERR reply too large: %s would return more than %llu bytes (limits.max_reply_bytes)"
+//                                                         (MGET; KEYS adds "; use SCAN")
+//   "ERR request too large: MSET would write more than %llu bytes (limits.max_reply_bytes)"
+inline constexpr std::string_view kPubSubUnavailable = "ERR pub/sub is not available";
+// Templates (continued):
+//   "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are
+//    allowed in this context"                            (a RESP2 connection with subscriptions)
+//   "MISCONF Errors writing to the append-only log: %s. Writes are refused until it is fixed
+//    (see INFO persistence)"
+}  // namespace errtext
+
+// Longest CLIENT SETNAME / HELLO SETNAME name and CLIENT SETINFO value.
+inline constexpr size_t kMaxClientNameBytes = 512;
+
+}  // namespace pf

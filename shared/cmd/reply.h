@@ -1,0 +1,47 @@
+// shared/cmd/reply.h: the protocol-neutral sink a command writes its reply into.
+// RESP renders it as RESP2, kv-json as a JSON value, HTTP /kv as a body; the
+// command table never knows which (see shared/cmd/commands.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace pf {
+
+// Stable error classes. RESP shows the Redis text; kv-json shows the code
+// name from ErrCodeName() (the wire contract documented in docs/).
+enum class ErrCode : uint8_t {
+  kErr,             // generic (ERR ...)                        -> BAD_REQUEST
+  kSyntax,          // ERR syntax error                          -> BAD_REQUEST
+  kWrongArity,      // ERR wrong number of arguments for '%s'    -> BAD_REQUEST
+  kUnknownCommand,  // ERR unknown command '%s', with args ...   -> UNKNOWN_ACTION
+  kNotInteger,      // ERR value is not an integer or out of range -> NOT_INTEGER
+  kOverflow,        // ERR increment or decrement would overflow -> NOT_INTEGER
+  kTooLarge,        // ERR key/value too large                   -> TOO_LARGE
+  kOom,             // OOM command not allowed when used memory > 'maxmemory'. -> OOM
+  kNoAuth,          // NOAUTH Authentication required.           -> NOAUTH
+  kWrongPass,       // WRONGPASS invalid username-password pair ... -> WRONGPASS
+  kNotFound,        // (kv-json/HTTP only: a GET of a missing key) -> NOT_FOUND
+  kProtocol,        // ERR Protocol error: ...                   -> BAD_REQUEST
+  kBadJson,         // kv-json: the line is not JSON             -> BAD_JSON
+  kLineTooLong,     // kv-json: the line is over the limit       -> LINE_TOO_LONG
+  kInternal,        // an engine invariant failed; logged        -> INTERNAL
+  kMisconf,         // MISCONF: the append-only log fails; writes refused -> MISCONF
+};
+
+const char* ErrCodeName(ErrCode c);  // "BAD_REQUEST", "NOT_INTEGER", ...
+
+class ReplyWriter {
+ public:
+  virtual ~ReplyWriter() = default;
+  virtual void Status(std::string_view s) = 0;                         // +OK
+  virtual void Error(ErrCode code, std::string_view redis_text) = 0;   // -ERR ... (full text, no CRLF)
+  virtual void Integer(int64_t v) = 0;                                 // :1
+  virtual void Bulk(std::string_view v) = 0;                           // $3 foo
+  virtual void Nil() = 0;                                              // $-1
+  virtual void NilArray() = 0;                                         // *-1
+  virtual void ArrayBegin(size_t n) = 0;                               // *n, then n values
+};
+
+}  // namespace pf

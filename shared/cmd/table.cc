@@ -1,0 +1,173 @@
+// shared/cmd/table.cc: the command table. One row a command (name, arity,
+// flags, key positions, handler), sorted by name; subcommands live in one
+// array, grouped by container, so every command and subcommand has a stable
+// index (its statistics row). Add a command: write its handler in the file of
+// its family, declare it in internal.h, add its row here.
+#include <algorithm>
+
+#include "shared/cmd/internal.h"
+
+namespace pf {
+namespace {
+
+constexpr uint32_t W = kCmdWrite, R = kCmdReadonly, M = kCmdDenyOom, A = kCmdAdmin,
+                   NS = kCmdNoScript, L = kCmdLoading, ST = kCmdStale, F = kCmdFast,
+                   NA = kCmdNoAuth, PS = kCmdPubSub, SUB = kCmdSubscribed, B = kCmdMayBlock;
+
+// Every subcommand, grouped by container, each group sorted by name.
+constexpr CommandSpec kSubcommands[] = {
+    {"client|getname", 2, NS | L | ST, 0, 0, 0, CmdClientGetname, {}},
+    {"client|help", 2, L | ST, 0, 0, 0, CmdClientHelp, {}},
+    {"client|id", 2, NS | L | ST, 0, 0, 0, CmdClientId, {}},
+    {"client|info", 2, NS | L | ST, 0, 0, 0, CmdClientInfo, {}},
+    {"client|list", -2, A | NS | L | ST, 0, 0, 0, CmdClientList, {}},
+    {"client|setinfo", 4, NS | L | ST, 0, 0, 0, CmdClientSetinfo, {}},
+    {"client|setname", 3, NS | L | ST, 0, 0, 0, CmdClientSetname, {}},
+
+    {"command|count", 2, L | ST, 0, 0, 0, CmdCommandCount, {}},
+    {"command|docs", -2, L | ST, 0, 0, 0, CmdCommandDocs, {}},
+    {"command|help", 2, L | ST, 0, 0, 0, CmdCommandHelp, {}},
+    {"command|info", -2, L | ST, 0, 0, 0, CmdCommandInfo, {}},
+    {"command|list", -2, L | ST, 0, 0, 0, CmdCommandList, {}},
+
+    {"config|get", -3, A | NS | L | ST, 0, 0, 0, CmdConfigGet, {}},
+    {"config|help", 2, L | ST, 0, 0, 0, CmdConfigHelp, {}},
+    {"config|set", -4, A | NS | L | ST, 0, 0, 0, CmdConfigSet, {}},
+
+    {"pubsub|channels", -2, PS | L | ST, 0, 0, 0, CmdPubsubChannels, {}},
+    {"pubsub|help", 2, L | ST, 0, 0, 0, CmdPubsubHelp, {}},
+    {"pubsub|numpat", 2, PS | L | ST, 0, 0, 0, CmdPubsubNumpat, {}},
+    {"pubsub|numsub", -2, PS | L | ST, 0, 0, 0, CmdPubsubNumsub, {}},
+};
+
+// The rows of kSubcommands that belong to `container` (a contiguous run).
+constexpr std::span<const CommandSpec> Group(std::string_view container) {
+  size_t first = std::size(kSubcommands), n = 0;
+  for (size_t i = 0; i < std::size(kSubcommands); ++i) {
+    const std::string_view name = kSubcommands[i].name;
+    if (name.size() > container.size() && name.substr(0, container.size()) == container &&
+        name[container.size()] == '|') {
+      if (n == 0) first = i;
+      ++n;
+    }
+  }
+  return std::span<const CommandSpec>(kSubcommands + first, n);
+}
+
+constexpr CommandSpec kTable[] = {
+    {"auth", -2, NS | L | ST | F | NA, 0, 0, 0, CmdAuth, {}},
+    {"bgsave", -1, A | NS, 0, 0, 0, CmdBgsave, {}},
+    {"client", -2, 0, 0, 0, 0, nullptr, Group("client")},
+    {"command", -1, L | ST, 0, 0, 0, CmdCommandAll, Group("command")},
+    {"config", -2, 0, 0, 0, 0, nullptr, Group("config")},
+    {"dbsize", 1, R | F, 0, 0, 0, CmdDbsize, {}},
+    {"decr", 2, W | M | F, 1, 1, 1, CmdDecr, {}},
+    {"decrby", 3, W | M | F, 1, 1, 1, CmdDecrby, {}},
+    {"del", -2, W, 1, -1, 1, CmdDel, {}},
+    {"echo", 2, F, 0, 0, 0, CmdEcho, {}},
+    {"exists", -2, R | F, 1, -1, 1, CmdExists, {}},
+    {"expire", -3, W | F, 1, 1, 1, CmdExpire, {}},
+    {"expireat", -3, W | F, 1, 1, 1, CmdExpireat, {}},
+    {"flushall", -1, W, 0, 0, 0, CmdFlushall, {}},
+    {"flushdb", -1, W, 0, 0, 0, CmdFlushdb, {}},
+    {"flushns", 2, W, 0, 0, 0, CmdFlushns, {}},
+    {"get", 2, R | F, 1, 1, 1, CmdGet, {}},
+    {"hello", -1, NS | L | ST | F | NA, 0, 0, 0, CmdHello, {}},
+    {"incr", 2, W | M | F, 1, 1, 1, CmdIncr, {}},
+    {"incrby", 3, W | M | F, 1, 1, 1, CmdIncrby, {}},
+    {"info", -1, L | ST, 0, 0, 0, CmdInfo, {}},
+    {"keys", 2, R, 0, 0, 0, CmdKeys, {}},
+    {"lastsave", 1, L | ST | F, 0, 0, 0, CmdLastsave, {}},
+    {"mget", -2, R | F, 1, -1, 1, CmdMget, {}},
+    {"mset", -3, W | M, 1, -1, 2, CmdMset, {}},
+    {"persist", 2, W | F, 1, 1, 1, CmdPersist, {}},
+    {"pexpire", -3, W | F, 1, 1, 1, CmdPexpire, {}},
+    {"pexpireat", -3, W | F, 1, 1, 1, CmdPexpireat, {}},
+    {"ping", -1, F | SUB, 0, 0, 0, CmdPing, {}},
+    {"psetex", 4, W | M, 1, 1, 1, CmdPsetex, {}},
+    {"psubscribe", -2, PS | NS | L | ST | SUB, 0, 0, 0, CmdPsubscribe, {}},
+    {"pttl", 2, R | F, 1, 1, 1, CmdPttl, {}},
+    {"publish", 3, PS | L | ST | F, 0, 0, 0, CmdPublish, {}},
+    {"pubsub", -2, 0, 0, 0, 0, nullptr, Group("pubsub")},
+    {"punsubscribe", -1, PS | NS | L | ST | SUB, 0, 0, 0, CmdPunsubscribe, {}},
+    {"quit", -1, NS | L | ST | F | NA | SUB, 0, 0, 0, CmdQuit, {}},
+    {"reset", 1, NS | L | ST | F | NA | SUB, 0, 0, 0, CmdReset, {}},
+    {"save", 1, A | NS | B, 0, 0, 0, CmdSave, {}},
+    {"scan", -2, R, 0, 0, 0, CmdScan, {}},
+    {"select", 2, L | ST | F, 0, 0, 0, CmdSelect, {}},
+    {"set", -3, W | M, 1, 1, 1, CmdSet, {}},
+    {"setex", 4, W | M, 1, 1, 1, CmdSetex, {}},
+    {"setnx", 3, W | M | F, 1, 1, 1, CmdSetnx, {}},
+    {"strlen", 2, R | F, 1, 1, 1, CmdStrlen, {}},
+    {"subscribe", -2, PS | NS | L | ST | SUB, 0, 0, 0, CmdSubscribe, {}},
+    {"time", 1, L | ST | F, 0, 0, 0, CmdTime, {}},
+    {"ttl", 2, R | F, 1, 1, 1, CmdTtl, {}},
+    {"type", 2, R | F, 1, 1, 1, CmdType, {}},
+    {"unlink", -2, W | F, 1, -1, 1, CmdDel, {}},
+    {"unsubscribe", -1, PS | NS | L | ST | SUB, 0, 0, 0, CmdUnsubscribe, {}},
+};
+
+template <size_t N>
+constexpr bool SortedByName(const CommandSpec (&t)[N]) {
+  for (size_t i = 1; i < N; ++i)
+    if (!(t[i - 1].name < t[i].name)) return false;
+  return true;
+}
+static_assert(SortedByName(kTable), "kTable must be sorted by name for LookupCommand");
+static_assert(SortedByName(kSubcommands), "kSubcommands must be grouped and sorted by name");
+
+// Every subcommand belongs to a container row, which names exactly its group.
+constexpr bool GroupsComplete() {
+  size_t grouped = 0;
+  for (const CommandSpec& s : kTable) {
+    for (const CommandSpec& sub : s.subcommands) {
+      if (sub.name.substr(0, s.name.size()) != s.name || sub.name[s.name.size()] != '|')
+        return false;
+    }
+    grouped += s.subcommands.size();
+  }
+  return grouped == std::size(kSubcommands);
+}
+static_assert(GroupsComplete(), "every subcommand row needs its container in kTable");
+static_assert(std::size(kTable) + std::size(kSubcommands) <= kMaxCommandStats,
+              "raise kMaxCommandStats (shared/shm.h) for more commands");
+
+}  // namespace
+
+std::span<const CommandSpec> CommandTable() { return kTable; }
+
+const CommandSpec* LookupCommand(std::string_view name) {
+  size_t lo = 0, hi = std::size(kTable);
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    const int cmp = CompareNoCase(name, kTable[mid].name);
+    if (cmp == 0) return &kTable[mid];
+    if (cmp < 0) hi = mid;
+    else lo = mid + 1;
+  }
+  return nullptr;
+}
+
+const CommandSpec* LookupSubcommand(const CommandSpec& container, std::string_view sub) {
+  for (const CommandSpec& s : container.subcommands) {
+    const std::string_view short_name = s.name.substr(container.name.size() + 1);
+    if (EqualsNoCase(sub, short_name)) return &s;
+  }
+  return nullptr;
+}
+
+uint32_t CommandIndex(const CommandSpec& spec) {
+  if (&spec >= kTable && &spec < kTable + std::size(kTable))
+    return static_cast<uint32_t>(&spec - kTable);
+  return static_cast<uint32_t>(std::size(kTable) + (&spec - kSubcommands));
+}
+
+const CommandSpec* CommandAt(uint32_t index) {
+  if (index < std::size(kTable)) return &kTable[index];
+  index -= static_cast<uint32_t>(std::size(kTable));
+  return index < std::size(kSubcommands) ? &kSubcommands[index] : nullptr;
+}
+
+uint32_t CommandCount() { return static_cast<uint32_t>(std::size(kTable) + std::size(kSubcommands)); }
+
+}  // namespace pf

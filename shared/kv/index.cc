@@ -1,0 +1,98 @@
+// shared/kv/index.cc: item removal, eviction and writes (index.h).
+#include "shared/kv/index.h"
+
+#include <algorithm>
+
+#include "shared/kv/arena.h"
+#include "shared/util/assert.h"
+
+namespace pf::kv::internal {
+
+Journal* g_journal = nullptr;
+
+void Remove(const StoreHeader* h, ShardHeader* s, uint32_t off) {
+  Item* it = It(s, off);
+  it->state = kChunkFree;
+  PF_KV_CRASH(Kill);
+  BucketUnlink(s, off);
+  PF_KV_CRASH(UnlinkBucket);
+  LruUnlink(s, off);
+  PF_KV_CRASH(UnlinkLru);
+  s->keys--;
+  s->used_bytes -= it->size;
+  if (it->expire_at >= 0) s->expires--;
+  FreePush(h, s, off);
+  s->frees_since_coalesce++;
+  PF_KV_CRASH(FreePush);
+}
+
+Status Reserve(const StoreHeader* h, ShardHeader* s, uint64_t need, uint32_t protect,
+               uint32_t* out) {
+  int c = ClassFor(h, need);
+  if (c < 0) return Status::kOom;
+  // A request that cannot fit even with every other key evicted fails now,
+  // before eviction empties the shard for nothing: the most room there can
+  // be is the arena, or beside `protect` the larger side of it.
+  uint32_t room = s->arena_end - s->arena_begin;
+  if (protect)
+    room = std::max(protect - s->arena_begin, s->arena_end - (protect + It(s, protect)->size));
+  if (h->class_size[c] > room) return Status::kOom;
+  if ((*out = AllocChunk(h, s, c))) return Status::kOk;
+  if (s->frees_since_coalesce) {
+    Coalesce(h, s);
+    if ((*out = AllocChunk(h, s, c))) return Status::kOk;
+  }
+  if (static_cast<Eviction>(LoadU32(&h->eviction)) != Eviction::kAllKeysLru) return Status::kOom;
+  uint32_t n = 0;
+  for (;;) {
+    uint32_t victim = s->lru_tail;
+    if (victim == protect && victim) victim = It(s, victim)->lru_prev;
+    if (!victim) break;
+    PF_KV_CRASH(Evict);
+    JDel(s, It(s, victim));
+    Remove(h, s, victim);
+    s->evictions++;
+    if ((*out = AllocChunk(h, s, c))) return Status::kOk;
+    if (++n % 32 == 0) {
+      Coalesce(h, s);
+      if ((*out = AllocChunk(h, s, c))) return Status::kOk;
+    }
+  }
+  if (s->frees_since_coalesce) {
+    Coalesce(h, s);
+    if ((*out = AllocChunk(h, s, c))) return Status::kOk;
+  }
+  return Status::kOom;
+}
+
+Status WriteItem(const StoreHeader* h, ShardHeader* s, uint64_t hash, std::string_view key,
+                 std::string_view value, int64_t expire_at, uint32_t old) {
+  uint32_t off;
+  Status st = Reserve(h, s, sizeof(Item) + key.size() + value.size(), old, &off);
+  if (st != Status::kOk) return st;
+  Item* it = It(s, off);
+  it->key_len = static_cast<uint32_t>(key.size());
+  it->val_len = static_cast<uint32_t>(value.size());
+  it->hash = hash;
+  it->expire_at = expire_at;
+  if (!key.empty()) std::memcpy(it->key(), key.data(), key.size());
+  if (!value.empty()) std::memcpy(it->val(), value.data(), value.size());
+  it->stamp = ++s->clock;
+  PF_KV_CRASH(Fill);
+  it->state = kChunkLive;  // commit
+  PF_KV_CRASH(Commit);
+  if (old) Remove(h, s, old);
+  uint32_t* b = &Buckets(s)[BucketFromHash(hash, s->nbuckets)];
+  it->hnext = *b;
+  *b = off;
+  PF_KV_CRASH(LinkBucket);
+  LruLinkHead(s, off);
+  PF_KV_CRASH(LinkLru);
+  s->keys++;
+  s->used_bytes += it->size;
+  if (expire_at >= 0) s->expires++;
+  PF_KV_CRASH(Counters);
+  return Status::kOk;
+}
+
+}  // namespace pf::kv::internal

@@ -1,0 +1,185 @@
+// shared/kv/kv.h: the sharded key-value engine that lives in the shared segment.
+// Each shard: a process-shared robust mutex, a fixed bucket index (chaining,
+// never rehashed, so SCAN cursors stay valid), an arena with size classes, LRU
+// order, expiry and counters. Offsets only; no malloc into shared memory.
+//
+// Lock order: an operation holds one shard lock; MSet (atomic) takes all its
+// shards' locks in ascending shard index; MGet takes one shard's lock at a
+// time, in ascending shard index (it is not atomic across shards).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pf {
+
+// What a full shard does: refuse writes, or evict its least recently used keys.
+enum class Eviction : uint8_t { kNoEviction, kAllKeysLru };
+
+}  // namespace pf
+
+namespace pf::kv {
+
+struct Limits {
+  uint32_t max_key_bytes = 512;
+  uint32_t max_value_bytes = 1024 * 1024;
+  Eviction eviction = Eviction::kNoEviction;
+};
+
+enum class Status : uint8_t {
+  kOk,
+  kNotFound,     // no such key (or it expired)
+  kNotDone,      // SET NX/XX condition not met, EXPIRE on a missing key, PERSIST without TTL
+  kNotInteger,   // INCR on a value that is not a 64-bit decimal integer
+  kOverflow,     // INCR would overflow int64
+  kTooLarge,     // key or value over Limits
+  kOom,          // no memory in the shard and eviction is off (or cannot free enough)
+};
+
+struct SetOptions {
+  enum Cond : uint8_t { kAlways, kIfAbsent /*NX*/, kIfPresent /*XX*/ } cond = kAlways;
+  int64_t expire_at_ms = -1;  // absolute unix ms; -1 = no expiry (clears an existing one unless keep_ttl)
+  bool keep_ttl = false;
+};
+
+// Thrown by a Store call that needs a shard whose repair after a crash failed:
+// its mutex is left unrecoverable and its data is never served again (restart).
+struct ShardUnrecoverable : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Stats {  // summed over shards (GetStats) or of one shard (GetShardStats)
+  uint64_t keys = 0, expires = 0;      // keys, keys with a TTL
+  uint64_t used_bytes = 0;             // arena bytes in use (items, incl. headers)
+  uint64_t capacity_bytes = 0;         // arena bytes in all
+  uint64_t hits = 0, misses = 0, evictions = 0, expired = 0;
+};
+
+// Persistence hook (shared/persist/persist.h). Every mutation reports the state it
+// left, while it still holds its shard's lock, with that shard's next
+// sequence number: a key's new value and expiry (Put), its removal (Del,
+// also for evictions), or a whole shard emptied (Clear, FLUSHALL). Entries
+// between BeginGroup and EndGroup (MSET, FLUSHALL: several shards locked at
+// once) are one atomic record. Lazily expired keys are not reported.
+class Journal {
+ public:
+  virtual ~Journal() = default;
+  virtual void Put(uint32_t shard, uint64_t seq, std::string_view key, std::string_view value,
+                   int64_t expire_at) = 0;
+  virtual void Del(uint32_t shard, uint64_t seq, std::string_view key) = 0;
+  virtual void Clear(uint32_t shard, uint64_t seq) = 0;
+  virtual void BeginGroup() = 0;
+  virtual void EndGroup() = 0;
+};
+// This process' journal (nullptr: mutations are not reported).
+void SetJournal(Journal* j);
+
+class Store {
+ public:
+  // Smallest region that can hold `shards` shards.
+  static size_t MinSize(uint32_t shards);
+  // An overwrite needs the old and the new copy at once (crash consistency),
+  // and other keys fragment the arena, so a shard must hold this many copies
+  // of the largest item for every value the limits allow to be stored and
+  // overwritten.
+  static constexpr uint32_t kLargestItemCopies = 3;
+  // Smallest shard (the per-shard share of the region: header, buckets and
+  // arena) whose arena holds kLargestItemCopies items of the largest size
+  // class that max_key + max_value bytes need.
+  static uint64_t MinShardBytesFor(uint32_t max_key_bytes, uint32_t max_value_bytes);
+  // Smallest region whose `shards` shards are each MinShardBytesFor(...).
+  static uint64_t MinSizeFor(uint32_t shards, uint32_t max_key_bytes, uint32_t max_value_bytes);
+  // Master, once, before forking: lay out a store in [base, base+size).
+  // `seed` keys the hash (anti hash-flooding). Returns nullptr (and why) if
+  // the region is too small.
+  static Store* Format(void* base, size_t size, uint32_t shards, const Limits& limits,
+                       uint64_t seed, std::string* why);
+  // Check magic/version/size of a formatted region; nullptr (and why) on mismatch.
+  static Store* Attach(void* base, size_t size, std::string* why);
+
+  void SetLimits(const Limits& l);     // on reload (shard count cannot change)
+  uint32_t shard_count() const;
+  uint32_t ShardOf(std::string_view key) const;
+
+  // Every call takes now_ms (unix ms) so tests control time; expired keys are
+  // removed lazily on access (counted in `expired`).
+  Status Get(std::string_view key, uint64_t now_ms, std::string* value);
+  // `old`: if non-null, receives the previous value (GET option); *had_old says if there was one.
+  Status Set(std::string_view key, std::string_view value, const SetOptions& opt, uint64_t now_ms,
+             std::string* old = nullptr, bool* had_old = nullptr);
+  Status Del(std::string_view key, uint64_t now_ms);            // kOk or kNotFound
+  bool Exists(std::string_view key, uint64_t now_ms);
+  Status IncrBy(std::string_view key, int64_t delta, uint64_t now_ms, int64_t* result);
+  // at_ms = -1 removes the TTL (PERSIST: kNotDone if there was none).
+  Status SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms);
+  // *at_ms = -1 when the key has no TTL.
+  Status GetExpire(std::string_view key, uint64_t now_ms, int64_t* at_ms);
+
+  // Atomic over all keys: locks every involved shard in ascending order. The
+  // caller bounds the size of `kvs` (the locks are held while it is written).
+  Status MSet(std::span<const std::pair<std::string_view, std::string_view>> kvs, uint64_t now_ms);
+  // Not atomic across shards: takes one shard's lock at a time (ascending),
+  // reads that shard's keys, releases it. Returns false, with `out`
+  // incomplete, as soon as the values copied total more than `max_bytes`.
+  bool MGet(std::span<const std::string_view> keys, uint64_t now_ms,
+            std::vector<std::optional<std::string>>* out, uint64_t max_bytes = UINT64_MAX);
+
+  // Cursor = (shard << 32) | bucket; 0 starts and 0 ends. Visits about `count`
+  // buckets' keys. A key present for the whole scan is returned at least once.
+  // Stops early, after a whole bucket, once the keys returned total more than
+  // `max_bytes`. `resume`, if given, gets one cursor per key returned: the one
+  // that continues after that key's bucket.
+  uint64_t Scan(uint64_t cursor, size_t count, uint64_t now_ms, std::vector<std::string>* keys,
+                uint64_t max_bytes = UINT64_MAX, std::vector<uint64_t>* resume = nullptr);
+  uint64_t DbSize();
+  // Atomic: holds every shard's lock at once (ascending), as MSet does.
+  uint64_t FlushAll();                                // returns keys removed
+  uint64_t FlushPrefix(std::string_view prefix);      // namespace flush ("ns^")
+  Stats GetStats();
+  Stats GetShardStats(uint32_t shard);
+
+  // Active expiry: remove up to max_keys expired keys of one shard.
+  size_t SweepExpired(uint32_t shard, uint64_t now_ms, size_t max_keys);
+  // Walks one shard and checks every invariant (index, arena, LRU, counters).
+  bool Verify(uint32_t shard, std::string* why);
+
+  // ---- persistence ----
+  // The hash key, and the shard a key has under another key and shard count
+  // (replaying a log written by an earlier run).
+  std::pair<uint64_t, uint64_t> HashSeed() const;
+  static uint32_t ShardOfWith(uint64_t k0, uint64_t k1, uint32_t shards, std::string_view key);
+  // Calls fn for every live, unexpired item of one shard while holding its
+  // lock (fn must be quick: copy, do no I/O) and returns the shard's
+  // sequence number at that moment: the snapshot's watermark.
+  using ItemFn = std::function<void(std::string_view key, std::string_view value, int64_t expire_at)>;
+  uint64_t ExportShard(uint32_t shard, uint64_t now_ms, const ItemFn& fn);
+  uint64_t ShardSeq(uint32_t shard);
+  // FlushAll calls so far (a snapshot walk that saw one change retries).
+  uint64_t Flushes() const;
+  // Removes every key for which pred is true (replaying a FLUSHALL that a
+  // snapshot only partly covers); not journaled.
+  uint64_t RemoveIf(const std::function<bool(std::string_view key)>& pred);
+
+ private:
+  Store() = default;
+};
+
+// Test-only crash points: when the process-wide crash point equals `n`, the
+// engine raises SIGKILL at that point inside a critical section.
+namespace testing {
+void SetCrashPoint(int n);
+int CrashPointCount();   // how many distinct points exist (1..N)
+const char* CrashPointName(int n);  // "Commit", "RebuildMid", ...; "" if out of range
+uint64_t RecoveryCount();           // shard repairs (EOWNERDEAD) done by this process
+void SetFormatBuckets(uint32_t n);  // buckets per shard for later Format()s (0 = sized from memory)
+}
+
+}  // namespace pf::kv

@@ -1,0 +1,152 @@
+// shared/kv/layout.h: the in-segment layout of the KV store (store header,
+// shard header, item/chunk header), addressing inside a shard, and the
+// test-only crash points. Only shared/kv/*.cc include this; everything in
+// the segment is offsets, never pointers.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+#include <type_traits>
+
+#include "shared/util/hash.h"
+
+namespace pf::kv::internal {
+
+constexpr uint64_t kStoreMagic = 0x3156'4b44'4b52'4f46ull;  // "FORKDKV1" little-endian
+constexpr uint32_t kLayoutVersion = 2;  // 2: shard seq, store flushes
+constexpr uint32_t kMaxClasses = 128;
+constexpr uint32_t kMinChunk = 64;          // smallest size class; chunks are multiples of 8
+constexpr double kClassFactor = 1.25;       // growth between size classes
+constexpr uint32_t kMinArena = 4096;        // smallest arena Format accepts per shard
+
+// Chunk states. Distinct non-trivial patterns so a walk detects garbage.
+enum : uint8_t { kChunkFree = 0xF5, kChunkLive = 0x1E };
+
+// Every chunk of a shard's arena starts with this header, so the arena
+// [arena_begin, bump) is walkable: chunk after chunk by `size`.
+// DURABLE fields (the truth recovery rebuilds from): size, state, and for a
+// live chunk key_len, val_len, hash, expire_at, stamp and the bytes.
+// DERIVED fields (rebuilt on recovery): hnext, lru_prev, lru_next.
+struct Item {
+  uint32_t size;       // chunk bytes
+  uint8_t state;       // kChunkFree / kChunkLive: the commit point of a write
+  uint8_t pad0[3];
+  uint32_t key_len;
+  uint32_t val_len;
+  uint32_t hnext;      // live: next in bucket chain; free: next in free list
+  uint32_t lru_prev;   // towards the head (more recent)
+  uint32_t lru_next;   // towards the tail (less recent)
+  uint32_t pad1;
+  uint64_t hash;       // SipHash of the key
+  int64_t expire_at;   // absolute unix ms; -1 = none
+  uint64_t stamp;      // shard clock at last write/touch: LRU order, newest copy wins
+  char* key() { return reinterpret_cast<char*>(this + 1); }
+  char* val() { return key() + key_len; }
+};
+static_assert(sizeof(Item) == 56);
+static_assert(std::is_trivially_copyable_v<Item>);
+
+// At the start of each shard's memory; offsets in a shard are relative to it
+// (0 = null, since the header lives there).
+struct alignas(64) ShardHeader {
+  pthread_mutex_t mu;          // process-shared, robust
+  uint32_t index;              // this shard's number
+  uint32_t nbuckets;
+  uint32_t buckets_off;        // uint32_t[nbuckets] (derived)
+  uint32_t arena_begin, arena_end;
+  uint32_t bump;               // DURABLE: chunks exist in [arena_begin, bump)
+  uint32_t lru_head, lru_tail; // derived; head = most recently used
+  uint32_t sweep_cursor;       // advisory
+  uint32_t pad;
+  uint64_t clock;              // last stamp handed out
+  uint64_t keys, expires, used_bytes;              // derived
+  uint64_t hits, misses, evictions, expired;       // statistics
+  uint64_t frees_since_coalesce;
+  uint64_t recoveries;
+  uint64_t seq;                // mutations journaled (persistence order); kept by Rebuild
+  uint32_t free_head[kMaxClasses];   // derived; list c holds chunks with floor class c
+  uint32_t free_count[kMaxClasses];
+};
+static_assert(std::is_trivially_copyable_v<ShardHeader>);
+
+struct alignas(64) StoreHeader {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t header_bytes;       // sizeof(StoreHeader)
+  uint64_t region_size;
+  uint32_t shard_count;
+  uint32_t class_count;
+  uint64_t shards_off;         // from the store base
+  uint64_t shard_stride;
+  uint32_t item_header_bytes;  // sizeof(Item)
+  uint32_t shard_header_bytes; // sizeof(ShardHeader)
+  uint64_t k0, k1;             // hash key
+  uint32_t max_key_bytes;      // limits: written by SetLimits, read relaxed
+  uint32_t max_value_bytes;
+  uint32_t eviction;
+  uint32_t pad;
+  uint64_t flushes;            // FlushAll calls (atomic builtins: read without a lock)
+  uint32_t class_size[kMaxClasses];
+};
+static_assert(std::is_trivially_copyable_v<StoreHeader>);
+
+
+// ---- addressing ------------------------------------------------------------
+constexpr uint32_t Align8(uint64_t v) { return static_cast<uint32_t>((v + 7) & ~uint64_t{7}); }
+constexpr uint64_t Align64(uint64_t v) { return (v + 63) & ~uint64_t{63}; }
+
+inline Item* It(ShardHeader* s, uint32_t off) {
+  return reinterpret_cast<Item*>(reinterpret_cast<char*>(s) + off);
+}
+inline uint32_t* Buckets(ShardHeader* s) {
+  return reinterpret_cast<uint32_t*>(reinterpret_cast<char*>(s) + s->buckets_off);
+}
+inline uint32_t ShardFromHash(uint64_t h, uint32_t n) {
+  return static_cast<uint32_t>(((h >> 32) * n) >> 32);
+}
+inline uint32_t BucketFromHash(uint64_t h, uint32_t n) {
+  return static_cast<uint32_t>(((h & 0xffffffffull) * n) >> 32);
+}
+inline uint64_t HashKey(const StoreHeader* h, const void* p, size_t n) {
+  return ::pf::SipHash13(h->k0, h->k1, p, n);
+}
+inline bool Expired(const Item* it, uint64_t now) {
+  return it->expire_at >= 0 && static_cast<int64_t>(now) > it->expire_at;
+}
+inline uint32_t LoadU32(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+
+// ---- test-only crash points ------------------------------------------------
+// One per gap between dependent writes. Names are "k" + what was just written.
+#define PF_KV_CRASH_POINTS(X)                                                              \
+  X(CarveHeader) X(CarveBump) X(FreePop) X(SplitHeader) X(SplitShrink) X(Fill) X(Commit)   \
+  X(LinkBucket) X(LinkLru) X(Counters) X(Kill) X(UnlinkBucket) X(UnlinkLru) X(FreePush)    \
+  X(TouchStamp) X(TouchUnlink) X(ExpireSet) X(Evict) X(Sweep) X(CoalesceClear)             \
+  X(CoalesceMerge) X(TrimBump) X(FlushBump) X(FlushClear) X(MSetMid) X(RebuildClear)      \
+  X(RebuildMid)
+
+enum CrashPoint : int {
+  kCpNone = 0,
+#define PF_KV_X(n) kCp##n,
+  PF_KV_CRASH_POINTS(PF_KV_X)
+#undef PF_KV_X
+  kCpEnd
+};
+
+extern int g_crash_point;
+[[noreturn]] void CrashNow();
+
+// Compiler barriers around the point keep the dependent writes in program
+// order (a SIGKILLed process' executed stores are all visible to the next
+// locker; only compiler reordering could break the write order).
+#define PF_KV_CRASH(id)                                                                     \
+  do {                                                                                      \
+    std::atomic_signal_fence(std::memory_order_seq_cst);                                    \
+    if (__builtin_expect(::pf::kv::internal::g_crash_point == ::pf::kv::internal::kCp##id,  \
+                         0))                                                                \
+      ::pf::kv::internal::CrashNow();                                                       \
+    std::atomic_signal_fence(std::memory_order_seq_cst);                                    \
+  } while (0)
+
+}  // namespace pf::kv::internal

@@ -1,0 +1,660 @@
+// shared/kv/store.cc: the Store API (kv.h) over the shards: layout and
+// attach, the per-key operations, multi-key operations in lock order, scans,
+// flushes, statistics, active expiry and the persistence hooks.
+#include <errno.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "shared/kv/arena.h"
+#include "shared/kv/check.h"
+#include "shared/kv/index.h"
+#include "shared/kv/kv.h"
+#include "shared/kv/layout.h"
+#include "shared/kv/shard_lock.h"
+#include "shared/util/strings.h"
+
+namespace pf::kv {
+
+using namespace internal;
+
+namespace internal {
+int g_crash_point = 0;
+void CrashNow() {
+  raise(SIGKILL);
+  __builtin_unreachable();
+}
+}  // namespace internal
+
+namespace {
+
+uint32_t g_format_buckets = 0;
+
+}  // namespace
+
+// ===========================================================================
+// Store
+
+namespace {
+inline const StoreHeader* Hdr(const Store* st) { return reinterpret_cast<const StoreHeader*>(st); }
+inline StoreHeader* Hdr(Store* st) { return reinterpret_cast<StoreHeader*>(st); }
+inline ShardHeader* Sh(const Store* st, uint32_t i) {
+  const StoreHeader* h = Hdr(st);
+  return reinterpret_cast<ShardHeader*>(
+      const_cast<char*>(reinterpret_cast<const char*>(st)) + h->shards_off + i * h->shard_stride);
+}
+constexpr uint64_t kStoreHeaderBytes = Align64(sizeof(StoreHeader));
+constexpr uint64_t kMinShardBytes = Align64(sizeof(ShardHeader)) + 64 * 4 + kMinArena;
+constexpr uint64_t kMaxStride = 0xFFFFFFC0ull;  // offsets in a shard are uint32_t
+
+// The size class after `cs`: the one growth rule Format and
+// MinShardBytesFor share.
+uint64_t NextClass(uint64_t cs) {
+  return std::max<uint64_t>(cs + 8, Align8(static_cast<uint64_t>(cs * kClassFactor)));
+}
+
+// Arena bytes Format gives a shard of `stride` bytes (0 if none fits).
+uint64_t ArenaBytesOf(uint64_t stride, uint64_t nbuckets) {
+  uint64_t arena_begin = Align64(Align64(sizeof(ShardHeader)) + nbuckets * 4);
+  return stride > arena_begin ? (stride - arena_begin) & ~uint64_t{7} : 0;
+}
+uint64_t DefaultBuckets(uint64_t stride) { return std::max<uint64_t>(16, stride / 128); }
+
+uint64_t Mix64(uint64_t x) {  // splitmix64 finalizer
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+size_t Store::MinSize(uint32_t shards) {
+  return kStoreHeaderBytes + size_t{std::max<uint32_t>(shards, 1)} * kMinShardBytes;
+}
+
+uint64_t Store::MinShardBytesFor(uint32_t max_key_bytes, uint32_t max_value_bytes) {
+  const uint64_t need = sizeof(Item) + uint64_t{max_key_bytes} + max_value_bytes;
+  uint64_t cls = kMinChunk;
+  while (cls < need) cls = NextClass(cls);
+  const uint64_t arena = kLargestItemCopies * cls;
+  // Buckets take about 1/32 of a shard: start just above, then settle on the
+  // smallest 64-byte multiple whose arena is large enough.
+  uint64_t stride = Align64(arena + arena / 31 + Align64(sizeof(ShardHeader)) + 2 * 64);
+  while (stride > 64 && ArenaBytesOf(stride - 64, DefaultBuckets(stride - 64)) >= arena)
+    stride -= 64;
+  while (ArenaBytesOf(stride, DefaultBuckets(stride)) < arena) stride += 64;
+  return std::max(stride, kMinShardBytes);
+}
+
+uint64_t Store::MinSizeFor(uint32_t shards, uint32_t max_key_bytes, uint32_t max_value_bytes) {
+  return kStoreHeaderBytes +
+         uint64_t{std::max<uint32_t>(shards, 1)} * MinShardBytesFor(max_key_bytes, max_value_bytes);
+}
+
+Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& limits,
+                     uint64_t seed, std::string* why) {
+  auto fail = [&](const std::string& m) -> Store* {
+    if (why) *why = m;
+    return nullptr;
+  };
+  if (shards == 0) return fail("kv: shards must be at least 1");
+  if (reinterpret_cast<uintptr_t>(base) & 63) return fail("kv: region is not 64-byte aligned");
+  if (size < MinSize(shards))
+    return fail("kv: region of " + std::to_string(size) + " bytes is too small for " +
+                std::to_string(shards) + " shards (need at least " +
+                std::to_string(MinSize(shards)) + ")");
+  uint64_t stride = std::min<uint64_t>(((size - kStoreHeaderBytes) / shards) & ~uint64_t{63},
+                                       kMaxStride);
+  uint64_t buckets_off = Align64(sizeof(ShardHeader));
+  uint64_t nbuckets = g_format_buckets ? g_format_buckets : DefaultBuckets(stride);
+  uint64_t arena_begin = Align64(buckets_off + nbuckets * 4);
+  if (arena_begin + kMinArena > stride)
+    return fail("kv: shard of " + std::to_string(stride) + " bytes cannot hold " +
+                std::to_string(nbuckets) + " buckets and an arena");
+  uint64_t arena_bytes = (stride - arena_begin) & ~uint64_t{7};
+
+  auto* h = static_cast<StoreHeader*>(base);
+  std::memset(h, 0, sizeof(StoreHeader));
+  h->version = kLayoutVersion;
+  h->header_bytes = sizeof(StoreHeader);
+  h->region_size = size;
+  h->shard_count = shards;
+  h->shards_off = kStoreHeaderBytes;
+  h->shard_stride = stride;
+  h->item_header_bytes = sizeof(Item);
+  h->shard_header_bytes = sizeof(ShardHeader);
+  h->k0 = Mix64(seed);
+  h->k1 = Mix64(seed ^ 0x5bd1e9955bd1e995ull);
+  h->max_key_bytes = limits.max_key_bytes;
+  h->max_value_bytes = limits.max_value_bytes;
+  h->eviction = static_cast<uint32_t>(limits.eviction);
+  uint32_t n = 0;
+  for (uint64_t cs = kMinChunk; n < kMaxClasses; ) {
+    if (cs >= arena_bytes || n == kMaxClasses - 1) {
+      h->class_size[n++] = static_cast<uint32_t>(arena_bytes);
+      break;
+    }
+    h->class_size[n++] = static_cast<uint32_t>(cs);
+    cs = NextClass(cs);
+  }
+  h->class_count = n;
+
+  Store* st = reinterpret_cast<Store*>(base);
+  for (uint32_t i = 0; i < shards; ++i) {
+    ShardHeader* s = Sh(st, i);
+    std::memset(static_cast<void*>(s), 0, sizeof(ShardHeader));
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    int r = pthread_mutex_init(&s->mu, &a);
+    pthread_mutexattr_destroy(&a);
+    if (r != 0) return fail(std::string("kv: pthread_mutex_init: ") + std::strerror(r));
+    s->index = i;
+    s->nbuckets = static_cast<uint32_t>(nbuckets);
+    s->buckets_off = static_cast<uint32_t>(buckets_off);
+    s->arena_begin = static_cast<uint32_t>(arena_begin);
+    s->arena_end = static_cast<uint32_t>(arena_begin + arena_bytes);
+    s->bump = s->arena_begin;
+    std::memset(Buckets(s), 0, nbuckets * 4);
+  }
+  h->magic = kStoreMagic;
+  return st;
+}
+
+Store* Store::Attach(void* base, size_t size, std::string* why) {
+  auto fail = [&](const std::string& m) -> Store* {
+    if (why) *why = "kv: " + m;
+    return nullptr;
+  };
+  if (!base || size < sizeof(StoreHeader)) return fail("region too small for a store header");
+  auto* h = static_cast<const StoreHeader*>(base);
+  if (h->magic != kStoreMagic) return fail("bad magic: the region holds no formatted store");
+  if (h->version != kLayoutVersion)
+    return fail("layout version " + std::to_string(h->version) + ", this build reads " +
+                std::to_string(kLayoutVersion));
+  if (h->region_size != size)
+    return fail("store was formatted for " + std::to_string(h->region_size) +
+                " bytes, region is " + std::to_string(size));
+  if (h->header_bytes != sizeof(StoreHeader) || h->item_header_bytes != sizeof(Item) ||
+      h->shard_header_bytes != sizeof(ShardHeader))
+    return fail("structure sizes differ from this build");
+  if (h->shard_count == 0 || h->class_count == 0 || h->class_count > kMaxClasses ||
+      h->shards_off + uint64_t{h->shard_count} * h->shard_stride > size ||
+      h->shard_stride > kMaxStride)
+    return fail("header geometry is inconsistent");
+  return static_cast<Store*>(base);
+}
+
+void Store::SetLimits(const Limits& l) {
+  StoreHeader* h = Hdr(this);
+  __atomic_store_n(&h->max_key_bytes, l.max_key_bytes, __ATOMIC_RELAXED);
+  __atomic_store_n(&h->max_value_bytes, l.max_value_bytes, __ATOMIC_RELAXED);
+  __atomic_store_n(&h->eviction, static_cast<uint32_t>(l.eviction), __ATOMIC_RELAXED);
+}
+
+uint32_t Store::shard_count() const { return Hdr(this)->shard_count; }
+
+uint32_t Store::ShardOf(std::string_view key) const {
+  const StoreHeader* h = Hdr(this);
+  return ShardFromHash(HashKey(h, key.data(), key.size()), h->shard_count);
+}
+
+Status Store::Get(std::string_view key, uint64_t now_ms, std::string* value) {
+  const StoreHeader* h = Hdr(this);
+  uint64_t hash = HashKey(h, key.data(), key.size());
+  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  ShardLock lk(h, s);
+  uint32_t off = LookupLive(h, s, hash, key, now_ms);
+  if (!off) {
+    s->misses++;
+    return Status::kNotFound;
+  }
+  s->hits++;
+  Touch(s, off);
+  Item* it = It(s, off);
+  if (value) value->assign(it->val(), it->val_len);
+  return Status::kOk;
+}
+
+Status Store::Set(std::string_view key, std::string_view value, const SetOptions& opt,
+                  uint64_t now_ms, std::string* old, bool* had_old) {
+  const StoreHeader* h = Hdr(this);
+  if (had_old) *had_old = false;
+  if (key.size() > LoadU32(&h->max_key_bytes) || value.size() > LoadU32(&h->max_value_bytes))
+    return Status::kTooLarge;
+  uint64_t hash = HashKey(h, key.data(), key.size());
+  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  ShardLock lk(h, s);
+  uint32_t cur = LookupLive(h, s, hash, key, now_ms);
+  if (cur) {
+    if (had_old) *had_old = true;
+    if (old) old->assign(It(s, cur)->val(), It(s, cur)->val_len);
+  }
+  if ((opt.cond == SetOptions::kIfAbsent && cur) || (opt.cond == SetOptions::kIfPresent && !cur))
+    return Status::kNotDone;
+  int64_t expire = opt.keep_ttl ? (cur ? It(s, cur)->expire_at : -1)
+                                : (opt.expire_at_ms < 0 ? -1 : opt.expire_at_ms);
+  Status st = WriteItem(h, s, hash, key, value, expire, cur);
+  if (st == Status::kOk) JPut(s, key, value, expire);
+  return st;
+}
+
+Status Store::Del(std::string_view key, uint64_t now_ms) {
+  const StoreHeader* h = Hdr(this);
+  uint64_t hash = HashKey(h, key.data(), key.size());
+  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  ShardLock lk(h, s);
+  uint32_t off = LookupLive(h, s, hash, key, now_ms);
+  if (!off) return Status::kNotFound;
+  JDel(s, It(s, off));
+  Remove(h, s, off);
+  return Status::kOk;
+}
+
+bool Store::Exists(std::string_view key, uint64_t now_ms) {
+  const StoreHeader* h = Hdr(this);
+  uint64_t hash = HashKey(h, key.data(), key.size());
+  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  ShardLock lk(h, s);
+  return LookupLive(h, s, hash, key, now_ms) != 0;
+}
+
+Status Store::IncrBy(std::string_view key, int64_t delta, uint64_t now_ms, int64_t* result) {
+  const StoreHeader* h = Hdr(this);
+  if (key.size() > LoadU32(&h->max_key_bytes)) return Status::kTooLarge;
+  uint64_t hash = HashKey(h, key.data(), key.size());
+  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  ShardLock lk(h, s);
+  uint32_t cur = LookupLive(h, s, hash, key, now_ms);
+  int64_t v = 0, expire = -1;
+  if (cur) {
+    Item* it = It(s, cur);
+    if (!ParseInt64(std::string_view(it->val(), it->val_len), &v)) return Status::kNotInteger;
+    expire = it->expire_at;
+  }
+  int64_t r;
+  if (__builtin_add_overflow(v, delta, &r)) return Status::kOverflow;
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, r);
+  (void)ec;
+  const std::string_view text(buf, static_cast<size_t>(end - buf));
+  Status st = WriteItem(h, s, hash, key, text, expire, cur);
+  if (st == Status::kOk) {
+    JPut(s, key, text, expire);
+    if (result) *result = r;
+  }
+  return st;
+}
+
+Status Store::SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms) {
+  const StoreHeader* h = Hdr(this);
+  uint64_t hash = HashKey(h, key.data(), key.size());
+  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  ShardLock lk(h, s);
+  uint32_t off = LookupLive(h, s, hash, key, now_ms);
+  if (!off) return Status::kNotDone;
+  Item* it = It(s, off);
+  if (at_ms < 0) {
+    if (it->expire_at < 0) return Status::kNotDone;
+    it->expire_at = -1;
+    PF_KV_CRASH(ExpireSet);
+    s->expires--;
+    JPut(s, std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len), -1);
+    return Status::kOk;
+  }
+  if (at_ms <= static_cast<int64_t>(now_ms)) {  // a deadline in the past deletes (as Redis)
+    JDel(s, it);
+    Remove(h, s, off);
+    return Status::kOk;
+  }
+  bool had = it->expire_at >= 0;
+  it->expire_at = at_ms;
+  PF_KV_CRASH(ExpireSet);
+  if (!had) s->expires++;
+  JPut(s, std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len), at_ms);
+  return Status::kOk;
+}
+
+Status Store::GetExpire(std::string_view key, uint64_t now_ms, int64_t* at_ms) {
+  const StoreHeader* h = Hdr(this);
+  uint64_t hash = HashKey(h, key.data(), key.size());
+  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  ShardLock lk(h, s);
+  uint32_t off = LookupLive(h, s, hash, key, now_ms);
+  if (!off) return Status::kNotFound;
+  if (at_ms) *at_ms = It(s, off)->expire_at;
+  return Status::kOk;
+}
+
+Status Store::MSet(std::span<const std::pair<std::string_view, std::string_view>> kvs,
+                   uint64_t now_ms) {
+  const StoreHeader* h = Hdr(this);
+  uint32_t mk = LoadU32(&h->max_key_bytes), mv = LoadU32(&h->max_value_bytes);
+  std::vector<uint64_t> hashes(kvs.size());
+  std::vector<uint32_t> shards;
+  shards.reserve(kvs.size());
+  for (size_t i = 0; i < kvs.size(); ++i) {
+    if (kvs[i].first.size() > mk || kvs[i].second.size() > mv) return Status::kTooLarge;
+    hashes[i] = HashKey(h, kvs[i].first.data(), kvs[i].first.size());
+    shards.push_back(ShardFromHash(hashes[i], h->shard_count));
+  }
+  std::vector<uint32_t> order(shards);
+  std::sort(order.begin(), order.end());
+  order.erase(std::unique(order.begin(), order.end()), order.end());
+  std::vector<ShardLock> locks;  // ascending shard order: the lock order of kv.h
+  locks.reserve(order.size());
+  for (uint32_t si : order) locks.emplace_back(h, Sh(this, si));
+  // Check every shard can take its items before writing any.
+  bool lru = static_cast<Eviction>(LoadU32(&h->eviction)) == Eviction::kAllKeysLru;
+  for (uint32_t si : order) {
+    ShardHeader* s = Sh(this, si);
+    std::vector<int> needs;
+    uint64_t total = 0;
+    for (size_t i = 0; i < kvs.size(); ++i) {
+      if (shards[i] != si) continue;
+      int c = ClassFor(h, sizeof(Item) + kvs[i].first.size() + kvs[i].second.size());
+      if (c < 0) return Status::kOom;
+      needs.push_back(c);
+      total += h->class_size[c];
+    }
+    if (lru) {
+      if (total > s->arena_end - s->arena_begin) return Status::kOom;
+      continue;
+    }
+    if (!DryRunFits(h, s, needs)) {
+      if (s->frees_since_coalesce) Coalesce(h, s);
+      if (!DryRunFits(h, s, needs)) return Status::kOom;
+    }
+  }
+  // One journal record for the whole MSET (EndGroup also on an early return).
+  struct Group {
+    Group() { if (g_journal) g_journal->BeginGroup(); }
+    ~Group() { if (g_journal) g_journal->EndGroup(); }
+  } group;
+  for (size_t i = 0; i < kvs.size(); ++i) {
+    ShardHeader* s = Sh(this, shards[i]);
+    uint32_t cur = LookupLive(h, s, hashes[i], kvs[i].first, now_ms);
+    Status st = WriteItem(h, s, hashes[i], kvs[i].first, kvs[i].second, -1, cur);
+    if (st != Status::kOk) return st;  // only under allkeys-lru with badly fragmented memory
+    JPut(s, kvs[i].first, kvs[i].second, -1);
+    if (i + 1 < kvs.size()) PF_KV_CRASH(MSetMid);
+  }
+  return Status::kOk;
+}
+
+bool Store::MGet(std::span<const std::string_view> keys, uint64_t now_ms,
+                 std::vector<std::optional<std::string>>* out, uint64_t max_bytes) {
+  const StoreHeader* h = Hdr(this);
+  out->clear();
+  out->resize(keys.size());
+  std::vector<uint64_t> hashes(keys.size());
+  std::vector<std::pair<uint32_t, size_t>> order(keys.size());  // (shard, key index)
+  for (size_t i = 0; i < keys.size(); ++i) {
+    hashes[i] = HashKey(h, keys[i].data(), keys[i].size());
+    order[i] = {ShardFromHash(hashes[i], h->shard_count), i};
+  }
+  std::sort(order.begin(), order.end());
+  // One shard's lock at a time, in ascending shard order (see kv.h): a huge
+  // MGET never holds every shard at once.
+  uint64_t bytes = 0;
+  for (size_t g = 0; g < order.size();) {
+    const uint32_t si = order[g].first;
+    ShardHeader* s = Sh(this, si);
+    ShardLock lk(h, s);
+    for (; g < order.size() && order[g].first == si; ++g) {
+      const size_t i = order[g].second;
+      uint32_t off = LookupLive(h, s, hashes[i], keys[i], now_ms);
+      if (!off) {
+        s->misses++;
+        continue;
+      }
+      s->hits++;
+      Touch(s, off);
+      bytes += It(s, off)->val_len;
+      if (bytes > max_bytes) return false;
+      (*out)[i].emplace(It(s, off)->val(), It(s, off)->val_len);
+    }
+  }
+  return true;
+}
+
+uint64_t Store::Scan(uint64_t cursor, size_t count, uint64_t now_ms,
+                     std::vector<std::string>* keys, uint64_t max_bytes,
+                     std::vector<uint64_t>* resume) {
+  const StoreHeader* h = Hdr(this);
+  uint32_t si = static_cast<uint32_t>(cursor >> 32);
+  uint32_t b = static_cast<uint32_t>(cursor);
+  if (si >= h->shard_count) return 0;
+  // The cursor that continues after bucket `bucket` of shard `shard` (0 = done).
+  auto after = [h](uint32_t shard, uint32_t bucket, uint32_t nbuckets) -> uint64_t {
+    if (bucket + 1 < nbuckets) return (uint64_t{shard} << 32) | (bucket + 1);
+    return shard + 1 < h->shard_count ? uint64_t{shard + 1} << 32 : 0;
+  };
+  size_t visited = 0, want = std::max<size_t>(count, 1);
+  uint64_t bytes = 0;
+  while (visited < want) {
+    ShardHeader* s = Sh(this, si);
+    {
+      ShardLock lk(h, s);
+      if (b >= s->nbuckets) b = s->nbuckets;
+      for (; b < s->nbuckets && visited < want; ++b, ++visited) {
+        for (uint32_t o = Buckets(s)[b]; o; o = It(s, o)->hnext) {
+          Item* it = It(s, o);
+          if (Expired(it, now_ms)) continue;
+          keys->emplace_back(it->key(), it->key_len);
+          bytes += it->key_len;
+        }
+        if (resume) resume->resize(keys->size(), after(si, b, s->nbuckets));
+        if (bytes > max_bytes) return after(si, b, s->nbuckets);
+      }
+      if (b < s->nbuckets) break;
+    }
+    if (++si >= h->shard_count) return 0;
+    b = 0;
+  }
+  return (uint64_t{si} << 32) | b;
+}
+
+namespace {
+// Removes every key for which pred(key) is true, one shard lock at a time
+// (FLUSHNS, and replaying a partly covered FLUSHALL); journaled or not.
+template <typename Pred>
+uint64_t RemoveWhere(Store* st, const Pred& pred, bool journal) {
+  const StoreHeader* h = Hdr(st);
+  uint64_t n = 0;
+  for (uint32_t i = 0; i < h->shard_count; ++i) {
+    ShardHeader* s = Sh(st, i);
+    ShardLock lk(h, s);
+    for (uint32_t b = 0; b < s->nbuckets && s->keys; ++b) {
+      for (uint32_t o = Buckets(s)[b]; o;) {
+        Item* it = It(s, o);
+        const uint32_t next = it->hnext;
+        if (pred(std::string_view(it->key(), it->key_len))) {
+          if (journal) JDel(s, it);
+          Remove(h, s, o);
+          ++n;
+        }
+        o = next;
+      }
+    }
+  }
+  return n;
+}
+}  // namespace
+
+uint64_t Store::DbSize() {
+  uint64_t n = 0;
+  for (uint32_t i = 0; i < shard_count(); ++i) n += GetShardStats(i).keys;
+  return n;
+}
+
+uint64_t Store::FlushAll() {
+  StoreHeader* h = Hdr(this);
+  uint64_t n = 0;
+  std::vector<ShardLock> locks;  // every shard at once, ascending: FLUSHALL is atomic
+  locks.reserve(h->shard_count);
+  for (uint32_t i = 0; i < h->shard_count; ++i) locks.emplace_back(h, Sh(this, i));
+  __atomic_fetch_add(&h->flushes, 1, __ATOMIC_SEQ_CST);
+  if (g_journal) g_journal->BeginGroup();
+  for (uint32_t i = 0; i < h->shard_count; ++i) {
+    ShardHeader* s = Sh(this, i);
+    if (g_journal) g_journal->Clear(s->index, ++s->seq);
+    n += s->keys;
+    s->bump = s->arena_begin;  // commit: every chunk is gone
+    PF_KV_CRASH(FlushBump);
+    std::memset(Buckets(s), 0, size_t{s->nbuckets} * 4);
+    PF_KV_CRASH(FlushClear);
+    s->lru_head = s->lru_tail = 0;
+    for (uint32_t c = 0; c < kMaxClasses; ++c) s->free_head[c] = s->free_count[c] = 0;
+    s->keys = s->expires = s->used_bytes = 0;
+    s->frees_since_coalesce = 0;
+  }
+  if (g_journal) g_journal->EndGroup();
+  return n;
+}
+
+uint64_t Store::FlushPrefix(std::string_view prefix) {
+  return RemoveWhere(
+      this,
+      [prefix](std::string_view k) { return k.size() >= prefix.size() && k.compare(0, prefix.size(), prefix) == 0; },
+      /*journal=*/true);
+}
+
+Stats Store::GetShardStats(uint32_t shard) {
+  const StoreHeader* h = Hdr(this);
+  Stats st;
+  if (shard >= h->shard_count) return st;
+  ShardHeader* s = Sh(this, shard);
+  ShardLock lk(h, s);
+  st.keys = s->keys;
+  st.expires = s->expires;
+  st.used_bytes = s->used_bytes;
+  st.capacity_bytes = s->arena_end - s->arena_begin;
+  st.hits = s->hits;
+  st.misses = s->misses;
+  st.evictions = s->evictions;
+  st.expired = s->expired;
+  return st;
+}
+
+Stats Store::GetStats() {
+  Stats t;
+  for (uint32_t i = 0; i < shard_count(); ++i) {
+    Stats s = GetShardStats(i);
+    t.keys += s.keys;
+    t.expires += s.expires;
+    t.used_bytes += s.used_bytes;
+    t.capacity_bytes += s.capacity_bytes;
+    t.hits += s.hits;
+    t.misses += s.misses;
+    t.evictions += s.evictions;
+    t.expired += s.expired;
+  }
+  return t;
+}
+
+size_t Store::SweepExpired(uint32_t shard, uint64_t now_ms, size_t max_keys) {
+  const StoreHeader* h = Hdr(this);
+  if (shard >= h->shard_count || max_keys == 0) return 0;
+  ShardHeader* s = Sh(this, shard);
+  ShardLock lk(h, s);
+  if (s->expires == 0) return 0;
+  // Bounded work: at most max(64, 16 * max_keys) buckets per call.
+  uint64_t budget = std::min<uint64_t>(s->nbuckets, std::max<uint64_t>(64, 16 * uint64_t{max_keys}));
+  uint32_t b = s->sweep_cursor < s->nbuckets ? s->sweep_cursor : 0;
+  size_t removed = 0;
+  for (uint64_t i = 0; i < budget && removed < max_keys && s->expires; ++i) {
+    for (uint32_t o = Buckets(s)[b]; o && removed < max_keys;) {
+      Item* it = It(s, o);
+      uint32_t next = it->hnext;
+      if (Expired(it, now_ms)) {
+        PF_KV_CRASH(Sweep);
+        Remove(h, s, o);
+        s->expired++;
+        ++removed;
+      }
+      o = next;
+    }
+    if (removed < max_keys && ++b >= s->nbuckets) b = 0;
+  }
+  s->sweep_cursor = b;
+  return removed;
+}
+
+bool Store::Verify(uint32_t shard, std::string* why) {
+  const StoreHeader* h = Hdr(this);
+  if (shard >= h->shard_count) return Fail(why, "no such shard");
+  ShardHeader* s = Sh(this, shard);
+  ShardLock lk(h, s);
+  return VerifyLocked(h, s, why);
+}
+
+namespace testing {
+void SetCrashPoint(int n) { g_crash_point = n; }
+int CrashPointCount() { return kCpEnd - 1; }
+const char* CrashPointName(int n) {
+  static const char* const kNames[] = {"",
+#define PF_KV_X(n) #n,
+                                       PF_KV_CRASH_POINTS(PF_KV_X)
+#undef PF_KV_X
+  };
+  return (n >= 1 && n < kCpEnd) ? kNames[n] : "";
+}
+uint64_t RecoveryCount() { return g_recoveries.load(std::memory_order_relaxed); }
+void SetFormatBuckets(uint32_t n) { g_format_buckets = n; }
+}  // namespace testing
+
+// ===========================================================================
+// Persistence support
+
+void SetJournal(Journal* j) { g_journal = j; }
+
+std::pair<uint64_t, uint64_t> Store::HashSeed() const { return {Hdr(this)->k0, Hdr(this)->k1}; }
+
+uint32_t Store::ShardOfWith(uint64_t k0, uint64_t k1, uint32_t shards, std::string_view key) {
+  StoreHeader h{};
+  h.k0 = k0;
+  h.k1 = k1;
+  return ShardFromHash(HashKey(&h, key.data(), key.size()), shards);
+}
+
+uint64_t Store::ExportShard(uint32_t shard, uint64_t now_ms, const ItemFn& fn) {
+  const StoreHeader* h = Hdr(this);
+  if (shard >= h->shard_count) return 0;
+  ShardHeader* s = Sh(this, shard);
+  ShardLock lk(h, s);
+  for (uint32_t b = 0; b < s->nbuckets; ++b) {
+    for (uint32_t o = Buckets(s)[b]; o; o = It(s, o)->hnext) {
+      Item* it = It(s, o);
+      if (Expired(it, now_ms)) continue;
+      fn(std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len),
+         it->expire_at);
+    }
+  }
+  return s->seq;
+}
+
+uint64_t Store::ShardSeq(uint32_t shard) {
+  const StoreHeader* h = Hdr(this);
+  if (shard >= h->shard_count) return 0;
+  ShardHeader* s = Sh(this, shard);
+  ShardLock lk(h, s);
+  return s->seq;
+}
+
+uint64_t Store::Flushes() const {
+  return __atomic_load_n(&Hdr(this)->flushes, __ATOMIC_SEQ_CST);
+}
+
+uint64_t Store::RemoveIf(const std::function<bool(std::string_view key)>& pred) {
+  return RemoveWhere(this, pred, /*journal=*/false);
+}
+
+}  // namespace pf::kv

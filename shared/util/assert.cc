@@ -1,0 +1,17 @@
+// shared/util/assert.cc: what a failed PF_ASSERT does (assert.h).
+#include "shared/util/assert.h"
+
+#include <cstdlib>
+
+#include <spdlog/spdlog.h>
+
+namespace pf {
+
+void AssertFailed(const char* expr, const char* file, int line, const char* what) {
+  spdlog::critical("invariant failed at {}:{}: {}{}{}: aborting this process", file, line, expr,
+                   *what ? ": " : "", what);
+  spdlog::default_logger()->flush();
+  std::abort();
+}
+
+}  // namespace pf

@@ -1,0 +1,406 @@
+// worker/chat.cc: the chat protocol (line-based, telnet/nc usable) on
+// the pub/sub bus. Everything shared lives in the bus (docs/protocol-chat.md):
+//   $sys.chat.nick.NICK         the nick's owner subscribes: ownership + private messages
+//   $sys.chat.room.ROOM         room traffic ("M" messages, "N" notices)
+//   $sys.chat.member.ROOM.NICK  presence only: PUBSUB-style listing gives /who
+//   $sys.chat.ctl               admin control (kick, broadcast)
+// Subscriptions are counted per process in the bus' table and dropped when the
+// client goes (ReleaseAll) or its worker dies (the master's ReleaseOwner), so
+// nicks never dangle. History on /join is read back from the ring itself.
+#include <event2/buffer.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shared/config.h"
+#include "shared/shm.h"
+#include "worker/connection.h"
+#include "worker/protocol.h"
+#include "worker/pubsub.h"
+#include "worker/worker.h"
+
+namespace pf {
+namespace {
+
+constexpr std::string_view kNickCh = "$sys.chat.nick.";
+constexpr std::string_view kRoomCh = "$sys.chat.room.";
+constexpr std::string_view kMemberCh = "$sys.chat.member.";
+constexpr std::string_view kCtlCh = "$sys.chat.ctl";
+constexpr size_t kMaxName = 32;
+
+bool ValidName(std::string_view s) {
+  if (s.empty() || s.size() > kMaxName) return false;
+  for (char ch : s)
+    if (!isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-') return false;
+  return true;
+}
+
+std::string S(std::string_view a, std::string_view b) { return std::string(a) + std::string(b); }
+
+class ChatSession final : public SubscriberSession {
+ public:
+  ChatSession(const ListenerConf&, WorkerContext& w) : SubscriberSession(w) {}
+  void OnConnect(Connection& c) override {
+    conn_ = &c;
+    PubSubHub* hub = w_.pubsub;
+    if (!hub) {
+      Line("! chat is not available (no pub/sub bus)");
+      c.CloseAfterWrite();
+      return;
+    }
+    if (hub->Subscribe(*this, kCtlCh, false) != SubStatus::kOk) {
+      Line("! the server's subscription table is full");
+      c.CloseAfterWrite();
+      return;
+    }
+    hub->AddBroadcastTarget(*this);
+    std::string guest = "guest" + std::to_string(c.id());
+    for (int i = 0; i < 5 && !Claim(guest); i++)
+      guest = "guest" + std::to_string(c.id()) + "-" + std::to_string(rand() % 100000);
+    if (nick_.empty()) {
+      Line("! could not assign a nick");
+      c.CloseAfterWrite();
+      return;
+    }
+    Line("* welcome to preforkd chat, worker=" + std::to_string(w_.slot) + "; you are " + nick_ +
+         "; /help for commands");
+    Join("lobby");
+  }
+
+  void OnClose(Connection&) override {
+    if (!w_.pubsub) return;
+    if (!room_.empty() && !nick_.empty()) Notice(room_, "* " + nick_ + " left [" + room_ + "]");
+    ReleaseSubscriptions();
+  }
+
+  // Chat clients sit idle in rooms, like subscribers: no idle timeout.
+  uint32_t TimeoutMs(const WorkerContext&) const override { return 0; }
+
+  void Push(std::string_view, std::string_view channel, std::string_view data) override {
+    if (channel == kCtlCh) {
+      if (data.starts_with("K ")) {
+        const std::string_view rest = data.substr(2);
+        const size_t sp = rest.find(' ');
+        const std::string_view who = rest.substr(0, sp);
+        const std::string_view by = sp == std::string_view::npos ? "admin" : rest.substr(sp + 1);
+        if (who == nick_) {
+          Line(S("! you were kicked by ", by));
+          conn_->CloseAfterWrite();
+        }
+      } else if (data.starts_with("B ")) {
+        Line(S("[broadcast] ", data.substr(2)));
+      }
+      return;
+    }
+    std::string frame;
+    Render({}, channel, data, &frame);
+    PushFrame(frame, nullptr);
+  }
+  Renderer renderer() const override { return Render; }
+
+  // Room traffic and private messages are the same line for every member;
+  // control messages are not (a kick closes only its target).
+  static bool Render(std::string_view, std::string_view channel, std::string_view data,
+                     std::string* line) {
+    if (channel == kCtlCh) return false;
+    if (channel.starts_with(kRoomCh)) {
+      if (data.empty()) return true;  // nothing to show
+      data.remove_prefix(1);          // the kind: M message, N notice
+    }
+    // Otherwise the nick channel: private messages.
+    line->append(data);
+    line->push_back('\n');
+    return true;
+  }
+
+  // The operator's POST /_admin/broadcast, in the format of /broadcast.
+  void PushBroadcast(std::string_view text) override { Line(S("[broadcast] ", text)); }
+
+  void OnRead(Connection& c, evbuffer* in) override {
+    const size_t max_line = w_.config->limits.max_line_bytes;
+    const size_t high_water = w_.config->limits.output_high_water;
+    for (;;) {
+      if (c.closing()) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+      }
+      if (c.output_pending() > high_water) return;
+      size_t eol_len = 0;
+      const evbuffer_ptr p = evbuffer_search_eol(in, nullptr, &eol_len, EVBUFFER_EOL_LF);
+      const size_t len = evbuffer_get_length(in);
+      if (p.pos < 0) {
+        if (len > max_line) TooLong(c, in);
+        return;
+      }
+      const size_t n = static_cast<size_t>(p.pos);
+      if (n > max_line) {
+        TooLong(c, in);
+        return;
+      }
+      std::string line(n, '\0');
+      evbuffer_remove(in, line.data(), n);
+      evbuffer_drain(in, eol_len);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      c.worker().counters->requests[kProtoChat].Add(1);
+      Handle(line);
+    }
+  }
+
+ private:
+  void Line(std::string_view s) {
+    std::string l(s);
+    l.push_back('\n');
+    conn_->Write(l);
+  }
+
+  void TooLong(Connection& c, evbuffer* in) {
+    evbuffer_drain(in, evbuffer_get_length(in));
+    Line("! line too long: at most " + std::to_string(w_.config->limits.max_line_bytes) +
+         " bytes (limits.max_line_bytes)");
+    c.CloseAfterWrite();
+  }
+
+  // The chat channels are under the reserved prefix, so plain pub/sub
+  // clients cannot forge them; chat sessions publish there with the admin
+  // right for the one call (the hub still applies this client's rate limit).
+  bool Publish(std::string_view channel, std::string_view data) {
+    int64_t receivers = 0;
+    const PubStatus st = w_.pubsub->Publish(this, conn_->id(), channel, data, /*admin=*/true, &receivers);
+    if (st != PubStatus::kOk) {
+      std::string e = w_.pubsub->Error(st, channel);
+      if (e.starts_with("ERR ")) e.erase(0, 4);
+      Line("! " + e);
+      return false;
+    }
+    return true;
+  }
+
+  void Notice(const std::string& room, const std::string& text) {
+    Publish(S(kRoomCh, room), "N" + text);
+  }
+
+  // Takes `nick` over all workers: subscribe to its channel, then check this
+  // is the only subscription (two claims racing on two workers both back off).
+  bool Claim(const std::string& nick) {
+    bus::Bus& bus = w_.pubsub->bus();
+    const std::string ch = S(kNickCh, nick);
+    if (bus.NumSub(ch) > 0) return false;
+    if (w_.pubsub->Subscribe(*this, ch, false) != SubStatus::kOk) return false;
+    if (bus.NumSub(ch) != 1) {
+      w_.pubsub->Unsubscribe(*this, ch, false);
+      return false;
+    }
+    nick_ = nick;
+    return true;
+  }
+
+  void Leave() {
+    if (room_.empty()) return;
+    const std::string room = room_;
+    w_.pubsub->Unsubscribe(*this, S(kMemberCh, room + "." + nick_), false);
+    w_.pubsub->Unsubscribe(*this, S(kRoomCh, room), false);
+    room_.clear();
+    Notice(room, "* " + nick_ + " left [" + room + "]");
+  }
+
+  void Join(const std::string& room) {
+    PubSubHub* hub = w_.pubsub;
+    if (room == room_) {
+      Line("* already in [" + room + "]");
+      return;
+    }
+    Leave();
+    // Deliver what is pending first, so history and live delivery meet at Head().
+    hub->Pump();
+    const std::string room_ch = S(kRoomCh, room);
+    SubStatus st = hub->Subscribe(*this, room_ch, false);
+    if (st == SubStatus::kOk) st = hub->Subscribe(*this, S(kMemberCh, room + "." + nick_), false);
+    if (st != SubStatus::kOk) {
+      hub->Unsubscribe(*this, room_ch, false);
+      std::string e = hub->Error(st);
+      if (e.starts_with("ERR ")) e.erase(0, 4);
+      Line("! " + e);
+      return;
+    }
+    room_ = room;
+    bus::Bus& bus = hub->bus();
+    const uint64_t head = bus.Head();
+    Line("* joined [" + room + "] (" + std::to_string(bus.NumSub(room_ch)) + " members)");
+    // History: the room's last N messages still in the ring, before `head`.
+    const uint32_t want = w_.config->pubsub.chat_history;
+    if (want > 0) {
+      std::vector<std::string> hist;
+      std::string buf;
+      bus::Message m;
+      const uint64_t lo = head > bus.ring_slots() ? head - bus.ring_slots() : 0;
+      for (uint64_t s = head; s > lo && hist.size() < want; s--) {
+        if (bus.Read(s - 1, &buf, &m) != bus::ReadStatus::kOk) break;
+        if (m.channel == room_ch && m.data.starts_with("M")) hist.emplace_back(m.data.substr(1));
+      }
+      for (auto it = hist.rbegin(); it != hist.rend(); ++it) Line(*it);
+    }
+    Notice(room, "* " + nick_ + " joined [" + room + "]");
+  }
+
+  static std::pair<std::string_view, std::string_view> Split(std::string_view s) {
+    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+    const size_t sp = s.find(' ');
+    if (sp == std::string_view::npos) return {s, {}};
+    std::string_view rest = s.substr(sp + 1);
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    return {s.substr(0, sp), rest};
+  }
+
+  void Handle(std::string_view line) {
+    if (line.empty()) return;
+    if (line.front() != '/' || line.starts_with("//")) {
+      if (line.starts_with("//")) line.remove_prefix(1);  // "//text" sends "/text"
+      if (room_.empty()) {
+        Line("! not in a room: /join ROOM first");
+        return;
+      }
+      Publish(S(kRoomCh, room_), "M[" + room_ + "] " + nick_ + ": " + std::string(line));
+      return;
+    }
+    auto [cmd, arg] = Split(line.substr(1));
+    if (cmd == "help") {
+      static constexpr std::string_view kHelp[] = {
+          "* commands:",
+          "*   /nick NAME        take a nick (unique over the server; letters, digits, _ -; <= 32)",
+          "*   /join ROOM        enter ROOM (leaving the current one); replays its last messages",
+          "*   /part             leave the current room",
+          "*   /msg NICK TEXT    private message",
+          "*   /who              members of the current room",
+          "*   /rooms            rooms with members",
+          "*   /whoami           your nick, room, worker and connection id",
+          "*   /auth TOKEN       become admin (pubsub.admin_token)",
+          "*   /kick NICK        (admin) disconnect NICK",
+          "*   /broadcast TEXT   (admin) message every chat client",
+          "*   /quit             disconnect",
+          "* other lines go to the current room (start with // to send a leading /)",
+      };
+      for (auto l : kHelp) Line(l);
+    } else if (cmd == "nick") {
+      if (!ValidName(arg)) {
+        Line("! invalid nick: 1-32 letters, digits, '_' or '-'");
+        return;
+      }
+      if (arg == nick_) {
+        Line("* you are already " + nick_);
+        return;
+      }
+      const std::string old = nick_;
+      if (!Claim(std::string(arg))) {
+        Line(S("! nick taken: ", arg));
+        return;
+      }
+      w_.pubsub->Unsubscribe(*this, S(kNickCh, old), false);
+      if (!room_.empty()) {
+        w_.pubsub->Unsubscribe(*this, S(kMemberCh, room_ + "." + old), false);
+        w_.pubsub->Subscribe(*this, S(kMemberCh, room_ + "." + nick_), false);
+        Notice(room_, "* " + old + " is now known as " + nick_);
+      }
+      Line("* you are now " + nick_);
+    } else if (cmd == "join") {
+      if (!ValidName(arg)) {
+        Line("! invalid room: 1-32 letters, digits, '_' or '-'");
+        return;
+      }
+      Join(std::string(arg));
+    } else if (cmd == "part") {
+      if (room_.empty()) {
+        Line("! not in a room");
+        return;
+      }
+      const std::string room = room_;
+      Leave();
+      Line("* left [" + room + "]");
+    } else if (cmd == "msg") {
+      auto [to, text] = Split(arg);
+      if (to.empty() || text.empty()) {
+        Line("! usage: /msg NICK TEXT");
+        return;
+      }
+      if (!ValidName(to) || w_.pubsub->bus().NumSub(S(kNickCh, to)) == 0) {
+        Line(S("! no such nick: ", to));
+        return;
+      }
+      if (Publish(S(kNickCh, to), "[pm] " + nick_ + ": " + std::string(text)))
+        Line(S("* to ", to) + ": " + std::string(text));
+    } else if (cmd == "who") {
+      if (room_.empty()) {
+        Line("! not in a room");
+        return;
+      }
+      const std::string prefix = S(kMemberCh, room_ + ".");
+      std::vector<std::string> names = w_.pubsub->bus().Channels(prefix + "*");
+      for (auto& n : names) n.erase(0, prefix.size());
+      std::sort(names.begin(), names.end());
+      std::string out = "* members of [" + room_ + "] (" + std::to_string(names.size()) + "):";
+      for (const auto& n : names) out += " " + n;
+      Line(out);
+    } else if (cmd == "rooms") {
+      bus::Bus& bus = w_.pubsub->bus();
+      std::vector<std::string> rooms = bus.Channels(S(kRoomCh, "*"));
+      std::sort(rooms.begin(), rooms.end());
+      std::string out = "* rooms (" + std::to_string(rooms.size()) + "):";
+      for (const auto& r : rooms)
+        out += " " + r.substr(kRoomCh.size()) + "(" + std::to_string(bus.NumSub(r)) + ")";
+      Line(out);
+    } else if (cmd == "whoami") {
+      Line("* you are " + nick_ + " in " +
+           (room_.empty() ? std::string("no room") : "[" + room_ + "]") +
+           ", worker=" + std::to_string(w_.slot) + ", id=" + std::to_string(conn_->id()) +
+           (admin_ ? ", admin" : ""));
+    } else if (cmd == "auth") {
+      const std::string& token = w_.config->pubsub.admin_token;
+      if (token.empty()) {
+        Line("! admin commands are disabled (no pubsub.admin_token)");
+      } else if (arg != token) {
+        Line("! wrong token");
+      } else {
+        admin_ = true;
+        Line("* authenticated as admin");
+      }
+    } else if (cmd == "kick" || cmd == "broadcast") {
+      if (!admin_) {
+        Line(S(S("! permission denied: /", cmd), " needs /auth TOKEN first"));
+        return;
+      }
+      if (cmd == "kick") {
+        if (!ValidName(arg) || w_.pubsub->bus().NumSub(S(kNickCh, arg)) == 0) {
+          Line(S("! no such nick: ", arg));
+          return;
+        }
+        if (Publish(kCtlCh, S("K ", arg) + " " + nick_)) Line(S("* kicked ", arg));
+      } else {
+        if (arg.empty()) {
+          Line("! usage: /broadcast TEXT");
+          return;
+        }
+        Publish(kCtlCh, S("B ", nick_) + ": " + std::string(arg));
+      }
+    } else if (cmd == "quit") {
+      Line("* bye");
+      conn_->CloseAfterWrite();
+    } else {
+      Line(S(S("! unknown command: /", cmd.substr(0, 64)), " (/help lists them)"));
+    }
+  }
+
+  std::string nick_, room_;
+  bool admin_ = false;  // /auth TOKEN: may /kick and /broadcast
+};
+
+}  // namespace
+
+std::unique_ptr<Session> MakeChatSession(const ListenerConf& l, WorkerContext& w) {
+  return std::make_unique<ChatSession>(l, w);
+}
+
+}  // namespace pf

@@ -1,0 +1,133 @@
+// worker/http/access_log.cc: see access_log.h. A write(2) of whole lines to an
+// O_APPEND regular file is not interleaved with other workers' writes, so
+// lines from different workers never mix.
+#include "worker/http/access_log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <event2/event.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "worker/http/parse.h"
+#include "worker/http/util.h"
+
+namespace pf::accesslog {
+namespace {
+
+constexpr size_t kFlushBytes = 64 * 1024;
+
+struct State {
+  bool initialized = false;
+  std::string path;
+  int fd = -1;
+  std::string buf;
+  event* timer = nullptr;
+};
+
+State& S() {
+  static State s;
+  return s;
+}
+
+int OpenLog(const std::string& path) {
+  const int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) spdlog::error("access log {}: {}", path, std::strerror(errno));
+  return fd;
+}
+
+void TimerCb(evutil_socket_t, short, void*) { Flush(); }
+
+std::string EscapeLogField(std::string_view s) {
+  std::string out;
+  for (unsigned char ch : s) {
+    if (ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x7f) {
+      out += fmt::format("\\x{:02X}", ch);
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void Init(const std::string& path, event_base* base) {
+  State& s = S();
+  if (s.initialized) return;
+  s.initialized = true;
+  if (path.empty() || path == "off") return;
+  s.path = path;
+  s.fd = OpenLog(path);
+  s.buf.reserve(kFlushBytes * 2);
+  if (base) {
+    s.timer = event_new(base, -1, EV_PERSIST, TimerCb, nullptr);
+    timeval tv{1, 0};
+    evtimer_add(s.timer, &tv);
+  }
+}
+
+bool Enabled() { return S().fd >= 0; }
+
+void Append(std::string_view line) {
+  State& s = S();
+  if (s.fd < 0) return;
+  s.buf.append(line);
+  if (s.buf.size() >= kFlushBytes) Flush();
+}
+
+void Flush() {
+  State& s = S();
+  if (s.buf.empty()) return;
+  if (s.fd < 0) {
+    s.buf.clear();
+    return;
+  }
+  size_t off = 0;
+  while (off < s.buf.size()) {
+    const ssize_t n = write(s.fd, s.buf.data() + off, s.buf.size() - off);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("access log {}: write: {}", s.path, std::strerror(errno));
+      break;
+    }
+    off += static_cast<size_t>(n);
+  }
+  s.buf.clear();
+}
+
+bool Reopen() {
+  State& s = S();
+  if (s.path.empty()) return true;
+  Flush();
+  const int fd = OpenLog(s.path);
+  if (fd < 0) return false;
+  if (s.fd >= 0) close(s.fd);
+  s.fd = fd;
+  return true;
+}
+
+std::string FormatLine(std::string_view peer, const http::Request* req, int status,
+                       uint64_t body_bytes, uint64_t took_ms) {
+  std::string_view addr = peer;
+  if (const size_t colon = addr.rfind(':'); colon != std::string_view::npos) addr = addr.substr(0, colon);
+  if (addr.size() > 2 && addr.front() == '[') addr = addr.substr(1, addr.size() - 2);
+  std::string line_req;
+  const std::string* referer = nullptr;
+  const std::string* ua = nullptr;
+  if (req && !req->method.empty()) {
+    line_req = fmt::format("{} {} HTTP/{}.{}", req->method, req->target, req->major, req->minor);
+    referer = req->Header("referer");
+    ua = req->Header("user-agent");
+  }
+  return fmt::format("{} - - [{}] \"{}\" {} {} \"{}\" \"{}\" {}.{:03}\n", addr, http::LogTimeNow(),
+                     EscapeLogField(line_req), status, body_bytes,
+                     referer ? EscapeLogField(*referer) : "-", ua ? EscapeLogField(*ua) : "-",
+                     took_ms / 1000, took_ms % 1000);
+}
+
+}  // namespace pf::accesslog

@@ -1,0 +1,43 @@
+// worker/http/kv_route.h: the store as REST (/kv/..., docs/http.md). Each
+// request becomes calls of the command table (GET, SET ... GET, DEL, SCAN)
+// through the one dispatcher, with a reply writer that turns the command's
+// reply into the HTTP status and body; AUTH, MISCONF and the statistics are
+// the table's, as for every protocol. With kv.password set, the request
+// carries it: `Authorization: Basic` (any user name) or `Bearer`.
+#pragma once
+
+#include <string_view>
+
+#include "shared/cmd/commands.h"
+#include "worker/http/parse.h"
+#include "worker/http/reply.h"
+
+namespace pf {
+
+class Connection;
+struct ListenerConf;
+struct WorkerContext;
+
+namespace http {
+
+class KvRoute {
+ public:
+  KvRoute(const ListenerConf& l, WorkerContext& w);
+  // `rest` is the path after "/kv", as sent.
+  void Serve(const Connection& c, const Request& req, std::string_view rest, std::string_view query,
+             Reply* rep);
+
+ private:
+  void Call(std::span<const std::string_view> argv, ReplyWriter& out);
+  void List(const Request& req, std::string_view ns_prefix, std::string_view query, Reply* rep);
+  bool Authorized(const Request& req) const;
+
+  const ListenerConf& l_;
+  WorkerContext& w_;
+  ClientSession session_;
+  CommandEnv env_;
+  bool started_ = false;  // session_ filled (on the first /kv request of the connection)
+};
+
+}  // namespace http
+}  // namespace pf

@@ -1,0 +1,380 @@
+// worker/http/ops.cc: see ops.h. Counters are read relaxed from every
+// live ProcCounters entry (pid != 0): a snapshot, not an atomic cut.
+#include "worker/http/ops.h"
+
+#include <strings.h>
+
+#include <map>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "shared/config.h"
+#include "shared/kv/kv.h"
+#include "shared/shm.h"
+#include "worker/http/parse.h"
+#include "worker/http/util.h"
+#include "shared/util/clock.h"
+#include "worker/json.h"
+#include "worker/pubsub.h"
+#include "worker/worker.h"
+
+namespace pf {
+namespace {
+
+constexpr const char* kProtoNames[kProtoCount] = {"echo", "resp", "kv-json", "http", "chat"};
+
+uint64_t UptimeS(const WorkerContext& w) {
+  const uint64_t start = w.segment->header()->master_started_ms;
+  const uint64_t now = WallMs();
+  return now > start ? (now - start) / 1000 : 0;
+}
+
+template <typename Fn>
+void ForEachLive(const WorkerContext& w, Fn fn) {
+  for (uint32_t i = 0; i < kMaxProcSlots; i++) {
+    const ProcCounters* p = w.segment->proc(i);
+    if (p->pid.load(std::memory_order_acquire) != 0) fn(*p);
+  }
+}
+
+uint32_t WorkersAlive(const WorkerContext& w) {
+  uint32_t n = 0;
+  ForEachLive(w, [&](const ProcCounters&) { n++; });
+  return n;
+}
+
+void AppendCounters(std::string* o, const ProcCounters& p) {
+  fmt::format_to(std::back_inserter(*o),
+                 "\"connections\":{{\"active\":{},\"total\":{},\"rejected\":{}}},"
+                 "\"bytes\":{{\"in\":{},\"out\":{}}},\"requests\":{{",
+                 p.conns_active.Get(), p.conns_total.Get(), p.conns_rejected.Get(),
+                 p.bytes_in.Get(), p.bytes_out.Get());
+  for (uint32_t i = 0; i < kProtoCount; i++)
+    fmt::format_to(std::back_inserter(*o), "{}\"{}\":{}", i ? "," : "", kProtoNames[i],
+                   p.requests[i].Get());
+  o->append("},\"http_status\":{");
+  for (int i = 1; i <= 5; i++)
+    fmt::format_to(std::back_inserter(*o), "{}\"{}xx\":{}", i > 1 ? "," : "", i,
+                   p.http_status[i].Get());
+  o->append("}");
+}
+
+kv::Stats StoreStats(const WorkerContext& w) {
+  if (!w.store) return {};
+  try {
+    return w.store->GetStats();
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+// The query's parameters, percent-decoded. False, with the reason in *err,
+// on a bad escape or a repeated name (an admin request is never guessed at).
+bool ParseQuery(std::string_view query, std::map<std::string, std::string>* out, std::string* err) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    const size_t eq = pair.find('=');
+    std::string name, value;
+    if (!http::PercentDecode(pair.substr(0, eq), &name, true) ||
+        (eq != std::string_view::npos && !http::PercentDecode(pair.substr(eq + 1), &value, true))) {
+      *err =
+          "bad percent-encoding in the query parameter '" + std::string(pair.substr(0, 64)) + "'";
+      return false;
+    }
+    if (!out->emplace(name, std::move(value)).second) {
+      *err = "the query parameter '" + name + "' is given twice";
+      return false;
+    }
+  }
+  return true;
+}
+
+// "12,40" → {12, 40}; ids are decimal, > 0, separated by single commas.
+bool ParseIds(std::string_view s, std::vector<uint64_t>* out) {
+  while (!s.empty()) {
+    const size_t comma = s.find(',');
+    uint64_t id = 0;
+    if (!http::ParseU64(s.substr(0, comma), &id) || id == 0) return false;
+    out->push_back(id);
+    if (comma == std::string_view::npos) return true;
+    s.remove_prefix(comma + 1);
+    if (s.empty()) return false;
+  }
+  return true;
+}
+
+// Compares in time independent of where the first difference is.
+bool SameToken(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned char d = 0;
+  for (size_t i = 0; i < a.size(); i++) d |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return d == 0;
+}
+
+bool IsLoopback(std::string_view peer) {
+  return peer.substr(0, 4) == "127." || peer.substr(0, 6) == "[::1]:" ||
+         peer.substr(0, 15) == "[::ffff:127.0.0";
+}
+
+bool Broadcasts(Protocol p) { return p == Protocol::kChat || p == Protocol::kKvJson; }
+
+}  // namespace
+
+AdminReply AdminError(int status, std::string_view message) {
+  AdminReply r;
+  r.status = status;
+  // Messages quote what the client sent, which may not be UTF-8.
+  std::string text(message);
+  if (!json::IsUtf8(text))
+    for (char& ch : text)
+      if (static_cast<unsigned char>(ch) >= 0x80) ch = '?';
+  r.body = "{\"ok\":false,\"error\":";
+  json::AppendJsonString(&r.body, text);
+  r.body += "}\n";
+  return r;
+}
+
+AdminReply AdminBroadcast(WorkerContext& w, const http::Request& req, std::string_view query,
+                          std::string_view peer) {
+  const PubSubConf& pc = w.config->pubsub;
+  if (pc.admin_token.empty())
+    return AdminError(
+        403, "the admin endpoints are disabled: set pubsub.admin_token in the configuration");
+  if (req.method != "POST") {
+    AdminReply r = AdminError(405, "use POST: the request body is the text to broadcast");
+    r.headers = "Allow: POST\r\n";
+    return r;
+  }
+  const std::string* auth = req.Header("authorization");
+  if (!auth || auth->size() < 7 || strncasecmp(auth->c_str(), "Bearer ", 7) != 0) {
+    AdminReply r =
+        AdminError(401, "missing 'Authorization: Bearer TOKEN' (TOKEN = pubsub.admin_token)");
+    r.headers = "WWW-Authenticate: Bearer realm=\"preforkd admin\"\r\n";
+    return r;
+  }
+  std::string_view token = std::string_view(*auth).substr(7);
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  if (!SameToken(token, pc.admin_token)) {
+    spdlog::warn("http {}: POST /_admin/broadcast with a wrong admin token: refused", peer);
+    return AdminError(403, "wrong admin token");
+  }
+  PubSubHub* hub = w.pubsub;
+  if (!hub) return AdminError(503, "pub/sub is not available (no bus in the shared segment)");
+
+  std::map<std::string, std::string> params;
+  std::string err;
+  if (!ParseQuery(query, &params, &err)) return AdminError(400, err);
+  for (const auto& [name, value] : params)
+    if (name != "listener" && name != "exclude")
+      return AdminError(400, "unknown query parameter '" + name.substr(0, 64) +
+                                 "', expected listener=NAME and optionally exclude=ID,ID,...");
+  auto lp = params.find("listener");
+  if (lp == params.end() || lp->second.empty())
+    return AdminError(400, "missing listener=NAME: the listener whose connections get the text");
+  const std::string& name = lp->second;
+  const ListenerConf* listener = nullptr;
+  std::string names;
+  for (const ListenerConf& l : w.config->listeners) {
+    if (l.name == name) listener = &l;
+    if (Broadcasts(l.protocol)) names += (names.empty() ? "" : ", ") + l.name;
+  }
+  if (!listener)
+    return AdminError(400, "unknown listener '" + name.substr(0, 64) + "', expected one of: " +
+                               (names.empty() ? "(none: no chat or kv-json listener)" : names));
+  if (!Broadcasts(listener->protocol))
+    return AdminError(400, "listener '" + name + "' (protocol " + ProtocolName(listener->protocol) +
+                               ") does not support broadcast: only chat and kv-json listeners do");
+  std::vector<uint64_t> exclude;
+  if (auto ep = params.find("exclude"); ep != params.end() && !ParseIds(ep->second, &exclude))
+    return AdminError(400,
+                      "bad exclude list '" + ep->second.substr(0, 64) +
+                          "', expected connection ids separated by commas, e.g. exclude=12,40");
+
+  // The text is one line: a single trailing newline (as `echo` or a file
+  // adds) is dropped; other control characters would break chat's lines.
+  std::string_view text = req.body;
+  if (text.ends_with('\n')) text.remove_suffix(1);
+  if (text.ends_with('\r')) text.remove_suffix(1);
+  if (text.empty()) return AdminError(400, "empty text: the request body is the text to broadcast");
+  const size_t max = hub->max_message_bytes();
+  if (text.size() > max)
+    return AdminError(413,
+                      fmt::format("the text is {} bytes, over pubsub.max_message_bytes ({} bytes)",
+                                  text.size(), max));
+  if (!json::IsUtf8(text)) return AdminError(400, "the text must be UTF-8");
+  for (size_t i = 0; i < text.size(); i++) {
+    const unsigned char ch = static_cast<unsigned char>(text[i]);
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+      return AdminError(400, fmt::format("the text must be one line without control characters "
+                                         "(byte {} is 0x{:02x})",
+                                         i, ch));
+  }
+  const std::string encoded = EncodeBroadcast(name, exclude, text);
+  const PubStatus st = hub->Broadcast(encoded);
+  if (st == PubStatus::kTooLarge)
+    return AdminError(413,
+                      fmt::format("with the listener name and the exclude list the broadcast is {} "
+                                  "bytes, over pubsub.max_message_bytes ({} bytes)",
+                                  encoded.size(), max));
+  if (st != PubStatus::kOk) return AdminError(500, "the broadcast could not be queued on the bus");
+  spdlog::info("http {}: broadcast of {} bytes to listener {} ({} excluded)", peer, text.size(),
+               name, exclude.size());
+  AdminReply r;
+  r.body = "{\"ok\":true,\"queued\":true,\"listener\":";
+  json::AppendJsonString(&r.body, name);
+  fmt::format_to(std::back_inserter(r.body), ",\"protocol\":\"{}\",\"exclude\":[",
+                 ProtocolName(listener->protocol));
+  for (size_t i = 0; i < exclude.size(); i++)
+    fmt::format_to(std::back_inserter(r.body), "{}{}", i ? "," : "", exclude[i]);
+  fmt::format_to(std::back_inserter(r.body), "],\"workers\":{}}}\n", w.config->workers);
+  return r;
+}
+
+std::string HealthJson(const WorkerContext& w) {
+  return fmt::format("{{\"ok\":true,\"uptime_s\":{},\"workers_alive\":{}}}\n", UptimeS(w),
+                     WorkersAlive(w));
+}
+
+std::string StatsJson(const WorkerContext& w) {
+  std::string o;
+  fmt::format_to(std::back_inserter(o), "{{\"uptime_s\":{},\"reloads\":{},\"workers\":[",
+                 UptimeS(w), w.segment->header()->reloads.load(std::memory_order_relaxed));
+  bool first = true;
+  ForEachLive(w, [&](const ProcCounters& p) {
+    fmt::format_to(std::back_inserter(o), "{}{{\"slot\":{},\"pid\":{},\"generation\":{},",
+                   first ? "" : ",", p.worker_slot.load(std::memory_order_relaxed),
+                   p.pid.load(std::memory_order_relaxed), p.generation.load(std::memory_order_relaxed));
+    AppendCounters(&o, p);
+    o.append("}");
+    first = false;
+  });
+  ProcCounters t;
+  w.segment->Totals(&t);
+  o.append("],\"totals\":{");
+  AppendCounters(&o, t);
+  const kv::Stats s = StoreStats(w);
+  fmt::format_to(std::back_inserter(o),
+                 "}},\"store\":{{\"keys\":{},\"expires\":{},\"used_bytes\":{},\"capacity_bytes\":{},"
+                 "\"hits\":{},\"misses\":{},\"evictions\":{},\"expired\":{}}}}}\n",
+                 s.keys, s.expires, s.used_bytes, s.capacity_bytes, s.hits, s.misses, s.evictions,
+                 s.expired);
+  return o;
+}
+
+std::string MetricsText(const WorkerContext& w) {
+  std::string o;
+  auto out = std::back_inserter(o);
+  auto head = [&](std::string_view name, std::string_view type, std::string_view help) {
+    fmt::format_to(out, "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  std::vector<const ProcCounters*> live;
+  ForEachLive(w, [&](const ProcCounters& p) { live.push_back(&p); });
+  // Two processes share a slot during a reload, so the pid is a label too.
+  auto labels = [](const ProcCounters& p) {
+    return fmt::format("worker=\"{}\",pid=\"{}\"", p.worker_slot.load(std::memory_order_relaxed),
+                       p.pid.load(std::memory_order_relaxed));
+  };
+  head("preforkd_uptime_seconds", "gauge", "Seconds since the master started.");
+  fmt::format_to(out, "preforkd_uptime_seconds {}\n", UptimeS(w));
+  head("preforkd_reloads_total", "counter", "Configuration reloads (SIGHUP) applied.");
+  fmt::format_to(out, "preforkd_reloads_total {}\n",
+                 w.segment->header()->reloads.load(std::memory_order_relaxed));
+  head("preforkd_workers_alive", "gauge", "Worker processes running (including draining ones).");
+  fmt::format_to(out, "preforkd_workers_alive {}\n", live.size());
+
+  struct Simple {
+    const char* name;
+    const char* type;
+    const char* help;
+    const Counter ProcCounters::*field;
+  };
+  static const Simple kSimple[] = {
+      {"preforkd_connections_active", "gauge", "Open client connections.", &ProcCounters::conns_active},
+      {"preforkd_connections_total", "counter", "Accepted client connections.", &ProcCounters::conns_total},
+      {"preforkd_connections_rejected_total", "counter", "Connections closed at accept (over a limit).",
+       &ProcCounters::conns_rejected},
+      {"preforkd_received_bytes_total", "counter", "Bytes read from clients.", &ProcCounters::bytes_in},
+      {"preforkd_sent_bytes_total", "counter", "Bytes written to clients.", &ProcCounters::bytes_out},
+  };
+  for (const Simple& s : kSimple) {
+    head(s.name, s.type, s.help);
+    for (const ProcCounters* p : live)
+      fmt::format_to(out, "{}{{{}}} {}\n", s.name, labels(*p), (p->*s.field).Get());
+  }
+  head("preforkd_requests_total", "counter", "Requests (commands, lines, HTTP requests) by protocol.");
+  for (const ProcCounters* p : live)
+    for (uint32_t i = 0; i < kProtoCount; i++)
+      fmt::format_to(out, "preforkd_requests_total{{{},protocol=\"{}\"}} {}\n", labels(*p),
+                     kProtoNames[i], p->requests[i].Get());
+  head("preforkd_http_responses_total", "counter", "HTTP responses by status class.");
+  for (const ProcCounters* p : live)
+    for (int i = 1; i <= 5; i++)
+      fmt::format_to(out, "preforkd_http_responses_total{{{},code=\"{}xx\"}} {}\n", labels(*p), i,
+                     p->http_status[i].Get());
+
+  const kv::Stats s = StoreStats(w);
+  const struct {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t v;
+  } kStore[] = {
+      {"preforkd_kv_keys", "gauge", "Keys in the store.", s.keys},
+      {"preforkd_kv_expires", "gauge", "Keys with a TTL.", s.expires},
+      {"preforkd_kv_used_bytes", "gauge", "Arena bytes in use.", s.used_bytes},
+      {"preforkd_kv_capacity_bytes", "gauge", "Arena bytes in all.", s.capacity_bytes},
+      {"preforkd_kv_hits_total", "counter", "Lookups that found a key.", s.hits},
+      {"preforkd_kv_misses_total", "counter", "Lookups that found no key.", s.misses},
+      {"preforkd_kv_evictions_total", "counter", "Keys evicted for memory.", s.evictions},
+      {"preforkd_kv_expired_total", "counter", "Keys removed because their TTL passed.", s.expired},
+  };
+  for (const auto& m : kStore) {
+    head(m.name, m.type, m.help);
+    fmt::format_to(out, "{} {}\n", m.name, m.v);
+  }
+  return o;
+}
+
+namespace http {
+
+void ServeOps(const WorkerContext& w, const ListenerConf& l, std::string_view peer,
+              const Request& req, std::string_view path, Reply* rep) {
+  if (!l.ops_allow_all && !IsLoopback(peer)) return ErrorReply(403, rep);
+  if (req.method != "GET" && req.method != "HEAD") return ErrorReply(405, rep);
+  rep->status = 200;
+  if (path == "/_metrics") {
+    rep->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    rep->body = MetricsText(w);
+  } else {
+    rep->content_type = "application/json";
+    rep->body = path == "/_health" ? HealthJson(w) : StatsJson(w);
+  }
+  rep->headers = "Cache-Control: no-store\r\n";
+}
+
+void ServeAdmin(WorkerContext& w, const ListenerConf& l, std::string_view peer, const Request& req,
+                std::string_view path, std::string_view query, Reply* rep) {
+  AdminReply a;
+  if (!l.ops_allow_all && !IsLoopback(peer))
+    a = AdminError(403, "the admin endpoints answer loopback peers only (ops_allow: loopback)");
+  else if (path == "/_admin/broadcast")
+    a = AdminBroadcast(w, req, query, peer);
+  else
+    a = AdminError(404, "no such admin endpoint (there is POST /_admin/broadcast)");
+  rep->status = a.status;
+  rep->content_type = "application/json";
+  rep->body = std::move(a.body);
+  rep->headers = std::move(a.headers);
+  rep->headers += "Cache-Control: no-store\r\n";
+}
+
+}  // namespace http
+
+}  // namespace pf

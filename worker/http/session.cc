@@ -1,0 +1,275 @@
+// worker/http/session.cc: the http protocol: HTTP/1.0 and 1.1 with
+// keep-alive and pipelining; routes each request (static_files.h, the store
+// as REST in kv_route.h, the operations and admin endpoints in ops.h) and
+// sends the reply. Parsing is llhttp's (parse.h); docs/http.md is the spec.
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "shared/config.h"
+#include "shared/shm.h"
+#include "shared/util/clock.h"
+#include "worker/connection.h"
+#include "worker/http/access_log.h"
+#include "worker/http/filecache.h"
+#include "worker/http/kv_route.h"
+#include "worker/http/ops.h"
+#include "worker/http/parse.h"
+#include "worker/http/reply.h"
+#include "worker/http/static_files.h"
+#include "worker/http/util.h"
+#include "worker/protocol.h"
+#include "worker/worker.h"
+
+namespace pf {
+namespace {
+
+using http::Request;
+
+
+void AppendUint(std::string* s, uint64_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  s->append(buf, r.ptr);
+}
+
+// Queues head and body as one contiguous chunk: one writev, one packet for a
+// small response.
+void AddResponse(evbuffer* out, std::string_view head, std::string_view body) {
+  const size_t total = head.size() + body.size();
+  evbuffer_iovec v;
+  if (evbuffer_reserve_space(out, static_cast<ev_ssize_t>(total), &v, 1) == 1 && v.iov_len >= total) {
+    char* p = static_cast<char*>(v.iov_base);
+    std::memcpy(p, head.data(), head.size());
+    if (!body.empty()) std::memcpy(p + head.size(), body.data(), body.size());
+    v.iov_len = total;
+    if (evbuffer_commit_space(out, &v, 1) == 0) return;
+  }
+  evbuffer_add(out, head.data(), head.size());
+  evbuffer_add(out, body.data(), body.size());
+}
+
+class HttpSession final : public Session {
+ public:
+  HttpSession(const ListenerConf& l, WorkerContext& w)
+      : l_(l), w_(w), parser_(LimitsFor(w.config->limits)), kv_(l, w) {
+    accesslog::Init(w.config->logging.access_log, w.base);
+  }
+
+  void OnConnect(Connection& c) override { conn_ = &c; }
+
+  void OnRead(Connection& c, evbuffer* in) override {
+    const LimitsConf& lim = w_.config->limits;
+    while (!c.closing()) {
+      // Pipelined requests wait while the output is above the high-water
+      // mark; the connection calls OnRead again once it drains.
+      if (c.output_pending() > lim.output_high_water) break;
+      evbuffer_iovec v;
+      if (evbuffer_peek(in, -1, nullptr, &v, 1) < 1 || v.iov_len == 0) break;
+      if (!parser_.in_request()) start_ms_ = MonoMs();
+      size_t used = 0;
+      const auto r = parser_.Feed(static_cast<const char*>(v.iov_base), v.iov_len, &used);
+      evbuffer_drain(in, used);
+      if (r == http::RequestParser::Result::kError) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        SendError(c, parser_.error_status(), /*force_close=*/true);
+        return;
+      }
+      if (r == http::RequestParser::Result::kRequest) {
+        Handle(c, parser_.request());
+        parser_.Next();
+        continue;
+      }
+      if (parser_.head_done() && !continue_sent_) {
+        continue_sent_ = true;
+        const std::string* expect = parser_.request().Header("expect");
+        if (expect && strcasecmp(expect->c_str(), "100-continue") == 0 && parser_.request().minor == 1)
+          c.Write("HTTP/1.1 100 Continue\r\n\r\n");
+      }
+      if (used == 0) break;
+    }
+  }
+
+  void OnDrain(Connection&) override {
+    // The next response says "Connection: close"; an idle connection stays
+    // until the drain timeout (closing it now races with a request in flight).
+    draining_ = true;
+  }
+
+  uint32_t TimeoutMs(const WorkerContext& w) const override {
+    const TimeoutsConf& t = w.config->timeouts;
+    if (conn_ && conn_->output_pending() > 0) return t.idle_ms;
+    if (parser_.in_request()) {
+      if (parser_.head_done()) return t.header_ms;  // body: inactivity limit
+      if (!t.header_ms) return 0;
+      // The head has a deadline from its first byte, however slowly it trickles.
+      const uint64_t deadline = start_ms_ + t.header_ms;
+      const uint64_t last = conn_ ? conn_->last_activity_ms() : start_ms_;
+      return deadline > last ? static_cast<uint32_t>(deadline - last) : 1;
+    }
+    return requests_ == 0 ? t.header_ms : t.keepalive_ms;
+  }
+
+  void OnTimeout(Connection& c) override {
+    if (parser_.in_request() && c.output_pending() == 0) {
+      SendError(c, 408, /*force_close=*/true);
+      return;
+    }
+    c.Close(parser_.in_request() ? "send timeout" : "keep-alive timeout");
+  }
+
+ private:
+  static http::ParseLimits LimitsFor(const LimitsConf& lim) {
+    http::ParseLimits p;
+    p.max_head_bytes = lim.max_line_bytes;
+    p.max_uri_bytes = lim.max_line_bytes;
+    p.max_body_bytes = lim.max_request_bytes;
+    return p;
+  }
+
+  // ---- dispatch -----------------------------------------------------------
+
+  void Handle(Connection& c, const Request& req) {
+    requests_++;
+    continue_sent_ = false;
+    w_.counters->requests[kProtoHttp].Add(1);
+    req_ = &req;
+    head_ = req.method == "HEAD";
+    http::Reply rep;
+    try {
+      Route(c, req, &rep);
+    } catch (const std::exception& e) {
+      spdlog::error("http {}: {} {}: {}", c.peer(), req.method, req.target, e.what());
+      rep = http::Reply{};
+      http::ErrorReply(500, &rep);
+    }
+    Send(c, &rep, false);
+    req_ = nullptr;
+  }
+
+  void Route(Connection& c, const Request& req, http::Reply* rep) {
+    if (req.minor == 1 && !req.Header("host")) return http::ErrorReply(400, rep);
+    std::string_view raw_path, query;
+    if (!http::SplitTarget(req.target, &raw_path, &query)) return http::ErrorReply(400, rep);
+    if (raw_path == "/kv" || raw_path.substr(0, 4) == "/kv/")
+      return kv_.Serve(c, req, raw_path.substr(3), query, rep);
+    if (raw_path == "/_health" || raw_path == "/_stats" || raw_path == "/_metrics")
+      return http::ServeOps(w_, l_, c.peer(), req, raw_path, rep);
+    if (raw_path == "/_admin" || raw_path.substr(0, 8) == "/_admin/")
+      return http::ServeAdmin(w_, l_, c.peer(), req, raw_path, query, rep);
+    // The connection's last read is "now" for the cache (one clock read less per request).
+    http::ServeStatic(l_, req, raw_path, query, c.last_activity_ms(), &path_, rep);
+  }
+
+  // ---- responses ----------------------------------------------------------
+
+  void SendError(Connection& c, int status, bool force_close) {
+    http::Reply rep;
+    http::ErrorReply(status, &rep);
+    Send(c, &rep, force_close);
+  }
+
+  void Send(Connection& c, http::Reply* rep, bool force_close) {
+    const Request* req = req_;
+    const LimitsConf& lim = w_.config->limits;
+    // As nginx: a malformed request ends the connection (framing may be lost).
+    if (rep->status == 400) force_close = true;
+    const bool keep = !force_close && req && req->keep_alive && !draining_ && !w_.draining &&
+                      (lim.keepalive_requests == 0 || requests_ < lim.keepalive_requests);
+    const bool head = req && head_;
+    // The head is built in one buffer reused by every response of this
+    // (single-threaded) worker: no allocation once it has grown.
+    static std::string h;
+    h.clear();
+    if (rep->status == 200) {
+      h += "HTTP/1.1 200 OK\r\n";
+    } else {
+      h += "HTTP/1.1 ";
+      AppendUint(&h, static_cast<uint64_t>(rep->status));
+      h += ' ';
+      h += http::StatusText(rep->status);
+      h += "\r\n";
+    }
+    h += "Server: preforkd\r\nDate: ";
+    h += http::DateNow();
+    h += "\r\n";
+    const http::CachedFile* f = rep->file;
+    const uint64_t len = f ? rep->file_len : rep->body.size();
+    if (!rep->content_type.empty() && rep->has_length) {
+      h += "Content-Type: ";
+      h += rep->content_type;
+      h += "\r\n";
+    }
+    if (rep->has_length) {
+      if (f && rep->file_off == 0 && len == f->size) {
+        h += f->content_length;
+      } else {
+        h += "Content-Length: ";
+        AppendUint(&h, len);
+        h += "\r\n";
+      }
+    }
+    h += rep->fixed_headers;
+    h += rep->headers;
+    if (!keep) h += "Connection: close\r\n";
+    else if (req->minor == 0) h += "Connection: keep-alive\r\n";
+    h += "\r\n";
+    evbuffer* out = c.output();
+    const bool body = !head && rep->has_length && len > 0;
+    uint64_t body_sent = body ? len : 0;
+    if (!body) {
+      evbuffer_add(out, h.data(), h.size());
+    } else if (!f) {
+      AddResponse(out, h, rep->body);
+    } else if (f->in_memory) {
+      AddResponse(out, h, std::string_view(f->body).substr(rep->file_off, len));
+    } else {
+      evbuffer_add(out, h.data(), h.size());
+      if (evbuffer_add_file_segment(out, f->segment, static_cast<ev_off_t>(rep->file_off),
+                                    static_cast<ev_off_t>(len)) != 0) {
+        c.Close("cannot queue file");
+        return;
+      }
+    }
+    w_.counters->http_status[std::clamp(rep->status / 100, 1, 5)].Add(1);
+    Log(c, rep->status, body_sent);
+    if (!keep) c.CloseAfterWrite();
+  }
+
+  void Log(const Connection& c, int status, uint64_t body_bytes) {
+    if (!accesslog::Enabled()) return;
+    const Request* req = req_;
+    if (!req && parser_.in_request()) req = &parser_.request();
+    const uint64_t now = MonoMs();
+    const uint64_t took = now > start_ms_ && start_ms_ ? now - start_ms_ : 0;
+    accesslog::Append(accesslog::FormatLine(c.peer(), req, status, body_bytes, took));
+  }
+
+  const ListenerConf& l_;
+  WorkerContext& w_;
+  Connection* conn_ = nullptr;
+  http::RequestParser parser_;
+  const Request* req_ = nullptr;  // the request being answered (nullptr for parse errors)
+  std::string path_;               // the normalised path of a static request (reused)
+  bool head_ = false;
+  bool draining_ = false;
+  bool continue_sent_ = false;
+  uint64_t requests_ = 0;
+  uint64_t start_ms_ = 0;          // first byte of the current request
+  http::KvRoute kv_;
+};
+
+}  // namespace
+
+std::unique_ptr<Session> MakeHttpSession(const ListenerConf& l, WorkerContext& w) {
+  return std::make_unique<HttpSession>(l, w);
+}
+
+}  // namespace pf

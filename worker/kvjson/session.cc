@@ -1,0 +1,209 @@
+// worker/kvjson/session.cc: the kv-json line protocol (docs/protocol-kv-json.md)
+// over the shared store: one JSON request a line, one reply line per request,
+// in order; a bad line gets an error reply and the connection stays open.
+#include <event2/buffer.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "shared/util/clock.h"
+#include "shared/cmd/commands.h"
+#include "shared/config.h"
+#include "worker/connection.h"
+#include "worker/cmd_env.h"
+#include "shared/util/line_framer.h"
+#include "worker/json.h"
+#include "worker/kvjson/request.h"
+#include "worker/kvjson/writer.h"
+#include "worker/protocol.h"
+#include "worker/pubsub.h"
+#include "worker/worker.h"
+
+namespace pf {
+namespace {
+
+class KvJsonSession final : public SubscriberSession {
+ public:
+  KvJsonSession(const ListenerConf& l, WorkerContext& w)
+      : SubscriberSession(w),
+        framer_(w.config->limits.max_line_bytes),
+        parser_(w.config->limits),
+        env_(MakeCommandEnv(w, l, kProtoKvJson)) {
+    too_long_ = "line is longer than " + std::to_string(w.config->limits.max_line_bytes) +
+                " bytes (limits.max_line_bytes)";
+  }
+
+  void OnConnect(Connection& c) override {
+    conn_ = &c;
+    FillClientSession(c, &session_);
+    if (w_.pubsub) {
+      session_.pubsub = this;
+      w_.pubsub->AddBroadcastTarget(*this);
+    }
+  }
+
+  // {"type":"message","channel":"...","data":"..."}; bytes that are not
+  // UTF-8 travel in base64 with "encoding":"base64".
+  void Push(std::string_view pattern, std::string_view channel, std::string_view data) override {
+    std::string line;
+    Render(pattern, channel, data, &line);
+    EmitPush(line);
+  }
+  Renderer renderer() const override { return Render; }
+  // Copied: a push may wait in deferred_ while a reply is built.
+  void PushFrame(std::string_view line, SharedBytes*) override { EmitPush(line); }
+
+  static bool Render(std::string_view, std::string_view channel, std::string_view data,
+                     std::string* line) {
+    *line += "{\"type\":\"message\",\"channel\":";
+    const bool raw = json::IsUtf8(channel) && json::IsUtf8(data);
+    if (raw) {
+      json::AppendJsonString(line, channel);
+      *line += ",\"data\":";
+      json::AppendJsonString(line, data);
+    } else {
+      *line += '"';
+      json::AppendBase64(line, channel);
+      *line += "\",\"data\":\"";
+      json::AppendBase64(line, data);
+      *line += "\",\"encoding\":\"base64\"";
+    }
+    *line += "}\n";
+    return true;
+  }
+
+  // {"type":"broadcast","data":"..."}: an operator broadcast to this
+  // listener (POST /_admin/broadcast).
+  void PushBroadcast(std::string_view text) override {
+    std::string line = "{\"type\":\"broadcast\",\"data\":";
+    if (json::IsUtf8(text)) {
+      json::AppendJsonString(&line, text);
+    } else {
+      line += '"';
+      json::AppendBase64(&line, text);
+      line += "\",\"encoding\":\"base64\"";
+    }
+    line += "}\n";
+    EmitPush(line);
+  }
+
+  void OnRead(Connection& c, evbuffer* in) override {
+    Process(c, in);
+    Flush(c);
+  }
+
+  // Reading paused on the output high-water mark resumes through OnRead (the
+  // Connection calls it with the buffered input once the output drained).
+  void OnWriteDrained(Connection&) override {}
+
+  // A retiring worker keeps answering lines; the drain timeout closes a
+  // connection that stays open (ARCHITECTURE.md, "Draining").
+  void OnDrain(Connection&) override {}
+
+ private:
+  // Replies computed before a push are written first, so lines keep their
+  // order. A push that comes while a reply is half built (a subscribed
+  // client's own PUBLISH is delivered to it at once) follows that reply.
+  void EmitPush(std::string_view line) {
+    if (in_request_) {
+      deferred_ += line;
+      return;
+    }
+    Flush(*conn_);
+    conn_->Write(line);
+  }
+
+  void Flush(Connection& c) {
+    if (out_.empty()) return;
+    c.Write(out_);
+    out_.clear();
+    if (out_.capacity() > kKeepCapacity) out_.shrink_to_fit();
+  }
+
+  void Process(Connection& c, evbuffer* in) {
+    const size_t high_water = w_.config->limits.output_high_water;
+    const uint64_t now = WallMs();
+    for (;;) {
+      if (c.closing()) return;
+      const size_t len = evbuffer_get_length(in);
+      if (len == 0 || len < need_) return;
+      if (c.output_pending() + out_.size() > high_water) return;
+      // When the pending line continues past the first chunk, this
+      // linearizes; the framer never keeps more than max_line_bytes of a
+      // line, so the copy is bounded.
+      const char* data;
+      size_t avail;
+      if (!Connection::Contiguous(in, need_, &data, &avail)) return;
+      size_t off = 0;
+      for (;;) {
+        const LineFramer::Result r = framer_.Next(data + off, avail - off);
+        if (r.kind == LineFramer::Result::kNeedMore) {
+          off += r.consumed;
+          need_ = avail - off + 1;  // the partial line (if any) plus one byte
+          break;
+        }
+        bool quit = false;
+        if (r.kind == LineFramer::Result::kTooLong) {
+          kvjson::WriteJsonError(&out_, "", ErrCode::kLineTooLong, too_long_);
+        } else {
+          quit = HandleLine(r.line, now);
+        }
+        off += r.consumed;  // after the line's views were used
+        need_ = 0;
+        if (quit || session_.close_after_reply) {  // lines after QUIT are not read
+          evbuffer_drain(in, len);
+          Flush(c);
+          c.CloseAfterWrite();
+          return;
+        }
+        if (c.output_pending() + out_.size() > high_water) break;
+      }
+      evbuffer_drain(in, off);
+    }
+  }
+
+  // Returns true when the connection must close after this reply.
+  bool HandleLine(std::string_view line, uint64_t now) {
+    const kvjson::ParsedLine p = parser_.Parse(line);
+    switch (p.kind) {
+      case kvjson::ParsedLine::kBlank: return false;
+      case kvjson::ParsedLine::kError:
+        kvjson::WriteJsonError(&out_, p.id, p.error_code, p.error_message);
+        return false;
+      case kvjson::ParsedLine::kRequest: {
+        kvjson::JsonReplyWriter w(&out_);
+        w.Begin(p.id, p.shape);
+        in_request_ = true;
+        Dispatch(env_, session_, p.argv, w, now);
+        w.End();
+        in_request_ = false;
+        out_ += deferred_;
+        deferred_.clear();
+        return p.quit;
+      }
+    }
+    return false;
+  }
+
+  static constexpr size_t kKeepCapacity = 256 * 1024;
+
+  LineFramer framer_;
+  kvjson::RequestParser parser_;
+  ClientSession session_;
+  CommandEnv env_;
+  std::string out_;       // replies of this read, written to the output in one go
+  std::string deferred_;  // pushes that came while a reply was being built
+  bool in_request_ = false;
+  std::string too_long_;  // the LINE_TOO_LONG message
+  size_t need_ = 0;       // buffered bytes needed before the framer can progress
+};
+
+}  // namespace
+
+std::unique_ptr<Session> MakeKvJsonSession(const ListenerConf& l, WorkerContext& w) {
+  return std::make_unique<KvJsonSession>(l, w);
+}
+
+}  // namespace pf
