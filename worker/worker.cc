@@ -73,7 +73,7 @@ void WorkerContext::ReleaseDurable() {
       c->OnDurable();
     } else if (log->failing()) {
       // The acknowledgement would be a lie: the client sees the connection
-      // close instead (and new writes get an error, see commands.cc).
+      // close instead (and new writes get an error, see shared/cmd/dispatch.cc).
       c->Close("reply withheld: the write could not be logged");
     } else {
       durable_waiters.push_back(id);

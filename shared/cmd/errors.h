@@ -34,7 +34,7 @@ inline constexpr std::string_view kInvalidCursor = "ERR invalid cursor";
 inline constexpr std::string_view kClientName =
     "ERR Client names cannot contain spaces, newlines or special characters.";
 // CLIENT SETNAME / HELLO SETNAME / CLIENT SETINFO values are kept for the
-// connection's life: capped at kMaxClientNameBytes (commands.cc).
+// connection's life: capped at kMaxClientNameBytes (below).
 inline constexpr std::string_view kClientNameTooLong =
     "ERR Client names cannot be longer than 512 bytes.";
 inline constexpr std::string_view kKeysTooExpensive = "ERR KEYS pattern too expensive; use SCAN";

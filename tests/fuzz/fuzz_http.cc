@@ -1,5 +1,5 @@
 // tests/fuzz/fuzz_http.cc: libFuzzer target for the HTTP request path:
-// llhttp framing with preforkd's limits (http_parse.h), then the target
+// llhttp framing with preforkd's limits (worker/http/parse.h), then the target
 // decoding and normalisation the static handler relies on, and Range parsing.
 // Invariants: parsing at once and in chunks gives the same requests and the
 // same error; a normalised path starts with '/', has no NUL, no empty, "." or

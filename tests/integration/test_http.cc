@@ -402,7 +402,7 @@ TEST_F(HttpTest, PathTraversalNeverEscapesTheRoot) {
   }
 }
 
-// The open-file cache (worker/http_filecache.h) re-checks an entry at most a
+// The open-file cache (worker/http/filecache.h) re-checks an entry at most a
 // second after its last check; both workers cache, so "fresh" means several
 // new connections in a row get the new bytes.
 TEST_F(HttpTest, ChangedFileIsServedFreshWithinASecond) {

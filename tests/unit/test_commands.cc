@@ -21,7 +21,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// Renders what a command writes as RESP2, the way proto_resp will.
+// Renders what a command writes as RESP2, the way worker/resp/session.cc does.
 class RespText : public ReplyWriter {
  public:
   void Status(std::string_view s) override { out += "+" + std::string(s) + "\r\n"; }

@@ -1,5 +1,5 @@
 // tests/unit/test_http_filecache.cc: the static handler's open-file cache
-// (worker/http_filecache.h) on a temporary docroot, with the clock passed in:
+// (worker/http/filecache.h) on a temporary docroot, with the clock passed in:
 // hits within valid_ms, re-checks after it, bounds (entries, bytes, LRU), and
 // refusal of anything that leaves the root.
 #include <sys/stat.h>

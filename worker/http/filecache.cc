@@ -1,4 +1,4 @@
-// worker/http_filecache.cc: see http_filecache.h. Path safety lives in
+// worker/http/filecache.cc: see filecache.h. Path safety lives in
 // OpenBeneath(): every miss and every re-check opens through it, so a cached
 // answer never outlives a file's move out of reach by more than valid_ms.
 #include "worker/http/filecache.h"

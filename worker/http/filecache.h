@@ -1,4 +1,4 @@
-// worker/http_filecache.h: the static handler's per-worker open-file cache
+// worker/http/filecache.h: the static handler's per-worker open-file cache
 // (nginx's open_file_cache, with h2o-style in-memory bodies for small files):
 // path resolution beneath the docroot, validators and header text computed
 // once per file version, re-checked against the file system at most every

@@ -17,6 +17,7 @@
 #include "worker/http/parse.h"
 #include "worker/http/util.h"
 #include "shared/util/clock.h"
+#include "shared/util/strings.h"
 #include "worker/json.h"
 #include "worker/pubsub.h"
 #include "worker/worker.h"
@@ -100,7 +101,7 @@ bool ParseIds(std::string_view s, std::vector<uint64_t>* out) {
   while (!s.empty()) {
     const size_t comma = s.find(',');
     uint64_t id = 0;
-    if (!http::ParseU64(s.substr(0, comma), &id) || id == 0) return false;
+    if (!ParseU64(s.substr(0, comma), &id) || id == 0) return false;
     out->push_back(id);
     if (comma == std::string_view::npos) return true;
     s.remove_prefix(comma + 1);

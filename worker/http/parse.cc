@@ -1,4 +1,4 @@
-// worker/http_parse.cc: llhttp glue (one request at a time: the parser pauses
+// worker/http/parse.cc: llhttp glue (one request at a time: the parser pauses
 // at the end of each message) and request-target decoding and normalisation.
 #include "worker/http/parse.h"
 

@@ -1,4 +1,4 @@
-// worker/http_parse.h: HTTP/1.x request framing on top of llhttp (resumable,
+// worker/http/parse.h: HTTP/1.x request framing on top of llhttp (resumable,
 // any chunking, pipelining) with preforkd's limits, and the request-target
 // helpers (percent-decoding, dot-segment removal, query parsing). No libevent
 // here, so the fuzz target builds it alone.

@@ -1,5 +1,7 @@
-// worker/http_util.cc: see http_util.h.
+// worker/http/util.cc: see util.h.
 #include "worker/http/util.h"
+
+#include "shared/util/strings.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -164,16 +166,6 @@ std::string UrlEncodePath(std::string_view s) {
   return out;
 }
 
-bool ParseU64(std::string_view s, uint64_t* v) {
-  if (s.empty() || s.size() > 19) return false;
-  uint64_t r = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    r = r * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *v = r;
-  return true;
-}
 
 RangeResult ParseRange(std::string_view h, uint64_t size, uint64_t* first, uint64_t* last) {
   while (!h.empty() && h.front() == ' ') h.remove_prefix(1);

@@ -1,6 +1,6 @@
-// worker/http_util.h: small HTTP helpers: status texts, dates (cached per
-// second), the MIME table (/etc/mime.types plus built-in defaults), JSON and
-// HTML escaping, byte ranges.
+// worker/http/util.h: small HTTP helpers: status texts, dates (cached per
+// second), the MIME table (/etc/mime.types plus built-in defaults), HTML
+// escaping, URL encoding, byte ranges.
 #pragma once
 
 #include <sys/types.h>
@@ -25,8 +25,6 @@ std::string_view LogTimeNow();
 // per process.
 std::string_view MimeType(std::string_view filename);
 
-// Parses a non-negative decimal integer (digits only, at most 19).
-bool ParseU64(std::string_view s, uint64_t* v);
 std::string HtmlEscape(std::string_view s);
 // Percent-encodes everything but unreserved characters and '/'.
 std::string UrlEncodePath(std::string_view s);

@@ -1,7 +1,9 @@
-// worker/resp_parser.cc: the RESP2 request state machine. Behaviour and error
+// worker/resp/parser.cc: the RESP2 request state machine. Behaviour and error
 // texts follow Redis' networking.c (processMultibulkBuffer/processInlineBuffer)
-// and sds.c (sdssplitargs, string2ll); differences are noted where they are.
+// and sds.c (sdssplitargs; string2ll is shared/util/strings.h ParseInt64); differences are noted where they are.
 #include "worker/resp/parser.h"
+
+#include "shared/util/strings.h"
 
 #include <algorithm>
 #include <climits>
@@ -9,40 +11,6 @@
 
 namespace pf {
 namespace {
-
-// Redis' string2ll(): no sign other than a leading '-', no leading zeros, no
-// spaces, at most 20 characters, no overflow.
-bool StringToLL(const char* s, size_t slen, long long* value) {
-  if (slen == 0 || slen >= 21) return false;
-  if (slen == 1 && s[0] == '0') {
-    *value = 0;
-    return true;
-  }
-  size_t i = 0;
-  bool negative = false;
-  if (s[0] == '-') {
-    negative = true;
-    if (++i == slen) return false;
-  }
-  if (s[i] < '1' || s[i] > '9') return false;
-  unsigned long long v = static_cast<unsigned long long>(s[i++] - '0');
-  for (; i < slen; i++) {
-    if (s[i] < '0' || s[i] > '9') return false;
-    if (v > ULLONG_MAX / 10) return false;
-    v *= 10;
-    unsigned d = static_cast<unsigned>(s[i] - '0');
-    if (v > ULLONG_MAX - d) return false;
-    v += d;
-  }
-  if (negative) {
-    if (v > static_cast<unsigned long long>(LLONG_MAX) + 1) return false;
-    *value = static_cast<long long>(0 - v);
-  } else {
-    if (v > static_cast<unsigned long long>(LLONG_MAX)) return false;
-    *value = static_cast<long long>(v);
-  }
-  return true;
-}
 
 bool IsSpace(char c) {  // isspace() in the C locale, as sdssplitargs uses it
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
@@ -156,8 +124,8 @@ RespParseResult RespParser::ParseMultibulk(const char* p, size_t n, size_t skipp
     size_t k = static_cast<size_t>(cr - p);
     scanned_ = k;
     if (k + 2 > n) return NeedMore(skipped, k + 2);
-    long long ll = 0;
-    if (!StringToLL(p + 1, k - 1, &ll) || ll > static_cast<long long>(limits_.max_multibulk_len))
+    int64_t ll = 0;
+    if (!ParseInt64(std::string_view(p + 1, k - 1), &ll) || ll > static_cast<int64_t>(limits_.max_multibulk_len))
       return Fail("ERR Protocol error: invalid multibulk length");
     if (ll > 10 && auth_required_)
       return Fail("ERR Protocol error: unauthenticated multibulk length");
@@ -170,7 +138,7 @@ RespParseResult RespParser::ParseMultibulk(const char* p, size_t n, size_t skipp
       return r;
     }
     args_left_ = ll;
-    offs_.reserve(static_cast<size_t>(std::min<long long>(ll, 1024)));
+    offs_.reserve(static_cast<size_t>(std::min<int64_t>(ll, 1024)));
   }
 
   while (args_left_ > 0) {
@@ -197,9 +165,9 @@ RespParseResult RespParser::ParseMultibulk(const char* p, size_t n, size_t skipp
         }
         return Fail(text);
       }
-      long long ll = 0;
-      if (!StringToLL(p + pos_ + 1, k - pos_ - 1, &ll) || ll < 0 ||
-          static_cast<unsigned long long>(ll) > limits_.max_bulk_bytes)
+      int64_t ll = 0;
+      if (!ParseInt64(std::string_view(p + pos_ + 1, k - pos_ - 1), &ll) || ll < 0 ||
+          static_cast<uint64_t>(ll) > limits_.max_bulk_bytes)
         return Fail("ERR Protocol error: invalid bulk length");
       if (ll > 16384 && auth_required_)
         return Fail("ERR Protocol error: unauthenticated bulk length");

@@ -1,4 +1,4 @@
-// worker/resp_parser.h: resumable RESP2 request parser (multibulk and inline),
+// worker/resp/parser.h: resumable RESP2 request parser (multibulk and inline),
 // modelled on Redis' processMultibulkBuffer / processInlineBuffer, with the
 // same error texts. It never owns or copies the input of a multibulk request.
 #pragma once

@@ -1,4 +1,4 @@
-// worker/resp_writer.cc: integer formatting for RESP headers (":", "$", "*"),
+// worker/resp/writer.cc: integer formatting for RESP headers (":", "$", "*"),
 // shared by every RespWriter instantiation.
 #include "worker/resp/writer.h"
 

@@ -1,4 +1,4 @@
-// worker/resp_writer.h: a ReplyWriter that encodes RESP2 into a byte sink.
+// worker/resp/writer.h: a ReplyWriter that encodes RESP2 into a byte sink.
 // The sink is a template parameter (anything with Append(const char*, size_t)),
 // so the worker writes straight into an evbuffer and tests into a std::string;
 // no allocation per reply (headers are formatted on the stack).
