@@ -30,6 +30,7 @@
 
 #include "master/sockets.h"
 #include "shared/util/clock.h"
+#include "shared/util/unique_fd.h"
 #include "shared/bus.h"
 #include "shared/kv/kv.h"
 #include "shared/log.h"
@@ -134,9 +135,11 @@ class Master {
     return true;
   }
 
+  // `ready_fd`: where a background start reports "ok" or why it failed
+  // (the caller waits for it; closed once reported), -1 in the foreground.
   int Run(int ready_fd) {
     master_pid_ = getpid();
-    ready_fd_ = ready_fd;
+    ready_fd_.Reset(ready_fd);
     std::string err;
     const uint64_t bus_bytes = bus::Bus::RegionBytes(bus::SizesFrom(cfg_.pubsub));
     if (cfg_.shm_size < Segment::KvOffset(bus_bytes) + (1ull << 20)) {
@@ -144,13 +147,13 @@ class Master {
             std::to_string(bus_bytes) + " bytes for pubsub.ring_slots x max_message_bytes) and " +
             "a store of at least 1m: raise shared_memory or lower the pubsub sizes";
       spdlog::critical("{}", err);
-      Report(ready_fd, err);
+      Report(err);
       return 1;
     }
     segment_ = Segment::Create(cfg_.shm_size, bus_bytes);
     if (!bus::Bus::Format(segment_.bus_base(), segment_.bus_size(), bus::SizesFrom(cfg_.pubsub), &err)) {
       spdlog::critical("pub/sub bus: {}", err);
-      Report(ready_fd, err);
+      Report(err);
       return 1;
     }
     bus_ = bus::Bus(segment_.bus_base());
@@ -161,53 +164,51 @@ class Master {
     if (!store_) {
       err = "shared_memory " + std::to_string(cfg_.shm_size) + " cannot hold the store: " + err;
       spdlog::critical("{}", err);
-      Report(ready_fd, err);
+      Report(err);
       return 1;
     }
     if (!LoadPersisted(&err)) {
       spdlog::critical("{}", err);
-      Report(ready_fd, err);
+      Report(err);
       return 1;
     }
     if (!WritePidfile(cfg_.pidfile, master_pid_, &err)) {
-      Report(ready_fd, err);
+      Report(err);
       return 1;
     }
     spdlog::info("preforkd {} starting: {} workers, config {}", PREFORKD_VERSION, cfg_.workers,
                  cfg_.path);
     for (const auto& l : cfg_.listeners)
       spdlog::info("listening on {} ({}, {})", l.SocketKey(), ProtocolName(l.protocol), l.name);
-    if (ready_fd >= 0) {
+    if (ready_fd_) {
       // Detach from the caller's terminal or pipe before forking workers, so
       // `out=$(preforkd ...)` returns and stray worker output goes to the log.
-      int null = open("/dev/null", O_RDWR);
-      dup2(null, 0);
-      dup2(null, 1);
-      if (cfg_.logging.error_log == "stderr") dup2(null, 2);
+      UniqueFd null(open("/dev/null", O_RDWR));
+      dup2(null.get(), 0);
+      dup2(null.get(), 1);
+      if (cfg_.logging.error_log == "stderr") dup2(null.get(), 2);
       else log::RedirectStderr();
-      if (null > 2) close(null);
+      if (null.get() <= 2) (void)null.Release();  // it is one of 0, 1, 2 now
     }
     PrepareLogFiles();
     if (!MakeWakeFds(&err)) {
       spdlog::critical("{}", err);
-      Report(ready_fd, err);
+      Report(err);
       return 1;
     }
     slots_.assign(cfg_.workers, SlotState{});
     for (int s = 0; s < static_cast<int>(cfg_.workers); s++) Spawn(s);
-    if (ready_fd >= 0) {
-      Report(ready_fd, "");
-      ready_fd_ = -1;
-    }
+    Report("");
     return Loop();
   }
 
  private:
-  static void Report(int fd, const std::string& msg) {
-    if (fd < 0) return;
+  // Tells a background start's caller how it went, once.
+  void Report(const std::string& msg) {
+    if (!ready_fd_) return;
     const std::string s = msg.empty() ? std::string("ok") : msg;
-    (void)!write(fd, s.data(), s.size());
-    close(fd);
+    (void)!write(ready_fd_.get(), s.data(), s.size());
+    ready_fd_.Reset();
   }
 
   // Log folders are created here (a fresh checkout has no var/log). With
@@ -220,10 +221,9 @@ class Master {
       std::error_code ec;
       std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
       if (uid_ == static_cast<uid_t>(-1)) continue;
-      int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-      if (fd < 0 || fchown(fd, uid_, gid_) != 0)
+      const UniqueFd fd(open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+      if (!fd || fchown(fd.get(), uid_, gid_) != 0)
         spdlog::warn("cannot hand {} to user {}: {}", path, cfg_.user, std::strerror(errno));
-      if (fd >= 0) close(fd);
     }
   }
 
@@ -233,12 +233,12 @@ class Master {
   // rely on the new workers' own bus poll (worker/pubsub.cc).
   bool MakeWakeFds(std::string* err) {
     while (wake_fds_.size() < cfg_.workers) {
-      const int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-      if (fd < 0) {
+      UniqueFd fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+      if (!fd) {
         *err = std::string("eventfd for the pub/sub bus: ") + std::strerror(errno);
         return false;
       }
-      wake_fds_.push_back(fd);
+      wake_fds_.push_back(std::move(fd));
     }
     return true;
   }
@@ -275,7 +275,7 @@ class Master {
     ws.master_pid = master_pid_;
     ws.store = store_;
     ws.bus = bus_;
-    ws.wake_fds = wake_fds_;
+    for (const UniqueFd& fd : wake_fds_) ws.wake_fds.push_back(fd.get());
     for (const auto& l : cfg_.listeners)
       for (int fd : sockets_.Fds(l, slot, static_cast<int>(cfg_.workers))) ws.sockets.push_back({&l, fd});
 
@@ -294,15 +294,14 @@ class Master {
   }
 
   int ChildMain(const WorkerStart& ws) {
-    if (ready_fd_ >= 0) close(ready_fd_);  // the starting process waits for EOF on it
+    ready_fd_.Reset();  // the starting process waits for EOF on it
     char name[16];
     snprintf(name, sizeof name, "preforkd-w%d", ws.slot);
     prctl(PR_SET_NAME, name);
     // Keep only this slot's sockets.
     std::vector<int> mine;
     for (const auto& s : ws.sockets) mine.push_back(s.fd);
-    for (int fd : sockets_.AllFds())
-      if (std::find(mine.begin(), mine.end(), fd) == mine.end()) close(fd);
+    sockets_.CloseAllBut(mine);
     // Signals meant for the master are ignored; the rest are the worker's.
     // They stay blocked (inherited mask) until the worker has installed its
     // handlers, so a SIGQUIT or SIGUSR1 that arrives during start-up waits
@@ -571,8 +570,8 @@ class Master {
     std::error_code ec;
     std::filesystem::create_directories(pc.dir, ec);
     const std::string lock = pc.dir + "/LOCK";
-    lock_fd_ = open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (lock_fd_ < 0 || flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    lock_fd_.Reset(open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!lock_fd_ || flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
       *err = "persistence.dir " + pc.dir + " is in use by another preforkd (" + lock + ": " +
              std::strerror(errno) + ")";
       return false;
@@ -645,8 +644,8 @@ class Master {
   int SnapshotMain() {
     prctl(PR_SET_NAME, "preforkd-snap");
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (ready_fd_ >= 0) close(ready_fd_);
-    for (int fd : sockets_.AllFds()) close(fd);
+    ready_fd_.Reset();
+    sockets_.CloseAll();
     log::SetRole("snapshot");
     const uint64_t t0 = MonoMs();
     persist::SnapshotResult r;
@@ -716,17 +715,17 @@ class Master {
   Segment segment_;
   kv::Store* store_ = nullptr;
   bus::Bus bus_;
-  std::vector<int> wake_fds_;  // per worker slot, inherited by every worker
+  std::vector<UniqueFd> wake_fds_;  // per worker slot, inherited by every worker
   std::vector<Child> children_;
   std::vector<SlotState> slots_;
   uint32_t generation_ = 1;
   pid_t master_pid_ = 0;
-  int ready_fd_ = -1;
+  UniqueFd ready_fd_;
   uid_t uid_ = static_cast<uid_t>(-1);
   gid_t gid_ = static_cast<gid_t>(-1);
   Stop stopping_ = Stop::kNo;
   PersistShared* persist_ = nullptr;
-  int lock_fd_ = -1;               // flock on persistence.dir/LOCK for the master's life
+  UniqueFd lock_fd_;               // flock on persistence.dir/LOCK for the master's life
   pid_t snap_pid_ = 0;
   bool snapshot_soon_ = false;
   uint64_t seen_requests_ = 0, seen_write_errors_ = 0, snap_mark_ = 0;
@@ -772,25 +771,26 @@ int RunMaster(Config cfg, const MasterOptions& opt) {
     perror("preforkd: pipe");
     return 1;
   }
+  UniqueFd rd(p[0]), wr(p[1]);
   const pid_t pid = fork();
   if (pid < 0) {
     perror("preforkd: fork");
     return 1;
   }
   if (pid > 0) {
-    close(p[1]);
+    wr.Reset();
     std::string msg;
     char buf[512];
     ssize_t n;
-    while ((n = read(p[0], buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    while ((n = read(rd.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
       if (n > 0) msg.append(buf, static_cast<size_t>(n));
     if (msg == "ok") return 0;
     fprintf(stderr, "preforkd: %s\n", msg.empty() ? "the server exited during start-up" : msg.c_str());
     return 1;
   }
-  close(p[0]);
+  rd.Reset();
   setsid();
-  return master->Run(p[1]);
+  return master->Run(wr.Release());
 }
 
 }  // namespace pf

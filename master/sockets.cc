@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -33,73 +34,70 @@ bool MakeAddr(const ListenerConf& l, sockaddr_storage* ss, socklen_t* len) {
 
 // reuseport: join the listener's group; otherwise a probe that fails if
 // anyone (even another SO_REUSEPORT group of the same user) holds the port.
-int Bind(const ListenerConf& l, bool reuseport, std::string* err) {
+UniqueFd Bind(const ListenerConf& l, bool reuseport, std::string* err) {
   sockaddr_storage ss;
   socklen_t len;
   if (!MakeAddr(l, &ss, &len)) {
     *err = "listener " + l.name + ": bad address " + l.address;
-    return -1;
+    return UniqueFd();
   }
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
+  UniqueFd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) {
     *err = "listener " + l.name + ": socket: " + std::strerror(errno);
-    return -1;
+    return fd;
   }
   int one = 1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuseport) setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (ss.ss_family == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     const int e = errno;
     *err = "listener " + l.name + ": cannot bind " + l.SocketKey() + ": " + std::strerror(e) +
            (e == EADDRINUSE ? " (the port is taken by another process)" : "");
-    close(fd);
-    return -1;
+    return UniqueFd();
   }
-  if (reuseport && listen(fd, l.backlog) != 0) {
+  if (reuseport && listen(fd.get(), l.backlog) != 0) {
     *err = "listener " + l.name + ": listen on " + l.SocketKey() + ": " + std::strerror(errno);
-    close(fd);
-    return -1;
+    return UniqueFd();
   }
   return fd;
 }
 
 }  // namespace
 
-SocketTable::~SocketTable() { CloseAll(); }
+SocketTable::~SocketTable() = default;
 
 bool SocketTable::Apply(const Config& cfg, std::string* err) {
-  std::map<Key, int> next;
-  std::vector<int> opened;
-  auto fail = [&]() {
-    for (int fd : opened) close(fd);
-    return false;
-  };
+  // First every socket the config needs that does not exist yet; the table
+  // changes only once they all are bound (a failure closes just these).
+  std::map<Key, UniqueFd> opened;
+  std::vector<Key> kept;
   for (const auto& l : cfg.listeners) {
     const std::string addr = l.SocketKey();
     int have = 0;
     for (const auto& [key, fd] : fds_) {
       if (key.first != addr) continue;
-      next[key] = fd;
-      if (l.backlog) listen(fd, l.backlog);  // a changed backlog applies in place
+      kept.push_back(key);
       have++;
     }
     if (have == 0) {
       // A new address: make sure nobody else holds it before joining a group.
-      int probe = Bind(l, false, err);
-      if (probe < 0) return fail();
-      close(probe);
+      if (!Bind(l, false, err)) return false;
     }
     for (int i = have; i < static_cast<int>(cfg.workers); i++) {
-      int fd = Bind(l, true, err);
-      if (fd < 0) return fail();
-      opened.push_back(fd);
-      next[{addr, i}] = fd;
+      UniqueFd fd = Bind(l, true, err);
+      if (!fd) return false;
+      opened.emplace(Key{addr, i}, std::move(fd));
     }
   }
-  for (const auto& [k, fd] : fds_)
-    if (!next.count(k)) close(fd);  // removed listener: workers that still serve it hold their own copy
-  fds_ = std::move(next);
+  for (const auto& l : cfg.listeners)
+    for (auto& [key, fd] : fds_)
+      if (key.first == l.SocketKey() && l.backlog) listen(fd.get(), l.backlog);  // a changed backlog applies in place
+  // Sockets of removed listeners close here: workers that still serve them hold their own copy.
+  std::erase_if(fds_, [&](const auto& e) {
+    return std::find(kept.begin(), kept.end(), e.first) == kept.end();
+  });
+  for (auto& [key, fd] : opened) fds_.emplace(key, std::move(fd));
   return true;
 }
 
@@ -107,19 +105,15 @@ std::vector<int> SocketTable::Fds(const ListenerConf& l, int slot, int workers) 
   std::vector<int> v;
   const std::string addr = l.SocketKey();
   for (const auto& [k, fd] : fds_)
-    if (k.first == addr && k.second % workers == slot) v.push_back(fd);
+    if (k.first == addr && k.second % workers == slot) v.push_back(fd.get());
   return v;
 }
 
-std::vector<int> SocketTable::AllFds() const {
-  std::vector<int> v;
-  for (const auto& [k, fd] : fds_) v.push_back(fd);
-  return v;
+void SocketTable::CloseAllBut(const std::vector<int>& keep) {
+  for (auto& [k, fd] : fds_)
+    if (std::find(keep.begin(), keep.end(), fd.get()) == keep.end()) fd.Reset();
 }
 
-void SocketTable::CloseAll() {
-  for (const auto& [k, fd] : fds_) close(fd);
-  fds_.clear();
-}
+void SocketTable::CloseAll() { fds_.clear(); }
 
 }  // namespace pf

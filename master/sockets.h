@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "shared/config.h"
+#include "shared/util/unique_fd.h"
 
 namespace pf {
 
@@ -30,13 +31,14 @@ class SocketTable {
   bool Apply(const Config& cfg, std::string* err);
   // The sockets the worker of `slot` serves for listener `l`.
   std::vector<int> Fds(const ListenerConf& l, int slot, int workers) const;
-  // Every fd (children close the ones that are not theirs).
-  std::vector<int> AllFds() const;
+  // A child keeps only the sockets it serves (a worker) or none (the
+  // snapshot process).
+  void CloseAllBut(const std::vector<int>& keep);
   void CloseAll();
 
  private:
   using Key = std::pair<std::string, int>;  // SocketKey(), socket index
-  std::map<Key, int> fds_;
+  std::map<Key, UniqueFd> fds_;
 };
 
 }  // namespace pf

@@ -12,16 +12,14 @@
 
 #include <spdlog/sinks/base_sink.h>
 
+#include "shared/util/unique_fd.h"
+
 namespace pf::log {
 namespace {
 
 class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
  public:
   explicit FdSink(std::string path) : path_(std::move(path)) {}
-  ~FdSink() override {
-    if (fd_ > 2) ::close(fd_);
-  }
-
   bool Open() {
     if (path_ == "stderr") {
       fd_ = 2;
@@ -30,13 +28,13 @@ class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
     // A fresh checkout has no var/log yet: create the folder, as for the pidfile.
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
-    int fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return false;
-    if (fd_ < 0) {
-      fd_ = fd;
+    UniqueFd fd(::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd) return false;
+    if (!file_) {
+      file_ = std::move(fd);
+      fd_ = file_.get();
     } else {
-      ::dup2(fd, fd_);  // atomically replaces the old file for every writer
-      ::close(fd);
+      ::dup2(fd.get(), file_.get());  // atomically replaces the old file for every writer
     }
     return true;
   }
@@ -61,7 +59,8 @@ class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
 
  private:
   std::string path_;
-  int fd_ = -1;
+  UniqueFd file_;  // the log file (none for stderr)
+  int fd_ = -1;    // where lines go: file_ or 2
 };
 
 std::shared_ptr<FdSink> g_sink;

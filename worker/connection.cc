@@ -19,8 +19,7 @@
 #include "shared/util/clock.h"
 #include "shared/util/net.h"
 #include "shared/config.h"
-#include "shared/persist/log_writer.h"
-#include "shared/persist/persist.h"
+#include "worker/durable.h"
 #include "worker/pubsub.h"
 #include "worker/worker.h"
 
@@ -43,10 +42,10 @@ Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const so
   last_activity_ms_ = MonoMs();
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  in_ = evbuffer_new();
-  out_ = evbuffer_new();
-  rev_ = event_new(w.base, fd, EV_READ | EV_PERSIST, ReadCb, this);
-  wev_ = event_new(w.base, fd, EV_WRITE | EV_PERSIST, WriteCb, this);
+  in_.reset(evbuffer_new());
+  out_.reset(evbuffer_new());
+  rev_.reset(event_new(w.base, fd, EV_READ | EV_PERSIST, ReadCb, this));
+  wev_.reset(event_new(w.base, fd, EV_WRITE | EV_PERSIST, WriteCb, this));
 }
 
 Connection::~Connection() {
@@ -54,18 +53,19 @@ Connection::~Connection() {
   // As before a reply (Flush): the close is seen only after the wake-ups
   // for what this turn published (a chat client's "left" notice).
   if (w_.pubsub) w_.pubsub->WakeOwed();
-  if (rev_) event_free(rev_);
-  if (wev_) event_free(wev_);
-  if (in_) evbuffer_free(in_);
-  if (out_) evbuffer_free(out_);
-  if (fd_ >= 0) ::close(fd_);
+  // The events and buffers go before the socket, all before the session.
+  rev_.reset();
+  wev_.reset();
+  in_.reset();
+  out_.reset();
+  fd_.Reset();
 }
 
 bool Connection::Start(std::unique_ptr<Session> s) {
   session_ = std::move(s);
   if (!in_ || !out_ || !rev_ || !wev_ || !session_) return false;
-  evbuffer_add_cb(out_, OutputCb, this);
-  event_add(rev_, nullptr);
+  evbuffer_add_cb(out_.get(), OutputCb, this);
+  event_add(rev_.get(), nullptr);
   in_callback_ = true;
   session_->OnConnect(*this);
   in_callback_ = false;
@@ -73,8 +73,8 @@ bool Connection::Start(std::unique_ptr<Session> s) {
   return true;
 }
 
-int Connection::fd() const { return fd_; }
-evbuffer* Connection::output() const { return out_; }
+int Connection::fd() const { return fd_.get(); }
+evbuffer* Connection::output() const { return out_.get(); }
 
 bool Connection::Contiguous(evbuffer* in, size_t need, const char** data, size_t* len) {
   evbuffer_iovec v;
@@ -86,11 +86,11 @@ bool Connection::Contiguous(evbuffer* in, size_t need, const char** data, size_t
   *data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
   return *data != nullptr;
 }
-size_t Connection::output_pending() const { return evbuffer_get_length(out_); }
+size_t Connection::output_pending() const { return evbuffer_get_length(out_.get()); }
 
 void Connection::Write(std::string_view data) {
   if (closing_ == Closing::kNow) return;
-  evbuffer_add(out_, data.data(), data.size());
+  evbuffer_add(out_.get(), data.data(), data.size());
 }
 
 void SharedBytes::Unref(SharedBytes* s) {
@@ -104,20 +104,20 @@ void UnrefShared(const void*, size_t, void* arg) { SharedBytes::Unref(static_cas
 void Connection::WriteShared(std::string_view data, SharedBytes* shared) {
   if (closing_ == Closing::kNow || data.empty()) return;
   shared->refs++;
-  if (evbuffer_add_reference(out_, data.data(), data.size(), UnrefShared, shared) != 0) {
+  if (evbuffer_add_reference(out_.get(), data.data(), data.size(), UnrefShared, shared) != 0) {
     shared->refs--;
-    evbuffer_add(out_, data.data(), data.size());
+    evbuffer_add(out_.get(), data.data(), data.size());
   }
 }
 
 void Connection::CloseAfterWrite() {
   if (closing_ != Closing::kNo) return;
   closing_ = Closing::kAfterWrite;
-  event_del(rev_);
+  event_del(rev_.get());
   // Hold the last partial segment until close(2) so the FIN rides on it: a
   // connection-per-request reply is then one packet, not data + a lone FIN.
   int one = 1;
-  setsockopt(fd_, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+  setsockopt(fd_.get(), IPPROTO_TCP, TCP_CORK, &one, sizeof one);
   if (!in_callback_) Flush();  // inside a callback, Process() flushes after it
 }
 
@@ -125,22 +125,22 @@ void Connection::Close(const char* reason) {
   if (closing_ == Closing::kNow) return;
   closing_ = Closing::kNow;
   if (reason) SPDLOG_DEBUG("conn {} {}: closed: {}", id_, peer_, reason);
-  if (rev_) event_del(rev_);
-  if (wev_) event_del(wev_);
+  if (rev_) event_del(rev_.get());
+  if (wev_) event_del(wev_.get());
   w_.Retire(this);
 }
 
 void Connection::PauseRead(bool pause) {
   if (pause == read_paused_) return;
   read_paused_ = pause;
-  if (pause) event_del(rev_);
-  else if (!eof_ && closing_ == Closing::kNo) event_add(rev_, nullptr);
+  if (pause) event_del(rev_.get());
+  else if (!eof_ && closing_ == Closing::kNo) event_add(rev_.get(), nullptr);
 }
 
 void Connection::ArmWrite() {
   if (write_armed_ || closing_ == Closing::kNow) return;
   write_armed_ = true;
-  event_add(wev_, nullptr);
+  event_add(wev_.get(), nullptr);
 }
 
 void Connection::ReadCb(int, short, void* arg) {
@@ -155,7 +155,7 @@ void Connection::ReadCb(int, short, void* arg) {
   if (n == 0) {
     // The peer finished sending: answer what it asked, then close.
     c->eof_ = true;
-    event_del(c->rev_);
+    event_del(c->rev_.get());
   } else {
     c->bytes_in_ += static_cast<uint64_t>(n);
     c->w_.counters->bytes_in.Add(static_cast<uint64_t>(n));
@@ -169,14 +169,14 @@ void Connection::ReadCb(int, short, void* arg) {
 // and the level-triggered read event brings us back).
 ssize_t Connection::ReadSome() {
   evbuffer_iovec v[2];
-  const int nv = evbuffer_reserve_space(in_, kReadChunk, v, 2);
+  const int nv = evbuffer_reserve_space(in_.get(), kReadChunk, v, 2);
   if (nv <= 0) {
     errno = ENOMEM;
     return -1;
   }
   ssize_t n;
   do {
-    n = readv(fd_, reinterpret_cast<iovec*>(v), nv);
+    n = readv(fd_.get(), reinterpret_cast<iovec*>(v), nv);
   } while (n < 0 && errno == EINTR);
   if (n <= 0) return n;
   size_t left = static_cast<size_t>(n);
@@ -185,7 +185,7 @@ ssize_t Connection::ReadSome() {
     if (v[used].iov_len > left) v[used].iov_len = left;
     left -= v[used].iov_len;
   }
-  evbuffer_commit_space(in_, v, used);
+  evbuffer_commit_space(in_.get(), v, used);
   return n;
 }
 
@@ -195,12 +195,12 @@ void Connection::Process() {
   // the socket took that output, let it continue with what is buffered.
   for (;;) {
     if (closing_ != Closing::kNo || read_paused_) break;
-    const size_t before = evbuffer_get_length(in_);
+    const size_t before = evbuffer_get_length(in_.get());
     if (before == 0) break;
     in_callback_ = true;
-    const uint64_t logged = w_.log ? w_.log->appended() : 0;
+    const uint64_t logged = w_.durable ? w_.durable->appended() : 0;
     try {
-      session_->OnRead(*this, in_);
+      session_->OnRead(*this, in_.get());
     } catch (const std::exception& e) {
       // No exception crosses a libevent callback: this connection goes, the worker stays.
       spdlog::error("conn {} {}: {}: closing", id_, peer_, e.what());
@@ -209,10 +209,10 @@ void Connection::Process() {
       return;
     }
     in_callback_ = false;
-    // These requests wrote: their replies wait until the log holds the writes.
-    if (w_.log && w_.log->appended() != logged) durable_gate_ = w_.log->appended();
+    // Requests that wrote: their replies wait until the log holds the writes.
+    if (w_.durable) w_.durable->HoldFor(*this, logged);
     if (closing_ == Closing::kNow) return;
-    const size_t after = evbuffer_get_length(in_);
+    const size_t after = evbuffer_get_length(in_.get());
     // A handler keeps at most one partial request; anything bigger is a bug or abuse.
     const size_t cap = std::max<size_t>(lim.max_request_bytes, lim.max_line_bytes) + 65536;
     if (after > cap) {
@@ -233,22 +233,15 @@ void Connection::Process() {
 void Connection::Flush() {
   if (closing_ == Closing::kNow) return;
   if (w_.pubsub) w_.pubsub->WakeOwed();
-  if (durable_gate_) {
-    if (durable_gate_ > w_.log->durable()) {
-      if (write_armed_) {  // no busy write events while the reply may not go
-        write_armed_ = false;
-        event_del(wev_);
-      }
-      if (!durable_waiting_) {
-        durable_waiting_ = true;
-        w_.WaitDurable(this);
-      }
-      return;
+  if (w_.durable && !w_.durable->MayWrite(*this)) {
+    if (write_armed_) {  // no busy write events while the reply may not go
+      write_armed_ = false;
+      event_del(wev_.get());
     }
-    durable_gate_ = 0;
+    return;
   }
-  while (evbuffer_get_length(out_) > 0) {
-    const int n = evbuffer_write(out_, fd_);
+  while (evbuffer_get_length(out_.get()) > 0) {
+    const int n = evbuffer_write(out_.get(), fd_.get());
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if (errno == EINTR) continue;
@@ -258,13 +251,13 @@ void Connection::Flush() {
     if (n == 0) break;
     last_activity_ms_ = MonoMs();  // a slow reader that keeps taking bytes is not idle
   }
-  if (evbuffer_get_length(out_) > 0) {
+  if (evbuffer_get_length(out_.get()) > 0) {
     ArmWrite();
     return;
   }
   if (write_armed_) {
     write_armed_ = false;
-    event_del(wev_);
+    event_del(wev_.get());
   }
   if (closing_ == Closing::kAfterWrite) {
     Close(nullptr);
@@ -272,10 +265,7 @@ void Connection::Flush() {
   }
 }
 
-void Connection::OnDurable() {
-  durable_waiting_ = false;
-  WriteCb(fd_, EV_WRITE, this);
-}
+void Connection::OnDurable() { WriteCb(fd_.get(), EV_WRITE, this); }
 
 void Connection::WriteCb(int, short, void* arg) {
   auto* c = static_cast<Connection*>(arg);
@@ -324,7 +314,7 @@ void Connection::OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
 void Connection::OnQueuedWrite() {
   write_queued_ = false;
   if (write_armed_) return;  // the socket filled meanwhile: the write event comes
-  WriteCb(fd_, EV_WRITE, this);
+  WriteCb(fd_.get(), EV_WRITE, this);
 }
 
 }  // namespace pf

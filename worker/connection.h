@@ -13,11 +13,9 @@
 #include <string>
 #include <string_view>
 
+#include "shared/util/unique_fd.h"
+#include "worker/event_util.h"
 #include "worker/protocol.h"
-
-struct event;
-struct evbuffer;
-struct evbuffer_cb_info;
 
 namespace pf {
 
@@ -68,9 +66,9 @@ class Connection {
   // Close now (the registry frees this object from the event loop).
   void Close(const char* reason);
   bool closing() const { return closing_ != Closing::kNo; }
-  // Persistence: the log position this connection's output waits for (0 = none).
-  uint64_t durable_gate() const { return durable_gate_; }
-  void OnDurable();  // the log reached durable_gate(): write what waited
+  // Persistence (worker/durable.h): the log reached what this connection's
+  // output waited for: write it.
+  void OnDurable();
   // End of the loop turn: write the output queued outside this connection's
   // callbacks (WorkerContext::QueueWrite).
   void OnQueuedWrite();
@@ -90,11 +88,9 @@ class Connection {
 
   WorkerContext& w_;
   const ListenerConf& listener_;
-  int fd_;
-  event* rev_ = nullptr;
-  event* wev_ = nullptr;
-  evbuffer* in_ = nullptr;
-  evbuffer* out_ = nullptr;
+  UniqueFd fd_;
+  EventPtr rev_, wev_;
+  EvbufferPtr in_, out_;
   std::unique_ptr<Session> session_;
   uint64_t id_;
   std::string peer_;
@@ -107,6 +103,9 @@ class Connection {
   bool in_callback_ = false;   // inside a session callback: Process() flushes after it
   bool eof_ = false;           // the peer finished sending
   Closing closing_ = Closing::kNo;
+  // Owned by DurableReplies: the log position this connection's output
+  // waits for (0 = none), and whether it is in the waiting list.
+  friend class DurableReplies;
   uint64_t durable_gate_ = 0;
   bool durable_waiting_ = false;
 };

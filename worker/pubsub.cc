@@ -17,6 +17,7 @@
 #include "shared/util/clock.h"
 #include "shared/cmd/commands.h"
 #include "worker/connection.h"
+#include "worker/event_util.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -41,19 +42,16 @@ constexpr timeval kPollPeriod{0, 100'000};
 PubSubHub::PubSubHub(WorkerContext& w, bus::Bus bus, std::vector<int> wake_fds)
     : w_(w), bus_(bus), wake_fds_(std::move(wake_fds)) {
   const int own = w.slot >= 0 && w.slot < static_cast<int>(wake_fds_.size()) ? wake_fds_[w.slot] : -1;
-  wake_ev_ = event_new(w.base, own, own >= 0 ? EV_READ | EV_PERSIST : 0, WakeCb, this);
-  if (own >= 0) event_add(wake_ev_, nullptr);
-  poll_ev_ = event_new(w.base, -1, EV_PERSIST, PollCb, this);
-  evtimer_add(poll_ev_, &kPollPeriod);
-  published_ev_ = event_new(w.base, -1, 0, PublishedCb, this);
+  wake_ev_.reset(event_new(w.base, own, own >= 0 ? EV_READ | EV_PERSIST : 0, WakeCb, this));
+  if (own >= 0) event_add(wake_ev_.get(), nullptr);
+  poll_ev_.reset(event_new(w.base, -1, EV_PERSIST, PollCb, this));
+  evtimer_add(poll_ev_.get(), &kPollPeriod);
+  published_ev_.reset(event_new(w.base, -1, 0, PublishedCb, this));
   cursor_ = bus_.Head();
 }
 
 PubSubHub::~PubSubHub() {
   if (w_.pubsub == this) w_.pubsub = nullptr;  // connections freed later must not call in
-  if (wake_ev_) event_free(wake_ev_);
-  if (poll_ev_) event_free(poll_ev_);
-  if (published_ev_) event_free(published_ev_);
   for (Frame& f : frames_)
     if (f.bytes) SharedBytes::Unref(f.bytes);
 }
@@ -141,7 +139,7 @@ void PubSubHub::AfterPublish(const PubSubClient* from) {
   own_until_ = bus_.Head();
   if (!published_armed_) {
     published_armed_ = true;
-    event_active(published_ev_, EV_TIMEOUT, 0);  // after the other callbacks of this turn
+    event_active(published_ev_.get(), EV_TIMEOUT, 0);  // after the other callbacks of this turn
   }
   if (!Following()) return;
   const uint64_t ahead = std::min<uint64_t>(kPumpBudget, bus_.ring_slots() / 2);
@@ -155,12 +153,10 @@ void PubSubHub::DeliverOwn() {
 void PubSubHub::PublishedCb(int, short, void* arg) {
   auto* h = static_cast<PubSubHub*>(arg);
   h->published_armed_ = false;
-  h->WakeOwed();
-  try {
+  NoThrow("pub/sub delivery", [h] {
+    h->WakeOwed();
     h->Pump();
-  } catch (const std::exception& e) {
-    spdlog::error("pub/sub delivery: {}", e.what());
-  }
+  });
 }
 
 size_t PubSubHub::max_message_bytes() const {
@@ -276,7 +272,7 @@ void PubSubHub::WakeAll() {
   for (size_t s = 0; s < wake_fds_.size(); s++) {
     if (!bus_.MarkPending(static_cast<uint32_t>(s))) continue;  // already woken, not yet run
     if (static_cast<int>(s) == w_.slot) {
-      event_active(wake_ev_, EV_READ, 0);
+      event_active(wake_ev_.get(), EV_READ, 0);
       continue;
     }
     const uint64_t one = 1;
@@ -294,20 +290,12 @@ void PubSubHub::WakeCb(int fd, short, void* arg) {
   uint64_t v;
   if (fd >= 0) (void)!read(fd, &v, sizeof v);
   h->bus_.ClearPending(static_cast<uint32_t>(h->w_.slot));
-  try {
-    h->Pump();
-  } catch (const std::exception& e) {
-    spdlog::error("pub/sub delivery: {}", e.what());
-  }
+  NoThrow("pub/sub delivery", [h] { h->Pump(); });
 }
 
 void PubSubHub::PollCb(int, short, void* arg) {
   auto* h = static_cast<PubSubHub*>(arg);
-  try {
-    h->Pump();
-  } catch (const std::exception& e) {
-    spdlog::error("pub/sub delivery: {}", e.what());
-  }
+  NoThrow("pub/sub delivery", [h] { h->Pump(); });
 }
 
 void PubSubHub::Pump(uint64_t until) {
@@ -316,7 +304,9 @@ void PubSubHub::Pump(uint64_t until) {
     cursor_ = bus_.Head();
     return;
   }
-  pumping_ = true;
+  // Cleared however Pump ends: a subscriber that throws must not leave this
+  // worker unable to deliver again.
+  const FlagGuard pumping(pumping_);
   if (batch_.size() < kBatch) {
     batch_.resize(kBatch);
     batch_bufs_.resize(kBatch);
@@ -343,8 +333,7 @@ void PubSubHub::Pump(uint64_t until) {
     }
     if (r == bus::ReadStatus::kEmpty || n == kPumpBudget || cursor_ >= until) break;
   }
-  pumping_ = false;
-  if (n == kPumpBudget) event_active(wake_ev_, EV_READ, 0);  // more next turn
+  if (n == kPumpBudget) event_active(wake_ev_.get(), EV_READ, 0);  // more next turn
 }
 
 void PubSubHub::DropBehind(uint64_t head) {

@@ -17,9 +17,9 @@
 
 #include "shared/bus.h"
 #include "shared/cmd/commands.h"
+#include "worker/event_util.h"
 #include "worker/protocol.h"
 
-struct event;
 
 namespace pf {
 
@@ -191,9 +191,9 @@ class PubSubHub {
   WorkerContext& w_;
   bus::Bus bus_;
   std::vector<int> wake_fds_;
-  event* wake_ev_ = nullptr;
-  event* poll_ev_ = nullptr;
-  event* published_ev_ = nullptr;  // active: this turn published (PublishedCb)
+  EventPtr wake_ev_;
+  EventPtr poll_ev_;
+  EventPtr published_ev_;  // active: this turn published (PublishedCb)
   bool published_armed_ = false;
   bool wake_owed_ = false;         // published since the last WakeAll
   uint64_t own_until_ = 0;         // the ring's head after this worker's last publish

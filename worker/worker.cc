@@ -23,6 +23,8 @@
 #include "shared/persist/persist.h"
 #include "worker/http/access_log.h"
 #include "worker/connection.h"
+#include "worker/durable.h"
+#include "worker/event_util.h"
 #include "worker/pubsub.h"
 
 namespace pf {
@@ -30,14 +32,6 @@ namespace pf {
 void WorkerContext::Retire(Connection* c) {
   dead.push_back(c->id());
   event_active(reaper, EV_TIMEOUT, 0);
-}
-
-void WorkerContext::WaitDurable(Connection* c) {
-  durable_waiters.push_back(c->id());
-  if (!log_flush_armed) {
-    log_flush_armed = true;
-    event_active(log_flush, EV_TIMEOUT, 0);  // after the other callbacks of this turn
-  }
 }
 
 ptrdiff_t WorkerContext::QueueWrite(Connection* c) {
@@ -60,37 +54,7 @@ void WorkerContext::WritePending() {
   write_flush_armed = false;
 }
 
-void WorkerContext::ReleaseDurable() {
-  if (!log || durable_waiters.empty()) return;
-  const uint64_t d = log->durable();
-  std::vector<uint64_t> list;
-  list.swap(durable_waiters);
-  for (uint64_t id : list) {
-    auto it = conns.find(id);
-    if (it == conns.end()) continue;
-    Connection* c = it->second.get();
-    if (c->durable_gate() <= d) {
-      c->OnDurable();
-    } else if (log->failing()) {
-      // The acknowledgement would be a lie: the client sees the connection
-      // close instead (and new writes get an error, see shared/cmd/dispatch.cc).
-      c->Close("reply withheld: the write could not be logged");
-    } else {
-      durable_waiters.push_back(id);
-    }
-  }
-}
-
 namespace {
-
-template <auto Fn>
-struct Deleter {
-  template <typename T>
-  void operator()(T* p) const { Fn(p); }
-};
-using EventPtr = std::unique_ptr<event, Deleter<event_free>>;
-using ListenerPtr = std::unique_ptr<evconnlistener, Deleter<evconnlistener_free>>;
-using BasePtr = std::unique_ptr<event_base, Deleter<event_base_free>>;
 
 SessionFactory FactoryFor(Protocol p) {
   switch (p) {
@@ -156,13 +120,8 @@ class Worker {
       }
       ctx_.log = log_.get();
       kv::SetJournal(log_.get());
-      log_flush_.reset(event_new(base_.get(), -1, 0, LogFlushCb, this));
-      ctx_.log_flush = log_flush_.get();
-      log_notify_.reset(event_new(base_.get(), log_->notify_fd(), EV_READ | EV_PERSIST, LogNotifyCb, this));
-      event_add(log_notify_.get(), nullptr);
-      log_retry_.reset(event_new(base_.get(), -1, EV_PERSIST, LogFlushCb, this));
-      timeval rtv{1, 0};
-      evtimer_add(log_retry_.get(), &rtv);
+      durable_ = std::make_unique<DurableReplies>(ctx_, *log_);
+      ctx_.durable = durable_.get();
     }
 
     for (const auto& s : start_.sockets) {
@@ -199,9 +158,9 @@ class Worker {
     spdlog::info("worker started (generation {}, {} listener sockets)", ctx_.generation,
                  listeners_.size());
     event_base_dispatch(base_.get());
-    if (log_) {
+    if (durable_) {
       // Whatever was acknowledged is written; everysec and always also fsync.
-      log_->Shutdown();
+      durable_->Shutdown();
       kv::SetJournal(nullptr);
     }
     ctx_.conns.clear();
@@ -241,11 +200,7 @@ class Worker {
 
   static void SignalCb(evutil_socket_t sig, short, void* arg) {
     auto* s = static_cast<Signal*>(arg);
-    try {
-      s->w->OnSignal(static_cast<int>(sig));
-    } catch (const std::exception& e) {
-      spdlog::error("signal {}: {}", static_cast<int>(sig), e.what());
-    }
+    NoThrow("signal", [&] { s->w->OnSignal(static_cast<int>(sig)); });
   }
 
   void OnSignal(int sig) {
@@ -294,17 +249,14 @@ class Worker {
   // last second for clients that do not read).
   static void DrainTimeoutCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
-    w->EndDrain();
+    NoThrow("drain timeout", [w] { w->EndDrain(); });
   }
 
   void EndDrain() {
     if (drain_ended_) return;
     drain_ended_ = true;
-    if (log_) {
-      // Replies waiting for the log go out with the rest.
-      log_->Shutdown();
-      ctx_.ReleaseDurable();
-    }
+    // Replies waiting for the log go out with the rest.
+    if (durable_) durable_->Shutdown();
     spdlog::info("drain timeout: closing {} connections", ctx_.conns.size());
     for (auto& [id, c] : ctx_.conns)
       if (!c->closing()) c->CloseAfterWrite();
@@ -330,15 +282,13 @@ class Worker {
 
   static void AcceptCb(evconnlistener* lev, evutil_socket_t fd, sockaddr* sa, int, void* arg) {
     auto* w = static_cast<Worker*>(arg);
-    try {
+    // The registry may or may not own fd when Accept throws; it is closed
+    // either way when the registry entry goes.
+    NoThrow("accept", [&] {
       for (auto& l : w->listeners_)
         if (l.lev.get() == lev) return w->Accept(l, fd, sa);
       evutil_closesocket(fd);
-    } catch (const std::exception& e) {
-      // The registry may or may not own fd by now; it is closed either way
-      // when the registry entry goes. Keep the worker alive.
-      spdlog::error("accept: {}", e.what());
-    }
+    });
   }
 
   void Accept(Listener& l, int fd, sockaddr* sa) {
@@ -380,6 +330,11 @@ class Worker {
   static void AcceptErrorCb(evconnlistener*, void* arg) {
     auto* w = static_cast<Worker*>(arg);
     const int err = errno;
+    NoThrow("accept", [w, err] { w->OnAcceptError(err); });
+  }
+
+  void OnAcceptError(int err) {
+    Worker* w = this;
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
       // Out of descriptors: the socket stays readable, so libevent would call
       // us again at once. Pause accepting and retry shortly.
@@ -397,11 +352,18 @@ class Worker {
 
   static void AcceptRetryCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
-    for (auto& l : w->listeners_) evconnlistener_enable(l.lev.get());
+    NoThrow("accept retry", [w] {
+      for (auto& l : w->listeners_) evconnlistener_enable(l.lev.get());
+    });
   }
 
   static void ReaperCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
+    NoThrow("reaper", [w] { w->Reap(); });
+  }
+
+  void Reap() {
+    Worker* w = this;
     auto& ctx = w->ctx_;
     std::vector<uint64_t> dead;
     dead.swap(ctx.dead);
@@ -409,11 +371,7 @@ class Worker {
       auto it = ctx.conns.find(id);
       if (it == ctx.conns.end()) continue;
       Connection* c = it->second.get();
-      try {
-        c->session()->OnClose(*c);
-      } catch (const std::exception& e) {
-        spdlog::error("conn {}: OnClose: {}", id, e.what());
-      }
+      NoThrow("a connection's close", [c] { c->session()->OnClose(*c); });
       ctx.conns.erase(it);
       ctx.segment->header()->conns_active_total.fetch_sub(1, std::memory_order_relaxed);
       ctx.counters->conns_active.Sub(1);
@@ -422,37 +380,13 @@ class Worker {
   }
 
   static void WriteFlushCb(evutil_socket_t, short, void* arg) {
-    static_cast<Worker*>(arg)->ctx_.WritePending();
-  }
-
-  static void LogFlushCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
-    w->ctx_.log_flush_armed = false;
-    try {
-      w->log_->Flush();
-      w->ctx_.ReleaseDurable();
-    } catch (const std::exception& e) {
-      spdlog::error("persistence: {}", e.what());
-    }
-  }
-
-  static void LogNotifyCb(evutil_socket_t, short, void* arg) {
-    auto* w = static_cast<Worker*>(arg);
-    try {
-      w->log_->DrainNotify();
-      w->ctx_.ReleaseDurable();
-    } catch (const std::exception& e) {
-      spdlog::error("persistence: {}", e.what());
-    }
+    NoThrow("queued writes", [w] { w->ctx_.WritePending(); });
   }
 
   static void SweepCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
-    try {
-      w->Sweep();
-    } catch (const std::exception& e) {
-      spdlog::error("sweep: {}", e.what());
-    }
+    NoThrow("sweep", [w] { w->Sweep(); });
   }
 
   void Sweep() {
@@ -484,17 +418,11 @@ class Worker {
     if (ctx.draining) return;
     const uint32_t shards = ctx.store->shard_count();
     const uint32_t workers = std::max<uint32_t>(ctx.config->workers, 1);
-    timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const uint64_t t0 = MonoNs();
     const uint64_t now = WallMs();
     for (uint32_t s = static_cast<uint32_t>(ctx.slot) % workers; s < shards; s += workers) {
-      try {
-        ctx.store->SweepExpired(s, now, 20);
-      } catch (const std::exception& e) {
-        spdlog::error("expiry sweep of shard {}: {}", s, e.what());
-      }
-      clock_gettime(CLOCK_MONOTONIC, &t1);
-      if ((t1.tv_sec - t0.tv_sec) * 1'000'000'000L + (t1.tv_nsec - t0.tv_nsec) > 1'000'000L) break;
+      NoThrow("expiry sweep", [&] { ctx.store->SweepExpired(s, now, 20); });
+      if (MonoNs() - t0 > 1'000'000) break;
     }
   }
 
@@ -502,11 +430,11 @@ class Worker {
   WorkerContext ctx_;
   ProcCounters private_counters_;
   std::unique_ptr<CmdStatsRow> private_cmd_stats_ = std::make_unique<CmdStatsRow>();
-  BasePtr base_;
+  EventBasePtr base_;
   std::unique_ptr<PubSubHub> pubsub_;  // before base_ goes (its events live in it)
   EventPtr reaper_, write_flush_, accept_retry_, sweep_, expire_;
   std::unique_ptr<persist::LogWriter> log_;
-  EventPtr log_flush_, log_notify_, log_retry_;
+  std::unique_ptr<DurableReplies> durable_;  // after log_: goes first
   std::vector<Listener> listeners_;
   std::vector<std::unique_ptr<Signal>> signals_;
   bool accept_paused_ = false;

@@ -22,6 +22,7 @@ struct event;
 namespace pf {
 
 class Connection;
+class DurableReplies;
 class PubSubHub;
 namespace persist {
 class LogWriter;
@@ -58,14 +59,10 @@ struct WorkerContext {
   PubSubHub* pubsub = nullptr;            // this worker's end of the bus (worker/pubsub.h)
   int owner = -1;                         // this process' counter entry: owner of its bus subscriptions
   bool draining = false;
-  // Persistence (shared/persist/persist.h): replies of connections whose requests
-  // wrote wait here until the log holds the writes (worker.cc).
+  // Persistence (null when off): this worker's log, and the replies that
+  // wait for it (worker/durable.h).
   persist::LogWriter* log = nullptr;
-  std::vector<uint64_t> durable_waiters;  // connection ids
-  event* log_flush = nullptr;             // active: write the log at the end of this loop turn
-  bool log_flush_armed = false;
-  void WaitDurable(Connection* c);
-  void ReleaseDurable();
+  DurableReplies* durable = nullptr;
 
   // Connections with output queued outside their own callbacks (pub/sub
   // deliveries, timers): written once at the end of this loop turn

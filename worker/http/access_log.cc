@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "shared/util/unique_fd.h"
 #include "worker/http/parse.h"
 #include "worker/http/util.h"
 
@@ -24,9 +25,9 @@ constexpr size_t kFlushBytes = 64 * 1024;
 struct State {
   bool initialized = false;
   std::string path;
-  int fd = -1;
+  UniqueFd fd;
   std::string buf;
-  event* timer = nullptr;
+  event* timer = nullptr;  // on the worker's base, for the process's life (never freed: the base goes first)
 };
 
 State& S() {
@@ -34,9 +35,9 @@ State& S() {
   return s;
 }
 
-int OpenLog(const std::string& path) {
-  const int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) spdlog::error("access log {}: {}", path, std::strerror(errno));
+UniqueFd OpenLog(const std::string& path) {
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) spdlog::error("access log {}: {}", path, std::strerror(errno));
   return fd;
 }
 
@@ -71,11 +72,11 @@ void Init(const std::string& path, event_base* base) {
   }
 }
 
-bool Enabled() { return S().fd >= 0; }
+bool Enabled() { return S().fd.valid(); }
 
 void Append(std::string_view line) {
   State& s = S();
-  if (s.fd < 0) return;
+  if (!s.fd) return;
   s.buf.append(line);
   if (s.buf.size() >= kFlushBytes) Flush();
 }
@@ -83,13 +84,13 @@ void Append(std::string_view line) {
 void Flush() {
   State& s = S();
   if (s.buf.empty()) return;
-  if (s.fd < 0) {
+  if (!s.fd) {
     s.buf.clear();
     return;
   }
   size_t off = 0;
   while (off < s.buf.size()) {
-    const ssize_t n = write(s.fd, s.buf.data() + off, s.buf.size() - off);
+    const ssize_t n = write(s.fd.get(), s.buf.data() + off, s.buf.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
       spdlog::error("access log {}: write: {}", s.path, std::strerror(errno));
@@ -104,10 +105,9 @@ bool Reopen() {
   State& s = S();
   if (s.path.empty()) return true;
   Flush();
-  const int fd = OpenLog(s.path);
-  if (fd < 0) return false;
-  if (s.fd >= 0) close(s.fd);
-  s.fd = fd;
+  UniqueFd fd = OpenLog(s.path);
+  if (!fd) return false;
+  s.fd = std::move(fd);
   return true;
 }
 
