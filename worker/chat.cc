@@ -13,12 +13,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "shared/config.h"
 #include "shared/shm.h"
+#include "shared/util/line_framer.h"
+#include "shared/util/strings.h"
 #include "worker/connection.h"
 #include "worker/protocol.h"
 #include "worker/pubsub.h"
@@ -44,7 +47,8 @@ std::string S(std::string_view a, std::string_view b) { return std::string(a) + 
 
 class ChatSession final : public SubscriberSession {
  public:
-  ChatSession(const ListenerConf&, WorkerContext& w) : SubscriberSession(w) {}
+  ChatSession(const ListenerConf&, WorkerContext& w)
+      : SubscriberSession(w), framer_(w.config->limits.max_line_bytes) {}
   void OnConnect(Connection& c) override {
     conn_ = &c;
     PubSubHub* hub = w_.pubsub;
@@ -122,7 +126,6 @@ class ChatSession final : public SubscriberSession {
   void PushBroadcast(std::string_view text) override { Line(S("[broadcast] ", text)); }
 
   void OnRead(Connection& c, evbuffer* in) override {
-    const size_t max_line = w_.config->limits.max_line_bytes;
     const size_t high_water = w_.config->limits.output_high_water;
     for (;;) {
       if (c.closing()) {
@@ -130,22 +133,26 @@ class ChatSession final : public SubscriberSession {
         return;
       }
       if (c.output_pending() > high_water) return;
-      size_t eol_len = 0;
-      const evbuffer_ptr p = evbuffer_search_eol(in, nullptr, &eol_len, EVBUFFER_EOL_LF);
       const size_t len = evbuffer_get_length(in);
-      if (p.pos < 0) {
-        if (len > max_line) TooLong(c, in);
-        return;
+      if (len == 0 || len < need_) return;
+      const char* data;
+      size_t avail;
+      if (!Connection::Contiguous(in, need_, &data, &avail)) return;
+      const LineFramer::Result r = framer_.Next(data, avail);
+      if (r.kind == LineFramer::Result::kNeedMore) {
+        // The partial line plus one byte; `in` may already hold them beyond
+        // the chunk the framer saw, so look again.
+        evbuffer_drain(in, r.consumed);
+        need_ = avail - r.consumed + 1;
+        continue;
       }
-      const size_t n = static_cast<size_t>(p.pos);
-      if (n > max_line) {
+      need_ = 0;
+      if (r.kind == LineFramer::Result::kTooLong) {
         TooLong(c, in);
         return;
       }
-      std::string line(n, '\0');
-      evbuffer_remove(in, line.data(), n);
-      evbuffer_drain(in, eol_len);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
+      const std::string line(r.line);  // Handle may run the loop's deliveries
+      evbuffer_drain(in, r.consumed);
       c.worker().counters->requests[kProtoChat].Add(1);
       Handle(line);
     }
@@ -256,6 +263,18 @@ class ChatSession final : public SubscriberSession {
     return {s.substr(0, sp), rest};
   }
 
+  // One row a command: what /help shows, whether it needs /auth, and the
+  // method that runs it with the rest of the line.
+  struct Command {
+    std::string_view name;
+    std::string_view syntax;  // "/nick NAME"
+    std::string_view what;    // the help text
+    bool admin;
+    void (ChatSession::*run)(std::string_view arg);
+  };
+  static const Command kCommands[];
+  static std::span<const Command> Commands();
+
   void Handle(std::string_view line) {
     if (line.empty()) return;
     if (line.front() != '/' || line.starts_with("//")) {
@@ -268,134 +287,175 @@ class ChatSession final : public SubscriberSession {
       return;
     }
     auto [cmd, arg] = Split(line.substr(1));
-    if (cmd == "help") {
-      static constexpr std::string_view kHelp[] = {
-          "* commands:",
-          "*   /nick NAME        take a nick (unique over the server; letters, digits, _ -; <= 32)",
-          "*   /join ROOM        enter ROOM (leaving the current one); replays its last messages",
-          "*   /part             leave the current room",
-          "*   /msg NICK TEXT    private message",
-          "*   /who              members of the current room",
-          "*   /rooms            rooms with members",
-          "*   /whoami           your nick, room, worker and connection id",
-          "*   /auth TOKEN       become admin (pubsub.admin_token)",
-          "*   /kick NICK        (admin) disconnect NICK",
-          "*   /broadcast TEXT   (admin) message every chat client",
-          "*   /quit             disconnect",
-          "* other lines go to the current room (start with // to send a leading /)",
-      };
-      for (auto l : kHelp) Line(l);
-    } else if (cmd == "nick") {
-      if (!ValidName(arg)) {
-        Line("! invalid nick: 1-32 letters, digits, '_' or '-'");
-        return;
-      }
-      if (arg == nick_) {
-        Line("* you are already " + nick_);
-        return;
-      }
-      const std::string old = nick_;
-      if (!Claim(std::string(arg))) {
-        Line(S("! nick taken: ", arg));
-        return;
-      }
-      w_.pubsub->Unsubscribe(*this, S(kNickCh, old), false);
-      if (!room_.empty()) {
-        w_.pubsub->Unsubscribe(*this, S(kMemberCh, room_ + "." + old), false);
-        w_.pubsub->Subscribe(*this, S(kMemberCh, room_ + "." + nick_), false);
-        Notice(room_, "* " + old + " is now known as " + nick_);
-      }
-      Line("* you are now " + nick_);
-    } else if (cmd == "join") {
-      if (!ValidName(arg)) {
-        Line("! invalid room: 1-32 letters, digits, '_' or '-'");
-        return;
-      }
-      Join(std::string(arg));
-    } else if (cmd == "part") {
-      if (room_.empty()) {
-        Line("! not in a room");
-        return;
-      }
-      const std::string room = room_;
-      Leave();
-      Line("* left [" + room + "]");
-    } else if (cmd == "msg") {
-      auto [to, text] = Split(arg);
-      if (to.empty() || text.empty()) {
-        Line("! usage: /msg NICK TEXT");
-        return;
-      }
-      if (!ValidName(to) || w_.pubsub->bus().NumSub(S(kNickCh, to)) == 0) {
-        Line(S("! no such nick: ", to));
-        return;
-      }
-      if (Publish(S(kNickCh, to), "[pm] " + nick_ + ": " + std::string(text)))
-        Line(S("* to ", to) + ": " + std::string(text));
-    } else if (cmd == "who") {
-      if (room_.empty()) {
-        Line("! not in a room");
-        return;
-      }
-      const std::string prefix = S(kMemberCh, room_ + ".");
-      std::vector<std::string> names = w_.pubsub->bus().Channels(prefix + "*");
-      for (auto& n : names) n.erase(0, prefix.size());
-      std::sort(names.begin(), names.end());
-      std::string out = "* members of [" + room_ + "] (" + std::to_string(names.size()) + "):";
-      for (const auto& n : names) out += " " + n;
-      Line(out);
-    } else if (cmd == "rooms") {
-      bus::Bus& bus = w_.pubsub->bus();
-      std::vector<std::string> rooms = bus.Channels(S(kRoomCh, "*"));
-      std::sort(rooms.begin(), rooms.end());
-      std::string out = "* rooms (" + std::to_string(rooms.size()) + "):";
-      for (const auto& r : rooms)
-        out += " " + r.substr(kRoomCh.size()) + "(" + std::to_string(bus.NumSub(r)) + ")";
-      Line(out);
-    } else if (cmd == "whoami") {
-      Line("* you are " + nick_ + " in " +
-           (room_.empty() ? std::string("no room") : "[" + room_ + "]") +
-           ", worker=" + std::to_string(w_.slot) + ", id=" + std::to_string(conn_->id()) +
-           (admin_ ? ", admin" : ""));
-    } else if (cmd == "auth") {
-      const std::string& token = w_.config->pubsub.admin_token;
-      if (token.empty()) {
-        Line("! admin commands are disabled (no pubsub.admin_token)");
-      } else if (arg != token) {
-        Line("! wrong token");
-      } else {
-        admin_ = true;
-        Line("* authenticated as admin");
-      }
-    } else if (cmd == "kick" || cmd == "broadcast") {
-      if (!admin_) {
+    for (const Command& k : Commands()) {
+      if (k.name != cmd) continue;
+      if (k.admin && !admin_) {
         Line(S(S("! permission denied: /", cmd), " needs /auth TOKEN first"));
         return;
       }
-      if (cmd == "kick") {
-        if (!ValidName(arg) || w_.pubsub->bus().NumSub(S(kNickCh, arg)) == 0) {
-          Line(S("! no such nick: ", arg));
-          return;
-        }
-        if (Publish(kCtlCh, S("K ", arg) + " " + nick_)) Line(S("* kicked ", arg));
-      } else {
-        if (arg.empty()) {
-          Line("! usage: /broadcast TEXT");
-          return;
-        }
-        Publish(kCtlCh, S("B ", nick_) + ": " + std::string(arg));
-      }
-    } else if (cmd == "quit") {
-      Line("* bye");
-      conn_->CloseAfterWrite();
+      (this->*k.run)(arg);
+      return;
+    }
+    Line(S(S("! unknown command: /", cmd.substr(0, 64)), " (/help lists them)"));
+  }
+
+  void CmdHelp(std::string_view) {
+    Line("* commands:");
+    for (const Command& k : Commands()) {
+      if (k.syntax.empty()) continue;
+      std::string l = "*   " + std::string(k.syntax);
+      l.resize(std::max<size_t>(l.size() + 1, 4 + 18), ' ');
+      l += k.what;
+      Line(l);
+    }
+    Line("* other lines go to the current room (start with // to send a leading /)");
+  }
+
+  void CmdNick(std::string_view arg) {
+    if (!ValidName(arg)) {
+      Line("! invalid nick: 1-32 letters, digits, '_' or '-'");
+      return;
+    }
+    if (arg == nick_) {
+      Line("* you are already " + nick_);
+      return;
+    }
+    const std::string old = nick_;
+    if (!Claim(std::string(arg))) {
+      Line(S("! nick taken: ", arg));
+      return;
+    }
+    w_.pubsub->Unsubscribe(*this, S(kNickCh, old), false);
+    if (!room_.empty()) {
+      w_.pubsub->Unsubscribe(*this, S(kMemberCh, room_ + "." + old), false);
+      w_.pubsub->Subscribe(*this, S(kMemberCh, room_ + "." + nick_), false);
+      Notice(room_, "* " + old + " is now known as " + nick_);
+    }
+    Line("* you are now " + nick_);
+  }
+
+  void CmdJoin(std::string_view arg) {
+    if (!ValidName(arg)) {
+      Line("! invalid room: 1-32 letters, digits, '_' or '-'");
+      return;
+    }
+    Join(std::string(arg));
+  }
+
+  void CmdPart(std::string_view) {
+    if (room_.empty()) {
+      Line("! not in a room");
+      return;
+    }
+    const std::string room = room_;
+    Leave();
+    Line("* left [" + room + "]");
+  }
+
+  void CmdMsg(std::string_view arg) {
+    auto [to, text] = Split(arg);
+    if (to.empty() || text.empty()) {
+      Line("! usage: /msg NICK TEXT");
+      return;
+    }
+    if (!ValidName(to) || w_.pubsub->bus().NumSub(S(kNickCh, to)) == 0) {
+      Line(S("! no such nick: ", to));
+      return;
+    }
+    if (Publish(S(kNickCh, to), "[pm] " + nick_ + ": " + std::string(text)))
+      Line(S("* to ", to) + ": " + std::string(text));
+  }
+
+  void CmdWho(std::string_view) {
+    if (room_.empty()) {
+      Line("! not in a room");
+      return;
+    }
+    const std::string prefix = S(kMemberCh, room_ + ".");
+    std::vector<std::string> names = w_.pubsub->bus().Channels(prefix + "*");
+    for (auto& n : names) n.erase(0, prefix.size());
+    std::sort(names.begin(), names.end());
+    std::string out = "* members of [" + room_ + "] (" + std::to_string(names.size()) + "):";
+    for (const auto& n : names) out += " " + n;
+    Line(out);
+  }
+
+  void CmdRooms(std::string_view) {
+    bus::Bus& bus = w_.pubsub->bus();
+    std::vector<std::string> rooms = bus.Channels(S(kRoomCh, "*"));
+    std::sort(rooms.begin(), rooms.end());
+    std::string out = "* rooms (" + std::to_string(rooms.size()) + "):";
+    for (const auto& r : rooms)
+      out += " " + r.substr(kRoomCh.size()) + "(" + std::to_string(bus.NumSub(r)) + ")";
+    Line(out);
+  }
+
+  void CmdWhoami(std::string_view) {
+    Line("* you are " + nick_ + " in " +
+         (room_.empty() ? std::string("no room") : "[" + room_ + "]") +
+         ", worker=" + std::to_string(w_.slot) + ", id=" + std::to_string(conn_->id()) +
+         (admin_ ? ", admin" : ""));
+  }
+
+  void CmdAuth(std::string_view arg) {
+    const std::string& token = w_.config->pubsub.admin_token;
+    if (token.empty()) {
+      Line("! admin commands are disabled (no pubsub.admin_token)");
+    } else if (!SecretEquals(arg, token)) {
+      Line("! wrong token");
     } else {
-      Line(S(S("! unknown command: /", cmd.substr(0, 64)), " (/help lists them)"));
+      admin_ = true;
+      Line("* authenticated as admin");
     }
   }
 
+  void CmdKick(std::string_view arg) {
+    if (!ValidName(arg) || w_.pubsub->bus().NumSub(S(kNickCh, arg)) == 0) {
+      Line(S("! no such nick: ", arg));
+      return;
+    }
+    if (Publish(kCtlCh, S("K ", arg) + " " + nick_)) Line(S("* kicked ", arg));
+  }
+
+  void CmdBroadcast(std::string_view arg) {
+    if (arg.empty()) {
+      Line("! usage: /broadcast TEXT");
+      return;
+    }
+    Publish(kCtlCh, S("B ", nick_) + ": " + std::string(arg));
+  }
+
+  void CmdQuit(std::string_view) {
+    Line("* bye");
+    conn_->CloseAfterWrite();
+  }
+
+  LineFramer framer_;
+  size_t need_ = 0;     // buffered bytes needed before the framer can progress
   std::string nick_, room_;
   bool admin_ = false;  // /auth TOKEN: may /kick and /broadcast
 };
+
+const ChatSession::Command ChatSession::kCommands[] = {
+      {"nick", "/nick NAME", "take a nick (unique over the server; letters, digits, _ -; <= 32)",
+       false, &ChatSession::CmdNick},
+      {"join", "/join ROOM", "enter ROOM (leaving the current one); replays its last messages",
+       false, &ChatSession::CmdJoin},
+      {"part", "/part", "leave the current room", false, &ChatSession::CmdPart},
+      {"msg", "/msg NICK TEXT", "private message", false, &ChatSession::CmdMsg},
+      {"who", "/who", "members of the current room", false, &ChatSession::CmdWho},
+      {"rooms", "/rooms", "rooms with members", false, &ChatSession::CmdRooms},
+      {"whoami", "/whoami", "your nick, room, worker and connection id", false,
+       &ChatSession::CmdWhoami},
+      {"auth", "/auth TOKEN", "become admin (pubsub.admin_token)", false, &ChatSession::CmdAuth},
+      {"kick", "/kick NICK", "(admin) disconnect NICK", true, &ChatSession::CmdKick},
+      {"broadcast", "/broadcast TEXT", "(admin) message every chat client", true,
+       &ChatSession::CmdBroadcast},
+      {"quit", "/quit", "disconnect", false, &ChatSession::CmdQuit},
+      {"help", "", "", false, &ChatSession::CmdHelp},  // not listed in its own output
+  };
+
+std::span<const ChatSession::Command> ChatSession::Commands() { return kCommands; }
 
 }  // namespace
 
