@@ -58,6 +58,10 @@ namespace {
 
 uint32_t FreePop(ShardHeader* s, int c) {
   uint32_t off = s->free_head[c];
+  // A free list that points outside the arena, or at a live item, would hand
+  // out memory another key holds.
+  PF_ASSERT_MSG(off >= s->arena_begin && off < s->bump && It(s, off)->state == kChunkFree,
+                "a shard's free list holds a chunk that is not free");
   s->free_head[c] = It(s, off)->hnext;
   s->free_count[c]--;
   PF_KV_CRASH(FreePop);
@@ -81,6 +85,7 @@ void Split(const StoreHeader* h, ShardHeader* s, uint32_t off, uint32_t need) {
 }  // namespace
 
 uint32_t AllocChunk(const StoreHeader* h, ShardHeader* s, int c) {
+  PF_ASSERT(c >= 0 && static_cast<uint32_t>(c) < h->class_count);
   uint32_t need = h->class_size[c];
   if (s->free_head[c]) {
     uint32_t off = FreePop(s, c);

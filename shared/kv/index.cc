@@ -12,6 +12,8 @@ Journal* g_journal = nullptr;
 
 void Remove(const StoreHeader* h, ShardHeader* s, uint32_t off) {
   Item* it = It(s, off);
+  PF_ASSERT_MSG(off >= s->arena_begin && off < s->bump && it->state == kChunkLive,
+                "removing a chunk that is not a live item");
   it->state = kChunkFree;
   PF_KV_CRASH(Kill);
   BucketUnlink(s, off);
@@ -68,9 +70,15 @@ Status Reserve(const StoreHeader* h, ShardHeader* s, uint64_t need, uint32_t pro
 Status WriteItem(const StoreHeader* h, ShardHeader* s, uint64_t hash, std::string_view key,
                  std::string_view value, int64_t expire_at, uint32_t old) {
   uint32_t off;
-  Status st = Reserve(h, s, sizeof(Item) + key.size() + value.size(), old, &off);
+  const uint64_t need = sizeof(Item) + key.size() + value.size();
+  Status st = Reserve(h, s, need, old, &off);
   if (st != Status::kOk) return st;
   Item* it = It(s, off);
+  // The bytes below go into this chunk: it must be free, inside the arena
+  // and large enough.
+  PF_ASSERT_MSG(off >= s->arena_begin && uint64_t{off} + it->size <= s->arena_end &&
+                    it->state == kChunkFree && it->size >= need,
+                "the allocator returned a chunk that cannot hold the item");
   it->key_len = static_cast<uint32_t>(key.size());
   it->val_len = static_cast<uint32_t>(value.size());
   it->hash = hash;

@@ -78,6 +78,8 @@ class HttpSession final : public Session {
       const auto r = parser_.Feed(static_cast<const char*>(v.iov_base), v.iov_len, &used);
       evbuffer_drain(in, used);
       if (r == http::RequestParser::Result::kError) {
+        SPDLOG_DEBUG("conn {} {}: bad request ({}): {}", c.id(), c.peer(), parser_.error_status(),
+                     parser_.error_reason());
         evbuffer_drain(in, evbuffer_get_length(in));
         SendError(c, parser_.error_status(), /*force_close=*/true);
         return;
