@@ -11,7 +11,8 @@
 namespace {
 
 constexpr const char* kUsage =
-    "Usage: preforkd [-c FILE] [-t] [-g] [-v] [--show pidfile|workers|listeners|admin_token|persistence]\n"
+    "Usage: preforkd [-c FILE] [-t] [-g] [-v] [--show "
+    "pidfile|workers|listeners|admin_token|persistence]\n"
     "\n"
     "A pre-forking server: a master process binds the listeners, forks one\n"
     "worker per core and supervises them; workers serve echo, resp, kv-json,\n"
@@ -45,13 +46,17 @@ int main(int argc, char** argv) {
   std::string show;
   for (int i = 1; i < argc; i++) {
     const std::string a = argv[i];
-    if (a == "-c" && i + 1 < argc) conf = argv[++i];
-    else if (a == "-t") test = true;
-    else if (a == "-g") foreground = true;
+    if (a == "-c" && i + 1 < argc)
+      conf = argv[++i];
+    else if (a == "-t")
+      test = true;
+    else if (a == "-g")
+      foreground = true;
     else if (a == "-v" || a == "--version") {
       std::printf("preforkd %s\n", PREFORKD_VERSION);
       return 0;
-    } else if (a == "--show" && i + 1 < argc) show = argv[++i];
+    } else if (a == "--show" && i + 1 < argc)
+      show = argv[++i];
     else if (a == "-h" || a == "--help") {
       std::fputs(kUsage, stdout);
       return 0;
@@ -83,7 +88,8 @@ int main(int argc, char** argv) {
   }
   if (show == "listeners") {
     for (const auto& l : r.config.listeners)
-      std::printf("%s %s %s\n", l.name.c_str(), pf::ProtocolName(l.protocol), l.SocketKey().c_str());
+      std::printf("%s %s %s\n", l.name.c_str(), pf::ProtocolName(l.protocol),
+                  l.SocketKey().c_str());
     return 0;
   }
   if (show == "admin_token") {
@@ -92,12 +98,15 @@ int main(int argc, char** argv) {
   }
   if (show == "persistence") {
     const auto& p = r.config.persistence;
-    if (p.enabled) std::printf("on %s %s\n", p.dir.c_str(), pf::FsyncPolicyName(p.fsync));
-    else std::printf("off\n");
+    if (p.enabled)
+      std::printf("on %s %s\n", p.dir.c_str(), pf::FsyncPolicyName(p.fsync));
+    else
+      std::printf("off\n");
     return 0;
   }
   if (!show.empty()) {
-    std::fprintf(stderr, "preforkd: --show takes pidfile, workers, listeners, admin_token or persistence\n");
+    std::fprintf(
+        stderr, "preforkd: --show takes pidfile, workers, listeners, admin_token or persistence\n");
     return 2;
   }
   pf::MasterOptions opt;

@@ -7,11 +7,12 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/eventfd.h>
-#include <sys/file.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -26,17 +27,15 @@
 #include <memory>
 #include <vector>
 
-#include <spdlog/spdlog.h>
-
 #include "master/sockets.h"
-#include "shared/util/clock.h"
-#include "shared/util/unique_fd.h"
 #include "shared/bus.h"
 #include "shared/kv/kv.h"
 #include "shared/log.h"
 #include "shared/persist/log_writer.h"
 #include "shared/persist/persist.h"
 #include "shared/shm.h"
+#include "shared/util/clock.h"
+#include "shared/util/unique_fd.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -50,13 +49,25 @@ void OnSignal(int sig) {
     return;
   }
   switch (sig) {
-    case SIGCHLD: g_reap = 1; break;
+    case SIGCHLD:
+      g_reap = 1;
+      break;
     case SIGTERM:
-    case SIGINT: g_terminate = 1; break;
-    case SIGQUIT: g_quit = 1; break;
-    case SIGHUP: g_reconfigure = 1; break;
-    case SIGUSR1: g_reopen = 1; break;
-    case SIGALRM: g_alarm = 1; break;
+    case SIGINT:
+      g_terminate = 1;
+      break;
+    case SIGQUIT:
+      g_quit = 1;
+      break;
+    case SIGHUP:
+      g_reconfigure = 1;
+      break;
+    case SIGUSR1:
+      g_reopen = 1;
+      break;
+    case SIGALRM:
+      g_alarm = 1;
+      break;
   }
 }
 
@@ -115,7 +126,7 @@ struct Child {
 };
 
 struct SlotState {
-  int crashes = 0;           // consecutive quick crashes
+  int crashes = 0;             // consecutive quick crashes
   uint64_t respawn_at_ms = 0;  // 0 = nothing pending
 };
 
@@ -151,14 +162,16 @@ class Master {
       return 1;
     }
     segment_ = Segment::Create(cfg_.shm_size, bus_bytes);
-    if (!bus::Bus::Format(segment_.bus_base(), segment_.bus_size(), bus::SizesFrom(cfg_.pubsub), &err)) {
+    if (!bus::Bus::Format(segment_.bus_base(), segment_.bus_size(), bus::SizesFrom(cfg_.pubsub),
+                          &err)) {
       spdlog::critical("pub/sub bus: {}", err);
       Report(err);
       return 1;
     }
     bus_ = bus::Bus(segment_.bus_base());
     uint64_t seed = 0;
-    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) seed = WallMs() ^ static_cast<uint64_t>(master_pid_);
+    if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
+      seed = WallMs() ^ static_cast<uint64_t>(master_pid_);
     store_ = kv::Store::Format(segment_.kv_base(), segment_.kv_size(), cfg_.kv.shards,
                                kv::LimitsFrom(cfg_.kv), seed, &err);
     if (!store_) {
@@ -186,8 +199,10 @@ class Master {
       UniqueFd null(open("/dev/null", O_RDWR));
       dup2(null.get(), 0);
       dup2(null.get(), 1);
-      if (cfg_.logging.error_log == "stderr") dup2(null.get(), 2);
-      else log::RedirectStderr();
+      if (cfg_.logging.error_log == "stderr")
+        dup2(null.get(), 2);
+      else
+        log::RedirectStderr();
       if (null.get() <= 2) (void)null.Release();  // it is one of 0, 1, 2 now
     }
     PrepareLogFiles();
@@ -265,7 +280,8 @@ class Master {
 
   void Spawn(int slot) {
     const int counters = segment_.Claim(slot, generation_);
-    if (counters < 0) spdlog::warn("slot {}: no free counter entry; its counters are not shared", slot);
+    if (counters < 0)
+      spdlog::warn("slot {}: no free counter entry; its counters are not shared", slot);
     WorkerStart ws;
     ws.config = &cfg_;
     ws.segment = &segment_;
@@ -277,7 +293,8 @@ class Master {
     ws.bus = bus_;
     for (const UniqueFd& fd : wake_fds_) ws.wake_fds.push_back(fd.get());
     for (const auto& l : cfg_.listeners)
-      for (int fd : sockets_.Fds(l, slot, static_cast<int>(cfg_.workers))) ws.sockets.push_back({&l, fd});
+      for (int fd : sockets_.Fds(l, slot, static_cast<int>(cfg_.workers)))
+        ws.sockets.push_back({&l, fd});
 
     const pid_t pid = fork();
     if (pid < 0) {
@@ -306,7 +323,8 @@ class Master {
     // They stay blocked (inherited mask) until the worker has installed its
     // handlers, so a SIGQUIT or SIGUSR1 that arrives during start-up waits
     // instead of killing the worker.
-    for (int sig : {SIGHUP, SIGINT, SIGUSR2, SIGPIPE, SIGALRM, persist::SnapshotSignal()}) signal(sig, SIG_IGN);
+    for (int sig : {SIGHUP, SIGINT, SIGUSR2, SIGPIPE, SIGALRM, persist::SnapshotSignal()})
+      signal(sig, SIG_IGN);
     for (int sig : {SIGCHLD, SIGTERM, SIGQUIT, SIGUSR1}) signal(sig, SIG_DFL);
     log::SetRole("worker " + std::to_string(ws.slot));
     if (uid_ != static_cast<uid_t>(-1)) {
@@ -361,8 +379,10 @@ class Master {
       Timers();
       if (g_snapshot) {
         g_snapshot = 0;
-        if (cfg_.persistence.enabled) persist_->snapshot_requests.fetch_add(1);
-        else spdlog::warn("snapshot requested, but persistence is off");
+        if (cfg_.persistence.enabled)
+          persist_->snapshot_requests.fetch_add(1);
+        else
+          spdlog::warn("snapshot requested, but persistence is off");
       }
       PersistTick();
       if (stopping_ != Stop::kNo && children_.empty() && !snap_pid_) break;
@@ -392,13 +412,15 @@ class Master {
         try {
           bus_.ReleaseOwner(c.counters);
         } catch (const std::exception& e) {
-          spdlog::error("slot {}: releasing the subscriptions of worker {}: {}", c.slot, pid, e.what());
+          spdlog::error("slot {}: releasing the subscriptions of worker {}: {}", c.slot, pid,
+                        e.what());
         }
       }
       segment_.Release(c.counters);
       const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      std::string how = WIFSIGNALED(status) ? std::string("killed by signal ") + strsignal(WTERMSIG(status))
-                                            : "exited with code " + std::to_string(WEXITSTATUS(status));
+      std::string how = WIFSIGNALED(status)
+                            ? std::string("killed by signal ") + strsignal(WTERMSIG(status))
+                            : "exited with code " + std::to_string(WEXITSTATUS(status));
       if (c.retiring || stopping_ != Stop::kNo) {
         spdlog::info("slot {}: worker {} (generation {}) {}", c.slot, pid, c.generation, how);
         continue;
@@ -435,7 +457,8 @@ class Master {
       c.kill_at_ms = c.kill_at_ms ? std::min(c.kill_at_ms, deadline) : deadline;
     }
     for (auto& s : slots_) s.respawn_at_ms = 0;
-    if (snap_pid_ && !graceful) kill(snap_pid_, SIGKILL);  // the last good snapshot and the logs stay
+    if (snap_pid_ && !graceful)
+      kill(snap_pid_, SIGKILL);  // the last good snapshot and the logs stay
     // Stop accepting at once: the kernel refuses new connections instead of
     // queueing them for workers that are leaving. A graceful stop too (as
     // nginx does): each worker takes what is already queued on its own copy
@@ -453,7 +476,8 @@ class Master {
     }
     Config next = std::move(r.config);
     if (next.shm_size != cfg_.shm_size) {
-      spdlog::warn("reload: shared_memory cannot change without a restart; keeping {}", cfg_.shm_size);
+      spdlog::warn("reload: shared_memory cannot change without a restart; keeping {}",
+                   cfg_.shm_size);
       next.shm_size = cfg_.shm_size;
     }
     if (next.kv.shards != cfg_.kv.shards) {
@@ -464,9 +488,11 @@ class Master {
       const PubSubConf& o = cfg_.pubsub;
       PubSubConf& n = next.pubsub;
       if (n.ring_slots != o.ring_slots || n.max_message_bytes != o.max_message_bytes ||
-          n.max_channel_bytes != o.max_channel_bytes || n.channel_table_size != o.channel_table_size) {
-        spdlog::warn("reload: pubsub ring_slots, max_message_bytes, max_channel_bytes and "
-                     "channel_table_size cannot change without a restart; keeping them");
+          n.max_channel_bytes != o.max_channel_bytes ||
+          n.channel_table_size != o.channel_table_size) {
+        spdlog::warn(
+            "reload: pubsub ring_slots, max_message_bytes, max_channel_bytes and "
+            "channel_table_size cannot change without a restart; keeping them");
         n.ring_slots = o.ring_slots;
         n.max_message_bytes = o.max_message_bytes;
         n.max_channel_bytes = o.max_channel_bytes;
@@ -478,8 +504,11 @@ class Master {
       next.user = cfg_.user;
       next.group = cfg_.group;
     }
-    if (next.persistence.enabled != cfg_.persistence.enabled || next.persistence.dir != cfg_.persistence.dir) {
-      spdlog::warn("reload: persistence.enabled and persistence.dir cannot change without a restart; keeping them");
+    if (next.persistence.enabled != cfg_.persistence.enabled ||
+        next.persistence.dir != cfg_.persistence.dir) {
+      spdlog::warn(
+          "reload: persistence.enabled and persistence.dir cannot change without a restart; "
+          "keeping them");
       next.persistence.enabled = cfg_.persistence.enabled;
       next.persistence.dir = cfg_.persistence.dir;
     }
@@ -564,7 +593,8 @@ class Master {
     persist_ = &segment_.header()->persist;
     const PersistenceConf& pc = cfg_.persistence;
     if (!pc.enabled) {
-      spdlog::info("persistence is off: the store lives in memory only and is lost when the server stops");
+      spdlog::info(
+          "persistence is off: the store lives in memory only and is lost when the server stops");
       return true;
     }
     std::error_code ec;
@@ -597,12 +627,13 @@ class Master {
     persist_->dropped_tail_bytes.store(ls.dropped_bytes);
     snapshot_soon_ = ls.log_files > 0;  // fold the replayed logs into a snapshot
     last_snap_ms_ = MonoMs();
-    spdlog::info("persistence: loaded {} keys in {} ms from {}: {}, {} log records from {} files, "
-                 "{} expired entries dropped, {} bytes of torn or corrupt tail cut; fsync {}",
-                 ls.keys, ls.ms, pc.dir,
-                 ls.snapshot.empty() ? std::string("no snapshot")
-                                     : ls.snapshot + " (" + std::to_string(ls.snapshot_items) + " items)",
-                 ls.records, ls.log_files, ls.expired, ls.dropped_bytes, FsyncPolicyName(pc.fsync));
+    spdlog::info(
+        "persistence: loaded {} keys in {} ms from {}: {}, {} log records from {} files, "
+        "{} expired entries dropped, {} bytes of torn or corrupt tail cut; fsync {}",
+        ls.keys, ls.ms, pc.dir,
+        ls.snapshot.empty() ? std::string("no snapshot")
+                            : ls.snapshot + " (" + std::to_string(ls.snapshot_items) + " items)",
+        ls.records, ls.log_files, ls.expired, ls.dropped_bytes, FsyncPolicyName(pc.fsync));
     return true;
   }
 
@@ -612,12 +643,18 @@ class Master {
     const uint64_t now = MonoMs();
     const uint64_t grown = persist_->log_bytes.load() - persist_->log_bytes_at_snapshot.load();
     const char* why = nullptr;
-    if (persist_->snapshot_requests.load() != seen_requests_) why = "requested";
-    else if (now < snap_retry_ms_) return;
-    else if (snapshot_soon_) why = "logs replayed at start";
-    else if (pc.snapshot_log_bytes && grown >= pc.snapshot_log_bytes) why = "log size";
-    else if (pc.snapshot_every_ms && grown && now - last_snap_ms_ >= pc.snapshot_every_ms) why = "time";
-    else if (persist_->write_errors.load() != seen_write_errors_) why = "a log write failed";
+    if (persist_->snapshot_requests.load() != seen_requests_)
+      why = "requested";
+    else if (now < snap_retry_ms_)
+      return;
+    else if (snapshot_soon_)
+      why = "logs replayed at start";
+    else if (pc.snapshot_log_bytes && grown >= pc.snapshot_log_bytes)
+      why = "log size";
+    else if (pc.snapshot_every_ms && grown && now - last_snap_ms_ >= pc.snapshot_every_ms)
+      why = "time";
+    else if (persist_->write_errors.load() != seen_write_errors_)
+      why = "a log write failed";
     if (why) StartSnapshot(why);
   }
 
@@ -659,7 +696,8 @@ class Master {
     if (!r.ok) {
       persist_->last_snapshot_ok.store(0);
       persist::SetLastError(persist_, "snapshot: " + r.error);
-      persist::WriteStatus(cfg_.persistence.dir, "error " + std::to_string(WallMs()) + " " + r.error);
+      persist::WriteStatus(cfg_.persistence.dir,
+                           "error " + std::to_string(WallMs()) + " " + r.error);
       spdlog::error("snapshot failed: {}", r.error);
       return 1;
     }
@@ -669,8 +707,8 @@ class Master {
     persist_->last_snapshot_bytes.store(r.bytes);
     persist_->last_snapshot_keys.store(r.keys);
     persist_->last_snapshot_gen.store(r.gen);
-    persist::WriteStatus(cfg_.persistence.dir, "ok " + std::to_string(WallMs()) + " " +
-                                                   r.path + " keys=" + std::to_string(r.keys) +
+    persist::WriteStatus(cfg_.persistence.dir, "ok " + std::to_string(WallMs()) + " " + r.path +
+                                                   " keys=" + std::to_string(r.keys) +
                                                    " bytes=" + std::to_string(r.bytes) +
                                                    " ms=" + std::to_string(ms));
     spdlog::info("snapshot: {} keys, {} bytes in {} ms: {}", r.keys, r.bytes, ms, r.path);
@@ -695,7 +733,8 @@ class Master {
       return;
     }
     if (WIFSIGNALED(status)) {
-      const std::string e = std::string("snapshot process killed by signal ") + strsignal(WTERMSIG(status));
+      const std::string e =
+          std::string("snapshot process killed by signal ") + strsignal(WTERMSIG(status));
       persist_->last_snapshot_ok.store(0);
       persist::SetLastError(persist_, e);
       persist::WriteStatus(cfg_.persistence.dir, "error " + std::to_string(WallMs()) + " " + e);
@@ -725,7 +764,7 @@ class Master {
   gid_t gid_ = static_cast<gid_t>(-1);
   Stop stopping_ = Stop::kNo;
   PersistShared* persist_ = nullptr;
-  UniqueFd lock_fd_;               // flock on persistence.dir/LOCK for the master's life
+  UniqueFd lock_fd_;  // flock on persistence.dir/LOCK for the master's life
   pid_t snap_pid_ = 0;
   bool snapshot_soon_ = false;
   uint64_t seen_requests_ = 0, seen_write_errors_ = 0, snap_mark_ = 0;
@@ -785,7 +824,8 @@ int RunMaster(Config cfg, const MasterOptions& opt) {
     while ((n = read(rd.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
       if (n > 0) msg.append(buf, static_cast<size_t>(n));
     if (msg == "ok") return 0;
-    fprintf(stderr, "preforkd: %s\n", msg.empty() ? "the server exited during start-up" : msg.c_str());
+    fprintf(stderr, "preforkd: %s\n",
+            msg.empty() ? "the server exited during start-up" : msg.c_str());
     return 1;
   }
   rd.Reset();

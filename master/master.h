@@ -10,7 +10,7 @@ namespace pf {
 
 struct MasterOptions {
   std::string config_path;
-  bool foreground = false;   // -g: stay attached, log to stderr too when the log is a file
+  bool foreground = false;  // -g: stay attached, log to stderr too when the log is a file
 };
 
 // Runs a server on `cfg` until it is stopped. Returns the exit code.

@@ -92,7 +92,8 @@ bool SocketTable::Apply(const Config& cfg, std::string* err) {
   }
   for (const auto& l : cfg.listeners)
     for (auto& [key, fd] : fds_)
-      if (key.first == l.SocketKey() && l.backlog) listen(fd.get(), l.backlog);  // a changed backlog applies in place
+      if (key.first == l.SocketKey() && l.backlog)
+        listen(fd.get(), l.backlog);  // a changed backlog applies in place
   // Sockets of removed listeners close here: workers that still serve them hold their own copy.
   std::erase_if(fds_, [&](const auto& e) {
     return std::find(kept.begin(), kept.end(), e.first) == kept.end();

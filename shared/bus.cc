@@ -20,10 +20,10 @@ namespace pf::bus {
 namespace {
 
 constexpr uint64_t kBusMagic = 0x3153554246504650ull;  // "PFPFBUS1"
-constexpr uint64_t kNever = ~0ull - 1;   // a ring slot never written
-constexpr uint64_t kWriting = ~0ull;     // a ring slot being written
-constexpr int32_t kEmpty = -1;           // table entry never used (ends a probe chain)
-constexpr int32_t kTomb = -2;            // table entry freed (a probe chain goes on)
+constexpr uint64_t kNever = ~0ull - 1;                 // a ring slot never written
+constexpr uint64_t kWriting = ~0ull;                   // a ring slot being written
+constexpr int32_t kEmpty = -1;  // table entry never used (ends a probe chain)
+constexpr int32_t kTomb = -2;   // table entry freed (a probe chain goes on)
 
 constexpr uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
@@ -38,13 +38,13 @@ struct SlotHdr {
 static_assert(sizeof(SlotHdr) == 32);
 
 struct Entry {
-  int32_t owner;       // kEmpty, kTomb, or a process' counter entry
-  uint32_t count;      // subscriptions of that process to this name
+  int32_t owner;   // kEmpty, kTomb, or a process' counter entry
+  uint32_t count;  // subscriptions of that process to this name
   uint32_t hash;
   uint16_t len;
   uint8_t pattern;
   uint8_t pad;
-  char name[1];        // max_channel_bytes in the segment
+  char name[1];  // max_channel_bytes in the segment
 };
 
 }  // namespace
@@ -82,7 +82,8 @@ Entry* EntryAt(BusHeader* h, uint32_t i) {
 }
 
 uint32_t SlotBytes(const Sizes& c) {
-  return static_cast<uint32_t>(AlignUp(sizeof(SlotHdr) + c.max_channel_bytes + c.max_message_bytes, 64));
+  return static_cast<uint32_t>(
+      AlignUp(sizeof(SlotHdr) + c.max_channel_bytes + c.max_message_bytes, 64));
 }
 uint32_t EntryBytes(const Sizes& c) {
   return static_cast<uint32_t>(AlignUp(offsetof(Entry, name) + c.max_channel_bytes, 8));
@@ -151,7 +152,8 @@ uint64_t Bus::RegionBytes(const Sizes& c) {
 
 bool Bus::Format(void* base, uint64_t size, const Sizes& c, std::string* err) {
   if (size < RegionBytes(c)) {
-    *err = "the bus needs " + std::to_string(RegionBytes(c)) + " bytes, has " + std::to_string(size);
+    *err =
+        "the bus needs " + std::to_string(RegionBytes(c)) + " bytes, has " + std::to_string(size);
     return false;
   }
   auto* h = new (base) BusHeader();
@@ -164,7 +166,8 @@ bool Bus::Format(void* base, uint64_t size, const Sizes& c, std::string* err) {
   h->ring_off = AlignUp(sizeof(BusHeader), 4096);
   h->table_off = AlignUp(h->ring_off + uint64_t{c.ring_slots} * h->slot_bytes, 64);
   uint64_t seed[2] = {0x736f6d6570736575ull, 0x646f72616e646f6dull};
-  if (getrandom(seed, sizeof seed, 0) != sizeof seed) { /* keep the fixed seed */ }
+  if (getrandom(seed, sizeof seed, 0) != sizeof seed) { /* keep the fixed seed */
+  }
   h->seed0 = seed[0];
   h->seed1 = seed[1];
   InitRobust(&h->ring_mu);

@@ -12,7 +12,6 @@
 #include <string_view>
 #include <vector>
 
-
 namespace pf::bus {
 
 constexpr uint32_t kMaxWakeSlots = 256;  // = the config's maximum of workers
@@ -87,8 +86,8 @@ class Bus {
   // Clients that receive a message on `channel`: channel subscribers plus one
   // per matching pattern subscription (as Redis counts PUBLISH receivers).
   int64_t Receivers(std::string_view channel) const;
-  int64_t NumSub(std::string_view channel) const;   // channel subscribers only
-  int64_t NumPat() const;                           // distinct patterns
+  int64_t NumSub(std::string_view channel) const;  // channel subscribers only
+  int64_t NumPat() const;                          // distinct patterns
   // Distinct channels with subscribers, matching `pattern` (empty = all).
   std::vector<std::string> Channels(std::string_view pattern) const;
   // Entries in use (tests: nothing dangles).

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cerrno>
 #include <cstring>
@@ -17,8 +18,6 @@
 #include <set>
 #include <sstream>
 
-#include <yaml-cpp/yaml.h>
-
 #include "shared/bus.h"
 #include "shared/kv/kv.h"
 #include "shared/shm.h"
@@ -28,20 +27,28 @@ namespace pf {
 
 const char* ProtocolName(Protocol p) {
   switch (p) {
-    case Protocol::kEcho: return "echo";
-    case Protocol::kResp: return "resp";
-    case Protocol::kKvJson: return "kv-json";
-    case Protocol::kHttp: return "http";
-    case Protocol::kChat: return "chat";
+    case Protocol::kEcho:
+      return "echo";
+    case Protocol::kResp:
+      return "resp";
+    case Protocol::kKvJson:
+      return "kv-json";
+    case Protocol::kHttp:
+      return "http";
+    case Protocol::kChat:
+      return "chat";
   }
   return "?";
 }
 
 const char* FsyncPolicyName(FsyncPolicy p) {
   switch (p) {
-    case FsyncPolicy::kAlways: return "always";
-    case FsyncPolicy::kEverySec: return "everysec";
-    case FsyncPolicy::kNo: return "no";
+    case FsyncPolicy::kAlways:
+      return "always";
+    case FsyncPolicy::kEverySec:
+      return "everysec";
+    case FsyncPolicy::kNo:
+      return "no";
   }
   return "?";
 }
@@ -52,11 +59,8 @@ namespace {
 // error, so a config never starts half of what it asks for.
 const std::map<std::string, Protocol>& SupportedProtocols() {
   static const std::map<std::string, Protocol> m = {
-      {"echo", Protocol::kEcho},
-      {"http", Protocol::kHttp},
-      {"resp", Protocol::kResp},
-      {"kv-json", Protocol::kKvJson},
-      {"chat", Protocol::kChat},
+      {"echo", Protocol::kEcho},      {"http", Protocol::kHttp}, {"resp", Protocol::kResp},
+      {"kv-json", Protocol::kKvJson}, {"chat", Protocol::kChat},
   };
   return m;
 }
@@ -81,8 +85,11 @@ class Checker {
 
   bool Scalar(const YAML::Node& n, const std::string& key, const char* expected) {
     if (n.IsScalar()) return true;
-    Error(n, key, std::string(n.IsMap() ? "a mapping" : n.IsSequence() ? "a list" : "empty") +
-                      " is the wrong type, expected " + expected);
+    Error(n, key,
+          std::string(n.IsMap()        ? "a mapping"
+                      : n.IsSequence() ? "a list"
+                                       : "empty") +
+              " is the wrong type, expected " + expected);
     return false;
   }
 
@@ -113,11 +120,16 @@ class Checker {
     uint64_t v = 0, mult = 1;
     std::string unit = s.substr(i);
     for (auto& c : unit) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
-    if (unit == "" || unit == "b") mult = 1;
-    else if (unit == "k" || unit == "kb") mult = 1ull << 10;
-    else if (unit == "m" || unit == "mb") mult = 1ull << 20;
-    else if (unit == "g" || unit == "gb") mult = 1ull << 30;
-    else mult = 0;
+    if (unit == "" || unit == "b")
+      mult = 1;
+    else if (unit == "k" || unit == "kb")
+      mult = 1ull << 10;
+    else if (unit == "m" || unit == "mb")
+      mult = 1ull << 20;
+    else if (unit == "g" || unit == "gb")
+      mult = 1ull << 30;
+    else
+      mult = 0;
     if (i == 0 || mult == 0 || !ParseU64(s.substr(0, i), &v) || v > UINT64_MAX / mult) {
       Error(n, key, "'" + s + "' is not a size, expected a size such as 4096, 64k, 8m or 1g");
       return;
@@ -131,25 +143,31 @@ class Checker {
   }
 
   // Duration: 500ms, 10s, 5m, 1h; a bare number is seconds.
-  void Millis(const YAML::Node& n, const std::string& key, uint64_t lo, uint64_t hi, uint32_t* out) {
+  void Millis(const YAML::Node& n, const std::string& key, uint64_t lo, uint64_t hi,
+              uint32_t* out) {
     if (!Scalar(n, key, "a duration such as 500ms, 10s or 5m")) return;
     const std::string s = n.Scalar();
     size_t i = 0;
     while (i < s.size() && isdigit(static_cast<unsigned char>(s[i]))) i++;
     const std::string unit = s.substr(i);
     uint64_t v = 0, mult = 0;
-    if (unit == "ms") mult = 1;
-    else if (unit == "" || unit == "s") mult = 1000;
-    else if (unit == "m") mult = 60'000;
-    else if (unit == "h") mult = 3'600'000;
+    if (unit == "ms")
+      mult = 1;
+    else if (unit == "" || unit == "s")
+      mult = 1000;
+    else if (unit == "m")
+      mult = 60'000;
+    else if (unit == "h")
+      mult = 3'600'000;
     if (i == 0 || mult == 0 || !ParseU64(s.substr(0, i), &v) || v > UINT32_MAX / mult) {
       Error(n, key, "'" + s + "' is not a duration, expected a duration such as 500ms, 10s or 5m");
       return;
     }
     v *= mult;
     if (v < lo || v > hi) {
-      Error(n, key, s + " is out of range, expected " + std::to_string(lo) + "ms.." +
-                        std::to_string(hi) + "ms");
+      Error(n, key,
+            s + " is out of range, expected " + std::to_string(lo) + "ms.." + std::to_string(hi) +
+                "ms");
       return;
     }
     *out = static_cast<uint32_t>(v);
@@ -163,9 +181,12 @@ class Checker {
   void Bool(const YAML::Node& n, const std::string& key, bool* out) {
     if (!Scalar(n, key, "true or false")) return;
     const std::string s = n.Scalar();
-    if (s == "true" || s == "yes" || s == "on") *out = true;
-    else if (s == "false" || s == "no" || s == "off") *out = false;
-    else Error(n, key, "'" + s + "' is not a boolean, expected true or false");
+    if (s == "true" || s == "yes" || s == "on")
+      *out = true;
+    else if (s == "false" || s == "no" || s == "off")
+      *out = false;
+    else
+      Error(n, key, "'" + s + "' is not a boolean, expected true or false");
   }
 
   // Walks a mapping: every key must be known (and appear once).
@@ -174,7 +195,9 @@ class Checker {
            const std::map<std::string, Handler>& handlers) {
     if (!n.IsMap()) {
       Error(n, prefix.empty() ? "(top level)" : prefix,
-            std::string(n.IsSequence() ? "a list" : n.IsNull() ? "an empty value" : "a scalar") +
+            std::string(n.IsSequence() ? "a list"
+                        : n.IsNull()   ? "an empty value"
+                                       : "a scalar") +
                 " is the wrong type, expected a mapping");
       return;
     }
@@ -226,41 +249,61 @@ uint32_t OnlineCpus() {
 
 void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, ListenerConf* l) {
   bool have_port = false, have_name = false, have_proto = false;
-  c.Map(n, key, {
-      {"name", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &l->name); have_name = true; }},
-      {"address", [&](const YAML::Node& v, const std::string& k) {
-         c.String(v, k, &l->address);
-         in6_addr a6;
-         in_addr a4;
-         if (v.IsScalar() && inet_pton(AF_INET, l->address.c_str(), &a4) != 1 &&
-             inet_pton(AF_INET6, l->address.c_str(), &a6) != 1)
-           c.Error(v, k, "'" + l->address + "' is not an IP address, expected e.g. 127.0.0.1 or ::1");
-       }},
-      {"port", [&](const YAML::Node& v, const std::string& k) { c.Uint(v, k, 1, 65535, &l->port); have_port = true; }},
-      {"protocol", [&](const YAML::Node& v, const std::string& k) {
-         have_proto = true;
-         std::string s;
-         c.String(v, k, &s);
-         if (!v.IsScalar()) return;
-         auto it = SupportedProtocols().find(s);
-         if (it == SupportedProtocols().end())
-           c.Error(v, k, "'" + s + "' is not a protocol this build serves, expected one of " +
-                             Expected(SupportedProtocols()));
-         else
-           l->protocol = it->second;
-       }},
-      {"backlog", [&](const YAML::Node& v, const std::string& k) { c.Uint(v, k, 1, 65535, &l->backlog); }},
-      {"root", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &l->root); }},
-      {"index", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &l->index); }},
-      {"autoindex", [&](const YAML::Node& v, const std::string& k) { c.Bool(v, k, &l->autoindex); }},
-      {"ops_allow", [&](const YAML::Node& v, const std::string& k) {
-         std::string s;
-         c.String(v, k, &s);
-         if (s == "loopback") l->ops_allow_all = false;
-         else if (s == "all") l->ops_allow_all = true;
-         else if (v.IsScalar()) c.Error(v, k, "'" + s + "' is not a choice, expected loopback or all");
-       }},
-  });
+  c.Map(
+      n, key,
+      {
+          {"name",
+           [&](const YAML::Node& v, const std::string& k) {
+             c.String(v, k, &l->name);
+             have_name = true;
+           }},
+          {"address",
+           [&](const YAML::Node& v, const std::string& k) {
+             c.String(v, k, &l->address);
+             in6_addr a6;
+             in_addr a4;
+             if (v.IsScalar() && inet_pton(AF_INET, l->address.c_str(), &a4) != 1 &&
+                 inet_pton(AF_INET6, l->address.c_str(), &a6) != 1)
+               c.Error(v, k,
+                       "'" + l->address + "' is not an IP address, expected e.g. 127.0.0.1 or ::1");
+           }},
+          {"port",
+           [&](const YAML::Node& v, const std::string& k) {
+             c.Uint(v, k, 1, 65535, &l->port);
+             have_port = true;
+           }},
+          {"protocol",
+           [&](const YAML::Node& v, const std::string& k) {
+             have_proto = true;
+             std::string s;
+             c.String(v, k, &s);
+             if (!v.IsScalar()) return;
+             auto it = SupportedProtocols().find(s);
+             if (it == SupportedProtocols().end())
+               c.Error(v, k,
+                       "'" + s + "' is not a protocol this build serves, expected one of " +
+                           Expected(SupportedProtocols()));
+             else
+               l->protocol = it->second;
+           }},
+          {"backlog",
+           [&](const YAML::Node& v, const std::string& k) { c.Uint(v, k, 1, 65535, &l->backlog); }},
+          {"root", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &l->root); }},
+          {"index", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &l->index); }},
+          {"autoindex",
+           [&](const YAML::Node& v, const std::string& k) { c.Bool(v, k, &l->autoindex); }},
+          {"ops_allow",
+           [&](const YAML::Node& v, const std::string& k) {
+             std::string s;
+             c.String(v, k, &s);
+             if (s == "loopback")
+               l->ops_allow_all = false;
+             else if (s == "all")
+               l->ops_allow_all = true;
+             else if (v.IsScalar())
+               c.Error(v, k, "'" + s + "' is not a choice, expected loopback or all");
+           }},
+      });
   if (!n.IsMap()) return;
   if (!have_name) c.Error(n, key + ".name", "missing, expected a listener name");
   if (!have_port) c.Error(n, key + ".port", "missing, expected a port 1..65535");
@@ -273,52 +316,84 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
 // largest item (see kv.h), or such values fail with OOM forever.
 void CheckShardRoom(Checker& c, const Config& cfg, const YAML::Node& at) {
   const uint64_t kv_off = Segment::KvOffset(bus::Bus::RegionBytes(bus::SizesFrom(cfg.pubsub)));
-  const uint64_t need = kv_off +
-      kv::Store::MinSizeFor(cfg.kv.shards, cfg.kv.max_key_bytes, cfg.kv.max_value_bytes);
+  const uint64_t need =
+      kv_off + kv::Store::MinSizeFor(cfg.kv.shards, cfg.kv.max_key_bytes, cfg.kv.max_value_bytes);
   if (cfg.shm_size >= need) return;
   auto mib = [](uint64_t v) {  // rounded up, so a suggested size is enough
     return std::to_string((v + (1ull << 20) - 1) >> 20) + "m";
   };
-  const uint64_t per_shard = (cfg.shm_size - std::min(cfg.shm_size, kv_off)) /
-                             std::max<uint32_t>(cfg.kv.shards, 1);
+  const uint64_t per_shard =
+      (cfg.shm_size - std::min(cfg.shm_size, kv_off)) / std::max<uint32_t>(cfg.kv.shards, 1);
   std::ostringstream o;
   o << cfg.kv.max_value_bytes << " bytes needs "
     << kv::Store::MinShardBytesFor(cfg.kv.max_key_bytes, cfg.kv.max_value_bytes)
     << " bytes per shard (" << kv::Store::kLargestItemCopies
-    << " copies of the largest item, so it can be overwritten), but shared_memory "
-    << cfg.shm_size << " / kv.shards " << cfg.kv.shards << " gives " << per_shard
+    << " copies of the largest item, so it can be overwritten), but shared_memory " << cfg.shm_size
+    << " / kv.shards " << cfg.kv.shards << " gives " << per_shard
     << "; expected shared_memory >= " << mib(need) << ", fewer kv.shards, or a smaller "
     << "kv.max_value_bytes";
   c.Error(at, "kv.max_value_bytes", o.str());
 }
 
 void ParsePubSub(Checker& c, const YAML::Node& n, const std::string& key, PubSubConf* p) {
-  c.Map(n, key, {
-      {"ring_slots", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 16, 1u << 20, &p->ring_slots); }},
-      {"max_message_bytes", [&](const YAML::Node& x, const std::string& k) { c.Size(x, k, 64, 16ull << 20, &p->max_message_bytes); }},
-      {"max_channel_bytes", [&](const YAML::Node& x, const std::string& k) { c.Size(x, k, 8, 4096, &p->max_channel_bytes); }},
-      {"channel_table_size", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 16, 1u << 22, &p->channel_table_size); }},
-      {"max_channels_per_client", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 1, 1'000'000, &p->max_channels_per_client); }},
-      {"publish_rate_per_client", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 1, 100'000'000, &p->publish_rate_per_client); }},
-      {"output_hard_limit", [&](const YAML::Node& x, const std::string& k) { c.Size(x, k, 4096, 64ull << 30, &p->output_hard_limit); }},
-      {"output_soft_limit", [&](const YAML::Node& x, const std::string& k) { c.Size(x, k, 4096, 64ull << 30, &p->output_soft_limit); }},
-      {"output_soft_seconds", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 0, 86'400, &p->output_soft_seconds); }},
-      {"reserved_prefix", [&](const YAML::Node& x, const std::string& k) { c.String(x, k, &p->reserved_prefix); }},
-      {"admin_token", [&](const YAML::Node& x, const std::string& k) {
-         c.String(x, k, &p->admin_token);
-         if (x.IsScalar() && !p->admin_token.empty() && p->admin_token.size() < 8)
-           c.Error(x, k, "too short (" + std::to_string(p->admin_token.size()) +
-                             " bytes), expected at least 8 bytes or empty (no admins)");
-       }},
-      {"chat_history", [&](const YAML::Node& x, const std::string& k) { c.Uint(x, k, 0, 1000, &p->chat_history); }},
-  });
+  c.Map(
+      n, key,
+      {
+          {"ring_slots", [&](const YAML::Node& x,
+                             const std::string& k) { c.Uint(x, k, 16, 1u << 20, &p->ring_slots); }},
+          {"max_message_bytes",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.Size(x, k, 64, 16ull << 20, &p->max_message_bytes);
+           }},
+          {"max_channel_bytes",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.Size(x, k, 8, 4096, &p->max_channel_bytes);
+           }},
+          {"channel_table_size",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.Uint(x, k, 16, 1u << 22, &p->channel_table_size);
+           }},
+          {"max_channels_per_client",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.Uint(x, k, 1, 1'000'000, &p->max_channels_per_client);
+           }},
+          {"publish_rate_per_client",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.Uint(x, k, 1, 100'000'000, &p->publish_rate_per_client);
+           }},
+          {"output_hard_limit",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.Size(x, k, 4096, 64ull << 30, &p->output_hard_limit);
+           }},
+          {"output_soft_limit",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.Size(x, k, 4096, 64ull << 30, &p->output_soft_limit);
+           }},
+          {"output_soft_seconds",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.Uint(x, k, 0, 86'400, &p->output_soft_seconds);
+           }},
+          {"reserved_prefix",
+           [&](const YAML::Node& x, const std::string& k) { c.String(x, k, &p->reserved_prefix); }},
+          {"admin_token",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.String(x, k, &p->admin_token);
+             if (x.IsScalar() && !p->admin_token.empty() && p->admin_token.size() < 8)
+               c.Error(x, k,
+                       "too short (" + std::to_string(p->admin_token.size()) +
+                           " bytes), expected at least 8 bytes or empty (no admins)");
+           }},
+          {"chat_history", [&](const YAML::Node& x,
+                               const std::string& k) { c.Uint(x, k, 0, 1000, &p->chat_history); }},
+      });
   if (!n.IsMap()) return;
   if (p->output_soft_limit > p->output_hard_limit)
-    c.Error(n, key + ".output_soft_limit", std::to_string(p->output_soft_limit) +
-                   " is above output_hard_limit (" + std::to_string(p->output_hard_limit) +
-                   "), expected at most the hard limit");
+    c.Error(n, key + ".output_soft_limit",
+            std::to_string(p->output_soft_limit) + " is above output_hard_limit (" +
+                std::to_string(p->output_hard_limit) + "), expected at most the hard limit");
   if (p->reserved_prefix.size() > p->max_channel_bytes)
-    c.Error(n, key + ".reserved_prefix", "longer than max_channel_bytes, expected a shorter prefix");
+    c.Error(n, key + ".reserved_prefix",
+            "longer than max_channel_bytes, expected a shorter prefix");
 }
 
 }  // namespace
@@ -336,8 +411,8 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     std::ostringstream o;
-    o << path << ':' << (e.mark.line + 1) << ':' << (e.mark.column + 1)
-      << ": (yaml): " << e.msg << ", expected valid YAML";
+    o << path << ':' << (e.mark.line + 1) << ':' << (e.mark.column + 1) << ": (yaml): " << e.msg
+      << ", expected valid YAML";
     r.errors.push_back(o.str());
     return r;
   }
@@ -347,132 +422,228 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
   YAML::Node workers_node, listeners_node, shm_node, max_value_node, persistence_node;
   bool have_shm = false, have_max_value = false;
   bool have_listeners = false;
-  c.Map(root, "", {
-      {"workers", [&](const YAML::Node& v, const std::string& k) {
-         workers_node = v;
-         if (!c.Scalar(v, k, "auto or an integer 1..256")) return;
-         if (v.Scalar() == "auto") return;
-         c.Uint(v, k, 1, 256, &cfg.workers);
-       }},
-      {"pidfile", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &pidfile); }},
-      {"user", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &cfg.user); }},
-      {"group", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &cfg.group); }},
-      {"shared_memory", [&](const YAML::Node& v, const std::string& k) {
-         shm_node = v;
-         have_shm = true;
-         c.Size(v, k, 1ull << 20, 64ull << 30, &cfg.shm_size);
-       }},
-      {"listeners", [&](const YAML::Node& v, const std::string& k) {
-         listeners_node = v;
-         have_listeners = true;
-         if (!v.IsSequence()) {
-           c.Error(v, k, "wrong type, expected a list of listeners");
-           return;
-         }
-         for (size_t i = 0; i < v.size(); i++) {
-           ListenerConf l;
-           ParseListener(c, v[i], k + "[" + std::to_string(i) + "]", &l);
-           cfg.listeners.push_back(std::move(l));
-         }
-       }},
-      {"timeouts", [&](const YAML::Node& v, const std::string& k) {
-         auto& t = cfg.timeouts;
-         c.Map(v, k, {
-             {"idle", [&](const YAML::Node& x, const std::string& kk) { c.Millis(x, kk, 0, 86'400'000, &t.idle_ms); }},
-             {"drain", [&](const YAML::Node& x, const std::string& kk) { c.Millis(x, kk, 0, 3'600'000, &t.drain_ms); }},
-             {"header", [&](const YAML::Node& x, const std::string& kk) { c.Millis(x, kk, 100, 3'600'000, &t.header_ms); }},
-             {"keepalive", [&](const YAML::Node& x, const std::string& kk) { c.Millis(x, kk, 0, 3'600'000, &t.keepalive_ms); }},
-         });
-       }},
-      {"limits", [&](const YAML::Node& v, const std::string& k) {
-         auto& l = cfg.limits;
-         c.Map(v, k, {
-             {"max_connections_per_worker", [&](const YAML::Node& x, const std::string& kk) { c.Uint(x, kk, 1, 1'000'000, &l.max_connections_per_worker); }},
-             {"max_connections", [&](const YAML::Node& x, const std::string& kk) { c.Uint(x, kk, 1, 10'000'000, &l.max_connections); }},
-             {"max_line_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 64, 64ull << 20, &l.max_line_bytes); }},
-             {"max_request_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 1024, 1ull << 30, &l.max_request_bytes); }},
-             {"max_bulk_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 64, 512ull << 20, &l.max_bulk_bytes); }},
-             {"max_multibulk_len", [&](const YAML::Node& x, const std::string& kk) { c.Uint(x, kk, 1, 1ull << 31, &l.max_multibulk_len); }},
-             {"output_high_water", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 4096, 1ull << 30, &l.output_high_water); }},
-             {"keepalive_requests", [&](const YAML::Node& x, const std::string& kk) { c.Uint(x, kk, 1, 100'000'000, &l.keepalive_requests); }},
-             {"max_reply_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 1ull << 20, 4ull << 30, &l.max_reply_bytes); }},
-         });
-       }},
-      {"logging", [&](const YAML::Node& v, const std::string& k) {
-         auto& g = cfg.logging;
-         c.Map(v, k, {
-             {"error_log", [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &g.error_log); }},
-             {"access_log", [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &g.access_log); }},
-             {"level", [&](const YAML::Node& x, const std::string& kk) {
-                c.String(x, kk, &g.level);
-                static const std::set<std::string> levels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
-                if (x.IsScalar() && !levels.count(g.level))
-                  c.Error(x, kk, "'" + g.level + "' is not a level, expected one of trace, debug, info, warn, error, critical, off");
-              }},
-         });
-       }},
-      {"kv", [&](const YAML::Node& v, const std::string& k) {
-         auto& kv = cfg.kv;
-         c.Map(v, k, {
-             {"shards", [&](const YAML::Node& x, const std::string& kk) {
-                c.Uint(x, kk, 1, 4096, &kv.shards);
-                if (x.IsScalar() && kv.shards & (kv.shards - 1))
-                  c.Error(x, kk, x.Scalar() + " is not a power of two, expected 1, 2, 4, ... 4096");
-              }},
-             {"max_key_bytes", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 1, 64 * 1024, &kv.max_key_bytes); }},
-             {"max_value_bytes", [&](const YAML::Node& x, const std::string& kk) {
-                max_value_node = x;
-                have_max_value = true;
-                c.Size(x, kk, 1, 512ull << 20, &kv.max_value_bytes);
-              }},
-             {"eviction", [&](const YAML::Node& x, const std::string& kk) {
-                std::string s;
-                c.String(x, kk, &s);
-                if (s == "noeviction") kv.eviction = Eviction::kNoEviction;
-                else if (s == "allkeys-lru") kv.eviction = Eviction::kAllKeysLru;
-                else if (x.IsScalar()) c.Error(x, kk, "'" + s + "' is not a policy, expected noeviction or allkeys-lru");
-              }},
-             {"sweep_interval", [&](const YAML::Node& x, const std::string& kk) { c.Millis(x, kk, 1, 60'000, &kv.sweep_interval_ms); }},
-             {"password", [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &kv.password); }},
-         });
-       }},
-      {"pubsub", [&](const YAML::Node& v, const std::string& k) { ParsePubSub(c, v, k, &cfg.pubsub); }},
-      {"persistence", [&](const YAML::Node& v, const std::string& k) {
-         auto& p = cfg.persistence;
-         p.enabled = true;
-         persistence_node = v;
-         c.Map(v, k, {
-             {"enabled", [&](const YAML::Node& x, const std::string& kk) { c.Bool(x, kk, &p.enabled); }},
-             {"dir", [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &p.dir); }},
-             {"fsync", [&](const YAML::Node& x, const std::string& kk) {
-                std::string s;
-                c.String(x, kk, &s);
-                if (s == "always") p.fsync = FsyncPolicy::kAlways;
-                else if (s == "everysec") p.fsync = FsyncPolicy::kEverySec;
-                else if (s == "no") p.fsync = FsyncPolicy::kNo;
-                else if (x.IsScalar()) c.Error(x, kk, "'" + s + "' is not a policy, expected always, everysec or no");
-              }},
-             {"snapshot_every", [&](const YAML::Node& x, const std::string& kk) {
-                c.Millis(x, kk, 0, 7 * 24 * 3'600'000u, &p.snapshot_every_ms);
-                if (x.IsScalar() && p.snapshot_every_ms && p.snapshot_every_ms < 1000)
-                  c.Error(x, kk, x.Scalar() + " is too short, expected 0 (off) or at least 1s");
-              }},
-             {"snapshot_log_size", [&](const YAML::Node& x, const std::string& kk) { c.Size(x, kk, 0, 1ull << 40, &p.snapshot_log_bytes); }},
-         });
-       }},
-  });
+  c.Map(
+      root, "",
+      {
+          {"workers",
+           [&](const YAML::Node& v, const std::string& k) {
+             workers_node = v;
+             if (!c.Scalar(v, k, "auto or an integer 1..256")) return;
+             if (v.Scalar() == "auto") return;
+             c.Uint(v, k, 1, 256, &cfg.workers);
+           }},
+          {"pidfile", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &pidfile); }},
+          {"user", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &cfg.user); }},
+          {"group", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &cfg.group); }},
+          {"shared_memory",
+           [&](const YAML::Node& v, const std::string& k) {
+             shm_node = v;
+             have_shm = true;
+             c.Size(v, k, 1ull << 20, 64ull << 30, &cfg.shm_size);
+           }},
+          {"listeners",
+           [&](const YAML::Node& v, const std::string& k) {
+             listeners_node = v;
+             have_listeners = true;
+             if (!v.IsSequence()) {
+               c.Error(v, k, "wrong type, expected a list of listeners");
+               return;
+             }
+             for (size_t i = 0; i < v.size(); i++) {
+               ListenerConf l;
+               ParseListener(c, v[i], k + "[" + std::to_string(i) + "]", &l);
+               cfg.listeners.push_back(std::move(l));
+             }
+           }},
+          {"timeouts",
+           [&](const YAML::Node& v, const std::string& k) {
+             auto& t = cfg.timeouts;
+             c.Map(v, k,
+                   {
+                       {"idle",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Millis(x, kk, 0, 86'400'000, &t.idle_ms);
+                        }},
+                       {"drain",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Millis(x, kk, 0, 3'600'000, &t.drain_ms);
+                        }},
+                       {"header",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Millis(x, kk, 100, 3'600'000, &t.header_ms);
+                        }},
+                       {"keepalive",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Millis(x, kk, 0, 3'600'000, &t.keepalive_ms);
+                        }},
+                   });
+           }},
+          {"limits",
+           [&](const YAML::Node& v, const std::string& k) {
+             auto& l = cfg.limits;
+             c.Map(v, k,
+                   {
+                       {"max_connections_per_worker",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Uint(x, kk, 1, 1'000'000, &l.max_connections_per_worker);
+                        }},
+                       {"max_connections",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Uint(x, kk, 1, 10'000'000, &l.max_connections);
+                        }},
+                       {"max_line_bytes",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Size(x, kk, 64, 64ull << 20, &l.max_line_bytes);
+                        }},
+                       {"max_request_bytes",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Size(x, kk, 1024, 1ull << 30, &l.max_request_bytes);
+                        }},
+                       {"max_bulk_bytes",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Size(x, kk, 64, 512ull << 20, &l.max_bulk_bytes);
+                        }},
+                       {"max_multibulk_len",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Uint(x, kk, 1, 1ull << 31, &l.max_multibulk_len);
+                        }},
+                       {"output_high_water",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Size(x, kk, 4096, 1ull << 30, &l.output_high_water);
+                        }},
+                       {"keepalive_requests",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Uint(x, kk, 1, 100'000'000, &l.keepalive_requests);
+                        }},
+                       {"max_reply_bytes",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Size(x, kk, 1ull << 20, 4ull << 30, &l.max_reply_bytes);
+                        }},
+                   });
+           }},
+          {"logging",
+           [&](const YAML::Node& v, const std::string& k) {
+             auto& g = cfg.logging;
+             c.Map(
+                 v, k,
+                 {
+                     {"error_log", [&](const YAML::Node& x,
+                                       const std::string& kk) { c.String(x, kk, &g.error_log); }},
+                     {"access_log", [&](const YAML::Node& x,
+                                        const std::string& kk) { c.String(x, kk, &g.access_log); }},
+                     {"level",
+                      [&](const YAML::Node& x, const std::string& kk) {
+                        c.String(x, kk, &g.level);
+                        static const std::set<std::string> levels = {
+                            "trace", "debug", "info", "warn", "error", "critical", "off"};
+                        if (x.IsScalar() && !levels.count(g.level))
+                          c.Error(x, kk,
+                                  "'" + g.level +
+                                      "' is not a level, expected one of trace, debug, info, warn, "
+                                      "error, critical, off");
+                      }},
+                 });
+           }},
+          {"kv",
+           [&](const YAML::Node& v, const std::string& k) {
+             auto& kv = cfg.kv;
+             c.Map(v, k,
+                   {
+                       {"shards",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Uint(x, kk, 1, 4096, &kv.shards);
+                          if (x.IsScalar() && kv.shards & (kv.shards - 1))
+                            c.Error(
+                                x, kk,
+                                x.Scalar() + " is not a power of two, expected 1, 2, 4, ... 4096");
+                        }},
+                       {"max_key_bytes",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Size(x, kk, 1, 64 * 1024, &kv.max_key_bytes);
+                        }},
+                       {"max_value_bytes",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          max_value_node = x;
+                          have_max_value = true;
+                          c.Size(x, kk, 1, 512ull << 20, &kv.max_value_bytes);
+                        }},
+                       {"eviction",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          std::string s;
+                          c.String(x, kk, &s);
+                          if (s == "noeviction")
+                            kv.eviction = Eviction::kNoEviction;
+                          else if (s == "allkeys-lru")
+                            kv.eviction = Eviction::kAllKeysLru;
+                          else if (x.IsScalar())
+                            c.Error(
+                                x, kk,
+                                "'" + s + "' is not a policy, expected noeviction or allkeys-lru");
+                        }},
+                       {"sweep_interval",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Millis(x, kk, 1, 60'000, &kv.sweep_interval_ms);
+                        }},
+                       {"password", [&](const YAML::Node& x,
+                                        const std::string& kk) { c.String(x, kk, &kv.password); }},
+                   });
+           }},
+          {"pubsub",
+           [&](const YAML::Node& v, const std::string& k) { ParsePubSub(c, v, k, &cfg.pubsub); }},
+          {"persistence",
+           [&](const YAML::Node& v, const std::string& k) {
+             auto& p = cfg.persistence;
+             p.enabled = true;
+             persistence_node = v;
+             c.Map(v, k,
+                   {
+                       {"enabled", [&](const YAML::Node& x,
+                                       const std::string& kk) { c.Bool(x, kk, &p.enabled); }},
+                       {"dir", [&](const YAML::Node& x,
+                                   const std::string& kk) { c.String(x, kk, &p.dir); }},
+                       {"fsync",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          std::string s;
+                          c.String(x, kk, &s);
+                          if (s == "always")
+                            p.fsync = FsyncPolicy::kAlways;
+                          else if (s == "everysec")
+                            p.fsync = FsyncPolicy::kEverySec;
+                          else if (s == "no")
+                            p.fsync = FsyncPolicy::kNo;
+                          else if (x.IsScalar())
+                            c.Error(x, kk,
+                                    "'" + s + "' is not a policy, expected always, everysec or no");
+                        }},
+                       {"snapshot_every",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Millis(x, kk, 0, 7 * 24 * 3'600'000u, &p.snapshot_every_ms);
+                          if (x.IsScalar() && p.snapshot_every_ms && p.snapshot_every_ms < 1000)
+                            c.Error(x, kk,
+                                    x.Scalar() + " is too short, expected 0 (off) or at least 1s");
+                        }},
+                       {"snapshot_log_size",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Size(x, kk, 0, 1ull << 40, &p.snapshot_log_bytes);
+                        }},
+                   });
+           }},
+      });
   if (!root.IsMap()) return r;
 
   if (cfg.workers == 0) cfg.workers = std::min<uint32_t>(OnlineCpus(), 256);
   if (cfg.persistence.enabled) {
     if (cfg.persistence.dir.empty())
-      c.Error(persistence_node, "persistence.dir", "missing, expected the folder for the logs and snapshots");
+      c.Error(persistence_node, "persistence.dir",
+              "missing, expected the folder for the logs and snapshots");
     else
       cfg.persistence.dir = Resolve(dir, cfg.persistence.dir);
   }
   cfg.pidfile = Resolve(dir, pidfile);
-  if (cfg.logging.error_log != "stderr") cfg.logging.error_log = Resolve(dir, cfg.logging.error_log);
-  if (cfg.logging.access_log != "off") cfg.logging.access_log = Resolve(dir, cfg.logging.access_log);
+  if (cfg.logging.error_log != "stderr")
+    cfg.logging.error_log = Resolve(dir, cfg.logging.error_log);
+  if (cfg.logging.access_log != "off")
+    cfg.logging.access_log = Resolve(dir, cfg.logging.access_log);
 
   if (!have_listeners) {
     c.Error(root, "listeners", "missing, expected a list with at least one listener");
@@ -485,12 +656,13 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
     const std::string key = "listeners[" + std::to_string(i) + "]";
     const YAML::Node node = listeners_node[i];
     if (!l.name.empty() && !names.emplace(l.name, i).second)
-      c.Error(node, key + ".name", "'" + l.name + "' is used by listeners[" +
-                                       std::to_string(names[l.name]) + "], expected a unique name");
+      c.Error(node, key + ".name",
+              "'" + l.name + "' is used by listeners[" + std::to_string(names[l.name]) +
+                  "], expected a unique name");
     if (l.port && !sockets.emplace(l.SocketKey(), i).second)
-      c.Error(node, key + ".port", l.SocketKey() + " is used by listeners[" +
-                                       std::to_string(sockets[l.SocketKey()]) +
-                                       "], expected a unique address and port");
+      c.Error(node, key + ".port",
+              l.SocketKey() + " is used by listeners[" + std::to_string(sockets[l.SocketKey()]) +
+                  "], expected a unique address and port");
     if (l.protocol == Protocol::kHttp) {
       if (l.root.empty()) {
         c.Error(node, key + ".root", "missing, expected the docroot of an http listener");
@@ -498,7 +670,8 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
         l.root = Resolve(dir, l.root);
         struct stat st;
         if (stat(l.root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-          c.Error(node, key + ".root", "'" + l.root + "' is not a directory, expected an existing docroot");
+          c.Error(node, key + ".root",
+                  "'" + l.root + "' is not a directory, expected an existing docroot");
       }
     } else if (!l.root.empty()) {
       c.Error(node, key + ".root", "only http listeners have a root");
@@ -524,7 +697,9 @@ ConfigResult LoadConfig(const std::string& path) {
 }
 
 namespace kv {
-Limits LimitsFrom(const KvConf& c) { return Limits{c.max_key_bytes, c.max_value_bytes, c.eviction}; }
+Limits LimitsFrom(const KvConf& c) {
+  return Limits{c.max_key_bytes, c.max_value_bytes, c.eviction};
+}
 }  // namespace kv
 
 namespace bus {

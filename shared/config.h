@@ -22,7 +22,7 @@ struct ListenerConf {
   Protocol protocol = Protocol::kEcho;
   int backlog = 511;
   // http only
-  std::string root;                  // docroot (absolute after load)
+  std::string root;  // docroot (absolute after load)
   std::string index = "index.html";
   bool autoindex = false;
   // ops_allow: loopback (default) | all: who may use /_health, /_stats, /_metrics, /_admin/
@@ -34,21 +34,21 @@ struct ListenerConf {
 };
 
 struct TimeoutsConf {
-  uint32_t idle_ms = 300'000;        // close a connection with no traffic for this long (0 = never)
-  uint32_t drain_ms = 10'000;        // graceful stop / reload: how long old workers keep connections
-  uint32_t header_ms = 10'000;       // http: time to receive a whole request head (408 after)
-  uint32_t keepalive_ms = 75'000;    // http: idle time between keep-alive requests
+  uint32_t idle_ms = 300'000;      // close a connection with no traffic for this long (0 = never)
+  uint32_t drain_ms = 10'000;      // graceful stop / reload: how long old workers keep connections
+  uint32_t header_ms = 10'000;     // http: time to receive a whole request head (408 after)
+  uint32_t keepalive_ms = 75'000;  // http: idle time between keep-alive requests
 };
 
 struct LimitsConf {
   uint32_t max_connections_per_worker = 10'000;
   uint32_t max_connections = 100'000;   // over all workers
   uint32_t max_line_bytes = 64 * 1024;  // line protocols (echo lines, kv-json, chat, resp inline)
-  uint32_t max_request_bytes = 8 * 1024 * 1024;   // resp multibulk total, http body
-  uint32_t max_bulk_bytes = 4 * 1024 * 1024;      // resp: one bulk string ($len)
-  uint32_t max_multibulk_len = 1024 * 1024;       // resp: elements in one command (*len)
-  uint32_t output_high_water = 1024 * 1024;       // stop reading a client whose output is above this
-  uint32_t keepalive_requests = 1000;             // http: requests per connection
+  uint32_t max_request_bytes = 8 * 1024 * 1024;  // resp multibulk total, http body
+  uint32_t max_bulk_bytes = 4 * 1024 * 1024;     // resp: one bulk string ($len)
+  uint32_t max_multibulk_len = 1024 * 1024;      // resp: elements in one command (*len)
+  uint32_t output_high_water = 1024 * 1024;      // stop reading a client whose output is above this
+  uint32_t keepalive_requests = 1000;            // http: requests per connection
   // Data one multi-key command may move: MGET/KEYS reply bytes, SCAN keys per
   // call, MSET key+value bytes. Past it MGET/KEYS/MSET answer an error and
   // SCAN returns early with its cursor.
@@ -83,9 +83,9 @@ struct PubSubConf {
   uint64_t output_hard_limit = 32ull << 20;   // subscriber output above this: disconnect now
   uint64_t output_soft_limit = 8ull << 20;    // above this for output_soft_seconds: disconnect
   uint32_t output_soft_seconds = 60;
-  std::string reserved_prefix = "$sys.";      // only admins publish here ("" = nothing reserved)
-  std::string admin_token;                    // RESP `AUTH admin TOKEN`, chat `/auth TOKEN`; "" = no admins
-  uint32_t chat_history = 20;                 // chat: messages replayed on /join
+  std::string reserved_prefix = "$sys.";  // only admins publish here ("" = nothing reserved)
+  std::string admin_token;     // RESP `AUTH admin TOKEN`, chat `/auth TOKEN`; "" = no admins
+  uint32_t chat_history = 20;  // chat: messages replayed on /join
 };
 
 enum class FsyncPolicy : uint8_t { kAlways, kEverySec, kNo };
@@ -96,10 +96,12 @@ const char* FsyncPolicyName(FsyncPolicy p);
 // restart to change; the rest follows a reload.
 struct PersistenceConf {
   bool enabled = false;
-  std::string dir;                          // absolute; required when enabled
+  std::string dir;  // absolute; required when enabled
   FsyncPolicy fsync = FsyncPolicy::kEverySec;
-  uint32_t snapshot_every_ms = 3'600'000;   // a snapshot at least this often while writes happen (0 = never on time)
-  uint64_t snapshot_log_bytes = 64ull << 20;  // ...or once the logs grew this much since the last one (0 = never on size)
+  uint32_t snapshot_every_ms =
+      3'600'000;  // a snapshot at least this often while writes happen (0 = never on time)
+  uint64_t snapshot_log_bytes =
+      64ull << 20;  // ...or once the logs grew this much since the last one (0 = never on size)
 };
 
 struct Config {
@@ -119,7 +121,7 @@ struct Config {
 
 struct ConfigResult {
   Config config;
-  std::vector<std::string> errors;   // "file:line:col: key: what is wrong, what was expected"
+  std::vector<std::string> errors;  // "file:line:col: key: what is wrong, what was expected"
   bool ok() const { return errors.empty(); }
 };
 

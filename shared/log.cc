@@ -4,13 +4,12 @@
 #include "shared/log.h"
 
 #include <fcntl.h>
+#include <spdlog/sinks/base_sink.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
 #include <mutex>
-
-#include <spdlog/sinks/base_sink.h>
 
 #include "shared/util/unique_fd.h"
 

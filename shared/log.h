@@ -2,9 +2,9 @@
 // level, pid and role ("master" or "worker N"); SIGUSR1 reopens the file.
 #pragma once
 
-#include <string>
-
 #include <spdlog/spdlog.h>
+
+#include <string>
 
 namespace pf::log {
 

@@ -112,11 +112,14 @@ Segment::~Segment() {
 
 bool Segment::Verify(const char** why) const {
   const ShmHeader* h = header();
-  if (h->magic != kShmMagic) *why = "bad magic";
-  else if (h->layout_version != kShmLayoutVersion) *why = "layout version mismatch";
+  if (h->magic != kShmMagic)
+    *why = "bad magic";
+  else if (h->layout_version != kShmLayoutVersion)
+    *why = "layout version mismatch";
   else if (h->total_size + kStatsBytes != size_ || h->proc_slots != kMaxProcSlots)
     *why = "size mismatch";
-  else return true;
+  else
+    return true;
   return false;
 }
 

@@ -12,35 +12,46 @@
 namespace pf {
 
 constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endian
-constexpr uint32_t kShmLayoutVersion = 4;  // 4: per-command statistics rows
-constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
+constexpr uint32_t kShmLayoutVersion = 4;              // 4: per-command statistics rows
+constexpr uint32_t kMaxProcSlots = 1024;               // live + draining worker processes at once
 
 // A counter with one writer (its process) and many readers: increments are a
 // relaxed load + store (no lock prefix); readers load relaxed.
 struct Counter {
   std::atomic<uint64_t> v{0};
-  void Add(uint64_t n) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  void Sub(uint64_t n) { v.store(v.load(std::memory_order_relaxed) - n, std::memory_order_relaxed); }
+  void Add(uint64_t n) {
+    v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void Sub(uint64_t n) {
+    v.store(v.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
   uint64_t Get() const { return v.load(std::memory_order_relaxed); }
 };
 
-enum ProtoIndex : uint32_t { kProtoEcho, kProtoResp, kProtoKvJson, kProtoHttp, kProtoChat, kProtoCount };
+enum ProtoIndex : uint32_t {
+  kProtoEcho,
+  kProtoResp,
+  kProtoKvJson,
+  kProtoHttp,
+  kProtoChat,
+  kProtoCount
+};
 
 // One per worker *process* (not per slot: during a reload the old and the new
 // worker of a slot run side by side, each with its own counters). The master
 // assigns a free entry at fork and, when it reaps the process, folds the
 // counters into `retired` and frees the entry.
 struct alignas(64) ProcCounters {
-  std::atomic<int32_t> pid{0};         // 0 = free
+  std::atomic<int32_t> pid{0};  // 0 = free
   std::atomic<int32_t> worker_slot{-1};
   std::atomic<uint32_t> generation{0};
-  std::atomic<uint64_t> started_ms{0}; // CLOCK_REALTIME ms
-  Counter conns_active;                // gauge
+  std::atomic<uint64_t> started_ms{0};  // CLOCK_REALTIME ms
+  Counter conns_active;                 // gauge
   Counter conns_total;
-  Counter conns_rejected;              // closed at accept: over a connection limit
+  Counter conns_rejected;  // closed at accept: over a connection limit
   Counter bytes_in, bytes_out;
   Counter requests[kProtoCount];
-  Counter http_status[6];              // [1..5] = 1xx..5xx
+  Counter http_status[6];  // [1..5] = 1xx..5xx
 };
 static_assert(std::is_standard_layout_v<ProcCounters>);
 
@@ -65,19 +76,19 @@ void AddInto(CmdStatsRow* to, const CmdStatsRow& from);
 // its snapshot child write the snapshot fields; workers the log fields.
 struct alignas(64) PersistShared {
   std::atomic<uint32_t> enabled{0};
-  std::atomic<uint32_t> fsync{0};              // FsyncPolicy
-  std::atomic<uint64_t> epoch{0};              // this run (log file headers)
-  std::atomic<uint64_t> gen{1};                // log generation; a snapshot moves it on first
+  std::atomic<uint32_t> fsync{0};  // FsyncPolicy
+  std::atomic<uint64_t> epoch{0};  // this run (log file headers)
+  std::atomic<uint64_t> gen{1};    // log generation; a snapshot moves it on first
   std::atomic<uint64_t> next_file_id{1};
-  std::atomic<uint64_t> log_bytes{0};          // appended by all workers since start
+  std::atomic<uint64_t> log_bytes{0};  // appended by all workers since start
   std::atomic<uint64_t> log_bytes_at_snapshot{0};
   std::atomic<uint64_t> snapshot_requests{0};  // SAVE / BGSAVE / preforkctl snapshot
   std::atomic<uint64_t> snapshots_started{0};
-  std::atomic<uint64_t> served_requests{0};    // snapshot_requests when the last finished one started
-  std::atomic<uint64_t> snapshots_done{0};     // finished, ok or not
+  std::atomic<uint64_t> served_requests{0};  // snapshot_requests when the last finished one started
+  std::atomic<uint64_t> snapshots_done{0};   // finished, ok or not
   std::atomic<uint32_t> snapshot_in_progress{0};
   std::atomic<uint32_t> last_snapshot_ok{1};
-  std::atomic<uint64_t> last_snapshot_ms{0};   // unix ms of the last good one (LASTSAVE)
+  std::atomic<uint64_t> last_snapshot_ms{0};  // unix ms of the last good one (LASTSAVE)
   std::atomic<uint64_t> last_snapshot_duration_ms{0};
   std::atomic<uint64_t> last_snapshot_bytes{0};
   std::atomic<uint64_t> last_snapshot_keys{0};
@@ -86,8 +97,8 @@ struct alignas(64) PersistShared {
   std::atomic<uint64_t> loaded_records{0};
   std::atomic<uint64_t> load_ms{0};
   std::atomic<uint64_t> dropped_tail_bytes{0};
-  std::atomic<uint64_t> write_errors{0};       // failed log writes/fsyncs, all workers
-  std::atomic<uint64_t> error_seq{0};          // seqlock over last_error (odd: being written)
+  std::atomic<uint64_t> write_errors{0};  // failed log writes/fsyncs, all workers
+  std::atomic<uint64_t> error_seq{0};     // seqlock over last_error (odd: being written)
   std::atomic<uint64_t> last_error_ms{0};
   char last_error[240];
 };
@@ -99,13 +110,14 @@ struct alignas(64) ShmHeader {
   uint64_t total_size;
   uint64_t bus_offset, bus_size;
   uint64_t kv_offset, kv_size;
-  uint64_t stats_offset;         // kMaxProcSlots + 1 CmdStatsRow (the last: reaped processes)
+  uint64_t stats_offset;  // kMaxProcSlots + 1 CmdStatsRow (the last: reaped processes)
   uint64_t master_started_ms;
   std::atomic<uint64_t> reloads{0};
-  std::atomic<int64_t> conns_active_total{0};  // all workers; the master corrects it for dead workers
-  std::atomic<uint64_t> next_conn_id{1};       // connection ids, unique over all workers
-  std::atomic<uint32_t> stopping{0};           // set before SIGQUIT on a stop (not a reload)
-  ProcCounters retired;                        // counters of reaped processes, summed by the master
+  std::atomic<int64_t> conns_active_total{
+      0};                                 // all workers; the master corrects it for dead workers
+  std::atomic<uint64_t> next_conn_id{1};  // connection ids, unique over all workers
+  std::atomic<uint32_t> stopping{0};      // set before SIGQUIT on a stop (not a reload)
+  ProcCounters retired;                   // counters of reaped processes, summed by the master
   PersistShared persist;
 };
 

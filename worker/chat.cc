@@ -177,7 +177,8 @@ class ChatSession final : public SubscriberSession {
   // right for the one call (the hub still applies this client's rate limit).
   bool Publish(std::string_view channel, std::string_view data) {
     int64_t receivers = 0;
-    const PubStatus st = w_.pubsub->Publish(this, conn_->id(), channel, data, /*admin=*/true, &receivers);
+    const PubStatus st =
+        w_.pubsub->Publish(this, conn_->id(), channel, data, /*admin=*/true, &receivers);
     if (st != PubStatus::kOk) {
       std::string e = w_.pubsub->Error(st, channel);
       if (e.starts_with("ERR ")) e.erase(0, 4);
@@ -431,29 +432,29 @@ class ChatSession final : public SubscriberSession {
   }
 
   LineFramer framer_;
-  size_t need_ = 0;     // buffered bytes needed before the framer can progress
+  size_t need_ = 0;  // buffered bytes needed before the framer can progress
   std::string nick_, room_;
   bool admin_ = false;  // /auth TOKEN: may /kick and /broadcast
 };
 
 const ChatSession::Command ChatSession::kCommands[] = {
-      {"nick", "/nick NAME", "take a nick (unique over the server; letters, digits, _ -; <= 32)",
-       false, &ChatSession::CmdNick},
-      {"join", "/join ROOM", "enter ROOM (leaving the current one); replays its last messages",
-       false, &ChatSession::CmdJoin},
-      {"part", "/part", "leave the current room", false, &ChatSession::CmdPart},
-      {"msg", "/msg NICK TEXT", "private message", false, &ChatSession::CmdMsg},
-      {"who", "/who", "members of the current room", false, &ChatSession::CmdWho},
-      {"rooms", "/rooms", "rooms with members", false, &ChatSession::CmdRooms},
-      {"whoami", "/whoami", "your nick, room, worker and connection id", false,
-       &ChatSession::CmdWhoami},
-      {"auth", "/auth TOKEN", "become admin (pubsub.admin_token)", false, &ChatSession::CmdAuth},
-      {"kick", "/kick NICK", "(admin) disconnect NICK", true, &ChatSession::CmdKick},
-      {"broadcast", "/broadcast TEXT", "(admin) message every chat client", true,
-       &ChatSession::CmdBroadcast},
-      {"quit", "/quit", "disconnect", false, &ChatSession::CmdQuit},
-      {"help", "", "", false, &ChatSession::CmdHelp},  // not listed in its own output
-  };
+    {"nick", "/nick NAME", "take a nick (unique over the server; letters, digits, _ -; <= 32)",
+     false, &ChatSession::CmdNick},
+    {"join", "/join ROOM", "enter ROOM (leaving the current one); replays its last messages", false,
+     &ChatSession::CmdJoin},
+    {"part", "/part", "leave the current room", false, &ChatSession::CmdPart},
+    {"msg", "/msg NICK TEXT", "private message", false, &ChatSession::CmdMsg},
+    {"who", "/who", "members of the current room", false, &ChatSession::CmdWho},
+    {"rooms", "/rooms", "rooms with members", false, &ChatSession::CmdRooms},
+    {"whoami", "/whoami", "your nick, room, worker and connection id", false,
+     &ChatSession::CmdWhoami},
+    {"auth", "/auth TOKEN", "become admin (pubsub.admin_token)", false, &ChatSession::CmdAuth},
+    {"kick", "/kick NICK", "(admin) disconnect NICK", true, &ChatSession::CmdKick},
+    {"broadcast", "/broadcast TEXT", "(admin) message every chat client", true,
+     &ChatSession::CmdBroadcast},
+    {"quit", "/quit", "disconnect", false, &ChatSession::CmdQuit},
+    {"help", "", "", false, &ChatSession::CmdHelp},  // not listed in its own output
+};
 
 std::span<const ChatSession::Command> ChatSession::Commands() { return kCommands; }
 

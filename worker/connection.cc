@@ -5,20 +5,19 @@
 #include "worker/connection.h"
 
 #include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
 #include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
 
-#include <event2/buffer.h>
-#include <event2/event.h>
-#include <spdlog/spdlog.h>
-
+#include "shared/config.h"
 #include "shared/util/clock.h"
 #include "shared/util/net.h"
-#include "shared/config.h"
 #include "worker/durable.h"
 #include "worker/pubsub.h"
 #include "worker/worker.h"
@@ -31,7 +30,6 @@ void Session::OnTimeout(Connection& c) { c.Close("idle timeout"); }
 namespace {
 
 constexpr ev_ssize_t kReadChunk = 16 * 1024;
-
 
 }  // namespace
 
@@ -98,7 +96,9 @@ void SharedBytes::Unref(SharedBytes* s) {
 }
 
 namespace {
-void UnrefShared(const void*, size_t, void* arg) { SharedBytes::Unref(static_cast<SharedBytes*>(arg)); }
+void UnrefShared(const void*, size_t, void* arg) {
+  SharedBytes::Unref(static_cast<SharedBytes*>(arg));
+}
 }  // namespace
 
 void Connection::WriteShared(std::string_view data, SharedBytes* shared) {
@@ -133,8 +133,10 @@ void Connection::Close(const char* reason) {
 void Connection::PauseRead(bool pause) {
   if (pause == read_paused_) return;
   read_paused_ = pause;
-  if (pause) event_del(rev_.get());
-  else if (!eof_ && closing_ == Closing::kNo) event_add(rev_.get(), nullptr);
+  if (pause)
+    event_del(rev_.get());
+  else if (!eof_ && closing_ == Closing::kNo)
+    event_add(rev_.get(), nullptr);
 }
 
 void Connection::ArmWrite() {
@@ -216,7 +218,8 @@ void Connection::Process() {
     // A handler keeps at most one partial request; anything bigger is a bug or abuse.
     const size_t cap = std::max<size_t>(lim.max_request_bytes, lim.max_line_bytes) + 65536;
     if (after > cap) {
-      spdlog::warn("conn {} {}: {} unconsumed input bytes over the limit, closing", id_, peer_, after);
+      spdlog::warn("conn {} {}: {} unconsumed input bytes over the limit, closing", id_, peer_,
+                   after);
       Close(nullptr);
       return;
     }

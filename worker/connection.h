@@ -38,18 +38,18 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  bool Start(std::unique_ptr<Session> s);   // false: the connection was closed
+  bool Start(std::unique_ptr<Session> s);  // false: the connection was closed
 
   uint64_t id() const { return id_; }
   const std::string& peer() const { return peer_; }
   const ListenerConf& listener() const { return listener_; }
   WorkerContext& worker() const { return w_; }
-  uint64_t connected_ms() const { return connected_ms_; }           // wall clock
-  uint64_t last_activity_ms() const { return last_activity_ms_; }   // monotonic (MonoMs)
+  uint64_t connected_ms() const { return connected_ms_; }          // wall clock
+  uint64_t last_activity_ms() const { return last_activity_ms_; }  // monotonic (MonoMs)
   uint64_t bytes_in() const { return bytes_in_; }
   uint64_t bytes_out() const { return bytes_out_; }
   Session* session() const { return session_.get(); }
-  int fd() const;                          // the socket (CLIENT INFO fd=, laddr=)
+  int fd() const;  // the socket (CLIENT INFO fd=, laddr=)
 
   evbuffer* output() const;
   // A contiguous view of `in` holding at least `need` bytes: its first chunk
@@ -79,8 +79,8 @@ class Connection {
   static void WriteCb(int fd, short what, void* arg);
   static void OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg);
   ssize_t ReadSome();  // one read(2) into the input buffer: bytes, 0 at EOF, -1 with errno
-  void Process();   // run the session on buffered input, then flush
-  void Flush();     // write what the socket takes; arm the write event for the rest
+  void Process();      // run the session on buffered input, then flush
+  void Flush();        // write what the socket takes; arm the write event for the rest
   void ArmWrite();
   void PauseRead(bool pause);
 
@@ -96,12 +96,12 @@ class Connection {
   std::string peer_;
   uint64_t connected_ms_, last_activity_ms_;
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
-  bool read_paused_ = false;   // output above the high-water mark
+  bool read_paused_ = false;  // output above the high-water mark
   bool write_armed_ = false;
   bool write_queued_ = false;  // in WorkerContext::pending_writes, at queued_at_
   size_t queued_at_ = 0;
-  bool in_callback_ = false;   // inside a session callback: Process() flushes after it
-  bool eof_ = false;           // the peer finished sending
+  bool in_callback_ = false;  // inside a session callback: Process() flushes after it
+  bool eof_ = false;          // the peer finished sending
   Closing closing_ = Closing::kNo;
   // Owned by DurableReplies: the log position this connection's output
   // waits for (0 = none), and whether it is in the waiting list.

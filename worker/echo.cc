@@ -71,8 +71,8 @@ class EchoSession final : public Session {
 
   std::vector<evbuffer_iovec> vecs_;
   char line_[5];
-  size_t line_len_ = 0;    // bytes of the current line kept in line_ (at most 5)
-  size_t line_seen_ = 0;   // bytes of the current line seen so far
+  size_t line_len_ = 0;   // bytes of the current line kept in line_ (at most 5)
+  size_t line_seen_ = 0;  // bytes of the current line seen so far
 };
 
 }  // namespace

@@ -7,18 +7,19 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <spdlog/spdlog.h>
 
 #include <exception>
 #include <memory>
-
-#include <spdlog/spdlog.h>
 
 namespace pf {
 
 template <auto Fn>
 struct EvDeleter {
   template <typename T>
-  void operator()(T* p) const { Fn(p); }
+  void operator()(T* p) const {
+    Fn(p);
+  }
 };
 using EventPtr = std::unique_ptr<event, EvDeleter<event_free>>;
 using EvbufferPtr = std::unique_ptr<evbuffer, EvDeleter<evbuffer_free>>;

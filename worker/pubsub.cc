@@ -3,6 +3,8 @@
 // subscribers (Redis' client-output-buffer-limit pubsub).
 #include "worker/pubsub.h"
 
+#include <event2/event.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -11,11 +13,8 @@
 #include <charconv>
 #include <memory>
 
-#include <event2/event.h>
-#include <spdlog/spdlog.h>
-
-#include "shared/util/clock.h"
 #include "shared/cmd/commands.h"
+#include "shared/util/clock.h"
 #include "worker/connection.h"
 #include "worker/event_util.h"
 #include "worker/worker.h"
@@ -41,7 +40,8 @@ constexpr timeval kPollPeriod{0, 100'000};
 
 PubSubHub::PubSubHub(WorkerContext& w, bus::Bus bus, std::vector<int> wake_fds)
     : w_(w), bus_(bus), wake_fds_(std::move(wake_fds)) {
-  const int own = w.slot >= 0 && w.slot < static_cast<int>(wake_fds_.size()) ? wake_fds_[w.slot] : -1;
+  const int own =
+      w.slot >= 0 && w.slot < static_cast<int>(wake_fds_.size()) ? wake_fds_[w.slot] : -1;
   wake_ev_.reset(event_new(w.base, own, own >= 0 ? EV_READ | EV_PERSIST : 0, WakeCb, this));
   if (own >= 0) event_add(wake_ev_.get(), nullptr);
   poll_ev_.reset(event_new(w.base, -1, EV_PERSIST, PollCb, this));
@@ -108,7 +108,8 @@ void PubSubHub::ReleaseAll(PubSubClient& c) {
 PubStatus PubSubHub::Publish(PubSubClient* from, uint64_t origin, std::string_view channel,
                              std::string_view data, bool admin, int64_t* receivers) {
   const PubSubConf& pc = w_.config->pubsub;
-  if (data.size() > std::min(pc.max_message_bytes, bus_.max_message_bytes())) return PubStatus::kTooLarge;
+  if (data.size() > std::min(pc.max_message_bytes, bus_.max_message_bytes()))
+    return PubStatus::kTooLarge;
   if (channel.size() > bus_.max_channel_bytes()) return PubStatus::kChannelTooLong;
   if (!pc.reserved_prefix.empty() && channel.starts_with(pc.reserved_prefix) && !admin)
     return PubStatus::kReserved;
@@ -242,11 +243,14 @@ std::string PubSubHub::Error(PubStatus s, std::string_view channel) const {
       std::string ch(channel.substr(0, 128));
       for (char& ch_ : ch)
         if (ch_ == '\r' || ch_ == '\n') ch_ = ' ';
-      return "NOPERM channel '" + ch + "' is reserved: only authenticated admins may publish under '" +
-             pc.reserved_prefix + "'";
+      return "NOPERM channel '" + ch +
+             "' is reserved: only authenticated admins may publish under '" + pc.reserved_prefix +
+             "'";
     }
-    case PubStatus::kInternal: return std::string(errtext::kInternal);
-    case PubStatus::kOk: break;
+    case PubStatus::kInternal:
+      return std::string(errtext::kInternal);
+    case PubStatus::kOk:
+      break;
   }
   return "";
 }
@@ -262,7 +266,8 @@ std::string PubSubHub::Error(SubStatus s) const {
              std::to_string(bus_.max_channel_bytes()) + " bytes)";
     case SubStatus::kTableFull:
       return "ERR the server's subscription table is full (pubsub.channel_table_size)";
-    case SubStatus::kOk: break;
+    case SubStatus::kOk:
+      break;
   }
   return "";
 }
@@ -340,9 +345,10 @@ void PubSubHub::DropBehind(uint64_t head) {
   std::unordered_set<PubSubClient*> victims;
   for (const auto& [name, set] : channels_) victims.insert(set.begin(), set.end());
   for (const auto& [name, set] : patterns_) victims.insert(set.begin(), set.end());
-  spdlog::warn("pub/sub: this worker fell {} messages behind a ring of {} (message {} was "
-               "overwritten before it was read): disconnecting {} subscribers that missed messages",
-               head - cursor_, bus_.ring_slots(), cursor_, victims.size());
+  spdlog::warn(
+      "pub/sub: this worker fell {} messages behind a ring of {} (message {} was "
+      "overwritten before it was read): disconnecting {} subscribers that missed messages",
+      head - cursor_, bus_.ring_slots(), cursor_, victims.size());
   for (PubSubClient* c : victims)
     if (!c->conn().closing()) c->conn().Close("pub/sub: missed messages (ring overrun)");
   cursor_ = head;
@@ -350,8 +356,10 @@ void PubSubHub::DropBehind(uint64_t head) {
 
 void PubSubClient::PushFrame(std::string_view frame, SharedBytes* shared) {
   if (frame.empty()) return;
-  if (shared && frame.size() >= kShareAtLeast) conn().WriteShared(frame, shared);
-  else conn().Write(frame);
+  if (shared && frame.size() >= kShareAtLeast)
+    conn().WriteShared(frame, shared);
+  else
+    conn().Write(frame);
 }
 
 void PubSubHub::Deliver(std::span<const bus::Message> batch) {
@@ -453,7 +461,8 @@ void PubSubHub::DeliverTo(const std::unordered_set<PubSubClient*>& set, std::str
   }
   for (size_t i = 0; i < rendered; i++) {
     Frame& f = frames_[i];
-    if (f.bytes->refs == 1 && f.bytes->bytes.capacity() > kBatchBytes) std::string().swap(f.bytes->bytes);
+    if (f.bytes->refs == 1 && f.bytes->bytes.capacity() > kBatchBytes)
+      std::string().swap(f.bytes->bytes);
   }
 }
 
@@ -479,9 +488,10 @@ void PubSubHub::CheckOutput(PubSubClient& c, uint64_t now_ms) {
   Connection& conn = c.conn();
   const size_t pending = conn.output_pending();
   if (pending > pc.output_hard_limit) {
-    spdlog::warn("conn {} {}: subscriber output of {} bytes is over pubsub.output_hard_limit ({}): "
-                 "disconnecting the slow subscriber", conn.id(), conn.peer(), pending,
-                 pc.output_hard_limit);
+    spdlog::warn(
+        "conn {} {}: subscriber output of {} bytes is over pubsub.output_hard_limit ({}): "
+        "disconnecting the slow subscriber",
+        conn.id(), conn.peer(), pending, pc.output_hard_limit);
     conn.Close("pub/sub output hard limit");
     return;
   }
@@ -492,9 +502,10 @@ void PubSubHub::CheckOutput(PubSubClient& c, uint64_t now_ms) {
   if (c.soft_since_ms == 0) {
     c.soft_since_ms = now_ms;
   } else if (now_ms - c.soft_since_ms >= uint64_t{pc.output_soft_seconds} * 1000) {
-    spdlog::warn("conn {} {}: subscriber output has been over pubsub.output_soft_limit ({}) for "
-                 "{} s ({} bytes now): disconnecting the slow subscriber", conn.id(), conn.peer(),
-                 pc.output_soft_limit, pc.output_soft_seconds, pending);
+    spdlog::warn(
+        "conn {} {}: subscriber output has been over pubsub.output_soft_limit ({}) for "
+        "{} s ({} bytes now): disconnecting the slow subscriber",
+        conn.id(), conn.peer(), pc.output_soft_limit, pc.output_soft_seconds, pending);
     conn.Close("pub/sub output soft limit");
   }
 }

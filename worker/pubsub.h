@@ -20,7 +20,6 @@
 #include "worker/event_util.h"
 #include "worker/protocol.h"
 
-
 namespace pf {
 
 class Connection;
@@ -54,11 +53,11 @@ class PubSubClient {
   virtual void PushBroadcast(std::string_view) {}
 
   size_t subscriptions() const { return channels.size() + patterns.size(); }
-  bool broadcast_target = false;      // registered with AddBroadcastTarget (owned by PubSubHub)
-  std::set<std::string> channels, patterns;   // owned by PubSubHub
-  uint64_t rate_window_ms = 0;        // publish rate: start of the current second
+  bool broadcast_target = false;  // registered with AddBroadcastTarget (owned by PubSubHub)
+  std::set<std::string> channels, patterns;  // owned by PubSubHub
+  uint64_t rate_window_ms = 0;               // publish rate: start of the current second
   uint32_t rate_count = 0;
-  uint64_t soft_since_ms = 0;         // output above the soft limit since (0 = not)
+  uint64_t soft_since_ms = 0;  // output above the soft limit since (0 = not)
 };
 
 // A protocol session that can subscribe (resp, kv-json, chat): its
@@ -195,8 +194,8 @@ class PubSubHub {
   EventPtr poll_ev_;
   EventPtr published_ev_;  // active: this turn published (PublishedCb)
   bool published_armed_ = false;
-  bool wake_owed_ = false;         // published since the last WakeAll
-  uint64_t own_until_ = 0;         // the ring's head after this worker's last publish
+  bool wake_owed_ = false;  // published since the last WakeAll
+  uint64_t own_until_ = 0;  // the ring's head after this worker's last publish
   uint64_t cursor_ = 0;     // the next sequence number this worker delivers
   size_t local_subs_ = 0;   // subscriptions of this worker's clients
   size_t broadcast_targets_ = 0;
@@ -204,7 +203,9 @@ class PubSubHub {
   // channel (no std::string per lookup).
   struct NameHash {
     using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
   };
   using ClientIndex =
       std::unordered_map<std::string, std::unordered_set<PubSubClient*>, NameHash, std::equal_to<>>;

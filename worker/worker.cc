@@ -3,8 +3,11 @@
 // connections, and stop gracefully (drain) or fast on the master's signal.
 #include "worker/worker.h"
 
+#include <event2/event.h>
+#include <event2/listener.h>
 #include <malloc.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -13,18 +16,14 @@
 #include <cerrno>
 #include <cstring>
 
-#include <event2/event.h>
-#include <event2/listener.h>
-#include <spdlog/spdlog.h>
-
-#include "shared/util/clock.h"
 #include "shared/log.h"
 #include "shared/persist/log_writer.h"
 #include "shared/persist/persist.h"
-#include "worker/http/access_log.h"
+#include "shared/util/clock.h"
 #include "worker/connection.h"
 #include "worker/durable.h"
 #include "worker/event_util.h"
+#include "worker/http/access_log.h"
 #include "worker/pubsub.h"
 
 namespace pf {
@@ -58,22 +57,33 @@ namespace {
 
 SessionFactory FactoryFor(Protocol p) {
   switch (p) {
-    case Protocol::kEcho: return MakeEchoSession;
-    case Protocol::kHttp: return MakeHttpSession;
-    case Protocol::kResp: return MakeRespSession;
-    case Protocol::kKvJson: return MakeKvJsonSession;
-    case Protocol::kChat: return MakeChatSession;
-    default: return nullptr;
+    case Protocol::kEcho:
+      return MakeEchoSession;
+    case Protocol::kHttp:
+      return MakeHttpSession;
+    case Protocol::kResp:
+      return MakeRespSession;
+    case Protocol::kKvJson:
+      return MakeKvJsonSession;
+    case Protocol::kChat:
+      return MakeChatSession;
+    default:
+      return nullptr;
   }
 }
 
 ProtoIndex ProtoIndexOf(Protocol p) {
   switch (p) {
-    case Protocol::kEcho: return kProtoEcho;
-    case Protocol::kResp: return kProtoResp;
-    case Protocol::kKvJson: return kProtoKvJson;
-    case Protocol::kHttp: return kProtoHttp;
-    case Protocol::kChat: return kProtoChat;
+    case Protocol::kEcho:
+      return kProtoEcho;
+    case Protocol::kResp:
+      return kProtoResp;
+    case Protocol::kKvJson:
+      return kProtoKvJson;
+    case Protocol::kHttp:
+      return kProtoHttp;
+    case Protocol::kChat:
+      return kProtoChat;
   }
   return kProtoEcho;
 }
@@ -97,8 +107,8 @@ class Worker {
     ctx_.generation = start_.generation;
     ctx_.base = base_.get();
     ctx_.store = start_.store;
-    ctx_.counters = start_.counter_index >= 0 ? start_.segment->proc(start_.counter_index)
-                                              : &private_counters_;
+    ctx_.counters =
+        start_.counter_index >= 0 ? start_.segment->proc(start_.counter_index) : &private_counters_;
     ctx_.owner = start_.counter_index;
     ctx_.cmd_stats = start_.counter_index >= 0 ? start_.segment->cmd_stats(start_.counter_index)
                                                : private_cmd_stats_.get();
@@ -206,14 +216,17 @@ class Worker {
   void OnSignal(int sig) {
     Worker* w = this;
     switch (sig) {
-      case SIGQUIT: w->BeginDrain(); break;
+      case SIGQUIT:
+        w->BeginDrain();
+        break;
       case SIGTERM:
         spdlog::info("fast stop: closing {} connections", w->ctx_.conns.size());
         event_base_loopbreak(w->base_.get());
         break;
       case SIGUSR1:
         if (!log::Reopen()) spdlog::error("cannot reopen the error log: {}", std::strerror(errno));
-        if (!accesslog::Reopen()) spdlog::error("cannot reopen the access log: {}", std::strerror(errno));
+        if (!accesslog::Reopen())
+          spdlog::error("cannot reopen the access log: {}", std::strerror(errno));
         break;
     }
   }
@@ -277,7 +290,8 @@ class Worker {
   }
 
   void MaybeExit() {
-    if (ctx_.draining && ctx_.conns.size() == ctx_.dead.size()) event_base_loopexit(base_.get(), nullptr);
+    if (ctx_.draining && ctx_.conns.size() == ctx_.dead.size())
+      event_base_loopexit(base_.get(), nullptr);
   }
 
   static void AcceptCb(evconnlistener* lev, evutil_socket_t fd, sockaddr* sa, int, void* arg) {

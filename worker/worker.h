@@ -34,11 +34,11 @@ struct WorkerStart {
   Segment* segment = nullptr;
   int slot = 0;
   uint32_t generation = 0;
-  int counter_index = -1;                 // this process' ProcCounters entry, -1 = none
+  int counter_index = -1;  // this process' ProcCounters entry, -1 = none
   pid_t master_pid = 0;
-  kv::Store* store = nullptr;             // formatted by the master in the segment
-  bus::Bus bus;                           // the pub/sub bus in the segment
-  std::vector<int> wake_fds;              // eventfd per worker slot: ours is wake_fds[slot]
+  kv::Store* store = nullptr;  // formatted by the master in the segment
+  bus::Bus bus;                // the pub/sub bus in the segment
+  std::vector<int> wake_fds;   // eventfd per worker slot: ours is wake_fds[slot]
   struct Socket {
     const ListenerConf* listener;
     int fd;
@@ -51,13 +51,13 @@ struct WorkerContext {
   const Config* config = nullptr;
   Segment* segment = nullptr;
   ProcCounters* counters = nullptr;
-  CmdStatsRow* cmd_stats = nullptr;       // this process' command statistics (INFO commandstats)
+  CmdStatsRow* cmd_stats = nullptr;  // this process' command statistics (INFO commandstats)
   int slot = 0;
   uint32_t generation = 0;
   event_base* base = nullptr;
   kv::Store* store = nullptr;
-  PubSubHub* pubsub = nullptr;            // this worker's end of the bus (worker/pubsub.h)
-  int owner = -1;                         // this process' counter entry: owner of its bus subscriptions
+  PubSubHub* pubsub = nullptr;  // this worker's end of the bus (worker/pubsub.h)
+  int owner = -1;               // this process' counter entry: owner of its bus subscriptions
   bool draining = false;
   // Persistence (null when off): this worker's log, and the replies that
   // wait for it (worker/durable.h).
@@ -70,16 +70,16 @@ struct WorkerContext {
   // entry (~Connection). QueueWrite returns the entry's index, or -1: no
   // loop to do it (the caller arms the connection's write event instead).
   std::vector<Connection*> pending_writes;
-  event* write_flush = nullptr;           // active: write them after the other callbacks of this turn
+  event* write_flush = nullptr;  // active: write them after the other callbacks of this turn
   bool write_flush_armed = false;
   ptrdiff_t QueueWrite(Connection* c);
   void WritePending();
 
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;
-  std::vector<uint64_t> dead;             // closed, freed from the loop (not inside their callbacks)
+  std::vector<uint64_t> dead;  // closed, freed from the loop (not inside their callbacks)
   event* reaper = nullptr;
 
-  void Retire(Connection* c);             // called by Connection::Close
+  void Retire(Connection* c);  // called by Connection::Close
 };
 
 // Runs the worker until it stops; returns the process exit code.

@@ -30,9 +30,9 @@ namespace pf {
 // What INFO (and HELLO/CLIENT) need that only the worker knows; the worker
 // fills it from the shared counters when asked (CommandEnv::server_info).
 struct ServerInfo {
-  std::string version;               // preforkd version
+  std::string version;  // preforkd version
   int64_t pid = 0;
-  uint16_t tcp_port = 0;             // the RESP listener's port
+  uint16_t tcp_port = 0;  // the RESP listener's port
   uint64_t uptime_s = 0;
   uint32_t workers = 0;
   int worker_slot = -1;
@@ -73,25 +73,25 @@ class PubSubPort {
 // Per-connection state the commands read and change. The protocol handler owns
 // one per connection and fills the identity fields at accept.
 struct ClientSession {
-  uint64_t id = 0;                   // unique over all workers and reloads (CLIENT ID, HELLO)
-  std::string name;                  // CLIENT SETNAME / HELLO SETNAME
-  bool authenticated = false;        // set by AUTH / HELLO AUTH; not consulted when no password is set
-  bool admin = false;                // AUTH admin <pubsub.admin_token>: may publish under the reserved prefix
-  bool close_after_reply = false;    // QUIT: flush the reply, then close
+  uint64_t id = 0;             // unique over all workers and reloads (CLIENT ID, HELLO)
+  std::string name;            // CLIENT SETNAME / HELLO SETNAME
+  bool authenticated = false;  // set by AUTH / HELLO AUTH; not consulted when no password is set
+  bool admin = false;  // AUTH admin <pubsub.admin_token>: may publish under the reserved prefix
+  bool close_after_reply = false;  // QUIT: flush the reply, then close
   // A RESP2 connection: while it has subscriptions only the pub/sub commands,
   // PING, QUIT and RESET run (a reply could not be told from a push), and
   // PING answers ["pong", arg].
   bool resp2 = false;
-  PubSubPort* pubsub = nullptr;      // null: this connection cannot subscribe
+  PubSubPort* pubsub = nullptr;  // null: this connection cannot subscribe
   int worker_slot = -1;
   int fd = -1;
-  std::string peer;                  // "ip:port" of the client
-  std::string local;                 // "ip:port" of our socket
-  uint64_t connected_ms = 0;         // unix ms, for CLIENT INFO age=
-  uint64_t last_command_ms = 0;      // unix ms, for CLIENT INFO idle=
-  uint64_t commands = 0;             // commands executed on this connection
-  std::string_view last_command;     // table name of the last command (static storage)
-  std::string lib_name, lib_ver;     // CLIENT SETINFO
+  std::string peer;               // "ip:port" of the client
+  std::string local;              // "ip:port" of our socket
+  uint64_t connected_ms = 0;      // unix ms, for CLIENT INFO age=
+  uint64_t last_command_ms = 0;   // unix ms, for CLIENT INFO idle=
+  uint64_t commands = 0;          // commands executed on this connection
+  std::string_view last_command;  // table name of the last command (static storage)
+  std::string lib_name, lib_ver;  // CLIENT SETINFO
 };
 
 namespace persist {
@@ -102,11 +102,11 @@ class LogWriter;
 struct CommandEnv {
   kv::Store* store = nullptr;
   const Config* config = nullptr;
-  std::function<void(ServerInfo*)> server_info;       // optional; INFO/HELLO fall back to defaults
+  std::function<void(ServerInfo*)> server_info;  // optional; INFO/HELLO fall back to defaults
   // Optional: CLIENT LIST appends one line per client of this worker (each
   // ending "\n"); without it CLIENT LIST shows the calling connection only.
   std::function<void(std::string*)> client_list;
-  Counter* commands_processed = nullptr;              // optional; +1 per executed command (per protocol)
+  Counter* commands_processed = nullptr;  // optional; +1 per executed command (per protocol)
   // Per-command statistics (INFO commandstats): this process' row, and the
   // segment whose rows INFO sums over every process. Both optional.
   CmdStatsRow* cmd_stats = nullptr;
@@ -115,7 +115,7 @@ struct CommandEnv {
   // MISCONF for writes while this worker's log cannot be written.
   PersistShared* persist = nullptr;
   const persist::LogWriter* log = nullptr;
-  int master_pid = 0;                                 // where SAVE/BGSAVE signal
+  int master_pid = 0;  // where SAVE/BGSAVE signal
 };
 
 // Command flags (the names COMMAND reports are Redis').
@@ -125,24 +125,24 @@ enum CmdFlag : uint32_t {
   kCmdDenyOom = 1u << 2,
   kCmdAdmin = 1u << 3,
   kCmdNoScript = 1u << 4,
-  kCmdLoading = 1u << 5,   // safe while loading (persistence replay)
+  kCmdLoading = 1u << 5,  // safe while loading (persistence replay)
   kCmdStale = 1u << 6,
   kCmdFast = 1u << 7,
-  kCmdNoAuth = 1u << 8,    // may run before AUTH (AUTH, HELLO, QUIT, RESET)
-  kCmdPubSub = 1u << 9,    // a pub/sub command ("pubsub")
+  kCmdNoAuth = 1u << 8,       // may run before AUTH (AUTH, HELLO, QUIT, RESET)
+  kCmdPubSub = 1u << 9,       // a pub/sub command ("pubsub")
   kCmdSubscribed = 1u << 10,  // allowed on a subscribed RESP2 connection
-  kCmdMayBlock = 1u << 11, // may hold the worker (SAVE waits for the snapshot): "blocking"
+  kCmdMayBlock = 1u << 11,    // may hold the worker (SAVE waits for the snapshot): "blocking"
 };
 
 struct CommandCtx;  // internal.h
 using CommandProc = void (*)(CommandCtx&);
 
 struct CommandSpec {
-  std::string_view name;         // lower case; subcommands "client|setname"
-  int arity;                     // Redis convention: counts the name; negative = at least -arity
-  uint32_t flags;                // CmdFlag bits
+  std::string_view name;  // lower case; subcommands "client|setname"
+  int arity;              // Redis convention: counts the name; negative = at least -arity
+  uint32_t flags;         // CmdFlag bits
   int first_key, last_key, key_step;  // COMMAND INFO key positions (0 0 0 = no keys)
-  CommandProc proc;              // nullptr for a container whose subcommands do the work
+  CommandProc proc;                   // nullptr for a container whose subcommands do the work
   std::span<const CommandSpec> subcommands;  // CLIENT, COMMAND, CONFIG, PUBSUB
 };
 
@@ -163,8 +163,8 @@ uint32_t CommandCount();  // top-level commands plus subcommands
 // replies exactly once through `out`. Never throws for bad input; an
 // exception from the engine (e.g. bad_alloc) is answered with kInternal.
 // `now_ms` is unix time in ms (tests pass their own clock).
-void Dispatch(const CommandEnv& env, ClientSession& session,
-              std::span<const std::string_view> argv, ReplyWriter& out, uint64_t now_ms);
+void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std::string_view> argv,
+              ReplyWriter& out, uint64_t now_ms);
 
 // True when `user`/`pass` are the credentials of the default user (the only
 // user: `pass` is kv.password; with no password configured any works). HTTP

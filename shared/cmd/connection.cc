@@ -63,7 +63,8 @@ void CmdAuth(CommandCtx& c) {
     user = c.arg(1);
     pass = c.arg(2);
   }
-  if (!CheckDefaultUser(c.env.config, user, pass)) return c.out.Error(ErrCode::kWrongPass, errtext::kWrongPass);
+  if (!CheckDefaultUser(c.env.config, user, pass))
+    return c.out.Error(ErrCode::kWrongPass, errtext::kWrongPass);
   c.session.authenticated = true;
   ReplyOk(c);
 }
@@ -136,7 +137,8 @@ void AppendClientLine(const CommandCtx& c, std::string* b) {
   *b += ' ';
   field("name", s.name);
   *b += "age=";
-  AppendU64(b, s.connected_ms && c.now_ms > s.connected_ms ? (c.now_ms - s.connected_ms) / 1000 : 0);
+  AppendU64(b,
+            s.connected_ms && c.now_ms > s.connected_ms ? (c.now_ms - s.connected_ms) / 1000 : 0);
   *b += " idle=0 flags=N db=0 sub=0 psub=0 multi=-1 ";
   field("cmd", s.last_command);
   *b += "user=default ";
@@ -166,8 +168,10 @@ void CmdClientSetinfo(CommandCtx& c) {
   if (c.argc() != 4) return ReplyArity(c);
   std::string_view attr = c.arg(2), val = c.arg(3);
   std::string* dst = nullptr;
-  if (EqualsNoCase(attr, "lib-name")) dst = &c.session.lib_name;
-  else if (EqualsNoCase(attr, "lib-ver")) dst = &c.session.lib_ver;
+  if (EqualsNoCase(attr, "lib-name"))
+    dst = &c.session.lib_name;
+  else if (EqualsNoCase(attr, "lib-ver"))
+    dst = &c.session.lib_ver;
   if (!dst) {
     std::string& e = ErrBuf();
     e += "ERR Unrecognized option '";
@@ -202,8 +206,10 @@ void CmdClientInfo(CommandCtx& c) {
 void CmdClientList(CommandCtx& c) {
   if (c.argc() > 2) return ReplySyntax(c);  // TYPE/ID filters: not supported
   std::string& b = ErrBuf();
-  if (c.env.client_list) c.env.client_list(&b);
-  else AppendClientLine(c, &b);
+  if (c.env.client_list)
+    c.env.client_list(&b);
+  else
+    AppendClientLine(c, &b);
   c.out.Bulk(b);
 }
 
@@ -212,9 +218,9 @@ void CmdClientHelp(CommandCtx& c) {
             {"GETNAME", "    Return the name of the current connection.", "ID",
              "    Return the ID of the current connection.", "INFO",
              "    Return information about the current client connection.", "LIST",
-             "    Return information about client connections of this worker.",
-             "SETNAME <name>", "    Assign the name <name> to the current connection.",
-             "SETINFO <option> <value>", "    Set client meta attr (LIB-NAME, LIB-VER)."});
+             "    Return information about client connections of this worker.", "SETNAME <name>",
+             "    Assign the name <name> to the current connection.", "SETINFO <option> <value>",
+             "    Set client meta attr (LIB-NAME, LIB-VER)."});
 }
 
 }  // namespace pf

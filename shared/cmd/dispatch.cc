@@ -12,7 +12,8 @@ namespace pf {
 namespace {
 
 bool ArityOk(const CommandSpec& s, size_t argc) {
-  return s.arity >= 0 ? argc == static_cast<size_t>(s.arity) : argc >= static_cast<size_t>(-s.arity);
+  return s.arity >= 0 ? argc == static_cast<size_t>(s.arity)
+                      : argc >= static_cast<size_t>(-s.arity);
 }
 
 // Forwards a handler's reply and notes whether it answered an error (the
@@ -44,14 +45,15 @@ void ReplyNotInPubSubContext(ReplyWriter& out, const CommandSpec& spec) {
   std::string& e = ErrBuf();
   e += "ERR Can't execute '";
   e += spec.name;
-  e += "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context";
+  e +=
+      "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context";
   out.Error(ErrCode::kErr, e);
 }
 
 }  // namespace
 
-void Dispatch(const CommandEnv& env, ClientSession& session,
-              std::span<const std::string_view> argv, ReplyWriter& out, uint64_t now_ms) {
+void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std::string_view> argv,
+              ReplyWriter& out, uint64_t now_ms) {
   if (argv.empty()) return;  // the protocol skips empty commands, as Redis does
   const CommandSpec* spec = LookupCommand(argv[0]);
   if (!spec) return ReplyUnknownCommand(out, argv);

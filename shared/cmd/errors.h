@@ -48,14 +48,13 @@ inline constexpr std::string_view kConfigSet =
     "ERR CONFIG SET is not supported: edit the config file and reload (SIGHUP)";
 inline constexpr std::string_view kInternal = "ERR internal error";
 // Templates (printf-like, %s is the argument as given, CR/LF mapped to spaces):
-//   "ERR wrong number of arguments for '%s' command"      (table name, e.g. 'get', 'client|setname')
-//   "ERR unknown command '%.128s', with args beginning with: " + "'%s' " per arg, 128 bytes in all
-//   "ERR unknown subcommand '%.128s'. Try %s HELP."        (%s 2 = container name upper-cased)
-//   "ERR invalid expire time in '%s' command"
-//   "ERR Unsupported option %s"                           (EXPIRE family)
-//   "ERR Syntax error in HELLO option '%s'"
-//   "ERR %s cannot be longer than 512 bytes."             (CLIENT SETINFO: lib-name, lib-ver)
-//   "ERR reply too large: %s would return more than %llu bytes (limits.max_reply_bytes)"
+//   "ERR wrong number of arguments for '%s' command"      (table name, e.g. 'get',
+//   'client|setname') "ERR unknown command '%.128s', with args beginning with: " + "'%s' " per arg,
+//   128 bytes in all "ERR unknown subcommand '%.128s'. Try %s HELP."        (%s 2 = container name
+//   upper-cased) "ERR invalid expire time in '%s' command" "ERR Unsupported option %s" (EXPIRE
+//   family) "ERR Syntax error in HELLO option '%s'" "ERR %s cannot be longer than 512 bytes."
+//   (CLIENT SETINFO: lib-name, lib-ver) "ERR reply too large: %s would return more than %llu bytes
+//   (limits.max_reply_bytes)"
 //                                                         (MGET; KEYS adds "; use SCAN")
 //   "ERR request too large: MSET would write more than %llu bytes (limits.max_reply_bytes)"
 inline constexpr std::string_view kPubSubUnavailable = "ERR pub/sub is not available";

@@ -1,9 +1,10 @@
 // shared/cmd/helpers.cc: what the command families share (internal.h): the
 // scratch buffers, the reply helpers that build Redis' error texts, and the
 // rules several commands apply (authentication, expiry arguments, limits).
+#include <unistd.h>
+
 #include <climits>
 #include <cstdio>
-#include <unistd.h>
 
 #include "shared/cmd/internal.h"
 
@@ -111,16 +112,24 @@ void ReplyOk(CommandCtx& c) { c.out.Status("OK"); }
 // An engine status other than the command's expected ones.
 void ReplyKvError(CommandCtx& c, kv::Status st, std::string_view key) {
   switch (st) {
-    case kv::Status::kNotInteger: ReplyNotInteger(c); return;
-    case kv::Status::kOverflow: c.out.Error(ErrCode::kOverflow, errtext::kOverflow); return;
-    case kv::Status::kOom: c.out.Error(ErrCode::kOom, errtext::kOom); return;
+    case kv::Status::kNotInteger:
+      ReplyNotInteger(c);
+      return;
+    case kv::Status::kOverflow:
+      c.out.Error(ErrCode::kOverflow, errtext::kOverflow);
+      return;
+    case kv::Status::kOom:
+      c.out.Error(ErrCode::kOom, errtext::kOom);
+      return;
     case kv::Status::kTooLarge:
       if (c.env.config && key.size() > c.env.config->kv.max_key_bytes)
         c.out.Error(ErrCode::kTooLarge, errtext::kKeyTooLarge);
       else
         c.out.Error(ErrCode::kTooLarge, errtext::kValueTooLarge);
       return;
-    default: c.out.Error(ErrCode::kInternal, errtext::kInternal); return;
+    default:
+      c.out.Error(ErrCode::kInternal, errtext::kInternal);
+      return;
   }
 }
 

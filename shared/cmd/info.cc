@@ -18,11 +18,16 @@ void BytesToHuman(std::string* b, uint64_t n) {
   char tmp[48];
   int len;
   double d = static_cast<double>(n);
-  if (n < 1024) len = std::snprintf(tmp, sizeof tmp, "%lluB", static_cast<unsigned long long>(n));
-  else if (n < (1ull << 20)) len = std::snprintf(tmp, sizeof tmp, "%.2fK", d / 1024);
-  else if (n < (1ull << 30)) len = std::snprintf(tmp, sizeof tmp, "%.2fM", d / (1 << 20));
-  else if (n < (1ull << 40)) len = std::snprintf(tmp, sizeof tmp, "%.2fG", d / (1ull << 30));
-  else len = std::snprintf(tmp, sizeof tmp, "%.2fT", d / (1ull << 40));
+  if (n < 1024)
+    len = std::snprintf(tmp, sizeof tmp, "%lluB", static_cast<unsigned long long>(n));
+  else if (n < (1ull << 20))
+    len = std::snprintf(tmp, sizeof tmp, "%.2fK", d / 1024);
+  else if (n < (1ull << 30))
+    len = std::snprintf(tmp, sizeof tmp, "%.2fM", d / (1 << 20));
+  else if (n < (1ull << 40))
+    len = std::snprintf(tmp, sizeof tmp, "%.2fG", d / (1ull << 30));
+  else
+    len = std::snprintf(tmp, sizeof tmp, "%.2fT", d / (1ull << 40));
   b->append(tmp, static_cast<size_t>(len));
 }
 
@@ -64,24 +69,45 @@ CmdStatsRow& CommandStatsBuf() {
 }  // namespace
 
 void CmdInfo(CommandCtx& c) {
-  enum : unsigned { SERVER = 1, CLIENTS = 2, MEMORY = 4, PERSIST = 8, STATS = 16, REPL = 32,
-                    CPU = 64, KEYSPACE = 128, DEFAULT = 255, COMMANDSTATS = 256 };
+  enum : unsigned {
+    SERVER = 1,
+    CLIENTS = 2,
+    MEMORY = 4,
+    PERSIST = 8,
+    STATS = 16,
+    REPL = 32,
+    CPU = 64,
+    KEYSPACE = 128,
+    DEFAULT = 255,
+    COMMANDSTATS = 256
+  };
   unsigned want = 0;
   if (c.argc() == 1) want = DEFAULT;
   for (size_t j = 1; j < c.argc(); ++j) {
     std::string_view s = c.arg(j);
     // As Redis: "default" leaves commandstats out, "all" and "everything" add it.
-    if (EqualsNoCase(s, "all") || EqualsNoCase(s, "everything")) want |= DEFAULT | COMMANDSTATS;
-    else if (EqualsNoCase(s, "default")) want |= DEFAULT;
-    else if (EqualsNoCase(s, "commandstats")) want |= COMMANDSTATS;
-    else if (EqualsNoCase(s, "server")) want |= SERVER;
-    else if (EqualsNoCase(s, "clients")) want |= CLIENTS;
-    else if (EqualsNoCase(s, "memory")) want |= MEMORY;
-    else if (EqualsNoCase(s, "persistence")) want |= PERSIST;
-    else if (EqualsNoCase(s, "stats")) want |= STATS;
-    else if (EqualsNoCase(s, "replication")) want |= REPL;
-    else if (EqualsNoCase(s, "cpu")) want |= CPU;
-    else if (EqualsNoCase(s, "keyspace")) want |= KEYSPACE;
+    if (EqualsNoCase(s, "all") || EqualsNoCase(s, "everything"))
+      want |= DEFAULT | COMMANDSTATS;
+    else if (EqualsNoCase(s, "default"))
+      want |= DEFAULT;
+    else if (EqualsNoCase(s, "commandstats"))
+      want |= COMMANDSTATS;
+    else if (EqualsNoCase(s, "server"))
+      want |= SERVER;
+    else if (EqualsNoCase(s, "clients"))
+      want |= CLIENTS;
+    else if (EqualsNoCase(s, "memory"))
+      want |= MEMORY;
+    else if (EqualsNoCase(s, "persistence"))
+      want |= PERSIST;
+    else if (EqualsNoCase(s, "stats"))
+      want |= STATS;
+    else if (EqualsNoCase(s, "replication"))
+      want |= REPL;
+    else if (EqualsNoCase(s, "cpu"))
+      want |= CPU;
+    else if (EqualsNoCase(s, "keyspace"))
+      want |= KEYSPACE;
     // unknown sections add nothing, as in Redis
   }
   ServerInfo si = GetServerInfo(c.env);
@@ -91,8 +117,10 @@ void CmdInfo(CommandCtx& c) {
   if ((want & (STATS | COMMANDSTATS)) && (c.env.segment || c.env.cmd_stats)) {
     cmds = &CommandStatsBuf();
     std::memset(static_cast<void*>(cmds), 0, sizeof *cmds);
-    if (c.env.segment) c.env.segment->SumCommandStats(cmds);
-    else AddInto(cmds, *c.env.cmd_stats);
+    if (c.env.segment)
+      c.env.segment->SumCommandStats(cmds);
+    else
+      AddInto(cmds, *c.env.cmd_stats);
     uint64_t calls = 0;
     for (uint32_t i = 0; i < kMaxCommandStats; i++) calls += cmds->cmd[i].calls.Get();
     si.total_commands_processed = calls;
@@ -181,7 +209,8 @@ void CmdInfo(CommandCtx& c) {
       const persist::LogWriter* lw = c.env.log;
       ib.U("aof_pending_bytes", lw ? lw->appended() - lw->written() : 0);
       ib.U("aof_pending_fsync_bytes", lw && lw->policy() != FsyncPolicy::kNo
-                                          ? lw->written() - std::min(lw->written(), lw->synced()) : 0);
+                                          ? lw->written() - std::min(lw->written(), lw->synced())
+                                          : 0);
       ib.S("aof_last_write_status", lw && lw->failing() ? "err" : "ok");
       ib.U("aof_write_errors", ps->write_errors.load());
       uint64_t at = 0;
@@ -247,8 +276,9 @@ void CmdInfo(CommandCtx& c) {
       b += ",usec=";
       AppendU64(&b, usec);
       char per[32];
-      std::snprintf(per, sizeof per, ",usec_per_call=%.2f",
-                    calls ? static_cast<double>(st.nsec.Get()) / 1000.0 / static_cast<double>(calls) : 0.0);
+      std::snprintf(
+          per, sizeof per, ",usec_per_call=%.2f",
+          calls ? static_cast<double>(st.nsec.Get()) / 1000.0 / static_cast<double>(calls) : 0.0);
       b += per;
       b += ",rejected_calls=";
       AppendU64(&b, st.rejected.Get());

@@ -9,7 +9,7 @@
 namespace pf {
 namespace {
 
-constexpr size_t kKeysScanBatch = 1024;      // buckets per engine Scan call inside KEYS
+constexpr size_t kKeysScanBatch = 1024;     // buckets per engine Scan call inside KEYS
 constexpr int64_t kScanMaxCount = 1 << 20;  // a SCAN COUNT hint above this is clamped
 // Token steps all GlobMatch calls of one KEYS or SCAN may take: KEYS answers
 // kKeysTooExpensive past it, SCAN returns early with the cursor it reached.
@@ -41,10 +41,14 @@ void ExpireGeneric(CommandCtx& c, int64_t basetime, bool seconds) {
   unsigned f = 0;
   for (size_t j = 3; j < c.argc(); ++j) {
     std::string_view o = c.arg(j);
-    if (EqualsNoCase(o, "nx")) f |= NX;
-    else if (EqualsNoCase(o, "xx")) f |= XX;
-    else if (EqualsNoCase(o, "gt")) f |= GT;
-    else if (EqualsNoCase(o, "lt")) f |= LT;
+    if (EqualsNoCase(o, "nx"))
+      f |= NX;
+    else if (EqualsNoCase(o, "xx"))
+      f |= XX;
+    else if (EqualsNoCase(o, "gt"))
+      f |= GT;
+    else if (EqualsNoCase(o, "lt"))
+      f |= LT;
     else {
       std::string& e = ErrBuf();
       e += "ERR Unsupported option ";
@@ -52,7 +56,8 @@ void ExpireGeneric(CommandCtx& c, int64_t basetime, bool seconds) {
       return c.out.Error(ErrCode::kSyntax, e);
     }
   }
-  if ((f & NX) && (f & (XX | GT | LT))) return c.out.Error(ErrCode::kSyntax, errtext::kExpireNxConflict);
+  if ((f & NX) && (f & (XX | GT | LT)))
+    return c.out.Error(ErrCode::kSyntax, errtext::kExpireNxConflict);
   if ((f & GT) && (f & LT)) return c.out.Error(ErrCode::kSyntax, errtext::kExpireGtLtConflict);
 
   int64_t when;

@@ -73,8 +73,10 @@ void CmdPublish(CommandCtx& c) {
   if (!p) return;
   int64_t receivers = 0;
   std::string& err = ErrBuf();
-  if (p->Publish(c.arg(1), c.arg(2), c.session.admin, &receivers, &err)) c.out.Integer(receivers);
-  else c.out.Error(ErrCode::kErr, err);
+  if (p->Publish(c.arg(1), c.arg(2), c.session.admin, &receivers, &err))
+    c.out.Integer(receivers);
+  else
+    c.out.Error(ErrCode::kErr, err);
 }
 
 void CmdPubsubChannels(CommandCtx& c) {
@@ -106,8 +108,7 @@ void CmdPubsubHelp(CommandCtx& c) {
   ReplyHelp(c, "PUBSUB",
             {"CHANNELS [<pattern>]",
              "    Return the currently active channels matching a <pattern> (default: '*').",
-             "NUMPAT", "    Return number of subscriptions to patterns.",
-             "NUMSUB [<channel> ...]",
+             "NUMPAT", "    Return number of subscriptions to patterns.", "NUMSUB [<channel> ...]",
              "    Return the number of subscribers for the specified channels, excluding",
              "    pattern subscriptions(default: no channels)."});
 }

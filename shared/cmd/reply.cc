@@ -9,19 +9,31 @@ const char* ErrCodeName(ErrCode c) {
     case ErrCode::kErr:
     case ErrCode::kSyntax:
     case ErrCode::kWrongArity:
-    case ErrCode::kProtocol: return "BAD_REQUEST";
-    case ErrCode::kUnknownCommand: return "UNKNOWN_ACTION";
+    case ErrCode::kProtocol:
+      return "BAD_REQUEST";
+    case ErrCode::kUnknownCommand:
+      return "UNKNOWN_ACTION";
     case ErrCode::kNotInteger:
-    case ErrCode::kOverflow: return "NOT_INTEGER";
-    case ErrCode::kTooLarge: return "TOO_LARGE";
-    case ErrCode::kOom: return "OOM";
-    case ErrCode::kNoAuth: return "NOAUTH";
-    case ErrCode::kWrongPass: return "WRONGPASS";
-    case ErrCode::kNotFound: return "NOT_FOUND";
-    case ErrCode::kBadJson: return "BAD_JSON";
-    case ErrCode::kLineTooLong: return "LINE_TOO_LONG";
-    case ErrCode::kInternal: return "INTERNAL";
-    case ErrCode::kMisconf: return "MISCONF";
+    case ErrCode::kOverflow:
+      return "NOT_INTEGER";
+    case ErrCode::kTooLarge:
+      return "TOO_LARGE";
+    case ErrCode::kOom:
+      return "OOM";
+    case ErrCode::kNoAuth:
+      return "NOAUTH";
+    case ErrCode::kWrongPass:
+      return "WRONGPASS";
+    case ErrCode::kNotFound:
+      return "NOT_FOUND";
+    case ErrCode::kBadJson:
+      return "BAD_JSON";
+    case ErrCode::kLineTooLong:
+      return "LINE_TOO_LONG";
+    case ErrCode::kInternal:
+      return "INTERNAL";
+    case ErrCode::kMisconf:
+      return "MISCONF";
   }
   return "INTERNAL";
 }

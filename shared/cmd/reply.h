@@ -35,13 +35,14 @@ const char* ErrCodeName(ErrCode c);  // "BAD_REQUEST", "NOT_INTEGER", ...
 class ReplyWriter {
  public:
   virtual ~ReplyWriter() = default;
-  virtual void Status(std::string_view s) = 0;                         // +OK
-  virtual void Error(ErrCode code, std::string_view redis_text) = 0;   // -ERR ... (full text, no CRLF)
-  virtual void Integer(int64_t v) = 0;                                 // :1
-  virtual void Bulk(std::string_view v) = 0;                           // $3 foo
-  virtual void Nil() = 0;                                              // $-1
-  virtual void NilArray() = 0;                                         // *-1
-  virtual void ArrayBegin(size_t n) = 0;                               // *n, then n values
+  virtual void Status(std::string_view s) = 0;  // +OK
+  virtual void Error(ErrCode code,
+                     std::string_view redis_text) = 0;  // -ERR ... (full text, no CRLF)
+  virtual void Integer(int64_t v) = 0;                  // :1
+  virtual void Bulk(std::string_view v) = 0;            // $3 foo
+  virtual void Nil() = 0;                               // $-1
+  virtual void NilArray() = 0;                          // *-1
+  virtual void ArrayBegin(size_t n) = 0;                // *n, then n values
 };
 
 }  // namespace pf

@@ -25,8 +25,8 @@ const ConfigParam kConfigParams[] = {
      [](const CommandCtx& c, std::string* v) {
        AppendU64(v, c.env.config ? c.env.config->limits.max_connections : 0);
      }},
-    {"maxmemory",
-     [](const CommandCtx& c, std::string* v) { AppendU64(v, c.env.store->GetStats().capacity_bytes); }},
+    {"maxmemory", [](const CommandCtx& c,
+                     std::string* v) { AppendU64(v, c.env.store->GetStats().capacity_bytes); }},
     {"maxmemory-policy",
      [](const CommandCtx& c, std::string* v) {
        bool lru = c.env.config && c.env.config->kv.eviction == Eviction::kAllKeysLru;
@@ -74,9 +74,10 @@ void CmdConfigGet(CommandCtx& c) {
 void CmdConfigSet(CommandCtx& c) { c.out.Error(ErrCode::kErr, errtext::kConfigSet); }
 
 void CmdConfigHelp(CommandCtx& c) {
-  ReplyHelp(c, "CONFIG",
-            {"GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
-             "SET <directive> <value>", "    Not supported: edit the config file and reload."});
+  ReplyHelp(
+      c, "CONFIG",
+      {"GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
+       "SET <directive> <value>", "    Not supported: edit the config file and reload."});
 }
 
 void CmdTime(CommandCtx& c) {
@@ -92,10 +93,12 @@ void CmdTime(CommandCtx& c) {
 namespace {
 
 void ReplyCommandInfo(CommandCtx& c, const CommandSpec& s) {
+  // Redis' names and order; kCmdSubscribed and kCmdMayBlock are ours and not shown.
   static constexpr std::pair<uint32_t, std::string_view> kFlagNames[] = {
-      {kCmdWrite, "write"},     {kCmdReadonly, "readonly"}, {kCmdDenyOom, "denyoom"},
-      {kCmdAdmin, "admin"},     {kCmdNoScript, "noscript"}, {kCmdLoading, "loading"},
-      {kCmdStale, "stale"},     {kCmdFast, "fast"},         {kCmdNoAuth, "no_auth"},
+      {kCmdPubSub, "pubsub"},   {kCmdWrite, "write"}, {kCmdReadonly, "readonly"},
+      {kCmdDenyOom, "denyoom"}, {kCmdAdmin, "admin"}, {kCmdNoScript, "noscript"},
+      {kCmdLoading, "loading"}, {kCmdStale, "stale"}, {kCmdFast, "fast"},
+      {kCmdNoAuth, "no_auth"},
   };
   c.out.ArrayBegin(10);
   c.out.Bulk(s.name);
@@ -132,8 +135,10 @@ void CmdCommandInfo(CommandCtx& c) {
   c.out.ArrayBegin(c.argc() - 2);
   for (size_t j = 2; j < c.argc(); ++j) {
     const CommandSpec* s = LookupCommand(c.arg(j));
-    if (s) ReplyCommandInfo(c, *s);
-    else c.out.Nil();
+    if (s)
+      ReplyCommandInfo(c, *s);
+    else
+      c.out.Nil();
   }
 }
 

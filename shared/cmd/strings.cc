@@ -27,8 +27,8 @@ void DoSet(CommandCtx& c, std::string_view key, std::string_view value, kv::SetO
            bool get, bool ok_int) {
   std::string& old = ValueBuf();
   bool had_old = false;
-  kv::Status st = c.env.store->Set(key, value, opt, c.now_ms, get ? &old : nullptr,
-                                   get ? &had_old : nullptr);
+  kv::Status st =
+      c.env.store->Set(key, value, opt, c.now_ms, get ? &old : nullptr, get ? &had_old : nullptr);
   if (st == kv::Status::kOk || st == kv::Status::kNotDone) {
     if (get) return had_old ? c.out.Bulk(old) : c.out.Nil();
     if (ok_int) return c.out.Integer(st == kv::Status::kOk ? 1 : 0);
@@ -69,7 +69,7 @@ void CmdSet(CommandCtx& c) {
     }
   }
   kv::SetOptions opt;
-  opt.cond = (f & NX) ? kv::SetOptions::kIfAbsent
+  opt.cond = (f & NX)   ? kv::SetOptions::kIfAbsent
              : (f & XX) ? kv::SetOptions::kIfPresent
                         : kv::SetOptions::kAlways;
   opt.keep_ttl = (f & KEEPTTL) != 0;
@@ -105,8 +105,10 @@ void CmdMget(CommandCtx& c) {
   if (!c.env.store->MGet(keys, c.now_ms, &vals, max)) return ReplyReplyTooLarge(c, "MGET", max, "");
   c.out.ArrayBegin(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (i < vals.size() && vals[i]) c.out.Bulk(*vals[i]);
-    else c.out.Nil();
+    if (i < vals.size() && vals[i])
+      c.out.Bulk(*vals[i]);
+    else
+      c.out.Nil();
   }
 }
 

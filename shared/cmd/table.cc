@@ -142,8 +142,10 @@ const CommandSpec* LookupCommand(std::string_view name) {
     const size_t mid = (lo + hi) / 2;
     const int cmp = CompareNoCase(name, kTable[mid].name);
     if (cmp == 0) return &kTable[mid];
-    if (cmp < 0) hi = mid;
-    else lo = mid + 1;
+    if (cmp < 0)
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   return nullptr;
 }
@@ -168,6 +170,8 @@ const CommandSpec* CommandAt(uint32_t index) {
   return index < std::size(kSubcommands) ? &kSubcommands[index] : nullptr;
 }
 
-uint32_t CommandCount() { return static_cast<uint32_t>(std::size(kTable) + std::size(kSubcommands)); }
+uint32_t CommandCount() {
+  return static_cast<uint32_t>(std::size(kTable) + std::size(kSubcommands));
+}
 
 }  // namespace pf

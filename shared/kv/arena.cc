@@ -33,7 +33,10 @@ int ClassFor(const StoreHeader* h, uint64_t need) {
   int lo = 0, hi = static_cast<int>(h->class_count);
   while (lo < hi) {
     int mid = (lo + hi) / 2;
-    if (cs[mid] >= need) hi = mid; else lo = mid + 1;
+    if (cs[mid] >= need)
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   return lo < static_cast<int>(h->class_count) ? lo : -1;
 }
@@ -42,7 +45,10 @@ int FloorClass(const StoreHeader* h, uint32_t size) {
   int lo = 0, hi = static_cast<int>(h->class_count) - 1;
   while (lo < hi) {
     int mid = (lo + hi + 1) / 2;
-    if (cs[mid] <= size) lo = mid; else hi = mid - 1;
+    if (cs[mid] <= size)
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   return lo;
 }
@@ -147,8 +153,14 @@ bool DryRunFits(const StoreHeader* h, ShardHeader* s, const std::vector<int>& ne
   uint64_t bump_left = s->arena_end - s->bump;
   for (int c : needs) {
     uint32_t need = h->class_size[c];
-    if (cnt[c]) { cnt[c]--; continue; }
-    if (bump_left >= need) { bump_left -= need; continue; }
+    if (cnt[c]) {
+      cnt[c]--;
+      continue;
+    }
+    if (bump_left >= need) {
+      bump_left -= need;
+      continue;
+    }
     int d = c + 1;
     while (d < static_cast<int>(h->class_count) && !cnt[d]) ++d;
     if (d >= static_cast<int>(h->class_count)) return false;

@@ -2,6 +2,7 @@
 #include "shared/kv/check.h"
 
 #include <pthread.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -10,8 +11,6 @@
 #include <unordered_set>
 #include <utility>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "shared/kv/arena.h"
 #include "shared/kv/index.h"
@@ -44,8 +43,8 @@ bool ChunkSane(const StoreHeader* h, ShardHeader* s, uint32_t p, std::string* wh
     return Fail(why, "chunk at " + std::to_string(p) + " has bad size " + std::to_string(it->size));
   if (it->state == kChunkFree) return true;
   if (it->state != kChunkLive)
-    return Fail(why, "chunk at " + std::to_string(p) + " has bad state " +
-                         std::to_string(it->state));
+    return Fail(why,
+                "chunk at " + std::to_string(p) + " has bad state " + std::to_string(it->state));
   if (uint64_t{sizeof(Item)} + it->key_len + it->val_len > it->size)
     return Fail(why, "item at " + std::to_string(p) + " overflows its chunk");
   if (HashKey(h, it->key(), it->key_len) != it->hash)
@@ -97,10 +96,11 @@ bool VerifyLocked(const StoreHeader* h, ShardHeader* s, std::string* why) {
       ++indexed;
     }
   }
-  if (indexed != live) return Fail(why, "indexed " + std::to_string(indexed) + " != live chunks " +
-                                            std::to_string(live));
-  if (s->keys != live) return Fail(why, "keys counter " + std::to_string(s->keys) + " != " +
-                                            std::to_string(live));
+  if (indexed != live)
+    return Fail(why,
+                "indexed " + std::to_string(indexed) + " != live chunks " + std::to_string(live));
+  if (s->keys != live)
+    return Fail(why, "keys counter " + std::to_string(s->keys) + " != " + std::to_string(live));
   if (s->used_bytes != used) return Fail(why, "used_bytes counter is wrong");
   if (s->expires != expires) return Fail(why, "expires counter is wrong");
   // LRU: every live item once, links symmetric, stamps decreasing head->tail.
@@ -118,8 +118,8 @@ bool VerifyLocked(const StoreHeader* h, ShardHeader* s, std::string* why) {
     ++n;
   }
   if (s->lru_tail != prev) return Fail(why, "LRU tail is wrong");
-  if (n != live) return Fail(why, "LRU length " + std::to_string(n) + " != keys " +
-                                      std::to_string(live));
+  if (n != live)
+    return Fail(why, "LRU length " + std::to_string(n) + " != keys " + std::to_string(live));
   // Free lists: only free chunks, each once, in the list of its floor class.
   uint64_t listed = 0;
   for (uint32_t c = 0; c < kMaxClasses; ++c) {
@@ -141,8 +141,9 @@ bool VerifyLocked(const StoreHeader* h, ShardHeader* s, std::string* why) {
     if (cnt != s->free_count[c]) return Fail(why, "free_count of class " + std::to_string(c));
     listed += cnt;
   }
-  if (listed != free_chunks) return Fail(why, "free chunks " + std::to_string(free_chunks) +
-                                                  " but " + std::to_string(listed) + " listed");
+  if (listed != free_chunks)
+    return Fail(why, "free chunks " + std::to_string(free_chunks) + " but " +
+                         std::to_string(listed) + " listed");
   return true;
 }
 

@@ -30,13 +30,22 @@ inline void LruLinkHead(ShardHeader* s, uint32_t off) {
   Item* it = It(s, off);
   it->lru_prev = 0;
   it->lru_next = s->lru_head;
-  if (s->lru_head) It(s, s->lru_head)->lru_prev = off; else s->lru_tail = off;
+  if (s->lru_head)
+    It(s, s->lru_head)->lru_prev = off;
+  else
+    s->lru_tail = off;
   s->lru_head = off;
 }
 inline void LruUnlink(ShardHeader* s, uint32_t off) {
   Item* it = It(s, off);
-  if (it->lru_prev) It(s, it->lru_prev)->lru_next = it->lru_next; else s->lru_head = it->lru_next;
-  if (it->lru_next) It(s, it->lru_next)->lru_prev = it->lru_prev; else s->lru_tail = it->lru_prev;
+  if (it->lru_prev)
+    It(s, it->lru_prev)->lru_next = it->lru_next;
+  else
+    s->lru_head = it->lru_next;
+  if (it->lru_next)
+    It(s, it->lru_next)->lru_prev = it->lru_prev;
+  else
+    s->lru_tail = it->lru_prev;
   it->lru_prev = it->lru_next = 0;
 }
 inline void BucketUnlink(ShardHeader* s, uint32_t off) {
@@ -74,8 +83,8 @@ inline void Touch(ShardHeader* s, uint32_t off) {
 }
 
 // Finds a live, unexpired item; removes it if expired (lazy expiry).
-inline uint32_t LookupLive(const StoreHeader* h, ShardHeader* s, uint64_t hash, std::string_view key,
-                    uint64_t now) {
+inline uint32_t LookupLive(const StoreHeader* h, ShardHeader* s, uint64_t hash,
+                           std::string_view key, uint64_t now) {
   uint32_t off = Find(s, hash, key);
   if (off && Expired(It(s, off), now)) {
     Remove(h, s, off);

@@ -36,17 +36,18 @@ struct Limits {
 
 enum class Status : uint8_t {
   kOk,
-  kNotFound,     // no such key (or it expired)
-  kNotDone,      // SET NX/XX condition not met, EXPIRE on a missing key, PERSIST without TTL
-  kNotInteger,   // INCR on a value that is not a 64-bit decimal integer
-  kOverflow,     // INCR would overflow int64
-  kTooLarge,     // key or value over Limits
-  kOom,          // no memory in the shard and eviction is off (or cannot free enough)
+  kNotFound,    // no such key (or it expired)
+  kNotDone,     // SET NX/XX condition not met, EXPIRE on a missing key, PERSIST without TTL
+  kNotInteger,  // INCR on a value that is not a 64-bit decimal integer
+  kOverflow,    // INCR would overflow int64
+  kTooLarge,    // key or value over Limits
+  kOom,         // no memory in the shard and eviction is off (or cannot free enough)
 };
 
 struct SetOptions {
   enum Cond : uint8_t { kAlways, kIfAbsent /*NX*/, kIfPresent /*XX*/ } cond = kAlways;
-  int64_t expire_at_ms = -1;  // absolute unix ms; -1 = no expiry (clears an existing one unless keep_ttl)
+  int64_t expire_at_ms =
+      -1;  // absolute unix ms; -1 = no expiry (clears an existing one unless keep_ttl)
   bool keep_ttl = false;
 };
 
@@ -56,10 +57,10 @@ struct ShardUnrecoverable : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-struct Stats {  // summed over shards (GetStats) or of one shard (GetShardStats)
-  uint64_t keys = 0, expires = 0;      // keys, keys with a TTL
-  uint64_t used_bytes = 0;             // arena bytes in use (items, incl. headers)
-  uint64_t capacity_bytes = 0;         // arena bytes in all
+struct Stats {                     // summed over shards (GetStats) or of one shard (GetShardStats)
+  uint64_t keys = 0, expires = 0;  // keys, keys with a TTL
+  uint64_t used_bytes = 0;         // arena bytes in use (items, incl. headers)
+  uint64_t capacity_bytes = 0;     // arena bytes in all
   uint64_t hits = 0, misses = 0, evictions = 0, expired = 0;
 };
 
@@ -105,7 +106,7 @@ class Store {
   // Check magic/version/size of a formatted region; nullptr (and why) on mismatch.
   static Store* Attach(void* base, size_t size, std::string* why);
 
-  void SetLimits(const Limits& l);     // on reload (shard count cannot change)
+  void SetLimits(const Limits& l);  // on reload (shard count cannot change)
   uint32_t shard_count() const;
   uint32_t ShardOf(std::string_view key) const;
 
@@ -115,7 +116,7 @@ class Store {
   // `old`: if non-null, receives the previous value (GET option); *had_old says if there was one.
   Status Set(std::string_view key, std::string_view value, const SetOptions& opt, uint64_t now_ms,
              std::string* old = nullptr, bool* had_old = nullptr);
-  Status Del(std::string_view key, uint64_t now_ms);            // kOk or kNotFound
+  Status Del(std::string_view key, uint64_t now_ms);  // kOk or kNotFound
   bool Exists(std::string_view key, uint64_t now_ms);
   Status IncrBy(std::string_view key, int64_t delta, uint64_t now_ms, int64_t* result);
   // at_ms = -1 removes the TTL (PERSIST: kNotDone if there was none).
@@ -141,8 +142,8 @@ class Store {
                 uint64_t max_bytes = UINT64_MAX, std::vector<uint64_t>* resume = nullptr);
   uint64_t DbSize();
   // Atomic: holds every shard's lock at once (ascending), as MSet does.
-  uint64_t FlushAll();                                // returns keys removed
-  uint64_t FlushPrefix(std::string_view prefix);      // namespace flush ("ns^")
+  uint64_t FlushAll();                            // returns keys removed
+  uint64_t FlushPrefix(std::string_view prefix);  // namespace flush ("ns^")
   Stats GetStats();
   Stats GetShardStats(uint32_t shard);
 
@@ -159,7 +160,8 @@ class Store {
   // Calls fn for every live, unexpired item of one shard while holding its
   // lock (fn must be quick: copy, do no I/O) and returns the shard's
   // sequence number at that moment: the snapshot's watermark.
-  using ItemFn = std::function<void(std::string_view key, std::string_view value, int64_t expire_at)>;
+  using ItemFn =
+      std::function<void(std::string_view key, std::string_view value, int64_t expire_at)>;
   uint64_t ExportShard(uint32_t shard, uint64_t now_ms, const ItemFn& fn);
   uint64_t ShardSeq(uint32_t shard);
   // FlushAll calls so far (a snapshot walk that saw one change retries).
@@ -176,10 +178,10 @@ class Store {
 // engine raises SIGKILL at that point inside a critical section.
 namespace testing {
 void SetCrashPoint(int n);
-int CrashPointCount();   // how many distinct points exist (1..N)
+int CrashPointCount();              // how many distinct points exist (1..N)
 const char* CrashPointName(int n);  // "Commit", "RebuildMid", ...; "" if out of range
 uint64_t RecoveryCount();           // shard repairs (EOWNERDEAD) done by this process
 void SetFormatBuckets(uint32_t n);  // buckets per shard for later Format()s (0 = sized from memory)
-}
+}  // namespace testing
 
 }  // namespace pf::kv

@@ -15,11 +15,11 @@
 namespace pf::kv::internal {
 
 constexpr uint64_t kStoreMagic = 0x3156'4b44'4b52'4f46ull;  // "FORKDKV1" little-endian
-constexpr uint32_t kLayoutVersion = 2;  // 2: shard seq, store flushes
+constexpr uint32_t kLayoutVersion = 2;                      // 2: shard seq, store flushes
 constexpr uint32_t kMaxClasses = 128;
-constexpr uint32_t kMinChunk = 64;          // smallest size class; chunks are multiples of 8
-constexpr double kClassFactor = 1.25;       // growth between size classes
-constexpr uint32_t kMinArena = 4096;        // smallest arena Format accepts per shard
+constexpr uint32_t kMinChunk = 64;     // smallest size class; chunks are multiples of 8
+constexpr double kClassFactor = 1.25;  // growth between size classes
+constexpr uint32_t kMinArena = 4096;   // smallest arena Format accepts per shard
 
 // Chunk states. Distinct non-trivial patterns so a walk detects garbage.
 enum : uint8_t { kChunkFree = 0xF5, kChunkLive = 0x1E };
@@ -30,18 +30,18 @@ enum : uint8_t { kChunkFree = 0xF5, kChunkLive = 0x1E };
 // live chunk key_len, val_len, hash, expire_at, stamp and the bytes.
 // DERIVED fields (rebuilt on recovery): hnext, lru_prev, lru_next.
 struct Item {
-  uint32_t size;       // chunk bytes
-  uint8_t state;       // kChunkFree / kChunkLive: the commit point of a write
+  uint32_t size;  // chunk bytes
+  uint8_t state;  // kChunkFree / kChunkLive: the commit point of a write
   uint8_t pad0[3];
   uint32_t key_len;
   uint32_t val_len;
-  uint32_t hnext;      // live: next in bucket chain; free: next in free list
-  uint32_t lru_prev;   // towards the head (more recent)
-  uint32_t lru_next;   // towards the tail (less recent)
+  uint32_t hnext;     // live: next in bucket chain; free: next in free list
+  uint32_t lru_prev;  // towards the head (more recent)
+  uint32_t lru_next;  // towards the tail (less recent)
   uint32_t pad1;
-  uint64_t hash;       // SipHash of the key
-  int64_t expire_at;   // absolute unix ms; -1 = none
-  uint64_t stamp;      // shard clock at last write/touch: LRU order, newest copy wins
+  uint64_t hash;      // SipHash of the key
+  int64_t expire_at;  // absolute unix ms; -1 = none
+  uint64_t stamp;     // shard clock at last write/touch: LRU order, newest copy wins
   char* key() { return reinterpret_cast<char*>(this + 1); }
   char* val() { return key() + key_len; }
 };
@@ -51,22 +51,22 @@ static_assert(std::is_trivially_copyable_v<Item>);
 // At the start of each shard's memory; offsets in a shard are relative to it
 // (0 = null, since the header lives there).
 struct alignas(64) ShardHeader {
-  pthread_mutex_t mu;          // process-shared, robust
-  uint32_t index;              // this shard's number
+  pthread_mutex_t mu;  // process-shared, robust
+  uint32_t index;      // this shard's number
   uint32_t nbuckets;
-  uint32_t buckets_off;        // uint32_t[nbuckets] (derived)
+  uint32_t buckets_off;  // uint32_t[nbuckets] (derived)
   uint32_t arena_begin, arena_end;
-  uint32_t bump;               // DURABLE: chunks exist in [arena_begin, bump)
-  uint32_t lru_head, lru_tail; // derived; head = most recently used
-  uint32_t sweep_cursor;       // advisory
+  uint32_t bump;                // DURABLE: chunks exist in [arena_begin, bump)
+  uint32_t lru_head, lru_tail;  // derived; head = most recently used
+  uint32_t sweep_cursor;        // advisory
   uint32_t pad;
-  uint64_t clock;              // last stamp handed out
-  uint64_t keys, expires, used_bytes;              // derived
-  uint64_t hits, misses, evictions, expired;       // statistics
+  uint64_t clock;                             // last stamp handed out
+  uint64_t keys, expires, used_bytes;         // derived
+  uint64_t hits, misses, evictions, expired;  // statistics
   uint64_t frees_since_coalesce;
   uint64_t recoveries;
-  uint64_t seq;                // mutations journaled (persistence order); kept by Rebuild
-  uint32_t free_head[kMaxClasses];   // derived; list c holds chunks with floor class c
+  uint64_t seq;                     // mutations journaled (persistence order); kept by Rebuild
+  uint32_t free_head[kMaxClasses];  // derived; list c holds chunks with floor class c
   uint32_t free_count[kMaxClasses];
 };
 static_assert(std::is_trivially_copyable_v<ShardHeader>);
@@ -74,24 +74,23 @@ static_assert(std::is_trivially_copyable_v<ShardHeader>);
 struct alignas(64) StoreHeader {
   uint64_t magic;
   uint32_t version;
-  uint32_t header_bytes;       // sizeof(StoreHeader)
+  uint32_t header_bytes;  // sizeof(StoreHeader)
   uint64_t region_size;
   uint32_t shard_count;
   uint32_t class_count;
-  uint64_t shards_off;         // from the store base
+  uint64_t shards_off;  // from the store base
   uint64_t shard_stride;
-  uint32_t item_header_bytes;  // sizeof(Item)
-  uint32_t shard_header_bytes; // sizeof(ShardHeader)
-  uint64_t k0, k1;             // hash key
-  uint32_t max_key_bytes;      // limits: written by SetLimits, read relaxed
+  uint32_t item_header_bytes;   // sizeof(Item)
+  uint32_t shard_header_bytes;  // sizeof(ShardHeader)
+  uint64_t k0, k1;              // hash key
+  uint32_t max_key_bytes;       // limits: written by SetLimits, read relaxed
   uint32_t max_value_bytes;
   uint32_t eviction;
   uint32_t pad;
-  uint64_t flushes;            // FlushAll calls (atomic builtins: read without a lock)
+  uint64_t flushes;  // FlushAll calls (atomic builtins: read without a lock)
   uint32_t class_size[kMaxClasses];
 };
 static_assert(std::is_trivially_copyable_v<StoreHeader>);
-
 
 // ---- addressing ------------------------------------------------------------
 constexpr uint32_t Align8(uint64_t v) { return static_cast<uint32_t>((v + 7) & ~uint64_t{7}); }
@@ -119,19 +118,21 @@ inline uint32_t LoadU32(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_
 
 // ---- test-only crash points ------------------------------------------------
 // One per gap between dependent writes. Names are "k" + what was just written.
-#define PF_KV_CRASH_POINTS(X)                                                              \
-  X(CarveHeader) X(CarveBump) X(FreePop) X(SplitHeader) X(SplitShrink) X(Fill) X(Commit)   \
-  X(LinkBucket) X(LinkLru) X(Counters) X(Kill) X(UnlinkBucket) X(UnlinkLru) X(FreePush)    \
-  X(TouchStamp) X(TouchUnlink) X(ExpireSet) X(Evict) X(Sweep) X(CoalesceClear)             \
-  X(CoalesceMerge) X(TrimBump) X(FlushBump) X(FlushClear) X(MSetMid) X(RebuildClear)      \
+// clang-format off
+#define PF_KV_CRASH_POINTS(X)                                                                \
+  X(CarveHeader) X(CarveBump) X(FreePop) X(SplitHeader) X(SplitShrink) X(Fill) X(Commit)     \
+  X(LinkBucket) X(LinkLru) X(Counters) X(Kill) X(UnlinkBucket) X(UnlinkLru) X(FreePush)      \
+  X(TouchStamp) X(TouchUnlink) X(ExpireSet) X(Evict) X(Sweep) X(CoalesceClear)               \
+  X(CoalesceMerge) X(TrimBump) X(FlushBump) X(FlushClear) X(MSetMid) X(RebuildClear)        \
   X(RebuildMid)
+// clang-format on
 
 enum CrashPoint : int {
   kCpNone = 0,
 #define PF_KV_X(n) kCp##n,
   PF_KV_CRASH_POINTS(PF_KV_X)
 #undef PF_KV_X
-  kCpEnd
+      kCpEnd
 };
 
 extern int g_crash_point;
@@ -140,13 +141,12 @@ extern int g_crash_point;
 // Compiler barriers around the point keep the dependent writes in program
 // order (a SIGKILLed process' executed stores are all visible to the next
 // locker; only compiler reordering could break the write order).
-#define PF_KV_CRASH(id)                                                                     \
-  do {                                                                                      \
-    std::atomic_signal_fence(std::memory_order_seq_cst);                                    \
-    if (__builtin_expect(::pf::kv::internal::g_crash_point == ::pf::kv::internal::kCp##id,  \
-                         0))                                                                \
-      ::pf::kv::internal::CrashNow();                                                       \
-    std::atomic_signal_fence(std::memory_order_seq_cst);                                    \
+#define PF_KV_CRASH(id)                                                                        \
+  do {                                                                                         \
+    std::atomic_signal_fence(std::memory_order_seq_cst);                                       \
+    if (__builtin_expect(::pf::kv::internal::g_crash_point == ::pf::kv::internal::kCp##id, 0)) \
+      ::pf::kv::internal::CrashNow();                                                          \
+    std::atomic_signal_fence(std::memory_order_seq_cst);                                       \
   } while (0)
 
 }  // namespace pf::kv::internal

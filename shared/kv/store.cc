@@ -46,8 +46,8 @@ inline const StoreHeader* Hdr(const Store* st) { return reinterpret_cast<const S
 inline StoreHeader* Hdr(Store* st) { return reinterpret_cast<StoreHeader*>(st); }
 inline ShardHeader* Sh(const Store* st, uint32_t i) {
   const StoreHeader* h = Hdr(st);
-  return reinterpret_cast<ShardHeader*>(
-      const_cast<char*>(reinterpret_cast<const char*>(st)) + h->shards_off + i * h->shard_stride);
+  return reinterpret_cast<ShardHeader*>(const_cast<char*>(reinterpret_cast<const char*>(st)) +
+                                        h->shards_off + i * h->shard_stride);
 }
 constexpr uint64_t kStoreHeaderBytes = Align64(sizeof(StoreHeader));
 constexpr uint64_t kMinShardBytes = Align64(sizeof(ShardHeader)) + 64 * 4 + kMinArena;
@@ -97,8 +97,8 @@ uint64_t Store::MinSizeFor(uint32_t shards, uint32_t max_key_bytes, uint32_t max
          uint64_t{std::max<uint32_t>(shards, 1)} * MinShardBytesFor(max_key_bytes, max_value_bytes);
 }
 
-Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& limits,
-                     uint64_t seed, std::string* why) {
+Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& limits, uint64_t seed,
+                     std::string* why) {
   auto fail = [&](const std::string& m) -> Store* {
     if (why) *why = m;
     return nullptr;
@@ -109,8 +109,8 @@ Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& lim
     return fail("kv: region of " + std::to_string(size) + " bytes is too small for " +
                 std::to_string(shards) + " shards (need at least " +
                 std::to_string(MinSize(shards)) + ")");
-  uint64_t stride = std::min<uint64_t>(((size - kStoreHeaderBytes) / shards) & ~uint64_t{63},
-                                       kMaxStride);
+  uint64_t stride =
+      std::min<uint64_t>(((size - kStoreHeaderBytes) / shards) & ~uint64_t{63}, kMaxStride);
   uint64_t buckets_off = Align64(sizeof(ShardHeader));
   uint64_t nbuckets = g_format_buckets ? g_format_buckets : DefaultBuckets(stride);
   uint64_t arena_begin = Align64(buckets_off + nbuckets * 4);
@@ -135,7 +135,7 @@ Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& lim
   h->max_value_bytes = limits.max_value_bytes;
   h->eviction = static_cast<uint32_t>(limits.eviction);
   uint32_t n = 0;
-  for (uint64_t cs = kMinChunk; n < kMaxClasses; ) {
+  for (uint64_t cs = kMinChunk; n < kMaxClasses;) {
     if (cs >= arena_bytes || n == kMaxClasses - 1) {
       h->class_size[n++] = static_cast<uint32_t>(arena_bytes);
       break;
@@ -180,8 +180,8 @@ Store* Store::Attach(void* base, size_t size, std::string* why) {
     return fail("layout version " + std::to_string(h->version) + ", this build reads " +
                 std::to_string(kLayoutVersion));
   if (h->region_size != size)
-    return fail("store was formatted for " + std::to_string(h->region_size) +
-                " bytes, region is " + std::to_string(size));
+    return fail("store was formatted for " + std::to_string(h->region_size) + " bytes, region is " +
+                std::to_string(size));
   if (h->header_bytes != sizeof(StoreHeader) || h->item_header_bytes != sizeof(Item) ||
       h->shard_header_bytes != sizeof(ShardHeader))
     return fail("structure sizes differ from this build");
@@ -318,7 +318,8 @@ Status Store::SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms) {
   it->expire_at = at_ms;
   PF_KV_CRASH(ExpireSet);
   if (!had) s->expires++;
-  JPut(s, std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len), at_ms);
+  JPut(s, std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len),
+       at_ms);
   return Status::kOk;
 }
 
@@ -375,8 +376,12 @@ Status Store::MSet(std::span<const std::pair<std::string_view, std::string_view>
   }
   // One journal record for the whole MSET (EndGroup also on an early return).
   struct Group {
-    Group() { if (g_journal) g_journal->BeginGroup(); }
-    ~Group() { if (g_journal) g_journal->EndGroup(); }
+    Group() {
+      if (g_journal) g_journal->BeginGroup();
+    }
+    ~Group() {
+      if (g_journal) g_journal->EndGroup();
+    }
   } group;
   for (size_t i = 0; i < kvs.size(); ++i) {
     ShardHeader* s = Sh(this, shards[i]);
@@ -425,9 +430,8 @@ bool Store::MGet(std::span<const std::string_view> keys, uint64_t now_ms,
   return true;
 }
 
-uint64_t Store::Scan(uint64_t cursor, size_t count, uint64_t now_ms,
-                     std::vector<std::string>* keys, uint64_t max_bytes,
-                     std::vector<uint64_t>* resume) {
+uint64_t Store::Scan(uint64_t cursor, size_t count, uint64_t now_ms, std::vector<std::string>* keys,
+                     uint64_t max_bytes, std::vector<uint64_t>* resume) {
   const StoreHeader* h = Hdr(this);
   uint32_t si = static_cast<uint32_t>(cursor >> 32);
   uint32_t b = static_cast<uint32_t>(cursor);
@@ -523,7 +527,9 @@ uint64_t Store::FlushAll() {
 uint64_t Store::FlushPrefix(std::string_view prefix) {
   return RemoveWhere(
       this,
-      [prefix](std::string_view k) { return k.size() >= prefix.size() && k.compare(0, prefix.size(), prefix) == 0; },
+      [prefix](std::string_view k) {
+        return k.size() >= prefix.size() && k.compare(0, prefix.size(), prefix) == 0;
+      },
       /*journal=*/true);
 }
 
@@ -567,7 +573,8 @@ size_t Store::SweepExpired(uint32_t shard, uint64_t now_ms, size_t max_keys) {
   ShardLock lk(h, s);
   if (s->expires == 0) return 0;
   // Bounded work: at most max(64, 16 * max_keys) buckets per call.
-  uint64_t budget = std::min<uint64_t>(s->nbuckets, std::max<uint64_t>(64, 16 * uint64_t{max_keys}));
+  uint64_t budget =
+      std::min<uint64_t>(s->nbuckets, std::max<uint64_t>(64, 16 * uint64_t{max_keys}));
   uint32_t b = s->sweep_cursor < s->nbuckets ? s->sweep_cursor : 0;
   size_t removed = 0;
   for (uint64_t i = 0; i < budget && removed < max_keys && s->expires; ++i) {
@@ -649,9 +656,7 @@ uint64_t Store::ShardSeq(uint32_t shard) {
   return s->seq;
 }
 
-uint64_t Store::Flushes() const {
-  return __atomic_load_n(&Hdr(this)->flushes, __ATOMIC_SEQ_CST);
-}
+uint64_t Store::Flushes() const { return __atomic_load_n(&Hdr(this)->flushes, __ATOMIC_SEQ_CST); }
 
 uint64_t Store::RemoveIf(const std::function<bool(std::string_view key)>& pred) {
   return RemoveWhere(this, pred, /*journal=*/false);

@@ -225,7 +225,8 @@ std::string EncodeSnapHeader(const SnapHeader& h) {
   Put<uint64_t>(&o, h.k0);
   Put<uint64_t>(&o, h.k1);
   o.resize(kSnapFixedBytes, '\0');
-  for (uint32_t i = 0; i < h.shard_count; ++i) Put<uint64_t>(&o, i < h.watermarks.size() ? h.watermarks[i] : 0);
+  for (uint32_t i = 0; i < h.shard_count; ++i)
+    Put<uint64_t>(&o, i < h.watermarks.size() ? h.watermarks[i] : 0);
   Put<uint32_t>(&o, Crc32c(0, o.data(), o.size()));
   return o;
 }
@@ -266,7 +267,8 @@ bool DecodeSnapHeader(std::string_view d, SnapHeader* h, size_t* size, std::stri
   h->k0 = Get<uint64_t>(d.data() + 40);
   h->k1 = Get<uint64_t>(d.data() + 48);
   h->watermarks.resize(n);
-  for (uint32_t i = 0; i < n; ++i) h->watermarks[i] = Get<uint64_t>(d.data() + kSnapFixedBytes + 8ull * i);
+  for (uint32_t i = 0; i < n; ++i)
+    h->watermarks[i] = Get<uint64_t>(d.data() + kSnapFixedBytes + 8ull * i);
   *size = total;
   return true;
 }

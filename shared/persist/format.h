@@ -45,10 +45,10 @@ constexpr uint32_t kMaxRecordBytes = 1u << 30;  // a longer length field is corr
 
 struct LogHeader {
   uint32_t shard_count = 0;
-  uint64_t epoch = 0;      // the server run that wrote it (one per master start)
-  uint64_t gen = 0;        // snapshot generation: a snapshot covering gen G covers the file
-  uint64_t file_id = 0;    // unique in the run (names the file)
-  uint64_t k0 = 0, k1 = 0; // the run's hash key: which shard a key was in
+  uint64_t epoch = 0;       // the server run that wrote it (one per master start)
+  uint64_t gen = 0;         // snapshot generation: a snapshot covering gen G covers the file
+  uint64_t file_id = 0;     // unique in the run (names the file)
+  uint64_t k0 = 0, k1 = 0;  // the run's hash key: which shard a key was in
 };
 std::string EncodeLogHeader(const LogHeader& h);
 bool DecodeLogHeader(std::string_view data, LogHeader* h, std::string* why);
@@ -85,7 +85,7 @@ bool DecodeEntries(std::string_view body, std::vector<Entry>* out, std::string* 
 struct SnapHeader {
   uint32_t shard_count = 0;
   uint64_t epoch = 0;
-  uint64_t gen = 0;          // covers every log file of `epoch` with gen <= this, and older epochs
+  uint64_t gen = 0;  // covers every log file of `epoch` with gen <= this, and older epochs
   uint64_t created_ms = 0;
   uint64_t k0 = 0, k1 = 0;
   std::vector<uint64_t> watermarks;  // per shard: the last seq the snapshot holds
@@ -95,7 +95,7 @@ std::string EncodeSnapHeader(const SnapHeader& h);
 // *size gets the header's length.
 bool DecodeSnapHeader(std::string_view data, SnapHeader* h, size_t* size, std::string* why);
 
-void BeginItemsBlock(std::string* out);   // then AppendItem()s, then EndBlock()
+void BeginItemsBlock(std::string* out);  // then AppendItem()s, then EndBlock()
 void AppendItem(std::string* out, std::string_view key, std::string_view value, int64_t expire_at);
 void EndBlock(std::string* out, size_t block_start);
 std::string EndMarkerBlock(uint64_t items);

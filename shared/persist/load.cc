@@ -2,14 +2,13 @@
 // then the logs past its watermarks, merged per shard by sequence; torn or
 // corrupt tails are cut off and kept beside their file.
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <tuple>
-
-#include <spdlog/spdlog.h>
 
 #include "shared/persist/files.h"
 #include "shared/persist/format.h"
@@ -33,7 +32,8 @@ bool ApplyPut(kv::Store* store, std::string_view key, std::string_view value, in
   const kv::Status s = store->Set(key, value, o, now_ms);
   if (s == kv::Status::kOk) return true;
   *why = s == kv::Status::kTooLarge
-             ? "a stored key or value is larger than kv.max_key_bytes / kv.max_value_bytes allow now (" +
+             ? "a stored key or value is larger than kv.max_key_bytes / kv.max_value_bytes allow "
+               "now (" +
                    std::to_string(key.size()) + "-byte key, " + std::to_string(value.size()) +
                    "-byte value): raise them to load the data"
              : "the store is full while loading (" + std::to_string(store->DbSize()) +
@@ -60,17 +60,18 @@ void CutTail(const std::string& dir, const std::string& name, std::string_view d
   if (err) spdlog::warn("persistence: cannot save the cut tail to {}: {}", saved, Errno(err));
   if (truncate(path.c_str(), static_cast<off_t>(keep)) != 0)
     spdlog::error("persistence: cannot truncate {}: {}", path, Errno(errno));
-  spdlog::warn("persistence: {}: {} at offset {}: dropped the last {} bytes (saved as {}), as "
-               "Redis' aof-load-truncated does",
-               name, why, keep, drop, saved);
+  spdlog::warn(
+      "persistence: {}: {} at offset {}: dropped the last {} bytes (saved as {}), as "
+      "Redis' aof-load-truncated does",
+      name, why, keep, drop, saved);
   st->dropped_bytes += drop;
 }
 
 // One log entry in the merge: where it is and which record it belongs to.
 struct Ref {
   uint64_t seq;
-  uint32_t rec;   // index into recs
-  uint32_t ent;   // index into ents
+  uint32_t rec;  // index into recs
+  uint32_t ent;  // index into ents
 };
 
 struct RecInfo {
@@ -95,7 +96,8 @@ bool ReplayEpoch(std::vector<LogFile*>& files, const SnapHeader* snap, kv::Store
   const uint32_t nshards = h0.shard_count;
   const bool same_run = snap && snap->epoch == h0.epoch;
   if (same_run && snap->shard_count != nshards) {
-    *why = "the snapshot and the logs of run " + std::to_string(h0.epoch) + " disagree on the shard count";
+    *why = "the snapshot and the logs of run " + std::to_string(h0.epoch) +
+           " disagree on the shard count";
     return false;
   }
   std::vector<Entry> ents;
@@ -126,8 +128,8 @@ bool ReplayEpoch(std::vector<LogFile*>& files, const SnapHeader* snap, kv::Store
               st->skipped_entries++;
               continue;
             }
-            streams[x.shard].push_back({x.seq, static_cast<uint32_t>(recs.size()),
-                                        static_cast<uint32_t>(ents.size())});
+            streams[x.shard].push_back(
+                {x.seq, static_cast<uint32_t>(recs.size()), static_cast<uint32_t>(ents.size())});
             ents.push_back(x);
             ri.count++;
             if (std::find(seen.begin(), seen.end(), x.shard) == seen.end()) seen.push_back(x.shard);
@@ -148,8 +150,11 @@ bool ReplayEpoch(std::vector<LogFile*>& files, const SnapHeader* snap, kv::Store
 
   auto apply = [&](const Entry& e) -> bool {
     switch (e.op) {
-      case Op::kPut: return ApplyPut(store, e.key, e.value, e.expire_at, now_ms, st, why);
-      case Op::kDel: store->Del(e.key, now_ms); return true;
+      case Op::kPut:
+        return ApplyPut(store, e.key, e.value, e.expire_at, now_ms, st, why);
+      case Op::kDel:
+        store->Del(e.key, now_ms);
+        return true;
       case Op::kClear: {
         const uint32_t s = e.shard;
         store->RemoveIf([&](std::string_view k) {
@@ -208,8 +213,10 @@ bool ReplayEpoch(std::vector<LogFile*>& files, const SnapHeader* snap, kv::Store
   }
   if (left) {
     // Cannot happen with logs written by preforkd; keep going in shard order.
-    spdlog::error("persistence: run {}: {} log entries could not be ordered across shards; "
-                  "applying them shard by shard", h0.epoch, left);
+    spdlog::error(
+        "persistence: run {}: {} log entries could not be ordered across shards; "
+        "applying them shard by shard",
+        h0.epoch, left);
     for (uint32_t s = 0; s < nshards; ++s)
       for (; pos[s] < streams[s].size(); ++pos[s])
         if (!apply(ents[streams[s][pos[s]].ent])) return false;
@@ -248,7 +255,8 @@ bool LoadSnapshot(const std::string& dir, const SnapName& sn, kv::Store* store, 
     }
     if (end) {
       if (count != n) {
-        *why = path + ": end marker says " + std::to_string(count) + " items, found " + std::to_string(n);
+        *why = path + ": end marker says " + std::to_string(count) + " items, found " +
+               std::to_string(n);
         return false;
       }
       break;
@@ -265,7 +273,8 @@ bool LoadSnapshot(const std::string& dir, const SnapName& sn, kv::Store* store, 
 
 }  // namespace
 
-bool Load(const std::string& dir, kv::Store* store, uint64_t now_ms, LoadStats* st, std::string* why) {
+bool Load(const std::string& dir, kv::Store* store, uint64_t now_ms, LoadStats* st,
+          std::string* why) {
   const uint64_t t0 = MonoMs();
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -280,8 +289,10 @@ bool Load(const std::string& dir, kv::Store* store, uint64_t now_ms, LoadStats* 
   for (const std::string& n : names) {
     SnapName s;
     LogName l;
-    if (ParseSnapName(n, &s)) snaps.push_back(s);
-    else if (ParseLogName(n, &l)) logs.push_back(l);
+    if (ParseSnapName(n, &s))
+      snaps.push_back(s);
+    else if (ParseLogName(n, &l))
+      logs.push_back(l);
     else if (n.size() > 4 && n.compare(n.size() - 4, 4, ".tmp") == 0)
       unlink((dir + "/" + n).c_str());  // an unfinished snapshot
   }
@@ -319,8 +330,8 @@ bool Load(const std::string& dir, kv::Store* store, uint64_t now_ms, LoadStats* 
       } else {
         const std::string aside = path + ".bad";
         rename(path.c_str(), aside.c_str());
-        spdlog::error("persistence: {}: {}; moved aside as {} (its records are not loaded)",
-                      l.name, e, aside);
+        spdlog::error("persistence: {}: {}; moved aside as {} (its records are not loaded)", l.name,
+                      e, aside);
         st->dropped_bytes += f.map.view().size();
       }
       continue;
@@ -328,13 +339,15 @@ bool Load(const std::string& dir, kv::Store* store, uint64_t now_ms, LoadStats* 
     files.push_back(std::move(f));
   }
   std::sort(files.begin(), files.end(), [](const LogFile& a, const LogFile& b) {
-    return std::tie(a.hdr.epoch, a.hdr.gen, a.hdr.file_id) < std::tie(b.hdr.epoch, b.hdr.gen, b.hdr.file_id);
+    return std::tie(a.hdr.epoch, a.hdr.gen, a.hdr.file_id) <
+           std::tie(b.hdr.epoch, b.hdr.gen, b.hdr.file_id);
   });
   st->log_files = files.size();
   for (size_t i = 0; i < files.size();) {
     std::vector<LogFile*> run;
     size_t j = i;
-    for (; j < files.size() && files[j].hdr.epoch == files[i].hdr.epoch; ++j) run.push_back(&files[j]);
+    for (; j < files.size() && files[j].hdr.epoch == files[i].hdr.epoch; ++j)
+      run.push_back(&files[j]);
     if (!ReplayEpoch(run, base, store, now_ms, st, dir, why)) return false;
     i = j;
   }

@@ -4,14 +4,13 @@
 #include "shared/persist/log_writer.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
-
-#include <spdlog/spdlog.h>
 
 #include "shared/persist/files.h"
 #include "shared/persist/persist.h"
@@ -99,8 +98,10 @@ void LogWriter::BeginGroup() {
 
 void LogWriter::EndGroup() {
   if (--group_depth_ > 0) return;
-  if (rb_.empty()) rb_.Abort();
-  else rb_.End();
+  if (rb_.empty())
+    rb_.Abort();
+  else
+    rb_.End();
   appended_ = written_ + (pending_.size() - pending_off_);
 }
 
@@ -116,7 +117,8 @@ bool LogWriter::OpenFile(uint64_t gen) {
   }
   const uint64_t id = ps_->next_file_id.fetch_add(1);
   const std::string name = LogFileName(ps_->epoch.load(), gen, id);
-  UniqueFd fd(openat(dir_fd_.get(), name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644));
+  UniqueFd fd(openat(dir_fd_.get(), name.c_str(),
+                     O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644));
   if (!fd) {
     Fail("cannot create " + dir_ + "/" + name, errno);
     return false;
@@ -164,13 +166,15 @@ bool LogWriter::Flush() {
   if (sync_failed_ && ps_->last_snapshot_gen.load() >= poisoned_gen_) {
     sync_failed_ = false;  // a snapshot holds what the failed file may have lost
     durable_cap_ = UINT64_MAX;
-    spdlog::warn("persistence: a snapshot covers the log whose fsync failed; writes are accepted again");
+    spdlog::warn(
+        "persistence: a snapshot covers the log whose fsync failed; writes are accepted again");
   }
   while (pending_off_ < pending_.size()) {
     uint64_t g = file_gen_;
     size_t seg_end = pending_.size();
     for (const auto& [off, gg] : gen_marks_) {
-      if (off <= pending_off_) g = gg;
+      if (off <= pending_off_)
+        g = gg;
       else {
         seg_end = off;
         break;
@@ -288,13 +292,17 @@ void LogWriter::ThreadMain() {
     // over (DrainNotify).
     const bool handed_over = thread_errors_ == thread_errors_seen_;
     const uint64_t target = always ? want_ : written_pub_.load();
-    const bool syncable = std::any_of(files_.begin(), files_.end(), [](const File& f) { return !f.failed; });
+    const bool syncable =
+        std::any_of(files_.begin(), files_.end(), [](const File& f) { return !f.failed; });
     if (!handed_over || target <= synced_.load() || !syncable) {
-      while (!files_.empty() && files_.front().end != UINT64_MAX && files_.front().end <= synced_.load())
+      while (!files_.empty() && files_.front().end != UINT64_MAX &&
+             files_.front().end <= synced_.load())
         files_.pop_front();
       if (stop_) break;
-      if (always) cv_.wait(lk);
-      else cv_.wait_for(lk, std::chrono::seconds(1));
+      if (always)
+        cv_.wait(lk);
+      else
+        cv_.wait_for(lk, std::chrono::seconds(1));
       continue;
     }
     if (!always && !stop_) {

@@ -68,12 +68,12 @@ class LogWriter final : public kv::Journal {
  private:
   struct File {
     UniqueFd fd;
-    uint64_t end = UINT64_MAX;   // position where it ends (UINT64_MAX: still being written)
-    bool dir_sync = true;        // its folder entry is not known to be durable yet
-    bool drop = false;           // handed over after a failed fsync: close it
-    bool failed = false;         // its fsync failed: never fsynced again (Linux reports an error once)
+    uint64_t end = UINT64_MAX;  // position where it ends (UINT64_MAX: still being written)
+    bool dir_sync = true;       // its folder entry is not known to be durable yet
+    bool drop = false;          // handed over after a failed fsync: close it
+    bool failed = false;  // its fsync failed: never fsynced again (Linux reports an error once)
   };
-  void NoteGen();                // a new record: which generation is it in
+  void NoteGen();  // a new record: which generation is it in
   bool OpenFile(uint64_t gen);
   void Fail(const std::string& what, int err);
   void RewindPartialRecord();
@@ -88,21 +88,22 @@ class LogWriter final : public kv::Journal {
   UniqueFd notify_fd_;
 
   // Loop-side state.
-  std::string pending_;          // encoded, not yet written
-  size_t pending_off_ = 0;       // bytes of pending_ already written
+  std::string pending_;                                 // encoded, not yet written
+  size_t pending_off_ = 0;                              // bytes of pending_ already written
   std::vector<std::pair<size_t, uint64_t>> gen_marks_;  // (offset in pending_, gen from there on)
-  uint64_t tail_gen_ = 0;        // generation of the last encoded record
-  uint64_t file_gen_ = 0;        // generation of the open file
-  int fd_ = -1;                  // the open file: owned by files_ (fsync thread) or own_fd_
-  UniqueFd own_fd_;              // the open file when there is no fsync thread (fsync: no)
+  uint64_t tail_gen_ = 0;                               // generation of the last encoded record
+  uint64_t file_gen_ = 0;                               // generation of the open file
+  int fd_ = -1;      // the open file: owned by files_ (fsync thread) or own_fd_
+  UniqueFd own_fd_;  // the open file when there is no fsync thread (fsync: no)
   RecordBuilder rb_{&pending_};
   int group_depth_ = 0;
   uint64_t appended_ = 0, written_ = 0;
   bool failing_ = false;
-  bool stopped_ = false;         // Shutdown() ran: nothing more is written
-  bool sync_failed_ = false;     // an fsync failed: only a snapshot covering that file clears it
-  uint64_t poisoned_gen_ = 0;    // generation of the file whose fsync failed
-  uint64_t durable_cap_ = UINT64_MAX;  // while sync_failed_: the last position synced before the failure
+  bool stopped_ = false;       // Shutdown() ran: nothing more is written
+  bool sync_failed_ = false;   // an fsync failed: only a snapshot covering that file clears it
+  uint64_t poisoned_gen_ = 0;  // generation of the file whose fsync failed
+  uint64_t durable_cap_ =
+      UINT64_MAX;  // while sync_failed_: the last position synced before the failure
   std::string error_;
   uint64_t last_error_log_ms_ = 0;
 
@@ -110,7 +111,7 @@ class LogWriter final : public kv::Journal {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<File> files_;
-  uint64_t want_ = 0;            // always: sync at least to here
+  uint64_t want_ = 0;  // always: sync at least to here
   bool stop_ = false;
   std::string thread_error_;
   uint64_t thread_errors_ = 0, thread_errors_seen_ = 0;

@@ -45,7 +45,7 @@ inline constexpr const char* kStatusFile = "snapshot.status";  // last snapshot 
 
 // ---- start-up -------------------------------------------------------------
 struct LoadStats {
-  std::string snapshot;          // file loaded ("" = none)
+  std::string snapshot;  // file loaded ("" = none)
   uint64_t snapshot_items = 0;
   uint64_t log_files = 0;
   uint64_t records = 0;          // log records applied
@@ -60,7 +60,8 @@ struct LoadStats {
 // `store` (which must be empty). False, with a reason for the operator, when
 // the data cannot be loaded without losing some silently: a corrupt
 // snapshot, a store too small for the data, an unreadable folder.
-bool Load(const std::string& dir, kv::Store* store, uint64_t now_ms, LoadStats* out, std::string* why);
+bool Load(const std::string& dir, kv::Store* store, uint64_t now_ms, LoadStats* out,
+          std::string* why);
 
 // ---- snapshots ------------------------------------------------------------
 struct SnapshotResult {

@@ -2,13 +2,12 @@
 // shards into a temp file made durable and renamed, and the clean-up of
 // what a durable snapshot covers.
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <string>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "shared/persist/files.h"
 #include "shared/persist/format.h"
@@ -51,10 +50,11 @@ SnapshotResult WriteSnapshot(const std::string& dir, kv::Store* store, PersistSh
     for (uint32_t s = 0; s < n && ok; ++s) {
       const size_t start = buf.size();
       BeginItemsBlock(&buf);
-      h.watermarks[s] = store->ExportShard(s, now_ms, [&](std::string_view k, std::string_view v, int64_t x) {
-        AppendItem(&buf, k, v, x);
-        items++;
-      });
+      h.watermarks[s] =
+          store->ExportShard(s, now_ms, [&](std::string_view k, std::string_view v, int64_t x) {
+            AppendItem(&buf, k, v, x);
+            items++;
+          });
       EndBlock(&buf, start);
       if (buf.size() >= (4u << 20) || s + 1 == n) {
         ok = WriteAll(fd.get(), buf.data(), buf.size(), &err);
@@ -118,8 +118,10 @@ int RemoveCovered(const std::string& dir, uint64_t epoch, uint64_t gen) {
     LogName l;
     SnapName s;
     bool covered = false;
-    if (ParseLogName(n, &l)) covered = l.epoch < epoch || (l.epoch == epoch && l.gen <= gen);
-    else if (ParseSnapName(n, &s)) covered = s.epoch < epoch || (s.epoch == epoch && s.gen < gen);
+    if (ParseLogName(n, &l))
+      covered = l.epoch < epoch || (l.epoch == epoch && l.gen <= gen);
+    else if (ParseSnapName(n, &s))
+      covered = s.epoch < epoch || (s.epoch == epoch && s.gen < gen);
     if (covered && unlink((dir + "/" + n).c_str()) == 0) removed++;
   }
   return removed;
@@ -144,8 +146,10 @@ void WriteStatus(const std::string& dir, const std::string& line) {
     const std::string s = line + "\n";
     ok = WriteAll(fd.get(), s.data(), s.size(), &err);
   }
-  if (ok) rename(tmp.c_str(), path.c_str());
-  else unlink(tmp.c_str());
+  if (ok)
+    rename(tmp.c_str(), path.c_str());
+  else
+    unlink(tmp.c_str());
 }
 
 }  // namespace pf::persist

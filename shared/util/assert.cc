@@ -1,9 +1,9 @@
 // shared/util/assert.cc: what a failed PF_ASSERT does (assert.h).
 #include "shared/util/assert.h"
 
-#include <cstdlib>
-
 #include <spdlog/spdlog.h>
+
+#include <cstdlib>
 
 namespace pf {
 

@@ -12,13 +12,13 @@ namespace pf {
 
 }  // namespace pf
 
-#define PF_ASSERT(expr)                                                        \
-  do {                                                                         \
+#define PF_ASSERT(expr)                                                                  \
+  do {                                                                                   \
     if (__builtin_expect(!(expr), 0)) ::pf::AssertFailed(#expr, __FILE__, __LINE__, ""); \
   } while (0)
 
 // With a message that says what the invariant protects.
-#define PF_ASSERT_MSG(expr, what)                                                \
-  do {                                                                           \
+#define PF_ASSERT_MSG(expr, what)                                                          \
+  do {                                                                                     \
     if (__builtin_expect(!(expr), 0)) ::pf::AssertFailed(#expr, __FILE__, __LINE__, what); \
   } while (0)

@@ -52,7 +52,6 @@ size_t GlobToken(std::string_view pat, size_t p, unsigned char ch, bool* match) 
   }
 }
 
-
 // Redis' recursive stringmatchlen, made iterative: every token but '*' eats
 // exactly one byte, so on a mismatch only the most recent '*' needs to absorb
 // one more byte (earlier stars can never do better). That bounds the work to

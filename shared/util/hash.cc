@@ -12,10 +12,20 @@ inline uint64_t Rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
 struct SipState {
   uint64_t v0, v1, v2, v3;
   inline void Round() {
-    v0 += v1; v1 = Rotl(v1, 13); v1 ^= v0; v0 = Rotl(v0, 32);
-    v2 += v3; v3 = Rotl(v3, 16); v3 ^= v2;
-    v0 += v3; v3 = Rotl(v3, 21); v3 ^= v0;
-    v2 += v1; v1 = Rotl(v1, 17); v1 ^= v2; v2 = Rotl(v2, 32);
+    v0 += v1;
+    v1 = Rotl(v1, 13);
+    v1 ^= v0;
+    v0 = Rotl(v0, 32);
+    v2 += v3;
+    v3 = Rotl(v3, 16);
+    v3 ^= v2;
+    v0 += v3;
+    v3 = Rotl(v3, 21);
+    v3 ^= v0;
+    v2 += v1;
+    v1 = Rotl(v1, 17);
+    v1 ^= v2;
+    v2 = Rotl(v2, 32);
   }
 };
 
@@ -30,8 +40,8 @@ inline uint64_t Load64(const unsigned char* p) {
 
 template <int C, int D>
 uint64_t Sip(uint64_t k0, uint64_t k1, const void* data, size_t len) {
-  SipState s{0x736f6d6570736575ull ^ k0, 0x646f72616e646f6dull ^ k1,
-             0x6c7967656e657261ull ^ k0, 0x7465646279746573ull ^ k1};
+  SipState s{0x736f6d6570736575ull ^ k0, 0x646f72616e646f6dull ^ k1, 0x6c7967656e657261ull ^ k0,
+             0x7465646279746573ull ^ k1};
   const auto* p = static_cast<const unsigned char*>(data);
   const unsigned char* end = p + (len & ~size_t{7});
   for (; p != end; p += 8) {
@@ -42,14 +52,29 @@ uint64_t Sip(uint64_t k0, uint64_t k1, const void* data, size_t len) {
   }
   uint64_t b = static_cast<uint64_t>(len) << 56;
   switch (len & 7) {
-    case 7: b |= uint64_t{p[6]} << 48; [[fallthrough]];
-    case 6: b |= uint64_t{p[5]} << 40; [[fallthrough]];
-    case 5: b |= uint64_t{p[4]} << 32; [[fallthrough]];
-    case 4: b |= uint64_t{p[3]} << 24; [[fallthrough]];
-    case 3: b |= uint64_t{p[2]} << 16; [[fallthrough]];
-    case 2: b |= uint64_t{p[1]} << 8; [[fallthrough]];
-    case 1: b |= uint64_t{p[0]}; break;
-    case 0: break;
+    case 7:
+      b |= uint64_t{p[6]} << 48;
+      [[fallthrough]];
+    case 6:
+      b |= uint64_t{p[5]} << 40;
+      [[fallthrough]];
+    case 5:
+      b |= uint64_t{p[4]} << 32;
+      [[fallthrough]];
+    case 4:
+      b |= uint64_t{p[3]} << 24;
+      [[fallthrough]];
+    case 3:
+      b |= uint64_t{p[2]} << 16;
+      [[fallthrough]];
+    case 2:
+      b |= uint64_t{p[1]} << 8;
+      [[fallthrough]];
+    case 1:
+      b |= uint64_t{p[0]};
+      break;
+    case 0:
+      break;
   }
   s.v3 ^= b;
   for (int i = 0; i < C; ++i) s.Round();

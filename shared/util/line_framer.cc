@@ -20,8 +20,7 @@ LineFramer::Result LineFramer::Next(const char* data, size_t len) {
   }
   const char* p = data + start;
   size_t n = len - start;
-  const void* found =
-      scanned_ < n ? std::memchr(p + scanned_, '\n', n - scanned_) : nullptr;
+  const void* found = scanned_ < n ? std::memchr(p + scanned_, '\n', n - scanned_) : nullptr;
   if (found == nullptr) {
     // Too long once the content (the line without "\r\n") is over the limit;
     // a trailing '\r' may still be part of the terminator.

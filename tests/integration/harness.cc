@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -12,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -25,9 +27,6 @@
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <yaml-cpp/yaml.h>
 
 extern char** environ;
 
@@ -43,7 +42,8 @@ const bool kIgnoreSigpipe = [] {
 }();
 
 int Remaining(Clock::time_point deadline) {
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return ms < 0 ? 0 : static_cast<int>(ms);
 }
 
@@ -169,8 +169,9 @@ std::string SourceRoot() {
 
 std::string ListenerYaml(const std::string& name, const std::string& protocol, uint16_t port,
                          const std::string& extra) {
-  std::string s = "- name: " + name + "\n  address: 127.0.0.1\n  port: " +
-                  std::to_string(port ? port : FreePort()) + "\n  protocol: " + protocol + "\n";
+  std::string s = "- name: " + name +
+                  "\n  address: 127.0.0.1\n  port: " + std::to_string(port ? port : FreePort()) +
+                  "\n  protocol: " + protocol + "\n";
   std::istringstream lines(extra);
   std::string line;
   while (std::getline(lines, line))
@@ -334,7 +335,8 @@ std::string Server::Compose(const std::string& listeners_yaml, const std::string
   YAML::Emitter out;
   out << YAML::BeginMap;
   out << YAML::Key << "listeners" << YAML::Value << listeners;
-  for (auto it = ce.begin(); it != ce.end(); ++it) out << YAML::Key << it->first << YAML::Value << it->second;
+  for (auto it = ce.begin(); it != ce.end(); ++it)
+    out << YAML::Key << it->first << YAML::Value << it->second;
   out << YAML::EndMap;
   config_text_ = std::string(out.c_str()) + "\n";
   return config_text_;
@@ -362,7 +364,8 @@ bool Server::Start(int timeout_ms) {
       reaped_ = true;
       status_ = status;
       ADD_FAILURE() << "preforkd exited during start-up (status " << status << ")\n--- output:\n"
-                    << Output() << "--- error log:\n" << Log();
+                    << Output() << "--- error log:\n"
+                    << Log();
       return false;
     }
     bool ready = static_cast<int>(ActiveWorkers().size()) >= workers_;
@@ -373,7 +376,8 @@ bool Server::Start(int timeout_ms) {
     if (ready) return true;
     if (Clock::now() >= deadline) {
       ADD_FAILURE() << "preforkd did not become ready within " << timeout_ms << " ms\n--- output:\n"
-                    << Output() << "--- error log:\n" << Log();
+                    << Output() << "--- error log:\n"
+                    << Log();
       return false;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -437,7 +441,8 @@ bool Server::GenerationUp(int n, const std::vector<pid_t>& not_these) const {
   if (static_cast<int>(active.size()) != n) return false;
   for (int i = 0; i < n; i++) {
     if (active[i].slot != i) return false;
-    if (std::find(not_these.begin(), not_these.end(), active[i].pid) != not_these.end()) return false;
+    if (std::find(not_these.begin(), not_these.end(), active[i].pid) != not_these.end())
+      return false;
   }
   return true;
 }
@@ -486,13 +491,15 @@ void Server::KillAll() {
       alive.push_back(p);
     }
   }
-  WaitFor([&] {
-    for (pid_t p : alive) {
-      ProcStat st;
-      if (ReadStat(p, &st) && st.starttime == seen_[p] && st.state != 'Z') return false;
-    }
-    return true;
-  }, 2000);
+  WaitFor(
+      [&] {
+        for (pid_t p : alive) {
+          ProcStat st;
+          if (ReadStat(p, &st) && st.starttime == seen_[p] && st.state != 'Z') return false;
+        }
+        return true;
+      },
+      2000);
 }
 
 Server::~Server() {
@@ -559,7 +566,8 @@ bool Client::Connect(uint16_t port, int timeout_ms) {
     }
     pollfd p{fd_, POLLOUT, 0};
     int rc;
-    while ((rc = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {}
+    while ((rc = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+    }
     int soerr = 0;
     socklen_t len = sizeof soerr;
     if (rc <= 0 || getsockopt(fd_, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
@@ -601,7 +609,8 @@ int Client::Fill(int timeout_ms) {
   if (eof_) return 0;
   pollfd p{fd_, POLLIN, 0};
   int rc;
-  while ((rc = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {}
+  while ((rc = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR) {
+  }
   if (rc == 0) {
     err_ = ETIMEDOUT;
     return -1;

@@ -57,8 +57,8 @@ RunResult RunBinary(const std::vector<std::string>& args, int timeout_ms = 10000
 
 struct WorkerInfo {
   pid_t pid = 0;
-  std::string comm;     // "preforkd-w0", "preforkd-w0-q" (draining), or "preforkd" right after fork
-  int slot = -1;        // parsed from comm; -1 if not (yet) named
+  std::string comm;  // "preforkd-w0", "preforkd-w0-q" (draining), or "preforkd" right after fork
+  int slot = -1;     // parsed from comm; -1 if not (yet) named
   bool retiring = false;  // comm ends in "-q"
 };
 

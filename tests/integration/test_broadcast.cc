@@ -7,14 +7,13 @@
 // "Got nothing" is checked with a fence: a second broadcast follows, and the
 // first broadcast line a client reads must be the fence's (the bus delivers
 // in order on every worker).
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "tests/integration/harness.h"
 

@@ -2,12 +2,11 @@
 // binary, 2 workers): nick uniqueness, room and private messages, /who,
 // history on /join, admin kick (and refused without /auth), and nicks
 // released when a client vanishes.
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <memory>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "tests/integration/harness.h"
 
@@ -125,13 +124,17 @@ TEST_F(ChatTest, WhoListsMembersOnEveryWorker) {
   Say(b, "/join ops", "* joined");
   EXPECT_EQ(Say(a, "/who", "* members"), "* members of [ops] (2): alice bob");
   // Connections On() opened on the wrong worker and closed go away shortly.
-  EXPECT_TRUE(WaitFor([&] { return Say(c, "/who", "* members") == "* members of [lobby] (1): carol"; },
-                      5000, 50));
+  EXPECT_TRUE(WaitFor(
+      [&] { return Say(c, "/who", "* members") == "* members of [lobby] (1): carol"; }, 5000, 50));
   std::string rooms;
-  EXPECT_TRUE(WaitFor([&] {
-    rooms = Say(b, "/rooms", "* rooms");
-    return rooms.find("ops(2)") != std::string::npos && rooms.find("lobby(1)") != std::string::npos;
-  }, 5000, 50)) << rooms;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        rooms = Say(b, "/rooms", "* rooms");
+        return rooms.find("ops(2)") != std::string::npos &&
+               rooms.find("lobby(1)") != std::string::npos;
+      },
+      5000, 50))
+      << rooms;
   EXPECT_EQ(Say(b, "/part", "* left"), "* left [ops]");
   EXPECT_EQ(Say(a, "/who", "* members"), "* members of [ops] (1): alice");
 }
@@ -173,8 +176,9 @@ TEST_F(ChatTest, AdminKicksAcrossWorkers) {
   EXPECT_TRUE(victim.WaitClosed());
   // The nick is free again.
   Client again = On(1);
-  EXPECT_TRUE(WaitFor([&] { return SayOr(again, "/nick mallory", "* you are now") ==
-                                   "* you are now mallory"; }, 5000, 50));
+  EXPECT_TRUE(WaitFor(
+      [&] { return SayOr(again, "/nick mallory", "* you are now") == "* you are now mallory"; },
+      5000, 50));
 }
 
 TEST_F(ChatTest, KickWithoutAuthIsRefused) {
@@ -182,7 +186,8 @@ TEST_F(ChatTest, KickWithoutAuthIsRefused) {
   Say(a, "/nick eve", "* you are now");
   Say(b, "/nick bob", "* you are now");
   EXPECT_EQ(Say(a, "/kick bob", "!"), "! permission denied: /kick needs /auth TOKEN first");
-  EXPECT_EQ(Say(a, "/broadcast hi", "!"), "! permission denied: /broadcast needs /auth TOKEN first");
+  EXPECT_EQ(Say(a, "/broadcast hi", "!"),
+            "! permission denied: /broadcast needs /auth TOKEN first");
   const std::string who = Say(b, "/whoami", "* you are");
   EXPECT_EQ(who.substr(0, 39), "* you are bob in [lobby], worker=1, id=") << who;
   EXPECT_GT(std::atoi(who.c_str() + 39), 0) << who;
@@ -197,8 +202,8 @@ TEST_F(ChatTest, VanishedClientReleasesItsNick) {
     EXPECT_EQ(Say(b, "/nick ghost", "!"), "! nick taken: ghost");
     a.ResetClose();
   }
-  EXPECT_TRUE(WaitFor([&] { return SayOr(b, "/nick ghost", "* you are now") == "* you are now ghost"; },
-                      5000, 50));
+  EXPECT_TRUE(WaitFor(
+      [&] { return SayOr(b, "/nick ghost", "* you are now") == "* you are now ghost"; }, 5000, 50));
   Say(b, "/join attic", "* joined");
   EXPECT_EQ(Say(b, "/who", "* members"), "* members of [attic] (1): ghost");
 }
@@ -212,8 +217,9 @@ TEST_F(ChatTest, CrashedWorkerReleasesItsNicks) {
     if (w.slot == 0) w0 = w.pid;
   ASSERT_GT(w0, 0);
   ASSERT_EQ(kill(w0, SIGKILL), 0);
-  EXPECT_TRUE(WaitFor([&] { return SayOr(b, "/nick phoenix", "* you are now") == "* you are now phoenix"; },
-                      10000, 50));
+  EXPECT_TRUE(
+      WaitFor([&] { return SayOr(b, "/nick phoenix", "* you are now") == "* you are now phoenix"; },
+              10000, 50));
 }
 
 TEST_F(ChatTest, LineLimitAndHelp) {

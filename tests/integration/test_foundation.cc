@@ -2,6 +2,7 @@
 // signals, reload, workers, limits, the echo protocol) driven through the real
 // binary on loopback.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -20,8 +21,6 @@
 #include <sstream>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "tests/integration/harness.h"
 
@@ -92,13 +91,16 @@ TEST(Echo, TwoHundredConcurrentClientsEachGetTheirOwnBytesBack) {
         std::vector<std::string> msgs;
         for (int i = 0; i < kPerThread; i++) {
           msgs.push_back("client " + std::to_string(t * kPerThread + i) + " round " +
-                         std::to_string(round) + " " + RandomBytes(100 + i, t * 1000 + i + round) + "\n");
+                         std::to_string(round) + " " + RandomBytes(100 + i, t * 1000 + i + round) +
+                         "\n");
           if (!cs[i].SendAll(msgs.back())) failures++;
         }
         for (int i = 0; i < kPerThread; i++) {
           std::string got;
-          if (cs[i].RecvExact(msgs[i].size(), &got, 10000) && got == msgs[i]) ok++;
-          else failures++;
+          if (cs[i].RecvExact(msgs[i].size(), &got, 10000) && got == msgs[i])
+            ok++;
+          else
+            failures++;
         }
       }
     });
@@ -154,10 +156,12 @@ TEST(Limits, IdleConnectionIsClosedAfterIdleTimeoutAndActiveOneIsNot) {
   std::atomic<bool> stop{false};
   std::atomic<int> active_failures{0};
   std::thread talker([&] {
-    WaitFor([&] {
-      if (!active.Echo("still here\n", 2000)) active_failures++;
-      return stop.load();
-    }, 5000, 50);
+    WaitFor(
+        [&] {
+          if (!active.Echo("still here\n", 2000)) active_failures++;
+          return stop.load();
+        },
+        5000, 50);
   });
   const bool closed = idle.WaitClosed(3000);
   const int64_t after = MsSince(t0);
@@ -173,8 +177,8 @@ TEST(Limits, IdleConnectionIsClosedAfterIdleTimeoutAndActiveOneIsNot) {
 }
 
 TEST(Limits, MaxConnectionsClosesTheSixthAndAdmitsANewOneAfterAClose) {
-  Server s(ListenerYaml("echo"),
-           "limits: {max_connections_per_worker: 5, max_connections: 5}", /*workers=*/1);
+  Server s(ListenerYaml("echo"), "limits: {max_connections_per_worker: 5, max_connections: 5}",
+           /*workers=*/1);
   ASSERT_TRUE(s.Start());
   const uint16_t port = s.Port("echo");
   std::vector<Client> cs(5);
@@ -287,7 +291,8 @@ TEST(Start, CreatesMissingLogFolders) {
   ASSERT_TRUE(c.Connect(s.Port("web")));
   ASSERT_TRUE(c.SendAll("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
   EXPECT_TRUE(c.WaitClosed(5000));
-  EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(s.dir() + "/other/access.log"); }, 3000));
+  EXPECT_TRUE(
+      WaitFor([&] { return std::filesystem::exists(s.dir() + "/other/access.log"); }, 3000));
 }
 
 TEST(Stop, SigquitRefusesNewConnectionsWhileDraining) {
@@ -340,7 +345,8 @@ TEST(Stop, NoChildProcessOrListeningSocketRemainsAfterStop) {
       a.sin_family = AF_INET;
       a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
       a.sin_port = htons(port);
-      EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << name << ": " << strerror(errno);
+      EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0)
+          << name << ": " << strerror(errno);
       close(fd);
     }
     EXPECT_FALSE(std::filesystem::exists(s.pidfile_path()));
@@ -360,10 +366,13 @@ TEST(Supervision, KilledWorkerIsReplacedInTheSameSlotAndTrafficContinues) {
     const pid_t victim = before[slot].pid;
     const auto t0 = Clock::now();
     ASSERT_EQ(kill(victim, SIGKILL), 0);
-    EXPECT_TRUE(WaitFor([&] {
-      const auto now = s.ActiveWorkers();
-      return now.size() == 2 && now[slot].slot == slot && now[slot].pid != victim;
-    }, 1000)) << "no new worker in slot " << slot;
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          const auto now = s.ActiveWorkers();
+          return now.size() == 2 && now[slot].slot == slot && now[slot].pid != victim;
+        },
+        1000))
+        << "no new worker in slot " << slot;
     EXPECT_LE(MsSince(t0), 1000);
     EXPECT_EQ(s.ActiveWorkers()[1 - slot].pid, before[1 - slot].pid);
     for (int i = 0; i < 20; i++) {
@@ -375,8 +384,8 @@ TEST(Supervision, KilledWorkerIsReplacedInTheSameSlotAndTrafficContinues) {
 }
 
 TEST(Supervision, KilledWorkerReleasesItsConnectionsFromTheGlobalLimit) {
-  Server s(ListenerYaml("echo"),
-           "limits: {max_connections_per_worker: 5, max_connections: 5}", /*workers=*/1);
+  Server s(ListenerYaml("echo"), "limits: {max_connections_per_worker: 5, max_connections: 5}",
+           /*workers=*/1);
   ASSERT_TRUE(s.Start());
   const uint16_t port = s.Port("echo");
   std::vector<Client> cs(5);
@@ -384,10 +393,12 @@ TEST(Supervision, KilledWorkerReleasesItsConnectionsFromTheGlobalLimit) {
   const pid_t victim = s.ActiveWorkers().at(0).pid;
   ASSERT_EQ(kill(victim, SIGKILL), 0);
   for (auto& c : cs) EXPECT_TRUE(c.WaitClosed(2000));
-  ASSERT_TRUE(WaitFor([&] {
-    const auto w = s.ActiveWorkers();
-    return w.size() == 1 && w[0].pid != victim;
-  }, 2000));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const auto w = s.ActiveWorkers();
+        return w.size() == 1 && w[0].pid != victim;
+      },
+      2000));
   // The dead worker's 5 connections no longer count against max_connections.
   std::vector<Client> again(5);
   for (auto& c : again) EXPECT_TRUE(ConnectAndEcho(&c, port));
@@ -441,11 +452,14 @@ TEST(Supervision, KilledMasterTakesItsWorkersDown) {
   ASSERT_EQ(workers.size(), 2u);
   kill(s.pid(), SIGKILL);
   ASSERT_TRUE(s.WaitExit(1000));
-  EXPECT_TRUE(WaitFor([&] {
-    for (pid_t p : workers)
-      if (ProcessAlive(p)) return false;
-    return true;
-  }, 2000)) << "workers outlived the master";
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (pid_t p : workers)
+          if (ProcessAlive(p)) return false;
+        return true;
+      },
+      2000))
+      << "workers outlived the master";
   EXPECT_TRUE(WaitFor([&] { return Refused(s.Port("echo")); }, 2000));
 }
 
@@ -460,7 +474,8 @@ TEST(Reload, InvalidConfigKeepsServingAndLogsFileLine) {
   s.WriteRawConfig(s.ConfigText() + "bogus_key: 1\n");
   s.Signal(SIGHUP);
   ASSERT_TRUE(s.WaitLog("still serving the old one"));
-  EXPECT_TRUE(std::regex_search(s.Log(), std::regex("preforkd\\.yaml:[0-9]+:[0-9]+: bogus_key: unknown key")))
+  EXPECT_TRUE(std::regex_search(
+      s.Log(), std::regex("preforkd\\.yaml:[0-9]+:[0-9]+: bogus_key: unknown key")))
       << s.Log();
   EXPECT_EQ(s.WorkerPids(), workers);
   EXPECT_TRUE(c.Echo("same connection\n"));

@@ -3,6 +3,7 @@
 // requests), every error status, keep-alive, pipelining, timeouts, path
 // traversal, /kv, the ops endpoints, the access log, draining, and smoke runs
 // with curl, ab and wrk.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -15,8 +16,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "tests/integration/harness.h"
 
@@ -53,7 +52,8 @@ bool ReadResponse(Client& c, Response* r, bool head_only = false, int timeout_ms
     r->headers[name] = line.substr(colon + 2);
   }
   if (head_only || r->status == 304 || r->status == 204 || r->status < 200) return true;
-  const size_t len = std::stoul(r->headers.count("content-length") ? r->headers["content-length"] : "0");
+  const size_t len =
+      std::stoul(r->headers.count("content-length") ? r->headers["content-length"] : "0");
   return len == 0 || c.RecvExact(len, &r->body, timeout_ms);
 }
 
@@ -108,7 +108,8 @@ class HttpTest : public ::testing::Test {
         "timeouts: {header: 1s, keepalive: 2s, drain: 2s}\n"
         "limits: {max_line_bytes: 8k, max_request_bytes: 64k, keepalive_requests: 5}\n"
         "kv: {max_value_bytes: 16k}\n"
-        "logging: {access_log: " + *dir_ + "/access.log}\n";
+        "logging: {access_log: " +
+        *dir_ + "/access.log}\n";
     server_ = new Server(listeners, extra);
     ASSERT_TRUE(server_->Start());
   }
@@ -264,7 +265,8 @@ TEST_F(HttpTest, PipelinedLargeFilesStayInOrder) {
 TEST_F(HttpTest, ExpectContinueGets100) {
   Client c;
   ASSERT_TRUE(c.Connect(Port()));
-  ASSERT_TRUE(c.SendAll("PUT /kv/expect HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
+  ASSERT_TRUE(c.SendAll(
+      "PUT /kv/expect HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
   std::string line;
   ASSERT_TRUE(c.RecvUntil("\r\n\r\n", &line, 2000));
   EXPECT_EQ(line, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -277,8 +279,10 @@ TEST_F(HttpTest, ExpectContinueGets100) {
 TEST_F(HttpTest, RequestsInAnyChunking) {
   Client c;
   ASSERT_TRUE(c.Connect(Port()));
-  const std::string req = "PUT /kv/chunky HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                          "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n" + Get("/kv/chunky");
+  const std::string req =
+      "PUT /kv/chunky HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n" +
+      Get("/kv/chunky");
   for (char ch : req) ASSERT_TRUE(c.SendAll(std::string(1, ch)));
   Response r;
   ASSERT_TRUE(ReadResponse(c, &r));
@@ -375,17 +379,31 @@ TEST_F(HttpTest, IdleKeepAliveClosesAfterKeepaliveTimeout) {
 
 TEST_F(HttpTest, PathTraversalNeverEscapesTheRoot) {
   const std::vector<std::string> targets = {
-      "/../etc/passwd",          "/../../../../etc/passwd", "/%2e%2e/etc/passwd",
-      "/%2e%2e/%2e%2e/etc/passwd", "/..%2f..%2fetc/passwd", "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
-      "//etc/passwd",            "/sub/../../etc/passwd",   "/./../etc/passwd",
-      "/etclink/passwd",         "/etclink/",               "/passwdlink",
-      "/a.txt%00.html",          "/%00",                    "/sub/%2e%2e/%2e%2e/etc/passwd",
-      "/..\\..\\etc\\passwd",     "/%252e%252e/etc/passwd",  "/sub/..%5c..%5cetc/passwd",
-      "/" + std::string(5000, 'x'), "/" + [] {
-        std::string s;
-        for (int i = 0; i < 600; i++) s += "a/";
-        return s;
-      }(),
+      "/../etc/passwd",
+      "/../../../../etc/passwd",
+      "/%2e%2e/etc/passwd",
+      "/%2e%2e/%2e%2e/etc/passwd",
+      "/..%2f..%2fetc/passwd",
+      "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+      "//etc/passwd",
+      "/sub/../../etc/passwd",
+      "/./../etc/passwd",
+      "/etclink/passwd",
+      "/etclink/",
+      "/passwdlink",
+      "/a.txt%00.html",
+      "/%00",
+      "/sub/%2e%2e/%2e%2e/etc/passwd",
+      "/..\\..\\etc\\passwd",
+      "/%252e%252e/etc/passwd",
+      "/sub/..%5c..%5cetc/passwd",
+      "/" + std::string(5000, 'x'),
+      "/" +
+          [] {
+            std::string s;
+            for (int i = 0; i < 600; i++) s += "a/";
+            return s;
+          }(),
       "http://evil/../../etc/passwd",
   };
   for (const auto& t : targets) {
@@ -423,8 +441,9 @@ TEST_F(HttpTest, ChangedFileIsServedFreshWithinASecond) {
   Response r = Do(Get("/fresh.txt"));
   EXPECT_EQ(r["content-length"], "21");
   unlink(path.c_str());
-  EXPECT_TRUE(WaitFor([&] { return Do(Get("/fresh.txt")).status == 404 && Do(Get("/fresh.txt")).status == 404; },
-                      2500, 50));
+  EXPECT_TRUE(WaitFor(
+      [&] { return Do(Get("/fresh.txt")).status == 404 && Do(Get("/fresh.txt")).status == 404; },
+      2500, 50));
 }
 
 TEST_F(HttpTest, CachedFileReplacedBySymlinkOutOfRootIsRefused) {
@@ -490,7 +509,9 @@ TEST_F(HttpTest, KvRoundTrip) {
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r["content-type"], "application/octet-stream");
   EXPECT_EQ(r.body, value);
-  EXPECT_EQ(Do("PUT /kv/users/42?ttl=60 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nann").status, 201);
+  EXPECT_EQ(
+      Do("PUT /kv/users/42?ttl=60 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nann").status,
+      201);
   EXPECT_EQ(Do(Get("/kv/users%5E42")).body, "ann");  // the namespace is the "ns^" prefix
   r = Do(Get("/kv/?prefix=users%5E&count=1000"));
   EXPECT_EQ(r.status, 200);
@@ -502,7 +523,9 @@ TEST_F(HttpTest, KvRoundTrip) {
   EXPECT_NE(all.find("\"users^42\""), std::string::npos) << all;
   EXPECT_EQ(Do("PUT /kv/t?ttl=abc HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx").status, 400);
   EXPECT_EQ(Do("PUT /kv/big HTTP/1.1\r\nHost: t\r\nContent-Length: 20000\r\n\r\n" +
-               std::string(20000, 'v')).status, 413);  // over kv.max_value_bytes (16k)
+               std::string(20000, 'v'))
+                .status,
+            413);  // over kv.max_value_bytes (16k)
   EXPECT_EQ(Do("DELETE /kv/users/42 HTTP/1.1\r\nHost: t\r\n\r\n").status, 204);
   EXPECT_EQ(Do("DELETE /kv/users/42 HTTP/1.1\r\nHost: t\r\n\r\n").status, 404);
   EXPECT_EQ(Do(Get("/kv/users/42")).status, 404);
@@ -519,14 +542,15 @@ TEST_F(HttpTest, OpsEndpointsShapes) {
   Do(Get("/a.txt"));
   Response r = Do(Get("/_health"));
   EXPECT_EQ(r.status, 200);
-  EXPECT_TRUE(std::regex_search(r.body, std::regex(R"(^\{"ok":true,"uptime_s":\d+,"workers_alive":2\})")))
+  EXPECT_TRUE(
+      std::regex_search(r.body, std::regex(R"(^\{"ok":true,"uptime_s":\d+,"workers_alive":2\})")))
       << r.body;
   r = Do(Get("/_stats"));
   EXPECT_EQ(r["content-type"], "application/json");
-  for (const char* k : {"\"workers\":[{\"slot\":", "\"pid\":", "\"connections\":{\"active\":",
-                        "\"bytes\":{\"in\":", "\"http\":", "\"2xx\":", "\"totals\":",
-                        "\"store\":{\"keys\":", "\"hits\":", "\"evictions\":", "\"expired\":",
-                        "\"reloads\":", "\"uptime_s\":"})
+  for (const char* k :
+       {"\"workers\":[{\"slot\":", "\"pid\":", "\"connections\":{\"active\":", "\"bytes\":{\"in\":",
+        "\"http\":", "\"2xx\":", "\"totals\":", "\"store\":{\"keys\":", "\"hits\":",
+        "\"evictions\":", "\"expired\":", "\"reloads\":", "\"uptime_s\":"})
     EXPECT_NE(r.body.find(k), std::string::npos) << k << " in " << r.body;
   std::smatch m;
   ASSERT_TRUE(std::regex_search(r.body, m, std::regex(R"("totals":.*?"http":(\d+))")));
@@ -536,7 +560,8 @@ TEST_F(HttpTest, OpsEndpointsShapes) {
   EXPECT_NE(r.body.find("# TYPE preforkd_requests_total counter"), std::string::npos);
   EXPECT_NE(r.body.find("# HELP preforkd_http_responses_total"), std::string::npos);
   EXPECT_TRUE(std::regex_search(
-      r.body, std::regex(R"(preforkd_requests_total\{worker="[01]",pid="\d+",protocol="http"\} \d+)")));
+      r.body,
+      std::regex(R"(preforkd_requests_total\{worker="[01]",pid="\d+",protocol="http"\} \d+)")));
   EXPECT_TRUE(std::regex_search(r.body, std::regex(R"(\npreforkd_kv_keys \d+\n)")));
   EXPECT_EQ(Do("POST /_stats HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n").status, 405);
 }
@@ -563,8 +588,8 @@ TEST_F(HttpTest, CurlSmoke) {
   EXPECT_EQ(RunCmd("curl -sf " + base + "/a.txt"), "0123456789");
   EXPECT_EQ(RunCmd("curl -s -o /dev/null -w '%{http_code}' " + base + "/sub"), "301");
   EXPECT_EQ(RunCmd("curl -sfL " + base + "/sub"), "sub index");
-  EXPECT_EQ(RunCmd("curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @/etc/hostname " + base +
-                   "/kv/curl"),
+  EXPECT_EQ(RunCmd("curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @/etc/hostname " +
+                   base + "/kv/curl"),
             "201");
   EXPECT_EQ(RunCmd("curl -sf " + base + "/kv/curl"), ReadFile("/etc/hostname"));
   EXPECT_EQ(RunCmd("curl -sf -r 0-3 " + base + "/a.txt"), "0123");
@@ -572,8 +597,8 @@ TEST_F(HttpTest, CurlSmoke) {
 
 TEST_F(HttpTest, AbSmokeHasNoFailures) {
   if (access("/usr/bin/ab", X_OK) != 0) GTEST_SKIP() << "ab not installed";
-  const std::string out = RunCmd("timeout 20 ab -q -n 10000 -c 50 http://127.0.0.1:" +
-                                 std::to_string(Port()) + "/a.txt");
+  const std::string out = RunCmd(
+      "timeout 20 ab -q -n 10000 -c 50 http://127.0.0.1:" + std::to_string(Port()) + "/a.txt");
   EXPECT_NE(out.find("Complete requests:      10000"), std::string::npos) << out;
   EXPECT_NE(out.find("Failed requests:        0"), std::string::npos) << out;
   EXPECT_EQ(out.find("Non-2xx"), std::string::npos) << out;
@@ -582,8 +607,8 @@ TEST_F(HttpTest, AbSmokeHasNoFailures) {
 
 TEST_F(HttpTest, WrkSmokeHasNoErrors) {
   if (access("/usr/bin/wrk", X_OK) != 0) GTEST_SKIP() << "wrk not installed";
-  const std::string out =
-      RunCmd("timeout 20 wrk -t2 -c50 -d2s http://127.0.0.1:" + std::to_string(Port()) + "/index.html");
+  const std::string out = RunCmd(
+      "timeout 20 wrk -t2 -c50 -d2s http://127.0.0.1:" + std::to_string(Port()) + "/index.html");
   EXPECT_NE(out.find("Requests/sec"), std::string::npos) << out;
   EXPECT_EQ(out.find("Socket errors"), std::string::npos) << out;
   EXPECT_EQ(out.find("Non-2xx"), std::string::npos) << out;
@@ -607,11 +632,13 @@ TEST(HttpDrain, NextResponseClosesAfterGracefulStop) {
     EXPECT_FALSE(r.has("connection"));
   }
   s.Signal(SIGQUIT);
-  ASSERT_TRUE(WaitFor([&] {
-    for (const auto& w : s.Workers())
-      if (w.retiring) return true;
-    return false;
-  }, 3000));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (const auto& w : s.Workers())
+          if (w.retiring) return true;
+        return false;
+      },
+      3000));
   ASSERT_TRUE(busy.SendAll(Get("/")));
   ASSERT_TRUE(ReadResponse(busy, &r));
   EXPECT_EQ(r.status, 200);

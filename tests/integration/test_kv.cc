@@ -2,6 +2,7 @@
 // kv-json by the real binary (2 workers): every command on both protocols,
 // pipelining, split reads, cross-worker visibility, concurrency, protocol
 // errors, QUIT, AUTH, crash and reload survival, redis-cli and redis-benchmark.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -12,13 +13,10 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "tests/integration/harness.h"
 
 namespace pf::test {
 namespace {
-
 
 std::string Cmd(Client& c, const std::vector<std::string>& argv) {
   if (!c.SendAll(Resp(argv))) return "<send failed>";
@@ -35,8 +33,8 @@ std::string JsonCmd(Client& c, const std::string& line) {
 class KvTest : public ::testing::Test {
  protected:
   void StartServer(const std::string& extra = "") {
-    server_ = std::make_unique<Server>(ListenerYaml("resp", "resp") + ListenerYaml("json", "kv-json"),
-                                       extra, 2);
+    server_ = std::make_unique<Server>(
+        ListenerYaml("resp", "resp") + ListenerYaml("json", "kv-json"), extra, 2);
     ASSERT_TRUE(server_->Start());
   }
   void SetUp() override {
@@ -160,23 +158,30 @@ TEST_F(KvTest, KvJsonActionsReplyAsDocumented) {
       {R"({"id":5,"action":"GET","key":"nope"})",
        R"({"id":5,"ok":false,"error":{"code":"NOT_FOUND","message":"key not found"}})"},
       {R"({"id":6,"action":"INCR","ns":"j","key":"a"})", R"({"id":6,"ok":true,"result":2})"},
-      {R"({"id":7,"action":"INCRBY","ns":"j","key":"a","by":10})", R"({"id":7,"ok":true,"result":12})"},
+      {R"({"id":7,"action":"INCRBY","ns":"j","key":"a","by":10})",
+       R"({"id":7,"ok":true,"result":12})"},
       {R"({"id":8,"action":"DECR","ns":"j","key":"a"})", R"({"id":8,"ok":true,"result":11})"},
-      {R"({"id":9,"action":"DECRBY","ns":"j","key":"a","by":3})", R"({"id":9,"ok":true,"result":8})"},
+      {R"({"id":9,"action":"DECRBY","ns":"j","key":"a","by":3})",
+       R"({"id":9,"ok":true,"result":8})"},
       {R"({"id":10,"action":"SET","ns":"j","key":"a","value":"x","nx":true})",
        R"({"id":10,"ok":true,"result":null})"},
-      {R"({"id":11,"action":"EXISTS","ns":"j","keys":["a","nope"]})", R"({"id":11,"ok":true,"result":1})"},
+      {R"({"id":11,"action":"EXISTS","ns":"j","keys":["a","nope"]})",
+       R"({"id":11,"ok":true,"result":1})"},
       {R"({"id":12,"action":"MSET","ns":"j","items":{"b":"2","c":"3"}})", R"({"id":12,"ok":true})"},
       {R"({"id":13,"action":"MGET","ns":"j","keys":["b","x","c"]})",
        R"({"id":13,"ok":true,"result":["2",null,"3"]})"},
-      {R"({"id":14,"action":"EXPIRE","ns":"j","key":"b","ttl":100})", R"({"id":14,"ok":true,"result":1})"},
+      {R"({"id":14,"action":"EXPIRE","ns":"j","key":"b","ttl":100})",
+       R"({"id":14,"ok":true,"result":1})"},
       {R"({"id":15,"action":"TTL","ns":"j","key":"b"})", R"({"id":15,"ok":true,"result":100})"},
       {R"({"id":16,"action":"PTTL","ns":"j","key":"a"})", R"({"id":16,"ok":true,"result":-1})"},
       {R"({"id":17,"action":"PERSIST","ns":"j","key":"b"})", R"({"id":17,"ok":true,"result":1})"},
-      {R"({"id":18,"action":"PEXPIRE","ns":"j","key":"nope","ttl":100})", R"({"id":18,"ok":true,"result":0})"},
+      {R"({"id":18,"action":"PEXPIRE","ns":"j","key":"nope","ttl":100})",
+       R"({"id":18,"ok":true,"result":0})"},
       {R"({"id":19,"action":"DBSIZE"})", R"({"id":19,"ok":true,"result":3})"},
-      {R"({"id":20,"action":"KEYS","ns":"j","pattern":"[ax]"})", R"({"id":20,"ok":true,"result":["a"]})"},
-      {R"({"id":21,"action":"DEL","ns":"j","keys":["a","b","nope"]})", R"({"id":21,"ok":true,"result":2})"},
+      {R"({"id":20,"action":"KEYS","ns":"j","pattern":"[ax]"})",
+       R"({"id":20,"ok":true,"result":["a"]})"},
+      {R"({"id":21,"action":"DEL","ns":"j","keys":["a","b","nope"]})",
+       R"({"id":21,"ok":true,"result":2})"},
       {R"({"id":23,"action":"SET","ns":"j","key":"s","value":"text"})", R"({"id":23,"ok":true})"},
       {R"({"id":24,"action":"INCR","ns":"j","key":"s"})",
        R"({"id":24,"ok":false,"error":{"code":"NOT_INTEGER","message":"value is not an integer or out of range"}})"},
@@ -230,7 +235,8 @@ TEST_F(KvTest, ProtocolsShareTheStoreAndBinaryValuesComeBackAsBase64) {
 TEST_F(KvTest, RespPipelinedCommandsAnswerInOrder) {
   Client c = RespClient();
   std::string batch;
-  for (int i = 0; i < 50; i++) batch += Resp({"SET", "p" + std::to_string(i), "v" + std::to_string(i)});
+  for (int i = 0; i < 50; i++)
+    batch += Resp({"SET", "p" + std::to_string(i), "v" + std::to_string(i)});
   for (int i = 0; i < 50; i++) batch += Resp({"GET", "p" + std::to_string(i)});
   ASSERT_TRUE(c.SendAll(batch));
   for (int i = 0; i < 50; i++) {
@@ -279,7 +285,8 @@ TEST_F(KvTest, RequestsSplitAtEveryByteBoundary) {
   EXPECT_EQ(r, "$1");
 
   Client j = JsonClient();
-  const std::string line = R"({"id":7,"action":"SET","key":"js","value":"v"})" "\r\n";
+  const std::string line = R"({"id":7,"action":"SET","key":"js","value":"v"})"
+                           "\r\n";
   for (size_t cut = 1; cut < line.size(); cut++) {
     ASSERT_TRUE(j.SendAll(line.substr(0, cut)));
     std::string early;
@@ -352,8 +359,8 @@ TEST_F(KvTest, ConcurrentIncrsAreExact) {
         return;
       }
       for (int i = 0; i < kEach; i++) {
-        const std::string r = json ? JsonCmd(c, R"({"action":"INCR","key":"counter"})")
-                                   : Cmd(c, {"INCR", "counter"});
+        const std::string r =
+            json ? JsonCmd(c, R"({"action":"INCR","key":"counter"})") : Cmd(c, {"INCR", "counter"});
         if (json ? r.find("\"ok\":true") == std::string::npos : r.empty() || r[0] != ':') errors++;
       }
     });
@@ -368,12 +375,19 @@ TEST_F(KvTest, KvJsonPipelineOfThousandAnswersInOrder) {
   Client c = JsonClient();
   std::string batch;
   for (int i = 1; i <= 1000; i++) {
-    if (i % 3 == 0) batch += R"({"id":)" + std::to_string(i) + R"(,"action":"INCR","key":"jp"})" "\n";
+    if (i % 3 == 0)
+      batch += R"({"id":)" + std::to_string(i) +
+               R"(,"action":"INCR","key":"jp"})"
+               "\n";
     else if (i % 3 == 1)
       batch += R"({"id":)" + std::to_string(i) + R"(,"action":"SET","key":"k)" + std::to_string(i) +
-               R"(","value":"v"})" "\n";
-    else batch += R"({"id":)" + std::to_string(i) + R"(,"action":"GET","key":"k)" +
-                  std::to_string(i - 1) + R"("})" "\n";
+               R"(","value":"v"})"
+               "\n";
+    else
+      batch += R"({"id":)" + std::to_string(i) + R"(,"action":"GET","key":"k)" +
+               std::to_string(i - 1) +
+               R"("})"
+               "\n";
   }
   ASSERT_TRUE(c.SendAll(batch));
   int incr = 0;
@@ -381,9 +395,12 @@ TEST_F(KvTest, KvJsonPipelineOfThousandAnswersInOrder) {
     std::string got;
     ASSERT_TRUE(c.RecvLine(&got)) << i;
     const std::string id = R"({"id":)" + std::to_string(i) + ",";
-    if (i % 3 == 0) EXPECT_EQ(got, id + R"("ok":true,"result":)" + std::to_string(++incr) + "}");
-    else if (i % 3 == 1) EXPECT_EQ(got, id + R"("ok":true})");
-    else EXPECT_EQ(got, id + R"("ok":true,"result":"v"})");
+    if (i % 3 == 0)
+      EXPECT_EQ(got, id + R"("ok":true,"result":)" + std::to_string(++incr) + "}");
+    else if (i % 3 == 1)
+      EXPECT_EQ(got, id + R"("ok":true})");
+    else
+      EXPECT_EQ(got, id + R"("ok":true,"result":"v"})");
   }
 }
 
@@ -426,9 +443,12 @@ TEST_F(KvTest, QuitStopsPipelinedCommands) {
   EXPECT_EQ(c.buffered(), "");
 
   Client j = JsonClient();
-  ASSERT_TRUE(j.SendAll(R"({"id":1,"action":"SET","key":"q3","value":"3"})" "\n"
-                        R"({"id":2,"action":"QUIT"})" "\n"
-                        R"({"id":3,"action":"SET","key":"q4","value":"4"})" "\n"));
+  ASSERT_TRUE(j.SendAll(R"({"id":1,"action":"SET","key":"q3","value":"3"})"
+                        "\n"
+                        R"({"id":2,"action":"QUIT"})"
+                        "\n"
+                        R"({"id":3,"action":"SET","key":"q4","value":"4"})"
+                        "\n"));
   ASSERT_TRUE(j.RecvLine(&r));
   EXPECT_EQ(r, R"({"id":1,"ok":true})");
   ASSERT_TRUE(j.RecvLine(&r));
@@ -444,7 +464,8 @@ TEST_F(KvTest, KvJsonLineTooLongThenConnectionStillWorks) {
   Client c = JsonClient();
   const std::string huge(100 * 1024, 'x');  // over the default 64 KiB max_line_bytes
   ASSERT_TRUE(c.SendAll(R"({"id":1,"action":"ECHO","message":")" + huge + "\"}\n" +
-                        R"({"id":2,"action":"PING"})" "\n"));
+                        R"({"id":2,"action":"PING"})"
+                        "\n"));
   std::string r;
   ASSERT_TRUE(c.RecvLine(&r));
   EXPECT_EQ(r.rfind(R"({"ok":false,"error":{"code":"LINE_TOO_LONG","message":)", 0), 0u) << r;
@@ -477,10 +498,12 @@ TEST_F(KvTest, AuthGatesBothProtocols) {
   Client j = JsonClient();
   EXPECT_NE(JsonCmd(j, R"({"id":1,"action":"GET","key":"a"})").find(R"("code":"NOAUTH")"),
             std::string::npos);
-  EXPECT_NE(JsonCmd(j, R"({"id":2,"action":"AUTH","password":"nope"})").find(R"("code":"WRONGPASS")"),
-            std::string::npos);
+  EXPECT_NE(
+      JsonCmd(j, R"({"id":2,"action":"AUTH","password":"nope"})").find(R"("code":"WRONGPASS")"),
+      std::string::npos);
   EXPECT_EQ(JsonCmd(j, R"({"id":3,"action":"AUTH","password":"s3cret"})"), R"({"id":3,"ok":true})");
-  EXPECT_EQ(JsonCmd(j, R"({"id":4,"action":"GET","key":"a"})"), R"({"id":4,"ok":true,"result":"1"})");
+  EXPECT_EQ(JsonCmd(j, R"({"id":4,"action":"GET","key":"a"})"),
+            R"({"id":4,"ok":true,"result":"1"})");
 
   std::string out;
   EXPECT_EQ(Sh("timeout 10 redis-cli --no-auth-warning -a s3cret -p " + std::to_string(RespPort()) +
@@ -500,10 +523,12 @@ TEST_F(KvTest, StoreSurvivesWorkerKill9) {
   ASSERT_EQ(before.size(), 2u);
   for (pid_t p : before) ASSERT_EQ(kill(p, SIGKILL), 0);
   ASSERT_TRUE(WaitFor([&] { return server_->GenerationUp(2, before); }, 10000));
-  ASSERT_TRUE(WaitFor([&] {
-    Client n;
-    return n.Connect(RespPort(), 500) && Cmd(n, {"GET", "survivor"}) == "$alive";
-  }, 5000));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        Client n;
+        return n.Connect(RespPort(), 500) && Cmd(n, {"GET", "survivor"}) == "$alive";
+      },
+      5000));
   Client j = JsonClient();
   EXPECT_EQ(JsonCmd(j, R"({"action":"GET","key":"survivor"})"), R"({"ok":true,"result":"alive"})");
   Client n = RespClient();
@@ -562,8 +587,10 @@ void RunBenchmark(uint16_t port, const std::string& extra) {
     if (end == std::string::npos) end = out.size();
     std::string line = out.substr(start, end - start);
     start = end + 1;
-    if (line.find("requests per second") != std::string::npos && line.find("rps=") == std::string::npos)
-      done.insert(line.substr(line.find_first_not_of(' '), line.find(':') - line.find_first_not_of(' ')));
+    if (line.find("requests per second") != std::string::npos &&
+        line.find("rps=") == std::string::npos)
+      done.insert(
+          line.substr(line.find_first_not_of(' '), line.find(':') - line.find_first_not_of(' ')));
     EXPECT_EQ(line.find("rror"), std::string::npos) << line;
   }
   EXPECT_EQ(done, (std::set<std::string>{"SET", "GET", "INCR", "MSET (10 keys)"})) << out;

@@ -8,6 +8,7 @@
 //
 // The kill -9 trials run PF_PERSIST_KILL_TRIALS times per policy (default 4;
 // the 'soak' suite sets 100). PF_PERSIST_SEED makes a run repeatable.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -34,8 +35,6 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "tests/integration/harness.h"
 
 namespace pf::test {
@@ -53,7 +52,8 @@ uint64_t Seed() {
   static const uint64_t seed = [] {
     const char* e = std::getenv("PF_PERSIST_SEED");
     const uint64_t s = e && *e ? std::strtoull(e, nullptr, 10) : std::random_device{}();
-    std::fprintf(stderr, "test_persist: PF_PERSIST_SEED=%llu\n", static_cast<unsigned long long>(s));
+    std::fprintf(stderr, "test_persist: PF_PERSIST_SEED=%llu\n",
+                 static_cast<unsigned long long>(s));
     return s;
   }();
   return seed;
@@ -72,12 +72,14 @@ std::string Cmd(Client& c, const std::vector<std::string>& argv, int timeout_ms 
 }
 
 // MGET with binary-safe values (ReadReply's rendering joins them with commas).
-bool MGet(Client& c, const std::vector<std::string>& keys, std::vector<std::optional<std::string>>* out) {
+bool MGet(Client& c, const std::vector<std::string>& keys,
+          std::vector<std::optional<std::string>>* out) {
   std::vector<std::string> argv{"MGET"};
   argv.insert(argv.end(), keys.begin(), keys.end());
   out->clear();
   std::string line;
-  if (!c.SendAll(Resp(argv)) || !c.RecvLine(&line, 15000) || line != "*" + std::to_string(keys.size()))
+  if (!c.SendAll(Resp(argv)) || !c.RecvLine(&line, 15000) ||
+      line != "*" + std::to_string(keys.size()))
     return false;
   for (size_t i = 0; i < keys.size(); i++) {
     if (!c.RecvLine(&line, 15000) || line.empty() || line[0] != '$') return false;
@@ -134,7 +136,8 @@ bool ConnectToWorker(Client* c, uint16_t port, int w) {
 }
 
 // `n` connections spread evenly over `workers` workers (worker of each in *on).
-bool ConnectSpread(uint16_t port, size_t n, int workers, std::vector<Client>* out, std::vector<int>* on) {
+bool ConnectSpread(uint16_t port, size_t n, int workers, std::vector<Client>* out,
+                   std::vector<int>* on) {
   out->clear();
   on->clear();
   const size_t quota = (n + static_cast<size_t>(workers) - 1) / static_cast<size_t>(workers);
@@ -171,8 +174,12 @@ std::vector<std::string> Names(const std::string& dir) {
   return v;
 }
 
-bool IsLog(const std::string& n) { return n.rfind("log-", 0) == 0 && n.size() > 4 && n.ends_with(".aof"); }
-bool IsSnapshot(const std::string& n) { return n.rfind("snapshot-", 0) == 0 && n.ends_with(".pfs"); }
+bool IsLog(const std::string& n) {
+  return n.rfind("log-", 0) == 0 && n.size() > 4 && n.ends_with(".aof");
+}
+bool IsSnapshot(const std::string& n) {
+  return n.rfind("snapshot-", 0) == 0 && n.ends_with(".pfs");
+}
 
 std::vector<std::string> Matching(const std::string& dir, bool (*pred)(const std::string&)) {
   std::vector<std::string> v;
@@ -219,7 +226,8 @@ std::string ModelKey(int i) {
 // Runs `n` random commands (the next from `rng`), alternating over `conns`,
 // checking each reply against the model. force_flush_at: op index of a
 // FLUSHALL (-1: only random ones).
-void RunModelOps(std::vector<Client>& conns, Model& m, std::mt19937_64& rng, int n, int force_flush_at = -1) {
+void RunModelOps(std::vector<Client>& conns, Model& m, std::mt19937_64& rng, int n,
+                 int force_flush_at = -1) {
   const int nkeys = 60;
   auto key = [&] { return ModelKey(static_cast<int>(rng() % nkeys)); };
   auto value = [&] {
@@ -291,7 +299,8 @@ void RunModelOps(std::vector<Client>& conns, Model& m, std::mt19937_64& rng, int
       want = "+OK";
     }
     const std::string got = Cmd(c, argv);
-    ASSERT_EQ(got, want) << "op " << i << ": " << argv[0] << " " << (argv.size() > 1 ? argv[1] : "");
+    ASSERT_EQ(got, want) << "op " << i << ": " << argv[0] << " "
+                         << (argv.size() > 1 ? argv[1] : "");
   }
 }
 
@@ -338,7 +347,8 @@ class Workload {
   ~Workload() { Join(); }
 
   static std::string Value(uint64_t seq) {
-    return std::to_string(seq) + "|" + std::string(seq * 7 % 301, static_cast<char>('a' + seq % 26));
+    return std::to_string(seq) + "|" +
+           std::string(seq * 7 % 301, static_cast<char>('a' + seq % 26));
   }
 
   // Lanes spread evenly over the server's workers.
@@ -437,7 +447,8 @@ class Workload {
       at += 2;
       EXPECT_EQ(a, b) << "lane " << l.id << ": the two keys of one MSET differ";
       EXPECT_TRUE(a == l.mset_seq || in_flight(InFlight::kMset, -1, a))
-          << "lane " << l.id << " MSET pair: found seq " << a << ", last acknowledged " << l.mset_seq;
+          << "lane " << l.id << " MSET pair: found seq " << a << ", last acknowledged "
+          << l.mset_seq;
       l.mset_seq = a;
       l.inflight.clear();
     }
@@ -454,7 +465,7 @@ class Workload {
     int id = 0;
     Client c;
     int worker = -1;
-    std::vector<uint64_t> key_seq;     // last acknowledged seq per key (0: absent)
+    std::vector<uint64_t> key_seq;  // last acknowledged seq per key (0: absent)
     uint64_t mset_seq = 0;
     std::vector<uint64_t> incr_acked;  // this round
     std::deque<InFlight> inflight;     // sent, no reply (yet), oldest first
@@ -490,14 +501,18 @@ class Workload {
         l.inflight.push_back(f);
       }
       if (!l.c.SendAll(cmds, 15000)) {
-        if (!killing_) l.error = "send failed while the server was up (errno " + std::to_string(l.c.last_errno()) + ")";
+        if (!killing_)
+          l.error = "send failed while the server was up (errno " +
+                    std::to_string(l.c.last_errno()) + ")";
         return;
       }
       while (!l.inflight.empty()) {
         const InFlight f = l.inflight.front();
         std::string r;
         if (!ReadReply(l.c, &r, 15000)) {
-          if (!killing_) l.error = "no reply while the server was up (errno " + std::to_string(l.c.last_errno()) + ")";
+          if (!killing_)
+            l.error =
+                "no reply while the server was up (errno " + std::to_string(l.c.last_errno()) + ")";
           return;
         }
         if (f.kind == InFlight::kIncr ? r.empty() || r[0] != ':' : r != "+OK") {
@@ -505,8 +520,12 @@ class Workload {
           return;
         }
         switch (f.kind) {
-          case InFlight::kSet: l.key_seq[f.key] = f.seq; break;
-          case InFlight::kMset: l.mset_seq = f.seq; break;
+          case InFlight::kSet:
+            l.key_seq[f.key] = f.seq;
+            break;
+          case InFlight::kMset:
+            l.mset_seq = f.seq;
+            break;
           case InFlight::kIncr: {
             l.incr_acked[f.key]++;
             const uint64_t v = std::strtoull(r.c_str() + 1, nullptr, 10);
@@ -514,7 +533,8 @@ class Workload {
             max_reply_[f.key] = std::max(max_reply_[f.key], v);
             break;
           }
-          case InFlight::kNone: break;
+          case InFlight::kNone:
+            break;
         }
         l.inflight.pop_front();
         acked_++;
@@ -540,10 +560,10 @@ class Workload {
 struct Opts {
   std::string fsync = "everysec";
   int workers = 2;
-  std::string dir;            // persistence.dir ("" = the fixture's data dir)
-  std::string kv;             // lines under kv: (e.g. "shards: 4"), indented by the caller
-  std::string persist_more;   // more lines under persistence:
-  std::string top;            // more top-level YAML (e.g. "shared_memory: 24m\n")
+  std::string dir;           // persistence.dir ("" = the fixture's data dir)
+  std::string kv;            // lines under kv: (e.g. "shards: 4"), indented by the caller
+  std::string persist_more;  // more lines under persistence:
+  std::string top;           // more top-level YAML (e.g. "shared_memory: 24m\n")
   bool http = false;
   bool persistence = true;
 };
@@ -558,7 +578,8 @@ class PersistTest : public ::testing::Test {
       if (umount2(m.c_str(), MNT_DETACH) != 0)
         ADD_FAILURE() << "umount " << m << ": " << std::strerror(errno);
     if (HasFailure()) {
-      for (const auto& d : dirs_) std::fprintf(stderr, "---- %s ----\n%s", d.c_str(), Listing(d).c_str());
+      for (const auto& d : dirs_)
+        std::fprintf(stderr, "---- %s ----\n%s", d.c_str(), Listing(d).c_str());
     }
     if (!std::getenv("PREFORKD_KEEP_TMP")) {
       std::error_code ec;
@@ -568,7 +589,8 @@ class PersistTest : public ::testing::Test {
 
   std::string NewDir(const std::string& what) {
     const char* tmp = std::getenv("TMPDIR");
-    std::string t = std::string(tmp && *tmp ? tmp : "/tmp") + "/preforkd-persist-" + what + "-XXXXXX";
+    std::string t =
+        std::string(tmp && *tmp ? tmp : "/tmp") + "/preforkd-persist-" + what + "-XXXXXX";
     if (!mkdtemp(t.data())) ADD_FAILURE() << "mkdtemp: " << std::strerror(errno);
     dirs_.push_back(t);
     return t;
@@ -577,7 +599,8 @@ class PersistTest : public ::testing::Test {
   std::string Yaml(const Opts& o) {
     std::string y;
     if (o.persistence) {
-      y += "persistence:\n  dir: " + (o.dir.empty() ? data_ : o.dir) + "\n  fsync: \"" + o.fsync + "\"\n";
+      y += "persistence:\n  dir: " + (o.dir.empty() ? data_ : o.dir) + "\n  fsync: \"" + o.fsync +
+           "\"\n";
       y += o.persist_more;
     }
     if (!o.kv.empty()) y += "kv:\n" + o.kv;
@@ -613,11 +636,14 @@ class PersistTest : public ::testing::Test {
     int st = 0;
     ASSERT_TRUE(s->WaitExit(10000, &st));
     EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "status " << st;
-    ASSERT_TRUE(WaitFor([&] {
-      for (pid_t p : all)
-        if (ProcessAlive(p)) return false;
-      return true;
-    }, 10000)) << "a process of the killed server is still alive";
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          for (pid_t p : all)
+            if (ProcessAlive(p)) return false;
+          return true;
+        },
+        10000))
+        << "a process of the killed server is still alive";
   }
 
   // Graceful (SIGQUIT) or fast (SIGTERM) stop; the master exits 0.
@@ -655,11 +681,14 @@ class PersistTest : public ::testing::Test {
 
   // Waits until the snapshot count reaches `n` and none runs.
   bool WaitSaves(Client& c, uint64_t n, int timeout_ms = 15000) {
-    return WaitFor([&] {
-      const std::string i = InfoPersist(c);
-      const std::string saves = Field(i, "rdb_saves");
-      return !saves.empty() && std::stoull(saves) >= n && Field(i, "rdb_bgsave_in_progress") == "0";
-    }, timeout_ms, 20);
+    return WaitFor(
+        [&] {
+          const std::string i = InfoPersist(c);
+          const std::string saves = Field(i, "rdb_saves");
+          return !saves.empty() && std::stoull(saves) >= n &&
+                 Field(i, "rdb_bgsave_in_progress") == "0";
+        },
+        timeout_ms, 20);
   }
 
   std::string data_, www_;
@@ -692,7 +721,8 @@ TEST_P(PersistPolicyTest, RestartKeepsExactContents) {
       if (o.fsync == "always") {
         EXPECT_EQ(Field(info, "aof_pending_fsync_bytes"), "0") << "acknowledged, so synced";
       } else if (o.fsync == "everysec") {
-        EXPECT_TRUE(WaitFor([&] { return Field(InfoPersist(c), "aof_pending_fsync_bytes") == "0"; }, 5000))
+        EXPECT_TRUE(
+            WaitFor([&] { return Field(InfoPersist(c), "aof_pending_fsync_bytes") == "0"; }, 5000))
             << "everysec: still not synced after seconds";
       }
     }
@@ -701,7 +731,8 @@ TEST_P(PersistPolicyTest, RestartKeepsExactContents) {
 
   s = Start(o);
   ASSERT_NE(s, nullptr);
-  EXPECT_TRUE(s->WaitLog("persistence: loaded " + std::to_string(m.kv.size()) + " keys in ")) << s->Log();
+  EXPECT_TRUE(s->WaitLog("persistence: loaded " + std::to_string(m.kv.size()) + " keys in "))
+      << s->Log();
   {
     auto cs = Spread(s);
     EXPECT_EQ(InfoU(cs[0], "loaded_keys"), m.kv.size());
@@ -749,9 +780,12 @@ TEST_P(PersistPolicyTest, AckedWritesSurviveKill9OfEveryProcess) {
     const uint64_t target = before + rng() % 400;
     const auto when = std::chrono::steady_clock::now() + std::chrono::milliseconds(rng() % 1500);
     w.Start();
-    const bool reached = WaitFor([&] {
-      return (by_count ? w.acked() >= target : std::chrono::steady_clock::now() >= when) || !w.Errors().empty();
-    }, 30000, 1);
+    const bool reached = WaitFor(
+        [&] {
+          return (by_count ? w.acked() >= target : std::chrono::steady_clock::now() >= when) ||
+                 !w.Errors().empty();
+        },
+        30000, 1);
     w.Killing();
     Kill9(s);
     w.Join();
@@ -771,8 +805,8 @@ TEST_P(PersistPolicyTest, AckedWritesSurviveKill9OfEveryProcess) {
   EXPECT_GT(total, 0u);
   const auto per = w.per_worker();
   EXPECT_EQ(per.size(), 2u) << "both workers must have taken writes";
-  std::fprintf(stderr, "fsync %s: %d kill -9 trials, %llu acknowledged writes\n", o.fsync.c_str(), trials,
-               static_cast<unsigned long long>(total));
+  std::fprintf(stderr, "fsync %s: %d kill -9 trials, %llu acknowledged writes\n", o.fsync.c_str(),
+               trials, static_cast<unsigned long long>(total));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fsync, PersistPolicyTest, ::testing::Values("always", "everysec", "no"),
@@ -821,9 +855,11 @@ TEST_F(PersistTest, SaveWritesSnapshotThatRestartLoadsAndRemovesCoveredLogs) {
     Client c = Connect(s);
     EXPECT_EQ(InfoU(c, "loaded_keys"), static_cast<uint64_t>(n));
     EXPECT_EQ(InfoU(c, "loaded_log_records"), 0u);
-    for (int j = 0; j < n; j++) EXPECT_EQ(Cmd(c, {"GET", "snap:" + std::to_string(j)}), "$value-" + std::to_string(j));
+    for (int j = 0; j < n; j++)
+      EXPECT_EQ(Cmd(c, {"GET", "snap:" + std::to_string(j)}), "$value-" + std::to_string(j));
     // The snapshot plus a log tail.
-    for (int j = 0; j < 10; j++) ASSERT_EQ(Cmd(c, {"SET", "tail:" + std::to_string(j), "t"}), "+OK");
+    for (int j = 0; j < 10; j++)
+      ASSERT_EQ(Cmd(c, {"SET", "tail:" + std::to_string(j), "t"}), "+OK");
     EXPECT_EQ(Cmd(c, {"DEL", "snap:0"}), ":1");
   }
   Kill9(s);
@@ -845,12 +881,14 @@ TEST_F(PersistTest, BgsaveSignalAndLastsaveReportEachSnapshot) {
   EXPECT_EQ(InfoU(c, "rdb_saves"), 0u);
   EXPECT_FALSE(fs::exists(data_ + "/snapshot.status"));
   const std::string fresh = InfoPersist(c);
-  for (const char* f : {"persistence_enabled", "aof_fsync", "rdb_bgsave_in_progress", "rdb_saves",
-                        "rdb_last_bgsave_status", "rdb_last_save_time", "snapshot_last_keys", "aof_current_size",
-                        "aof_pending_bytes", "aof_pending_fsync_bytes", "aof_last_write_status", "aof_write_errors",
-                        "persistence_last_error", "loaded_keys", "loaded_log_records", "loading_time_ms",
-                        "loading_dropped_tail_bytes"})
-    EXPECT_NE(fresh.find(std::string("\r\n") + f + ":"), std::string::npos) << "INFO persistence lacks " << f;
+  for (const char* f :
+       {"persistence_enabled", "aof_fsync", "rdb_bgsave_in_progress", "rdb_saves",
+        "rdb_last_bgsave_status", "rdb_last_save_time", "snapshot_last_keys", "aof_current_size",
+        "aof_pending_bytes", "aof_pending_fsync_bytes", "aof_last_write_status", "aof_write_errors",
+        "persistence_last_error", "loaded_keys", "loaded_log_records", "loading_time_ms",
+        "loading_dropped_tail_bytes"})
+    EXPECT_NE(fresh.find(std::string("\r\n") + f + ":"), std::string::npos)
+        << "INFO persistence lacks " << f;
   EXPECT_EQ(Field(fresh, "persistence_enabled"), "1");
   EXPECT_EQ(Field(fresh, "aof_fsync"), "everysec") << "the default policy";
   EXPECT_EQ(Field(fresh, "aof_last_write_status"), "ok");
@@ -890,7 +928,8 @@ TEST_F(PersistTest, BgsaveSignalAndLastsaveReportEachSnapshot) {
   EXPECT_EQ(Cmd(c, {"BGSAVE", "NOW"}).rfind("-ERR", 0), 0u);
   EXPECT_EQ(Field(InfoPersist(c), "rdb_last_bgsave_status"), "ok");
   // Only the newest snapshot is kept.
-  EXPECT_TRUE(WaitFor([&] { return Matching(data_, IsSnapshot).size() == 1; }, 5000)) << Listing(data_);
+  EXPECT_TRUE(WaitFor([&] { return Matching(data_, IsSnapshot).size() == 1; }, 5000))
+      << Listing(data_);
 }
 
 TEST_F(PersistTest, SnapshotsDuringHeavyWritesLoseNoAckedWrite) {
@@ -905,7 +944,8 @@ TEST_F(PersistTest, SnapshotsDuringHeavyWritesLoseNoAckedWrite) {
       std::string batch;
       const int end = std::min(pre, i + 1000);
       for (int j = i; j < end; j++)
-        batch += Resp({"SET", "pre:" + std::to_string(j), std::string(150, static_cast<char>('a' + j % 26))});
+        batch += Resp(
+            {"SET", "pre:" + std::to_string(j), std::string(150, static_cast<char>('a' + j % 26))});
       ASSERT_TRUE(c.SendAll(batch));
       for (; i < end; i++) {
         std::string r;
@@ -923,7 +963,9 @@ TEST_F(PersistTest, SnapshotsDuringHeavyWritesLoseNoAckedWrite) {
   for (int i = 0; i < 4; i++) {
     const uint64_t before = w.acked();
     const std::string r = Cmd(admin, {"BGSAVE"});
-    EXPECT_TRUE(r == "+Background saving started" || r == "-ERR Background save already in progress") << r;
+    EXPECT_TRUE(r == "+Background saving started" ||
+                r == "-ERR Background save already in progress")
+        << r;
     ASSERT_TRUE(WaitSaves(admin, ++saves, 30000)) << "snapshot " << i;
     saves = InfoU(admin, "rdb_saves");
     // The writers kept going while it ran.
@@ -935,7 +977,9 @@ TEST_F(PersistTest, SnapshotsDuringHeavyWritesLoseNoAckedWrite) {
   // may already be running one of its own (log size trigger): either is fine.
   {
     const std::string r = Cmd(admin, {"BGSAVE"});
-    EXPECT_TRUE(r == "+Background saving started" || r == "-ERR Background save already in progress") << r;
+    EXPECT_TRUE(r == "+Background saving started" ||
+                r == "-ERR Background save already in progress")
+        << r;
   }
   const uint64_t at = w.acked();
   WaitFor([&] { return w.acked() >= at + rng() % 200 || !w.Errors().empty(); }, 10000, 1);
@@ -953,9 +997,11 @@ TEST_F(PersistTest, SnapshotsDuringHeavyWritesLoseNoAckedWrite) {
   std::vector<std::optional<std::string>> got;
   ASSERT_TRUE(MGet(c, keys, &got));
   for (int i = 0; i < pre; i++)
-    ASSERT_EQ(got[static_cast<size_t>(i)], std::string(150, static_cast<char>('a' + i % 26))) << keys[static_cast<size_t>(i)];
+    ASSERT_EQ(got[static_cast<size_t>(i)], std::string(150, static_cast<char>('a' + i % 26)))
+        << keys[static_cast<size_t>(i)];
   EXPECT_GT(InfoU(c, "loaded_log_records"), 0u);
-  for (const auto& n : Names(data_)) EXPECT_FALSE(n.ends_with(".tmp")) << "unfinished snapshot left: " << n;
+  for (const auto& n : Names(data_))
+    EXPECT_FALSE(n.ends_with(".tmp")) << "unfinished snapshot left: " << n;
 }
 
 TEST_F(PersistTest, LogSizeAndTimeTriggerSnapshots) {
@@ -969,20 +1015,27 @@ TEST_F(PersistTest, LogSizeAndTimeTriggerSnapshots) {
     for (int i = 0; i < n; i++)
       ASSERT_EQ(Cmd(c, {"SET", "big:" + std::to_string(i), std::string(1000, 'b')}), "+OK");
     // ~300 KB of log: snapshots follow until less than 32 KB is outside one.
-    EXPECT_TRUE(WaitFor([&] {
-      const std::string i = InfoPersist(c);
-      return Field(i, "rdb_saves") != "0" && Field(i, "rdb_bgsave_in_progress") == "0" &&
-             std::stoull(Field(i, "aof_current_size")) < 32 * 1024;
-    }, 10000)) << InfoPersist(c);
-    EXPECT_TRUE(WaitFor([&] {
-      uint64_t bytes = 0;
-      for (const auto& l : Matching(data_, IsLog)) {
-        std::error_code ec;  // a snapshot may remove it meanwhile
-        const auto n = fs::file_size(data_ + "/" + l, ec);
-        bytes += ec ? 0 : n;
-      }
-      return bytes < 64 * 1024;
-    }, 5000)) << "covered logs stay:\n" << Listing(data_);
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          const std::string i = InfoPersist(c);
+          return Field(i, "rdb_saves") != "0" && Field(i, "rdb_bgsave_in_progress") == "0" &&
+                 std::stoull(Field(i, "aof_current_size")) < 32 * 1024;
+        },
+        10000))
+        << InfoPersist(c);
+    EXPECT_TRUE(WaitFor(
+        [&] {
+          uint64_t bytes = 0;
+          for (const auto& l : Matching(data_, IsLog)) {
+            std::error_code ec;  // a snapshot may remove it meanwhile
+            const auto n = fs::file_size(data_ + "/" + l, ec);
+            bytes += ec ? 0 : n;
+          }
+          return bytes < 64 * 1024;
+        },
+        5000))
+        << "covered logs stay:\n"
+        << Listing(data_);
   }
   Kill9(s);
   o.persist_more = "  snapshot_log_size: 0\n  snapshot_every: 1s\n";
@@ -990,13 +1043,15 @@ TEST_F(PersistTest, LogSizeAndTimeTriggerSnapshots) {
   ASSERT_NE(s, nullptr);
   Client c = Connect(s);
   EXPECT_EQ(InfoU(c, "loaded_keys"), static_cast<uint64_t>(n));
-  EXPECT_LT(InfoU(c, "loaded_log_records"), static_cast<uint64_t>(n)) << "the snapshots held most of it";
+  EXPECT_LT(InfoU(c, "loaded_log_records"), static_cast<uint64_t>(n))
+      << "the snapshots held most of it";
   // The start-up snapshot (if logs were replayed) first; then only time can trigger one.
   if (InfoU(c, "loaded_log_records") > 0) {
     ASSERT_TRUE(WaitSaves(c, 1));
   }
   EXPECT_EQ(Cmd(c, {"SET", "timed", "t"}), "+OK");
-  EXPECT_TRUE(WaitFor([&] { return InfoU(c, "snapshot_last_keys") == static_cast<uint64_t>(n + 1); }, 5000))
+  EXPECT_TRUE(
+      WaitFor([&] { return InfoU(c, "snapshot_last_keys") == static_cast<uint64_t>(n + 1); }, 5000))
       << "no snapshot within seconds of a write, with snapshot_every: 1s";
 }
 
@@ -1006,7 +1061,8 @@ TEST_F(PersistTest, LogSizeAndTimeTriggerSnapshots) {
 TEST_F(PersistTest, ReloadChangesFsyncAndBothGenerationsKeepAckedWrites) {
   Opts o;
   o.fsync = "no";
-  const std::string drain = "timeouts:\n  drain: 30s\n";  // the old generation keeps its connections
+  const std::string drain =
+      "timeouts:\n  drain: 30s\n";  // the old generation keeps its connections
   servers_.push_back(std::make_unique<Server>(Listeners(o), Yaml(o) + drain, 2));
   Server* s = servers_.back().get();
   ASSERT_TRUE(s->Start(20000));
@@ -1033,10 +1089,13 @@ TEST_F(PersistTest, ReloadChangesFsyncAndBothGenerationsKeepAckedWrites) {
   }
   new_gen.Start();
   const uint64_t at = old_gen.acked();
-  ASSERT_TRUE(WaitFor([&] {
-    return (new_gen.acked() >= 300 && old_gen.acked() >= at + 100) || !new_gen.Errors().empty() ||
-           !old_gen.Errors().empty();
-  }, 20000)) << "old generation " << old_gen.acked() - at << ", new " << new_gen.acked();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return (new_gen.acked() >= 300 && old_gen.acked() >= at + 100) ||
+               !new_gen.Errors().empty() || !old_gen.Errors().empty();
+      },
+      20000))
+      << "old generation " << old_gen.acked() - at << ", new " << new_gen.acked();
   old_gen.Killing();
   new_gen.Killing();
   Kill9(s);
@@ -1081,11 +1140,14 @@ TEST_F(PersistTest, WorkerOrMasterKill9KeepsAckedWrites) {
   const std::vector<pid_t> workers = s->WorkerPids();
   ASSERT_EQ(kill(s->pid(), SIGKILL), 0);
   ASSERT_TRUE(s->WaitExit(10000));
-  ASSERT_TRUE(WaitFor([&] {
-    for (pid_t p : workers)
-      if (ProcessAlive(p)) return false;
-    return true;
-  }, 15000)) << "workers outlived their master";
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (pid_t p : workers)
+          if (ProcessAlive(p)) return false;
+        return true;
+      },
+      15000))
+      << "workers outlived their master";
   w.Join();
   for (const auto& e : w.Errors()) ADD_FAILURE() << e;
 
@@ -1101,8 +1163,8 @@ TEST_F(PersistTest, EveryProtocolsWritesSurviveKill9) {
   Opts o;
   o.fsync = "always";
   o.http = true;
-  servers_.push_back(std::make_unique<Server>(
-      Listeners(o) + ListenerYaml("json", "kv-json"), Yaml(o), 2));
+  servers_.push_back(
+      std::make_unique<Server>(Listeners(o) + ListenerYaml("json", "kv-json"), Yaml(o), 2));
   Server* s = servers_.back().get();
   ASSERT_TRUE(s->Start(20000));
   {
@@ -1111,10 +1173,13 @@ TEST_F(PersistTest, EveryProtocolsWritesSurviveKill9) {
     Client j;
     ASSERT_TRUE(j.Connect(s->Port("json")));
     std::string line;
-    ASSERT_TRUE(j.SendAll(R"({"id":1,"action":"SET","key":"via-json","value":"j"})" "\n"));
+    ASSERT_TRUE(j.SendAll(R"({"id":1,"action":"SET","key":"via-json","value":"j"})"
+                          "\n"));
     ASSERT_TRUE(j.RecvLine(&line));
     EXPECT_EQ(line, R"({"id":1,"ok":true})");
-    EXPECT_EQ(HttpStatus(s->Port("http"), "PUT /kv/via-http HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nh"), 201);
+    EXPECT_EQ(HttpStatus(s->Port("http"),
+                         "PUT /kv/via-http HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nh"),
+              201);
     EXPECT_EQ(HttpStatus(s->Port("http"), "DELETE /kv/via-resp HTTP/1.1\r\nHost: t\r\n\r\n"), 204);
   }
   Kill9(s);
@@ -1133,7 +1198,8 @@ TEST_F(PersistTest, EveryWriteCommandSurvivesRestart) {
   Server* s = Start();
   ASSERT_NE(s, nullptr);
   const uint64_t now = WallMs();
-  const std::string in1000s = std::to_string(now / 1000 + 1000), in900s = std::to_string(now + 900'000);
+  const std::string in1000s = std::to_string(now / 1000 + 1000),
+                    in900s = std::to_string(now + 900'000);
   struct Step {
     std::vector<std::string> argv;
     std::string want;
@@ -1184,11 +1250,12 @@ TEST_F(PersistTest, EveryWriteCommandSurvivesRestart) {
   };
   // key -> value, expected PTTL in ms (-1: none).
   const std::map<std::string, std::pair<std::string, long long>> want = {
-      {"a", {"2", -1}}, {"b", {"1", -1}}, {"c", {"w", 1'000'000}}, {"d", {"v", 1'000'000}},
-      {"e", {"v", 1'000'000}}, {"f", {"v", 900'000}}, {"g", {"v", 1'000'000}}, {"h", {"v", 1'000'000}},
-      {"i", {"v", -1}}, {"n", {"7", -1}}, {"ex", {"x", 500'000}}, {"pe", {"x", 700'000}},
-      {"ea", {"x", 1'000'000}}, {"pea", {"x", 900'000}}, {"p", {"x", -1}}, {"ns4^a", {"3", -1}},
-      {"m1", {"c", -1}}, {"m2", {"b", -1}},
+      {"a", {"2", -1}},         {"b", {"1", -1}},        {"c", {"w", 1'000'000}},
+      {"d", {"v", 1'000'000}},  {"e", {"v", 1'000'000}}, {"f", {"v", 900'000}},
+      {"g", {"v", 1'000'000}},  {"h", {"v", 1'000'000}}, {"i", {"v", -1}},
+      {"n", {"7", -1}},         {"ex", {"x", 500'000}},  {"pe", {"x", 700'000}},
+      {"ea", {"x", 1'000'000}}, {"pea", {"x", 900'000}}, {"p", {"x", -1}},
+      {"ns4^a", {"3", -1}},     {"m1", {"c", -1}},       {"m2", {"b", -1}},
   };
   auto check = [&](Client& c) {
     EXPECT_EQ(Cmd(c, {"DBSIZE"}), ":" + std::to_string(want.size()));
@@ -1199,13 +1266,16 @@ TEST_F(PersistTest, EveryWriteCommandSurvivesRestart) {
         EXPECT_EQ(p, ":-1") << k;
       } else {
         const long long ms = p.size() > 1 ? std::stoll(p.substr(1)) : -100;
-        EXPECT_TRUE(ms > v.second - 60'000 && ms <= v.second) << k << " PTTL " << p << ", set to " << v.second;
+        EXPECT_TRUE(ms > v.second - 60'000 && ms <= v.second)
+            << k << " PTTL " << p << ", set to " << v.second;
       }
     }
   };
   {
     Client c = Connect(s);
-    for (const auto& st : steps) EXPECT_EQ(Cmd(c, st.argv), st.want) << st.argv[0] << " " << (st.argv.size() > 1 ? st.argv[1] : "");
+    for (const auto& st : steps)
+      EXPECT_EQ(Cmd(c, st.argv), st.want)
+          << st.argv[0] << " " << (st.argv.size() > 1 ? st.argv[1] : "");
     check(c);
   }
   Kill9(s);
@@ -1234,7 +1304,8 @@ TEST_F(PersistTest, KilledSnapshotChildFailsOnlyThatSnapshot) {
   for (int i = 0; i < pre;) {
     std::string batch;
     const int end = std::min(pre, i + 1000);
-    for (int j = i; j < end; j++) batch += Resp({"SET", "pre:" + std::to_string(j), std::string(100, 'p')});
+    for (int j = i; j < end; j++)
+      batch += Resp({"SET", "pre:" + std::to_string(j), std::string(100, 'p')});
     ASSERT_TRUE(c.SendAll(batch));
     for (; i < end; i++) {
       std::string r;
@@ -1247,11 +1318,13 @@ TEST_F(PersistTest, KilledSnapshotChildFailsOnlyThatSnapshot) {
   for (int attempt = 0; attempt < 20 && !snap; attempt++) {
     const uint64_t saves = InfoU(c, "rdb_saves");
     ASSERT_EQ(Cmd(c, {"BGSAVE"}), "+Background saving started");
-    WaitFor([&] {
-      for (const auto& w : s->Workers())
-        if (w.comm == "preforkd-snap") snap = w.pid;
-      return snap != 0 || InfoU(c, "rdb_saves") > saves;
-    }, 10000, 1);
+    WaitFor(
+        [&] {
+          for (const auto& w : s->Workers())
+            if (w.comm == "preforkd-snap") snap = w.pid;
+          return snap != 0 || InfoU(c, "rdb_saves") > saves;
+        },
+        10000, 1);
     if (snap) {
       ASSERT_EQ(kill(snap, SIGKILL), 0);
     }
@@ -1264,7 +1337,9 @@ TEST_F(PersistTest, KilledSnapshotChildFailsOnlyThatSnapshot) {
   EXPECT_EQ(ReadAll(data_ + "/snapshot.status").rfind("error ", 0), 0u);
   // Every shard still works (a lock the child held is repaired).
   std::vector<Client> cs = Spread(s);
-  for (int i = 0; i < 200; i++) ASSERT_EQ(Cmd(cs[static_cast<size_t>(i) % 2], {"SET", "after:" + std::to_string(i), "a"}), "+OK");
+  for (int i = 0; i < 200; i++)
+    ASSERT_EQ(Cmd(cs[static_cast<size_t>(i) % 2], {"SET", "after:" + std::to_string(i), "a"}),
+              "+OK");
   EXPECT_EQ(Cmd(c, {"SAVE"}), "+OK");
   info = InfoPersist(c);
   EXPECT_EQ(Field(info, "rdb_last_bgsave_status"), "ok");
@@ -1291,7 +1366,9 @@ TEST_P(PersistPolicyTest, CoveredLogsAreClosedNotJustDeleted) {
   auto cs = Spread(s);
   for (int round = 0; round < 15; round++) {
     for (int i = 0; i < 20; i++)
-      ASSERT_EQ(Cmd(cs[static_cast<size_t>(i) % 2], {"SET", "r" + std::to_string(i), std::to_string(round)}), "+OK");
+      ASSERT_EQ(Cmd(cs[static_cast<size_t>(i) % 2],
+                    {"SET", "r" + std::to_string(i), std::to_string(round)}),
+                "+OK");
     ASSERT_EQ(Cmd(cs[0], {"SAVE"}), "+OK");
   }
   // The most log files any one process (master, worker) has open.
@@ -1388,7 +1465,8 @@ TEST_F(PersistTest, ExpiredKeysStayGoneAndTtlsSurviveRestart) {
     deadline = WallMs() + 2500;
     EXPECT_EQ(Cmd(c, {"SET", "snap:long", "y", "EX", "1000"}), "+OK");
     EXPECT_EQ(Cmd(c, {"SAVE"}), "+OK");
-    EXPECT_EQ(InfoU(c, "snapshot_last_keys"), 2u) << "snap:short expired before the snapshot: too slow";
+    EXPECT_EQ(InfoU(c, "snapshot_last_keys"), 2u)
+        << "snap:short expired before the snapshot: too slow";
     // Only in the logs.
     EXPECT_EQ(Cmd(c, {"SET", "log:short", "x", "PX", "300"}), "+OK");
     EXPECT_EQ(Cmd(c, {"SET", "log:pexpired", "x"}), "+OK");
@@ -1418,7 +1496,9 @@ TEST_F(PersistTest, ExpiredKeysStayGoneAndTtlsSurviveRestart) {
       EXPECT_TRUE(ms > 980'000 && ms <= 1'000'000) << k << " PTTL " << p;
     }
     const std::string p = Cmd(c, {"PTTL", "log:changed"});
-    EXPECT_TRUE(p.size() > 1 && std::stoll(p.substr(1)) > 480'000 && std::stoll(p.substr(1)) <= 500'000) << p;
+    EXPECT_TRUE(p.size() > 1 && std::stoll(p.substr(1)) > 480'000 &&
+                std::stoll(p.substr(1)) <= 500'000)
+        << p;
     EXPECT_EQ(Cmd(c, {"PTTL", "log:persisted"}), ":-1");
     EXPECT_EQ(Cmd(c, {"GET", "log:persisted"}), "$p");
   };
@@ -1454,7 +1534,8 @@ class PersistTailTest : public PersistTest {
     if (!s) return "";
     {
       Client c = Connect(s);
-      for (int i = 0; i < kKeys; i++) EXPECT_EQ(Cmd(c, {"SET", "torn:" + std::to_string(i), Val(i)}), "+OK");
+      for (int i = 0; i < kKeys; i++)
+        EXPECT_EQ(Cmd(c, {"SET", "torn:" + std::to_string(i), Val(i)}), "+OK");
     }
     Kill9(s);
     std::vector<std::string> with_records;
@@ -1486,7 +1567,8 @@ class PersistTailTest : public PersistTest {
     Client c = Connect(s);
     EXPECT_EQ(InfoU(c, "loading_dropped_tail_bytes"), 0u);
     EXPECT_EQ(InfoU(c, "loaded_keys"), static_cast<uint64_t>(keys));
-    for (int i = 0; i < keys; i++) EXPECT_EQ(Cmd(c, {"GET", "torn:" + std::to_string(i)}), "$" + Val(i));
+    for (int i = 0; i < keys; i++)
+      EXPECT_EQ(Cmd(c, {"GET", "torn:" + std::to_string(i)}), "$" + Val(i));
   }
 };
 
@@ -1505,12 +1587,14 @@ TEST_F(PersistTailTest, TornLastRecordIsCutAndSavedAside) {
     EXPECT_GT(dropped, 0u);
     EXPECT_LT(dropped, 260u) << "more than the torn record was dropped";
     EXPECT_EQ(InfoU(c, "loaded_keys"), static_cast<uint64_t>(kKeys - 1));
-    for (int i = 0; i < kKeys - 1; i++) EXPECT_EQ(Cmd(c, {"GET", "torn:" + std::to_string(i)}), "$" + Val(i));
+    for (int i = 0; i < kKeys - 1; i++)
+      EXPECT_EQ(Cmd(c, {"GET", "torn:" + std::to_string(i)}), "$" + Val(i));
     EXPECT_EQ(Cmd(c, {"GET", "torn:" + std::to_string(kKeys - 1)}), "(nil)");
     const auto tails = Tails(log);
     ASSERT_EQ(tails.size(), 1u) << Listing(data_);
     EXPECT_EQ(ReadAll(tails[0]), cut.substr(cut.size() - std::min<size_t>(dropped, cut.size())));
-    EXPECT_NE(s->Log().find("dropped the last " + std::to_string(dropped) + " bytes"), std::string::npos)
+    EXPECT_NE(s->Log().find("dropped the last " + std::to_string(dropped) + " bytes"),
+              std::string::npos)
         << s->Log();
   }
   ExpectStableAfterRestart(s, kKeys - 1);
@@ -1530,7 +1614,8 @@ TEST_F(PersistTailTest, GarbageAfterLastRecordIsCutAndSavedAside) {
     Client c = Connect(s);
     EXPECT_EQ(InfoU(c, "loading_dropped_tail_bytes"), garbage.size());
     EXPECT_EQ(InfoU(c, "loaded_keys"), static_cast<uint64_t>(kKeys));
-    for (int i = 0; i < kKeys; i++) EXPECT_EQ(Cmd(c, {"GET", "torn:" + std::to_string(i)}), "$" + Val(i));
+    for (int i = 0; i < kKeys; i++)
+      EXPECT_EQ(Cmd(c, {"GET", "torn:" + std::to_string(i)}), "$" + Val(i));
     const auto tails = Tails(log);
     ASSERT_EQ(tails.size(), 1u) << Listing(data_);
     EXPECT_EQ(ReadAll(tails[0]), garbage);
@@ -1541,7 +1626,8 @@ TEST_F(PersistTailTest, GarbageAfterLastRecordIsCutAndSavedAside) {
 // ---------------------------------------------------------------------------
 // 7. A full disk: refused writes, withheld replies, nothing acknowledged lost.
 
-class PersistDiskFullTest : public PersistTest, public ::testing::WithParamInterface<std::string> {};
+class PersistDiskFullTest : public PersistTest,
+                            public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(PersistDiskFullTest, FullDiskRefusesWritesAndKeepsEveryAckedOne) {
   if (geteuid() != 0) GTEST_SKIP() << "mounting a small tmpfs needs root";
@@ -1565,7 +1651,8 @@ TEST_P(PersistDiskFullTest, FullDiskRefusesWritesAndKeepsEveryAckedOne) {
   uint64_t closed = 0, n = 0;
   // One write on lane l; false if the reply was neither +OK nor MISCONF nor a close.
   auto write = [&](size_t l, std::string* reply) {
-    const std::string k = "full:" + std::to_string(n), v = std::string(1000, static_cast<char>('a' + n % 26));
+    const std::string k = "full:" + std::to_string(n),
+                      v = std::string(1000, static_cast<char>('a' + n % 26));
     n++;
     std::string r;
     if (!lanes[l].SendAll(Resp({"SET", k, v})) || !ReadReply(lanes[l], &r, 15000)) {
@@ -1589,15 +1676,20 @@ TEST_P(PersistDiskFullTest, FullDiskRefusesWritesAndKeepsEveryAckedOne) {
     return false;
   };
   std::string r;
-  for (int i = 0; i < 3000 && refusing.size() < 2; i++) ASSERT_TRUE(write(static_cast<size_t>(i % 2), &r));
-  ASSERT_EQ(refusing.size(), 2u) << "both workers should refuse writes on a full disk; " << acked.size()
-                                 << " acknowledged, " << closed << " closed\n" << Listing(dir);
+  for (int i = 0; i < 3000 && refusing.size() < 2; i++)
+    ASSERT_TRUE(write(static_cast<size_t>(i % 2), &r));
+  ASSERT_EQ(refusing.size(), 2u) << "both workers should refuse writes on a full disk; "
+                                 << acked.size() << " acknowledged, " << closed << " closed\n"
+                                 << Listing(dir);
   EXPECT_GT(acked.size(), 50u);
-  EXPECT_GE(closed, 1u) << "the write whose log write failed first was waiting for it: its connection closes";
+  EXPECT_GE(closed, 1u)
+      << "the write whose log write failed first was waiting for it: its connection closes";
   for (size_t l = 0; l < 2; l++) {
     const std::string info = InfoPersist(lanes[l]);
     EXPECT_EQ(Field(info, "aof_last_write_status"), "err") << info;
-    EXPECT_NE(Field(info, "persistence_last_error").find("No space left on device"), std::string::npos) << info;
+    EXPECT_NE(Field(info, "persistence_last_error").find("No space left on device"),
+              std::string::npos)
+        << info;
     EXPECT_NE(Field(info, "aof_write_errors"), "0") << info;
     // Reads still work.
     EXPECT_EQ(Cmd(lanes[l], {"GET", acked.begin()->first}), "$" + acked.begin()->second);
@@ -1607,13 +1699,17 @@ TEST_P(PersistDiskFullTest, FullDiskRefusesWritesAndKeepsEveryAckedOne) {
   EXPECT_NE(save.find("No space left on device"), std::string::npos) << save;
   EXPECT_EQ(Field(InfoPersist(lanes[1]), "rdb_last_bgsave_status"), "err");
   const uint16_t http = s->Port("http");
-  EXPECT_EQ(HttpStatus(http, "PUT /kv/http-full HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx"), 503);
-  EXPECT_EQ(HttpStatus(http, "DELETE /kv/" + acked.begin()->first + " HTTP/1.1\r\nHost: t\r\n\r\n"), 503);
+  EXPECT_EQ(HttpStatus(http, "PUT /kv/http-full HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx"),
+            503);
+  EXPECT_EQ(HttpStatus(http, "DELETE /kv/" + acked.begin()->first + " HTTP/1.1\r\nHost: t\r\n\r\n"),
+            503);
 
   // Room again: each worker writes what it kept and takes writes again.
-  ASSERT_EQ(mount("tmpfs", dir.c_str(), "tmpfs", MS_REMOUNT, "size=16m,mode=0755"), 0) << std::strerror(errno);
+  ASSERT_EQ(mount("tmpfs", dir.c_str(), "tmpfs", MS_REMOUNT, "size=16m,mode=0755"), 0)
+      << std::strerror(errno);
   for (size_t l = 0; l < 2; l++) {
-    EXPECT_TRUE(WaitFor([&] { return write(l, &r) && r == "+OK"; }, 10000, 50)) << "lane " << l << ": " << r;
+    EXPECT_TRUE(WaitFor([&] { return write(l, &r) && r == "+OK"; }, 10000, 50))
+        << "lane " << l << ": " << r;
     EXPECT_EQ(Field(InfoPersist(lanes[l]), "aof_last_write_status"), "ok");
     for (int i = 0; i < 10; i++) {
       ASSERT_TRUE(write(l, &r));
@@ -1646,7 +1742,8 @@ TEST_P(PersistDiskFullTest, FullDiskRefusesWritesAndKeepsEveryAckedOne) {
   size_t missing = 0;
   for (size_t i = 0; i < keys.size(); i++) {
     if (got[i] == acked[keys[i]]) continue;
-    if (++missing <= 5) ADD_FAILURE() << "acknowledged " << keys[i] << " is " << (got[i] ? "wrong" : "missing");
+    if (++missing <= 5)
+      ADD_FAILURE() << "acknowledged " << keys[i] << " is " << (got[i] ? "wrong" : "missing");
   }
   EXPECT_EQ(missing, 0u) << "of " << keys.size() << " acknowledged writes";
   std::fprintf(stderr, "fsync %s: %zu acknowledged, %llu connections closed unacknowledged\n",
@@ -1664,7 +1761,8 @@ TEST_F(PersistTest, DamagedSnapshotStopsStartNamingTheFile) {
   ASSERT_NE(s, nullptr);
   {
     Client c = Connect(s);
-    for (int i = 0; i < 50; i++) ASSERT_EQ(Cmd(c, {"SET", "d:" + std::to_string(i), std::string(100, 'd')}), "+OK");
+    for (int i = 0; i < 50; i++)
+      ASSERT_EQ(Cmd(c, {"SET", "d:" + std::to_string(i), std::string(100, 'd')}), "+OK");
     ASSERT_EQ(Cmd(c, {"SAVE"}), "+OK");
     ASSERT_TRUE(WaitFor([&] { return Matching(data_, IsLog).empty(); }, 5000)) << Listing(data_);
   }

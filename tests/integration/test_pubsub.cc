@@ -4,6 +4,7 @@
 // the worker's memory bounded, ring overrun, reserved channels, per-client
 // limits, and subscriptions released when clients or workers vanish. Then
 // the same bus over kv-json: push lines, counts, error codes.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -13,13 +14,10 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "tests/integration/harness.h"
 
 namespace pf::test {
 namespace {
-
 
 std::string Next(Client& c, int timeout_ms = 5000) {
   std::string r;
@@ -178,8 +176,10 @@ TEST_F(PubSubTest, VanishedClientsReleaseTheirSubscriptions) {
   EXPECT_EQ(NumSub(q, "gone"), 40);
   EXPECT_EQ(Cmd(q, {"PUBSUB", "NUMPAT"}), ":1");
   for (size_t i = 0; i < subs.size(); i++) {
-    if (i % 2) subs[i].ResetClose();
-    else subs[i].Close();
+    if (i % 2)
+      subs[i].ResetClose();
+    else
+      subs[i].Close();
   }
   EXPECT_TRUE(WaitFor([&] { return NumSub(q, "gone") == 0; }, 5000));
   EXPECT_EQ(NumSub(q, "gone2"), 0);
@@ -210,13 +210,15 @@ TEST_F(PubSubTest, FanOutToAThousandSubscribers) {
   for (auto& c : subs) ASSERT_EQ(Next(c), "[$subscribe,$fan,:1]");
   Client pub;
   ASSERT_TRUE(pub.Connect(Port()));
-  for (int m = 0; m < 5; m++) ASSERT_EQ(Cmd(pub, {"PUBLISH", "fan", "m" + std::to_string(m)}), ":1000");
+  for (int m = 0; m < 5; m++)
+    ASSERT_EQ(Cmd(pub, {"PUBLISH", "fan", "m" + std::to_string(m)}), ":1000");
   for (auto& c : subs)
     for (int m = 0; m < 5; m++) ASSERT_EQ(Next(c), "[$message,$fan,$m" + std::to_string(m) + "]");
 }
 
 TEST_F(PubSubTest, SlowSubscriberIsCutOffAndWorkerMemoryStaysBounded) {
-  StartServer("pubsub: {output_hard_limit: 512k, output_soft_limit: 256k, output_soft_seconds: 1}\n");
+  StartServer(
+      "pubsub: {output_hard_limit: 512k, output_soft_limit: 256k, output_soft_seconds: 1}\n");
   // `fast` reads everything and paces the test, so worker 0 keeps up with the
   // ring; `slow` never reads.
   Client slow = On(0), fast = On(0), pub = On(1), q = On(1);
@@ -240,7 +242,8 @@ TEST_F(PubSubTest, SlowSubscriberIsCutOffAndWorkerMemoryStaysBounded) {
     cut = NumSub(q, "flood") == 1;
   }
   EXPECT_TRUE(cut) << "the slow subscriber was never disconnected";
-  EXPECT_TRUE(server_->WaitLog("over pubsub.output_hard_limit (524288): disconnecting the slow subscriber"));
+  EXPECT_TRUE(server_->WaitLog(
+      "over pubsub.output_hard_limit (524288): disconnecting the slow subscriber"));
   EXPECT_LT(peak - rss0, 16 * 1024) << "worker 0 grew from " << rss0 << " kB to " << peak << " kB";
   EXPECT_TRUE(slow.WaitClosed(10000));
   EXPECT_EQ(Cmd(pub, {"PUBLISH", "flood", "still"}), ":1");
@@ -265,7 +268,8 @@ TEST_F(PubSubTest, RingOverrunDisconnectsTheSubscribersThatMissedMessages) {
   ASSERT_TRUE(sent);
   for (int i = 0; i < 100; i++) ASSERT_EQ(replies[i], ":2") << i;
   // The worker that kept up delivered everything, in order.
-  for (int i = 0; i < 100; i++) ASSERT_EQ(Next(keeps_up), "[$message,$ring,$" + std::to_string(i) + "]");
+  for (int i = 0; i < 100; i++)
+    ASSERT_EQ(Next(keeps_up), "[$message,$ring,$" + std::to_string(i) + "]");
   // The one that fell behind never delivers an overwritten message: its
   // subscriber is disconnected, with the reason in the log.
   std::string got;
@@ -309,8 +313,10 @@ TEST_F(PubSubTest, PerClientLimits) {
   int ok = 0, limited = 0;
   for (int i = 0; i < 10; i++) {
     const std::string r = Next(p);
-    if (r == ":1") ok++;
-    else if (r.find("publish rate limit") != std::string::npos) limited++;
+    if (r == ":1")
+      ok++;
+    else if (r.find("publish rate limit") != std::string::npos)
+      limited++;
   }
   EXPECT_EQ(ok, 5);
   EXPECT_EQ(limited, 5);
@@ -322,7 +328,9 @@ TEST_F(PubSubTest, RedisCliSubscribeAndPublishAcrossWorkers) {
   const std::string port = std::to_string(Port());
   const std::string pidfile = server_->dir() + "/cli.pid";
   FILE* f = popen(("sh -c 'echo $$ > " + pidfile + "; exec timeout 10 redis-cli -p " + port +
-                   " SUBSCRIBE cli' 2>&1").c_str(), "r");
+                   " SUBSCRIBE cli' 2>&1")
+                      .c_str(),
+                  "r");
   ASSERT_NE(f, nullptr);
   Client q = On(0);
   ASSERT_TRUE(WaitFor([&] { return NumSub(q, "cli") == 1; }, 5000));
@@ -340,7 +348,9 @@ TEST_F(PubSubTest, RedisCliSubscribeAndPublishAcrossWorkers) {
   std::ifstream(pidfile) >> cli;
   if (cli > 0) kill(cli, SIGTERM);  // timeout(1) ends redis-cli with it
   pclose(f);
-  EXPECT_EQ(all, "subscribe\ncli\n1\nmessage\ncli\nfrom-cli\nmessage\ncli\nfrom-w0\nmessage\ncli\nfrom-w1\n");
+  EXPECT_EQ(
+      all,
+      "subscribe\ncli\n1\nmessage\ncli\nfrom-cli\nmessage\ncli\nfrom-w0\nmessage\ncli\nfrom-w1\n");
 }
 
 // ---- kv-json (docs/protocol-kv-json.md, "Pub/sub") ----
@@ -461,7 +471,8 @@ TEST_F(KvJsonPubSubTest, OneMessageReachesEveryProtocolAndPatternInItsShape) {
     EXPECT_EQ(Next(r2), std::string("[$pmessage,$m*,$mix,$") + text + "]");
     EXPECT_EQ(Next(rp), std::string("[$pmessage,$mi?,$mix,$") + text + "]");
     for (Client* j : {&j1, &j2})
-      EXPECT_EQ(Line(*j), std::string(R"({"type":"message","channel":"mix","data":")") + text + "\"}");
+      EXPECT_EQ(Line(*j),
+                std::string(R"({"type":"message","channel":"mix","data":")") + text + "\"}");
   }
   // A pipelined burst reaches worker 0 as runs of messages on one channel
   // (five on "solo", which no pattern matches, then five on "mix", ...):

@@ -45,7 +45,8 @@ TEST_F(BusTest, ReadsMessagesInPublishOrder) {
   Make(16);
   for (int i = 0; i < 10; i++) {
     uint64_t seq = 99;
-    ASSERT_TRUE(bus_.Publish(kPubSub, 7, "ch" + std::to_string(i % 3), "m" + std::to_string(i), &seq));
+    ASSERT_TRUE(
+        bus_.Publish(kPubSub, 7, "ch" + std::to_string(i % 3), "m" + std::to_string(i), &seq));
     EXPECT_EQ(seq, static_cast<uint64_t>(i));
   }
   EXPECT_EQ(bus_.Head(), 10u);

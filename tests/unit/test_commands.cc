@@ -1,5 +1,7 @@
 // tests/unit/test_commands.cc: the command table against a real kv::Store in an
 // anonymous mapping, asserting the exact RESP2 bytes Redis 7.0 would send.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 
 #include <chrono>
@@ -9,9 +11,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "shared/cmd/commands.h"
 
@@ -46,7 +45,8 @@ class CommandsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     region_size_ = 8u << 20;
-    region_ = mmap(nullptr, region_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    region_ =
+        mmap(nullptr, region_size_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ASSERT_NE(region_, MAP_FAILED);
     config_.kv.shards = 4;
     config_.kv.max_key_bytes = 64;
@@ -140,8 +140,8 @@ TEST_F(CommandsTest, ArityErrorsUseTheTableName) {
 
 TEST_F(CommandsTest, CountsExecutedCommandsOnly) {
   Run({"PING"});
-  Run({"GET"});      // arity error: not executed
-  Run({"nosuch"});   // unknown: not executed
+  Run({"GET"});     // arity error: not executed
+  Run({"nosuch"});  // unknown: not executed
   Run({"GET", "x"});
   EXPECT_EQ(processed_.Get(), 2u);
   EXPECT_EQ(session_.commands, 2u);
@@ -476,8 +476,8 @@ TEST_F(CommandsTest, ScanErrors) {
 }
 
 TEST_F(CommandsTest, KeysGlob) {
-  for (std::string_view k : {"hello", "hallo", "hxllo", "hllo", "heeeello", "h*llo", "h?llo",
-                             "a[b", "x\\y"})
+  for (std::string_view k :
+       {"hello", "hallo", "hxllo", "hllo", "heeeello", "h*llo", "h?llo", "a[b", "x\\y"})
     ASSERT_EQ(Run({"SET", k, "1"}), "+OK\r\n");
   auto keys = [&](std::string_view pat) {
     std::string r = Run({"KEYS", pat});
@@ -534,8 +534,9 @@ TEST_F(CommandsTest, MgetPastReplyBudgetIsAnError) {
   // built in full (the real case: a 900 KB value asked for a million times).
   std::vector<std::string_view> argv(301, "k");
   argv[0] = "MGET";
-  EXPECT_EQ(RunV(argv), "-ERR reply too large: MGET would return more than 1048576 bytes "
-                        "(limits.max_reply_bytes)\r\n");
+  EXPECT_EQ(RunV(argv),
+            "-ERR reply too large: MGET would return more than 1048576 bytes "
+            "(limits.max_reply_bytes)\r\n");
   EXPECT_EQ(last_code_, ErrCode::kTooLarge);
   argv.resize(201);
   std::string ok = RunV(argv);
@@ -558,8 +559,9 @@ TEST_F(CommandsTest, KeysPastReplyBudgetIsAnErrorThatPointsToScan) {
   config_.limits.max_reply_bytes = 10000;
   for (int i = 0; i < 200; ++i)
     ASSERT_EQ(Run({"SET", std::string(50, 'k') + std::to_string(1000 + i), "v"}), "+OK\r\n");
-  EXPECT_EQ(Run({"KEYS", "*"}), "-ERR reply too large: KEYS would return more than 10000 bytes "
-                                "(limits.max_reply_bytes); use SCAN\r\n");
+  EXPECT_EQ(Run({"KEYS", "*"}),
+            "-ERR reply too large: KEYS would return more than 10000 bytes "
+            "(limits.max_reply_bytes); use SCAN\r\n");
   EXPECT_EQ(Run({"KEYS", "k*"}), Run({"KEYS", "*"}));
   EXPECT_THAT(Run({"KEYS", "*1000"}), StartsWith("*1\r\n"));
 }
@@ -670,7 +672,7 @@ TEST(Glob, RedisSemantics) {
   EXPECT_FALSE(GlobMatch("[]", "a"));
   EXPECT_TRUE(GlobMatch("[abc", "c"));  // unterminated class runs to the end
   EXPECT_TRUE(GlobMatch("[^", "z"));
-  EXPECT_TRUE(GlobMatch("\\", "\\"));   // a trailing backslash is literal
+  EXPECT_TRUE(GlobMatch("\\", "\\"));  // a trailing backslash is literal
   EXPECT_TRUE(GlobMatch("a\\*", "a*"));
   EXPECT_FALSE(GlobMatch("a\\*", "ab"));
   EXPECT_TRUE(GlobMatch("user^*", "user^42"));
@@ -698,7 +700,10 @@ bool RefMatch(std::string_view p, std::string_view s) {
       if (neg) i++;
       bool hit = false;
       for (;;) {
-        if (i >= p.size()) { i = p.size() - 1; break; }
+        if (i >= p.size()) {
+          i = p.size() - 1;
+          break;
+        }
         if (p[i] == '\\' && p.size() - i >= 2) {
           i++;
           hit |= static_cast<unsigned char>(p[i]) == c;
@@ -763,8 +768,9 @@ TEST(Glob, PathologicalPatternFinishesFast) {
   for (int i = 0; i < 200; ++i) pat += "*a";
   pat += "b";
   EXPECT_FALSE(GlobMatch(pat, key));
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_LT(ms, 500);
   EXPECT_TRUE(GlobMatch("*a*a*a*a*a*a*a*a*b", key + "b"));
 }
@@ -809,7 +815,8 @@ TEST_F(CommandsTest, InfoHasWhatClientsRead) {
   EXPECT_THAT(r, Not(HasSubstr("db0:")));  // empty: no db0 line, as Redis
   Run({"SET", "a", "1"});
   Run({"SET", "b", "1", "EX", "100"});
-  EXPECT_THAT(Run({"INFO", "keyspace"}), HasSubstr("# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=0\r\n"));
+  EXPECT_THAT(Run({"INFO", "keyspace"}),
+              HasSubstr("# Keyspace\r\ndb0:keys=2,expires=1,avg_ttl=0\r\n"));
   std::string ks = Run({"INFO", "KEYSPACE"});
   EXPECT_THAT(ks, Not(HasSubstr("# Server")));
   EXPECT_EQ(Run({"INFO", "nosuchsection"}), "$0\r\n\r\n");
@@ -840,7 +847,8 @@ TEST_F(CommandsTest, CommandIntrospection) {
   std::string all = Run({"COMMAND"});
   EXPECT_THAT(all, StartsWith("*" + std::to_string(CommandTable().size()) + "\r\n"));
   EXPECT_THAT(all, HasSubstr("$14\r\nclient|setname\r\n:3\r\n"));
-  EXPECT_THAT(all, HasSubstr("$4\r\nmset\r\n:-3\r\n*2\r\n+write\r\n+denyoom\r\n:1\r\n:-1\r\n:2\r\n"));
+  EXPECT_THAT(all,
+              HasSubstr("$4\r\nmset\r\n:-3\r\n*2\r\n+write\r\n+denyoom\r\n:1\r\n:-1\r\n:2\r\n"));
   EXPECT_THAT(Run({"COMMAND", "LIST"}), HasSubstr("$4\r\nping\r\n"));
 }
 

@@ -91,9 +91,10 @@ TEST(Config, ShippedDefaultConfigIsValid) {
 }
 
 TEST(Config, UnknownKeyNamesKeyAndPosition) {
-  EXPECT_EQ(OneError(std::string(kMinimal) + "wrokers: 2\n"),
-            "/etc/pf/test.yaml:3:1: wrokers: unknown key, expected one of group, kv, limits, "
-            "listeners, logging, persistence, pidfile, pubsub, shared_memory, timeouts, user, workers");
+  EXPECT_EQ(
+      OneError(std::string(kMinimal) + "wrokers: 2\n"),
+      "/etc/pf/test.yaml:3:1: wrokers: unknown key, expected one of group, kv, limits, "
+      "listeners, logging, persistence, pidfile, pubsub, shared_memory, timeouts, user, workers");
 }
 
 TEST(Config, UnknownNestedKey) {
@@ -107,8 +108,9 @@ TEST(Config, PortOutOfRange) {
 }
 
 TEST(Config, WrongTypeScalarExpected) {
-  EXPECT_THAT(OneError(std::string(kMinimal) + "workers: [1, 2]\n"),
-              HasSubstr("test.yaml:3:10: workers: a list is the wrong type, expected auto or an integer"));
+  EXPECT_THAT(
+      OneError(std::string(kMinimal) + "workers: [1, 2]\n"),
+      HasSubstr("test.yaml:3:10: workers: a list is the wrong type, expected auto or an integer"));
 }
 
 TEST(Config, NotAnInteger) {
@@ -117,7 +119,8 @@ TEST(Config, NotAnInteger) {
 }
 
 TEST(Config, BadSizeAndDuration) {
-  ConfigResult r = Parse(std::string(kMinimal) + "limits: {max_line_bytes: 12q}\ntimeouts: {idle: 5 minutes}\n");
+  ConfigResult r =
+      Parse(std::string(kMinimal) + "limits: {max_line_bytes: 12q}\ntimeouts: {idle: 5 minutes}\n");
   ASSERT_EQ(r.errors.size(), 2u);
   EXPECT_THAT(r.errors[0], HasSubstr("limits.max_line_bytes: '12q' is not a size"));
   EXPECT_THAT(r.errors[1], HasSubstr("timeouts.idle: '5 minutes' is not a duration"));
@@ -132,7 +135,8 @@ TEST(Config, MaxReplyBytesDefaultAndRange) {
   ConfigResult r = Parse(kMinimal);
   ASSERT_TRUE(r.ok()) << r.errors[0];
   EXPECT_EQ(r.config.limits.max_reply_bytes, 64ull << 20);
-  EXPECT_EQ(Parse(std::string(kMinimal) + "limits: {max_reply_bytes: 4g}\n").config.limits.max_reply_bytes,
+  EXPECT_EQ(Parse(std::string(kMinimal) + "limits: {max_reply_bytes: 4g}\n")
+                .config.limits.max_reply_bytes,
             4ull << 30);
   EXPECT_THAT(OneError(std::string(kMinimal) + "limits: {max_reply_bytes: 512k}\n"),
               HasSubstr("limits.max_reply_bytes: 512k is out of range, expected 1m..4g"));
@@ -158,10 +162,12 @@ TEST(Config, ShardsTooSmallForMaxValueAreAnError) {
   // The size it suggests is enough.
   size_t at = e.find("expected shared_memory >= ") + 26;
   std::string suggested = e.substr(at, e.find(',', at) - at);
-  EXPECT_TRUE(Parse(std::string(kMinimal) + "shared_memory: " + suggested + "\n").ok()) << suggested;
+  EXPECT_TRUE(Parse(std::string(kMinimal) + "shared_memory: " + suggested + "\n").ok())
+      << suggested;
   // ... as are fewer shards, or smaller values; the error points at the value limit.
   EXPECT_TRUE(Parse(std::string(kMinimal) + "shared_memory: 64m\nkv: {shards: 16}\n").ok());
-  EXPECT_TRUE(Parse(std::string(kMinimal) + "shared_memory: 64m\nkv: {max_value_bytes: 256k}\n").ok());
+  EXPECT_TRUE(
+      Parse(std::string(kMinimal) + "shared_memory: 64m\nkv: {max_value_bytes: 256k}\n").ok());
   EXPECT_THAT(OneError(std::string(kMinimal) + "kv: {max_value_bytes: 8m}\n"),
               HasSubstr("test.yaml:3:23: kv.max_value_bytes: 8388608 bytes needs "));
 }
@@ -190,7 +196,8 @@ TEST(Config, MissingListeners) {
 
 TEST(Config, DuplicateListenerNameAndSocket) {
   ConfigResult r = Parse(
-      "listeners:\n  - {name: a, port: 7, protocol: echo}\n  - {name: a, port: 7, protocol: echo}\n");
+      "listeners:\n  - {name: a, port: 7, protocol: echo}\n  - {name: a, port: 7, protocol: "
+      "echo}\n");
   ASSERT_EQ(r.errors.size(), 2u);
   EXPECT_THAT(r.errors[0], HasSubstr("listeners[1].name: 'a' is used by listeners[0]"));
   EXPECT_THAT(r.errors[1], HasSubstr("listeners[1].port: 127.0.0.1:7 is used by listeners[0]"));
@@ -202,7 +209,8 @@ TEST(Config, DuplicateKey) {
 }
 
 TEST(Config, BadEnumValues) {
-  ConfigResult r = Parse(std::string(kMinimal) + "logging: {level: loud}\nkv: {eviction: random, shards: 3}\n");
+  ConfigResult r =
+      Parse(std::string(kMinimal) + "logging: {level: loud}\nkv: {eviction: random, shards: 3}\n");
   ASSERT_EQ(r.errors.size(), 3u);
   EXPECT_THAT(r.errors[0], HasSubstr("logging.level: 'loud' is not a level"));
   EXPECT_THAT(r.errors[1], HasSubstr("kv.eviction: 'random' is not a policy"));
@@ -221,7 +229,8 @@ TEST(Config, HttpOpsAllow) {
   ASSERT_TRUE(r.ok()) << r.errors[0];
   EXPECT_FALSE(r.config.listeners[0].ops_allow_all);
   EXPECT_THAT(OneError(base + ", ops_allow: everyone}\n"),
-              HasSubstr("test.yaml:2:66: listeners[0].ops_allow: 'everyone' is not a choice, expected loopback or all"));
+              HasSubstr("test.yaml:2:66: listeners[0].ops_allow: 'everyone' is not a choice, "
+                        "expected loopback or all"));
 }
 
 TEST(Config, YamlSyntaxError) {
@@ -229,11 +238,13 @@ TEST(Config, YamlSyntaxError) {
 }
 
 TEST(Config, TopLevelMustBeMapping) {
-  EXPECT_THAT(OneError("- a\n- b\n"), HasSubstr("(top level): a list is the wrong type, expected a mapping"));
+  EXPECT_THAT(OneError("- a\n- b\n"),
+              HasSubstr("(top level): a list is the wrong type, expected a mapping"));
 }
 
 TEST(Config, EveryProblemIsListed) {
-  ConfigResult r = Parse("workers: 0\nlisteners:\n  - {name: e, port: 0, protocol: echo}\nbogus: 1\n");
+  ConfigResult r =
+      Parse("workers: 0\nlisteners:\n  - {name: e, port: 0, protocol: echo}\nbogus: 1\n");
   EXPECT_EQ(r.errors.size(), 3u) << ::testing::PrintToString(r.errors);
 }
 
@@ -289,23 +300,26 @@ TEST(Config, PubSubSectionParses) {
 
 TEST(Config, PubSubRangesAreChecked) {
   const std::string base = std::string(kMinimal) + "pubsub:\n";
-  EXPECT_THAT(OneError(base + "  ring_slots: 4\n"),
-              HasSubstr("test.yaml:4:15: pubsub.ring_slots: 4 is out of range, expected 16..1048576"));
+  EXPECT_THAT(
+      OneError(base + "  ring_slots: 4\n"),
+      HasSubstr("test.yaml:4:15: pubsub.ring_slots: 4 is out of range, expected 16..1048576"));
   EXPECT_THAT(OneError(base + "  max_message_bytes: 32m\n"),
               HasSubstr("pubsub.max_message_bytes: 32m is out of range, expected 64..16m"));
   EXPECT_THAT(OneError(base + "  output_hard_limit: lots\n"),
               HasSubstr("pubsub.output_hard_limit: 'lots' is not a size"));
-  EXPECT_THAT(OneError(base + "  publish_rate_per_client: 0\n"),
-              HasSubstr("pubsub.publish_rate_per_client: 0 is out of range, expected 1..100000000"));
-  EXPECT_THAT(OneError(base + "  ring_size: 10\n"),
-              HasSubstr("pubsub.ring_size: unknown key, expected one of admin_token, channel_table_size"));
+  EXPECT_THAT(
+      OneError(base + "  publish_rate_per_client: 0\n"),
+      HasSubstr("pubsub.publish_rate_per_client: 0 is out of range, expected 1..100000000"));
+  EXPECT_THAT(
+      OneError(base + "  ring_size: 10\n"),
+      HasSubstr("pubsub.ring_size: unknown key, expected one of admin_token, channel_table_size"));
 }
 
 TEST(Config, PubSubSoftLimitAboveHardLimitIsAnError) {
-  EXPECT_THAT(OneError(std::string(kMinimal) +
-                       "pubsub: {output_hard_limit: 1m, output_soft_limit: 2m}\n"),
-              HasSubstr("pubsub.output_soft_limit: 2097152 is above output_hard_limit (1048576), "
-                        "expected at most the hard limit"));
+  EXPECT_THAT(
+      OneError(std::string(kMinimal) + "pubsub: {output_hard_limit: 1m, output_soft_limit: 2m}\n"),
+      HasSubstr("pubsub.output_soft_limit: 2097152 is above output_hard_limit (1048576), "
+                "expected at most the hard limit"));
 }
 
 TEST(Config, PubSubAdminTokenMustNotBeTrivial) {
@@ -314,7 +328,8 @@ TEST(Config, PubSubAdminTokenMustNotBeTrivial) {
 }
 
 TEST(Config, GroupNeedsUser) {
-  EXPECT_THAT(OneError(std::string(kMinimal) + "group: nogroup\n"), HasSubstr("group: set without user"));
+  EXPECT_THAT(OneError(std::string(kMinimal) + "group: nogroup\n"),
+              HasSubstr("group: set without user"));
 }
 
 }  // namespace

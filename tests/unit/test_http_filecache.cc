@@ -2,14 +2,13 @@
 // (worker/http/filecache.h) on a temporary docroot, with the clock passed in:
 // hits within valid_ms, re-checks after it, bounds (entries, bytes, LRU), and
 // refusal of anything that leaves the root.
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "shared/config.h"
 #include "worker/http/filecache.h"
@@ -68,7 +67,8 @@ TEST_F(FileCacheTest, RefusesWhatLeavesTheRootAfterASwap) {
 }
 
 TEST_F(FileCacheTest, LargeFilesUseSegmentsAndBoundsHold) {
-  FileCache c(FileCacheLimits{.max_entries = 3, .max_bytes = 250, .max_inline_bytes = 100, .valid_ms = 1000});
+  FileCache c(FileCacheLimits{
+      .max_entries = 3, .max_bytes = 250, .max_inline_bytes = 100, .valid_ms = 1000});
   WriteFile(dir_ + "/big", std::string(1000, 'x'));
   Resolved r = c.Resolve(l_, "/big", 1);
   ASSERT_EQ(r.status, 0);

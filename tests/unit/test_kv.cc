@@ -1,6 +1,7 @@
 // tests/unit/test_kv.cc: single-process semantics of the KV engine: every
 // operation and status, expiry, eviction, the arena, collisions, SCAN, and
 // Verify() after every test.
+#include <gtest/gtest.h>
 #include <pthread.h>
 #include <sys/mman.h>
 
@@ -13,11 +14,9 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
-#include "shared/util/hash.h"
 #include "shared/kv/kv.h"
 #include "shared/kv/layout.h"
+#include "shared/util/hash.h"
 
 namespace pf::kv {
 namespace {
@@ -222,8 +221,9 @@ TEST_F(KvTest, IncrBy) {
   EXPECT_EQ(store_->IncrBy("n", -7, 1000, &r), Status::kOk);
   EXPECT_EQ(r, -2);
   EXPECT_EQ(GetOr("n"), "-2");
-  for (const char* bad : {"", " 1", "1 ", "+1", "01", "-0", "-", "1a", "0x10", "9223372036854775808",
-                          "-9223372036854775809", "99999999999999999999", "1.5"}) {
+  for (const char* bad :
+       {"", " 1", "1 ", "+1", "01", "-0", "-", "1a", "0x10", "9223372036854775808",
+        "-9223372036854775809", "99999999999999999999", "1.5"}) {
     ASSERT_EQ(Put("b", bad), Status::kOk);
     EXPECT_EQ(store_->IncrBy("b", 1, 1000, &r), Status::kNotInteger) << "'" << bad << "'";
     EXPECT_EQ(GetOr("b"), bad);
@@ -258,7 +258,7 @@ TEST_F(KvTest, SweepExpiredRemovesOnlyExpiredWithBoundedWork) {
     ASSERT_EQ(store_->Set("s" + std::to_string(i), "v", ex, 1000), Status::kOk);
   }
   EXPECT_EQ(store_->SweepExpired(0, 1500, 1000), 0u);  // nothing expired yet
-  size_t total = store_->SweepExpired(0, 3000, 10);  // bounded by max_keys
+  size_t total = store_->SweepExpired(0, 3000, 10);    // bounded by max_keys
   EXPECT_GT(total, 0u);
   EXPECT_LE(total, 10u);
   for (int i = 0; i < 100; ++i) total += store_->SweepExpired(0, 3000, 1000);
@@ -348,9 +348,11 @@ TEST_F(KvTest, ArenaReusesFreedChunksAndUsedBytesReturns) {
 
 TEST_F(KvTest, HashCollisionsInOneBucket) {
   Make(1 << 20, 2, Eviction::kNoEviction, /*buckets=*/1);
-  for (int i = 0; i < 2000; ++i) ASSERT_EQ(Put("c" + std::to_string(i), std::to_string(i)), Status::kOk);
+  for (int i = 0; i < 2000; ++i)
+    ASSERT_EQ(Put("c" + std::to_string(i), std::to_string(i)), Status::kOk);
   VerifyAll();
-  for (int i = 0; i < 2000; i += 2) ASSERT_EQ(store_->Del("c" + std::to_string(i), 1000), Status::kOk);
+  for (int i = 0; i < 2000; i += 2)
+    ASSERT_EQ(store_->Del("c" + std::to_string(i), 1000), Status::kOk);
   for (int i = 0; i < 2000; ++i)
     ASSERT_EQ(GetOr("c" + std::to_string(i)), i % 2 ? std::to_string(i) : "<none>");
   std::set<std::string> seen;
@@ -521,7 +523,8 @@ TEST_F(KvTest, LruOrderFollowsAccessAndStatsPerShard) {
   std::vector<std::optional<std::string>> out;
   store_->MGet(ks, 1000, &out);
   int i = 10;
-  while (store_->GetStats().evictions == 0) ASSERT_EQ(Put("o" + std::to_string(i++), val), Status::kOk);
+  while (store_->GetStats().evictions == 0)
+    ASSERT_EQ(Put("o" + std::to_string(i++), val), Status::kOk);
   EXPECT_FALSE(store_->Exists("o5", 1000));
   for (int j = 0; j < 5; ++j) EXPECT_TRUE(store_->Exists("o" + std::to_string(j), 1000));
   Stats st = store_->GetShardStats(0);
@@ -615,7 +618,8 @@ TEST_F(KvTest, ScanStopsAfterByteBudgetAtABucketBoundary) {
 
 TEST_F(KvTest, OverwriteThatCanNeverFitFailsWithoutEvicting) {
   Make(64 * 1024, 1, Eviction::kAllKeysLru);
-  for (int i = 0; i < 10; ++i) ASSERT_EQ(Put("s" + std::to_string(i), std::string(100, 's')), Status::kOk);
+  for (int i = 0; i < 10; ++i)
+    ASSERT_EQ(Put("s" + std::to_string(i), std::string(100, 's')), Status::kOk);
   ASSERT_EQ(Put("B", std::string(25000, 'b')), Status::kOk);
   // Old and new copy of B cannot both fit in this arena, whatever is evicted.
   EXPECT_EQ(Put("B", std::string(40000, 'n')), Status::kOom);
@@ -643,7 +647,8 @@ TEST(KvSizing, MinShardBytesHoldThreeLargestItemsSoTheyCanBeOverwritten) {
   const std::string key(mk, 'K');
   for (int round = 0; round < 20; ++round) {
     ASSERT_EQ(st->Set(key, std::string(mv, static_cast<char>('a' + round)), SetOptions{}, 1000),
-              Status::kOk) << "round " << round;
+              Status::kOk)
+        << "round " << round;
     ASSERT_EQ(st->Set("small" + std::to_string(round), std::string(5000, 's'), SetOptions{}, 1000),
               Status::kOk);
     if (round % 3 == 0) st->Del("small" + std::to_string(round / 2), 1000);

@@ -1,6 +1,7 @@
 // tests/unit/test_kv_multiproc.cc: the KV engine across fork()ed processes:
 // atomic INCR and SET/GET storms over shared memory, and a SIGKILL at every
 // crash point followed by recovery, Verify() and a check of untouched keys.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -10,8 +11,6 @@
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "shared/kv/kv.h"
 #include "shared/kv/layout.h"
@@ -201,18 +200,20 @@ struct CrashEnv {
       ASSERT_EQ(a->Set(Key(i), Value(i), SetOptions{}, 1000), Status::kOk);
   }
   static std::string Key(int i) { return "keep:" + std::to_string(i); }
-  static std::string Value(int i) { return "keep-value-" + std::to_string(i) + std::string(i % 40, '~'); }
+  static std::string Value(int i) {
+    return "keep-value-" + std::to_string(i) + std::string(i % 40, '~');
+  }
 
   // Reaches every crash point outside recovery (in some order).
   void Scenario() {
     std::string v;
     SetOptions none;
-    a->Set("s:new", "v1", none, 1000);                // carve, fill, commit, link, counters
-    a->Set("s:new", "v2-longer", none, 1000);         // overwrite: kill, unlink, free
-    a->Get(Key(0), 1000, &v);                          // touch
+    a->Set("s:new", "v1", none, 1000);         // carve, fill, commit, link, counters
+    a->Set("s:new", "v2-longer", none, 1000);  // overwrite: kill, unlink, free
+    a->Get(Key(0), 1000, &v);                  // touch
     a->Get(Key(1), 1000, &v);
-    a->Set("s:new", "v3", none, 1000);                // reuse from a free list
-    a->SetExpire("s:new", 999999, 1000);              // expiry write
+    a->Set("s:new", "v3", none, 1000);    // reuse from a free list
+    a->SetExpire("s:new", 999999, 1000);  // expiry write
     int64_t r;
     a->IncrBy("s:ctr", 1, 1000, &r);
     std::vector<std::pair<std::string_view, std::string_view>> kvs = {{"s:m1", "1"}, {"s:m2", "2"}};

@@ -231,23 +231,27 @@ TEST(JsonReply, ValueKinds) {
             "{\"id\":1,\"ok\":true,\"result\":\"ann\"}\n");
   EXPECT_EQ(Reply("1", {}, [](ReplyWriter& w) { w.Nil(); }),
             "{\"id\":1,\"ok\":true,\"result\":null}\n");
-  EXPECT_EQ(Reply("1", {}, [](ReplyWriter& w) {
-              w.ArrayBegin(3);
-              w.Bulk("a");
-              w.ArrayBegin(0);
-              w.ArrayBegin(2);
-              w.Integer(1);
-              w.NilArray();
-            }),
+  EXPECT_EQ(Reply("1", {},
+                  [](ReplyWriter& w) {
+                    w.ArrayBegin(3);
+                    w.Bulk("a");
+                    w.ArrayBegin(0);
+                    w.ArrayBegin(2);
+                    w.Integer(1);
+                    w.NilArray();
+                  }),
             "{\"id\":1,\"ok\":true,\"result\":[\"a\",[],[1,null]]}\n");
-  EXPECT_EQ(Reply("1", {}, [](ReplyWriter& w) {
-              w.Error(ErrCode::kNotInteger, "ERR value is not an integer or out of range");
-            }),
+  EXPECT_EQ(Reply("1", {},
+                  [](ReplyWriter& w) {
+                    w.Error(ErrCode::kNotInteger, "ERR value is not an integer or out of range");
+                  }),
             "{\"id\":1,\"ok\":false,\"error\":{\"code\":\"NOT_INTEGER\",\"message\":\"value is not "
             "an integer or out of range\"}}\n");
-  EXPECT_EQ(Reply("", {}, [](ReplyWriter& w) { w.Error(ErrCode::kNoAuth, "NOAUTH Authentication required."); }),
-            "{\"ok\":false,\"error\":{\"code\":\"NOAUTH\",\"message\":\"Authentication "
-            "required.\"}}\n");
+  EXPECT_EQ(
+      Reply("", {},
+            [](ReplyWriter& w) { w.Error(ErrCode::kNoAuth, "NOAUTH Authentication required."); }),
+      "{\"ok\":false,\"error\":{\"code\":\"NOAUTH\",\"message\":\"Authentication "
+      "required.\"}}\n");
 }
 
 TEST(JsonReply, GetOfMissingKeyIsNotFoundButMgetGivesNull) {
@@ -256,11 +260,12 @@ TEST(JsonReply, GetOfMissingKeyIsNotFoundButMgetGivesNull) {
   EXPECT_EQ(Reply("2", get, [](ReplyWriter& w) { w.Nil(); }),
             "{\"id\":2,\"ok\":false,\"error\":{\"code\":\"NOT_FOUND\",\"message\":\"key not "
             "found\"}}\n");
-  EXPECT_EQ(Reply("3", {}, [](ReplyWriter& w) {
-              w.ArrayBegin(2);
-              w.Nil();
-              w.Bulk("x");
-            }),
+  EXPECT_EQ(Reply("3", {},
+                  [](ReplyWriter& w) {
+                    w.ArrayBegin(2);
+                    w.Nil();
+                    w.Bulk("x");
+                  }),
             "{\"id\":3,\"ok\":true,\"result\":[null,\"x\"]}\n");
 }
 
@@ -269,49 +274,54 @@ TEST(JsonReply, InvalidUtf8ComesBackAsBase64) {
             "{\"id\":1,\"ok\":true,\"result\":\"/w==\",\"encoding\":\"base64\"}\n");
   EXPECT_EQ(Reply("1", {}, [](ReplyWriter& w) { w.Bulk(std::string_view("\xff\x00\x01", 3)); }),
             "{\"id\":1,\"ok\":true,\"result\":\"/wAB\",\"encoding\":\"base64\"}\n");
-  EXPECT_EQ(Reply("1", {}, [](ReplyWriter& w) {
-              w.ArrayBegin(2);
-              w.Bulk("ok");
-              w.Bulk("\xc3\x28");
-            }),
+  EXPECT_EQ(Reply("1", {},
+                  [](ReplyWriter& w) {
+                    w.ArrayBegin(2);
+                    w.Bulk("ok");
+                    w.Bulk("\xc3\x28");
+                  }),
             "{\"id\":1,\"ok\":true,\"result\":[\"ok\",{\"base64\":\"wyg=\"}]}\n");
 }
 
 TEST(JsonReply, Base64RequestedGivesBase64Everywhere) {
   ReplyShape s;
   s.encoding = Encoding::kBase64;
-  EXPECT_EQ(Reply("1", s, [](ReplyWriter& w) {
-              w.ArrayBegin(2);
-              w.Bulk("hi");
-              w.Nil();
-            }),
+  EXPECT_EQ(Reply("1", s,
+                  [](ReplyWriter& w) {
+                    w.ArrayBegin(2);
+                    w.Bulk("hi");
+                    w.Nil();
+                  }),
             "{\"id\":1,\"ok\":true,\"result\":[\"aGk=\",null],\"encoding\":\"base64\"}\n");
 }
 
 TEST(JsonReply, NamespacePrefixIsStrippedFromKeys) {
   ReplyShape s;
   s.strip_prefix = "users^";
-  EXPECT_EQ(Reply("1", s, [](ReplyWriter& w) {
-              w.ArrayBegin(2);
-              w.Bulk("0");
-              w.ArrayBegin(2);
-              w.Bulk("users^1");
-              w.Bulk("users^2");
-            }),
+  EXPECT_EQ(Reply("1", s,
+                  [](ReplyWriter& w) {
+                    w.ArrayBegin(2);
+                    w.Bulk("0");
+                    w.ArrayBegin(2);
+                    w.Bulk("users^1");
+                    w.Bulk("users^2");
+                  }),
             "{\"id\":1,\"ok\":true,\"result\":[\"0\",[\"1\",\"2\"]]}\n");
 }
 
 TEST(JsonReply, IncompleteReplyStaysValidJson) {
   EXPECT_EQ(Reply("1", {}, [](ReplyWriter&) {}), "{\"id\":1,\"ok\":true}\n");
-  EXPECT_EQ(Reply("1", {}, [](ReplyWriter& w) {
-              w.ArrayBegin(3);
-              w.Integer(1);
-            }),
+  EXPECT_EQ(Reply("1", {},
+                  [](ReplyWriter& w) {
+                    w.ArrayBegin(3);
+                    w.Integer(1);
+                  }),
             "{\"id\":1,\"ok\":true,\"result\":[1,null,null]}\n");
-  EXPECT_EQ(Reply("1", {}, [](ReplyWriter& w) {
-              w.Integer(1);
-              w.Integer(2);  // a second top-level value is dropped
-            }),
+  EXPECT_EQ(Reply("1", {},
+                  [](ReplyWriter& w) {
+                    w.Integer(1);
+                    w.Integer(2);  // a second top-level value is dropped
+                  }),
             "{\"id\":1,\"ok\":true,\"result\":1}\n");
 }
 

@@ -78,9 +78,9 @@ TEST(LoadResp, ParsesScalarsAndSubscribeReply) {
 TEST(LoadResp, RejectsWhatItCannotJudge) {
   RespReply r;
   EXPECT_EQ(ParseRespReply("?what\r\n", &r), -1);
-  EXPECT_EQ(ParseRespReply("*5\r\n", &r), -1);                 // longer than any pub/sub reply
-  EXPECT_EQ(ParseRespReply("*1\r\n*1\r\n:1\r\n", &r), -1);     // nested
-  EXPECT_EQ(ParseRespReply("$3\r\nabcd\r\n", &r), -1);         // bulk without its CRLF
+  EXPECT_EQ(ParseRespReply("*5\r\n", &r), -1);              // longer than any pub/sub reply
+  EXPECT_EQ(ParseRespReply("*1\r\n*1\r\n:1\r\n", &r), -1);  // nested
+  EXPECT_EQ(ParseRespReply("$3\r\nabcd\r\n", &r), -1);      // bulk without its CRLF
   EXPECT_EQ(ParseRespReply(":12x\r\n", &r), -1);
 }
 
@@ -109,7 +109,7 @@ TEST(LoadOrder, CountsGapsAndDuplicatesPerPublisher) {
   EXPECT_EQ(t.Observe(0, 0, &lost), OrderTracker::Result::kInOrder);
   EXPECT_EQ(t.Observe(1, 0, &lost), OrderTracker::Result::kInOrder);  // its own sequence
   EXPECT_EQ(t.Observe(0, 1, &lost), OrderTracker::Result::kInOrder);
-  EXPECT_EQ(t.Observe(0, 4, &lost), OrderTracker::Result::kGap);       // 2 and 3 missing
+  EXPECT_EQ(t.Observe(0, 4, &lost), OrderTracker::Result::kGap);  // 2 and 3 missing
   EXPECT_EQ(lost, 2u);
   EXPECT_EQ(t.Next(0), 5u);
   EXPECT_EQ(t.Observe(0, 3, &lost), OrderTracker::Result::kDuplicate);  // late: a reorder

@@ -30,11 +30,11 @@
 #include <thread>
 #include <vector>
 
-#include "shared/persist/crc32c.h"
 #include "shared/kv/kv.h"
+#include "shared/persist/crc32c.h"
+#include "shared/persist/format.h"
 #include "shared/persist/log_writer.h"
 #include "shared/persist/persist.h"
-#include "shared/persist/format.h"
 #include "shared/shm.h"
 
 // Fault injection: this binary's fdatasync takes the place of libc's for the

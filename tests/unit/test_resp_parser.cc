@@ -157,7 +157,8 @@ TEST(RespParser, LargeBulkInTinyChunksIsLinear) {
   // 1 MiB arriving 16 bytes at a time: with `need`, the driver only calls
   // Parse when enough is buffered, so this completes quickly.
   const size_t n = 1 << 20;
-  std::string in = "*2\r\n$3\r\nSET\r\n$" + std::to_string(n) + "\r\n" + std::string(n, 'x') + "\r\n";
+  std::string in =
+      "*2\r\n$3\r\nSET\r\n$" + std::to_string(n) + "\r\n" + std::string(n, 'x') + "\r\n";
   RespParser p;
   std::string buf;
   size_t calls = 0, need = 1;
@@ -283,9 +284,10 @@ TEST(RespWriter, EncodesEveryReplyKind) {
   w.ArrayBegin(2);
   w.Bulk(std::string(1000, 'z'));
   w.Integer(7);
-  EXPECT_EQ(out, "+OK\r\n-ERR bad  thing\r\n:0\r\n:-42\r\n:-9223372036854775808\r\n$3\r\nfoo\r\n"
-                 "$0\r\n\r\n$-1\r\n*-1\r\n*2\r\n$1000\r\n" +
-                     std::string(1000, 'z') + "\r\n:7\r\n");
+  EXPECT_EQ(out,
+            "+OK\r\n-ERR bad  thing\r\n:0\r\n:-42\r\n:-9223372036854775808\r\n$3\r\nfoo\r\n"
+            "$0\r\n\r\n$-1\r\n*-1\r\n*2\r\n$1000\r\n" +
+                std::string(1000, 'z') + "\r\n:7\r\n");
 }
 
 TEST(RespWriter, OutputParsesBackToTheSameArgv) {

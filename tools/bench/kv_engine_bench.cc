@@ -1,5 +1,6 @@
 // tools/bench/kv_engine_bench.cc: ns/op of the KV engine's hot paths (GET, SET,
 // INCR, MGET) in one process, on a store laid out as the server does (64 shards).
+#include <benchmark/benchmark.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -10,10 +11,8 @@
 #include <string>
 #include <vector>
 
-#include <benchmark/benchmark.h>
-
-#include "shared/util/hash.h"
 #include "shared/kv/kv.h"
+#include "shared/util/hash.h"
 
 namespace {
 
@@ -151,8 +150,10 @@ void BM_Processes(benchmark::State& st) {
         std::string out;
         for (int i = 0; i < kOps; ++i) {
           const std::string& k = keys[static_cast<size_t>(i * 7 + p * 131) % keys.size()];
-          if (i % 4 == 0) s->Set(k, v, {}, 1000);
-          else s->Get(k, 1000, &out);
+          if (i % 4 == 0)
+            s->Set(k, v, {}, 1000);
+          else
+            s->Get(k, 1000, &out);
         }
         _exit(0);
       }

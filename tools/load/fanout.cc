@@ -24,16 +24,16 @@
 #include <thread>
 #include <vector>
 
+#include "common.h"
 #include "fanout_wire.h"
 #include "histogram.h"
-#include "common.h"
 
 namespace pf::load {
 namespace {
 
-constexpr uint64_t kSubTickNs = 50 * kMsNs;    // subscriber loops: stop and timeout checks
-constexpr uint64_t kPubTickNs = 20 * kMsNs;    // publisher loop without --rate
-constexpr uint64_t kRateTickNs = 1 * kMsNs;    // publisher loop with --rate: pacing granularity
+constexpr uint64_t kSubTickNs = 50 * kMsNs;     // subscriber loops: stop and timeout checks
+constexpr uint64_t kPubTickNs = 20 * kMsNs;     // publisher loop without --rate
+constexpr uint64_t kRateTickNs = 1 * kMsNs;     // publisher loop with --rate: pacing granularity
 constexpr uint64_t kProbeEveryNs = 20 * kMsNs;  // probe period until every subscriber saw one
 constexpr size_t kReadChunk = 256 * 1024;       // one read(); also the largest message accepted
 constexpr int kReadsPerWakeup = 8;              // then the other connections get a turn
@@ -103,10 +103,10 @@ struct Shared {
   std::atomic<unsigned> set_up{0}, probed{0}, pubs_set_up{0};
   std::atomic<unsigned> subs_ready{0}, subs_dropped{0}, pubs_ready{0}, pubs_dropped{0};
   std::atomic<int> subs_live{0}, pubs_live{0};  // ready and not dropped
-  std::unique_ptr<PaddedCounter[]> published;  // per publisher: messages sent (next seq)
-  std::unique_ptr<PaddedCounter[]> floors;     // [thread * publishers + p]: PassFloor::Floor()
-  std::atomic<bool> pub_waiting{false};        // the publisher thread waits for floors to move
-  UniqueFd wake_fd;                            // eventfd of the publisher thread
+  std::unique_ptr<PaddedCounter[]> published;   // per publisher: messages sent (next seq)
+  std::unique_ptr<PaddedCounter[]> floors;      // [thread * publishers + p]: PassFloor::Floor()
+  std::atomic<bool> pub_waiting{false};         // the publisher thread waits for floors to move
+  UniqueFd wake_fd;                             // eventfd of the publisher thread
 
   bool Measuring(uint64_t now) const {
     return now >= start_ns.load(std::memory_order_relaxed) &&
@@ -315,8 +315,8 @@ void SubscriberLoop::Read(Sub& s) {
       return;
     }
     const std::string_view buf(scratch_.data(), have + static_cast<size_t>(n));
-    const size_t used = sh_.opt.protocol == FanoutProtocol::kResp ? ParseResp(s, buf, now)
-                                                                  : ParseChat(s, buf, now);
+    const size_t used =
+        sh_.opt.protocol == FanoutProtocol::kResp ? ParseResp(s, buf, now) : ParseChat(s, buf, now);
     if (s.state == State::kDropped) return;
     s.in.assign(buf.substr(used));
     if (s.in.size() == scratch_.size()) {
@@ -334,8 +334,8 @@ size_t SubscriberLoop::ParseResp(Sub& s, std::string_view buf, uint64_t now) {
     const ptrdiff_t n = ParseRespReply(buf.substr(off), &r);
     if (n == 0) break;
     if (n < 0) {
-      Drop(s, kMismatch, "not a RESP reply this client expects: \"" +
-                             std::string(buf.substr(off, 40)) + "\"");
+      Drop(s, kMismatch,
+           "not a RESP reply this client expects: \"" + std::string(buf.substr(off, 40)) + "\"");
       return off;
     }
     off += static_cast<size_t>(n);
@@ -387,7 +387,8 @@ void SubscriberLoop::Data(Sub& s, std::string_view data, uint64_t now) {
   }
   Payload p;
   if (!ParsePayload(data, &p) || p.publisher >= sh_.opt.publishers) {
-    stats_.Error(kMismatch, 1, "not a pf-load payload: \"" + std::string(data.substr(0, 60)) + "\"");
+    stats_.Error(kMismatch, 1,
+                 "not a pf-load payload: \"" + std::string(data.substr(0, 60)) + "\"");
     return;
   }
   const uint64_t from = s.order.Next(p.publisher);
@@ -395,13 +396,14 @@ void SubscriberLoop::Data(Sub& s, std::string_view data, uint64_t now) {
   const OrderTracker::Result r = s.order.Observe(p.publisher, p.seq, &lost);
   if (r == OrderTracker::Result::kDuplicate) {
     stats_.Error(kReorder, 1,
-                 "publisher " + std::to_string(p.publisher) + ": message " +
-                     std::to_string(p.seq) + " after " + std::to_string(from - 1));
+                 "publisher " + std::to_string(p.publisher) + ": message " + std::to_string(p.seq) +
+                     " after " + std::to_string(from - 1));
     return;
   }
   if (!floors_[p.publisher].Advance(from, s.order.Next(p.publisher))) {
-    stats_.Error(kMismatch, 1, "publisher " + std::to_string(p.publisher) + ": message " +
-                                   std::to_string(p.seq) + " was never published");
+    stats_.Error(kMismatch, 1,
+                 "publisher " + std::to_string(p.publisher) + ": message " + std::to_string(p.seq) +
+                     " was never published");
     return;
   }
   s.last_progress_ns = now;
@@ -462,8 +464,7 @@ void SubscriberLoop::PublishFloors() {
     moved = true;
   }
   // Dekker with the publisher: it sets pub_waiting, then re-reads the floors.
-  if (moved && sh_.pub_waiting.load(std::memory_order_seq_cst) &&
-      sh_.pub_waiting.exchange(false)) {
+  if (moved && sh_.pub_waiting.load(std::memory_order_seq_cst) && sh_.pub_waiting.exchange(false)) {
     sh_.WakePublisher();
   }
 }
@@ -532,10 +533,10 @@ class PublisherLoop {
     bool counted_setup = false;
     std::string in, out, payload;
     size_t out_off = 0;
-    uint64_t next_seq = 0;          // messages sent in the run phase
+    uint64_t next_seq = 0;  // messages sent in the run phase
     uint64_t probes = 0, last_probe_ns = 0;
-    unsigned outstanding = 0;       // replies (chat: own echoes) not yet received
-    uint64_t reply_clock_ns = 0;    // last reply, or when outstanding went from 0 to 1
+    unsigned outstanding = 0;     // replies (chat: own echoes) not yet received
+    uint64_t reply_clock_ns = 0;  // last reply, or when outstanding went from 0 to 1
     uint64_t start_ns = 0;
   };
 
@@ -706,9 +707,8 @@ void PublisherLoop::Read(Pub& p) {
       uint32_t from;
       switch (ClassifyChatLine(line, sh_.room_prefix, &text)) {
         case ChatLine::kMessage:
-          if (p.state == State::kReady &&
-              ((ParsePayload(text, &pl) && pl.publisher == p.id) ||
-               (ParseProbe(text, &from) && from == p.id))) {
+          if (p.state == State::kReady && ((ParsePayload(text, &pl) && pl.publisher == p.id) ||
+                                           (ParseProbe(text, &from) && from == p.id))) {
             Reply(p, now);
           }
           break;
@@ -858,8 +858,7 @@ void PublisherLoop::CheckTimeouts(uint64_t now) {
              p.state == State::kConnecting ? "connect " + sh_.opt.target + ": no answer"
                                            : "publisher: /join not confirmed in time");
       }
-    } else if (p.state == State::kReady && p.outstanding > 0 &&
-               now - p.reply_clock_ns > timeout) {
+    } else if (p.state == State::kReady && p.outstanding > 0 && now - p.reply_clock_ns > timeout) {
       Drop(p, kTimeout,
            sh_.opt.protocol == FanoutProtocol::kResp
                ? "no PUBLISH reply within --timeout"
@@ -911,22 +910,23 @@ void PrintFanoutText(const FanoutOptions& o, const Shared& sh, const FanReport& 
       "target: %s  mode: %s  %s: %s  subscribers: %u  publishers: %u  threads: %u  window: %u"
       "  pipeline: %u  rate: %s  size: %zu\n",
       o.target.c_str(), o.protocol == FanoutProtocol::kResp ? "pubsub" : "chat",
-      o.protocol == FanoutProtocol::kResp ? "channel" : "room", sh.channel.c_str(),
-      o.subscribers, o.publishers, sh.threads, o.window, o.pipeline, rate, o.size);
-  std::printf("published: %llu  delivered: %llu  duration: %.2fs  published/s: %.1f"
-              "  delivered/s: %.1f\n",
-              static_cast<unsigned long long>(s.published),
-              static_cast<unsigned long long>(s.delivered), r.duration_s,
-              static_cast<double>(s.published) / d, static_cast<double>(s.delivered) / d);
+      o.protocol == FanoutProtocol::kResp ? "channel" : "room", sh.channel.c_str(), o.subscribers,
+      o.publishers, sh.threads, o.window, o.pipeline, rate, o.size);
+  std::printf(
+      "published: %llu  delivered: %llu  duration: %.2fs  published/s: %.1f"
+      "  delivered/s: %.1f\n",
+      static_cast<unsigned long long>(s.published), static_cast<unsigned long long>(s.delivered),
+      r.duration_s, static_cast<double>(s.published) / d, static_cast<double>(s.delivered) / d);
   std::printf("latency_us: p50=%llu p90=%llu p99=%llu p999=%llu max=%llu mean=%.1f\n",
               static_cast<unsigned long long>(h.Percentile(0.50)),
               static_cast<unsigned long long>(h.Percentile(0.90)),
               static_cast<unsigned long long>(h.Percentile(0.99)),
               static_cast<unsigned long long>(h.Percentile(0.999)),
               static_cast<unsigned long long>(h.Max()), h.Mean());
-  std::printf("clients: subscribers_ready=%u subscribers_dropped=%u publishers_ready=%u"
-              " publishers_dropped=%u",
-              r.subs_ready, r.subs_dropped, r.pubs_ready, r.pubs_dropped);
+  std::printf(
+      "clients: subscribers_ready=%u subscribers_dropped=%u publishers_ready=%u"
+      " publishers_dropped=%u",
+      r.subs_ready, r.subs_dropped, r.pubs_ready, r.pubs_dropped);
   if (s.receivers_max >= 0) {
     std::printf("  receivers: min=%lld max=%lld", static_cast<long long>(s.receivers_min),
                 static_cast<long long>(s.receivers_max));
@@ -951,8 +951,8 @@ void PrintFanoutJson(const FanoutOptions& o, const Shared& sh, const FanReport& 
     std::snprintf(buf, sizeof buf, "%.*f", digits, v);
     j += JsonQuote(key) + ":" + buf + ",";
   };
-  j += "\"target\":" + JsonQuote(o.target) + ",\"mode\":" +
-       JsonQuote(o.protocol == FanoutProtocol::kResp ? "pubsub" : "chat") +
+  j += "\"target\":" + JsonQuote(o.target) +
+       ",\"mode\":" + JsonQuote(o.protocol == FanoutProtocol::kResp ? "pubsub" : "chat") +
        ",\"channel\":" + JsonQuote(sh.channel) + ",";
   num("subscribers", o.subscribers);
   num("publishers", o.publishers);
@@ -999,8 +999,8 @@ int RunFanout(const FanoutOptions& opt, const sigset_t& stop_signals) {
   sh.joined = "* joined [" + sh.channel + "]";
   // Connecting and subscribing 1,000 clients (chat: each join is announced to the room, so
   // that is quadratic) takes a while on a busy machine; this only bounds a stuck setup.
-  sh.setup_timeout_ns = SecondsToNs(std::max(2 * opt.timeout, 10.0)) +
-                        uint64_t{opt.subscribers} * 20 * kMsNs;
+  sh.setup_timeout_ns =
+      SecondsToNs(std::max(2 * opt.timeout, 10.0)) + uint64_t{opt.subscribers} * 20 * kMsNs;
   sh.wake_fd.Reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (sh.wake_fd.Get() < 0) {
     std::fprintf(stderr, "pf-load: eventfd: %s\n", std::strerror(errno));
@@ -1074,9 +1074,10 @@ int RunFanout(const FanoutOptions& opt, const sigset_t& stop_signals) {
     }
   }
   if (!can_run && !interrupted) {
-    std::fprintf(stderr, "pf-load: setup failed: %d of %u subscribers and %d of %u publishers "
-                 "ready; nothing was measured\n", sh.subs_live.load(), opt.subscribers,
-                 sh.pubs_live.load(), opt.publishers);
+    std::fprintf(stderr,
+                 "pf-load: setup failed: %d of %u subscribers and %d of %u publishers "
+                 "ready; nothing was measured\n",
+                 sh.subs_live.load(), opt.subscribers, sh.pubs_live.load(), opt.publishers);
   }
   if (interrupted) std::fprintf(stderr, "pf-load: interrupted before the end of the run\n");
   return total.TotalErrors() == 0 && can_run && !interrupted ? 0 : 1;

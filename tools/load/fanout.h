@@ -18,18 +18,18 @@ struct FanoutOptions {
   FanoutProtocol protocol = FanoutProtocol::kResp;
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
-  std::string target;           // "127.0.0.1:6379", for the report
+  std::string target;  // "127.0.0.1:6379", for the report
   unsigned subscribers = 50;
   unsigned publishers = 1;
-  unsigned threads = 1;         // subscriber loops; the publishers get one more thread
-  double duration = 10;         // measured seconds
-  double warmup = 0;            // seconds of publishing before the measured window
-  double timeout = 5;           // a stalled subscriber or publisher is an error after this
-  double rate = 0;              // messages/s over all publishers; 0 = as fast as the window allows
-  unsigned window = 64;         // messages a publisher may be ahead of its slowest subscriber
-  unsigned pipeline = 64;       // PUBLISH replies (chat: own echoes) outstanding per publisher
-  size_t size = 64;             // payload bytes (at least the header: publisher:seq:ns:)
-  std::string channel;          // resp channel / chat room; "" = a fresh name per run
+  unsigned threads = 1;    // subscriber loops; the publishers get one more thread
+  double duration = 10;    // measured seconds
+  double warmup = 0;       // seconds of publishing before the measured window
+  double timeout = 5;      // a stalled subscriber or publisher is an error after this
+  double rate = 0;         // messages/s over all publishers; 0 = as fast as the window allows
+  unsigned window = 64;    // messages a publisher may be ahead of its slowest subscriber
+  unsigned pipeline = 64;  // PUBLISH replies (chat: own echoes) outstanding per publisher
+  size_t size = 64;        // payload bytes (at least the header: publisher:seq:ns:)
+  std::string channel;     // resp channel / chat room; "" = a fresh name per run
   bool json = false;
 };
 

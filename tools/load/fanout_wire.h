@@ -34,16 +34,16 @@ bool ParseProbe(std::string_view data, uint32_t* publisher);
 // ---- RESP2 replies, as far as pub/sub needs them ------------------------------------------
 
 struct RespValue {
-  char type = 0;          // '+', '-', ':', '$' (bulk; null bulk has is_null), '*'
-  std::string_view str;   // simple string, error, bulk (views into the parsed buffer)
-  int64_t num = 0;        // integer
+  char type = 0;         // '+', '-', ':', '$' (bulk; null bulk has is_null), '*'
+  std::string_view str;  // simple string, error, bulk (views into the parsed buffer)
+  int64_t num = 0;       // integer
   bool is_null = false;
 };
 
 struct RespReply {
-  RespValue top;                  // for '*', top.num is the element count
+  RespValue top;  // for '*', top.num is the element count
   static constexpr size_t kMaxItems = 4;
-  RespValue items[kMaxItems];     // the elements of a flat array (no nesting)
+  RespValue items[kMaxItems];  // the elements of a flat array (no nesting)
 };
 
 // Parses one reply at the start of buf. Returns the bytes it spans, 0 when buf holds only a

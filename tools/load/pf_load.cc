@@ -34,9 +34,9 @@
 #include <utility>
 #include <vector>
 
+#include "common.h"
 #include "fanout.h"
 #include "histogram.h"
-#include "common.h"
 #include "modes.h"
 
 namespace pf::load {
@@ -757,7 +757,8 @@ int FanoutMain(const Options& opt, const sigset_t& stop_signals) {
   if (opt.connect_per_request) UsageError("--connect-per-request does not apply to -m " + opt.mode);
   FanoutOptions f;
   f.protocol = opt.mode == "chat" ? FanoutProtocol::kChat : FanoutProtocol::kResp;
-  const Target t = ResolveLoopback(opt.host, opt.port ? opt.port : (opt.mode == "chat" ? 7000 : 6380));
+  const Target t =
+      ResolveLoopback(opt.host, opt.port ? opt.port : (opt.mode == "chat" ? 7000 : 6380));
   f.addr = t.addr;
   f.addr_len = t.len;
   f.target = t.text;
@@ -775,10 +776,10 @@ int FanoutMain(const Options& opt, const sigset_t& stop_signals) {
   f.json = opt.json;
   if (f.size > 60000) UsageError("--size: at most 60000 bytes in -m " + opt.mode);
   if (f.protocol == FanoutProtocol::kChat && !f.channel.empty()) {
-    const bool ok = f.channel.size() <= 32 &&
-                    std::all_of(f.channel.begin(), f.channel.end(), [](char ch) {
-                      return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
-                    });
+    const bool ok =
+        f.channel.size() <= 32 && std::all_of(f.channel.begin(), f.channel.end(), [](char ch) {
+          return std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-';
+        });
     if (!ok) UsageError("--channel '" + f.channel + "': a chat room is 1-32 of A-Z a-z 0-9 _ -");
   }
   return RunFanout(f, stop_signals);

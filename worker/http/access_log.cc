@@ -3,15 +3,14 @@
 // lines from different workers never mix.
 #include "worker/http/access_log.h"
 
+#include <event2/event.h>
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-
-#include <event2/event.h>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "shared/util/unique_fd.h"
 #include "worker/http/parse.h"
@@ -27,7 +26,8 @@ struct State {
   std::string path;
   UniqueFd fd;
   std::string buf;
-  event* timer = nullptr;  // on the worker's base, for the process's life (never freed: the base goes first)
+  event* timer =
+      nullptr;  // on the worker's base, for the process's life (never freed: the base goes first)
 };
 
 State& S() {
@@ -114,7 +114,8 @@ bool Reopen() {
 std::string FormatLine(std::string_view peer, const http::Request* req, int status,
                        uint64_t body_bytes, uint64_t took_ms) {
   std::string_view addr = peer;
-  if (const size_t colon = addr.rfind(':'); colon != std::string_view::npos) addr = addr.substr(0, colon);
+  if (const size_t colon = addr.rfind(':'); colon != std::string_view::npos)
+    addr = addr.substr(0, colon);
   if (addr.size() > 2 && addr.front() == '[') addr = addr.substr(1, addr.size() - 2);
   std::string line_req;
   const std::string* referer = nullptr;

@@ -3,13 +3,13 @@
 // answer never outlives a file's move out of reach by more than valid_ms.
 #include "worker/http/filecache.h"
 
+#include <event2/buffer.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <linux/openat2.h>
+#include <spdlog/spdlog.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-
-#include <event2/buffer.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -19,13 +19,10 @@
 #include <iterator>
 #include <map>
 
-#include <fmt/format.h>
-
 #include "shared/config.h"
 #include "worker/http/util.h"
 
 namespace pf::http {
-
 
 CachedFile::~CachedFile() {
   // Responses still queued keep their own reference; the fd closes after the last.
@@ -52,7 +49,8 @@ int RootFd(const ListenerConf& l) {
 // path with realpath and checks the prefix. -1 with errno on failure.
 int OpenBeneath(int rootfd, const std::string& root, const std::string& rel) {
   static bool have_openat2 = true;
-  const int flags = O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;  // O_NONBLOCK: a FIFO must not block
+  const int flags =
+      O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY;  // O_NONBLOCK: a FIFO must not block
   if (have_openat2) {
     open_how how{};
     how.flags = flags;
@@ -66,7 +64,8 @@ int OpenBeneath(int rootfd, const std::string& root, const std::string& rel) {
   const std::string full = root + "/" + rel;
   if (!realpath(full.c_str(), resolved)) return -1;
   const std::string_view r(resolved), rr(real_root_buf);
-  if (r != rr && !(r.size() > rr.size() && r.substr(0, rr.size()) == rr && (rr == "/" || r[rr.size()] == '/'))) {
+  if (r != rr && !(r.size() > rr.size() && r.substr(0, rr.size()) == rr &&
+                   (rr == "/" || r[rr.size()] == '/'))) {
     errno = EXDEV;
     return -1;
   }
@@ -76,18 +75,24 @@ int OpenBeneath(int rootfd, const std::string& root, const std::string& rel) {
 int OpenErrorStatus(int err) {
   switch (err) {
     case ENOENT:
-    case ENOTDIR: return 404;
-    case ENAMETOOLONG: return 414;
-    default: return 403;  // EXDEV (escapes the root), ELOOP, EACCES, EPERM, ...
+    case ENOTDIR:
+      return 404;
+    case ENAMETOOLONG:
+      return 414;
+    default:
+      return 403;  // EXDEV (escapes the root), ELOOP, EACCES, EPERM, ...
   }
 }
 
-bool SameTime(const timespec& a, const timespec& b) { return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec; }
+bool SameTime(const timespec& a, const timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
 
 }  // namespace
 
 size_t FileCache::Hash::operator()(const KeyView& k) const {
-  return std::hash<std::string_view>()(k.path) ^ (std::hash<const void*>()(k.listener) * 0x9e3779b97f4a7c15ull);
+  return std::hash<std::string_view>()(k.path) ^
+         (std::hash<const void*>()(k.listener) * 0x9e3779b97f4a7c15ull);
 }
 
 FileCache& FileCache::Get() {
@@ -95,8 +100,8 @@ FileCache& FileCache::Get() {
   return cache;
 }
 
-Resolved FileCache::Open(const ListenerConf& l, std::string_view path, UniqueFd* fd, struct stat* st,
-                         std::string_view* name) {
+Resolved FileCache::Open(const ListenerConf& l, std::string_view path, UniqueFd* fd,
+                         struct stat* st, std::string_view* name) {
   Resolved r;
   const int rootfd = RootFd(l);
   if (rootfd < 0) {
@@ -158,7 +163,8 @@ bool FileCache::Fill(CachedFile* f, UniqueFd fd, const struct stat& st, std::str
     f->body.resize(f->size);
     size_t got = 0;
     while (got < f->size) {
-      const ssize_t n = pread(fd.get(), f->body.data() + got, f->size - got, static_cast<off_t>(got));
+      const ssize_t n =
+          pread(fd.get(), f->body.data() + got, f->size - got, static_cast<off_t>(got));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return false;
       if (n == 0) break;  // truncated under us: serve what is there, re-read at the next check
@@ -207,8 +213,9 @@ Resolved FileCache::Resolve(const ListenerConf& l, std::string_view path, uint64
   if (it != map_.end()) {
     const List::iterator node = it->second;
     CachedFile& f = node->file;
-    if (!f.racy && f.dev == st.st_dev && f.ino == st.st_ino && f.size == static_cast<uint64_t>(st.st_size) &&
-        SameTime(f.mtime, st.st_mtim) && SameTime(f.ctime, st.st_ctim)) {
+    if (!f.racy && f.dev == st.st_dev && f.ino == st.st_ino &&
+        f.size == static_cast<uint64_t>(st.st_size) && SameTime(f.mtime, st.st_mtim) &&
+        SameTime(f.ctime, st.st_ctim)) {
       f.checked_ms = now_ms;
       if (node != lru_.begin()) lru_.splice(lru_.begin(), lru_, node);
       r.file = &f;

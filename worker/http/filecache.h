@@ -28,10 +28,11 @@ namespace pf::http {
 
 // The cache's bounds; the one place they are decided.
 struct FileCacheLimits {
-  size_t max_entries = 1000;          // files (each larger one holds an open fd)
-  size_t max_bytes = 32u << 20;       // in-memory bodies, summed
-  size_t max_inline_bytes = 64u << 10;  // files up to this are held in memory; larger ones use sendfile
-  uint32_t valid_ms = 1000;           // an entry is re-checked (re-opened, fstat) after this
+  size_t max_entries = 1000;     // files (each larger one holds an open fd)
+  size_t max_bytes = 32u << 20;  // in-memory bodies, summed
+  size_t max_inline_bytes =
+      64u << 10;             // files up to this are held in memory; larger ones use sendfile
+  uint32_t valid_ms = 1000;  // an entry is re-checked (re-opened, fstat) after this
 };
 
 // One version of one file, as served. Everything a 200 needs is precomputed.
@@ -40,21 +41,21 @@ struct CachedFile {
   ino_t ino = 0;
   uint64_t size = 0;
   timespec mtime{}, ctime{};
-  std::string etag;                    // "\"<mtime hex>-<size hex>\"" as nginx writes it
-  std::string last_modified;           // IMF-fixdate of mtime
-  std::string_view content_type;       // from the MIME table (lives for the process)
+  std::string etag;               // "\"<mtime hex>-<size hex>\"" as nginx writes it
+  std::string last_modified;      // IMF-fixdate of mtime
+  std::string_view content_type;  // from the MIME table (lives for the process)
   // "Last-Modified: ...\r\nETag: ...\r\n" (what a 304 carries), then
   // "Accept-Ranges: bytes\r\n" (validators_len marks the split).
   std::string validators;
   size_t validators_len = 0;
-  std::string content_length;          // "Content-Length: <size>\r\n" of the whole file
+  std::string content_length;  // "Content-Length: <size>\r\n" of the whole file
   bool in_memory = false;
-  std::string body;                    // the whole file when in_memory
+  std::string body;                          // the whole file when in_memory
   evbuffer_file_segment* segment = nullptr;  // otherwise: the open file, refcounted by libevent
   // Changed too recently for its stat to prove the bytes unchanged (as git's
   // "racily clean" index entries): re-read at the next check, not trusted.
   bool racy = false;
-  uint64_t checked_ms = 0;             // last check against the file system (monotonic)
+  uint64_t checked_ms = 0;  // last check against the file system (monotonic)
 
   CachedFile() = default;
   ~CachedFile();
@@ -64,10 +65,10 @@ struct CachedFile {
 
 // What a path resolves to.
 struct Resolved {
-  int status = 0;                      // 0: `file` is set; else the error status (403, 404, 414)
-  const CachedFile* file = nullptr;    // valid until the next Resolve()
-  bool redirect = false;               // a directory asked for without the trailing slash (301)
-  UniqueFd dir;                        // a directory without index: list it (autoindex)
+  int status = 0;                    // 0: `file` is set; else the error status (403, 404, 414)
+  const CachedFile* file = nullptr;  // valid until the next Resolve()
+  bool redirect = false;             // a directory asked for without the trailing slash (301)
+  UniqueFd dir;                      // a directory without index: list it (autoindex)
 };
 
 class FileCache {
@@ -119,7 +120,8 @@ class FileCache {
   // Resolves `path` on the file system; for a regular file, fills `*fd` and `*st`.
   Resolved Open(const ListenerConf& l, std::string_view path, UniqueFd* fd, struct stat* st,
                 std::string_view* name);
-  bool Fill(CachedFile* f, UniqueFd fd, const struct stat& st, std::string_view name, uint64_t now_ms);
+  bool Fill(CachedFile* f, UniqueFd fd, const struct stat& st, std::string_view name,
+            uint64_t now_ms);
   void Erase(List::iterator it);
   void Evict();
 

@@ -31,13 +31,19 @@ constexpr std::string_view kScanStep = "1024";
 int StatusOf(ErrCode code) {
   switch (code) {
     case ErrCode::kNoAuth:
-    case ErrCode::kWrongPass: return 401;
-    case ErrCode::kTooLarge: return 413;
-    case ErrCode::kOom: return 507;
-    case ErrCode::kMisconf: return 503;
+    case ErrCode::kWrongPass:
+      return 401;
+    case ErrCode::kTooLarge:
+      return 413;
+    case ErrCode::kOom:
+      return 507;
+    case ErrCode::kMisconf:
+      return 503;
     case ErrCode::kInternal:
-    case ErrCode::kUnknownCommand: return 500;
-    default: return 400;
+    case ErrCode::kUnknownCommand:
+      return 500;
+    default:
+      return 400;
   }
 }
 
@@ -200,7 +206,8 @@ void KvRoute::Serve(const Connection& c, const Request& req, std::string_view re
     rep->status = had_old ? 204 : 201;
     rep->has_length = !had_old;
     if (!had_old)
-      rep->headers = "Location: " + std::string(req.target.substr(0, req.target.find('?'))) + "\r\n";
+      rep->headers =
+          "Location: " + std::string(req.target.substr(0, req.target.find('?'))) + "\r\n";
     return;
   }
   if (req.method == "DELETE") {
@@ -229,7 +236,8 @@ void KvRoute::List(const Request& req, std::string_view ns_prefix, std::string_v
   AppendGlobLiteral(&pattern, QueryParam(query, "prefix").value_or(""));
   if (!pattern.empty()) pattern += '*';
   uint64_t cursor = 0, count = kDefaultCount;
-  if (auto cs = QueryParam(query, "cursor"); cs && !ParseU64(*cs, &cursor)) return ErrorReply(400, rep);
+  if (auto cs = QueryParam(query, "cursor"); cs && !ParseU64(*cs, &cursor))
+    return ErrorReply(400, rep);
   if (auto n = QueryParam(query, "count"); n && (!ParseU64(*n, &count) || count == 0))
     return ErrorReply(400, rep);
   count = std::min(count, kMaxCount);

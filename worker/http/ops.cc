@@ -2,22 +2,21 @@
 // live ProcCounters entry (pid != 0): a snapshot, not an atomic cut.
 #include "worker/http/ops.h"
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <strings.h>
 
 #include <map>
 #include <string_view>
 #include <vector>
 
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
-
 #include "shared/config.h"
 #include "shared/kv/kv.h"
 #include "shared/shm.h"
-#include "worker/http/parse.h"
-#include "worker/http/util.h"
 #include "shared/util/clock.h"
 #include "shared/util/strings.h"
+#include "worker/http/parse.h"
+#include "worker/http/util.h"
 #include "worker/json.h"
 #include "worker/pubsub.h"
 #include "worker/worker.h"
@@ -251,7 +250,8 @@ std::string StatsJson(const WorkerContext& w) {
   ForEachLive(w, [&](const ProcCounters& p) {
     fmt::format_to(std::back_inserter(o), "{}{{\"slot\":{},\"pid\":{},\"generation\":{},",
                    first ? "" : ",", p.worker_slot.load(std::memory_order_relaxed),
-                   p.pid.load(std::memory_order_relaxed), p.generation.load(std::memory_order_relaxed));
+                   p.pid.load(std::memory_order_relaxed),
+                   p.generation.load(std::memory_order_relaxed));
     AppendCounters(&o, p);
     o.append("}");
     first = false;
@@ -261,11 +261,11 @@ std::string StatsJson(const WorkerContext& w) {
   o.append("],\"totals\":{");
   AppendCounters(&o, t);
   const kv::Stats s = StoreStats(w);
-  fmt::format_to(std::back_inserter(o),
-                 "}},\"store\":{{\"keys\":{},\"expires\":{},\"used_bytes\":{},\"capacity_bytes\":{},"
-                 "\"hits\":{},\"misses\":{},\"evictions\":{},\"expired\":{}}}}}\n",
-                 s.keys, s.expires, s.used_bytes, s.capacity_bytes, s.hits, s.misses, s.evictions,
-                 s.expired);
+  fmt::format_to(
+      std::back_inserter(o),
+      "}},\"store\":{{\"keys\":{},\"expires\":{},\"used_bytes\":{},\"capacity_bytes\":{},"
+      "\"hits\":{},\"misses\":{},\"evictions\":{},\"expired\":{}}}}}\n",
+      s.keys, s.expires, s.used_bytes, s.capacity_bytes, s.hits, s.misses, s.evictions, s.expired);
   return o;
 }
 
@@ -297,19 +297,24 @@ std::string MetricsText(const WorkerContext& w) {
     const Counter ProcCounters::*field;
   };
   static const Simple kSimple[] = {
-      {"preforkd_connections_active", "gauge", "Open client connections.", &ProcCounters::conns_active},
-      {"preforkd_connections_total", "counter", "Accepted client connections.", &ProcCounters::conns_total},
-      {"preforkd_connections_rejected_total", "counter", "Connections closed at accept (over a limit).",
-       &ProcCounters::conns_rejected},
-      {"preforkd_received_bytes_total", "counter", "Bytes read from clients.", &ProcCounters::bytes_in},
-      {"preforkd_sent_bytes_total", "counter", "Bytes written to clients.", &ProcCounters::bytes_out},
+      {"preforkd_connections_active", "gauge", "Open client connections.",
+       &ProcCounters::conns_active},
+      {"preforkd_connections_total", "counter", "Accepted client connections.",
+       &ProcCounters::conns_total},
+      {"preforkd_connections_rejected_total", "counter",
+       "Connections closed at accept (over a limit).", &ProcCounters::conns_rejected},
+      {"preforkd_received_bytes_total", "counter", "Bytes read from clients.",
+       &ProcCounters::bytes_in},
+      {"preforkd_sent_bytes_total", "counter", "Bytes written to clients.",
+       &ProcCounters::bytes_out},
   };
   for (const Simple& s : kSimple) {
     head(s.name, s.type, s.help);
     for (const ProcCounters* p : live)
       fmt::format_to(out, "{}{{{}}} {}\n", s.name, labels(*p), (p->*s.field).Get());
   }
-  head("preforkd_requests_total", "counter", "Requests (commands, lines, HTTP requests) by protocol.");
+  head("preforkd_requests_total", "counter",
+       "Requests (commands, lines, HTTP requests) by protocol.");
   for (const ProcCounters* p : live)
     for (uint32_t i = 0; i < kProtoCount; i++)
       fmt::format_to(out, "preforkd_requests_total{{{},protocol=\"{}\"}} {}\n", labels(*p),

@@ -146,7 +146,8 @@ RequestParser::Result RequestParser::Feed(const char* data, size_t len, size_t* 
   // Never hand llhttp more head bytes than the limit allows: a head that has
   // not completed within max_head_bytes is answered 431 (414 in the URI).
   size_t feed = len;
-  if (!head_done_) feed = std::min(len, lim_.max_head_bytes - std::min(head_bytes_, lim_.max_head_bytes));
+  if (!head_done_)
+    feed = std::min(len, lim_.max_head_bytes - std::min(head_bytes_, lim_.max_head_bytes));
   if (feed == 0 && len > 0) {
     const bool in_uri = !url_done_;
     Fail(in_uri ? 414 : 431, in_uri ? "URI too long" : "request head too large");
@@ -164,9 +165,15 @@ RequestParser::Result RequestParser::Feed(const char* data, size_t len, size_t* 
   if (err == HPE_OK) return Result::kNeedMore;
   if (!error_status_) {
     switch (err) {
-      case HPE_INVALID_VERSION: Fail(505, "HTTP version not supported"); break;
-      case HPE_INVALID_TRANSFER_ENCODING: Fail(501, "Transfer-Encoding other than chunked"); break;
-      default: Fail(400, llhttp_errno_name(err)); break;
+      case HPE_INVALID_VERSION:
+        Fail(505, "HTTP version not supported");
+        break;
+      case HPE_INVALID_TRANSFER_ENCODING:
+        Fail(501, "Transfer-Encoding other than chunked");
+        break;
+      default:
+        Fail(400, llhttp_errno_name(err));
+        break;
     }
   }
   return Result::kError;
@@ -211,7 +218,8 @@ bool PercentDecode(std::string_view s, std::string* out, bool plus_is_space) {
 }
 
 bool SplitTarget(std::string_view target, std::string_view* path, std::string_view* query) {
-  if (target.size() > 7 && (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://")) {
+  if (target.size() > 7 &&
+      (target.substr(0, 7) == "http://" || target.substr(0, 8) == "https://")) {
     const size_t scheme = target.find("://") + 3;
     const size_t slash = target.find_first_of("/?", scheme);
     if (slash == std::string_view::npos) {

@@ -16,12 +16,12 @@
 namespace pf::http {
 
 struct Request {
-  std::string method;                 // as sent ("GET")
-  std::string target;                 // request-target as sent ("/a%20b?x=1")
+  std::string method;  // as sent ("GET")
+  std::string target;  // request-target as sent ("/a%20b?x=1")
   int major = 1, minor = 1;
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
-  bool keep_alive = true;             // what the request asks for (version + Connection)
+  bool keep_alive = true;  // what the request asks for (version + Connection)
 
   // First value of a header (name lower-case), nullptr if absent.
   const std::string* Header(std::string_view name) const;
@@ -30,7 +30,7 @@ struct Request {
 struct ParseLimits {
   size_t max_head_bytes = 64 * 1024;  // request line + headers → 431 (414 for the URI alone)
   size_t max_uri_bytes = 64 * 1024;
-  size_t max_body_bytes = 8 << 20;    // → 413
+  size_t max_body_bytes = 8 << 20;  // → 413
 };
 
 // One parser per connection. Feed() consumes bytes up to the end of the first
@@ -70,7 +70,7 @@ class RequestParser {
   bool url_done_ = false;
   bool complete_ = false;
   size_t head_bytes_ = 0;
-  std::string te_;                    // Transfer-Encoding value(s), lower-cased
+  std::string te_;  // Transfer-Encoding value(s), lower-cased
   int error_status_ = 0;
   const char* error_reason_ = "";
 };

@@ -11,7 +11,8 @@ void ErrorReply(int status, Reply* rep) {
   rep->status = status;
   rep->content_type = "text/html";
   rep->body = fmt::format(
-      "<html>\r\n<head><title>{0} {1}</title></head>\r\n<body>\r\n<center><h1>{0} {1}</h1></center>\r\n"
+      "<html>\r\n<head><title>{0} {1}</title></head>\r\n<body>\r\n<center><h1>{0} "
+      "{1}</h1></center>\r\n"
       "<hr><center>preforkd</center>\r\n</body>\r\n</html>\r\n",
       status, StatusText(status));
   if (status == 405) rep->headers += "Allow: GET, HEAD\r\n";

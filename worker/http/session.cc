@@ -2,10 +2,9 @@
 // keep-alive and pipelining; routes each request (static_files.h, the store
 // as REST in kv_route.h, the operations and admin endpoints in ops.h) and
 // sends the reply. Parsing is llhttp's (parse.h); docs/http.md is the spec.
-#include <strings.h>
-
 #include <event2/buffer.h>
 #include <spdlog/spdlog.h>
+#include <strings.h>
 
 #include <algorithm>
 #include <charconv>
@@ -33,7 +32,6 @@ namespace {
 
 using http::Request;
 
-
 void AppendUint(std::string* s, uint64_t v) {
   char buf[24];
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -45,7 +43,8 @@ void AppendUint(std::string* s, uint64_t v) {
 void AddResponse(evbuffer* out, std::string_view head, std::string_view body) {
   const size_t total = head.size() + body.size();
   evbuffer_iovec v;
-  if (evbuffer_reserve_space(out, static_cast<ev_ssize_t>(total), &v, 1) == 1 && v.iov_len >= total) {
+  if (evbuffer_reserve_space(out, static_cast<ev_ssize_t>(total), &v, 1) == 1 &&
+      v.iov_len >= total) {
     char* p = static_cast<char*>(v.iov_base);
     std::memcpy(p, head.data(), head.size());
     if (!body.empty()) std::memcpy(p + head.size(), body.data(), body.size());
@@ -92,7 +91,8 @@ class HttpSession final : public Session {
       if (parser_.head_done() && !continue_sent_) {
         continue_sent_ = true;
         const std::string* expect = parser_.request().Header("expect");
-        if (expect && strcasecmp(expect->c_str(), "100-continue") == 0 && parser_.request().minor == 1)
+        if (expect && strcasecmp(expect->c_str(), "100-continue") == 0 &&
+            parser_.request().minor == 1)
           c.Write("HTTP/1.1 100 Continue\r\n\r\n");
       }
       if (used == 0) break;
@@ -220,8 +220,10 @@ class HttpSession final : public Session {
     }
     h += rep->fixed_headers;
     h += rep->headers;
-    if (!keep) h += "Connection: close\r\n";
-    else if (req->minor == 0) h += "Connection: keep-alive\r\n";
+    if (!keep)
+      h += "Connection: close\r\n";
+    else if (req->minor == 0)
+      h += "Connection: keep-alive\r\n";
     h += "\r\n";
     evbuffer* out = c.output();
     const bool body = !head && rep->has_length && len > 0;
@@ -259,12 +261,12 @@ class HttpSession final : public Session {
   Connection* conn_ = nullptr;
   http::RequestParser parser_;
   const Request* req_ = nullptr;  // the request being answered (nullptr for parse errors)
-  std::string path_;               // the normalised path of a static request (reused)
+  std::string path_;              // the normalised path of a static request (reused)
   bool head_ = false;
   bool draining_ = false;
   bool continue_sent_ = false;
   uint64_t requests_ = 0;
-  uint64_t start_ms_ = 0;          // first byte of the current request
+  uint64_t start_ms_ = 0;  // first byte of the current request
   http::KvRoute kv_;
 };
 

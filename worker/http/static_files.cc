@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,15 +13,12 @@
 #include <utility>
 #include <vector>
 
-#include <fmt/format.h>
-
 #include "shared/util/unique_fd.h"
 #include "worker/http/filecache.h"
 #include "worker/http/util.h"
 
 namespace pf::http {
 namespace {
-
 
 bool NotModified(const Request& req, const std::string& etag, time_t mtime) {
   if (const std::string* inm = req.Header("if-none-match")) {
@@ -58,7 +56,8 @@ void ServeFile(const Request& req, const CachedFile& f, Reply* rep) {
   const std::string* if_range = req.Header("if-range");
   if (range && (!if_range || *if_range == f.etag || *if_range == f.last_modified)) {
     switch (ParseRange(*range, size, &first, &last)) {
-      case RangeResult::kNone: break;
+      case RangeResult::kNone:
+        break;
       case RangeResult::kUnsatisfiable: {
         ErrorReply(416, rep);
         rep->headers += fmt::format("Content-Range: bytes */{}\r\n", size);
@@ -89,13 +88,14 @@ void Listing(int dirfd, const std::string& path, Reply* rep) {
     const std::string n = e->d_name;
     if (n == "." || n == "..") continue;
     struct stat st;
-    const bool dir = fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+    const bool dir =
+        fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
     entries.emplace_back(n, dir);
   }
   std::sort(entries.begin(), entries.end());
   const std::string title = HtmlEscape(path);
-  std::string b = "<html>\r\n<head><title>Index of " + title + "</title></head>\r\n<body>\r\n<h1>Index of " +
-                  title + "</h1><hr><pre>\r\n";
+  std::string b = "<html>\r\n<head><title>Index of " + title +
+                  "</title></head>\r\n<body>\r\n<h1>Index of " + title + "</h1><hr><pre>\r\n";
   if (path != "/") b += "<a href=\"../\">../</a>\r\n";
   for (const auto& [n, dir] : entries) {
     const std::string shown = n + (dir ? "/" : "");

@@ -1,8 +1,6 @@
 // worker/http/util.cc: see util.h.
 #include "worker/http/util.h"
 
-#include "shared/util/strings.h"
-
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -10,32 +8,56 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "shared/util/strings.h"
+
 namespace pf::http {
 
 const char* StatusText(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 416: return "Range Not Satisfiable";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 301:
+      return "Moved Permanently";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 416:
+      return "Range Not Satisfiable";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    case 507:
+      return "Insufficient Storage";
   }
   return "Unknown";
 }
@@ -97,15 +119,31 @@ std::string Lower(std::string_view s) {
 std::unordered_map<std::string, std::string> LoadMime() {
   // Defaults first; /etc/mime.types (when present) adds and overrides.
   std::unordered_map<std::string, std::string> m = {
-      {"html", "text/html"}, {"htm", "text/html"}, {"css", "text/css"},
-      {"js", "application/javascript"}, {"mjs", "application/javascript"},
-      {"json", "application/json"}, {"txt", "text/plain"}, {"xml", "text/xml"},
-      {"svg", "image/svg+xml"}, {"png", "image/png"}, {"jpg", "image/jpeg"},
-      {"jpeg", "image/jpeg"}, {"gif", "image/gif"}, {"webp", "image/webp"},
-      {"ico", "image/x-icon"}, {"pdf", "application/pdf"}, {"wasm", "application/wasm"},
-      {"woff", "font/woff"}, {"woff2", "font/woff2"}, {"mp4", "video/mp4"},
-      {"gz", "application/gzip"}, {"tar", "application/x-tar"}, {"zip", "application/zip"},
-      {"md", "text/markdown"}, {"csv", "text/csv"},
+      {"html", "text/html"},
+      {"htm", "text/html"},
+      {"css", "text/css"},
+      {"js", "application/javascript"},
+      {"mjs", "application/javascript"},
+      {"json", "application/json"},
+      {"txt", "text/plain"},
+      {"xml", "text/xml"},
+      {"svg", "image/svg+xml"},
+      {"png", "image/png"},
+      {"jpg", "image/jpeg"},
+      {"jpeg", "image/jpeg"},
+      {"gif", "image/gif"},
+      {"webp", "image/webp"},
+      {"ico", "image/x-icon"},
+      {"pdf", "application/pdf"},
+      {"wasm", "application/wasm"},
+      {"woff", "font/woff"},
+      {"woff2", "font/woff2"},
+      {"mp4", "video/mp4"},
+      {"gz", "application/gzip"},
+      {"tar", "application/x-tar"},
+      {"zip", "application/zip"},
+      {"md", "text/markdown"},
+      {"csv", "text/csv"},
   };
   std::ifstream f("/etc/mime.types");
   std::string line;
@@ -140,12 +178,23 @@ std::string HtmlEscape(std::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -165,7 +214,6 @@ std::string UrlEncodePath(std::string_view s) {
   }
   return out;
 }
-
 
 RangeResult ParseRange(std::string_view h, uint64_t size, uint64_t* first, uint64_t* last) {
   while (!h.empty() && h.front() == ' ') h.remove_prefix(1);

@@ -44,9 +44,30 @@ simdjson::dom::object Obj(simdjson::dom::element e) {
 }
 
 enum Field : uint8_t {
-  kId, kAction, kNs, kKey, kKeys, kValue, kTtl, kPx, kNx, kXx, kKeepTtl, kGet, kBy,
-  kItems, kPattern, kCursor, kMatch, kCount, kSection, kPassword, kMessage, kEncoding,
-  kChannel, kFieldCount
+  kId,
+  kAction,
+  kNs,
+  kKey,
+  kKeys,
+  kValue,
+  kTtl,
+  kPx,
+  kNx,
+  kXx,
+  kKeepTtl,
+  kGet,
+  kBy,
+  kItems,
+  kPattern,
+  kCursor,
+  kMatch,
+  kCount,
+  kSection,
+  kPassword,
+  kMessage,
+  kEncoding,
+  kChannel,
+  kFieldCount
 };
 enum class Type : uint8_t { kAny, kString, kInt, kBool, kStringArray, kItems };
 
@@ -56,27 +77,29 @@ struct FieldSpec {
 };
 // Indexed by Field.
 constexpr FieldSpec kFields[kFieldCount] = {
-    {"id", Type::kAny},          {"action", Type::kString},  {"ns", Type::kString},
+    {"id", Type::kAny},          {"action", Type::kString},    {"ns", Type::kString},
     {"key", Type::kString},      {"keys", Type::kStringArray}, {"value", Type::kString},
-    {"ttl", Type::kInt},         {"px", Type::kInt},         {"nx", Type::kBool},
-    {"xx", Type::kBool},         {"keepttl", Type::kBool},   {"get", Type::kBool},
-    {"by", Type::kInt},          {"items", Type::kItems},    {"pattern", Type::kString},
-    {"cursor", Type::kInt},      {"match", Type::kString},   {"count", Type::kInt},
-    {"section", Type::kString},  {"password", Type::kString}, {"message", Type::kString},
+    {"ttl", Type::kInt},         {"px", Type::kInt},           {"nx", Type::kBool},
+    {"xx", Type::kBool},         {"keepttl", Type::kBool},     {"get", Type::kBool},
+    {"by", Type::kInt},          {"items", Type::kItems},      {"pattern", Type::kString},
+    {"cursor", Type::kInt},      {"match", Type::kString},     {"count", Type::kInt},
+    {"section", Type::kString},  {"password", Type::kString},  {"message", Type::kString},
     {"encoding", Type::kString}, {"channel", Type::kString},
 };
 
 using Mask = uint32_t;
 constexpr Mask F(Field f) { return Mask{1} << f; }
 template <typename... Fs>
-constexpr Mask Fs_(Fs... fs) { return (Mask{0} | ... | F(fs)); }
+constexpr Mask Fs_(Fs... fs) {
+  return (Mask{0} | ... | F(fs));
+}
 
 struct Builder;
 using BuildFn = bool (*)(Builder&);
 
 struct ActionSpec {
   std::string_view name;
-  Mask allowed;   // besides id and action
+  Mask allowed;  // besides id and action
   Mask required;
   BuildFn build;
 };
@@ -218,8 +241,7 @@ bool BuildMset(Builder& b) {
       if (!kv.value.is_string())
         return b.Fail(ErrCode::kErr, "field 'items' must map keys to strings");
       b.PushKey(kv.key);
-      if (!b.PushValue(Str(kv.value), "items value"))
-        return false;
+      if (!b.PushValue(Str(kv.value), "items value")) return false;
       pairs++;
     }
   } else {
@@ -231,8 +253,7 @@ bool BuildMset(Builder& b) {
           !k.is_string() || !v.is_string())
         return b.Fail(ErrCode::kErr, "field 'items' must hold [key, value] pairs of strings");
       b.PushKey(Str(k));
-      if (!b.PushValue(Str(v), "items value"))
-        return false;
+      if (!b.PushValue(Str(v), "items value")) return false;
       pairs++;
     }
   }
@@ -300,8 +321,8 @@ constexpr ActionSpec kActions[] = {
     {"PING", Fs_(kMessage, kEncoding), 0, BuildMessage},
     {"ECHO", Fs_(kMessage, kEncoding), F(kMessage), BuildMessage},
     {"GET", kKeyed | F(kEncoding), F(kKey), BuildKey},
-    {"SET", kKeyed | Fs_(kValue, kTtl, kPx, kNx, kXx, kKeepTtl, kGet, kEncoding),
-     Fs_(kKey, kValue), BuildSet},
+    {"SET", kKeyed | Fs_(kValue, kTtl, kPx, kNx, kXx, kKeepTtl, kGet, kEncoding), Fs_(kKey, kValue),
+     BuildSet},
     {"DEL", kKeyed | F(kKeys), 0, BuildKeyOrKeys},
     {"EXISTS", kKeyed | F(kKeys), 0, BuildKeyOrKeys},
     {"INCR", kKeyed, F(kKey), BuildKey},
@@ -348,10 +369,14 @@ const ActionSpec* FindAction(std::string_view name) {
 bool TypeOk(Type t, simdjson::dom::element e) {
   using simdjson::dom::element_type;
   switch (t) {
-    case Type::kAny: return true;
-    case Type::kString: return e.type() == element_type::STRING;
-    case Type::kInt: return e.type() == element_type::INT64;
-    case Type::kBool: return e.type() == element_type::BOOL;
+    case Type::kAny:
+      return true;
+    case Type::kString:
+      return e.type() == element_type::STRING;
+    case Type::kInt:
+      return e.type() == element_type::INT64;
+    case Type::kBool:
+      return e.type() == element_type::BOOL;
     case Type::kStringArray: {
       if (e.type() != element_type::ARRAY) return false;
       simdjson::dom::array a = Arr(e);
@@ -360,19 +385,26 @@ bool TypeOk(Type t, simdjson::dom::element e) {
         if (x.type() != element_type::STRING) return false;
       return true;
     }
-    case Type::kItems: return e.type() == element_type::OBJECT || e.type() == element_type::ARRAY;
+    case Type::kItems:
+      return e.type() == element_type::OBJECT || e.type() == element_type::ARRAY;
   }
   return false;
 }
 
 const char* TypeName(Type t) {
   switch (t) {
-    case Type::kAny: return "a value";
-    case Type::kString: return "a string";
-    case Type::kInt: return "an integer";
-    case Type::kBool: return "a boolean";
-    case Type::kStringArray: return "a non-empty array of strings";
-    case Type::kItems: return "an object or an array of [key, value] pairs";
+    case Type::kAny:
+      return "a value";
+    case Type::kString:
+      return "a string";
+    case Type::kInt:
+      return "an integer";
+    case Type::kBool:
+      return "a boolean";
+    case Type::kStringArray:
+      return "a non-empty array of strings";
+    case Type::kItems:
+      return "an object or an array of [key, value] pairs";
   }
   return "?";
 }
@@ -469,8 +501,8 @@ ParsedLine RequestParser::Impl::Parse(std::string_view line) {
   }
   if (!unknown.empty()) {
     std::string name = json::IsUtf8(unknown) ? std::string(unknown) : "?";
-    return Error(ErrCode::kErr, duplicate ? "duplicate field '" + name + "'"
-                                          : "unknown field '" + name + "'");
+    return Error(ErrCode::kErr,
+                 duplicate ? "duplicate field '" + name + "'" : "unknown field '" + name + "'");
   }
   if (!b.has(kAction)) return Error(ErrCode::kErr, "missing required field 'action'");
   if (!TypeOk(Type::kString, b.field[kAction]))

@@ -25,7 +25,7 @@ struct ParsedLine {
   std::string_view id;  // JSON text of the request's "id" to echo ("" = none); also on kError
   std::span<const std::string_view> argv;
   ReplyShape shape;
-  bool quit = false;    // QUIT: reply, flush, then close
+  bool quit = false;  // QUIT: reply, flush, then close
   ErrCode error_code = ErrCode::kErr;
   std::string_view error_message;
 };

@@ -8,12 +8,12 @@
 #include <span>
 #include <string>
 
-#include "shared/util/clock.h"
 #include "shared/cmd/commands.h"
 #include "shared/config.h"
-#include "worker/connection.h"
-#include "worker/cmd_env.h"
+#include "shared/util/clock.h"
 #include "shared/util/line_framer.h"
+#include "worker/cmd_env.h"
+#include "worker/connection.h"
 #include "worker/json.h"
 #include "worker/kvjson/request.h"
 #include "worker/kvjson/writer.h"
@@ -168,7 +168,8 @@ class KvJsonSession final : public SubscriberSession {
   bool HandleLine(std::string_view line, uint64_t now) {
     const kvjson::ParsedLine p = parser_.Parse(line);
     switch (p.kind) {
-      case kvjson::ParsedLine::kBlank: return false;
+      case kvjson::ParsedLine::kBlank:
+        return false;
       case kvjson::ParsedLine::kError:
         kvjson::WriteJsonError(&out_, p.id, p.error_code, p.error_message);
         return false;

@@ -16,9 +16,9 @@ enum class Encoding : uint8_t { kUtf8, kBase64 };
 
 // How the command's protocol-neutral reply becomes this request's JSON.
 struct ReplyShape {
-  bool nil_is_not_found = false;  // GET: a nil reply is error NOT_FOUND
+  bool nil_is_not_found = false;        // GET: a nil reply is error NOT_FOUND
   Encoding encoding = Encoding::kUtf8;  // "encoding":"base64" asked: every bulk in base64
-  std::string_view strip_prefix;  // KEYS/SCAN with ns: returned keys lose "ns^"
+  std::string_view strip_prefix;        // KEYS/SCAN with ns: returned keys lose "ns^"
   // SUBSCRIBE / UNSUBSCRIBE: the result is the connection's subscription
   // count, the last integer the command wrote (the table answers in RESP's
   // shape, one [kind, name, count] array per name).

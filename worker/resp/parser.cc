@@ -1,13 +1,14 @@
 // worker/resp/parser.cc: the RESP2 request state machine. Behaviour and error
 // texts follow Redis' networking.c (processMultibulkBuffer/processInlineBuffer)
-// and sds.c (sdssplitargs; string2ll is shared/util/strings.h ParseInt64); differences are noted where they are.
+// and sds.c (sdssplitargs; string2ll is shared/util/strings.h ParseInt64); differences are noted
+// where they are.
 #include "worker/resp/parser.h"
-
-#include "shared/util/strings.h"
 
 #include <algorithm>
 #include <climits>
 #include <cstring>
+
+#include "shared/util/strings.h"
 
 namespace pf {
 namespace {
@@ -125,7 +126,8 @@ RespParseResult RespParser::ParseMultibulk(const char* p, size_t n, size_t skipp
     scanned_ = k;
     if (k + 2 > n) return NeedMore(skipped, k + 2);
     int64_t ll = 0;
-    if (!ParseInt64(std::string_view(p + 1, k - 1), &ll) || ll > static_cast<int64_t>(limits_.max_multibulk_len))
+    if (!ParseInt64(std::string_view(p + 1, k - 1), &ll) ||
+        ll > static_cast<int64_t>(limits_.max_multibulk_len))
       return Fail("ERR Protocol error: invalid multibulk length");
     if (ll > 10 && auth_required_)
       return Fail("ERR Protocol error: unauthenticated multibulk length");
@@ -224,8 +226,8 @@ RespParseResult RespParser::ParseInline(const char* p, size_t n, size_t skipped)
 // sdssplitargs() over [line, line+n). Redis runs it on a C string, so the
 // line ends at its first NUL byte; `at()` reproduces that.
 bool RespParser::SplitInline(const char* line, size_t n) {
-  if (const void* z = std::memchr(line, '\0', n)) n = static_cast<size_t>(
-      static_cast<const char*>(z) - line);
+  if (const void* z = std::memchr(line, '\0', n))
+    n = static_cast<size_t>(static_cast<const char*>(z) - line);
   auto at = [&](size_t i) -> char { return i < n ? line[i] : '\0'; };
   inline_buf_.clear();
   offs_.clear();
@@ -246,12 +248,23 @@ bool RespParser::SplitInline(const char* line, size_t n) {
           i++;
           char e = at(i);
           switch (e) {
-            case 'n': e = '\n'; break;
-            case 'r': e = '\r'; break;
-            case 't': e = '\t'; break;
-            case 'b': e = '\b'; break;
-            case 'a': e = '\a'; break;
-            default: break;
+            case 'n':
+              e = '\n';
+              break;
+            case 'r':
+              e = '\r';
+              break;
+            case 't':
+              e = '\t';
+              break;
+            case 'b':
+              e = '\b';
+              break;
+            case 'a':
+              e = '\a';
+              break;
+            default:
+              break;
           }
           inline_buf_ += e;
         } else if (c == '"') {
@@ -277,10 +290,22 @@ bool RespParser::SplitInline(const char* line, size_t n) {
         }
       } else {
         switch (c) {
-          case ' ': case '\n': case '\r': case '\t': case '\0': done = true; break;
-          case '"': inq = true; break;
-          case '\'': insq = true; break;
-          default: inline_buf_ += c; break;
+          case ' ':
+          case '\n':
+          case '\r':
+          case '\t':
+          case '\0':
+            done = true;
+            break;
+          case '"':
+            inq = true;
+            break;
+          case '\'':
+            insq = true;
+            break;
+          default:
+            inline_buf_ += c;
+            break;
         }
       }
       if (at(i) != '\0') i++;

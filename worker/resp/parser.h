@@ -15,9 +15,9 @@
 namespace pf {
 
 struct RespLimits {
-  size_t max_line_bytes = 64 * 1024;        // inline line; `*N` / `$N` header lines
-  size_t max_bulk_bytes = 4 * 1024 * 1024;  // one `$len`
-  size_t max_multibulk_len = 1024 * 1024;   // `*N`
+  size_t max_line_bytes = 64 * 1024;           // inline line; `*N` / `$N` header lines
+  size_t max_bulk_bytes = 4 * 1024 * 1024;     // one `$len`
+  size_t max_multibulk_len = 1024 * 1024;      // `*N`
   size_t max_request_bytes = 8 * 1024 * 1024;  // sum of the bulk lengths of one command
   static RespLimits From(const LimitsConf& c) {
     return {c.max_line_bytes, c.max_bulk_bytes, c.max_multibulk_len, c.max_request_bytes};
@@ -96,14 +96,14 @@ class RespParser {
   bool auth_required_ = false;
   State state_ = State::kIdle;
   // Multibulk progress, offsets from the command's first byte.
-  size_t pos_ = 0;            // next unparsed byte
-  size_t scanned_ = 0;        // a line terminator was searched for up to here (resume point)
-  int64_t args_left_ = 0;     // bulks still to read
-  int64_t bulk_len_ = -1;     // length of the bulk being read, -1 = header not read yet
+  size_t pos_ = 0;         // next unparsed byte
+  size_t scanned_ = 0;     // a line terminator was searched for up to here (resume point)
+  int64_t args_left_ = 0;  // bulks still to read
+  int64_t bulk_len_ = -1;  // length of the bulk being read, -1 = header not read yet
   uint64_t request_bytes_ = 0;
   std::vector<std::pair<size_t, size_t>> offs_;  // (offset, length) of each arg read
   std::vector<std::string_view> argv_;
-  std::string inline_buf_;    // inline args' bytes (after unescaping)
+  std::string inline_buf_;  // inline args' bytes (after unescaping)
   std::string error_;
 };
 

@@ -8,11 +8,11 @@
 #include <span>
 #include <string>
 
-#include "shared/util/clock.h"
 #include "shared/cmd/commands.h"
 #include "shared/config.h"
-#include "worker/connection.h"
+#include "shared/util/clock.h"
 #include "worker/cmd_env.h"
+#include "worker/connection.h"
 #include "worker/protocol.h"
 #include "worker/pubsub.h"
 #include "worker/resp/parser.h"
