@@ -175,7 +175,7 @@ class ChatSession final : public SubscriberSession {
   // The chat channels are under the reserved prefix, so plain pub/sub
   // clients cannot forge them; chat sessions publish there with the admin
   // right for the one call (the hub still applies this client's rate limit).
-  bool Publish(std::string_view channel, std::string_view data) {
+  bool Post(std::string_view channel, std::string_view data) {
     int64_t receivers = 0;
     const PubStatus st =
         w_.pubsub->Publish(this, conn_->id(), channel, data, /*admin=*/true, &receivers);
@@ -189,7 +189,7 @@ class ChatSession final : public SubscriberSession {
   }
 
   void Notice(const std::string& room, const std::string& text) {
-    Publish(S(kRoomCh, room), "N" + text);
+    Post(S(kRoomCh, room), "N" + text);
   }
 
   // Takes `nick` over all workers: subscribe to its channel, then check this
@@ -284,7 +284,7 @@ class ChatSession final : public SubscriberSession {
         Line("! not in a room: /join ROOM first");
         return;
       }
-      Publish(S(kRoomCh, room_), "M[" + room_ + "] " + nick_ + ": " + std::string(line));
+      Post(S(kRoomCh, room_), "M[" + room_ + "] " + nick_ + ": " + std::string(line));
       return;
     }
     auto [cmd, arg] = Split(line.substr(1));
@@ -363,7 +363,7 @@ class ChatSession final : public SubscriberSession {
       Line(S("! no such nick: ", to));
       return;
     }
-    if (Publish(S(kNickCh, to), "[pm] " + nick_ + ": " + std::string(text)))
+    if (Post(S(kNickCh, to), "[pm] " + nick_ + ": " + std::string(text)))
       Line(S("* to ", to) + ": " + std::string(text));
   }
 
@@ -415,7 +415,7 @@ class ChatSession final : public SubscriberSession {
       Line(S("! no such nick: ", arg));
       return;
     }
-    if (Publish(kCtlCh, S("K ", arg) + " " + nick_)) Line(S("* kicked ", arg));
+    if (Post(kCtlCh, S("K ", arg) + " " + nick_)) Line(S("* kicked ", arg));
   }
 
   void CmdBroadcast(std::string_view arg) {
@@ -423,7 +423,7 @@ class ChatSession final : public SubscriberSession {
       Line("! usage: /broadcast TEXT");
       return;
     }
-    Publish(kCtlCh, S("B ", nick_) + ": " + std::string(arg));
+    Post(kCtlCh, S("B ", nick_) + ": " + std::string(arg));
   }
 
   void CmdQuit(std::string_view) {
