@@ -97,7 +97,7 @@ class Checker {
   template <typename T>
   void Uint(const YAML::Node& n, const std::string& key, uint64_t lo, uint64_t hi, T* out) {
     if (!Scalar(n, key, "an integer")) return;
-    const std::string s = n.Scalar();
+    const std::string& s = n.Scalar();
     uint64_t v = 0;
     if (!ParseU64(s, &v)) {
       Error(n, key, "'" + s + "' is not an integer, expected an integer in " + Range(lo, hi));
@@ -114,7 +114,7 @@ class Checker {
   template <typename T>
   void Size(const YAML::Node& n, const std::string& key, uint64_t lo, uint64_t hi, T* out) {
     if (!Scalar(n, key, "a size such as 4096, 64k, 8m or 1g")) return;
-    const std::string s = n.Scalar();
+    const std::string& s = n.Scalar();
     size_t i = 0;
     while (i < s.size() && isdigit(static_cast<unsigned char>(s[i]))) i++;
     uint64_t v = 0, mult = 1;
@@ -146,7 +146,7 @@ class Checker {
   void Millis(const YAML::Node& n, const std::string& key, uint64_t lo, uint64_t hi,
               uint32_t* out) {
     if (!Scalar(n, key, "a duration such as 500ms, 10s or 5m")) return;
-    const std::string s = n.Scalar();
+    const std::string& s = n.Scalar();
     size_t i = 0;
     while (i < s.size() && isdigit(static_cast<unsigned char>(s[i]))) i++;
     const std::string unit = s.substr(i);
@@ -180,7 +180,7 @@ class Checker {
 
   void Bool(const YAML::Node& n, const std::string& key, bool* out) {
     if (!Scalar(n, key, "true or false")) return;
-    const std::string s = n.Scalar();
+    const std::string& s = n.Scalar();
     if (s == "true" || s == "yes" || s == "on")
       *out = true;
     else if (s == "false" || s == "no" || s == "off")

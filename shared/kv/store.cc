@@ -56,7 +56,8 @@ constexpr uint64_t kMaxStride = 0xFFFFFFC0ull;  // offsets in a shard are uint32
 // The size class after `cs`: the one growth rule Format and
 // MinShardBytesFor share.
 uint64_t NextClass(uint64_t cs) {
-  return std::max<uint64_t>(cs + 8, Align8(static_cast<uint64_t>(cs * kClassFactor)));
+  return std::max<uint64_t>(cs + 8,
+                            Align8(static_cast<uint64_t>(static_cast<double>(cs) * kClassFactor)));
 }
 
 // Arena bytes Format gives a shard of `stride` bytes (0 if none fits).

@@ -103,14 +103,13 @@ void JsonReplyWriter::Bulk(std::string_view v) {
   if (!top && !shape_.strip_prefix.empty() && v.starts_with(shape_.strip_prefix))
     v.remove_prefix(shape_.strip_prefix.size());
   BeforeValue();
-  if (shape_.encoding == Encoding::kBase64) {
-    out_->push_back('"');
-    json::AppendBase64(out_, v);
-    out_->push_back('"');
-    top_base64_ = true;
-  } else if (json::IsUtf8(v)) {
+  // base64 when asked for, or for bytes that are not UTF-8: a top-level
+  // value as a string (the reply says "encoding":"base64"), an element of an
+  // array as {"base64":"..."}.
+  const bool utf8 = shape_.encoding != Encoding::kBase64 && json::IsUtf8(v);
+  if (utf8) {
     json::AppendJsonString(out_, v);
-  } else if (top) {
+  } else if (shape_.encoding == Encoding::kBase64 || top) {
     out_->push_back('"');
     json::AppendBase64(out_, v);
     out_->push_back('"');
