@@ -168,8 +168,6 @@ class PubSubHub {
     if (wake_owed_) WakeAll();
   }
 
-  size_t local_subscriptions() const { return local_subs_; }
-
  private:
   static void WakeCb(int fd, short what, void* arg);
   static void PollCb(int fd, short what, void* arg);

@@ -89,10 +89,7 @@ void ReplyUnknownSubcommand(ReplyWriter& out, std::string_view container, std::s
   e += "ERR unknown subcommand '";
   AppendSafe(&e, sub, 128);
   e += "'. Try ";
-  for (char ch : container) {
-    if (ch == '\r' || ch == '\n') ch = ' ';
-    e += (ch >= 'a' && ch <= 'z') ? static_cast<char>(ch - 'a' + 'A') : ch;
-  }
+  AppendUpper(&e, container);
   e += " HELP.";
   out.Error(ErrCode::kUnknownCommand, e);
 }

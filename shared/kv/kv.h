@@ -163,7 +163,6 @@ class Store {
   using ItemFn =
       std::function<void(std::string_view key, std::string_view value, int64_t expire_at)>;
   uint64_t ExportShard(uint32_t shard, uint64_t now_ms, const ItemFn& fn);
-  uint64_t ShardSeq(uint32_t shard);
   // FlushAll calls so far (a snapshot walk that saw one change retries).
   uint64_t Flushes() const;
   // Removes every key for which pred is true (replaying a FLUSHALL that a

@@ -49,6 +49,16 @@ inline ShardHeader* Sh(const Store* st, uint32_t i) {
   return reinterpret_cast<ShardHeader*>(const_cast<char*>(reinterpret_cast<const char*>(st)) +
                                         h->shards_off + i * h->shard_stride);
 }
+// The hash of `key` and the shard that holds it.
+struct Located {
+  uint64_t hash;
+  ShardHeader* s;
+};
+inline Located Locate(const Store* st, std::string_view key) {
+  const StoreHeader* h = Hdr(st);
+  const uint64_t hash = HashKey(h, key.data(), key.size());
+  return {hash, Sh(st, ShardFromHash(hash, h->shard_count))};
+}
 constexpr uint64_t kStoreHeaderBytes = Align64(sizeof(StoreHeader));
 constexpr uint64_t kMinShardBytes = Align64(sizeof(ShardHeader)) + 64 * 4 + kMinArena;
 constexpr uint64_t kMaxStride = 0xFFFFFFC0ull;  // offsets in a shard are uint32_t
@@ -209,8 +219,7 @@ uint32_t Store::ShardOf(std::string_view key) const {
 
 Status Store::Get(std::string_view key, uint64_t now_ms, std::string* value) {
   const StoreHeader* h = Hdr(this);
-  uint64_t hash = HashKey(h, key.data(), key.size());
-  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  const auto [hash, s] = Locate(this, key);
   ShardLock lk(h, s);
   uint32_t off = LookupLive(h, s, hash, key, now_ms);
   if (!off) {
@@ -230,8 +239,7 @@ Status Store::Set(std::string_view key, std::string_view value, const SetOptions
   if (had_old) *had_old = false;
   if (key.size() > LoadU32(&h->max_key_bytes) || value.size() > LoadU32(&h->max_value_bytes))
     return Status::kTooLarge;
-  uint64_t hash = HashKey(h, key.data(), key.size());
-  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  const auto [hash, s] = Locate(this, key);
   ShardLock lk(h, s);
   uint32_t cur = LookupLive(h, s, hash, key, now_ms);
   if (cur) {
@@ -249,8 +257,7 @@ Status Store::Set(std::string_view key, std::string_view value, const SetOptions
 
 Status Store::Del(std::string_view key, uint64_t now_ms) {
   const StoreHeader* h = Hdr(this);
-  uint64_t hash = HashKey(h, key.data(), key.size());
-  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  const auto [hash, s] = Locate(this, key);
   ShardLock lk(h, s);
   uint32_t off = LookupLive(h, s, hash, key, now_ms);
   if (!off) return Status::kNotFound;
@@ -261,8 +268,7 @@ Status Store::Del(std::string_view key, uint64_t now_ms) {
 
 bool Store::Exists(std::string_view key, uint64_t now_ms) {
   const StoreHeader* h = Hdr(this);
-  uint64_t hash = HashKey(h, key.data(), key.size());
-  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  const auto [hash, s] = Locate(this, key);
   ShardLock lk(h, s);
   return LookupLive(h, s, hash, key, now_ms) != 0;
 }
@@ -270,8 +276,7 @@ bool Store::Exists(std::string_view key, uint64_t now_ms) {
 Status Store::IncrBy(std::string_view key, int64_t delta, uint64_t now_ms, int64_t* result) {
   const StoreHeader* h = Hdr(this);
   if (key.size() > LoadU32(&h->max_key_bytes)) return Status::kTooLarge;
-  uint64_t hash = HashKey(h, key.data(), key.size());
-  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  const auto [hash, s] = Locate(this, key);
   ShardLock lk(h, s);
   uint32_t cur = LookupLive(h, s, hash, key, now_ms);
   int64_t v = 0, expire = -1;
@@ -296,8 +301,7 @@ Status Store::IncrBy(std::string_view key, int64_t delta, uint64_t now_ms, int64
 
 Status Store::SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms) {
   const StoreHeader* h = Hdr(this);
-  uint64_t hash = HashKey(h, key.data(), key.size());
-  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  const auto [hash, s] = Locate(this, key);
   ShardLock lk(h, s);
   uint32_t off = LookupLive(h, s, hash, key, now_ms);
   if (!off) return Status::kNotDone;
@@ -326,8 +330,7 @@ Status Store::SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms) {
 
 Status Store::GetExpire(std::string_view key, uint64_t now_ms, int64_t* at_ms) {
   const StoreHeader* h = Hdr(this);
-  uint64_t hash = HashKey(h, key.data(), key.size());
-  ShardHeader* s = Sh(this, ShardFromHash(hash, h->shard_count));
+  const auto [hash, s] = Locate(this, key);
   ShardLock lk(h, s);
   uint32_t off = LookupLive(h, s, hash, key, now_ms);
   if (!off) return Status::kNotFound;
@@ -646,14 +649,6 @@ uint64_t Store::ExportShard(uint32_t shard, uint64_t now_ms, const ItemFn& fn) {
          it->expire_at);
     }
   }
-  return s->seq;
-}
-
-uint64_t Store::ShardSeq(uint32_t shard) {
-  const StoreHeader* h = Hdr(this);
-  if (shard >= h->shard_count) return 0;
-  ShardHeader* s = Sh(this, shard);
-  ShardLock lk(h, s);
   return s->seq;
 }
 

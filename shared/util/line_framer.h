@@ -23,10 +23,6 @@ class LineFramer {
   };
   Result Next(const char* data, size_t len);
   Result Next(std::string_view s) { return Next(s.data(), s.size()); }
-  bool skipping() const { return skipping_; }
-  // Bytes of the pending line already searched for '\n': a caller that keeps
-  // input between calls needs this many plus one before calling again.
-  size_t scanned() const { return scanned_; }
 
  private:
   size_t max_;

@@ -760,4 +760,16 @@ bool ReadReply(Client& c, std::string* out, int timeout_ms) {
   return false;
 }
 
+std::string RespCall(Client& c, const std::vector<std::string>& argv) {
+  if (!c.SendAll(Resp(argv))) return "<send failed>";
+  std::string r;
+  return ReadReply(c, &r) ? r : "<no reply>";
+}
+
+std::string JsonCall(Client& c, const std::string& line) {
+  if (!c.SendAll(line + "\n")) return "<send failed>";
+  std::string r;
+  return c.RecvLine(&r) ? r : "<no reply>";
+}
+
 }  // namespace pf::test

@@ -186,5 +186,10 @@ std::string Resp(const std::vector<std::string>& argv);
 // Reads one RESP reply and renders it compactly: +OK, -ERR .., :5, $value,
 // (nil), [a,b] (elements rendered the same way).
 bool ReadReply(Client& c, std::string* out, int timeout_ms = 5000);
+// Sends one RESP command and returns its reply as ReadReply renders it
+// ("<send failed>" / "<no reply>" when there is none).
+std::string RespCall(Client& c, const std::vector<std::string>& argv);
+// Sends one kv-json line and returns the reply line ("<no reply>" when none).
+std::string JsonCall(Client& c, const std::string& line);
 
 }  // namespace pf::test

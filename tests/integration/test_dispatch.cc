@@ -17,18 +17,6 @@ namespace {
 
 constexpr const char* kPassword = "s3cret pass";
 
-std::string Cmd(Client& c, const std::vector<std::string>& argv) {
-  if (!c.SendAll(Resp(argv))) return "<send failed>";
-  std::string r;
-  return ReadReply(c, &r) ? r : "<no reply>";
-}
-
-std::string JsonCmd(Client& c, const std::string& line) {
-  if (!c.SendAll(line + "\n")) return "<send failed>";
-  std::string r;
-  return c.RecvLine(&r) ? r : "<no reply>";
-}
-
 struct CurlResult {
   int status = 0;
   std::string body;
@@ -113,9 +101,9 @@ TEST_F(DispatchTest, KvOverHttpNeedsThePasswordWhenOneIsSet) {
 
   // Nothing was written by the refused requests.
   Client resp = Connect("resp");
-  EXPECT_EQ(Cmd(resp, {"GET", "doc"}), "-NOAUTH Authentication required.");
-  EXPECT_EQ(Cmd(resp, {"AUTH", kPassword}), "+OK");
-  EXPECT_EQ(Cmd(resp, {"EXISTS", "doc"}), ":0");
+  EXPECT_EQ(RespCall(resp, {"GET", "doc"}), "-NOAUTH Authentication required.");
+  EXPECT_EQ(RespCall(resp, {"AUTH", kPassword}), "+OK");
+  EXPECT_EQ(RespCall(resp, {"EXISTS", "doc"}), ":0");
 
   // With the password: Basic (any user name) and Bearer.
   EXPECT_EQ(Curl(port, basic + " -X PUT --data-binary hello", "/kv/doc").status, 201);
@@ -125,7 +113,7 @@ TEST_F(DispatchTest, KvOverHttpNeedsThePasswordWhenOneIsSet) {
   r = Curl(port, std::string("-u 'anyone:") + kPassword + "'", "/kv/doc");
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.body, "hello");
-  EXPECT_EQ(Cmd(resp, {"GET", "doc"}), "$hello");  // the same store
+  EXPECT_EQ(RespCall(resp, {"GET", "doc"}), "$hello");  // the same store
   // The listing: pages until the cursor comes back "0" (a page may be empty).
   std::string keys, cursor = "0";
   for (int page = 0; page < 1000; page++) {
@@ -141,7 +129,7 @@ TEST_F(DispatchTest, KvOverHttpNeedsThePasswordWhenOneIsSet) {
   EXPECT_NE(keys.find("\"doc\""), std::string::npos) << keys;
   EXPECT_EQ(Curl(port, basic + " -X DELETE", "/kv/doc").status, 204);
   EXPECT_EQ(Curl(port, bearer, "/kv/doc").status, 404);
-  EXPECT_EQ(Cmd(resp, {"EXISTS", "doc"}), ":0");
+  EXPECT_EQ(RespCall(resp, {"EXISTS", "doc"}), ":0");
 }
 
 TEST_F(DispatchTest, KvOverHttpNeedsNoCredentialsWithoutAPassword) {
@@ -156,20 +144,21 @@ TEST_F(DispatchTest, KvOverHttpNeedsNoCredentialsWithoutAPassword) {
 TEST_F(DispatchTest, CommandListsThePubSubCommandsWithTheirArity) {
   Start();
   Client c = Connect("resp");
-  const std::string list = Cmd(c, {"COMMAND", "LIST"});
+  const std::string list = RespCall(c, {"COMMAND", "LIST"});
   for (const char* name :
        {"subscribe", "unsubscribe", "psubscribe", "punsubscribe", "publish", "pubsub", "reset"})
     EXPECT_TRUE(std::regex_search(list, std::regex(std::string("[\\[,]\\$") + name + "[,\\]]")))
         << name << " " << list;
-  const std::string count = Cmd(c, {"COMMAND", "COUNT"});
+  const std::string count = RespCall(c, {"COMMAND", "COUNT"});
   const size_t names = std::count(list.begin(), list.end(), '$');
   EXPECT_EQ(count, ":" + std::to_string(names));
   // name, arity, flags: Redis 7.0's for these.
-  EXPECT_EQ(Cmd(c, {"COMMAND", "INFO", "subscribe"}).substr(0, 28), "[[$subscribe,:-2,[+pubsub,+n");
-  EXPECT_EQ(Cmd(c, {"COMMAND", "INFO", "publish"}).substr(0, 25), "[[$publish,:3,[+pubsub,+l");
-  EXPECT_EQ(Cmd(c, {"COMMAND", "INFO", "unsubscribe"}).substr(0, 19), "[[$unsubscribe,:-1,");
-  EXPECT_EQ(Cmd(c, {"COMMAND", "INFO", "reset"}).substr(0, 13), "[[$reset,:1,[");
-  const std::string pubsub = Cmd(c, {"COMMAND", "INFO", "pubsub"});
+  EXPECT_EQ(RespCall(c, {"COMMAND", "INFO", "subscribe"}).substr(0, 28),
+            "[[$subscribe,:-2,[+pubsub,+n");
+  EXPECT_EQ(RespCall(c, {"COMMAND", "INFO", "publish"}).substr(0, 25), "[[$publish,:3,[+pubsub,+l");
+  EXPECT_EQ(RespCall(c, {"COMMAND", "INFO", "unsubscribe"}).substr(0, 19), "[[$unsubscribe,:-1,");
+  EXPECT_EQ(RespCall(c, {"COMMAND", "INFO", "reset"}).substr(0, 13), "[[$reset,:1,[");
+  const std::string pubsub = RespCall(c, {"COMMAND", "INFO", "pubsub"});
   EXPECT_EQ(pubsub.substr(0, 15), "[[$pubsub,:-2,[") << pubsub;
   EXPECT_NE(pubsub.find("$pubsub|numpat,:2,"), std::string::npos) << pubsub;
   EXPECT_NE(pubsub.find("$pubsub|channels,:-2,"), std::string::npos) << pubsub;
@@ -179,27 +168,27 @@ TEST_F(DispatchTest, CommandStatsCountEachCommandOnceWhateverTheProtocol) {
   Start();
   Client resp = Connect("resp"), json = Connect("json");
   // SET: once per protocol (HTTP PUT is one SET ... GET).
-  EXPECT_EQ(Cmd(resp, {"SET", "a", "1"}), "+OK");
-  EXPECT_EQ(JsonCmd(json, R"({"action":"SET","key":"b","value":"2"})"), R"({"ok":true})");
+  EXPECT_EQ(RespCall(resp, {"SET", "a", "1"}), "+OK");
+  EXPECT_EQ(JsonCall(json, R"({"action":"SET","key":"b","value":"2"})"), R"({"ok":true})");
   EXPECT_EQ(Curl(HttpPort(), "-X PUT --data-binary 3", "/kv/c").status, 201);
   // GET: once per protocol.
-  EXPECT_EQ(Cmd(resp, {"GET", "a"}), "$1");
-  EXPECT_EQ(JsonCmd(json, R"({"action":"GET","key":"b"})"), R"({"ok":true,"result":"2"})");
+  EXPECT_EQ(RespCall(resp, {"GET", "a"}), "$1");
+  EXPECT_EQ(JsonCall(json, R"({"action":"GET","key":"b"})"), R"({"ok":true,"result":"2"})");
   EXPECT_EQ(Curl(HttpPort(), "", "/kv/c").body, "3");
   // PUBLISH and SUBSCRIBE through the table from RESP and kv-json.
-  EXPECT_EQ(Cmd(resp, {"PUBLISH", "news", "x"}), ":0");
-  EXPECT_EQ(JsonCmd(json, R"({"action":"PUBLISH","channel":"news","message":"y"})"),
+  EXPECT_EQ(RespCall(resp, {"PUBLISH", "news", "x"}), ":0");
+  EXPECT_EQ(JsonCall(json, R"({"action":"PUBLISH","channel":"news","message":"y"})"),
             R"({"ok":true,"result":0})");
   Client sub = Connect("json");
-  EXPECT_EQ(JsonCmd(sub, R"({"action":"SUBSCRIBE","channel":"news"})"),
+  EXPECT_EQ(JsonCall(sub, R"({"action":"SUBSCRIBE","channel":"news"})"),
             R"({"ok":true,"result":1})");
   // Refused before running (arity) and failed while running (not an integer).
-  EXPECT_EQ(Cmd(resp, {"GET"}), "-ERR wrong number of arguments for 'get' command");
-  EXPECT_EQ(Cmd(resp, {"INCR", "a"}), ":2");
-  EXPECT_EQ(Cmd(resp, {"SET", "s", "text"}), "+OK");
-  EXPECT_EQ(Cmd(resp, {"INCR", "s"}), "-ERR value is not an integer or out of range");
+  EXPECT_EQ(RespCall(resp, {"GET"}), "-ERR wrong number of arguments for 'get' command");
+  EXPECT_EQ(RespCall(resp, {"INCR", "a"}), ":2");
+  EXPECT_EQ(RespCall(resp, {"SET", "s", "text"}), "+OK");
+  EXPECT_EQ(RespCall(resp, {"INCR", "s"}), "-ERR value is not an integer or out of range");
 
-  const std::string info = Cmd(resp, {"INFO", "commandstats"});
+  const std::string info = RespCall(resp, {"INFO", "commandstats"});
   ASSERT_NE(info.find("# Commandstats"), std::string::npos) << info;
   auto set = CmdStat(info, "set");
   EXPECT_EQ(set["calls"], 4) << info;
@@ -214,13 +203,13 @@ TEST_F(DispatchTest, CommandStatsCountEachCommandOnceWhateverTheProtocol) {
   EXPECT_EQ(incr["failed_calls"], 1);
   EXPECT_TRUE(CmdStat(info, "del").empty()) << "a command never called is not listed";
   // The default INFO leaves commandstats out, as Redis does; "all" has it.
-  EXPECT_EQ(Cmd(resp, {"INFO"}).find("# Commandstats"), std::string::npos);
-  EXPECT_NE(Cmd(resp, {"INFO", "all"}).find("cmdstat_set:calls=4,"), std::string::npos);
+  EXPECT_EQ(RespCall(resp, {"INFO"}).find("# Commandstats"), std::string::npos);
+  EXPECT_NE(RespCall(resp, {"INFO", "all"}).find("cmdstat_set:calls=4,"), std::string::npos);
   // total_commands_processed is the sum of the calls, from every worker.
-  const std::string stats = Cmd(resp, {"INFO", "stats"});
+  const std::string stats = RespCall(resp, {"INFO", "stats"});
   std::smatch m;
   ASSERT_TRUE(std::regex_search(stats, m, std::regex(R"(total_commands_processed:(\d+))")));
-  const std::string again = Cmd(resp, {"INFO", "commandstats"});
+  const std::string again = RespCall(resp, {"INFO", "commandstats"});
   long sum = 0;
   std::regex calls(R"(cmdstat_[^:]+:calls=(\d+))");
   for (auto it = std::sregex_iterator(again.begin(), again.end(), calls);
