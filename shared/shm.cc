@@ -39,7 +39,7 @@ void AddInto(CmdStatsRow* to, const CmdStatsRow& from) {
     if (!f.calls.Get() && !f.rejected.Get() && !f.failed.Get()) continue;
     CmdStat& t = to->cmd[i];
     t.calls.Add(f.calls.Get());
-    t.nsec.Add(f.nsec.Get());
+    t.ticks.Add(f.ticks.Get());
     t.rejected.Add(f.rejected.Get());
     t.failed.Add(f.failed.Get());
   }

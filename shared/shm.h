@@ -62,7 +62,7 @@ static_assert(std::is_standard_layout_v<ProcCounters>);
 constexpr uint32_t kMaxCommandStats = 512;
 struct CmdStat {
   Counter calls;     // the handler ran
-  Counter nsec;      // time in the handler
+  Counter ticks;     // time in the handler, in Ticks() (shared/util/clock.h)
   Counter rejected;  // refused before the handler (arity, NOAUTH, MISCONF, pub/sub context)
   Counter failed;    // the handler answered an error
 };

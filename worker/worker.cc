@@ -165,6 +165,7 @@ class Worker {
     // The master may have died between fork and PR_SET_PDEATHSIG.
     if (getppid() != start_.master_pid) return 0;
 
+    (void)TicksPerNs();  // starts measuring the tick rate INFO commandstats converts with
     spdlog::info("worker started (generation {}, {} listener sockets)", ctx_.generation,
                  listeners_.size());
     event_base_dispatch(base_.get());

@@ -88,7 +88,7 @@ void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std
   session.last_command = spec->name;
   session.last_command_ms = now_ms;
   if (env.commands_processed) env.commands_processed->Add(1);
-  const uint64_t t0 = env.cmd_stats ? MonoNs() : 0;
+  const uint64_t t0 = env.cmd_stats ? Ticks() : 0;
   try {
     spec->proc(c);
   } catch (const std::exception&) {
@@ -99,7 +99,7 @@ void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std
   if (env.cmd_stats) {
     CmdStat& st = env.cmd_stats->cmd[CommandIndex(*spec)];
     st.calls.Add(1);
-    st.nsec.Add(MonoNs() - t0);
+    st.ticks.Add(Ticks() - t0);
     if (w.failed) st.failed.Add(1);
   }
   ReleaseScratch();  // the reply is written: its buffers are no longer needed

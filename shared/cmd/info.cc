@@ -10,6 +10,7 @@
 #include "shared/cmd/internal.h"
 #include "shared/persist/log_writer.h"
 #include "shared/persist/persist.h"
+#include "shared/util/clock.h"
 
 namespace pf {
 namespace {
@@ -264,11 +265,13 @@ void CmdInfo(CommandCtx& c) {
   }
   if ((want & COMMANDSTATS) && cmds) {
     ib.Section("Commandstats");
+    const double ticks_per_us = TicksPerNs() * 1000.0;
     for (uint32_t i = 0; i < CommandCount(); i++) {
       const CmdStat& st = cmds->cmd[i];
       const uint64_t calls = st.calls.Get();
       if (!calls && !st.rejected.Get() && !st.failed.Get()) continue;
-      const uint64_t usec = st.nsec.Get() / 1000;
+      const double us = static_cast<double>(st.ticks.Get()) / ticks_per_us;
+      const auto usec = static_cast<uint64_t>(us);
       b += "cmdstat_";
       b += CommandAt(i)->name;
       b += ":calls=";
@@ -276,9 +279,8 @@ void CmdInfo(CommandCtx& c) {
       b += ",usec=";
       AppendU64(&b, usec);
       char per[32];
-      std::snprintf(
-          per, sizeof per, ",usec_per_call=%.2f",
-          calls ? static_cast<double>(st.nsec.Get()) / 1000.0 / static_cast<double>(calls) : 0.0);
+      std::snprintf(per, sizeof per, ",usec_per_call=%.2f",
+                    calls ? us / static_cast<double>(calls) : 0.0);
       b += per;
       b += ",rejected_calls=";
       AppendU64(&b, st.rejected.Get());

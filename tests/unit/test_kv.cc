@@ -664,5 +664,29 @@ TEST(KvCrashPoints, NamesAreDistinct) {
   EXPECT_STREQ(testing::CrashPointName(testing::CrashPointCount() + 1), "");
 }
 
+// A free list that hands out a chunk another key holds (memory scribbled on)
+// must stop the process before it writes over that key: PF_ASSERT aborts
+// (the master respawns a worker), and the lock it held is repaired by the
+// next locker.
+TEST_F(KvTest, FreeListPointingAtALiveChunkAbortsInsteadOfOverwriting) {
+  Make(1 << 20, 1);
+  ASSERT_EQ(Put("gone", std::string(100, 'x')), Status::kOk);
+  ASSERT_EQ(store_->Del("gone", 1000), Status::kOk);
+  auto* h = reinterpret_cast<internal::StoreHeader*>(store_);
+  auto* sh =
+      reinterpret_cast<internal::ShardHeader*>(reinterpret_cast<char*>(store_) + h->shards_off);
+  internal::Item* freed = nullptr;
+  for (uint32_t c = 0; c < h->class_count && !freed; ++c)
+    if (sh->free_head[c])
+      freed = reinterpret_cast<internal::Item*>(reinterpret_cast<char*>(sh) + sh->free_head[c]);
+  ASSERT_NE(freed, nullptr);
+  freed->state = internal::kChunkLive;  // the scribble
+  EXPECT_DEATH(
+      Put("next", std::string(100, 'y')),
+      "invariant failed at .*arena.cc.*a shard's free list holds a chunk that is not free");
+  freed->state = internal::kChunkFree;  // TearDown's Verify repairs the lock the child held
+  EXPECT_EQ(GetOr("next"), "<none>");
+}
+
 }  // namespace
 }  // namespace pf::kv
