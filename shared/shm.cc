@@ -65,8 +65,10 @@ Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
                  static_cast<unsigned long long>(size));
     std::abort();
   }
-  // The statistics rows follow `size`; untouched pages cost nothing.
-  const uint64_t mapped = size + kStatsBytes;
+  // The statistics rows follow `size` (page-aligned: the rows hold atomics);
+  // untouched pages cost nothing.
+  const uint64_t stats_off = AlignUp(size, 4096);
+  const uint64_t mapped = stats_off + kStatsBytes;
   void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     std::perror("mmap shared segment");
@@ -84,7 +86,7 @@ Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
   h->bus_size = kv_off - kBusOff;
   h->kv_offset = kv_off;
   h->kv_size = size - kv_off;
-  h->stats_offset = size;
+  h->stats_offset = stats_off;
   h->master_started_ms = WallMs();
   s.procs_ = reinterpret_cast<ProcCounters*>(static_cast<char*>(p) + procs_off);
   for (uint32_t i = 0; i < kMaxProcSlots; i++) new (s.procs_ + i) ProcCounters();
@@ -116,7 +118,8 @@ bool Segment::Verify(const char** why) const {
     *why = "bad magic";
   else if (h->layout_version != kShmLayoutVersion)
     *why = "layout version mismatch";
-  else if (h->total_size + kStatsBytes != size_ || h->proc_slots != kMaxProcSlots)
+  else if (h->stats_offset != AlignUp(h->total_size, 4096) ||
+           h->stats_offset + kStatsBytes != size_ || h->proc_slots != kMaxProcSlots)
     *why = "size mismatch";
   else
     return true;

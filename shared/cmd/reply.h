@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace pf {
@@ -43,6 +44,10 @@ class ReplyWriter {
   virtual void Nil() = 0;                               // $-1
   virtual void NilArray() = 0;                          // *-1
   virtual void ArrayBegin(size_t n) = 0;                // *n, then n values
+  // A bulk whose bytes the writer may take (swap) instead of copying; the
+  // caller's string holds anything afterwards. HTTP /kv GET answers a value
+  // with one copy (from the store) instead of two.
+  virtual void BulkTake(std::string* v) { Bulk(*v); }
 };
 
 }  // namespace pf

@@ -9,7 +9,7 @@ namespace pf {
 void CmdGet(CommandCtx& c) {
   std::string& v = ValueBuf();
   kv::Status st = c.env.store->Get(c.arg(1), c.now_ms, &v);
-  if (st == kv::Status::kOk) return c.out.Bulk(v);
+  if (st == kv::Status::kOk) return c.out.BulkTake(&v);
   if (st == kv::Status::kNotFound) return c.out.Nil();
   ReplyKvError(c, st, c.arg(1));
 }

@@ -20,12 +20,13 @@ namespace {
 
 // Longest ttl a PUT takes (seconds): 100 years.
 constexpr uint64_t kMaxTtlSeconds = 100ull * 365 * 86400;
-// A listing page: SCAN calls of kScanStep buckets until `count` keys matched,
-// the scan ended, or kMaxScanSteps calls (a sparse prefix may then return
-// fewer keys with a non-zero cursor, as Redis SCAN does).
+// A listing page: SCAN calls until `count` keys matched, the scan ended, or
+// the calls visited about kMaxScanBuckets buckets (a sparse prefix may then
+// return fewer keys with a non-zero cursor, as Redis SCAN does). The first
+// call visits kFirstScanStep buckets and each next one twice as many, so a
+// page is at most a handful of SCAN calls in INFO commandstats.
 constexpr uint64_t kDefaultCount = 100, kMaxCount = 10000;
-constexpr size_t kMaxScanSteps = 256;
-constexpr std::string_view kScanStep = "1024";
+constexpr uint64_t kFirstScanStep = 1024, kMaxScanBuckets = 256 * 1024;
 
 // An ErrCode as an HTTP status (the body is the error page).
 int StatusOf(ErrCode code) {
@@ -73,6 +74,12 @@ class CaptureWriter final : public ReplyWriter {
       return;
     }
     if (Top(kBulk)) bulk_->assign(v);
+  }
+  void BulkTake(std::string* v) override {
+    if (depth_ == 0 && Top(kBulk))
+      bulk_->swap(*v);
+    else
+      Bulk(*v);
   }
   void Nil() override { Top(kNil); }
   void NilArray() override { Top(kNil); }
@@ -243,10 +250,15 @@ void KvRoute::List(const Request& req, std::string_view ns_prefix, std::string_v
   count = std::min(count, kMaxCount);
   std::vector<std::string> keys;
   std::string next = std::to_string(cursor);
-  for (size_t i = 0; i < kMaxScanSteps && keys.size() < count; i++) {
+  uint64_t visited = 0;
+  for (uint64_t step = kFirstScanStep; visited < kMaxScanBuckets && keys.size() < count;
+       step *= 2) {
+    step = std::min(step, kMaxScanBuckets - visited);
+    visited += step;
     std::string unused;
     CaptureWriter out(&unused);
-    std::vector<std::string_view> argv = {"SCAN", next, "COUNT", kScanStep};
+    const std::string step_text = std::to_string(step);
+    std::vector<std::string_view> argv = {"SCAN", next, "COUNT", step_text};
     if (!pattern.empty()) {
       argv.push_back("MATCH");
       argv.push_back(pattern);
