@@ -323,7 +323,9 @@ TEST_F(HttpTest, ParseErrorsGetTheirStatus) {
       {"GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: t\r\n\r\n", 414},
       {"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(9000, 'b') + "\r\n\r\n", 431},
       {"PUT /kv/x HTTP/1.1\r\nHost: t\r\nContent-Length: 70000\r\n\r\n", 413},
-      {"PUT /kv/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501},
+      // RFC 9112 6.3: chunked not last is a 400 (the body length is unknown).
+      {"PUT /kv/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+      {"PUT /kv/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
       {"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505},
       {"GET / HTTP/1.2\r\nHost: t\r\n\r\n", 505},
   };
@@ -338,6 +340,90 @@ TEST_F(HttpTest, ParseErrorsGetTheirStatus) {
     EXPECT_EQ(r["connection"], "close");
     EXPECT_TRUE(c.WaitClosed());
   }
+}
+
+// RFC 9112, as a conformance suite checks it: what llhttp's defaults let
+// through is refused here with 400 and a close, before any route runs.
+TEST_F(HttpTest, StrictHeadRefusesWhatRfc9112Forbids) {
+  struct Case {
+    std::string req;
+    int status;
+    const char* why;
+  };
+  const std::vector<Case> cases = {
+      {"GET / HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n", 400, "two Host headers"},
+      {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "a Host with a space"},
+      {"GET / HTTP/1.1\r\nHost: user@t\r\n\r\n", 400, "userinfo in Host"},
+      {"GET / HTTP/1.1\r\nHost: t:8o\r\n\r\n", 400, "a port that is not digits"},
+      {"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400, "an unclosed IP literal"},
+      {"GET / HTTP/1.1\r\nHost: t\r\nX-Invalid[]: 1\r\n\r\n", 400, "a bad field name"},
+      {"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n", 400, "a control character"},
+      {"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n Content-Length: 5\r\n\r\nhello", 400,
+       "obsolete line folding hiding a header"},
+      {"PUT /kv/f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 400,
+       "a folded Transfer-Encoding"},
+      {"GET / HTTP/1.1\nHost: t\n\n", 400, "bare LF line ends"},
+      {"GET / HTTP/1.1\r\nHost: t\rX: y\r\n\r\n", 400, "a bare CR"},
+      {"PUT /kv/f HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
+       "chunked in HTTP/1.0"},
+      {"PUT /kv/f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400,
+       "chunked not last"},
+      {"PUT /kv/f HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400,
+       "duplicate Content-Length"},
+      {"PUT /kv/f HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+       400, "Content-Length with Transfer-Encoding"},
+      {"GET / HTTP/1.1 x\r\nHost: t\r\n\r\n", 400, "junk after the version"},
+      {"GET  / HTTP/1.1\r\nHost: t\r\n\r\n", 400, "two spaces in the request line"},
+      {"GET /\r\nHost: t\r\n\r\n", 400, "no version"},
+      {"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405, "CONNECT"},
+  };
+  for (const auto& tc : cases) {
+    Client c;
+    ASSERT_TRUE(c.Connect(Port()));
+    ASSERT_TRUE(c.SendAll(tc.req));
+    Response r;
+    ASSERT_TRUE(ReadResponse(c, &r)) << tc.why;
+    EXPECT_EQ(r.status, tc.status) << tc.why;
+    EXPECT_EQ(r["connection"], "close") << tc.why;
+    EXPECT_TRUE(c.WaitClosed()) << tc.why;
+  }
+  // Nothing of the refused requests reached the store.
+  Client c;
+  ASSERT_TRUE(c.Connect(Port()));
+  ASSERT_TRUE(c.SendAll(Get("/kv/f")));
+  Response r;
+  ASSERT_TRUE(ReadResponse(c, &r));
+  EXPECT_EQ(r.status, 404);
+}
+
+TEST_F(HttpTest, NoHostIsRefusedBeforeTheBody) {
+  Client c;
+  ASSERT_TRUE(c.Connect(Port()));
+  // The body never comes: the answer must not wait for it.
+  ASSERT_TRUE(c.SendAll("PUT /kv/x HTTP/1.1\r\nContent-Length: 10\r\n\r\n"));
+  Response r;
+  ASSERT_TRUE(ReadResponse(c, &r, false, 2000));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_TRUE(c.WaitClosed());
+}
+
+TEST_F(HttpTest, OptionsStarListsTheMethods) {
+  Client c;
+  ASSERT_TRUE(c.Connect(Port()));
+  ASSERT_TRUE(c.SendAll("OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n"));
+  Response r;
+  ASSERT_TRUE(ReadResponse(c, &r));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r["allow"], "GET, HEAD, PUT, DELETE, POST, OPTIONS");
+  EXPECT_EQ(r["content-length"], "0");
+  // Keep-alive goes on.
+  ASSERT_TRUE(c.SendAll(Get("/")));
+  ASSERT_TRUE(ReadResponse(c, &r));
+  EXPECT_EQ(r.status, 200);
+  // IP literals and ports are fine Host values.
+  ASSERT_TRUE(c.SendAll("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n"));
+  ASSERT_TRUE(ReadResponse(c, &r));
+  EXPECT_EQ(r.status, 200);
 }
 
 TEST_F(HttpTest, ChunkedBodyOverLimitGets413) {

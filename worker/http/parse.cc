@@ -22,6 +22,34 @@ void LowerInPlace(std::string* s) {
     if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
 }
 
+// RFC 3986 host[:port] (no userinfo): an IP literal in brackets, or a
+// reg-name / IPv4 address of unreserved, percent-encoded or sub-delim
+// characters, then an optional port of digits. Empty is allowed (RFC 9112
+// 3.2: a target without an authority sends an empty Host).
+bool ValidHost(std::string_view h) {
+  size_t i = 0;
+  if (!h.empty() && h[0] == '[') {
+    const size_t close = h.find(']');
+    if (close == std::string_view::npos || close == 1) return false;
+    for (i = 1; i < close; i++) {
+      const char c = h[i];
+      if (!(isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.')) return false;
+    }
+    i = close + 1;
+  } else {
+    for (; i < h.size() && h[i] != ':'; i++) {
+      const char c = h[i];
+      if (isalnum(static_cast<unsigned char>(c))) continue;
+      if (std::strchr("-._~%!$&'()*+,;=", c) == nullptr || c == '\0') return false;
+    }
+  }
+  if (i == h.size()) return true;
+  if (h[i] != ':') return false;
+  for (i++; i < h.size(); i++)
+    if (h[i] < '0' || h[i] > '9') return false;
+  return true;
+}
+
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -76,6 +104,11 @@ struct RequestParser::Impl {
   static int OnHeaderValueComplete(llhttp_t* p) {
     RequestParser* s = Self(p);
     LowerInPlace(&s->field_);
+    if (s->field_ == "host") {
+      if (s->host_seen_) return s->Fail(400, "more than one Host header");
+      s->host_seen_ = true;
+      if (!ValidHost(Trim(s->value_))) return s->Fail(400, "a Host that is not host[:port]");
+    }
     if (s->field_ == "transfer-encoding") {
       std::string v(Trim(s->value_));
       LowerInPlace(&v);
@@ -93,8 +126,20 @@ struct RequestParser::Impl {
     s->req_.minor = p->http_minor;
     if (!(p->http_major == 1 && (p->http_minor == 0 || p->http_minor == 1)))
       return s->Fail(505, "HTTP version not supported");
-    if (!s->te_.empty() && s->te_ != "chunked")
-      return s->Fail(501, "Transfer-Encoding other than chunked");
+    // RFC 9112 3.2: an HTTP/1.1 request without Host is answered 400 now,
+    // before any body.
+    if (p->http_minor == 1 && !s->host_seen_) return s->Fail(400, "no Host header");
+    if (!s->te_.empty()) {
+      if (p->http_minor == 0) return s->Fail(400, "Transfer-Encoding in an HTTP/1.0 request");
+      // RFC 9112 6.3: chunked must be the last coding; others before it
+      // would need decoding, which is not implemented.
+      const size_t last = s->te_.rfind(',');
+      const std::string_view final_coding =
+          Trim(last == std::string::npos ? std::string_view(s->te_)
+                                         : std::string_view(s->te_).substr(last + 1));
+      if (final_coding != "chunked") return s->Fail(400, "Transfer-Encoding not ending in chunked");
+      if (s->te_ != "chunked") return s->Fail(501, "Transfer-Encoding other than chunked");
+    }
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->lim_.max_body_bytes)
       return s->Fail(413, "body over max_request_bytes");
     s->req_.keep_alive = llhttp_should_keep_alive(p) != 0;
@@ -108,7 +153,12 @@ struct RequestParser::Impl {
     return 0;
   }
   static int OnMessageComplete(llhttp_t* p) {
-    Self(p)->complete_ = true;
+    RequestParser* s = Self(p);
+    s->complete_ = true;
+    if (p->upgrade) {
+      s->req_.upgrade = true;
+      s->req_.keep_alive = false;
+    }
     return HPE_PAUSED;  // one request at a time: the caller answers it, then Next()
   }
 };
@@ -139,6 +189,42 @@ int RequestParser::Fail(int status, const char* why) {
   return -1;
 }
 
+// llhttp 8 accepts a bare LF after the request line and obsolete line
+// folding (a header line starting with a space continues the previous one:
+// "X-A: 1\r\n Content-Length: 5" would hide a header from a front end that
+// folds differently); RFC 9112 lets a server refuse both, and we do. The
+// request line must be exactly "method SP target SP version".
+int RequestParser::ScanHead(const char* data, size_t len) {
+  HeadScan& h = scan_;
+  for (size_t i = 0; i < len && !h.done; i++) {
+    const char c = data[i];
+    if (c == '\n') {
+      if (h.prev != '\r') return Fail(400, "a line of the request head ends in a bare LF");
+      if (h.line == 0 && h.line_empty) {
+        h.prev = c;  // an empty line before the request line is ignored (RFC 9112 2.2)
+        continue;
+      }
+      if (h.line == 0 && h.spaces != 2) return Fail(400, "a malformed request line");
+      if (h.line > 0 && h.line_empty) h.done = true;  // the blank line: the head is over
+      h.line++;
+      h.line_empty = true;
+    } else if (h.prev == '\r') {
+      return Fail(400, "a bare CR in the request head");
+    } else if (c != '\r') {
+      if (h.line_empty && h.line > 0 && (c == ' ' || c == '\t'))
+        return Fail(400, "obsolete line folding in the request head");
+      if (h.line == 0 && (c == ' ' || c == '\t')) {
+        if (c == '\t' || h.prev == ' ' || h.line_empty)
+          return Fail(400, "a malformed request line");
+        h.spaces++;
+      }
+      h.line_empty = false;
+    }
+    h.prev = c;
+  }
+  return 0;
+}
+
 RequestParser::Result RequestParser::Feed(const char* data, size_t len, size_t* consumed) {
   *consumed = 0;
   if (error_status_) return Result::kError;
@@ -153,6 +239,7 @@ RequestParser::Result RequestParser::Feed(const char* data, size_t len, size_t* 
     Fail(in_uri ? 414 : 431, in_uri ? "URI too long" : "request head too large");
     return Result::kError;
   }
+  if (!scan_.done && ScanHead(data, feed) != 0) return Result::kError;
   const llhttp_errno_t err = llhttp_execute(&impl_->parser, data, feed);
   size_t used = feed;
   if (err != HPE_OK) {
@@ -166,10 +253,15 @@ RequestParser::Result RequestParser::Feed(const char* data, size_t len, size_t* 
   if (!error_status_) {
     switch (err) {
       case HPE_INVALID_VERSION:
-        Fail(505, "HTTP version not supported");
+        // A well-formed version we do not speak (HTTP/1.2, HTTP/3.0) is
+        // 505; anything else about the version is a malformed request line.
+        if (std::strcmp(llhttp_get_error_reason(&impl_->parser), "Invalid HTTP version") == 0)
+          Fail(505, "HTTP version not supported");
+        else
+          Fail(400, "a malformed request line");
         break;
       case HPE_INVALID_TRANSFER_ENCODING:
-        Fail(501, "Transfer-Encoding other than chunked");
+        Fail(400, "Transfer-Encoding not ending in chunked");
         break;
       default:
         Fail(400, llhttp_errno_name(err));
@@ -189,9 +281,12 @@ void RequestParser::Next() {
   if (req_.body.capacity() > 64 * 1024) std::string().swap(req_.body);  // do not pin a large upload
   req_.body.clear();
   req_.keep_alive = true;
+  req_.upgrade = false;
   field_.clear();
   value_.clear();
   te_.clear();
+  host_seen_ = false;
+  scan_ = HeadScan{};
   started_ = head_done_ = complete_ = url_done_ = false;
   head_bytes_ = 0;
   llhttp_resume(&impl_->parser);

@@ -22,6 +22,9 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   std::string body;
   bool keep_alive = true;  // what the request asks for (version + Connection)
+  // CONNECT, or an Upgrade request: what follows the head is not HTTP we
+  // parse, so the connection closes after the answer.
+  bool upgrade = false;
 
   // First value of a header (name lower-case), nullptr if absent.
   const std::string* Header(std::string_view name) const;
@@ -71,6 +74,18 @@ class RequestParser {
   bool complete_ = false;
   size_t head_bytes_ = 0;
   std::string te_;  // Transfer-Encoding value(s), lower-cased
+  bool host_seen_ = false;
+  // The head as sent, checked byte by byte for what llhttp 8 lets through
+  // (ScanHead): CRLF line ends only, no obsolete line folding, a request line
+  // of exactly three parts.
+  struct HeadScan {
+    char prev = '\n';     // the byte before (a request starts a line)
+    uint32_t line = 0;    // 0 = the request line
+    uint32_t spaces = 0;  // in the request line
+    bool line_empty = true;
+    bool done = false;  // the blank line ending the head was seen
+  } scan_;
+  int ScanHead(const char* data, size_t len);
   int error_status_ = 0;
   const char* error_reason_ = "";
 };

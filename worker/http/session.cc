@@ -158,6 +158,14 @@ class HttpSession final : public Session {
 
   void Route(Connection& c, const Request& req, http::Reply* rep) {
     if (req.minor == 1 && !req.Header("host")) return http::ErrorReply(400, rep);
+    // RFC 9110 9.3.6 / 9.3.7: no tunnels here; "OPTIONS *" asks about the server.
+    if (req.method == "CONNECT") return http::ErrorReply(405, rep);
+    if (req.target == "*") {
+      if (req.method != "OPTIONS") return http::ErrorReply(400, rep);
+      rep->status = 200;
+      rep->headers = "Allow: GET, HEAD, PUT, DELETE, POST, OPTIONS\r\n";
+      return;
+    }
     std::string_view raw_path, query;
     if (!http::SplitTarget(req.target, &raw_path, &query)) return http::ErrorReply(400, rep);
     if (raw_path == "/kv" || raw_path.substr(0, 4) == "/kv/")
