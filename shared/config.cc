@@ -476,6 +476,14 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
                         [&](const YAML::Node& x, const std::string& kk) {
                           c.Millis(x, kk, 0, 3'600'000, &t.keepalive_ms);
                         }},
+                       {"lingering_time",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Millis(x, kk, 0, 3'600'000, &t.lingering_ms);
+                        }},
+                       {"lingering_timeout",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Millis(x, kk, 1, 3'600'000, &t.lingering_timeout_ms);
+                        }},
                    });
            }},
           {"limits",

@@ -38,6 +38,10 @@ struct TimeoutsConf {
   uint32_t drain_ms = 10'000;      // graceful stop / reload: how long old workers keep connections
   uint32_t header_ms = 10'000;     // http: time to receive a whole request head (408 after)
   uint32_t keepalive_ms = 75'000;  // http: idle time between keep-alive requests
+  // Closing while the peer still sends: read and drop its input for at most
+  // lingering_ms in all, and lingering_timeout_ms without data (0 = close at once).
+  uint32_t lingering_ms = 30'000;
+  uint32_t lingering_timeout_ms = 5'000;
 };
 
 struct LimitsConf {

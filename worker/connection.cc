@@ -147,6 +147,18 @@ void Connection::ArmWrite() {
 
 void Connection::ReadCb(int, short, void* arg) {
   auto* c = static_cast<Connection*>(arg);
+  if (c->closing_ == Closing::kLingering) {
+    // Read and drop what the peer still sends, until it is done.
+    const ssize_t n = c->ReadSome();
+    evbuffer_drain(c->in_.get(), evbuffer_get_length(c->in_.get()));
+    if (n > 0) {
+      c->last_activity_ms_ = MonoMs();
+      return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    c->Close(nullptr);
+    return;
+  }
   if (c->closing_ != Closing::kNo) return;
   const ssize_t n = c->ReadSome();
   if (n < 0) {
@@ -263,9 +275,42 @@ void Connection::Flush() {
     event_del(wev_.get());
   }
   if (closing_ == Closing::kAfterWrite) {
+    if (!eof_ && w_.config->timeouts.lingering_ms > 0)
+      StartLinger();
+    else
+      Close(nullptr);
+    return;
+  }
+}
+
+void Connection::StartLinger() {
+  const TimeoutsConf& t = w_.config->timeouts;
+  closing_ = Closing::kLingering;
+  // The FIN goes after the reply (TCP_CORK is set: they leave together).
+  if (shutdown(fd_.get(), SHUT_WR) != 0) {
     Close(nullptr);
     return;
   }
+  const uint64_t now = MonoMs();
+  last_activity_ms_ = now;
+  linger_until_ms_ = now + t.lingering_ms;
+  evbuffer_drain(in_.get(), evbuffer_get_length(in_.get()));
+  event_add(rev_.get(), nullptr);
+  EndSession();  // the connection is over for the protocol; only the socket stays
+}
+
+void Connection::EndSession() {
+  if (session_ended_ || !session_) return;
+  session_ended_ = true;
+  NoThrow("a connection's close", [this] { session_->OnClose(*this); });
+}
+
+bool Connection::LingerExpired(uint64_t now_ms) {
+  const TimeoutsConf& t = w_.config->timeouts;
+  if (now_ms < linger_until_ms_ && now_ms < last_activity_ms_ + t.lingering_timeout_ms)
+    return false;
+  Close("lingering close over");
+  return true;
 }
 
 void Connection::OnDurable() { WriteCb(fd_.get(), EV_WRITE, this); }

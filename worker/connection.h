@@ -61,11 +61,24 @@ class Connection {
   void Write(std::string_view data);
   // `data` lies in `shared`: the output references it instead of a copy.
   void WriteShared(std::string_view data, SharedBytes* shared);
-  // Flush what is queued, then close. Further input is discarded.
+  // Flush what is queued, then close. Further input is discarded. When the
+  // peer may still be sending (no EOF yet), the close lingers as nginx's
+  // lingering_close does: after the output is written, shut down the write
+  // side (the peer reads everything, then EOF) and read and discard input
+  // until EOF, timeouts.lingering_timeout without data, or
+  // timeouts.lingering_time in all. Closing with unread input would send a
+  // reset, which throws away the reply (an error reply above all) before the
+  // peer reads it.
   void CloseAfterWrite();
   // Close now (the registry frees this object from the event loop).
   void Close(const char* reason);
   bool closing() const { return closing_ != Closing::kNo; }
+  bool lingering() const { return closing_ == Closing::kLingering; }
+  // The session's OnClose, once: when a lingering close starts (the session's
+  // resources, such as a chat nick, go then) or when the connection is freed.
+  void EndSession();
+  // The sweep's check of a lingering close: true once it ended (closed).
+  bool LingerExpired(uint64_t now_ms);
   // Persistence (worker/durable.h): the log reached what this connection's
   // output waited for: write it.
   void OnDurable();
@@ -84,7 +97,8 @@ class Connection {
   void ArmWrite();
   void PauseRead(bool pause);
 
-  enum class Closing { kNo, kAfterWrite, kNow };
+  void StartLinger();
+  enum class Closing { kNo, kAfterWrite, kLingering, kNow };
 
   WorkerContext& w_;
   const ListenerConf& listener_;
@@ -100,8 +114,10 @@ class Connection {
   bool write_armed_ = false;
   bool write_queued_ = false;  // in WorkerContext::pending_writes, at queued_at_
   size_t queued_at_ = 0;
-  bool in_callback_ = false;  // inside a session callback: Process() flushes after it
-  bool eof_ = false;          // the peer finished sending
+  bool in_callback_ = false;      // inside a session callback: Process() flushes after it
+  bool eof_ = false;              // the peer finished sending
+  uint64_t linger_until_ms_ = 0;  // lingering: the end of timeouts.lingering_time (monotonic)
+  bool session_ended_ = false;    // EndSession ran
   Closing closing_ = Closing::kNo;
   // Owned by DurableReplies: the log position this connection's output
   // waits for (0 = none), and whether it is in the waiting list.

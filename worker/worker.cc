@@ -203,7 +203,7 @@ class Worker {
   timeval SweepPeriod() const {
     const auto& t = ctx_.config->timeouts;
     uint32_t m = 1000;
-    for (uint32_t v : {t.idle_ms, t.header_ms, t.keepalive_ms})
+    for (uint32_t v : {t.idle_ms, t.header_ms, t.keepalive_ms, t.lingering_timeout_ms})
       if (v) m = std::min(m, v / 4);
     m = std::max<uint32_t>(m, 20);
     return timeval{static_cast<time_t>(m / 1000), static_cast<suseconds_t>((m % 1000) * 1000)};
@@ -385,8 +385,7 @@ class Worker {
     for (uint64_t id : dead) {
       auto it = ctx.conns.find(id);
       if (it == ctx.conns.end()) continue;
-      Connection* c = it->second.get();
-      NoThrow("a connection's close", [c] { c->session()->OnClose(*c); });
+      it->second->EndSession();
       ctx.conns.erase(it);
       ctx.segment->header()->conns_active_total.fetch_sub(1, std::memory_order_relaxed);
       ctx.counters->conns_active.Sub(1);
@@ -418,6 +417,10 @@ class Worker {
       return;
     }
     for (auto& [id, c] : ctx.conns) {
+      if (c->lingering()) {
+        c->LingerExpired(now);
+        continue;
+      }
       if (c->closing()) continue;
       const uint32_t limit = c->session()->TimeoutMs(ctx);
       if (limit && c->last_activity_ms() + limit <= now) c->session()->OnTimeout(*c);

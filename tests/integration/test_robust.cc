@@ -1,0 +1,125 @@
+// tests/integration/test_robust.cc: errors that reach the client. A reply
+// that ends the connection while the client is still sending (a header or a
+// body over the limits, an inline command without its newline) must arrive
+// whole, not be thrown away by a TCP reset: the close lingers, reading and
+// dropping input for a bounded time.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "tests/integration/harness.h"
+
+namespace pf::test {
+namespace {
+
+class RobustTest : public ::testing::Test {
+ protected:
+  void Start(const std::string& extra = "") {
+    const std::string www = SourceRoot() + "/conf/www";
+    server_ =
+        std::make_unique<Server>(ListenerYaml("resp", "resp") + ListenerYaml("json", "kv-json") +
+                                     ListenerYaml("http", "http", 0, "root: " + www),
+                                 extra, 2);
+    ASSERT_TRUE(server_->Start());
+  }
+  Client Connect(const std::string& listener) {
+    Client c;
+    EXPECT_TRUE(c.Connect(server_->Port(listener)));
+    return c;
+  }
+  std::unique_ptr<Server> server_;
+};
+
+// Sends `data` from a thread (the server may stop reading before the end)
+// while the test reads; returns what arrived before the server closed.
+std::string SendAndReadUntilClosed(Client& c, const std::string& data, int timeout_ms = 10000) {
+  std::thread sender([&] { c.SendAll(data, timeout_ms); });
+  c.WaitClosed(timeout_ms);
+  sender.join();
+  return c.buffered();
+}
+
+TEST_F(RobustTest, HugeHttpHeaderGets431NotAReset) {
+  Start();
+  Client c = Connect("http");
+  const std::string req =
+      "GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(200 * 1024, 'b') + "\r\n\r\n";
+  const std::string got = SendAndReadUntilClosed(c, req);
+  EXPECT_EQ(got.substr(0, 12), "HTTP/1.1 431") << got.substr(0, 200);
+  EXPECT_NE(c.last_errno(), ECONNRESET);
+}
+
+TEST_F(RobustTest, HttpBodyOverTheLimitGets413WhileStillSending) {
+  Start("limits: {max_request_bytes: 64k}\n");
+  Client c = Connect("http");
+  const std::string body(2 << 20, 'x');
+  const std::string req =
+      "PUT /kv/big HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
+  const std::string got = SendAndReadUntilClosed(c, req);
+  EXPECT_EQ(got.substr(0, 12), "HTTP/1.1 413") << got.substr(0, 200);
+  EXPECT_NE(c.last_errno(), ECONNRESET);
+}
+
+TEST_F(RobustTest, HugeInlineRespCommandGetsTheProtocolError) {
+  Start();
+  Client c = Connect("resp");
+  const std::string got = SendAndReadUntilClosed(c, std::string(200 * 1024, 'a'));
+  EXPECT_EQ(got, "-ERR Protocol error: too big inline request\r\n");
+  EXPECT_NE(c.last_errno(), ECONNRESET);
+}
+
+// Active connections over every worker, from /_stats (the asking
+// connection included).
+int ActiveConnections(uint16_t http_port) {
+  std::string out;
+  Sh("timeout 5 curl -s http://127.0.0.1:" + std::to_string(http_port) + "/_stats", &out);
+  const size_t totals = out.find("\"totals\"");
+  const size_t at = out.find("\"active\":", totals == std::string::npos ? 0 : totals);
+  return at == std::string::npos ? -1 : std::atoi(out.c_str() + at + 9);
+}
+
+TEST_F(RobustTest, LingeringEndsAfterLingeringTimeWhileThePeerKeepsSending) {
+  Start("timeouts: {lingering_time: 1s, lingering_timeout: 300ms}\n");
+  Client c = Connect("resp");
+  ASSERT_TRUE(c.SendAll(std::string(100 * 1024, 'a')));
+  std::string line;
+  ASSERT_TRUE(c.RecvLine(&line));
+  EXPECT_EQ(line, "-ERR Protocol error: too big inline request");
+  // While it lingers the server reads and drops what comes; once
+  // lingering_time is over it closes, and the next sends meet a reset.
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string chunk(1024, 'z');
+  bool refused = false;
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5)) {
+    if (!c.SendAll(chunk, 1000)) {
+      refused = true;
+      break;
+    }
+    c.WaitClosed(50);  // paces the sender: a slow client that never stops
+  }
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  EXPECT_TRUE(refused);
+  EXPECT_GE(ms, 800);
+  EXPECT_LT(ms, 4000);
+}
+
+TEST_F(RobustTest, LingeringEndsAfterLingeringTimeoutOfSilence) {
+  Start("timeouts: {lingering_time: 30s, lingering_timeout: 300ms}\n");
+  const uint16_t http = server_->Port("http");
+  ASSERT_TRUE(WaitFor([&] { return ActiveConnections(http) == 1; }, 5000, 20));
+  Client c = Connect("resp");
+  ASSERT_TRUE(c.SendAll(std::string(100 * 1024, 'a')));
+  std::string line;
+  ASSERT_TRUE(c.RecvLine(&line));
+  EXPECT_TRUE(c.WaitClosed());  // the FIN after the reply
+  // The socket lingers, silent, then goes well before lingering_time.
+  EXPECT_TRUE(WaitFor([&] { return ActiveConnections(http) == 1; }, 3000, 50));
+}
+
+}  // namespace
+}  // namespace pf::test
