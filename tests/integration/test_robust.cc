@@ -71,6 +71,22 @@ TEST_F(RobustTest, HugeInlineRespCommandGetsTheProtocolError) {
   EXPECT_NE(c.last_errno(), ECONNRESET);
 }
 
+// Zero-length arguments were free against max_request_bytes: a million of
+// them made MGET build about 100 MB of working state. Each argument now
+// counts its overhead too.
+TEST_F(RobustTest, AMillionEmptyArgumentsAreATooBigRequest) {
+  Start();
+  Client c = Connect("resp");
+  std::string req = "*1048576\r\n$4\r\nMGET\r\n";  // limits.max_multibulk_len arguments
+  req.reserve(req.size() + 6 * 1048575);
+  for (int i = 0; i < 1048575; i++) req += "$0\r\n\r\n";
+  const std::string got = SendAndReadUntilClosed(c, req);
+  EXPECT_EQ(got, "-ERR Protocol error: too big request\r\n");
+  // The server is fine and answers the next client.
+  Client d = Connect("resp");
+  EXPECT_EQ(RespCall(d, {"PING"}), "+PONG");
+}
+
 // Active connections over every worker, from /_stats (the asking
 // connection included).
 int ActiveConnections(uint16_t http_port) {

@@ -249,7 +249,7 @@ TEST(RespParser, LimitsFromConfig) {
   LimitsConf c;
   c.max_bulk_bytes = 10;
   c.max_multibulk_len = 3;
-  c.max_request_bytes = 15;
+  c.max_request_bytes = 79;  // each argument counts its bytes + 32
   RespLimits l = RespLimits::From(c);
   EXPECT_EQ(Whole("*1\r\n$10\r\n0123456789\r\n", l).commands.size(), 1u);
   EXPECT_EQ(Whole("*1\r\n$11\r\n", l).error, "ERR Protocol error: invalid bulk length");

@@ -13,6 +13,10 @@
 namespace pf {
 namespace {
 
+// What one argument costs besides its bytes: its argv entry and the working
+// state a multi-key command keeps per key (MGET's reply slot, ...).
+constexpr uint64_t kArgOverhead = 32;
+
 bool IsSpace(char c) {  // isspace() in the C locale, as sdssplitargs uses it
   return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
@@ -174,8 +178,10 @@ RespParseResult RespParser::ParseMultibulk(const char* p, size_t n, size_t skipp
       if (ll > 16384 && auth_required_)
         return Fail("ERR Protocol error: unauthenticated bulk length");
       // Not in Redis (it has client-query-buffer-limit, which closes without
-      // a reply): one command may not declare more than max_request_bytes.
-      request_bytes_ += static_cast<uint64_t>(ll);
+      // a reply): one command may not declare more than max_request_bytes,
+      // each argument counting its bytes plus kArgOverhead, so a million
+      // empty arguments cannot make a command's working state huge.
+      request_bytes_ += static_cast<uint64_t>(ll) + kArgOverhead;
       if (request_bytes_ > limits_.max_request_bytes)
         return Fail("ERR Protocol error: too big request");
       pos_ = k + 2;
