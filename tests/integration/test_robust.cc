@@ -67,7 +67,7 @@ TEST_F(RobustTest, HugeInlineRespCommandGetsTheProtocolError) {
   Start();
   Client c = Connect("resp");
   const std::string got = SendAndReadUntilClosed(c, std::string(200 * 1024, 'a'));
-  EXPECT_EQ(got, "-ERR Protocol error: too big inline request\r\n");
+  EXPECT_EQ(got.substr(0, 64), "-ERR Protocol error: too big inline request\r\n") << got.size();
   EXPECT_NE(c.last_errno(), ECONNRESET);
 }
 
@@ -81,7 +81,9 @@ TEST_F(RobustTest, AMillionEmptyArgumentsAreATooBigRequest) {
   req.reserve(req.size() + 6 * 1048575);
   for (int i = 0; i < 1048575; i++) req += "$0\r\n\r\n";
   const std::string got = SendAndReadUntilClosed(c, req);
-  EXPECT_EQ(got, "-ERR Protocol error: too big request\r\n");
+  // (A prefix only: the old behaviour answered a million nils.)
+  EXPECT_EQ(got.substr(0, 64), "-ERR Protocol error: too big request\r\n")
+      << got.size() << " bytes";
   // The server is fine and answers the next client.
   Client d = Connect("resp");
   EXPECT_EQ(RespCall(d, {"PING"}), "+PONG");
