@@ -527,6 +527,22 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
                         [&](const YAML::Node& x, const std::string& kk) {
                           c.Size(x, kk, 1ull << 20, 4ull << 30, &l.max_reply_bytes);
                         }},
+                       {"client_output_hard",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Size(x, kk, 0, 64ull << 30, &l.client_output_hard);
+                        }},
+                       {"client_output_soft",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Size(x, kk, 0, 64ull << 30, &l.client_output_soft);
+                        }},
+                       {"client_output_soft_seconds",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Uint(x, kk, 0, 86'400, &l.client_output_soft_seconds);
+                        }},
+                       {"clients_memory",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Size(x, kk, 0, 1ull << 40, &l.clients_memory);
+                        }},
                    });
            }},
           {"logging",

@@ -57,6 +57,16 @@ struct LimitsConf {
   // call, MSET key+value bytes. Past it MGET/KEYS/MSET answer an error and
   // SCAN returns early with its cursor.
   uint64_t max_reply_bytes = 64ull << 20;
+  // Normal (not subscribed) clients' unsent output: past hard they are
+  // disconnected at once, past soft for soft_seconds too (Redis'
+  // client-output-buffer-limit normal). 0 = no limit.
+  uint64_t client_output_hard = 128ull << 20;
+  uint64_t client_output_soft = 32ull << 20;
+  uint32_t client_output_soft_seconds = 60;
+  // All client buffers of one worker together (input, and output but HTTP's,
+  // which holds file segments, not memory): past it the biggest consumers
+  // are disconnected first (Redis' maxmemory-clients). 0 = no limit.
+  uint64_t clients_memory = 256ull << 20;
 };
 
 struct LoggingConf {

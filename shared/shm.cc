@@ -25,6 +25,8 @@ void AddInto(ProcCounters* to, const ProcCounters& from) {
   to->bytes_out.Add(from.bytes_out.Get());
   for (uint32_t i = 0; i < kProtoCount; i++) to->requests[i].Add(from.requests[i].Get());
   for (uint32_t i = 0; i < 6; i++) to->http_status[i].Add(from.http_status[i].Get());
+  to->closed_output_limit.Add(from.closed_output_limit.Get());
+  to->closed_clients_memory.Add(from.closed_clients_memory.Get());
 }
 
 constexpr uint64_t kProcsOff = AlignUp(sizeof(ShmHeader), 4096);

@@ -51,7 +51,9 @@ struct alignas(64) ProcCounters {
   Counter conns_rejected;  // closed at accept: over a connection limit
   Counter bytes_in, bytes_out;
   Counter requests[kProtoCount];
-  Counter http_status[6];  // [1..5] = 1xx..5xx
+  Counter http_status[6];         // [1..5] = 1xx..5xx
+  Counter closed_output_limit;    // normal clients past limits.client_output_*
+  Counter closed_clients_memory;  // the biggest clients, past limits.clients_memory
 };
 static_assert(std::is_standard_layout_v<ProcCounters>);
 

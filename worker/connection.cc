@@ -48,6 +48,7 @@ Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const so
 
 Connection::~Connection() {
   if (write_queued_) w_.pending_writes[queued_at_] = nullptr;
+  w_.client_bytes -= accounted_;
   // As before a reply (Flush): the close is seen only after the wake-ups
   // for what this turn published (a chat client's "left" notice).
   if (w_.pubsub) w_.pubsub->WakeOwed();
@@ -246,6 +247,45 @@ void Connection::Process() {
 }
 
 void Connection::Flush() {
+  FlushNow();
+  if (closing_ != Closing::kNow) Account();
+}
+
+void Connection::Account() {
+  const Session::Buffers kind =
+      session_ && !session_ended_ ? session_->buffers() : Session::Buffers::kNormal;
+  const size_t out = output_pending();
+  const uint64_t now_bytes =
+      evbuffer_get_length(in_.get()) + (kind == Session::Buffers::kHttp ? 0 : out);
+  w_.client_bytes += now_bytes;
+  w_.client_bytes -= accounted_;
+  accounted_ = now_bytes;
+  const LimitsConf& lim = w_.config->limits;
+  if (kind == Session::Buffers::kNormal && closing_ == Closing::kNo) {
+    const char* why = nullptr;
+    if (lim.client_output_hard && out > lim.client_output_hard) {
+      why = "limits.client_output_hard";
+    } else if (lim.client_output_soft && out > lim.client_output_soft) {
+      const uint64_t now = MonoMs();
+      if (!soft_since_ms_)
+        soft_since_ms_ = now;
+      else if (now - soft_since_ms_ >= uint64_t{lim.client_output_soft_seconds} * 1000)
+        why = "limits.client_output_soft";
+    } else {
+      soft_since_ms_ = 0;
+    }
+    if (why) {
+      w_.counters->closed_output_limit.Add(1);
+      w_.LogLimited("conn {} {}: {} bytes of unsent output are over {}: disconnecting the client",
+                    id_, peer_, out, why);
+      Close(why);
+      return;
+    }
+  }
+  if (lim.clients_memory && w_.client_bytes > lim.clients_memory) w_.OverClientsMemory();
+}
+
+void Connection::FlushNow() {
   if (closing_ == Closing::kNow) return;
   if (w_.pubsub) w_.pubsub->WakeOwed();
   if (w_.durable && !w_.durable->MayWrite(*this)) {

@@ -86,6 +86,12 @@ class Connection {
   // callbacks (WorkerContext::QueueWrite).
   void OnQueuedWrite();
   void Touch(uint64_t now_ms) { last_activity_ms_ = now_ms; }
+  // Bytes of client buffers this connection holds, as last counted.
+  uint64_t buffered_bytes() const { return accounted_; }
+  // Counts the memory this connection's buffers hold into the worker's sum
+  // and applies the normal-client output limits (limits.client_output_*):
+  // after every flush, and from the sweep for a client that does not read.
+  void Account();
 
  private:
   static void ReadCb(int fd, short what, void* arg);
@@ -98,6 +104,7 @@ class Connection {
   void PauseRead(bool pause);
 
   void StartLinger();
+  void FlushNow();
   enum class Closing { kNo, kAfterWrite, kLingering, kNow };
 
   WorkerContext& w_;
@@ -118,6 +125,8 @@ class Connection {
   bool eof_ = false;              // the peer finished sending
   uint64_t linger_until_ms_ = 0;  // lingering: the end of timeouts.lingering_time (monotonic)
   bool session_ended_ = false;    // EndSession ran
+  uint64_t accounted_ = 0;        // bytes counted in WorkerContext::client_bytes
+  uint64_t soft_since_ms_ = 0;    // output above limits.client_output_soft since (0 = not)
   Closing closing_ = Closing::kNo;
   // Owned by DurableReplies: the log position this connection's output
   // waits for (0 = none), and whether it is in the waiting list.

@@ -28,6 +28,12 @@ class Session {
   // close the connection when the protocol has a clean point to do so.
   virtual void OnDrain(Connection&) {}
   virtual void OnClose(Connection&) {}
+  // Which client class the connection is in now, for the memory limits
+  // (limits.client_output_*, limits.clients_memory): a normal client, a
+  // subscriber (the pubsub.output_* limits apply instead), or HTTP, whose
+  // output holds file segments rather than memory (only its input counts).
+  enum class Buffers { kNormal, kSubscriber, kHttp };
+  virtual Buffers buffers() const { return Buffers::kNormal; }
   // The inactivity limit that applies right now (0 = none), and what to do when it passes.
   virtual uint32_t TimeoutMs(const WorkerContext& w) const;
   virtual void OnTimeout(Connection& c);

@@ -75,6 +75,9 @@ class SubscriberSession : public Session, public PubSubClient, public PubSubPort
   uint32_t TimeoutMs(const WorkerContext& w) const override {
     return subscriptions() ? 0 : Session::TimeoutMs(w);
   }
+  Buffers buffers() const override {
+    return subscriptions() ? Buffers::kSubscriber : Buffers::kNormal;
+  }
   Connection& conn() override { return *conn_; }
 
   // PubSubPort

@@ -43,6 +43,37 @@ ptrdiff_t WorkerContext::QueueWrite(Connection* c) {
   return static_cast<ptrdiff_t>(pending_writes.size() - 1);
 }
 
+void WorkerContext::OverClientsMemory() {
+  if (clients_memory_armed || !clients_memory_ev) return;
+  clients_memory_armed = true;
+  event_active(clients_memory_ev, EV_TIMEOUT, 0);  // after this turn's callbacks
+}
+
+void WorkerContext::EnforceClientsMemory() {
+  clients_memory_armed = false;
+  const uint64_t cap = config->limits.clients_memory;
+  std::vector<std::pair<uint64_t, Connection*>> by_size;
+  uint64_t total = 0;
+  for (auto& [id, c] : conns) {
+    if (c->closing()) continue;
+    total += c->buffered_bytes();
+    if (c->buffered_bytes()) by_size.emplace_back(c->buffered_bytes(), c.get());
+  }
+  if (!cap || total <= cap) return;
+  std::sort(by_size.begin(), by_size.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first; });
+  for (const auto& [bytes, c] : by_size) {
+    if (total <= cap) break;
+    counters->closed_clients_memory.Add(1);
+    LogLimited(
+        "conn {} {}: client buffers of this worker total {} bytes, over "
+        "limits.clients_memory ({}): disconnecting the biggest ({} bytes)",
+        c->id(), c->peer(), total, cap, bytes);
+    c->Close("limits.clients_memory");
+    total -= bytes;
+  }
+}
+
 void WorkerContext::WritePending() {
   // A write may run a session (input that waited for the output to drain)
   // that queues output for others: appended, and written in this same pass.
@@ -120,6 +151,8 @@ class Worker {
     ctx_.reaper = reaper_.get();
     write_flush_.reset(event_new(base_.get(), -1, 0, WriteFlushCb, this));
     ctx_.write_flush = write_flush_.get();
+    clients_memory_.reset(event_new(base_.get(), -1, 0, ClientsMemoryCb, this));
+    ctx_.clients_memory_ev = clients_memory_.get();
     if (ctx_.config->persistence.enabled && ctx_.store) {
       log_ = std::make_unique<persist::LogWriter>(ctx_.config->persistence,
                                                   &ctx_.segment->header()->persist, ctx_.store);
@@ -393,6 +426,11 @@ class Worker {
     w->MaybeExit();
   }
 
+  static void ClientsMemoryCb(evutil_socket_t, short, void* arg) {
+    auto* w = static_cast<Worker*>(arg);
+    NoThrow("clients_memory", [w] { w->ctx_.EnforceClientsMemory(); });
+  }
+
   static void WriteFlushCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
     NoThrow("queued writes", [w] { w->ctx_.WritePending(); });
@@ -422,6 +460,11 @@ class Worker {
         continue;
       }
       if (c->closing()) continue;
+      // A client that does not read: its output limits are checked here too.
+      if (c->output_pending() > 0) {
+        c->Account();
+        if (c->closing()) continue;
+      }
       const uint32_t limit = c->session()->TimeoutMs(ctx);
       if (limit && c->last_activity_ms() + limit <= now) c->session()->OnTimeout(*c);
     }
@@ -450,7 +493,7 @@ class Worker {
   std::unique_ptr<CmdStatsRow> private_cmd_stats_ = std::make_unique<CmdStatsRow>();
   EventBasePtr base_;
   std::unique_ptr<PubSubHub> pubsub_;  // before base_ goes (its events live in it)
-  EventPtr reaper_, write_flush_, accept_retry_, sweep_, expire_;
+  EventPtr reaper_, write_flush_, clients_memory_, accept_retry_, sweep_, expire_;
   std::unique_ptr<persist::LogWriter> log_;
   std::unique_ptr<DurableReplies> durable_;  // after log_: goes first
   std::vector<Listener> listeners_;

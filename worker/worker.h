@@ -3,6 +3,7 @@
 // signal handling (SIGQUIT graceful, SIGTERM fast, SIGUSR1 reopen logs).
 #pragma once
 
+#include <spdlog/spdlog.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -15,6 +16,7 @@
 #include "shared/config.h"
 #include "shared/kv/kv.h"
 #include "shared/shm.h"
+#include "shared/util/clock.h"
 
 struct event_base;
 struct event;
@@ -76,6 +78,24 @@ struct WorkerContext {
   void WritePending();
 
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;
+  // The client buffers of this worker's connections (Connection::Account),
+  // and the end-of-turn pass that disconnects the biggest ones once the sum
+  // is over limits.clients_memory.
+  uint64_t client_bytes = 0;
+  event* clients_memory_ev = nullptr;
+  bool clients_memory_armed = false;
+  void OverClientsMemory();
+  void EnforceClientsMemory();
+  // A warning line at most once a second (an attack must not flood the log);
+  // the rest are only counted.
+  template <typename... Args>
+  void LogLimited(fmt::format_string<Args...> f, Args&&... args) {
+    const uint64_t now = MonoMs();
+    if (now - last_limit_log_ms < 1000) return;
+    last_limit_log_ms = now;
+    spdlog::warn(f, std::forward<Args>(args)...);
+  }
+  uint64_t last_limit_log_ms = 0;
   std::vector<uint64_t> dead;  // closed, freed from the loop (not inside their callbacks)
   event* reaper = nullptr;
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/integration/harness.h"
 
@@ -87,6 +88,84 @@ TEST_F(RobustTest, AMillionEmptyArgumentsAreATooBigRequest) {
   // The server is fine and answers the next client.
   Client d = Connect("resp");
   EXPECT_EQ(RespCall(d, {"PING"}), "+PONG");
+}
+
+// A counter of /_stats' totals ("closed_output_limit", ...).
+long StatsTotal(uint16_t http_port, const std::string& name) {
+  std::string out;
+  Sh("timeout 5 curl -s http://127.0.0.1:" + std::to_string(http_port) + "/_stats", &out);
+  const size_t totals = out.find("\"totals\"");
+  const size_t at = out.find("\"" + name + "\":", totals == std::string::npos ? 0 : totals);
+  return at == std::string::npos ? -1 : std::atol(out.c_str() + at + name.size() + 3);
+}
+
+// Fills the store with one ~900 KB value and returns MGET of it `n` times.
+std::vector<std::string> BigMget(Client& c, int n) {
+  EXPECT_EQ(RespCall(c, {"SET", "big", std::string(900 * 1024, 'v')}), "+OK");
+  std::vector<std::string> argv = {"MGET"};
+  for (int i = 0; i < n; i++) argv.push_back("big");
+  return argv;
+}
+
+// Clients that ask for big replies and never read them were unbounded:
+// eight of them held hundreds of MB. Past limits.client_output_hard a normal
+// client is disconnected (counted and logged).
+TEST_F(RobustTest, ClientThatDoesNotReadIsCutAtTheOutputHardLimit) {
+  Start("limits: {client_output_hard: 4m, client_output_soft: 0, clients_memory: 0}\n");
+  Client setup = Connect("resp");
+  const std::vector<std::string> mget = BigMget(setup, 16);  // a ~14 MB reply
+  Client greedy = Connect("resp");
+  ASSERT_TRUE(greedy.SendAll(Resp(mget)));
+  EXPECT_TRUE(greedy.WaitClosed(5000));
+  EXPECT_TRUE(WaitFor([&] { return StatsTotal(server_->Port("http"), "closed_output_limit") == 1; },
+                      5000, 20));
+  EXPECT_TRUE(server_->WaitLog("limits.client_output_hard"));
+  // A client that reads gets the same reply whole.
+  Client reader = Connect("resp");
+  ASSERT_TRUE(reader.SendAll(Resp({"MGET", "big", "big"})));
+  std::string reply;
+  EXPECT_TRUE(ReadReply(reader, &reply));
+  EXPECT_EQ(reply.size(), 2 * (900 * 1024 + 1) + 3);  // "[$v...,$v...]"
+}
+
+TEST_F(RobustTest, ClientOverTheSoftLimitForTooLongIsCut) {
+  Start(
+      "limits: {client_output_hard: 0, client_output_soft: 2m, client_output_soft_seconds: 1, "
+      "clients_memory: 0}\ntimeouts: {idle: 300s}\n");
+  Client setup = Connect("resp");
+  const std::vector<std::string> mget = BigMget(setup, 16);
+  Client slow = Connect("resp");
+  ASSERT_TRUE(slow.SendAll(Resp(mget)));
+  // Not reading (WaitClosed would read): the server's counter says when it cut.
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(WaitFor([&] { return StatsTotal(server_->Port("http"), "closed_output_limit") == 1; },
+                      5000, 20));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(900));
+  EXPECT_TRUE(server_->WaitLog("limits.client_output_soft"));
+}
+
+// All client buffers of a worker together stay under limits.clients_memory:
+// the biggest consumers go first, the others stay.
+TEST_F(RobustTest, ClientsMemoryCapDisconnectsTheBiggestFirst) {
+  Start(
+      "workers: 1\nlimits: {client_output_hard: 0, client_output_soft: 0, clients_memory: 16m}\n");
+  Client setup = Connect("resp");
+  const std::vector<std::string> big = BigMget(setup, 16);  // ~14 MB
+  std::vector<std::string> small = {"MGET", "big", "big"};  // ~1.8 MB
+  Client a = Connect("resp"), b = Connect("resp"), s1 = Connect("resp"), s2 = Connect("resp");
+  ASSERT_TRUE(s1.SendAll(Resp(small)));
+  ASSERT_TRUE(s2.SendAll(Resp(small)));
+  ASSERT_TRUE(a.SendAll(Resp(big)));
+  ASSERT_TRUE(b.SendAll(Resp(big)));
+  // Two big unread replies (less what the kernel took) are over 16 MB: one goes.
+  EXPECT_TRUE(WaitFor(
+      [&] { return StatsTotal(server_->Port("http"), "closed_clients_memory") >= 1; }, 5000, 20));
+  EXPECT_TRUE(a.WaitClosed(2000) || b.WaitClosed(2000));
+  // The small ones were not touched: they still get their replies.
+  std::string reply;
+  EXPECT_TRUE(ReadReply(s1, &reply));
+  EXPECT_TRUE(ReadReply(s2, &reply));
+  EXPECT_TRUE(server_->WaitLog("limits.clients_memory"));
 }
 
 // Active connections over every worker, from /_stats (the asking

@@ -48,10 +48,12 @@ uint32_t WorkersAlive(const WorkerContext& w) {
 
 void AppendCounters(std::string* o, const ProcCounters& p) {
   fmt::format_to(std::back_inserter(*o),
-                 "\"connections\":{{\"active\":{},\"total\":{},\"rejected\":{}}},"
+                 "\"connections\":{{\"active\":{},\"total\":{},\"rejected\":{},"
+                 "\"closed_output_limit\":{},\"closed_clients_memory\":{}}},"
                  "\"bytes\":{{\"in\":{},\"out\":{}}},\"requests\":{{",
                  p.conns_active.Get(), p.conns_total.Get(), p.conns_rejected.Get(),
-                 p.bytes_in.Get(), p.bytes_out.Get());
+                 p.closed_output_limit.Get(), p.closed_clients_memory.Get(), p.bytes_in.Get(),
+                 p.bytes_out.Get());
   for (uint32_t i = 0; i < kProtoCount; i++)
     fmt::format_to(std::back_inserter(*o), "{}\"{}\":{}", i ? "," : "", kProtoNames[i],
                    p.requests[i].Get());
@@ -303,6 +305,13 @@ std::string MetricsText(const WorkerContext& w) {
        &ProcCounters::conns_total},
       {"preforkd_connections_rejected_total", "counter",
        "Connections closed at accept (over a limit).", &ProcCounters::conns_rejected},
+      {"preforkd_connections_closed_output_limit_total", "counter",
+       "Normal clients disconnected for unsent output over limits.client_output_*.",
+       &ProcCounters::closed_output_limit},
+      {"preforkd_connections_closed_clients_memory_total", "counter",
+       "Clients disconnected because this worker's client buffers were over "
+       "limits.clients_memory.",
+       &ProcCounters::closed_clients_memory},
       {"preforkd_received_bytes_total", "counter", "Bytes read from clients.",
        &ProcCounters::bytes_in},
       {"preforkd_sent_bytes_total", "counter", "Bytes written to clients.",

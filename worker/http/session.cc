@@ -99,6 +99,8 @@ class HttpSession final : public Session {
     }
   }
 
+  Buffers buffers() const override { return Buffers::kHttp; }
+
   void OnDrain(Connection&) override {
     // The next response says "Connection: close"; an idle connection stays
     // until the drain timeout (closing it now races with a request in flight).
