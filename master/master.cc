@@ -122,7 +122,8 @@ struct Child {
   int counters = -1;
   uint64_t started_ms = 0;
   bool retiring = false;
-  uint64_t kill_at_ms = 0;  // retiring: SIGKILL after this
+  uint64_t kill_at_ms = 0;    // retiring: SIGKILL after this
+  bool stall_killed = false;  // the watchdog killed it (timeouts.worker_stall)
 };
 
 struct SlotState {
@@ -408,15 +409,7 @@ class Master {
       const Child c = *it;
       children_.erase(it);
       // The dead process' subscriptions go with it, whatever it was doing.
-      if (c.counters >= 0) {
-        try {
-          bus_.ReleaseOwner(c.counters);
-        } catch (const std::exception& e) {
-          spdlog::error("slot {}: releasing the subscriptions of worker {}: {}", c.slot, pid,
-                        e.what());
-        }
-      }
-      segment_.Release(c.counters);
+      ReleaseProcess(c.counters);
       const bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
       std::string how = WIFSIGNALED(status)
                             ? std::string("killed by signal ") + strsignal(WTERMSIG(status))
@@ -555,8 +548,53 @@ class Master {
                  generation_, cfg_.workers, old.size());
   }
 
+  // A reaped worker's counter entry goes back to the pool once its bus
+  // subscriptions are released. The master never blocks on the bus table
+  // lock: another worker may hold it, even be stopped (the watchdog kills
+  // that one; its death frees the lock), so a busy lock means "later".
+  void ReleaseProcess(int counters) {
+    if (counters < 0) return;
+    bool released = true;
+    try {
+      released = bus_.ReleaseOwner(counters, 50);
+    } catch (const std::exception& e) {
+      spdlog::error("releasing the bus subscriptions of counter entry {}: {}", counters, e.what());
+    }
+    if (!released) {
+      if (std::find(pending_release_.begin(), pending_release_.end(), counters) ==
+          pending_release_.end()) {
+        spdlog::warn(
+            "the bus table lock is busy: the subscriptions of a reaped worker are "
+            "released later");
+        pending_release_.push_back(counters);
+      }
+      return;
+    }
+    segment_.Release(counters);
+  }
+
   void Timers() {
     const uint64_t now = MonoMs();
+    if (!pending_release_.empty()) {
+      std::vector<int> retry;
+      retry.swap(pending_release_);
+      for (int counters : retry) ReleaseProcess(counters);
+    }
+    // The watchdog: a serving worker whose loop has not run for
+    // timeouts.worker_stall is killed (its slot respawns as after a crash).
+    const uint64_t stall = cfg_.timeouts.worker_stall_ms;
+    for (auto& c : children_) {
+      if (!stall || c.retiring || c.stall_killed || c.counters < 0) continue;
+      const uint64_t beat = segment_.proc(c.counters)->heartbeat_ms.load(std::memory_order_relaxed);
+      if (!beat || now <= beat || now - beat <= stall) continue;
+      spdlog::error(
+          "slot {}: worker {} has not run its event loop for {} ms (timeouts.worker_stall "
+          "is {} ms): killing it",
+          c.slot, c.pid, now - beat, stall);
+      kill(c.pid, SIGKILL);
+      c.stall_killed = true;
+      segment_.header()->workers_stalled.fetch_add(1, std::memory_order_relaxed);
+    }
     for (auto& c : children_) {
       if (c.retiring && c.kill_at_ms && now >= c.kill_at_ms) {
         spdlog::warn("slot {}: worker {} did not stop in time; killing it", c.slot, c.pid);
@@ -576,6 +614,11 @@ class Master {
       if (c.kill_at_ms) next = std::min(next, c.kill_at_ms);
     for (const auto& s : slots_)
       if (s.respawn_at_ms) next = std::min(next, s.respawn_at_ms);
+    // The watchdog's look at the heartbeats, and deferred releases.
+    if (cfg_.timeouts.worker_stall_ms && !children_.empty())
+      next = std::min<uint64_t>(
+          next, MonoMs() + std::min<uint64_t>(1000, cfg_.timeouts.worker_stall_ms / 2));
+    if (!pending_release_.empty()) next = std::min(next, MonoMs() + 100);
     // Snapshot triggers (log size, time, requests that came without a signal).
     if (cfg_.persistence.enabled && stopping_ == Stop::kNo) next = std::min(next, MonoMs() + 1000);
     itimerval it{};
@@ -756,6 +799,7 @@ class Master {
   bus::Bus bus_;
   std::vector<UniqueFd> wake_fds_;  // per worker slot, inherited by every worker
   std::vector<Child> children_;
+  std::vector<int> pending_release_;  // reaped counter entries whose bus release waits for the lock
   std::vector<SlotState> slots_;
   uint32_t generation_ = 1;
   pid_t master_pid_ = 0;

@@ -327,10 +327,32 @@ void Bus::RemoveSub(int32_t owner, std::string_view name, bool pattern, uint32_t
   }
 }
 
-void Bus::ReleaseOwner(int32_t owner) {
+void Bus::WithTableLockForTesting(const std::function<void()>& fn) {
   Lock l(h_, &h_->table_mu, true);
+  fn();
+}
+
+bool Bus::ReleaseOwner(int32_t owner, uint32_t wait_ms) {
+  timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += wait_ms / 1000;
+  until.tv_nsec += static_cast<long>(wait_ms % 1000) * 1'000'000;
+  if (until.tv_nsec >= 1'000'000'000) {
+    until.tv_sec++;
+    until.tv_nsec -= 1'000'000'000;
+  }
+  const int r = pthread_mutex_timedlock(&h_->table_mu, &until);
+  if (r == ETIMEDOUT) return false;
+  if (r == EOWNERDEAD) {
+    Recount(h_);
+    pthread_mutex_consistent(&h_->table_mu);
+  } else if (r != 0) {
+    throw std::runtime_error(std::string("bus: pthread_mutex_timedlock: ") + std::strerror(r));
+  }
   for (uint32_t i = 0; i < h_->table_size; i++)
     if (EntryAt(h_, i)->owner == owner) FreeEntry(h_, i);
+  pthread_mutex_unlock(&h_->table_mu);
+  return true;
 }
 
 namespace {

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -82,7 +83,10 @@ class Bus {
   // crashed worker never leaks counts. False: the table is full.
   bool AddSub(int32_t owner, std::string_view name, bool pattern, uint32_t n = 1);
   void RemoveSub(int32_t owner, std::string_view name, bool pattern, uint32_t n = 1);
-  void ReleaseOwner(int32_t owner);
+  // The master after reaping a worker: waits at most `wait_ms` for the table
+  // lock (another worker may hold it, even be stopped) and returns false
+  // without releasing when it could not take it; the caller retries later.
+  bool ReleaseOwner(int32_t owner, uint32_t wait_ms = 1000);
   // Clients that receive a message on `channel`: channel subscribers plus one
   // per matching pattern subscription (as Redis counts PUBLISH receivers).
   int64_t Receivers(std::string_view channel) const;
@@ -92,6 +96,8 @@ class Bus {
   std::vector<std::string> Channels(std::string_view pattern) const;
   // Entries in use (tests: nothing dangles).
   uint32_t UsedEntries() const;
+  // Tests: runs `fn` while this process holds the table lock.
+  void WithTableLockForTesting(const std::function<void()>& fn);
 
  private:
   BusHeader* h_ = nullptr;

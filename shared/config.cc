@@ -484,6 +484,10 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
                         [&](const YAML::Node& x, const std::string& kk) {
                           c.Millis(x, kk, 1, 3'600'000, &t.lingering_timeout_ms);
                         }},
+                       {"worker_stall",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Millis(x, kk, 0, 3'600'000, &t.worker_stall_ms);
+                        }},
                    });
            }},
           {"limits",

@@ -42,6 +42,9 @@ struct TimeoutsConf {
   // lingering_ms in all, and lingering_timeout_ms without data (0 = close at once).
   uint32_t lingering_ms = 30'000;
   uint32_t lingering_timeout_ms = 5'000;
+  // A worker whose loop has not run for this long (stuck, or stopped) is
+  // killed and respawned by the master (0 = no watchdog).
+  uint32_t worker_stall_ms = 10'000;
 };
 
 struct LimitsConf {

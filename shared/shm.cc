@@ -138,6 +138,7 @@ int Segment::Claim(int worker_slot, uint32_t generation) {
     p->worker_slot.store(worker_slot, std::memory_order_relaxed);
     p->generation.store(generation, std::memory_order_relaxed);
     p->started_ms.store(WallMs(), std::memory_order_relaxed);
+    p->heartbeat_ms.store(MonoMs(), std::memory_order_relaxed);
     std::memset(static_cast<void*>(cmd_stats(i)), 0, sizeof(CmdStatsRow));
     return static_cast<int>(i);
   }

@@ -46,7 +46,10 @@ struct alignas(64) ProcCounters {
   std::atomic<int32_t> worker_slot{-1};
   std::atomic<uint32_t> generation{0};
   std::atomic<uint64_t> started_ms{0};  // CLOCK_REALTIME ms
-  Counter conns_active;                 // gauge
+  // CLOCK_MONOTONIC ms the worker's loop last ran its timers (and what
+  // blocks it on purpose, SAVE, bumps): the master's watchdog reads it.
+  std::atomic<uint64_t> heartbeat_ms{0};
+  Counter conns_active;  // gauge
   Counter conns_total;
   Counter conns_rejected;  // closed at accept: over a connection limit
   Counter bytes_in, bytes_out;
@@ -116,10 +119,11 @@ struct alignas(64) ShmHeader {
   uint64_t master_started_ms;
   std::atomic<uint64_t> reloads{0};
   std::atomic<int64_t> conns_active_total{
-      0};                                 // all workers; the master corrects it for dead workers
-  std::atomic<uint64_t> next_conn_id{1};  // connection ids, unique over all workers
-  std::atomic<uint32_t> stopping{0};      // set before SIGQUIT on a stop (not a reload)
-  ProcCounters retired;                   // counters of reaped processes, summed by the master
+      0};                                    // all workers; the master corrects it for dead workers
+  std::atomic<uint64_t> next_conn_id{1};     // connection ids, unique over all workers
+  std::atomic<uint32_t> stopping{0};         // set before SIGQUIT on a stop (not a reload)
+  std::atomic<uint64_t> workers_stalled{0};  // killed by the watchdog (timeouts.worker_stall)
+  ProcCounters retired;                      // counters of reaped processes, summed by the master
   PersistShared persist;
 };
 

@@ -46,6 +46,7 @@ CommandEnv MakeCommandEnv(WorkerContext& w, const ListenerConf& l, ProtoIndex pr
   env.commands_processed =
       w.counters && proto != kProtoHttp ? &w.counters->requests[proto] : nullptr;
   env.cmd_stats = w.cmd_stats;
+  env.heartbeat_ms = w.counters ? &w.counters->heartbeat_ms : nullptr;
   env.segment = w.segment && w.segment->valid() ? w.segment : nullptr;
   if (w.log) {
     env.persist = &w.segment->header()->persist;

@@ -445,6 +445,7 @@ class Worker {
     Worker* w = this;
     auto& ctx = ctx_;
     const uint64_t now = MonoMs();
+    ctx.counters->heartbeat_ms.store(now, std::memory_order_relaxed);
     if (ctx.draining && now >= w->drain_deadline_ms_) {
       EndDrain();
       return;

@@ -116,6 +116,9 @@ struct CommandEnv {
   PersistShared* persist = nullptr;
   const persist::LogWriter* log = nullptr;
   int master_pid = 0;  // where SAVE/BGSAVE signal
+  // This process' heartbeat (shm.h ProcCounters): SAVE, which holds the
+  // worker until the snapshot is done, keeps it fresh for the watchdog.
+  std::atomic<uint64_t>* heartbeat_ms = nullptr;
 };
 
 // Command flags (the names COMMAND reports are Redis').

@@ -5,6 +5,7 @@
 
 #include "shared/cmd/internal.h"
 #include "shared/persist/persist.h"
+#include "shared/util/clock.h"
 
 namespace pf {
 
@@ -42,6 +43,7 @@ void CmdSave(CommandCtx& c) {
   for (int i = 0; i < 60'000 && ps->served_requests.load() < ticket; ++i) {
     if (i % 100 == 0 && c.env.master_pid > 0 && kill(c.env.master_pid, 0) != 0)
       break;  // master gone
+    if (i % 100 == 0 && c.env.heartbeat_ms) c.env.heartbeat_ms->store(MonoMs());
     timespec ts{0, 1'000'000};
     nanosleep(&ts, nullptr);
   }

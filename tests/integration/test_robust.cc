@@ -4,6 +4,7 @@
 // whole, not be thrown away by a TCP reset: the close lingers, reading and
 // dropping input for a bounded time.
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
 #include <string>
@@ -90,6 +91,14 @@ TEST_F(RobustTest, AMillionEmptyArgumentsAreATooBigRequest) {
   EXPECT_EQ(RespCall(d, {"PING"}), "+PONG");
 }
 
+// A top-level number of /_stats ("workers_stalled").
+long StatsTotalTop(uint16_t http_port, const std::string& name) {
+  std::string out;
+  Sh("timeout 5 curl -s http://127.0.0.1:" + std::to_string(http_port) + "/_stats", &out);
+  const size_t at = out.find("\"" + name + "\":");
+  return at == std::string::npos ? -1 : std::atol(out.c_str() + at + name.size() + 3);
+}
+
 // A counter of /_stats' totals ("closed_output_limit", ...).
 long StatsTotal(uint16_t http_port, const std::string& name) {
   std::string out;
@@ -166,6 +175,44 @@ TEST_F(RobustTest, ClientsMemoryCapDisconnectsTheBiggestFirst) {
   EXPECT_TRUE(ReadReply(s1, &reply));
   EXPECT_TRUE(ReadReply(s2, &reply));
   EXPECT_TRUE(server_->WaitLog("limits.clients_memory"));
+}
+
+// A worker that stops running its loop (here SIGSTOP) used to keep its share
+// of new connections queued forever. The master's watchdog kills it after
+// timeouts.worker_stall and the slot respawns.
+TEST_F(RobustTest, WatchdogReplacesAStoppedWorker) {
+  Start("timeouts: {worker_stall: 1s}\n");
+  const auto before = server_->ActiveWorkers();
+  ASSERT_EQ(before.size(), 2u);
+  const pid_t stuck = before[1].pid;
+  ASSERT_EQ(kill(stuck, SIGSTOP), 0);
+  EXPECT_TRUE(server_->WaitLog("has not run its event loop", 6000));
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(stuck); }, 6000, 20));
+  EXPECT_TRUE(WaitFor([&] { return server_->GenerationUp(2, {stuck}); }, 6000, 20));
+  EXPECT_EQ(StatsTotalTop(server_->Port("http"), "workers_stalled"), 1);
+  // Both slots serve again.
+  for (int i = 0; i < 8; i++) {
+    Client c = Connect("resp");
+    EXPECT_EQ(RespCall(c, {"PING"}), "+PONG");
+  }
+}
+
+// Workers that serve (a pipeline of writes, then SAVE, which holds the loop
+// until the snapshot is written and keeps the heartbeat fresh meanwhile) are
+// left alone.
+TEST_F(RobustTest, WatchdogLeavesServingWorkersAlone) {
+  Start("timeouts: {worker_stall: 1s}\npersistence: {dir: data}\n");
+  const auto before = server_->ActiveWorkers();
+  Client c = Connect("resp");
+  for (int i = 0; i < 2000; i++)
+    ASSERT_TRUE(c.SendAll(Resp({"SET", "k" + std::to_string(i), std::string(1000, 'x')})));
+  for (int i = 0; i < 2000; i++) {
+    std::string r;
+    ASSERT_TRUE(ReadReply(c, &r));
+  }
+  EXPECT_EQ(RespCall(c, {"SAVE"}), "+OK");
+  EXPECT_EQ(StatsTotalTop(server_->Port("http"), "workers_stalled"), 0);
+  EXPECT_TRUE(server_->GenerationUp(2));
 }
 
 // Active connections over every worker, from /_stats (the asking

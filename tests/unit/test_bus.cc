@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "shared/bus.h"
 #include "shared/config.h"
@@ -245,6 +247,27 @@ TEST_F(BusTest, ConcurrentReaderNeverSeesAnOverwrittenSlot) {
   int st;
   waitpid(pid, &st, 0);
   EXPECT_GT(ok, 0u);
+}
+
+// The master releases a reaped worker's subscriptions without ever waiting
+// long for the table lock: another worker may hold it, even be stopped.
+TEST_F(BusTest, ReleaseOwnerGivesUpWhileTheTableLockIsHeld) {
+  Make(64);
+  ASSERT_TRUE(bus_.AddSub(3, "held", false));
+  bool released = true;
+  std::thread other;
+  bus_.WithTableLockForTesting([&] {
+    other = std::thread([&] {
+      const auto t0 = std::chrono::steady_clock::now();
+      released = bus_.ReleaseOwner(3, 50);
+      EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+    });
+    other.join();
+  });
+  EXPECT_FALSE(released);
+  EXPECT_EQ(bus_.NumSub("held"), 1);
+  EXPECT_TRUE(bus_.ReleaseOwner(3, 50));  // free now
+  EXPECT_EQ(bus_.NumSub("held"), 0);
 }
 
 }  // namespace

@@ -246,14 +246,18 @@ std::string HealthJson(const WorkerContext& w) {
 
 std::string StatsJson(const WorkerContext& w) {
   std::string o;
-  fmt::format_to(std::back_inserter(o), "{{\"uptime_s\":{},\"reloads\":{},\"workers\":[",
-                 UptimeS(w), w.segment->header()->reloads.load(std::memory_order_relaxed));
+  fmt::format_to(std::back_inserter(o),
+                 "{{\"uptime_s\":{},\"reloads\":{},\"workers_stalled\":{},\"workers\":[",
+                 UptimeS(w), w.segment->header()->reloads.load(std::memory_order_relaxed),
+                 w.segment->header()->workers_stalled.load(std::memory_order_relaxed));
   bool first = true;
   ForEachLive(w, [&](const ProcCounters& p) {
-    fmt::format_to(std::back_inserter(o), "{}{{\"slot\":{},\"pid\":{},\"generation\":{},",
+    const uint64_t beat = p.heartbeat_ms.load(std::memory_order_relaxed), now = MonoMs();
+    fmt::format_to(std::back_inserter(o),
+                   "{}{{\"slot\":{},\"pid\":{},\"generation\":{},\"heartbeat_age_ms\":{},",
                    first ? "" : ",", p.worker_slot.load(std::memory_order_relaxed),
                    p.pid.load(std::memory_order_relaxed),
-                   p.generation.load(std::memory_order_relaxed));
+                   p.generation.load(std::memory_order_relaxed), now > beat ? now - beat : 0);
     AppendCounters(&o, p);
     o.append("}");
     first = false;
@@ -289,6 +293,10 @@ std::string MetricsText(const WorkerContext& w) {
   head("preforkd_reloads_total", "counter", "Configuration reloads (SIGHUP) applied.");
   fmt::format_to(out, "preforkd_reloads_total {}\n",
                  w.segment->header()->reloads.load(std::memory_order_relaxed));
+  head("preforkd_workers_stalled_total", "counter",
+       "Workers killed by the watchdog (timeouts.worker_stall).");
+  fmt::format_to(out, "preforkd_workers_stalled_total {}\n",
+                 w.segment->header()->workers_stalled.load(std::memory_order_relaxed));
   head("preforkd_workers_alive", "gauge", "Worker processes running (including draining ones).");
   fmt::format_to(out, "preforkd_workers_alive {}\n", live.size());
 
