@@ -75,25 +75,6 @@ std::vector<int> MasterSignals() {
   return {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGALRM, persist::SnapshotSignal()};
 }
 
-bool WritePidfile(const std::string& path, pid_t pid, std::string* err) {
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream o(tmp, std::ios::trunc);
-    o << pid << '\n';
-    if (!o) {
-      *err = "cannot write " + tmp + ": " + std::strerror(errno);
-      return false;
-    }
-  }
-  if (rename(tmp.c_str(), path.c_str()) != 0) {
-    *err = "cannot rename " + tmp + ": " + std::strerror(errno);
-    return false;
-  }
-  return true;
-}
-
 // The pid written in `path`, or 0.
 pid_t PidfilePid(const std::string& path) {
   std::ifstream in(path);
@@ -102,17 +83,52 @@ pid_t PidfilePid(const std::string& path) {
   return static_cast<pid_t>(pid);
 }
 
-// The pid in `path` if that process is alive and is a preforkd (named
-// preforkd*, or like this process: the binary may be installed renamed); else 0.
-pid_t RunningPid(const std::string& path) {
-  const pid_t pid = PidfilePid(path);
-  if (pid == 0) return 0;
-  if (kill(pid, 0) != 0 && errno == ESRCH) return 0;
-  std::ifstream comm("/proc/" + std::to_string(pid) + "/comm"), self("/proc/self/comm");
-  std::string name, own;
-  comm >> name;
-  self >> own;
-  return name.rfind("preforkd", 0) == 0 || (!own.empty() && name == own) ? pid : 0;
+// The pidfile is also the lock that says a master of this config runs: it
+// is held (flock) for the master's life, so a start cannot pass while
+// another runs, two starts cannot both pass, and a dead master (even a
+// zombie that nobody reaps, or a pid reused by another program) never
+// blocks a start. The pid is written in place, under the lock.
+bool LockPidfile(const std::string& path, UniqueFd* out, std::string* err) {
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  // A master that exits unlinks the file while it still holds the lock; a
+  // start that opened the old file then locks an unlinked inode. So the
+  // lock counts only if the path still names the locked file.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    UniqueFd fd(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (!fd) {
+      *err = "cannot open the pidfile " + path + ": " + std::strerror(errno);
+      return false;
+    }
+    if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno != EWOULDBLOCK) {
+        *err = "cannot lock the pidfile " + path + ": " + std::strerror(errno);
+        return false;
+      }
+      *err = "preforkd is already running (pid " + std::to_string(PidfilePid(path)) + ", pidfile " +
+             path + ")";
+      return false;
+    }
+    struct stat held {
+    }, named{};
+    if (fstat(fd.get(), &held) == 0 && stat(path.c_str(), &named) == 0 &&
+        held.st_dev == named.st_dev && held.st_ino == named.st_ino) {
+      *out = std::move(fd);
+      return true;
+    }
+  }
+  *err = "cannot lock the pidfile " + path + ": it keeps being replaced";
+  return false;
+}
+
+bool WritePidfile(int fd, const std::string& path, pid_t pid, std::string* err) {
+  const std::string text = std::to_string(pid) + "\n";
+  if (ftruncate(fd, 0) != 0 ||
+      pwrite(fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
+    *err = "cannot write the pidfile " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
 }
 
 struct Child {
@@ -137,11 +153,7 @@ class Master {
 
   // Steps that can fail with a user-facing reason, in the starting process.
   bool Prepare(std::string* err) {
-    if (pid_t running = RunningPid(cfg_.pidfile)) {
-      *err = "preforkd is already running (pid " + std::to_string(running) + ", pidfile " +
-             cfg_.pidfile + ")";
-      return false;
-    }
+    if (!LockPidfile(cfg_.pidfile, &pid_lock_, err)) return false;
     if (!cfg_.user.empty() && !ResolveUser(err)) return false;
     if (!sockets_.Apply(cfg_, err)) return false;
     return true;
@@ -186,7 +198,7 @@ class Master {
       Report(err);
       return 1;
     }
-    if (!WritePidfile(cfg_.pidfile, master_pid_, &err)) {
+    if (!WritePidfile(pid_lock_.get(), cfg_.pidfile, master_pid_, &err)) {
       Report(err);
       return 1;
     }
@@ -313,6 +325,7 @@ class Master {
 
   int ChildMain(const WorkerStart& ws) {
     ready_fd_.Reset();  // the starting process waits for EOF on it
+    pid_lock_.Reset();  // the lock is the master's alone
     char name[16];
     snprintf(name, sizeof name, "preforkd-w%d", ws.slot);
     prctl(PR_SET_NAME, name);
@@ -725,6 +738,7 @@ class Master {
     prctl(PR_SET_NAME, "preforkd-snap");
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     ready_fd_.Reset();
+    pid_lock_.Reset();
     sockets_.CloseAll();
     log::SetRole("snapshot");
     const uint64_t t0 = MonoMs();
@@ -804,6 +818,7 @@ class Master {
   uint32_t generation_ = 1;
   pid_t master_pid_ = 0;
   UniqueFd ready_fd_;
+  UniqueFd pid_lock_;  // the pidfile, locked for the master's life (LockPidfile)
   uid_t uid_ = static_cast<uid_t>(-1);
   gid_t gid_ = static_cast<gid_t>(-1);
   Stop stopping_ = Stop::kNo;

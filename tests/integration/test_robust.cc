@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -213,6 +214,73 @@ TEST_F(RobustTest, WatchdogLeavesServingWorkersAlone) {
   EXPECT_EQ(RespCall(c, {"SAVE"}), "+OK");
   EXPECT_EQ(StatsTotalTop(server_->Port("http"), "workers_stalled"), 0);
   EXPECT_TRUE(server_->GenerationUp(2));
+}
+
+// The pid in a pidfile, 0 if none.
+pid_t PidIn(const std::string& pidfile) {
+  std::ifstream in(pidfile);
+  long pid = 0;
+  return in >> pid ? static_cast<pid_t>(pid) : 0;
+}
+
+// Stops a master this test started in the background (by the pid it wrote).
+void StopDaemon(const std::string& pidfile) {
+  const pid_t pid = PidIn(pidfile);
+  ASSERT_GT(pid, 1);
+  kill(pid, SIGTERM);
+  EXPECT_TRUE(WaitFor([&] { return !ProcessAlive(pid); }, 10000, 20));
+}
+
+// Two starts of one config at the same time: the pidfile lock lets exactly
+// one through.
+TEST_F(RobustTest, TwoConcurrentStartsOneWins) {
+  Start();
+  const std::string conf = server_->dir() + "/second.yaml";
+  const std::string pidfile = server_->dir() + "/second.pid";
+  {
+    std::ofstream out(conf);
+    out << "workers: 1\npidfile: " << pidfile << "\nlogging: {error_log: " << server_->dir()
+        << "/second.log}\nlisteners:\n"
+        << ListenerYaml("e", "echo");
+  }
+  RunResult a, b;
+  std::thread ta([&] { a = RunBinary({"-c", conf}); });
+  std::thread tb([&] { b = RunBinary({"-c", conf}); });
+  ta.join();
+  tb.join();
+  EXPECT_EQ((a.exit_code == 0) + (b.exit_code == 0), 1) << a.output << "\n" << b.output;
+  const std::string& loser = a.exit_code == 0 ? b.output : a.output;
+  EXPECT_NE(loser.find("already running"), std::string::npos) << loser;
+  StopDaemon(pidfile);
+}
+
+// A master killed with SIGKILL whose parent never reaps it stays a zombie
+// holding its pid (no init in a container). It must not block a start.
+TEST_F(RobustTest, AZombieMasterDoesNotBlockAStart) {
+  Start();
+  const pid_t old_master = server_->pid();
+  const std::vector<pid_t> workers = server_->WorkerPids();
+  ASSERT_EQ(kill(old_master, SIGKILL), 0);  // not reaped: the harness is its parent
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        for (pid_t w : workers)
+          if (ProcessAlive(w)) return false;
+        return true;
+      },
+      5000, 20));
+  ASSERT_FALSE(ProcessAlive(old_master));  // a zombie: ProcessAlive says no
+  ASSERT_EQ(PidIn(server_->pidfile_path()), old_master);
+  const RunResult r = RunBinary({"-c", server_->config_path()});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::string status;
+  EXPECT_EQ(Sh("timeout 10 " + SourceRoot() + "/tools/preforkctl -c " + server_->config_path() +
+                   " status",
+               &status),
+            0)
+      << status;
+  EXPECT_NE(status.find("pid " + std::to_string(PidIn(server_->pidfile_path()))), std::string::npos)
+      << status;
+  if (r.exit_code == 0) StopDaemon(server_->pidfile_path());
 }
 
 // Active connections over every worker, from /_stats (the asking
