@@ -11,6 +11,7 @@
 #include <set>
 #include <stdexcept>
 #include <type_traits>
+#include <unordered_map>
 
 #include "shared/util/glob.h"
 #include "shared/util/hash.h"
@@ -37,14 +38,20 @@ struct SlotHdr {
 };
 static_assert(sizeof(SlotHdr) == 32);
 
+// What a table entry counts: subscriptions to a channel or to a pattern,
+// or (kAddress) the subscriptions held by the clients of one address, whose
+// name is the address' keyed hash (AddressKey).
+enum EntryKind : uint8_t { kChannel = 0, kPattern = 1, kAddress = 2 };
+
 struct Entry {
   int32_t owner;   // kEmpty, kTomb, or a process' counter entry
   uint32_t count;  // subscriptions of that process to this name
   uint32_t hash;
   uint16_t len;
-  uint8_t pattern;
+  uint8_t kind;  // EntryKind
   uint8_t pad;
-  char name[1];  // max_channel_bytes in the segment
+  uint32_t pat_pos;  // kPattern: this entry's place in the pattern list
+  char name[1];      // max_channel_bytes in the segment
 };
 
 }  // namespace
@@ -63,8 +70,13 @@ struct BusHeader {
   // The subscription table. An entry's owner is written last when it is
   // taken and first when it is freed; the derived pattern_entries/used counts
   // are recounted on EOWNERDEAD before the mutex is marked consistent.
+  // The pattern list holds the indexes of the kPattern entries, so PUBLISH
+  // copies the patterns without walking the table; pattern_gen changes
+  // whenever a pattern's subscriptions change (PatternCache).
   pthread_mutex_t table_mu;
   uint32_t pattern_entries, used_entries;
+  uint64_t patlist_off;
+  uint64_t pattern_gen;
   alignas(64) std::atomic<uint64_t> head;
   alignas(64) std::atomic<uint32_t> pending[kMaxWakeSlots];
 };
@@ -79,6 +91,10 @@ SlotHdr* SlotAt(BusHeader* h, uint64_t seq) {
 Entry* EntryAt(BusHeader* h, uint32_t i) {
   return reinterpret_cast<Entry*>(reinterpret_cast<char*>(h) + h->table_off +
                                   static_cast<uint64_t>(i) * h->entry_bytes);
+}
+
+uint32_t* PatList(BusHeader* h) {
+  return reinterpret_cast<uint32_t*>(reinterpret_cast<char*>(h) + h->patlist_off);
 }
 
 uint32_t SlotBytes(const Sizes& c) {
@@ -100,14 +116,19 @@ void InitRobust(pthread_mutex_t* m) {
 
 void Recount(BusHeader* h) {
   uint32_t used = 0, pats = 0;
+  uint32_t* list = PatList(h);
   for (uint32_t i = 0; i < h->table_size; i++) {
-    const Entry* e = EntryAt(h, i);
+    Entry* e = EntryAt(h, i);
     if (e->owner < 0) continue;
     used++;
-    if (e->pattern) pats++;
+    if (e->kind == kPattern) {
+      e->pat_pos = pats;
+      list[pats++] = i;
+    }
   }
   h->used_entries = used;
   h->pattern_entries = pats;
+  h->pattern_gen++;
 }
 
 class Lock {
@@ -130,14 +151,23 @@ class Lock {
   pthread_mutex_t* m_;
 };
 
-uint32_t HashName(const BusHeader* h, std::string_view name, bool pattern) {
-  const uint64_t v = SipHash13(h->seed0, h->seed1 ^ (pattern ? 1 : 0), name.data(), name.size());
+uint32_t HashName(const BusHeader* h, std::string_view name, uint8_t kind) {
+  const uint64_t v = SipHash13(h->seed0, h->seed1 ^ kind, name.data(), name.size());
   return static_cast<uint32_t>(v ^ (v >> 32));
 }
 
-bool Same(const Entry* e, uint32_t hash, std::string_view name, bool pattern) {
-  return e->hash == hash && e->pattern == (pattern ? 1 : 0) && e->len == name.size() &&
+uint8_t KindOf(bool pattern) { return pattern ? kPattern : kChannel; }
+
+bool Same(const Entry* e, uint32_t hash, std::string_view name, uint8_t kind) {
+  return e->hash == hash && e->kind == kind && e->len == name.size() &&
          std::memcmp(e->name, name.data(), name.size()) == 0;
+}
+
+// An address as an entry name: 8 bytes of keyed hash, so any address fits
+// however small max_channel_bytes is.
+std::string AddressKey(const BusHeader* h, std::string_view address) {
+  const uint64_t v = SipHash13(h->seed1, h->seed0, address.data(), address.size());
+  return std::string(reinterpret_cast<const char*>(&v), sizeof v);
 }
 
 std::string_view NameOf(const Entry* e) { return std::string_view(e->name, e->len); }
@@ -147,7 +177,8 @@ std::string_view NameOf(const Entry* e) { return std::string_view(e->name, e->le
 uint64_t Bus::RegionBytes(const Sizes& c) {
   const uint64_t ring_off = AlignUp(sizeof(BusHeader), 4096);
   const uint64_t table_off = AlignUp(ring_off + uint64_t{c.ring_slots} * SlotBytes(c), 64);
-  return AlignUp(table_off + uint64_t{c.table_size} * EntryBytes(c), 4096);
+  const uint64_t patlist_off = AlignUp(table_off + uint64_t{c.table_size} * EntryBytes(c), 64);
+  return AlignUp(patlist_off + uint64_t{c.table_size} * sizeof(uint32_t), 4096);
 }
 
 bool Bus::Format(void* base, uint64_t size, const Sizes& c, std::string* err) {
@@ -165,6 +196,8 @@ bool Bus::Format(void* base, uint64_t size, const Sizes& c, std::string* err) {
   h->entry_bytes = EntryBytes(c);
   h->ring_off = AlignUp(sizeof(BusHeader), 4096);
   h->table_off = AlignUp(h->ring_off + uint64_t{c.ring_slots} * h->slot_bytes, 64);
+  h->patlist_off = AlignUp(h->table_off + uint64_t{c.table_size} * h->entry_bytes, 64);
+  h->pattern_gen = 0;
   uint64_t seed[2] = {0x736f6d6570736575ull, 0x646f72616e646f6dull};
   if (getrandom(seed, sizeof seed, 0) != sizeof seed) { /* keep the fixed seed */
   }
@@ -251,52 +284,89 @@ void Bus::ClearPending(uint32_t slot) {
   if (slot < kMaxWakeSlots) h_->pending[slot].store(0, std::memory_order_seq_cst);
 }
 
-bool Bus::AddSub(int32_t owner, std::string_view name, bool pattern, uint32_t n) {
-  if (owner < 0 || name.size() > h_->max_channel_bytes) return false;
-  const uint32_t hash = HashName(h_, name, pattern);
-  Lock l(h_, &h_->table_mu, true);
-  const uint32_t size = h_->table_size;
+namespace {
+
+// The entry `owner` holds for (name, kind), or a new one (count 0) taken for
+// it; nullptr when the table is full. *idx: its index.
+Entry* FindOrTake(BusHeader* h, int32_t owner, uint32_t hash, std::string_view name, uint8_t kind,
+                  uint32_t* idx) {
+  const uint32_t size = h->table_size;
   int64_t free_at = -1;
   for (uint32_t i = 0; i < size; i++) {
-    const uint32_t idx = (hash + i) % size;
-    Entry* e = EntryAt(h_, idx);
+    const uint32_t at = (hash + i) % size;
+    Entry* e = EntryAt(h, at);
     if (e->owner == kEmpty) {
-      if (free_at < 0) free_at = idx;
+      if (free_at < 0) free_at = at;
       break;
     }
     if (e->owner == kTomb) {
-      if (free_at < 0) free_at = idx;
+      if (free_at < 0) free_at = at;
       continue;
     }
-    if (e->owner == owner && Same(e, hash, name, pattern)) {
-      e->count += n;
-      return true;
+    if (e->owner == owner && Same(e, hash, name, kind)) {
+      *idx = at;
+      return e;
     }
   }
-  if (free_at < 0) return false;
-  Entry* e = EntryAt(h_, static_cast<uint32_t>(free_at));
-  e->count = n;
+  if (free_at < 0) return nullptr;
+  *idx = static_cast<uint32_t>(free_at);
+  Entry* e = EntryAt(h, *idx);
+  e->count = 0;
   e->hash = hash;
   e->len = static_cast<uint16_t>(name.size());
-  e->pattern = pattern ? 1 : 0;
+  e->kind = kind;
   std::memcpy(e->name, name.data(), name.size());
+  if (kind == kPattern) {
+    e->pat_pos = h->pattern_entries;
+    PatList(h)[h->pattern_entries++] = *idx;
+  }
   std::atomic_thread_fence(std::memory_order_release);
   e->owner = owner;
-  h_->used_entries++;
-  if (pattern) h_->pattern_entries++;
-  return true;
+  h->used_entries++;
+  return e;
 }
 
-namespace {
+// The entry `owner` holds for (name, kind), or nullptr.
+Entry* FindOwn(BusHeader* h, int32_t owner, uint32_t hash, std::string_view name, uint8_t kind,
+               uint32_t* idx) {
+  const uint32_t size = h->table_size;
+  for (uint32_t i = 0; i < size; i++) {
+    const uint32_t at = (hash + i) % size;
+    Entry* e = EntryAt(h, at);
+    if (e->owner == kEmpty) return nullptr;
+    if (e->owner == owner && Same(e, hash, name, kind)) {
+      *idx = at;
+      return e;
+    }
+  }
+  return nullptr;
+}
+
+// Subscriptions to (name, kind) over all owners; the table lock is held.
+int64_t SumLocked(BusHeader* h, uint32_t hash, std::string_view name, uint8_t kind) {
+  int64_t n = 0;
+  const uint32_t size = h->table_size;
+  for (uint32_t i = 0; i < size; i++) {
+    const Entry* e = EntryAt(h, (hash + i) % size);
+    if (e->owner == kEmpty) break;
+    if (e->owner >= 0 && Same(e, hash, name, kind)) n += e->count;
+  }
+  return n;
+}
 
 // Frees entry `idx`; when the entry after it ends the chain, the trailing
 // tombstones become empty again so chains do not only grow.
 void FreeEntry(BusHeader* h, uint32_t idx) {
   Entry* e = EntryAt(h, idx);
-  const bool pattern = e->pattern;
+  if (e->kind == kPattern) {
+    uint32_t* list = PatList(h);
+    const uint32_t last = list[--h->pattern_entries];
+    list[e->pat_pos] = last;
+    EntryAt(h, last)->pat_pos = e->pat_pos;
+    h->pattern_gen++;
+  }
   e->owner = kTomb;
   h->used_entries--;
-  if (pattern) h->pattern_entries--;
   const uint32_t size = h->table_size;
   if (EntryAt(h, (idx + 1) % size)->owner != kEmpty) return;
   for (uint32_t i = 0; i < size; i++) {
@@ -306,25 +376,64 @@ void FreeEntry(BusHeader* h, uint32_t idx) {
   }
 }
 
+// One subscription less on entry `idx`.
+void Decrement(BusHeader* h, uint32_t idx) {
+  Entry* e = EntryAt(h, idx);
+  if (e->count > 1) {
+    e->count--;
+    if (e->kind == kPattern) h->pattern_gen++;
+  } else {
+    FreeEntry(h, idx);
+  }
+}
+
 }  // namespace
 
-void Bus::RemoveSub(int32_t owner, std::string_view name, bool pattern, uint32_t n) {
-  if (name.size() > h_->max_channel_bytes) return;
-  const uint32_t hash = HashName(h_, name, pattern);
+AddStatus Bus::AddSub(int32_t owner, std::string_view name, bool pattern, std::string_view address,
+                      uint32_t address_limit) {
+  if (owner < 0 || name.size() > h_->max_channel_bytes) return AddStatus::kTableFull;
+  const uint8_t kind = KindOf(pattern);
+  const uint32_t hash = HashName(h_, name, kind);
+  const std::string akey = address.empty() ? std::string() : AddressKey(h_, address);
+  const uint32_t ahash = address.empty() ? 0 : HashName(h_, akey, kAddress);
   Lock l(h_, &h_->table_mu, true);
-  const uint32_t size = h_->table_size;
-  for (uint32_t i = 0; i < size; i++) {
-    const uint32_t idx = (hash + i) % size;
-    Entry* e = EntryAt(h_, idx);
-    if (e->owner == kEmpty) return;
-    if (e->owner != owner || !Same(e, hash, name, pattern)) continue;
-    if (e->count > n) {
-      e->count -= n;
-    } else {
-      FreeEntry(h_, idx);
-    }
-    return;
+  uint32_t aidx = 0, idx = 0;
+  Entry* a = nullptr;
+  if (!address.empty()) {
+    if (address_limit > 0 && SumLocked(h_, ahash, akey, kAddress) >= address_limit)
+      return AddStatus::kAddressFull;
+    a = FindOrTake(h_, owner, ahash, akey, kAddress, &aidx);
+    if (!a) return AddStatus::kTableFull;
   }
+  Entry* e = FindOrTake(h_, owner, hash, name, kind, &idx);
+  if (!e) {
+    if (a && a->count == 0) FreeEntry(h_, aidx);
+    return AddStatus::kTableFull;
+  }
+  e->count++;
+  if (pattern) h_->pattern_gen++;
+  if (a) a->count++;
+  return AddStatus::kOk;
+}
+
+void Bus::RemoveSub(int32_t owner, std::string_view name, bool pattern, std::string_view address) {
+  if (name.size() > h_->max_channel_bytes) return;
+  const uint8_t kind = KindOf(pattern);
+  const uint32_t hash = HashName(h_, name, kind);
+  const std::string akey = address.empty() ? std::string() : AddressKey(h_, address);
+  const uint32_t ahash = address.empty() ? 0 : HashName(h_, akey, kAddress);
+  Lock l(h_, &h_->table_mu, true);
+  uint32_t idx = 0;
+  if (!FindOwn(h_, owner, hash, name, kind, &idx)) return;
+  Decrement(h_, idx);
+  if (!address.empty() && FindOwn(h_, owner, ahash, akey, kAddress, &idx)) Decrement(h_, idx);
+}
+
+int64_t Bus::AddressSubs(std::string_view address) const {
+  const std::string akey = AddressKey(h_, address);
+  const uint32_t ahash = HashName(h_, akey, kAddress);
+  Lock l(h_, &h_->table_mu, true);
+  return SumLocked(h_, ahash, akey, kAddress);
 }
 
 void Bus::WithTableLockForTesting(const std::function<void()>& fn) {
@@ -355,51 +464,55 @@ bool Bus::ReleaseOwner(int32_t owner, uint32_t wait_ms) {
   return true;
 }
 
-namespace {
-
-// Channel subscriptions of `channel` over all owners; the table lock is held.
-int64_t CountLocked(BusHeader* h, uint32_t hash, std::string_view channel) {
+// The lock is held only to count the channel and, when the patterns changed
+// since `cache` was filled, to copy them (the pattern list, not the table);
+// patterns are matched after it is released, so a publisher facing many
+// patterns never stalls other processes' subscribes or NUMSUBs.
+int64_t Bus::Receivers(std::string_view channel, PatternCache* cache) const {
+  const bool fits = channel.size() <= h_->max_channel_bytes;
+  const uint32_t hash = fits ? HashName(h_, channel, kChannel) : 0;
   int64_t n = 0;
-  const uint32_t size = h->table_size;
-  for (uint32_t i = 0; i < size; i++) {
-    const Entry* e = EntryAt(h, (hash + i) % size);
-    if (e->owner == kEmpty) break;
-    if (e->owner >= 0 && Same(e, hash, channel, false)) n += e->count;
+  {
+    Lock l(h_, &h_->table_mu, true);
+    if (fits) n = SumLocked(h_, hash, channel, kChannel);
+    if (cache->gen != h_->pattern_gen) {
+      cache->gen = h_->pattern_gen;
+      cache->patterns.clear();
+      std::unordered_map<std::string_view, size_t> at;
+      const uint32_t* list = PatList(h_);
+      for (uint32_t i = 0; i < h_->pattern_entries; i++) {
+        const Entry* e = EntryAt(h_, list[i]);
+        auto [it, fresh] = at.emplace(NameOf(e), cache->patterns.size());
+        if (fresh) {
+          cache->patterns.emplace_back(std::string(NameOf(e)), 0);
+          it->second = cache->patterns.size() - 1;
+        }
+        cache->patterns[it->second].second += e->count;
+      }
+    }
   }
+  for (const auto& [pattern, count] : cache->patterns)
+    if (GlobMatch(pattern, channel)) n += count;
   return n;
 }
 
-}  // namespace
-
-// One lock for both counts: this runs for every PUBLISH.
 int64_t Bus::Receivers(std::string_view channel) const {
-  const bool fits = channel.size() <= h_->max_channel_bytes;
-  const uint32_t hash = fits ? HashName(h_, channel, false) : 0;
-  Lock l(h_, &h_->table_mu, true);
-  int64_t n = fits ? CountLocked(h_, hash, channel) : 0;
-  if (h_->pattern_entries == 0) return n;
-  for (uint32_t i = 0; i < h_->table_size; i++) {
-    const Entry* e = EntryAt(h_, i);
-    if (e->owner >= 0 && e->pattern && GlobMatch(NameOf(e), channel)) n += e->count;
-  }
-  return n;
+  PatternCache cache;
+  return Receivers(channel, &cache);
 }
 
 int64_t Bus::NumSub(std::string_view channel) const {
   if (channel.size() > h_->max_channel_bytes) return 0;
-  const uint32_t hash = HashName(h_, channel, false);
+  const uint32_t hash = HashName(h_, channel, kChannel);
   Lock l(h_, &h_->table_mu, true);
-  return CountLocked(h_, hash, channel);
+  return SumLocked(h_, hash, channel, kChannel);
 }
 
 int64_t Bus::NumPat() const {
   std::set<std::string_view> seen;
   Lock l(h_, &h_->table_mu, true);
-  for (uint32_t i = 0; i < h_->table_size; i++) {
-    const Entry* e = EntryAt(h_, i);
-    if (e->owner < 0 || !e->pattern) continue;
-    seen.insert(NameOf(e));
-  }
+  const uint32_t* list = PatList(h_);
+  for (uint32_t i = 0; i < h_->pattern_entries; i++) seen.insert(NameOf(EntryAt(h_, list[i])));
   return static_cast<int64_t>(seen.size());
 }
 
@@ -409,7 +522,7 @@ std::vector<std::string> Bus::Channels(std::string_view pattern) const {
   Lock l(h_, &h_->table_mu, true);
   for (uint32_t i = 0; i < h_->table_size; i++) {
     const Entry* e = EntryAt(h_, i);
-    if (e->owner < 0 || e->pattern) continue;
+    if (e->owner < 0 || e->kind != kChannel) continue;
     const std::string_view name = NameOf(e);
     if (!pattern.empty() && !GlobMatch(pattern, name)) continue;
     if (seen.insert(name).second) out.emplace_back(name);

@@ -11,6 +11,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pf::bus {
@@ -41,7 +42,17 @@ struct Sizes {
   uint32_t table_size = 4096;
 };
 
-// The shared header; the ring slots and the table entries follow it.
+enum class AddStatus { kOk, kTableFull, kAddressFull };
+
+// A process' copy of the distinct patterns that have subscribers, with
+// their subscription counts (Bus::Receivers fills it).
+struct PatternCache {
+  uint64_t gen = ~0ull;  // the table's pattern generation it was copied at
+  std::vector<std::pair<std::string, int64_t>> patterns;
+};
+
+// The shared header; the ring slots, the table entries and the pattern
+// list follow it.
 struct BusHeader;
 
 // A process-local handle on the bus region of a segment. Cheap to copy.
@@ -80,18 +91,27 @@ class Bus {
   // ---- subscription counts ----
   // `owner` is the subscribing process' counter entry (Segment::Claim); the
   // master drops every entry of a process it reaps (ReleaseOwner), so a
-  // crashed worker never leaks counts. False: the table is full.
-  bool AddSub(int32_t owner, std::string_view name, bool pattern, uint32_t n = 1);
-  void RemoveSub(int32_t owner, std::string_view name, bool pattern, uint32_t n = 1);
+  // crashed worker never leaks counts. `address` (the client's IP; "" =
+  // none) is charged one subscription too, and with `address_limit` > 0 an
+  // address that already holds that many over all workers is refused
+  // (kAddressFull). RemoveSub must name the same address.
+  AddStatus AddSub(int32_t owner, std::string_view name, bool pattern,
+                   std::string_view address = {}, uint32_t address_limit = 0);
+  void RemoveSub(int32_t owner, std::string_view name, bool pattern, std::string_view address = {});
+  // Subscriptions the clients of `address` hold over all workers.
+  int64_t AddressSubs(std::string_view address) const;
   // The master after reaping a worker: waits at most `wait_ms` for the table
   // lock (another worker may hold it, even be stopped) and returns false
   // without releasing when it could not take it; the caller retries later.
   bool ReleaseOwner(int32_t owner, uint32_t wait_ms = 1000);
   // Clients that receive a message on `channel`: channel subscribers plus one
   // per matching pattern subscription (as Redis counts PUBLISH receivers).
-  int64_t Receivers(std::string_view channel) const;
-  int64_t NumSub(std::string_view channel) const;  // channel subscribers only
-  int64_t NumPat() const;                          // distinct patterns
+  // Patterns are matched outside the table lock, against `cache`, which is
+  // refreshed only when the patterns changed.
+  int64_t Receivers(std::string_view channel, PatternCache* cache) const;
+  int64_t Receivers(std::string_view channel) const;  // with a fresh cache
+  int64_t NumSub(std::string_view channel) const;     // channel subscribers only
+  int64_t NumPat() const;                             // distinct patterns
   // Distinct channels with subscribers, matching `pattern` (empty = all).
   std::vector<std::string> Channels(std::string_view pattern) const;
   // Entries in use (tests: nothing dangles).

@@ -357,6 +357,18 @@ void ParsePubSub(Checker& c, const YAML::Node& n, const std::string& key, PubSub
            [&](const YAML::Node& x, const std::string& k) {
              c.Uint(x, k, 1, 1'000'000, &p->max_channels_per_client);
            }},
+          {"max_patterns_per_client",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.Uint(x, k, 0, 1'000'000, &p->max_patterns_per_client);
+           }},
+          {"max_pattern_bytes",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.Size(x, k, 1, 4096, &p->max_pattern_bytes);
+           }},
+          {"max_channels_per_address",
+           [&](const YAML::Node& x, const std::string& k) {
+             c.Uint(x, k, 0, 1u << 22, &p->max_channels_per_address);
+           }},
           {"publish_rate_per_client",
            [&](const YAML::Node& x, const std::string& k) {
              c.Uint(x, k, 1, 100'000'000, &p->publish_rate_per_client);
@@ -483,6 +495,10 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
                        {"lingering_timeout",
                         [&](const YAML::Node& x, const std::string& kk) {
                           c.Millis(x, kk, 1, 3'600'000, &t.lingering_timeout_ms);
+                        }},
+                       {"chat_idle",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Millis(x, kk, 0, 7 * 86'400'000u, &t.chat_idle_ms);
                         }},
                        {"worker_stall",
                         [&](const YAML::Node& x, const std::string& kk) {

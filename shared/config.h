@@ -45,6 +45,8 @@ struct TimeoutsConf {
   // A worker whose loop has not run for this long (stuck, or stopped) is
   // killed and respawned by the master (0 = no watchdog).
   uint32_t worker_stall_ms = 10'000;
+  // A chat client that sends nothing for this long is disconnected (0 = never).
+  uint32_t chat_idle_ms = 3'600'000;
 };
 
 struct LimitsConf {
@@ -91,11 +93,18 @@ struct KvConf {
 // bus in the shared segment and need a restart to change; the rest apply per
 // connection and follow a reload.
 struct PubSubConf {
-  uint32_t ring_slots = 1024;                 // messages the ring holds before it overwrites
-  uint32_t max_message_bytes = 4096;          // one message's payload
-  uint32_t max_channel_bytes = 256;           // one channel or pattern name
-  uint32_t channel_table_size = 4096;         // shared (channel, process) subscription entries
-  uint32_t max_channels_per_client = 1000;    // channels + patterns of one connection
+  uint32_t ring_slots = 1024;         // messages the ring holds before it overwrites
+  uint32_t max_message_bytes = 4096;  // one message's payload
+  uint32_t max_channel_bytes = 256;   // one channel or pattern name
+  // Shared entries: one per (channel or pattern, process) and per (client
+  // address, process).
+  uint32_t channel_table_size = 16384;
+  uint32_t max_channels_per_client = 1000;  // channels + patterns of one connection
+  uint32_t max_patterns_per_client = 128;   // of those, patterns (each costs every PUBLISH a match)
+  uint32_t max_pattern_bytes = 128;         // one pattern's length
+  // Subscriptions of all clients of one IP address together, over all
+  // workers (0 = no cap), so a few hosts cannot fill the table for all.
+  uint32_t max_channels_per_address = 4096;
   uint32_t publish_rate_per_client = 10'000;  // messages per second one connection may publish
   uint64_t output_hard_limit = 32ull << 20;   // subscriber output above this: disconnect now
   uint64_t output_soft_limit = 8ull << 20;    // above this for output_soft_seconds: disconnect

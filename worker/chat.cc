@@ -57,8 +57,10 @@ class ChatSession final : public SubscriberSession {
       c.CloseAfterWrite();
       return;
     }
-    if (hub->Subscribe(*this, kCtlCh, false) != SubStatus::kOk) {
-      Line("! the server's subscription table is full");
+    if (const SubStatus st = hub->Subscribe(*this, kCtlCh, false); st != SubStatus::kOk) {
+      std::string e = hub->Error(st);
+      if (e.starts_with("ERR ")) e.erase(0, 4);
+      Line("! " + e);
       c.CloseAfterWrite();
       return;
     }
@@ -82,8 +84,18 @@ class ChatSession final : public SubscriberSession {
     ReleaseSubscriptions();
   }
 
-  // Chat clients sit idle in rooms, like subscribers: no idle timeout.
-  uint32_t TimeoutMs(const WorkerContext&) const override { return 0; }
+  // Chat clients sit quietly in rooms, so their idle timeout is their own
+  // and long (timeouts.chat_idle): no traffic either way for that long.
+  uint32_t TimeoutMs(const WorkerContext& w) const override {
+    return w.config->timeouts.chat_idle_ms;
+  }
+  void OnTimeout(Connection& c) override {
+    if (timed_out_) return;  // the goodbye is queued; the close follows its write
+    timed_out_ = true;
+    Line("! closing: idle for " + std::to_string(w_.config->timeouts.chat_idle_ms / 1000) +
+         " s (timeouts.chat_idle)");
+    c.CloseAfterWrite();
+  }
 
   void Push(std::string_view, std::string_view channel, std::string_view data) override {
     if (channel == kCtlCh) {
@@ -434,7 +446,8 @@ class ChatSession final : public SubscriberSession {
   LineFramer framer_;
   size_t need_ = 0;  // buffered bytes needed before the framer can progress
   std::string nick_, room_;
-  bool admin_ = false;  // /auth TOKEN: may /kick and /broadcast
+  bool timed_out_ = false;  // OnTimeout said goodbye
+  bool admin_ = false;      // /auth TOKEN: may /kick and /broadcast
 };
 
 const ChatSession::Command ChatSession::kCommands[] = {

@@ -57,14 +57,31 @@ PubSubHub::~PubSubHub() {
 }
 
 SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool pattern) {
+  const PubSubConf& pc = w_.config->pubsub;
   if (name.size() > bus_.max_channel_bytes()) return SubStatus::kTooLong;
+  if (pattern && name.size() > pc.max_pattern_bytes) return SubStatus::kPatternTooLong;
   auto& mine = pattern ? c.patterns : c.channels;
   if (mine.count(std::string(name))) return SubStatus::kOk;
-  if (c.subscriptions() >= w_.config->pubsub.max_channels_per_client) return SubStatus::kTooMany;
+  if (c.subscriptions() >= pc.max_channels_per_client) return SubStatus::kTooMany;
+  if (pattern && c.patterns.size() >= pc.max_patterns_per_client)
+    return SubStatus::kTooManyPatterns;
   // A worker without subscribers does not follow the ring: start from now.
   if (!Following()) cursor_ = bus_.Head();
   DeliverOwn();
-  if (w_.owner >= 0 && !bus_.AddSub(w_.owner, name, pattern)) return SubStatus::kTableFull;
+  if (w_.owner >= 0) {
+    switch (bus_.AddSub(w_.owner, name, pattern, c.address(), pc.max_channels_per_address)) {
+      case bus::AddStatus::kOk:
+        break;
+      case bus::AddStatus::kAddressFull:
+        w_.LogLimited("pubsub: {} holds pubsub.max_channels_per_address ({}) subscriptions",
+                      c.address(), pc.max_channels_per_address);
+        return SubStatus::kAddressFull;
+      case bus::AddStatus::kTableFull:
+        w_.LogLimited("pubsub: the subscription table is full (pubsub.channel_table_size {})",
+                      pc.channel_table_size);
+        return SubStatus::kTableFull;
+    }
+  }
   mine.emplace(name);
   (pattern ? patterns_ : channels_)[std::string(name)].insert(&c);
   local_subs_++;
@@ -89,7 +106,7 @@ bool PubSubHub::Drop(PubSubClient& c, std::string_view name, bool pattern) {
     if (ix->second.empty()) index.erase(ix);
   }
   local_subs_--;
-  if (w_.owner >= 0) bus_.RemoveSub(w_.owner, name, pattern);
+  if (w_.owner >= 0) bus_.RemoveSub(w_.owner, name, pattern, c.address());
   return true;
 }
 
@@ -123,7 +140,7 @@ PubStatus PubSubHub::Publish(PubSubClient* from, uint64_t origin, std::string_vi
     from->rate_count++;
   }
   if (!bus_.Publish(bus::kPubSub, origin, channel, data)) return PubStatus::kInternal;
-  *receivers = bus_.Receivers(channel);
+  *receivers = bus_.Receivers(channel, &pattern_cache_);
   AfterPublish(from);
   return PubStatus::kOk;
 }
@@ -261,9 +278,20 @@ std::string PubSubHub::Error(SubStatus s) const {
       return "ERR too many subscriptions: at most " +
              std::to_string(w_.config->pubsub.max_channels_per_client) +
              " channels and patterns per client (pubsub.max_channels_per_client)";
+    case SubStatus::kTooManyPatterns:
+      return "ERR too many patterns: at most " +
+             std::to_string(w_.config->pubsub.max_patterns_per_client) +
+             " per client (pubsub.max_patterns_per_client)";
     case SubStatus::kTooLong:
       return "ERR channel name is longer than pubsub.max_channel_bytes (" +
              std::to_string(bus_.max_channel_bytes()) + " bytes)";
+    case SubStatus::kPatternTooLong:
+      return "ERR pattern is longer than pubsub.max_pattern_bytes (" +
+             std::to_string(w_.config->pubsub.max_pattern_bytes) + " bytes)";
+    case SubStatus::kAddressFull:
+      return "ERR too many subscriptions from your address: at most " +
+             std::to_string(w_.config->pubsub.max_channels_per_address) +
+             " (pubsub.max_channels_per_address)";
     case SubStatus::kTableFull:
       return "ERR the server's subscription table is full (pubsub.channel_table_size)";
     case SubStatus::kOk:
@@ -548,6 +576,14 @@ std::vector<std::string> SubscriberSession::Channels(std::string_view pattern) {
 
 int64_t SubscriberSession::NumSub(std::string_view channel) {
   return w_.pubsub ? w_.pubsub->bus().NumSub(channel) : 0;
+}
+
+std::string_view SubscriberSession::address() const {
+  if (!conn_) return {};
+  const std::string& peer = conn_->peer();  // "1.2.3.4:port" or "[::1]:port"
+  const size_t colon = peer.rfind(':');
+  return colon == std::string::npos ? std::string_view(peer)
+                                    : std::string_view(peer).substr(0, colon);
 }
 
 int64_t SubscriberSession::NumPat() { return w_.pubsub ? w_.pubsub->bus().NumPat() : 0; }

@@ -52,6 +52,10 @@ class PubSubClient {
   // that PubSubHub::AddBroadcastTarget registered).
   virtual void PushBroadcast(std::string_view) {}
 
+  // The client's IP address, which pubsub.max_channels_per_address caps
+  // ("" = none: not counted).
+  virtual std::string_view address() const { return {}; }
+
   size_t subscriptions() const { return channels.size() + patterns.size(); }
   bool broadcast_target = false;  // registered with AddBroadcastTarget (owned by PubSubHub)
   std::set<std::string> channels, patterns;  // owned by PubSubHub
@@ -79,6 +83,7 @@ class SubscriberSession : public Session, public PubSubClient, public PubSubPort
     return subscriptions() ? Buffers::kSubscriber : Buffers::kNormal;
   }
   Connection& conn() override { return *conn_; }
+  std::string_view address() const override;
 
   // PubSubPort
   size_t subscription_count() const override { return subscriptions(); }
@@ -99,7 +104,15 @@ class SubscriberSession : public Session, public PubSubClient, public PubSubPort
 };
 
 enum class PubStatus { kOk, kTooLarge, kChannelTooLong, kRateLimited, kReserved, kInternal };
-enum class SubStatus { kOk, kTooMany, kTooLong, kTableFull };
+enum class SubStatus {
+  kOk,
+  kTooMany,          // pubsub.max_channels_per_client
+  kTooManyPatterns,  // pubsub.max_patterns_per_client
+  kTooLong,          // pubsub.max_channel_bytes
+  kPatternTooLong,   // pubsub.max_pattern_bytes
+  kAddressFull,      // pubsub.max_channels_per_address
+  kTableFull,        // pubsub.channel_table_size
+};
 
 // An operator broadcast as it travels on the bus: one message of kind
 // bus::kBroadcast on channel kBroadcastChannel, data
@@ -190,6 +203,7 @@ class PubSubHub {
 
   WorkerContext& w_;
   bus::Bus bus_;
+  bus::PatternCache pattern_cache_;  // PUBLISH's receiver count
   std::vector<int> wake_fds_;
   EventPtr wake_ev_;
   EventPtr poll_ev_;

@@ -236,7 +236,8 @@ class Worker {
   timeval SweepPeriod() const {
     const auto& t = ctx_.config->timeouts;
     uint32_t m = 1000;
-    for (uint32_t v : {t.idle_ms, t.header_ms, t.keepalive_ms, t.lingering_timeout_ms})
+    for (uint32_t v :
+         {t.idle_ms, t.header_ms, t.keepalive_ms, t.lingering_timeout_ms, t.chat_idle_ms})
       if (v) m = std::min(m, v / 4);
     m = std::max<uint32_t>(m, 20);
     return timeval{static_cast<time_t>(m / 1000), static_cast<suseconds_t>((m % 1000) * 1000)};

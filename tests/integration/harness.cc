@@ -544,7 +544,7 @@ void Client::Close() {
   buf_.clear();
 }
 
-bool Client::Connect(uint16_t port, int timeout_ms) {
+bool Client::Connect(uint16_t port, int timeout_ms, const char* from) {
   Close();
   err_ = 0;
   fd_ = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -554,6 +554,16 @@ bool Client::Connect(uint16_t port, int timeout_ms) {
   }
   int one = 1;
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (from) {
+    sockaddr_in local{};
+    local.sin_family = AF_INET;
+    if (inet_pton(AF_INET, from, &local.sin_addr) != 1 ||
+        bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
+      err_ = errno;
+      Close();
+      return false;
+    }
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

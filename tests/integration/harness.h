@@ -144,7 +144,9 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  bool Connect(uint16_t port, int timeout_ms = 5000);
+  // `from`: the local address to connect from (another loopback address,
+  // such as "127.0.0.2", looks like another host to the server).
+  bool Connect(uint16_t port, int timeout_ms = 5000, const char* from = nullptr);
   bool SendAll(std::string_view data, int timeout_ms = 10000);
   bool RecvExact(size_t n, std::string* out, int timeout_ms = 5000);
   // Up to and including "\n"; *line has the "\n" (and any "\r") stripped.

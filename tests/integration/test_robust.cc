@@ -181,6 +181,138 @@ TEST_F(RobustTest, ClientsMemoryCapDisconnectsTheBiggestFirst) {
 // A worker that stops running its loop (here SIGSTOP) used to keep its share
 // of new connections queued forever. The master's watchdog kills it after
 // timeouts.worker_stall and the slot respawns.
+// Subscribes `c` to `n` channels `prefix`0.. in one SUBSCRIBE (PSUBSCRIBE
+// when `pattern`); returns how many were refused, and the first refusal.
+int SubscribeMany(Client& c, const std::string& prefix, int n, std::string* first_error,
+                  bool pattern = false) {
+  std::vector<std::string> argv{pattern ? "PSUBSCRIBE" : "SUBSCRIBE"};
+  for (int i = 0; i < n; i++) argv.push_back(prefix + std::to_string(i));
+  if (!c.SendAll(Resp(argv))) return -1;
+  int refused = 0;
+  for (int i = 0; i < n; i++) {
+    std::string r;
+    if (!ReadReply(c, &r)) return -1;
+    if (r.starts_with("-")) {
+      if (refused++ == 0 && first_error) *first_error = r;
+    }
+  }
+  return refused;
+}
+
+// Five connections of 1,000 SUBSCRIBEs used to fill the one table the whole
+// server shares, and then nobody could subscribe or chat. Now one address
+// gets pubsub.max_channels_per_address over all workers; other hosts
+// (another loopback address) still subscribe and chat.
+TEST_F(RobustTest, OneAddressCannotFillTheSubscriptionTable) {
+  server_ =
+      std::make_unique<Server>(ListenerYaml("resp", "resp") + ListenerYaml("chat", "chat"), "", 2);
+  ASSERT_TRUE(server_->Start());
+  std::vector<Client> hogs(5);
+  int refused = 0;
+  std::string error;
+  for (int i = 0; i < 5; i++) {
+    ASSERT_TRUE(hogs[i].Connect(server_->Port("resp")));
+    const int r = SubscribeMany(hogs[i], "hog" + std::to_string(i) + ".", 1000, &error);
+    ASSERT_GE(r, 0);
+    refused += r;
+  }
+  // (+ up to 4 of a chat connection the start-up probe may still hold)
+  EXPECT_GE(refused, 5000 - 4096);
+  EXPECT_LE(refused, 5000 - 4096 + 4);
+  EXPECT_EQ(error,
+            "-ERR too many subscriptions from your address: at most 4096 "
+            "(pubsub.max_channels_per_address)");
+  Client other;
+  ASSERT_TRUE(other.Connect(server_->Port("resp"), 5000, "127.0.0.2"));
+  EXPECT_EQ(SubscribeMany(other, "other.", 1000, &error), 0) << error;
+  Client chat;
+  ASSERT_TRUE(chat.Connect(server_->Port("chat"), 5000, "127.0.0.3"));
+  std::string got;
+  ASSERT_TRUE(chat.RecvUntil("joined [lobby]", &got)) << got;
+  // The hogs' connections still work; closing them gives the share back.
+  EXPECT_EQ(RespCall(hogs[0], {"PING"}), "[$pong,$]");
+  for (Client& h : hogs) h.Close();
+  Client again;
+  ASSERT_TRUE(again.Connect(server_->Port("resp")));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        std::string e;
+        const int r = SubscribeMany(again, "again.", 1, &e);
+        if (r == 1) RespCall(again, {"UNSUBSCRIBE"});
+        return r == 0;
+      },
+      5000, 20));
+}
+
+// A full table refuses only the client that asks, with an error it can
+// read; it keeps its connection and its other subscriptions.
+TEST_F(RobustTest, AFullTableRefusesOnlyTheAsker) {
+  server_ = std::make_unique<Server>(
+      ListenerYaml("resp", "resp") + ListenerYaml("chat", "chat"),
+      "pubsub: {channel_table_size: 64, max_channels_per_address: 0}\n", 1);
+  ASSERT_TRUE(server_->Start());
+  Client hog;
+  ASSERT_TRUE(hog.Connect(server_->Port("resp")));
+  std::string error;
+  const int refused = SubscribeMany(hog, "c", 100, &error);
+  EXPECT_GT(refused, 0);
+  EXPECT_LT(refused, 100);
+  // Connections of the start-up probe may still hold entries: take what
+  // they free until the table stays full.
+  int round = 0;
+  ASSERT_TRUE(WaitFor(
+      [&] { return SubscribeMany(hog, "more" + std::to_string(round++) + ".", 8, &error) == 8; },
+      5000, 20));
+  EXPECT_EQ(error, "-ERR the server's subscription table is full (pubsub.channel_table_size)");
+  EXPECT_EQ(RespCall(hog, {"PING"}), "[$pong,$]");
+  Client chat;
+  ASSERT_TRUE(chat.Connect(server_->Port("chat")));
+  std::string got;
+  ASSERT_TRUE(chat.RecvUntil("\n", &got));
+  EXPECT_EQ(got, "! the server's subscription table is full (pubsub.channel_table_size)\n");
+  EXPECT_TRUE(chat.WaitClosed());
+  EXPECT_TRUE(server_->WaitLog("the subscription table is full"));
+  hog.Close();  // the space comes back (once the worker has seen the close)
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        got.clear();
+        return chat.Connect(server_->Port("chat")) && chat.RecvUntil("joined [lobby]", &got);
+      },
+      5000, 20))
+      << got;
+}
+
+// Patterns cost every PUBLISH a match each: a client gets a bounded number
+// of them, each of bounded length.
+TEST_F(RobustTest, PatternsAreCappedInNumberAndLength) {
+  Start();
+  Client c = Connect("resp");
+  std::string error;
+  EXPECT_EQ(SubscribeMany(c, "p*", 130, &error, true), 2);
+  EXPECT_EQ(error,
+            "-ERR too many patterns: at most 128 per client (pubsub.max_patterns_per_client)");
+  Client d = Connect("resp");
+  EXPECT_EQ(RespCall(d, {"PSUBSCRIBE", std::string(129, '*')}),
+            "-ERR pattern is longer than pubsub.max_pattern_bytes (128 bytes)");
+  // Channels are not patterns: the same client still subscribes to those.
+  EXPECT_EQ(SubscribeMany(c, "ch", 10, &error), 0) << error;
+}
+
+// Chat clients have their own, long, idle timeout; they are told why.
+TEST_F(RobustTest, AnIdleChatClientIsToldAndClosed) {
+  server_ =
+      std::make_unique<Server>(ListenerYaml("chat", "chat"), "timeouts: {chat_idle: 1s}\n", 1);
+  ASSERT_TRUE(server_->Start());
+  Client chat;
+  ASSERT_TRUE(chat.Connect(server_->Port("chat")));
+  std::string got;
+  ASSERT_TRUE(chat.RecvUntil("joined [lobby]", &got)) << got;
+  ASSERT_TRUE(chat.WaitClosed(10000));
+  EXPECT_NE(chat.buffered().find("! closing: idle for 1 s (timeouts.chat_idle)\n"),
+            std::string::npos)
+      << chat.buffered();
+}
+
 TEST_F(RobustTest, WatchdogReplacesAStoppedWorker) {
   Start("timeouts: {worker_stall: 1s}\n");
   const auto before = server_->ActiveWorkers();

@@ -114,13 +114,13 @@ TEST_F(BusTest, BinaryPayloadsSurvive) {
 
 TEST_F(BusTest, CountsSumOverOwnersAndPatterns) {
   Make(16);
-  ASSERT_TRUE(bus_.AddSub(0, "news", false));
-  ASSERT_TRUE(bus_.AddSub(0, "news", false));
-  ASSERT_TRUE(bus_.AddSub(1, "news", false));
-  ASSERT_TRUE(bus_.AddSub(1, "sport", false));
-  ASSERT_TRUE(bus_.AddSub(2, "n*", true));
-  ASSERT_TRUE(bus_.AddSub(3, "n*", true));
-  ASSERT_TRUE(bus_.AddSub(3, "x?", true));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(0, "news", false));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(0, "news", false));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(1, "news", false));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(1, "sport", false));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(2, "n*", true));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(3, "n*", true));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(3, "x?", true));
   EXPECT_EQ(bus_.NumSub("news"), 3);
   EXPECT_EQ(bus_.NumSub("sport"), 1);
   EXPECT_EQ(bus_.NumSub("n*"), 0);  // patterns are not channels
@@ -142,8 +142,9 @@ TEST_F(BusTest, CountsSumOverOwnersAndPatterns) {
 
 TEST_F(BusTest, ReleaseOwnerDropsEveryEntryOfThatProcess) {
   Make(16);
-  for (int i = 0; i < 20; i++) ASSERT_TRUE(bus_.AddSub(5, "c" + std::to_string(i), i % 4 == 0));
-  ASSERT_TRUE(bus_.AddSub(6, "c1", false));
+  for (int i = 0; i < 20; i++)
+    ASSERT_EQ(AddStatus::kOk, bus_.AddSub(5, "c" + std::to_string(i), i % 4 == 0));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(6, "c1", false));
   EXPECT_EQ(bus_.UsedEntries(), 21u);
   bus_.ReleaseOwner(5);
   EXPECT_EQ(bus_.UsedEntries(), 1u);
@@ -157,17 +158,68 @@ TEST_F(BusTest, ReleaseOwnerDropsEveryEntryOfThatProcess) {
 
 TEST_F(BusTest, TableFullIsReportedAndFreedEntriesAreReused) {
   Make(16, 256, 16);
-  for (int i = 0; i < 16; i++) ASSERT_TRUE(bus_.AddSub(1, "c" + std::to_string(i), false)) << i;
-  EXPECT_FALSE(bus_.AddSub(1, "one-more", false));
-  EXPECT_TRUE(bus_.AddSub(1, "c3", false));  // an existing entry still counts up
+  for (int i = 0; i < 16; i++)
+    ASSERT_EQ(AddStatus::kOk, bus_.AddSub(1, "c" + std::to_string(i), false)) << i;
+  EXPECT_EQ(AddStatus::kTableFull, bus_.AddSub(1, "one-more", false));
+  EXPECT_EQ(AddStatus::kOk, bus_.AddSub(1, "c3", false));  // an existing entry still counts up
   // Churn: free and take entries many times; lookups still find everything.
   for (int round = 0; round < 50; round++) {
     bus_.ReleaseOwner(1);
     EXPECT_EQ(bus_.UsedEntries(), 0u);
     for (int i = 0; i < 16; i++)
-      ASSERT_TRUE(bus_.AddSub(1, "r" + std::to_string(round) + "-" + std::to_string(i), false));
+      ASSERT_EQ(AddStatus::kOk,
+                bus_.AddSub(1, "r" + std::to_string(round) + "-" + std::to_string(i), false));
   }
   EXPECT_EQ(bus_.NumSub("r49-7"), 1);
+}
+
+// An address' subscriptions are summed over every process: past the limit
+// it is refused (kAddressFull) while other addresses still subscribe.
+TEST_F(BusTest, AddressLimitCountsOverAllOwners) {
+  Make(16, 256, 64);
+  for (int i = 0; i < 3; i++)
+    ASSERT_EQ(AddStatus::kOk, bus_.AddSub(1, "a" + std::to_string(i), false, "10.0.0.1", 5));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(2, "p*", true, "10.0.0.1", 5));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(2, "a0", false, "10.0.0.1", 5));
+  EXPECT_EQ(bus_.AddressSubs("10.0.0.1"), 5);
+  EXPECT_EQ(AddStatus::kAddressFull, bus_.AddSub(2, "a9", false, "10.0.0.1", 5));
+  EXPECT_EQ(AddStatus::kOk, bus_.AddSub(2, "a9", false, "10.0.0.2", 5));
+  EXPECT_EQ(bus_.NumSub("a9"), 1);
+  bus_.RemoveSub(1, "a1", false, "10.0.0.1");
+  EXPECT_EQ(bus_.AddressSubs("10.0.0.1"), 4);
+  EXPECT_EQ(AddStatus::kOk, bus_.AddSub(2, "a9", false, "10.0.0.1", 5));
+  // A process that dies gives its share of the address back.
+  bus_.ReleaseOwner(2);
+  EXPECT_EQ(bus_.AddressSubs("10.0.0.1"), 2);
+  EXPECT_EQ(bus_.AddressSubs("10.0.0.2"), 0);
+  EXPECT_EQ(bus_.NumPat(), 0);
+}
+
+// A cache filled once keeps answering for patterns as they come and go.
+TEST_F(BusTest, PatternCacheFollowsTheTable) {
+  Make(16, 256, 64);
+  PatternCache cache;
+  EXPECT_EQ(bus_.Receivers("news.1", &cache), 0);
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(1, "news.*", true));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(2, "news.*", true));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(2, "*", true));
+  EXPECT_EQ(bus_.Receivers("news.1", &cache), 3);
+  EXPECT_EQ(cache.patterns.size(), 2u);  // distinct patterns, counts summed
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(1, "news.*", true));
+  EXPECT_EQ(bus_.Receivers("news.1", &cache), 4);
+  bus_.RemoveSub(2, "*", true);
+  EXPECT_EQ(bus_.Receivers("news.1", &cache), 3);
+  EXPECT_EQ(bus_.Receivers("sport", &cache), 0);
+  // Many patterns freed in any order: the list stays exact.
+  for (int i = 0; i < 30; i++)
+    ASSERT_EQ(AddStatus::kOk, bus_.AddSub(3, "p" + std::to_string(i) + "*", true));
+  for (int i = 0; i < 30; i += 3) bus_.RemoveSub(3, "p" + std::to_string(i) + "*", true);
+  EXPECT_EQ(bus_.NumPat(), 1 + 20);
+  EXPECT_EQ(bus_.Receivers("p1x", &cache), 1);  // p1* (p10*..p19* need a digit)
+  EXPECT_EQ(bus_.Receivers("p3x", &cache), 0);  // p3* was removed
+  bus_.ReleaseOwner(3);
+  EXPECT_EQ(bus_.NumPat(), 1);
+  EXPECT_EQ(bus_.Receivers("news.9", &cache), 3);
 }
 
 TEST_F(BusTest, PendingFlagCoalescesWakeUps) {
@@ -253,7 +305,7 @@ TEST_F(BusTest, ConcurrentReaderNeverSeesAnOverwrittenSlot) {
 // long for the table lock: another worker may hold it, even be stopped.
 TEST_F(BusTest, ReleaseOwnerGivesUpWhileTheTableLockIsHeld) {
   Make(64);
-  ASSERT_TRUE(bus_.AddSub(3, "held", false));
+  ASSERT_EQ(AddStatus::kOk, bus_.AddSub(3, "held", false));
   bool released = true;
   std::thread other;
   bus_.WithTableLockForTesting([&] {

@@ -167,7 +167,7 @@ TEST(Config, ShardsTooSmallForMaxValueAreAnError) {
   // ... as are fewer shards, or smaller values; the error points at the value limit.
   EXPECT_TRUE(Parse(std::string(kMinimal) + "shared_memory: 64m\nkv: {shards: 16}\n").ok());
   EXPECT_TRUE(
-      Parse(std::string(kMinimal) + "shared_memory: 64m\nkv: {max_value_bytes: 256k}\n").ok());
+      Parse(std::string(kMinimal) + "shared_memory: 64m\nkv: {max_value_bytes: 128k}\n").ok());
   EXPECT_THAT(OneError(std::string(kMinimal) + "kv: {max_value_bytes: 8m}\n"),
               HasSubstr("test.yaml:3:23: kv.max_value_bytes: 8388608 bytes needs "));
 }
