@@ -64,6 +64,9 @@ bool Connection::Start(std::unique_ptr<Session> s) {
   session_ = std::move(s);
   if (!in_ || !out_ || !rev_ || !wev_ || !session_) return false;
   evbuffer_add_cb(out_.get(), OutputCb, this);
+  // Large static files go out with sendfile (libevent maps them into memory
+  // otherwise): the output is only ever written to the socket, never read.
+  evbuffer_set_flags(out_.get(), EVBUFFER_FLAG_DRAINS_TO_FD);
   event_add(rev_.get(), nullptr);
   in_callback_ = true;
   session_->OnConnect(*this);
@@ -303,7 +306,15 @@ void Connection::FlushNow() {
       Close("socket error");
       return;
     }
-    if (n == 0) break;
+    if (n == 0) {
+      // Only sendfile writes nothing without an error: the file being sent
+      // ended before its Content-Length (it shrank). Padding it or sending
+      // other bytes under the old validators would be wrong; the client
+      // sees the short body and the close.
+      spdlog::warn("conn {} {}: a file being sent shrank; closing", id_, peer_);
+      Close("file shrank during the transfer");
+      return;
+    }
     last_activity_ms_ = MonoMs();  // a slow reader that keeps taking bytes is not idle
   }
   if (evbuffer_get_length(out_.get()) > 0) {

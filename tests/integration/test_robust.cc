@@ -7,7 +7,9 @@
 #include <signal.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -346,6 +348,139 @@ TEST_F(RobustTest, WatchdogLeavesServingWorkersAlone) {
   EXPECT_EQ(RespCall(c, {"SAVE"}), "+OK");
   EXPECT_EQ(StatsTotalTop(server_->Port("http"), "workers_stalled"), 0);
   EXPECT_TRUE(server_->GenerationUp(2));
+}
+
+// A docroot of its own, outside the server's directory, so a test can build
+// it before the server starts.
+class Docroot {
+ public:
+  Docroot() {
+    char tmpl[] = "/tmp/preforkd-root-XXXXXX";
+    dir_ = mkdtemp(tmpl) ? tmpl : "";
+  }
+  ~Docroot() {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+  std::string path(const std::string& rel = "") const {
+    return rel.empty() ? dir_ : dir_ + "/" + rel;
+  }
+  void Write(const std::string& rel, const std::string& data) const {
+    std::filesystem::create_directories(std::filesystem::path(path(rel)).parent_path());
+    std::ofstream(path(rel), std::ios::binary | std::ios::trunc) << data;
+  }
+
+ private:
+  std::string dir_;
+};
+
+// One GET on a fresh connection: the status code and the body ("" on failure).
+int Get(uint16_t port, const std::string& target, std::string* body) {
+  Client c;
+  body->clear();
+  if (!c.Connect(port)) return 0;
+  if (!c.SendAll("GET " + target + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")) return 0;
+  c.WaitClosed(5000);
+  const std::string& got = c.buffered();
+  const size_t end = got.find("\r\n\r\n");
+  if (got.size() < 12 || end == std::string::npos) return 0;
+  *body = got.substr(end + 4);
+  return std::atoi(got.substr(9, 3).c_str());
+}
+
+// A deploy that swaps the docroot by rename: every worker serves the new
+// one within the cache's second, and none goes back to the old one. A root
+// that vanishes answers 404 until it is back (a failed open is retried).
+TEST_F(RobustTest, ADocrootSwappedByRenameIsServedEverywhere) {
+  Docroot d;
+  d.Write("www/index.html", "A\n");
+  server_ =
+      std::make_unique<Server>(ListenerYaml("http", "http", 0, "root: " + d.path("www")), "", 2);
+  ASSERT_TRUE(server_->Start());
+  const uint16_t port = server_->Port("http");
+  std::string body;
+  for (int i = 0; i < 8; i++) {  // both workers cache the old file
+    ASSERT_EQ(Get(port, "/", &body), 200);
+    ASSERT_EQ(body, "A\n");
+  }
+  d.Write("new/index.html", "B\n");
+  ASSERT_EQ(rename(d.path("www").c_str(), d.path("old").c_str()), 0);
+  ASSERT_EQ(rename(d.path("new").c_str(), d.path("www").c_str()), 0);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (int i = 0; i < 8; i++)
+          if (Get(port, "/", &body) != 200 || body != "B\n") return false;
+        return true;
+      },
+      5000, 50))
+      << body;
+  for (int i = 0; i < 20; i++) {
+    EXPECT_EQ(Get(port, "/", &body), 200);
+    EXPECT_EQ(body, "B\n");
+  }
+  ASSERT_EQ(rename(d.path("www").c_str(), d.path("gone").c_str()), 0);
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (int i = 0; i < 8; i++)
+          if (Get(port, "/", &body) != 404) return false;
+        return true;
+      },
+      5000, 50));
+  d.Write("www/index.html", "C\n");
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        for (int i = 0; i < 8; i++)
+          if (Get(port, "/", &body) != 200 || body != "C\n") return false;
+        return true;
+      },
+      5000, 50))
+      << body;
+}
+
+// A large file goes out with sendfile (it is never mapped into the worker),
+// and when it shrinks during the transfer the connection is closed: the
+// client gets a short body of the old bytes, never a SIGBUS in the worker
+// or other bytes under the old ETag.
+TEST_F(RobustTest, ALargeFileThatShrinksMidTransferEndsTheConnection) {
+  Docroot d;
+  std::string data(32 << 20, '\0');
+  for (size_t i = 0; i < data.size(); i++)
+    data[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+  d.Write("www/big.bin", data);
+  server_ =
+      std::make_unique<Server>(ListenerYaml("http", "http", 0, "root: " + d.path("www")), "", 2);
+  ASSERT_TRUE(server_->Start());
+  const std::vector<pid_t> workers = server_->WorkerPids();
+  Client c;
+  ASSERT_TRUE(c.Connect(server_->Port("http")));
+  ASSERT_TRUE(c.SendAll("GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"));
+  std::string head;
+  ASSERT_TRUE(c.RecvUntil("\r\n\r\n", &head));
+  ASSERT_NE(head.find("Content-Length: " + std::to_string(data.size())), std::string::npos) << head;
+  // The client does not read: the worker stalls with the file in flight.
+  for (pid_t w : workers) {
+    std::ifstream maps("/proc/" + std::to_string(w) + "/maps");
+    const std::string text((std::istreambuf_iterator<char>(maps)),
+                           std::istreambuf_iterator<char>());
+    EXPECT_EQ(text.find("big.bin"), std::string::npos) << "worker " << w << " maps the file";
+  }
+  ASSERT_EQ(truncate(d.path("www/big.bin").c_str(), 1 << 20), 0);
+  ASSERT_TRUE(c.WaitClosed(10000));
+  const std::string body = c.buffered();  // (RecvUntil took the head)
+  EXPECT_LT(body.size(), data.size());
+  EXPECT_GE(body.size(), size_t{1} << 20);
+  size_t same = 0;
+  while (same < body.size() && body[same] == data[same]) same++;
+  EXPECT_EQ(same, body.size()) << "the short body differs from the old file at byte " << same
+                               << " of " << body.size();
+  EXPECT_EQ(server_->WorkerPids(), workers);  // no worker died
+  EXPECT_TRUE(server_->WaitLog("a file being sent shrank"));
+  std::string again;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Get(server_->Port("http"), "/big.bin", &again) == 200 && again.size() == (1u << 20);
+      },
+      5000, 50))
+      << again.size();
 }
 
 // The pid in a pidfile, 0 if none.

@@ -17,7 +17,6 @@
 #include <cstring>
 #include <functional>
 #include <iterator>
-#include <map>
 
 #include "shared/config.h"
 #include "worker/http/util.h"
@@ -30,18 +29,6 @@ CachedFile::~CachedFile() {
 }
 
 namespace {
-
-// The O_PATH fd of each docroot, opened once per worker process (a reload
-// starts new workers, which open the new roots).
-int RootFd(const ListenerConf& l) {
-  static std::map<std::string, int, std::less<>> roots;
-  auto it = roots.find(l.root);
-  if (it != roots.end()) return it->second;
-  const int fd = open(l.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) spdlog::error("http {}: root {}: {}", l.name, l.root, std::strerror(errno));
-  roots.emplace(l.root, fd);
-  return fd;
-}
 
 // Opens `rel` (relative, no leading '/') beneath the root: the kernel refuses
 // any resolution that leaves it (.., absolute or escaping symlinks, magic
@@ -100,12 +87,44 @@ FileCache& FileCache::Get() {
   return cache;
 }
 
-Resolved FileCache::Open(const ListenerConf& l, std::string_view path, UniqueFd* fd,
-                         struct stat* st, std::string_view* name) {
+// A deploy may swap the docroot (a rename, or a symlink flipped to a new
+// release): the path is looked at again every valid_ms, and when it names
+// another directory (or none) the root is reopened and its generation
+// changes, so every cached file is re-resolved beneath the new one at once.
+// A root that cannot be opened is retried at the next check.
+const FileCache::Root& FileCache::RootOf(const ListenerConf& l, uint64_t now_ms) {
+  auto it = roots_.find(l.root);
+  if (it == roots_.end()) it = roots_.try_emplace(l.root).first;
+  Root& r = it->second;
+  if (r.checked_ms != 0 && now_ms - r.checked_ms < lim_.valid_ms) return r;
+  r.checked_ms = now_ms;
+  struct stat st;
+  if (r.fd && stat(l.root.c_str(), &st) == 0 && st.st_dev == r.dev && st.st_ino == r.ino) return r;
+  const bool had = static_cast<bool>(r.fd);
+  r.fd = UniqueFd(open(l.root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  r.gen = ++root_gen_;
+  if (!r.fd) {
+    r.err = errno;
+    if (had || r.logged_err != r.err)
+      spdlog::error("http {}: root {}: {}", l.name, l.root, std::strerror(r.err));
+    r.logged_err = r.err;
+    return r;
+  }
+  r.logged_err = 0;
+  if (fstat(r.fd.get(), &st) == 0) {
+    r.dev = st.st_dev;
+    r.ino = st.st_ino;
+  }
+  if (had) spdlog::info("http {}: root {} now names another directory; serving it", l.name, l.root);
+  return r;
+}
+
+Resolved FileCache::Open(const ListenerConf& l, const Root& root, std::string_view path,
+                         UniqueFd* fd, struct stat* st, std::string_view* name) {
   Resolved r;
-  const int rootfd = RootFd(l);
+  const int rootfd = root.fd.get();
   if (rootfd < 0) {
-    r.status = 403;
+    r.status = OpenErrorStatus(root.err);
     return r;
   }
   const std::string rel = path.size() > 1 ? std::string(path.substr(1)) : ".";
@@ -192,10 +211,11 @@ bool FileCache::Fill(CachedFile* f, UniqueFd fd, const struct stat& st, std::str
 }
 
 Resolved FileCache::Resolve(const ListenerConf& l, std::string_view path, uint64_t now_ms) {
+  const Root& root = RootOf(l, now_ms);
   auto it = map_.find(KeyView{&l, path});
   if (it != map_.end()) {
     const List::iterator node = it->second;
-    if (now_ms - node->file.checked_ms < lim_.valid_ms) {
+    if (now_ms - node->file.checked_ms < lim_.valid_ms && node->file.root_gen == root.gen) {
       if (node != lru_.begin()) lru_.splice(lru_.begin(), lru_, node);
       Resolved r;
       r.file = &node->file;
@@ -205,7 +225,7 @@ Resolved FileCache::Resolve(const ListenerConf& l, std::string_view path, uint64
   UniqueFd fd;
   struct stat st;
   std::string_view name;
-  Resolved r = Open(l, path, &fd, &st, &name);
+  Resolved r = Open(l, root, path, &fd, &st, &name);
   if (r.status != 0 || r.redirect || r.dir.get() >= 0) {
     if (it != map_.end()) Erase(it->second);
     return r;
@@ -217,6 +237,7 @@ Resolved FileCache::Resolve(const ListenerConf& l, std::string_view path, uint64
         f.size == static_cast<uint64_t>(st.st_size) && SameTime(f.mtime, st.st_mtim) &&
         SameTime(f.ctime, st.st_ctim)) {
       f.checked_ms = now_ms;
+      f.root_gen = root.gen;
       if (node != lru_.begin()) lru_.splice(lru_.begin(), lru_, node);
       r.file = &f;
       return r;
@@ -231,6 +252,7 @@ Resolved FileCache::Resolve(const ListenerConf& l, std::string_view path, uint64
     r.status = 500;
     return r;
   }
+  n.file.root_gen = root.gen;
   map_.emplace(n.key, lru_.begin());
   bytes_ += n.file.body.size();
   Evict();

@@ -11,7 +11,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <list>
+#include <map>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -56,6 +58,7 @@ struct CachedFile {
   // "racily clean" index entries): re-read at the next check, not trusted.
   bool racy = false;
   uint64_t checked_ms = 0;  // last check against the file system (monotonic)
+  uint64_t root_gen = 0;    // the docroot it was resolved beneath (FileCache::Root)
 
   CachedFile() = default;
   ~CachedFile();
@@ -117,15 +120,27 @@ class FileCache {
   };
   using List = std::list<Node>;
 
+  // A docroot as opened: re-checked every valid_ms (RootOf).
+  struct Root {
+    UniqueFd fd;  // O_PATH; empty when it could not be opened (err)
+    dev_t dev = 0;
+    ino_t ino = 0;
+    int err = 0, logged_err = 0;
+    uint64_t checked_ms = 0;
+    uint64_t gen = 0;  // changes whenever the path names another directory
+  };
+  const Root& RootOf(const ListenerConf& l, uint64_t now_ms);
   // Resolves `path` on the file system; for a regular file, fills `*fd` and `*st`.
-  Resolved Open(const ListenerConf& l, std::string_view path, UniqueFd* fd, struct stat* st,
-                std::string_view* name);
+  Resolved Open(const ListenerConf& l, const Root& root, std::string_view path, UniqueFd* fd,
+                struct stat* st, std::string_view* name);
   bool Fill(CachedFile* f, UniqueFd fd, const struct stat& st, std::string_view name,
             uint64_t now_ms);
   void Erase(List::iterator it);
   void Evict();
 
   FileCacheLimits lim_;
+  std::map<std::string, Root, std::less<>> roots_;
+  uint64_t root_gen_ = 0;
   List lru_;  // most recently used first
   std::unordered_map<Key, List::iterator, Hash, Eq> map_;
   size_t bytes_ = 0;
