@@ -154,14 +154,29 @@ class Master {
   // Steps that can fail with a user-facing reason, in the starting process.
   bool Prepare(std::string* err) {
     if (!LockPidfile(cfg_.pidfile, &pid_lock_, err)) return false;
-    if (!cfg_.user.empty() && !ResolveUser(err)) return false;
-    if (!sockets_.Apply(cfg_, err)) return false;
+    if ((!cfg_.user.empty() && !ResolveUser(err)) || !sockets_.Apply(cfg_, err)) {
+      DropPidfile();
+      return false;
+    }
     return true;
+  }
+
+  // A start that failed before it wrote its pid leaves no empty pidfile
+  // (it holds the lock, so the file is nobody else's).
+  void DropPidfile() {
+    if (pid_lock_ && !pid_written_) unlink(cfg_.pidfile.c_str());
+    pid_lock_.Reset();
   }
 
   // `ready_fd`: where a background start reports "ok" or why it failed
   // (the caller waits for it; closed once reported), -1 in the foreground.
   int Run(int ready_fd) {
+    const int rc = Serve(ready_fd);
+    if (rc != 0) DropPidfile();
+    return rc;
+  }
+
+  int Serve(int ready_fd) {
     master_pid_ = getpid();
     ready_fd_.Reset(ready_fd);
     std::string err;
@@ -202,6 +217,7 @@ class Master {
       Report(err);
       return 1;
     }
+    pid_written_ = true;
     spdlog::info("preforkd {} starting: {} workers, config {}", PREFORKD_VERSION, cfg_.workers,
                  cfg_.path);
     for (const auto& l : cfg_.listeners)
@@ -819,6 +835,7 @@ class Master {
   pid_t master_pid_ = 0;
   UniqueFd ready_fd_;
   UniqueFd pid_lock_;  // the pidfile, locked for the master's life (LockPidfile)
+  bool pid_written_ = false;
   uid_t uid_ = static_cast<uid_t>(-1);
   gid_t gid_ = static_cast<gid_t>(-1);
   Stop stopping_ = Stop::kNo;

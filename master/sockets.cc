@@ -4,11 +4,16 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
 
 namespace pf {
 namespace {
@@ -63,6 +68,56 @@ UniqueFd Bind(const ListenerConf& l, bool reuseport, std::string* err) {
   return fd;
 }
 
+// The form /proc/net/tcp{,6} gives a local address: the address' 32-bit
+// words as the kernel holds them, in %08X, then ":%04X" of the port.
+std::string ProcNetAddr(const sockaddr_storage& ss) {
+  char buf[64];
+  if (ss.ss_family == AF_INET) {
+    const auto* in4 = reinterpret_cast<const sockaddr_in*>(&ss);
+    snprintf(buf, sizeof buf, "%08X:%04X", in4->sin_addr.s_addr, ntohs(in4->sin_port));
+  } else {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    uint32_t w[4];
+    std::memcpy(w, &in6->sin6_addr, sizeof w);
+    snprintf(buf, sizeof buf, "%08X%08X%08X%08X:%04X", w[0], w[1], w[2], w[3],
+             ntohs(in6->sin6_port));
+  }
+  return buf;
+}
+
+// Two starts racing on one port can both pass the probe in Bind and then
+// join one SO_REUSEPORT group. After binding a new address, every socket
+// listening on it must be one of ours (the kernel lists them with their
+// inodes); otherwise another process joined, and this start gives up.
+bool OnlyOurs(const ListenerConf& l, const std::vector<int>& ours, std::string* err) {
+  sockaddr_storage ss;
+  socklen_t len;
+  if (!MakeAddr(l, &ss, &len)) return true;
+  std::set<unsigned long> inodes;
+  for (int fd : ours) {
+    struct stat st;
+    if (fstat(fd, &st) == 0) inodes.insert(st.st_ino);
+  }
+  const std::string want = ProcNetAddr(ss);
+  std::ifstream in(ss.ss_family == AF_INET ? "/proc/net/tcp" : "/proc/net/tcp6");
+  std::string line;
+  std::getline(in, line);  // the header
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string sl, local, remote, state, queues, timer, retr, uid, timeout;
+    unsigned long inode = 0;
+    if (!(f >> sl >> local >> remote >> state >> queues >> timer >> retr >> uid >> timeout >>
+          inode))
+      continue;
+    if (state != "0A" || local != want || inodes.count(inode)) continue;
+    *err = "listener " + l.name + ": " + l.SocketKey() +
+           " is also being listened on by another process (another server started at the "
+           "same time?)";
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 SocketTable::~SocketTable() = default;
@@ -84,11 +139,14 @@ bool SocketTable::Apply(const Config& cfg, std::string* err) {
       // A new address: make sure nobody else holds it before joining a group.
       if (!Bind(l, false, err)) return false;
     }
+    std::vector<int> fresh;
     for (int i = have; i < static_cast<int>(cfg.workers); i++) {
       UniqueFd fd = Bind(l, true, err);
       if (!fd) return false;
+      fresh.push_back(fd.get());
       opened.emplace(Key{addr, i}, std::move(fd));
     }
+    if (have == 0 && !OnlyOurs(l, fresh, err)) return false;
   }
   for (const auto& l : cfg.listeners)
     for (auto& [key, fd] : fds_)

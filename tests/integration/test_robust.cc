@@ -521,6 +521,41 @@ TEST_F(RobustTest, TwoConcurrentStartsOneWins) {
   StopDaemon(pidfile);
 }
 
+// Two servers of different configs (two pidfiles, so no lock between them)
+// started at once on one port: never both serve it, as one SO_REUSEPORT
+// group would have them share its connections.
+TEST_F(RobustTest, TwoConfigsStartedAtOnceOnOnePortNeverBothServe) {
+  Start();
+  for (int round = 0; round < 5; round++) {
+    const uint16_t port = FreePort();
+    std::string conf[2];
+    for (int i = 0; i < 2; i++) {
+      const std::string base =
+          server_->dir() + "/r" + std::to_string(round) + "-" + std::to_string(i);
+      conf[i] = base + ".yaml";
+      std::ofstream(conf[i]) << "workers: 2\npidfile: " << base
+                             << ".pid\nlogging: {error_log: " << base << ".log}\nlisteners:\n"
+                             << ListenerYaml("e", "echo", port);
+    }
+    RunResult r[2];
+    std::thread t0([&] { r[0] = RunBinary({"-c", conf[0]}); });
+    std::thread t1([&] { r[1] = RunBinary({"-c", conf[1]}); });
+    t0.join();
+    t1.join();
+    const int won = (r[0].exit_code == 0) + (r[1].exit_code == 0);
+    EXPECT_LE(won, 1) << r[0].output << "\n" << r[1].output;
+    for (int i = 0; i < 2; i++) {
+      if (r[i].exit_code != 0) {
+        EXPECT_NE(r[i].output.find(std::to_string(port)), std::string::npos) << r[i].output;
+        // ...and leaves no pidfile behind
+        EXPECT_FALSE(std::filesystem::exists(conf[i].substr(0, conf[i].size() - 5) + ".pid"));
+      } else {
+        StopDaemon(conf[i].substr(0, conf[i].size() - 5) + ".pid");
+      }
+    }
+  }
+}
+
 // A master killed with SIGKILL whose parent never reaps it stays a zombie
 // holding its pid (no init in a container). It must not block a start.
 TEST_F(RobustTest, AZombieMasterDoesNotBlockAStart) {
