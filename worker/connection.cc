@@ -299,6 +299,7 @@ void Connection::FlushNow() {
     return;
   }
   while (evbuffer_get_length(out_.get()) > 0) {
+    errno = 0;
     const int n = evbuffer_write(out_.get(), fd_.get());
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -307,10 +308,13 @@ void Connection::FlushNow() {
       return;
     }
     if (n == 0) {
-      // Only sendfile writes nothing without an error: the file being sent
-      // ended before its Content-Length (it shrank). Padding it or sending
-      // other bytes under the old validators would be wrong; the client
-      // sees the short body and the close.
+      // libevent's sendfile path answers 0 for EAGAIN/EINTR too, so errno
+      // tells them apart: 0 with no error is sendfile at the end of the
+      // file before its Content-Length (the file shrank). Padding it or
+      // sending other bytes under the old validators would be wrong; the
+      // client sees the short body and the close.
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       spdlog::warn("conn {} {}: a file being sent shrank; closing", id_, peer_);
       Close("file shrank during the transfer");
       return;

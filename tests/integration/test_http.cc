@@ -358,6 +358,8 @@ TEST_F(HttpTest, StrictHeadRefusesWhatRfc9112Forbids) {
       {"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400, "an unclosed IP literal"},
       {"GET / HTTP/1.1\r\nHost: t\r\nX-Invalid[]: 1\r\n\r\n", 400, "a bad field name"},
       {"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n", 400, "a control character"},
+      {"GET / HTTP/1.1\r\nHost: t\r\nX-A : 1\r\n\r\n", 400, "a space before the colon"},
+      {"GET / HTTP/1.1\r\nHost: t\r\nContent-Length\t: 0\r\n\r\n", 400, "a tab before the colon"},
       {"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n Content-Length: 5\r\n\r\nhello", 400,
        "obsolete line folding hiding a header"},
       {"PUT /kv/f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 400,

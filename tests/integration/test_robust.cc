@@ -4,7 +4,9 @@
 // whole, not be thrown away by a TCP reset: the close lingers, reading and
 // dropping input for a bounded time.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <filesystem>
@@ -453,9 +455,18 @@ TEST_F(RobustTest, ALargeFileThatShrinksMidTransferEndsTheConnection) {
   Client c;
   ASSERT_TRUE(c.Connect(server_->Port("http")));
   ASSERT_TRUE(c.SendAll("GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"));
-  std::string head;
-  ASSERT_TRUE(c.RecvUntil("\r\n\r\n", &head));
-  ASSERT_NE(head.find("Content-Length: " + std::to_string(data.size())), std::string::npos) << head;
+  // One small read for the head (Client's reads take all that is there,
+  // which here would be the whole file as fast as the worker sends it).
+  pollfd p{c.fd(), POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 5000), 1);
+  char buf[512];
+  const ssize_t got = recv(c.fd(), buf, sizeof buf, 0);
+  ASSERT_GT(got, 0);
+  const std::string first(buf, static_cast<size_t>(got));
+  const size_t head_end = first.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << first;
+  ASSERT_NE(first.find("Content-Length: " + std::to_string(data.size())), std::string::npos)
+      << first;
   // The client does not read: the worker stalls with the file in flight.
   for (pid_t w : workers) {
     std::ifstream maps("/proc/" + std::to_string(w) + "/maps");
@@ -464,14 +475,17 @@ TEST_F(RobustTest, ALargeFileThatShrinksMidTransferEndsTheConnection) {
     EXPECT_EQ(text.find("big.bin"), std::string::npos) << "worker " << w << " maps the file";
   }
   ASSERT_EQ(truncate(d.path("www/big.bin").c_str(), 1 << 20), 0);
-  ASSERT_TRUE(c.WaitClosed(10000));
-  const std::string body = c.buffered();  // (RecvUntil took the head)
+  ASSERT_TRUE(c.WaitClosed(10000)) << c.buffered().size() << " bytes of the body came";
+  const std::string body = first.substr(head_end + 4) + c.buffered();
   EXPECT_LT(body.size(), data.size());
   EXPECT_GE(body.size(), size_t{1} << 20);
+  // What the file still holds arrives as it was. (Bytes past the new end
+  // that were already queued in the kernel may show the truncation: sendfile
+  // queues page references, not copies. The short body is the signal.)
+  const size_t kept = std::min(body.size(), size_t{1} << 20);
   size_t same = 0;
-  while (same < body.size() && body[same] == data[same]) same++;
-  EXPECT_EQ(same, body.size()) << "the short body differs from the old file at byte " << same
-                               << " of " << body.size();
+  while (same < kept && body[same] == data[same]) same++;
+  EXPECT_EQ(same, kept) << "the body differs from the old file at byte " << same;
   EXPECT_EQ(server_->WorkerPids(), workers);  // no worker died
   EXPECT_TRUE(server_->WaitLog("a file being sent shrank"));
   std::string again;

@@ -208,11 +208,17 @@ int RequestParser::ScanHead(const char* data, size_t len) {
       if (h.line > 0 && h.line_empty) h.done = true;  // the blank line: the head is over
       h.line++;
       h.line_empty = true;
+      h.in_name = true;
     } else if (h.prev == '\r') {
       return Fail(400, "a bare CR in the request head");
     } else if (c != '\r') {
       if (h.line_empty && h.line > 0 && (c == ' ' || c == '\t'))
         return Fail(400, "obsolete line folding in the request head");
+      if (h.line > 0 && h.in_name) {
+        if (c == ':') h.in_name = false;
+        if (c == ' ' || c == '\t')  // RFC 9112 5.1: MUST be rejected with 400
+          return Fail(400, "whitespace between a header field name and its colon");
+      }
       if (h.line == 0 && (c == ' ' || c == '\t')) {
         if (c == '\t' || h.prev == ' ' || h.line_empty)
           return Fail(400, "a malformed request line");

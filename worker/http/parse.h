@@ -83,7 +83,8 @@ class RequestParser {
     uint32_t line = 0;    // 0 = the request line
     uint32_t spaces = 0;  // in the request line
     bool line_empty = true;
-    bool done = false;  // the blank line ending the head was seen
+    bool in_name = true;  // a header line: its colon not seen yet
+    bool done = false;    // the blank line ending the head was seen
   } scan_;
   int ScanHead(const char* data, size_t len);
   int error_status_ = 0;
