@@ -100,7 +100,14 @@ bool LockPidfile(const std::string& path, UniqueFd* out, std::string* err) {
       *err = "cannot open the pidfile " + path + ": " + std::strerror(errno);
       return false;
     }
-    if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    // `preforkctl status` takes the lock for an instant to see whether a
+    // master holds it: a start that meets that waits a moment.
+    int r;
+    for (int tries = 0;
+         (r = flock(fd.get(), LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK && tries < 15;
+         tries++)
+      usleep(20'000);
+    if (r != 0) {
       if (errno != EWOULDBLOCK) {
         *err = "cannot lock the pidfile " + path + ": " + std::strerror(errno);
         return false;
@@ -587,7 +594,13 @@ class Master {
     try {
       released = bus_.ReleaseOwner(counters, 50);
     } catch (const std::exception& e) {
-      spdlog::error("releasing the bus subscriptions of counter entry {}: {}", counters, e.what());
+      // Its entries stay in the table: the counter entry must not go back to
+      // the pool (a new worker would inherit them). Retried, logged once.
+      released = false;
+      if (std::find(pending_release_.begin(), pending_release_.end(), counters) ==
+          pending_release_.end())
+        spdlog::error("releasing the bus subscriptions of counter entry {}: {}", counters,
+                      e.what());
     }
     if (!released) {
       if (std::find(pending_release_.begin(), pending_release_.end(), counters) ==
@@ -611,17 +624,28 @@ class Master {
     }
     // The watchdog: a serving worker whose loop has not run for
     // timeouts.worker_stall is killed (its slot respawns as after a crash).
+    // One at a time, the stalest first, and the next only once that one is
+    // reaped: a worker stuck holding a shard or bus lock stalls the workers
+    // that wait for the lock too, and its death (EOWNERDEAD) frees them.
     const uint64_t stall = cfg_.timeouts.worker_stall_ms;
+    Child* stalest = nullptr;
+    uint64_t stalest_age = 0;
+    bool killing = false;
     for (auto& c : children_) {
+      killing = killing || c.stall_killed;
       if (!stall || c.retiring || c.stall_killed || c.counters < 0) continue;
       const uint64_t beat = segment_.proc(c.counters)->heartbeat_ms.load(std::memory_order_relaxed);
-      if (!beat || now <= beat || now - beat <= stall) continue;
+      if (!beat || now <= beat || now - beat <= stall || now - beat <= stalest_age) continue;
+      stalest = &c;
+      stalest_age = now - beat;
+    }
+    if (stalest && !killing) {
       spdlog::error(
           "slot {}: worker {} has not run its event loop for {} ms (timeouts.worker_stall "
           "is {} ms): killing it",
-          c.slot, c.pid, now - beat, stall);
-      kill(c.pid, SIGKILL);
-      c.stall_killed = true;
+          stalest->slot, stalest->pid, stalest_age, stall);
+      kill(stalest->pid, SIGKILL);
+      stalest->stall_killed = true;
       segment_.header()->workers_stalled.fetch_add(1, std::memory_order_relaxed);
     }
     for (auto& c : children_) {
@@ -884,12 +908,14 @@ int RunMaster(Config cfg, const MasterOptions& opt) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) {
     perror("preforkd: pipe");
+    master->DropPidfile();
     return 1;
   }
   UniqueFd rd(p[0]), wr(p[1]);
   const pid_t pid = fork();
   if (pid < 0) {
     perror("preforkd: fork");
+    master->DropPidfile();
     return 1;
   }
   if (pid > 0) {

@@ -503,6 +503,12 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
                        {"worker_stall",
                         [&](const YAML::Node& x, const std::string& kk) {
                           c.Millis(x, kk, 0, 3'600'000, &t.worker_stall_ms);
+                          // Workers stamp their heartbeat once a sweep (up to 1 s apart).
+                          if (t.worker_stall_ms != 0 && t.worker_stall_ms < 2000)
+                            c.Error(x, kk,
+                                    std::to_string(t.worker_stall_ms) +
+                                        " ms is below the 2 s minimum, expected 0 (off) or "
+                                        "at least 2s");
                         }},
                    });
            }},

@@ -68,9 +68,10 @@ struct LimitsConf {
   uint64_t client_output_hard = 128ull << 20;
   uint64_t client_output_soft = 32ull << 20;
   uint32_t client_output_soft_seconds = 60;
-  // All client buffers of one worker together (input, and output but HTTP's,
-  // which holds file segments, not memory): past it the biggest consumers
-  // are disconnected first (Redis' maxmemory-clients). 0 = no limit.
+  // All client buffers of one worker together (input and output; the static
+  // files queued in HTTP output are open files, not memory, and do not
+  // count): past it the biggest consumers are disconnected first (Redis'
+  // maxmemory-clients). 0 = no limit.
   uint64_t clients_memory = 256ull << 20;
 };
 

@@ -154,12 +154,13 @@ void Connection::ReadCb(int, short, void* arg) {
   if (c->closing_ == Closing::kLingering) {
     // Read and drop what the peer still sends, until it is done.
     const ssize_t n = c->ReadSome();
+    const int err = errno;  // before the drain, which may free memory
     evbuffer_drain(c->in_.get(), evbuffer_get_length(c->in_.get()));
     if (n > 0) {
       c->last_activity_ms_ = MonoMs();
       return;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)) return;
     c->Close(nullptr);
     return;
   }
@@ -254,12 +255,22 @@ void Connection::Flush() {
   if (closing_ != Closing::kNow) Account();
 }
 
+void Connection::NoteFileBytes(uint64_t len) {
+  if (len) file_spans_.emplace_back(out_added_ - len, out_added_);
+}
+
+uint64_t Connection::FileBytesPending() {
+  while (!file_spans_.empty() && file_spans_.front().second <= bytes_out_) file_spans_.pop_front();
+  uint64_t n = 0;
+  for (const auto& [start, end] : file_spans_) n += end - std::max(start, bytes_out_);
+  return n;
+}
+
 void Connection::Account() {
   const Session::Buffers kind =
       session_ && !session_ended_ ? session_->buffers() : Session::Buffers::kNormal;
   const size_t out = output_pending();
-  const uint64_t now_bytes =
-      evbuffer_get_length(in_.get()) + (kind == Session::Buffers::kHttp ? 0 : out);
+  const uint64_t now_bytes = evbuffer_get_length(in_.get()) + out - FileBytesPending();
   w_.client_bytes += now_bytes;
   w_.client_bytes -= accounted_;
   accounted_ = now_bytes;
@@ -393,6 +404,7 @@ void Connection::WriteCb(int, short, void* arg) {
 
 void Connection::OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
   auto* c = static_cast<Connection*>(arg);
+  c->out_added_ += info->n_added;
   if (info->n_deleted > 0) {
     c->bytes_out_ += info->n_deleted;
     c->w_.counters->bytes_out.Add(info->n_deleted);

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -92,6 +93,9 @@ class Connection {
   // and applies the normal-client output limits (limits.client_output_*):
   // after every flush, and from the sweep for a client that does not read.
   void Account();
+  // A file segment of `len` bytes was just added to the output: it holds an
+  // open file, not memory, so Account leaves it out of limits.clients_memory.
+  void NoteFileBytes(uint64_t len);
 
  private:
   static void ReadCb(int fd, short what, void* arg);
@@ -117,6 +121,10 @@ class Connection {
   std::string peer_;
   uint64_t connected_ms_, last_activity_ms_;
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
+  uint64_t out_added_ = 0;  // bytes ever added to the output (bytes_out_: ever drained)
+  // File segments in the output, as [start, end) offsets in that stream.
+  std::deque<std::pair<uint64_t, uint64_t>> file_spans_;
+  uint64_t FileBytesPending();
   bool read_paused_ = false;  // output above the high-water mark
   bool write_armed_ = false;
   bool write_queued_ = false;  // in WorkerContext::pending_writes, at queued_at_

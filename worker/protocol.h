@@ -30,8 +30,11 @@ class Session {
   virtual void OnClose(Connection&) {}
   // Which client class the connection is in now, for the memory limits
   // (limits.client_output_*, limits.clients_memory): a normal client, a
-  // subscriber (the pubsub.output_* limits apply instead), or HTTP, whose
-  // output holds file segments rather than memory (only its input counts).
+  // subscriber (the pubsub.output_* limits apply instead), or HTTP, which
+  // stops reading at limits.output_high_water (so its output is bounded by
+  // that and one reply) and is not cut by client_output_*. All of them count
+  // toward clients_memory, except file segments in HTTP output (an open
+  // file, not memory).
   enum class Buffers { kNormal, kSubscriber, kHttp };
   virtual Buffers buffers() const { return Buffers::kNormal; }
   // The inactivity limit that applies right now (0 = none), and what to do when it passes.

@@ -3,6 +3,7 @@
 // subscribers (Redis' client-output-buffer-limit pubsub).
 #include "worker/pubsub.h"
 
+#include <arpa/inet.h>
 #include <event2/event.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <memory>
 
 #include "shared/cmd/commands.h"
@@ -578,12 +580,32 @@ int64_t SubscriberSession::NumSub(std::string_view channel) {
   return w_.pubsub ? w_.pubsub->bus().NumSub(channel) : 0;
 }
 
-std::string_view SubscriberSession::address() const {
-  if (!conn_) return {};
-  const std::string& peer = conn_->peer();  // "1.2.3.4:port" or "[::1]:port"
+// The key pubsub.max_channels_per_address counts under: an IPv4 address
+// (also when it comes v4-mapped), or an IPv6 address' /64, which one host
+// is usually given whole.
+std::string AddressKeyOf(std::string_view peer) {
   const size_t colon = peer.rfind(':');
-  return colon == std::string::npos ? std::string_view(peer)
-                                    : std::string_view(peer).substr(0, colon);
+  std::string host(colon == std::string_view::npos ? peer : peer.substr(0, colon));
+  if (host.size() < 2 || host.front() != '[') return host;
+  host = host.substr(1, host.size() - 2);
+  in6_addr a{};
+  if (inet_pton(AF_INET6, host.c_str(), &a) != 1) return host;
+  if (IN6_IS_ADDR_V4MAPPED(&a)) {
+    char v4[INET_ADDRSTRLEN];
+    if (inet_ntop(AF_INET, &a.s6_addr[12], v4, sizeof v4)) return v4;
+  }
+  std::memset(&a.s6_addr[8], 0, 8);
+  char v6[INET6_ADDRSTRLEN];
+  if (!inet_ntop(AF_INET6, &a, v6, sizeof v6)) return host;
+  return std::string(v6) + "/64";
+}
+
+// Kept from the first call (a subscribe, while the connection is there): the
+// release in the destructor must name the same key, after the connection's
+// own strings may be gone.
+std::string_view SubscriberSession::address() const {
+  if (address_.empty() && conn_) address_ = AddressKeyOf(conn_->peer());
+  return address_;
 }
 
 int64_t SubscriberSession::NumPat() { return w_.pubsub ? w_.pubsub->bus().NumPat() : 0; }

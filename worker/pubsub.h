@@ -101,7 +101,15 @@ class SubscriberSession : public Session, public PubSubClient, public PubSubPort
   void ReleaseSubscriptions();
   WorkerContext& w_;
   Connection* conn_ = nullptr;
+
+ private:
+  mutable std::string address_;  // address(), once known
 };
+
+// "1.2.3.4:port" or "[v6]:port" -> the key a client's subscriptions count
+// under for pubsub.max_channels_per_address: the IPv4 address (v4-mapped
+// ones too) or the IPv6 /64.
+std::string AddressKeyOf(std::string_view peer);
 
 enum class PubStatus { kOk, kTooLarge, kChannelTooLong, kRateLimited, kReserved, kInternal };
 enum class SubStatus {

@@ -87,6 +87,15 @@ class PubSubHubTest : public ::testing::Test {
   std::vector<std::unique_ptr<Connection>> conns_;
 };
 
+// What one "address" is for pubsub.max_channels_per_address.
+TEST(AddressKey, IPv4AsIsV4MappedAsIPv4IPv6ByItsSlash64) {
+  EXPECT_EQ(AddressKeyOf("192.168.100.200:54321"), "192.168.100.200");
+  EXPECT_EQ(AddressKeyOf("[::ffff:10.1.2.3]:80"), "10.1.2.3");
+  EXPECT_EQ(AddressKeyOf("[2001:db8:1:2:3:4:5:6]:443"), "2001:db8:1:2::/64");
+  EXPECT_EQ(AddressKeyOf("[2001:db8:1:2:ffff::1]:1"), "2001:db8:1:2::/64");
+  EXPECT_EQ(AddressKeyOf("[::1]:6379"), "::/64");
+}
+
 TEST_F(PubSubHubTest, DeliversAgainAfterASubscriberThrew) {
   FakeSubscriber bad(NewConnection(), /*throws=*/true);
   FakeSubscriber good(NewConnection(), /*throws=*/false);

@@ -251,6 +251,7 @@ class HttpSession final : public Session {
         c.Close("cannot queue file");
         return;
       }
+      c.NoteFileBytes(len);
     }
     w_.counters->http_status[std::clamp(rep->status / 100, 1, 5)].Add(1);
     Log(c, rep->status, body_sent);
