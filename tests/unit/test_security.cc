@@ -1,0 +1,91 @@
+// tests/unit/test_security.cc: the address rules of the security doors
+// (shared/util/cidr.h, worker/security.h): networks, and the client behind
+// trusted proxies, as nginx's real_ip_recursive picks it.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "shared/config.h"
+#include "shared/util/cidr.h"
+#include "worker/connection.h"
+#include "worker/security.h"
+#include "worker/worker.h"
+
+namespace pf {
+namespace {
+
+IpAddr Ip(const std::string& s) {
+  IpAddr a;
+  EXPECT_TRUE(IpAddr::Parse(s, &a)) << s;
+  return a;
+}
+
+Cidr Net(const std::string& s) {
+  Cidr n;
+  EXPECT_TRUE(Cidr::Parse(s, &n)) << s;
+  return n;
+}
+
+TEST(Cidr, ParsesAndMatchesPrefixes) {
+  EXPECT_TRUE(Net("10.0.0.0/8").Contains(Ip("10.255.1.2")));
+  EXPECT_FALSE(Net("10.0.0.0/8").Contains(Ip("11.0.0.1")));
+  EXPECT_TRUE(Net("192.168.1.0/23").Contains(Ip("192.168.0.9")));
+  EXPECT_FALSE(Net("192.168.1.0/23").Contains(Ip("192.168.2.1")));
+  EXPECT_TRUE(Net("0.0.0.0/0").Contains(Ip("203.0.113.9")));
+  EXPECT_FALSE(Net("0.0.0.0/0").Contains(Ip("::1")));  // families never match
+  EXPECT_TRUE(Net("2001:db8::/32").Contains(Ip("2001:db8:ffff::1")));
+  EXPECT_TRUE(Net("::1").Contains(Ip("[::1]")));
+  EXPECT_TRUE(Net("127.0.0.1/32").Contains(Ip("::ffff:127.0.0.1")));  // v4-mapped = IPv4
+  Cidr n;
+  for (const char* bad : {"", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "host",
+                          "10.0.0.0/8/8", "1.2.3", "[::1"})
+    EXPECT_FALSE(Cidr::Parse(bad, &n)) << bad;
+}
+
+TEST(IpAddr, LoopbackAndPeerText) {
+  EXPECT_TRUE(Ip("127.0.0.2").loopback());
+  EXPECT_TRUE(Ip("::1").loopback());
+  EXPECT_TRUE(Ip("::ffff:127.0.0.1").loopback());
+  EXPECT_FALSE(Ip("10.0.0.1").loopback());
+  EXPECT_FALSE(Ip("::2").loopback());
+  EXPECT_EQ(IpAddr::FromPeer("127.0.0.1:6380").ToString(), "127.0.0.1");
+  EXPECT_EQ(IpAddr::FromPeer("[::1]:6380").ToString(), "::1");
+  EXPECT_EQ(IpAddr::FromPeer("?").family, 0);
+}
+
+class ClientAddressTest : public ::testing::Test {
+ protected:
+  IpAddr Client(const std::string& peer, const char* xff) {
+    WorkerContext w;
+    w.config = &cfg_;
+    const std::string header = xff ? xff : "";
+    return ClientAddress(w, Ip(peer), xff ? &header : nullptr);
+  }
+  Config cfg_;
+};
+
+TEST_F(ClientAddressTest, HeaderIgnoredWithoutTrustedProxies) {
+  EXPECT_EQ(Client("127.0.0.1", "203.0.113.7").ToString(), "127.0.0.1");
+}
+
+TEST_F(ClientAddressTest, HeaderIgnoredFromAnUntrustedPeer) {
+  cfg_.trusted_proxies = {Net("10.0.0.0/8")};
+  EXPECT_EQ(Client("192.0.2.1", "203.0.113.7").ToString(), "192.0.2.1");
+}
+
+TEST_F(ClientAddressTest, RightMostUntrustedAddressIsTheClient) {
+  cfg_.trusted_proxies = {Net("10.0.0.0/8"), Net("127.0.0.1")};
+  EXPECT_EQ(Client("127.0.0.1", "203.0.113.7").ToString(), "203.0.113.7");
+  // The client may put anything in front; only hops of trusted proxies count.
+  EXPECT_EQ(Client("127.0.0.1", "1.1.1.1, 203.0.113.7, 10.1.2.3").ToString(), "203.0.113.7");
+  EXPECT_EQ(Client("127.0.0.1", " 2001:db8::5 ,10.0.0.9").ToString(), "2001:db8::5");
+  // Every hop trusted: the left-most one.
+  EXPECT_EQ(Client("127.0.0.1", "10.0.0.1, 10.0.0.2").ToString(), "10.0.0.1");
+  // Garbage stops the walk at the last address that was believed.
+  EXPECT_EQ(Client("127.0.0.1", "203.0.113.7, not-an-ip, 10.0.0.4").ToString(), "10.0.0.4");
+  EXPECT_EQ(Client("127.0.0.1", "").ToString(), "127.0.0.1");
+  EXPECT_EQ(Client("127.0.0.1", nullptr).ToString(), "127.0.0.1");
+}
+
+}  // namespace
+}  // namespace pf
