@@ -7,6 +7,7 @@
 
 #include "master/master.h"
 #include "shared/config.h"
+#include "worker/http/basic_auth.h"
 
 namespace {
 
@@ -31,7 +32,8 @@ constexpr const char* kUsage =
     "  --show admin_token\n"
     "                   print pubsub.admin_token (an empty line when unset) and\n"
     "                   exit (tools/preforkctl broadcast reads it)\n"
-    "  --show persistence  print 'on DIR FSYNC' or 'off'\n"
+    "  --show persistence  print 'on DIR FSYNC' or 'off' (DIR as seen from\n"
+    "                   outside the chroot, when one is set)\n"
     "  -h, --help       this text\n"
     "\n"
     "Signals to the master: HUP reload, QUIT graceful stop, TERM/INT fast stop,\n"
@@ -67,6 +69,7 @@ int main(int argc, char** argv) {
   }
 
   pf::ConfigResult r = pf::LoadConfig(conf);
+  pf::CheckAuthBasic(&r);
   // Managing a running server must work even after its file was broken.
   if (show == "pidfile" && !r.config.pidfile.empty()) {
     std::printf("%s\n", r.config.pidfile.c_str());
@@ -99,7 +102,7 @@ int main(int argc, char** argv) {
   if (show == "persistence") {
     const auto& p = r.config.persistence;
     if (p.enabled)
-      std::printf("on %s %s\n", p.dir.c_str(), pf::FsyncPolicyName(p.fsync));
+      std::printf("on %s %s\n", r.config.Outside(p.dir).c_str(), pf::FsyncPolicyName(p.fsync));
     else
       std::printf("off\n");
     return 0;

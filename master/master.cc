@@ -30,12 +30,14 @@
 #include "master/sockets.h"
 #include "shared/bus.h"
 #include "shared/kv/kv.h"
+#include "shared/limiter.h"
 #include "shared/log.h"
 #include "shared/persist/log_writer.h"
 #include "shared/persist/persist.h"
 #include "shared/shm.h"
 #include "shared/util/clock.h"
 #include "shared/util/unique_fd.h"
+#include "worker/http/basic_auth.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -161,6 +163,7 @@ class Master {
   // Steps that can fail with a user-facing reason, in the starting process.
   bool Prepare(std::string* err) {
     if (!LockPidfile(cfg_.pidfile, &pid_lock_, err)) return false;
+    data_dir_ = cfg_.Outside(cfg_.persistence.dir);
     if ((!cfg_.user.empty() && !ResolveUser(err)) || !sockets_.Apply(cfg_, err)) {
       DropPidfile();
       return false;
@@ -215,11 +218,12 @@ class Master {
       Report(err);
       return 1;
     }
-    if (!LoadPersisted(&err)) {
+    if (!LoadPersisted(&err) || (cfg_.persistence.enabled && !MakeSnapshotPipe(&err))) {
       spdlog::critical("{}", err);
       Report(err);
       return 1;
     }
+    WarnOpenListeners();
     if (!WritePidfile(pid_lock_.get(), cfg_.pidfile, master_pid_, &err)) {
       Report(err);
       return 1;
@@ -254,6 +258,34 @@ class Master {
   }
 
  private:
+  // Protected mode (Redis'): say at start which data listeners face a
+  // network with no password.
+  void WarnOpenListeners() {
+    if (!cfg_.kv.password.empty()) return;
+    for (const auto& l : cfg_.listeners) {
+      if (l.protocol != Protocol::kResp && l.protocol != Protocol::kKvJson &&
+          l.protocol != Protocol::kHttp)
+        continue;
+      IpAddr a;
+      if (IpAddr::Parse(l.address, &a) && a.loopback()) continue;
+      if (l.protocol == Protocol::kHttp)
+        spdlog::warn(
+            "listener {} ({}) is not on loopback and kv.password is empty: anyone who "
+            "reaches it can read and write /kv (set kv.password)",
+            l.name, l.SocketKey());
+      else if (cfg_.protected_mode)
+        spdlog::warn(
+            "listener {} ({}) is not on loopback and kv.password is empty: protected "
+            "mode refuses clients from outside local_networks (set kv.password)",
+            l.name, l.SocketKey());
+      else
+        spdlog::warn(
+            "listener {} ({}) is not on loopback, kv.password is empty and "
+            "protected_mode is off: anyone who reaches it can read and write every key",
+            l.name, l.SocketKey());
+    }
+  }
+
   // Tells a background start's caller how it went, once.
   void Report(const std::string& msg) {
     if (!ready_fd_) return;
@@ -264,17 +296,35 @@ class Master {
 
   // Log folders are created here (a fresh checkout has no var/log). With
   // `user` set, the workers reopen the log files after logrotate as that
-  // user: create the files here and hand them over, as nginx does.
+  // user: create the files here and hand them over, as nginx does, but
+  // only files this call created. A file found in place is never chowned
+  // (a link or a hard link planted there would hand over another file: the
+  // pattern of nginx CVE-2016-1247); one the user cannot write is reported.
   void PrepareLogFiles() {
-    for (const std::string& path : {cfg_.logging.error_log, cfg_.logging.access_log}) {
-      if (path == "stderr" || path == "off" || path.empty()) continue;
+    for (const std::string& inner : {cfg_.logging.error_log, cfg_.logging.access_log}) {
+      if (inner == "stderr" || inner == "off" || inner.empty()) continue;
+      const std::string path = cfg_.Outside(inner);
       // Workers open the access log themselves: make sure its folder exists.
       std::error_code ec;
       std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+      bool created = false;
+      const UniqueFd fd(log::OpenLogFile(path, &created));
+      if (!fd) {
+        spdlog::error("log file {}: {}", path, std::strerror(errno));
+        continue;
+      }
       if (uid_ == static_cast<uid_t>(-1)) continue;
-      const UniqueFd fd(open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
-      if (!fd || fchown(fd.get(), uid_, gid_) != 0)
-        spdlog::warn("cannot hand {} to user {}: {}", path, cfg_.user, std::strerror(errno));
+      struct stat st;
+      if (created) {
+        if (fchown(fd.get(), uid_, gid_) != 0)
+          spdlog::warn("cannot hand {} to user {}: {}", path, cfg_.user, std::strerror(errno));
+      } else if (fstat(fd.get(), &st) == 0 && st.st_uid != uid_) {
+        spdlog::warn(
+            "{} belongs to uid {}, not to user {}: workers cannot reopen it after "
+            "logrotate (create it as {}, e.g. logrotate's `create 0640 {} {}`)",
+            path, st.st_uid, cfg_.user, cfg_.user, cfg_.user,
+            cfg_.group.empty() ? cfg_.user : cfg_.group);
+      }
     }
   }
 
@@ -325,6 +375,7 @@ class Master {
     ws.generation = generation_;
     ws.counter_index = counters;
     ws.master_pid = master_pid_;
+    ws.snapshot_fd = snap_req_w_.get();
     ws.store = store_;
     ws.bus = bus_;
     for (const UniqueFd& fd : wake_fds_) ws.wake_fds.push_back(fd.get());
@@ -364,11 +415,28 @@ class Master {
       signal(sig, SIG_IGN);
     for (int sig : {SIGCHLD, SIGTERM, SIGQUIT, SIGUSR1}) signal(sig, SIG_DFL);
     log::SetRole("worker " + std::to_string(ws.slot));
-    if (uid_ != static_cast<uid_t>(-1)) {
-      if (setgid(gid_) != 0 || initgroups(cfg_.user.c_str(), gid_) != 0 || setuid(uid_) != 0) {
-        spdlog::critical("cannot drop privileges to {}: {}", cfg_.user, std::strerror(errno));
+    snap_req_r_.Reset();
+    // Files the worker creates (its logs) are 0600, in the 0700 data folder.
+    umask(077);
+    // Groups first (initgroups reads /etc/group), then the chroot, then the
+    // user: after setuid a worker could not chroot, and before it the
+    // worker would not find /etc/group.
+    if (uid_ != static_cast<uid_t>(-1) &&
+        (setgid(gid_) != 0 || initgroups(cfg_.user.c_str(), gid_) != 0)) {
+      spdlog::critical("cannot drop privileges to {}: {}", cfg_.user, std::strerror(errno));
+      return 2;
+    }
+    if (!cfg_.chroot.empty()) {
+      if (chroot(cfg_.chroot.c_str()) != 0 || chdir("/") != 0) {
+        spdlog::critical("cannot chroot to {}: {}", cfg_.chroot, std::strerror(errno));
         return 2;
       }
+      // Reopens (SIGUSR1) find the log where it is inside the chroot.
+      if (cfg_.logging.error_log != "stderr") log::SetPath(cfg_.logging.error_log);
+    }
+    if (uid_ != static_cast<uid_t>(-1) && setuid(uid_) != 0) {
+      spdlog::critical("cannot drop privileges to {}: {}", cfg_.user, std::strerror(errno));
+      return 2;
     }
     // After setuid: changing credentials clears the parent-death signal.
     prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -416,6 +484,7 @@ class Master {
       Timers();
       if (g_snapshot) {
         g_snapshot = 0;
+        DrainSnapshotPipe();
         if (cfg_.persistence.enabled)
           persist_->snapshot_requests.fetch_add(1);
         else
@@ -498,6 +567,7 @@ class Master {
   void Reload() {
     spdlog::info("reload: reading {}", cfg_.path);
     ConfigResult r = LoadConfig(cfg_.path);
+    CheckAuthBasic(&r);
     if (!r.ok()) {
       for (const auto& e : r.errors) spdlog::error("reload: {}", e);
       spdlog::error("reload: the new configuration is invalid; still serving the old one");
@@ -545,13 +615,19 @@ class Master {
       spdlog::warn("reload: pidfile cannot change without a restart; keeping {}", cfg_.pidfile);
       next.pidfile = cfg_.pidfile;
     }
+    if (next.chroot != cfg_.chroot || next.user != cfg_.user || next.group != cfg_.group) {
+      spdlog::warn("reload: chroot, user and group cannot change without a restart; keeping them");
+      next.chroot = cfg_.chroot;
+      next.user = cfg_.user;
+      next.group = cfg_.group;
+    }
     std::string err;
     if (!sockets_.Apply(next, &err)) {
       spdlog::error("reload: {}; still serving the old configuration", err);
       return;
     }
     if (next.logging.error_log != cfg_.logging.error_log) {
-      if (!log::Init(next.logging.error_log, next.logging.level, "master")) {
+      if (!log::Init(next.Outside(next.logging.error_log), next.logging.level, "master")) {
         spdlog::error("reload: cannot open {}: {}; keeping the old error log",
                       next.logging.error_log, std::strerror(errno));
         next.logging.error_log = cfg_.logging.error_log;
@@ -608,6 +684,17 @@ class Master {
         spdlog::warn(
             "the bus table lock is busy: the subscriptions of a reaped worker are "
             "released later");
+        pending_release_.push_back(counters);
+      }
+      return;
+    }
+    // Its limit_conn counts go with it, before the entry can be reused.
+    if (!limit::Table(segment_.limiter_base()).ReleaseOwner(counters)) {
+      if (std::find(pending_release_.begin(), pending_release_.end(), counters) ==
+          pending_release_.end()) {
+        spdlog::warn(
+            "a limiter table lock is busy: the connection counts of a reaped worker "
+            "are released later");
         pending_release_.push_back(counters);
       }
       return;
@@ -685,6 +772,58 @@ class Master {
   }
 
   // ---- persistence (shared/persist/persist.h) ----
+
+  // The data folder, as the master sees it (inside chroot), made 0700 and
+  // handed to `user`: workers create their logs in it after dropping
+  // privileges (files 0600: their umask is 077).
+  bool PrepareDataDir(std::string* err) {
+    std::error_code ec;
+    std::filesystem::create_directories(data_dir_, ec);
+    struct stat st;
+    if (lstat(data_dir_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      *err = "persistence.dir " + data_dir_ + " is not a folder" +
+             (ec ? " (" + ec.message() + ")" : std::string());
+      return false;
+    }
+    if (uid_ != static_cast<uid_t>(-1) && (st.st_uid != uid_ || st.st_gid != gid_) &&
+        chown(data_dir_.c_str(), uid_, gid_) != 0) {
+      *err = "cannot hand persistence.dir " + data_dir_ + " to user " + cfg_.user + ": " +
+             std::strerror(errno);
+      return false;
+    }
+    if ((st.st_mode & 07777) != 0700 && chmod(data_dir_.c_str(), 0700) != 0) {
+      *err = "cannot make persistence.dir " + data_dir_ + " 0700: " + std::strerror(errno);
+      return false;
+    }
+    return true;
+  }
+
+  // SAVE / BGSAVE from a worker: a byte on this pipe. The kernel signals
+  // the master (F_SETSIG, as the one who called F_SETOWN) whoever wrote it,
+  // so it works where kill(2) from a worker that dropped privileges gets
+  // EPERM from a master running as root.
+  bool MakeSnapshotPipe(std::string* err) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
+      *err = std::string("snapshot request pipe: ") + std::strerror(errno);
+      return false;
+    }
+    snap_req_r_.Reset(p[0]);
+    snap_req_w_.Reset(p[1]);
+    if (fcntl(p[0], F_SETOWN, getpid()) != 0 ||
+        fcntl(p[0], F_SETSIG, persist::SnapshotSignal()) != 0 ||
+        fcntl(p[0], F_SETFL, O_NONBLOCK | O_ASYNC) != 0) {
+      *err = std::string("snapshot request pipe: fcntl: ") + std::strerror(errno);
+      return false;
+    }
+    return true;
+  }
+
+  void DrainSnapshotPipe() {
+    char buf[256];
+    while (snap_req_r_ && read(snap_req_r_.get(), buf, sizeof buf) > 0) {
+    }
+  }
   bool LoadPersisted(std::string* err) {
     persist_ = &segment_.header()->persist;
     const PersistenceConf& pc = cfg_.persistence;
@@ -693,12 +832,11 @@ class Master {
           "persistence is off: the store lives in memory only and is lost when the server stops");
       return true;
     }
-    std::error_code ec;
-    std::filesystem::create_directories(pc.dir, ec);
-    const std::string lock = pc.dir + "/LOCK";
-    lock_fd_.Reset(open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!PrepareDataDir(err)) return false;
+    const std::string lock = data_dir_ + "/LOCK";
+    lock_fd_.Reset(open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
     if (!lock_fd_ || flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-      *err = "persistence.dir " + pc.dir + " is in use by another preforkd (" + lock + ": " +
+      *err = "persistence.dir " + data_dir_ + " is in use by another preforkd (" + lock + ": " +
              std::strerror(errno) + ")";
       return false;
     }
@@ -708,10 +846,10 @@ class Master {
     kv::Limits loading = kv::LimitsFrom(cfg_.kv);
     loading.eviction = Eviction::kNoEviction;
     store_->SetLimits(loading);
-    const bool loaded = persist::Load(pc.dir, store_, WallMs(), &ls, err);
+    const bool loaded = persist::Load(data_dir_, store_, WallMs(), &ls, err);
     store_->SetLimits(kv::LimitsFrom(cfg_.kv));
     if (!loaded) {
-      *err = "persistence: cannot load " + pc.dir + ": " + *err;
+      *err = "persistence: cannot load " + data_dir_ + ": " + *err;
       return false;
     }
     persist_->enabled.store(1);
@@ -726,7 +864,7 @@ class Master {
     spdlog::info(
         "persistence: loaded {} keys in {} ms from {}: {}, {} log records from {} files, "
         "{} expired entries dropped, {} bytes of torn or corrupt tail cut; fsync {}",
-        ls.keys, ls.ms, pc.dir,
+        ls.keys, ls.ms, data_dir_,
         ls.snapshot.empty() ? std::string("no snapshot")
                             : ls.snapshot + " (" + std::to_string(ls.snapshot_items) + " items)",
         ls.records, ls.log_files, ls.expired, ls.dropped_bytes, FsyncPolicyName(pc.fsync));
@@ -776,6 +914,7 @@ class Master {
 
   int SnapshotMain() {
     prctl(PR_SET_NAME, "preforkd-snap");
+    umask(077);  // the snapshot is the whole store: 0600
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     ready_fd_.Reset();
     pid_lock_.Reset();
@@ -784,7 +923,7 @@ class Master {
     const uint64_t t0 = MonoMs();
     persist::SnapshotResult r;
     try {
-      r = persist::WriteSnapshot(cfg_.persistence.dir, store_, persist_, WallMs());
+      r = persist::WriteSnapshot(data_dir_, store_, persist_, WallMs());
     } catch (const std::exception& e) {
       r.ok = false;
       r.error = e.what();
@@ -793,8 +932,7 @@ class Master {
     if (!r.ok) {
       persist_->last_snapshot_ok.store(0);
       persist::SetLastError(persist_, "snapshot: " + r.error);
-      persist::WriteStatus(cfg_.persistence.dir,
-                           "error " + std::to_string(WallMs()) + " " + r.error);
+      persist::WriteStatus(data_dir_, "error " + std::to_string(WallMs()) + " " + r.error);
       spdlog::error("snapshot failed: {}", r.error);
       return 1;
     }
@@ -804,10 +942,9 @@ class Master {
     persist_->last_snapshot_bytes.store(r.bytes);
     persist_->last_snapshot_keys.store(r.keys);
     persist_->last_snapshot_gen.store(r.gen);
-    persist::WriteStatus(cfg_.persistence.dir, "ok " + std::to_string(WallMs()) + " " + r.path +
-                                                   " keys=" + std::to_string(r.keys) +
-                                                   " bytes=" + std::to_string(r.bytes) +
-                                                   " ms=" + std::to_string(ms));
+    persist::WriteStatus(data_dir_, "ok " + std::to_string(WallMs()) + " " + r.path +
+                                        " keys=" + std::to_string(r.keys) + " bytes=" +
+                                        std::to_string(r.bytes) + " ms=" + std::to_string(ms));
     spdlog::info("snapshot: {} keys, {} bytes in {} ms: {}", r.keys, r.bytes, ms, r.path);
     return 0;
   }
@@ -824,7 +961,7 @@ class Master {
       snapshot_soon_ = false;
       snap_failures_ = 0;
       snap_retry_ms_ = 0;
-      const int n = persist::RemoveCovered(cfg_.persistence.dir, persist_->epoch.load(),
+      const int n = persist::RemoveCovered(data_dir_, persist_->epoch.load(),
                                            persist_->last_snapshot_gen.load());
       if (n) spdlog::info("snapshot: removed {} covered log files and snapshots", n);
       return;
@@ -834,11 +971,11 @@ class Master {
           std::string("snapshot process killed by signal ") + strsignal(WTERMSIG(status));
       persist_->last_snapshot_ok.store(0);
       persist::SetLastError(persist_, e);
-      persist::WriteStatus(cfg_.persistence.dir, "error " + std::to_string(WallMs()) + " " + e);
+      persist::WriteStatus(data_dir_, "error " + std::to_string(WallMs()) + " " + e);
       spdlog::error("{}", e);
     }
     // A killed child leaves its temporary file (only one snapshot runs at a time).
-    persist::RemoveTemporary(cfg_.persistence.dir);
+    persist::RemoveTemporary(data_dir_);
     snap_failures_++;
     snap_retry_ms_ = now + std::min<uint64_t>(5000ull << std::min(snap_failures_ - 1, 4), 60'000);
   }
@@ -864,7 +1001,9 @@ class Master {
   gid_t gid_ = static_cast<gid_t>(-1);
   Stop stopping_ = Stop::kNo;
   PersistShared* persist_ = nullptr;
-  UniqueFd lock_fd_;  // flock on persistence.dir/LOCK for the master's life
+  UniqueFd lock_fd_;                  // flock on persistence.dir/LOCK for the master's life
+  std::string data_dir_;              // persistence.dir as the master sees it (cfg_.Outside)
+  UniqueFd snap_req_r_, snap_req_w_;  // MakeSnapshotPipe
   pid_t snap_pid_ = 0;
   bool snapshot_soon_ = false;
   uint64_t seen_requests_ = 0, seen_write_errors_ = 0, snap_mark_ = 0;
@@ -883,12 +1022,15 @@ void InstallSignals() {
   for (int sig : MasterSignals()) sigaction(sig, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGUSR2, SIG_IGN);
+  // The snapshot request pipe signals SIGIO instead of its realtime signal
+  // if that queue ever overflows: the once-a-second look covers it.
+  signal(SIGIO, SIG_IGN);
 }
 
 }  // namespace
 
 int RunMaster(Config cfg, const MasterOptions& opt) {
-  if (!log::Init(cfg.logging.error_log, cfg.logging.level, "master")) {
+  if (!log::Init(cfg.Outside(cfg.logging.error_log), cfg.logging.level, "master")) {
     fprintf(stderr, "preforkd: cannot open error log %s: %s\n", cfg.logging.error_log.c_str(),
             std::strerror(errno));
     return 1;

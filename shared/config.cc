@@ -173,6 +173,26 @@ class Checker {
     *out = static_cast<uint32_t>(v);
   }
 
+  // Requests per time: 100r/s, 600r/m, or a bare number (a second).
+  void Rate(const YAML::Node& n, const std::string& key, double* out) {
+    if (!Scalar(n, key, "a rate such as 100r/s or 600r/m")) return;
+    const std::string& s = n.Scalar();
+    size_t i = 0;
+    while (i < s.size() && isdigit(static_cast<unsigned char>(s[i]))) i++;
+    const std::string unit = s.substr(i);
+    uint64_t v = 0;
+    double per = 0;
+    if (unit.empty() || unit == "r/s")
+      per = 1;
+    else if (unit == "r/m")
+      per = 60;
+    if (i == 0 || per == 0 || !ParseU64(s.substr(0, i), &v) || v == 0 || v > 10'000'000) {
+      Error(n, key, "'" + s + "' is not a rate, expected e.g. 100r/s or 600r/m (1..10000000)");
+      return;
+    }
+    *out = static_cast<double>(v) / per;
+  }
+
   void String(const YAML::Node& n, const std::string& key, std::string* out) {
     if (!Scalar(n, key, "a string")) return;
     *out = n.Scalar();
@@ -187,6 +207,37 @@ class Checker {
       *out = false;
     else
       Error(n, key, "'" + s + "' is not a boolean, expected true or false");
+  }
+
+  // A list of scalars.
+  void Strings(const YAML::Node& n, const std::string& key, std::vector<std::string>* out) {
+    out->clear();
+    if (!n.IsSequence()) {
+      Error(n, key, "wrong type, expected a list");
+      return;
+    }
+    for (size_t i = 0; i < n.size(); i++) {
+      std::string s;
+      const std::string k = key + "[" + std::to_string(i) + "]";
+      if (!Scalar(n[i], k, "a string")) continue;
+      out->push_back(n[i].Scalar());
+    }
+  }
+
+  // A list of networks: 10.0.0.0/8, ::1/128, or single addresses.
+  void Networks(const YAML::Node& n, const std::string& key, std::vector<Cidr>* out) {
+    std::vector<std::string> items;
+    Strings(n, key, &items);
+    out->clear();
+    for (size_t i = 0; i < items.size(); i++) {
+      Cidr net;
+      if (Cidr::Parse(items[i], &net))
+        out->push_back(net);
+      else
+        Error(
+            n[i], key + "[" + std::to_string(i) + "]",
+            "'" + items[i] + "' is not a network, expected e.g. 10.0.0.0/8, ::1/128 or 192.0.2.7");
+    }
   }
 
   // Walks a mapping: every key must be known (and appear once).
@@ -242,12 +293,50 @@ std::string Resolve(const std::string& base_dir, const std::string& p) {
   return (std::filesystem::path(base_dir) / p).lexically_normal().string();
 }
 
+// A whole file of at most `max` bytes.
+bool ReadSmallFile(const std::string& path, size_t max, std::string* out, std::string* why) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *why = std::strerror(errno);
+    return false;
+  }
+  out->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    *why = "read error";
+    return false;
+  }
+  if (out->size() > max) {
+    *why = "over " + std::to_string(max) + " bytes";
+    return false;
+  }
+  return true;
+}
+
 uint32_t OnlineCpus() {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<uint32_t>(n) : 1;
 }
 
-void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, ListenerConf* l) {
+// Without server_names an http listener answers for the loopback names and
+// its own address; without strict_host the Host check covers static files
+// too when the listener is on a loopback address (a page in the local
+// browser is the attacker there).
+void DefaultHostRules(ListenerConf* l, bool have_names, bool have_strict) {
+  IpAddr a;
+  const bool parsed = IpAddr::Parse(l->address, &a);
+  if (!have_strict) l->strict_host = parsed && a.loopback();
+  if (have_names) return;
+  l->server_names = {"localhost", "127.0.0.1", "[::1]"};
+  if (parsed && !a.loopback()) {
+    bool any = true;
+    for (uint8_t b : a.bytes) any = any && b == 0;
+    if (!any)
+      l->server_names.push_back(a.family == AF_INET6 ? "[" + a.ToString() + "]" : a.ToString());
+  }
+}
+
+void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, ListenerConf* l,
+                   bool* have_names, bool* have_strict) {
   bool have_port = false, have_name = false, have_proto = false;
   c.Map(
       n, key,
@@ -302,6 +391,68 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
                l->ops_allow_all = true;
              else if (v.IsScalar())
                c.Error(v, k, "'" + s + "' is not a choice, expected loopback or all");
+           }},
+          {"server_names",
+           [&](const YAML::Node& v, const std::string& k) {
+             *have_names = true;
+             c.Strings(v, k, &l->server_names);
+             for (auto& name : l->server_names)
+               for (auto& ch : name) ch = AsciiLower(ch);
+           }},
+          {"strict_host",
+           [&](const YAML::Node& v, const std::string& k) {
+             *have_strict = true;
+             c.Bool(v, k, &l->strict_host);
+           }},
+          {"auth_basic",
+           [&](const YAML::Node& v, const std::string& k) {
+             auto& a = l->auth_basic;
+             bool have_file = false;
+             c.Map(v, k,
+                   {
+                       {"realm", [&](const YAML::Node& x,
+                                     const std::string& kk) { c.String(x, kk, &a.realm); }},
+                       {"htpasswd",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          have_file = true;
+                          c.String(x, kk, &a.htpasswd);
+                        }},
+                       {"paths",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Strings(x, kk, &a.paths);
+                          for (size_t i = 0; i < a.paths.size(); i++)
+                            if (a.paths[i].empty() || a.paths[i][0] != '/')
+                              c.Error(x[i], kk + "[" + std::to_string(i) + "]",
+                                      "'" + a.paths[i] +
+                                          "' is not a path, expected e.g. /kv or /private/");
+                        }},
+                   });
+             if (!v.IsMap()) return;
+             if (!have_file) c.Error(v, k + ".htpasswd", "missing, expected an htpasswd file");
+             if (a.paths.empty()) a.paths.push_back("/");
+             for (char ch : a.realm)
+               if (ch == '"' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20)
+                 return c.Error(v, k + ".realm",
+                                "has a quote, backslash or control character, expected plain text");
+           }},
+          {"limit_req",
+           [&](const YAML::Node& v, const std::string& k) {
+             auto& r = l->limit_req;
+             c.Map(v, k,
+                   {
+                       {"rate", [&](const YAML::Node& x,
+                                    const std::string& kk) { c.Rate(x, kk, &r.rate); }},
+                       {"burst",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Uint(x, kk, 0, 1'000'000, &r.burst);
+                        }},
+                   });
+             if (v.IsMap() && !v["rate"])
+               c.Error(v, k + ".rate", "missing, expected a rate such as 100r/s or 600r/m");
+           }},
+          {"limit_conn",
+           [&](const YAML::Node& v, const std::string& k) {
+             c.Uint(v, k, 0, 10'000'000, &l->limit_conn);
            }},
       });
   if (!n.IsMap()) return;
@@ -432,7 +583,8 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
   std::string workers = "auto";
   std::string pidfile = "preforkd.pid";
   YAML::Node workers_node, listeners_node, shm_node, max_value_node, persistence_node;
-  bool have_shm = false, have_max_value = false;
+  YAML::Node chroot_node;
+  bool have_shm = false, have_max_value = false, have_local = false;
   bool have_listeners = false;
   c.Map(
       root, "",
@@ -447,6 +599,22 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
           {"pidfile", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &pidfile); }},
           {"user", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &cfg.user); }},
           {"group", [&](const YAML::Node& v, const std::string& k) { c.String(v, k, &cfg.group); }},
+          {"chroot",
+           [&](const YAML::Node& v, const std::string& k) {
+             chroot_node = v;
+             c.String(v, k, &cfg.chroot);
+           }},
+          {"protected_mode",
+           [&](const YAML::Node& v, const std::string& k) { c.Bool(v, k, &cfg.protected_mode); }},
+          {"local_networks",
+           [&](const YAML::Node& v, const std::string& k) {
+             have_local = true;
+             c.Networks(v, k, &cfg.local_networks);
+           }},
+          {"trusted_proxies",
+           [&](const YAML::Node& v, const std::string& k) {
+             c.Networks(v, k, &cfg.trusted_proxies);
+           }},
           {"shared_memory",
            [&](const YAML::Node& v, const std::string& k) {
              shm_node = v;
@@ -463,7 +631,10 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
              }
              for (size_t i = 0; i < v.size(); i++) {
                ListenerConf l;
-               ParseListener(c, v[i], k + "[" + std::to_string(i) + "]", &l);
+               bool have_names = false, have_strict = false;
+               ParseListener(c, v[i], k + "[" + std::to_string(i) + "]", &l, &have_names,
+                             &have_strict);
+               DefaultHostRules(&l, have_names, have_strict);
                cfg.listeners.push_back(std::move(l));
              }
            }},
@@ -568,6 +739,14 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
                        {"clients_memory",
                         [&](const YAML::Node& x, const std::string& kk) {
                           c.Size(x, kk, 0, 1ull << 40, &l.clients_memory);
+                        }},
+                       {"max_bad_lines",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Uint(x, kk, 1, 1'000'000, &l.max_bad_lines);
+                        }},
+                       {"auth_failures_per_minute",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.Uint(x, kk, 1, 1'000'000, &l.auth_failures_per_minute);
                         }},
                    });
            }},
@@ -682,18 +861,46 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
   if (!root.IsMap()) return r;
 
   if (cfg.workers == 0) cfg.workers = std::min<uint32_t>(OnlineCpus(), 256);
-  if (cfg.persistence.enabled) {
-    if (cfg.persistence.dir.empty())
-      c.Error(persistence_node, "persistence.dir",
-              "missing, expected the folder for the logs and snapshots");
-    else
-      cfg.persistence.dir = Resolve(dir, cfg.persistence.dir);
+  if (!have_local) {
+    Cidr v4, v6;
+    Cidr::Parse("127.0.0.0/8", &v4);
+    Cidr::Parse("::1/128", &v6);
+    cfg.local_networks = {v4, v6};
   }
+  if (!cfg.chroot.empty()) {
+    if (cfg.chroot[0] != '/')
+      c.Error(chroot_node, "chroot", "'" + cfg.chroot + "' is relative, expected an absolute path");
+    else
+      cfg.chroot = std::filesystem::path(cfg.chroot).lexically_normal().string();
+    while (cfg.chroot.size() > 1 && cfg.chroot.back() == '/') cfg.chroot.pop_back();
+  }
+  if (cfg.persistence.enabled && cfg.persistence.dir.empty())
+    c.Error(persistence_node, "persistence.dir",
+            "missing, expected the folder for the logs and snapshots");
   cfg.pidfile = Resolve(dir, pidfile);
+  // With chroot every path but the pidfile (the master's own) is as seen
+  // inside it: absolute, and not spelled with the chroot in front.
+  auto inner = [&](const YAML::Node& at, const std::string& key, std::string* p) {
+    if (cfg.chroot.empty() || cfg.chroot[0] != '/') {
+      *p = Resolve(dir, *p);
+      return;
+    }
+    if (p->empty() || (*p)[0] != '/') {
+      c.Error(at, key,
+              "'" + *p + "' is relative, expected an absolute path as seen inside chroot " +
+                  cfg.chroot);
+    } else if (cfg.chroot != "/" && p->compare(0, cfg.chroot.size() + 1, cfg.chroot + "/") == 0) {
+      c.Error(at, key,
+              "'" + *p + "' names the chroot folder; paths are as seen inside chroot " +
+                  cfg.chroot + ", expected " + p->substr(cfg.chroot.size()));
+    }
+  };
+  if (cfg.persistence.enabled && !cfg.persistence.dir.empty())
+    inner(persistence_node["dir"], "persistence.dir", &cfg.persistence.dir);
   if (cfg.logging.error_log != "stderr")
-    cfg.logging.error_log = Resolve(dir, cfg.logging.error_log);
+    inner(root["logging"]["error_log"], "logging.error_log", &cfg.logging.error_log);
   if (cfg.logging.access_log != "off")
-    cfg.logging.access_log = Resolve(dir, cfg.logging.access_log);
+    inner(root["logging"]["access_log"], "logging.access_log", &cfg.logging.access_log);
 
   if (!have_listeners) {
     c.Error(root, "listeners", "missing, expected a list with at least one listener");
@@ -717,14 +924,28 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
       if (l.root.empty()) {
         c.Error(node, key + ".root", "missing, expected the docroot of an http listener");
       } else {
-        l.root = Resolve(dir, l.root);
+        inner(node["root"], key + ".root", &l.root);
         struct stat st;
-        if (stat(l.root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        const std::string at = cfg.Outside(l.root);
+        if (stat(at.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
           c.Error(node, key + ".root",
-                  "'" + l.root + "' is not a directory, expected an existing docroot");
+                  "'" + l.root + "' is not a directory" +
+                      (at != l.root ? " (looked at " + at + ")" : std::string()) +
+                      ", expected an existing docroot");
       }
-    } else if (!l.root.empty()) {
-      c.Error(node, key + ".root", "only http listeners have a root");
+      if (l.auth_basic.enabled()) {
+        auto& a = l.auth_basic;
+        inner(node["auth_basic"]["htpasswd"], key + ".auth_basic.htpasswd", &a.htpasswd);
+        std::string why;
+        if (!ReadSmallFile(cfg.Outside(a.htpasswd), 1 << 20, &a.htpasswd_text, &why))
+          c.Error(
+              node["auth_basic"]["htpasswd"], key + ".auth_basic.htpasswd",
+              "'" + cfg.Outside(a.htpasswd) + "': " + why + ", expected a readable htpasswd file");
+      }
+    } else {
+      if (!l.root.empty()) c.Error(node, key + ".root", "only http listeners have a root");
+      if (l.auth_basic.enabled())
+        c.Error(node, key + ".auth_basic", "only http listeners have basic auth");
     }
   }
   CheckShardRoom(c, cfg, have_max_value ? max_value_node : have_shm ? shm_node : root);

@@ -9,11 +9,32 @@
 
 #include "shared/bus.h"
 #include "shared/kv/kv.h"
+#include "shared/util/cidr.h"
 
 namespace pf {
 
 enum class Protocol : uint8_t { kEcho, kResp, kKvJson, kHttp, kChat };
 const char* ProtocolName(Protocol p);
+
+// http: HTTP basic auth (nginx auth_basic) over some path prefixes.
+struct BasicAuthConf {
+  std::string realm = "preforkd";
+  std::string htpasswd;  // absolute; "" = off
+  // The file's text, read when the config is loaded (by the master, so a
+  // reload re-reads it and workers need no access to it).
+  std::string htpasswd_text;
+  std::vector<std::string> paths;  // path prefixes ("/" = everything)
+  bool enabled() const { return !htpasswd.empty(); }
+};
+
+// Requests per client address over all workers (nginx limit_req with
+// nodelay): `rate` a second on average, `burst` more at once; past that
+// the request is refused (HTTP 429, RESP -ERR, kv-json RATE_LIMITED).
+struct LimitReqConf {
+  double rate = 0;  // requests per second; 0 = off
+  uint32_t burst = 0;
+  bool enabled() const { return rate > 0; }
+};
 
 struct ListenerConf {
   std::string name;
@@ -27,6 +48,15 @@ struct ListenerConf {
   bool autoindex = false;
   // ops_allow: loopback (default) | all: who may use /_health, /_stats, /_metrics, /_admin/
   bool ops_allow_all = false;
+  // http: the names a request's Host may carry (lower case, port ignored;
+  // "*" = any). /kv and /_* answer 421 to other names (DNS rebinding); so do
+  // static files while strict_host is on (default: on for a loopback address).
+  std::vector<std::string> server_names;
+  bool strict_host = true;
+  BasicAuthConf auth_basic;
+  // Every protocol: request rate and open connections per client address.
+  LimitReqConf limit_req;
+  uint32_t limit_conn = 0;  // 0 = no limit
 
   // The identity of the kernel socket: a reload keeps a listener's sockets
   // when this does not change.
@@ -73,6 +103,13 @@ struct LimitsConf {
   // count): past it the biggest consumers are disconnected first (Redis'
   // maxmemory-clients). 0 = no limit.
   uint64_t clients_memory = 256ull << 20;
+  // kv-json: lines that are not a request a connection may send before it
+  // is closed (the first line must be a JSON object in any case).
+  uint32_t max_bad_lines = 8;
+  // Failed AUTH / password / basic-auth attempts one client address may
+  // make a minute, over all workers; past it every attempt is refused
+  // without a check until the minute ends.
+  uint32_t auth_failures_per_minute = 10;
 };
 
 struct LoggingConf {
@@ -132,10 +169,21 @@ struct PersistenceConf {
 };
 
 struct Config {
-  std::string path;                  // the file this was read from (absolute)
-  uint32_t workers = 0;              // resolved: "auto" = number of online CPUs
-  std::string pidfile;               // absolute
-  std::string user, group;           // drop to these when started as root ("" = stay)
+  std::string path;         // the file this was read from (absolute)
+  uint32_t workers = 0;     // resolved: "auto" = number of online CPUs
+  std::string pidfile;      // absolute
+  std::string user, group;  // drop to these when started as root ("" = stay)
+  // Workers (and snapshot children) chroot here after the sockets, logs and
+  // segment are open ("" = no chroot). Paths in the config are then as seen
+  // inside it: the master prefixes them with this folder.
+  std::string chroot;
+  // While kv.password is empty, RESP and kv-json clients from outside
+  // local_networks are refused (Redis' protected mode).
+  bool protected_mode = true;
+  std::vector<Cidr> local_networks;
+  // Peers whose X-Forwarded-For names the client (nginx set_real_ip_from):
+  // used for the access log, ops_allow and the per-address limits.
+  std::vector<Cidr> trusted_proxies;
   uint64_t shm_size = 256ull << 20;  // the shared segment, fixed at start
   std::vector<ListenerConf> listeners;
   TimeoutsConf timeouts;
@@ -144,6 +192,12 @@ struct Config {
   KvConf kv;
   PubSubConf pubsub;
   PersistenceConf persistence;
+
+  // A path from the config as the master sees it: inside `chroot` when one
+  // is set (workers, after chroot, use the path as written).
+  std::string Outside(const std::string& inner) const {
+    return chroot.empty() || inner.empty() || inner[0] != '/' ? inner : chroot + inner;
+  }
 };
 
 struct ConfigResult {

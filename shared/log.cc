@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <spdlog/sinks/base_sink.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,7 +28,7 @@ class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
     // A fresh checkout has no var/log yet: create the folder, as for the pidfile.
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
-    UniqueFd fd(::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+    UniqueFd fd(OpenLogFile(path_));
     if (!fd) return false;
     if (!file_) {
       file_ = std::move(fd);
@@ -39,6 +40,9 @@ class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
   }
   int fd() const { return fd_; }
   bool is_file() const { return path_ != "stderr"; }
+  void set_path(const std::string& p) {
+    if (is_file()) path_ = p;
+  }
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
@@ -93,6 +97,31 @@ bool Reopen() {
   if (!g_sink || !g_sink->Open()) return !g_sink;
   if (g_stderr_redirected) ::dup2(g_sink->fd(), 2);
   return true;
+}
+
+void SetPath(const std::string& path) {
+  if (g_sink) g_sink->set_path(path);
+}
+
+int OpenLogFile(const std::string& path, bool* created) {
+  const int flags = O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK;
+  if (created) *created = false;
+  int fd = ::open(path.c_str(), flags | O_CREAT | O_EXCL, 0640);
+  if (fd >= 0) {
+    if (created) *created = true;
+  } else if (errno == EEXIST) {
+    fd = ::open(path.c_str(), flags);
+  }
+  if (fd < 0) return -1;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    errno = EINVAL;
+    return -1;
+  }
+  // O_NONBLOCK only kept a FIFO from blocking the open; a file takes no notice.
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
 }
 
 void RedirectStderr() {

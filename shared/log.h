@@ -18,5 +18,15 @@ void SetLevel(const std::string& level);
 bool Reopen();
 // Point fd 2 at the log file too, so stray writes (sanitizers, aborts) land there.
 void RedirectStderr();
+// After chroot: the path the file is reopened at from now on (as seen inside).
+void SetPath(const std::string& path);
+
+// Opens a log file for appending, created 0640 if missing, the way every log
+// file is opened (error log, access log; master and workers): never through
+// a symlink (O_NOFOLLOW) and only a regular file, so a link planted in a log
+// folder the worker user can write cannot point the next open elsewhere
+// (nginx CVE-2016-1247). -1 with errno set (ELOOP for a link, EINVAL for not
+// a regular file). *created: the call made the file.
+int OpenLogFile(const std::string& path, bool* created = nullptr);
 
 }  // namespace pf::log

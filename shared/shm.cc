@@ -10,6 +10,7 @@
 #include <cstring>
 #include <new>
 
+#include "shared/limiter.h"
 #include "shared/util/clock.h"
 
 namespace pf {
@@ -27,6 +28,7 @@ void AddInto(ProcCounters* to, const ProcCounters& from) {
   for (uint32_t i = 0; i < 6; i++) to->http_status[i].Add(from.http_status[i].Get());
   to->closed_output_limit.Add(from.closed_output_limit.Get());
   to->closed_clients_memory.Add(from.closed_clients_memory.Get());
+  for (uint32_t i = 0; i < kRefusalCount; i++) to->refused[i].Add(from.refused[i].Get());
 }
 
 constexpr uint64_t kProcsOff = AlignUp(sizeof(ShmHeader), 4096);
@@ -68,9 +70,10 @@ Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
     std::abort();
   }
   // The statistics rows follow `size` (page-aligned: the rows hold atomics);
-  // untouched pages cost nothing.
+  // untouched pages cost nothing. The limiter table follows them.
   const uint64_t stats_off = AlignUp(size, 4096);
-  const uint64_t mapped = stats_off + kStatsBytes;
+  const uint64_t limiter_off = stats_off + kStatsBytes;
+  const uint64_t mapped = limiter_off + limit::TableBytes();
   void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     std::perror("mmap shared segment");
@@ -89,9 +92,11 @@ Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
   h->kv_offset = kv_off;
   h->kv_size = size - kv_off;
   h->stats_offset = stats_off;
+  h->limiter_offset = limiter_off;
   h->master_started_ms = WallMs();
   s.procs_ = reinterpret_cast<ProcCounters*>(static_cast<char*>(p) + procs_off);
   for (uint32_t i = 0; i < kMaxProcSlots; i++) new (s.procs_ + i) ProcCounters();
+  limit::Format(static_cast<char*>(p) + limiter_off);
   return s;
 }
 
@@ -121,7 +126,8 @@ bool Segment::Verify(const char** why) const {
   else if (h->layout_version != kShmLayoutVersion)
     *why = "layout version mismatch";
   else if (h->stats_offset != AlignUp(h->total_size, 4096) ||
-           h->stats_offset + kStatsBytes != size_ || h->proc_slots != kMaxProcSlots)
+           h->limiter_offset != h->stats_offset + kStatsBytes ||
+           h->limiter_offset + limit::TableBytes() != size_ || h->proc_slots != kMaxProcSlots)
     *why = "size mismatch";
   else
     return true;

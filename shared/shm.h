@@ -12,8 +12,8 @@
 namespace pf {
 
 constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endian
-constexpr uint32_t kShmLayoutVersion = 4;              // 4: per-command statistics rows
-constexpr uint32_t kMaxProcSlots = 1024;               // live + draining worker processes at once
+constexpr uint32_t kShmLayoutVersion = 5;  // 4: per-command statistics rows; 5: the limiter table
+constexpr uint32_t kMaxProcSlots = 1024;   // live + draining worker processes at once
 
 // A counter with one writer (its process) and many readers: increments are a
 // relaxed load + store (no lock prefix); readers load relaxed.
@@ -37,6 +37,19 @@ enum ProtoIndex : uint32_t {
   kProtoCount
 };
 
+// Clients refused by a security door (worker/security.h), by reason.
+enum Refusal : uint32_t {
+  kRefusedCrossProtocol,  // an HTTP request on the RESP port, or not JSON first on kv-json
+  kRefusedBadLines,       // kv-json: limits.max_bad_lines bad lines
+  kRefusedProtectedMode,  // RESP / kv-json from outside local_networks with no kv.password
+  kRefusedMisdirected,    // http: a Host that is not one of server_names (421)
+  kRefusedAuthFailed,     // a wrong password, token or basic-auth credential
+  kRefusedAuthThrottled,  // limits.auth_failures_per_minute reached: not even checked
+  kRefusedRateLimited,    // limit_req
+  kRefusedConnLimited,    // limit_conn
+  kRefusalCount
+};
+
 // One per worker *process* (not per slot: during a reload the old and the new
 // worker of a slot run side by side, each with its own counters). The master
 // assigns a free entry at fork and, when it reaps the process, folds the
@@ -57,6 +70,7 @@ struct alignas(64) ProcCounters {
   Counter http_status[6];         // [1..5] = 1xx..5xx
   Counter closed_output_limit;    // normal clients past limits.client_output_*
   Counter closed_clients_memory;  // the biggest clients, past limits.clients_memory
+  Counter refused[kRefusalCount];
 };
 static_assert(std::is_standard_layout_v<ProcCounters>);
 
@@ -115,7 +129,8 @@ struct alignas(64) ShmHeader {
   uint64_t total_size;
   uint64_t bus_offset, bus_size;
   uint64_t kv_offset, kv_size;
-  uint64_t stats_offset;  // kMaxProcSlots + 1 CmdStatsRow (the last: reaped processes)
+  uint64_t stats_offset;    // kMaxProcSlots + 1 CmdStatsRow (the last: reaped processes)
+  uint64_t limiter_offset;  // limit::TableBytes() after the statistics rows (shared/limiter.h)
   uint64_t master_started_ms;
   std::atomic<uint64_t> reloads{0};
   std::atomic<int64_t> conns_active_total{
@@ -130,9 +145,9 @@ struct alignas(64) ShmHeader {
 class Segment {
  public:
   // Maps an anonymous shared region of `size` bytes (plus the command
-  // statistics rows after it) and formats the header; the bus gets
-  // `bus_bytes` after the counter slots, the KV store everything after the
-  // bus. Aborts on failure.
+  // statistics rows and the limiter table after it) and formats the header
+  // and the limiter table; the bus gets `bus_bytes` after the counter slots,
+  // the KV store everything after the bus. Aborts on failure.
   static Segment Create(uint64_t size, uint64_t bus_bytes);
   // Where the KV store region starts for a bus of `bus_bytes`: a segment of
   // `size` bytes gives the store size - KvOffset(bus_bytes) bytes.
@@ -153,6 +168,7 @@ class Segment {
   void SumCommandStats(CmdStatsRow* out) const;
   void* kv_base() const { return static_cast<char*>(base_) + header()->kv_offset; }
   void* bus_base() const { return static_cast<char*>(base_) + header()->bus_offset; }
+  void* limiter_base() const { return static_cast<char*>(base_) + header()->limiter_offset; }
   uint64_t bus_size() const { return header()->bus_size; }
   uint64_t kv_size() const { return header()->kv_size; }
   void* base() const { return base_; }

@@ -25,6 +25,7 @@
 #include "worker/connection.h"
 #include "worker/protocol.h"
 #include "worker/pubsub.h"
+#include "worker/security.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -414,9 +415,13 @@ class ChatSession final : public SubscriberSession {
     const std::string& token = w_.config->pubsub.admin_token;
     if (token.empty()) {
       Line("! admin commands are disabled (no pubsub.admin_token)");
+    } else if (AuthThrottled(w_, conn_->addr().ToString())) {
+      Line("! too many failed authentication attempts from your address: try again in a minute");
     } else if (!SecretEquals(arg, token)) {
+      NoteAuthResult(w_, conn_->addr().ToString(), false, "chat /auth");
       Line("! wrong token");
     } else {
+      NoteAuthResult(w_, conn_->addr().ToString(), true, "chat /auth");
       admin_ = true;
       Line("* authenticated as admin");
     }

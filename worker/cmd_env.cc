@@ -6,6 +6,7 @@
 #include "shared/util/clock.h"
 #include "shared/util/net.h"
 #include "worker/connection.h"
+#include "worker/security.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -48,10 +49,17 @@ CommandEnv MakeCommandEnv(WorkerContext& w, const ListenerConf& l, ProtoIndex pr
   env.cmd_stats = w.cmd_stats;
   env.heartbeat_ms = w.counters ? &w.counters->heartbeat_ms : nullptr;
   env.segment = w.segment && w.segment->valid() ? w.segment : nullptr;
+  env.auth_throttled = [wp = &w](std::string_view peer) {
+    return AuthThrottled(*wp, IpAddr::FromPeer(peer).ToString());
+  };
+  env.auth_result = [wp = &w](std::string_view peer, bool ok) {
+    NoteAuthResult(*wp, IpAddr::FromPeer(peer).ToString(), ok, "AUTH");
+  };
   if (w.log) {
     env.persist = &w.segment->header()->persist;
     env.log = w.log;
     env.master_pid = static_cast<int>(getppid());
+    env.snapshot_fd = w.snapshot_fd;
   }
   return env;
 }

@@ -20,6 +20,7 @@
 #include "shared/util/net.h"
 #include "worker/durable.h"
 #include "worker/pubsub.h"
+#include "worker/security.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -35,7 +36,7 @@ constexpr ev_ssize_t kReadChunk = 16 * 1024;
 
 Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const sockaddr* sa,
                        uint64_t id)
-    : w_(w), listener_(l), fd_(fd), id_(id), peer_(FormatAddr(sa)) {
+    : w_(w), listener_(l), fd_(fd), id_(id), peer_(FormatAddr(sa)), addr_(IpAddr::From(sa)) {
   connected_ms_ = WallMs();
   last_activity_ms_ = MonoMs();
   int one = 1;
@@ -47,6 +48,7 @@ Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const so
 }
 
 Connection::~Connection() {
+  ReleaseConnection(w_, conn_key_);
   if (write_queued_) w_.pending_writes[queued_at_] = nullptr;
   w_.client_bytes -= accounted_;
   // As before a reply (Flush): the close is seen only after the wake-ups
@@ -73,6 +75,13 @@ bool Connection::Start(std::unique_ptr<Session> s) {
   in_callback_ = false;
   Flush();
   return true;
+}
+
+std::string Connection::Admit() { return AdmitConnection(w_, listener_, addr_, &conn_key_); }
+
+void Connection::RefuseWith(std::string_view line) {
+  Write(line);
+  CloseAfterWrite();
 }
 
 int Connection::fd() const { return fd_.get(); }

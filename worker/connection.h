@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 
+#include "shared/util/cidr.h"
 #include "shared/util/unique_fd.h"
 #include "worker/event_util.h"
 #include "worker/protocol.h"
@@ -43,6 +44,15 @@ class Connection {
 
   uint64_t id() const { return id_; }
   const std::string& peer() const { return peer_; }
+  // The peer's IP address (no port), for protected mode and the limits.
+  const IpAddr& addr() const { return addr_; }
+  // The accept-time doors (worker/security.h): "" = admitted, else the line
+  // that refuses the client. Admission under limit_conn is released when
+  // this object goes.
+  std::string Admit();
+  // Writes the refusal, then closes as CloseAfterWrite does (the client's
+  // input is read and dropped, so the line reaches it).
+  void RefuseWith(std::string_view line);
   const ListenerConf& listener() const { return listener_; }
   WorkerContext& worker() const { return w_; }
   uint64_t connected_ms() const { return connected_ms_; }          // wall clock
@@ -119,6 +129,8 @@ class Connection {
   std::unique_ptr<Session> session_;
   uint64_t id_;
   std::string peer_;
+  IpAddr addr_;
+  uint64_t conn_key_ = 0;  // limit_conn: held in the limiter table until this goes
   uint64_t connected_ms_, last_activity_ms_;
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
   uint64_t out_added_ = 0;  // bytes ever added to the output (bytes_out_: ever drained)

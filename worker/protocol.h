@@ -50,5 +50,7 @@ std::unique_ptr<Session> MakeRespSession(const ListenerConf&, WorkerContext&);
 std::unique_ptr<Session> MakeKvJsonSession(const ListenerConf&, WorkerContext&);
 std::unique_ptr<Session> MakeHttpSession(const ListenerConf&, WorkerContext&);
 std::unique_ptr<Session> MakeChatSession(const ListenerConf&, WorkerContext&);
+// A client refused at accept: its input is dropped while the refusal drains.
+std::unique_ptr<Session> MakeRefusedSession();
 
 }  // namespace pf

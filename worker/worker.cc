@@ -141,6 +141,11 @@ class Worker {
     ctx_.counters =
         start_.counter_index >= 0 ? start_.segment->proc(start_.counter_index) : &private_counters_;
     ctx_.owner = start_.counter_index;
+    ctx_.snapshot_fd = start_.snapshot_fd;
+    if (start_.segment && start_.segment->valid()) {
+      limiter_ = std::make_unique<limit::Table>(start_.segment->limiter_base());
+      ctx_.limiter = limiter_.get();
+    }
     ctx_.cmd_stats = start_.counter_index >= 0 ? start_.segment->cmd_stats(start_.counter_index)
                                                : private_cmd_stats_.get();
     if (start_.bus.valid()) {
@@ -373,6 +378,13 @@ class Worker {
     h->conns_active_total.fetch_add(1, std::memory_order_relaxed);
     ctx_.counters->conns_active.Add(1);
     ctx_.counters->conns_total.Add(1);
+    // Protected mode and limit_conn: the client reads one line saying why,
+    // and nothing it sends is run.
+    const std::string refusal = raw->Admit();
+    if (!refusal.empty()) {
+      if (raw->Start(MakeRefusedSession())) raw->RefuseWith(refusal);
+      return;
+    }
     if (!raw->Start(l.factory(*l.conf, ctx_))) raw->Close("cannot start");
   }
 
@@ -496,6 +508,7 @@ class Worker {
   EventBasePtr base_;
   std::unique_ptr<PubSubHub> pubsub_;  // before base_ goes (its events live in it)
   EventPtr reaper_, write_flush_, clients_memory_, accept_retry_, sweep_, expire_;
+  std::unique_ptr<limit::Table> limiter_;
   std::unique_ptr<persist::LogWriter> log_;
   std::unique_ptr<DurableReplies> durable_;  // after log_: goes first
   std::vector<Listener> listeners_;

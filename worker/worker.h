@@ -15,6 +15,7 @@
 #include "shared/bus.h"
 #include "shared/config.h"
 #include "shared/kv/kv.h"
+#include "shared/limiter.h"
 #include "shared/shm.h"
 #include "shared/util/clock.h"
 
@@ -38,6 +39,7 @@ struct WorkerStart {
   uint32_t generation = 0;
   int counter_index = -1;  // this process' ProcCounters entry, -1 = none
   pid_t master_pid = 0;
+  int snapshot_fd = -1;        // SAVE / BGSAVE: a byte here wakes the master (-1: persistence off)
   kv::Store* store = nullptr;  // formatted by the master in the segment
   bus::Bus bus;                // the pub/sub bus in the segment
   std::vector<int> wake_fds;   // eventfd per worker slot: ours is wake_fds[slot]
@@ -60,11 +62,14 @@ struct WorkerContext {
   kv::Store* store = nullptr;
   PubSubHub* pubsub = nullptr;  // this worker's end of the bus (worker/pubsub.h)
   int owner = -1;               // this process' counter entry: owner of its bus subscriptions
+  // The shared limiter table (limit_req, limit_conn, failed AUTH per address).
+  limit::Table* limiter = nullptr;
   bool draining = false;
   // Persistence (null when off): this worker's log, and the replies that
   // wait for it (worker/durable.h).
   persist::LogWriter* log = nullptr;
   DurableReplies* durable = nullptr;
+  int snapshot_fd = -1;  // WorkerStart::snapshot_fd
 
   // Connections with output queued outside their own callbacks (pub/sub
   // deliveries, timers): written once at the end of this loop turn

@@ -115,10 +115,16 @@ struct CommandEnv {
   // MISCONF for writes while this worker's log cannot be written.
   PersistShared* persist = nullptr;
   const persist::LogWriter* log = nullptr;
-  int master_pid = 0;  // where SAVE/BGSAVE signal
+  int master_pid = 0;    // the master (SAVE gives up once it is gone)
+  int snapshot_fd = -1;  // SAVE/BGSAVE write a byte here to wake the master
   // This process' heartbeat (shm.h ProcCounters): SAVE, which holds the
   // worker until the snapshot is done, keeps it fresh for the watchdog.
   std::atomic<uint64_t>* heartbeat_ms = nullptr;
+  // Failed authentication per client address, over all workers (optional;
+  // worker/security.h): `auth_throttled(peer)` is true while that address
+  // may not try again; `auth_result(peer, ok)` records an attempt.
+  std::function<bool(std::string_view peer)> auth_throttled;
+  std::function<void(std::string_view peer, bool ok)> auth_result;
 };
 
 // Command flags (the names COMMAND reports are Redis').

@@ -43,15 +43,30 @@ void CmdSelect(CommandCtx& c) {
   ReplyOk(c);
 }
 
+// Failed attempts are counted per client address over all workers; past
+// limits.auth_failures_per_minute the address is refused without a check.
+bool AuthThrottled(CommandCtx& c) {
+  if (!c.env.auth_throttled || !c.env.auth_throttled(c.session.peer)) return false;
+  c.out.Error(ErrCode::kErr, errtext::kAuthThrottled);
+  return true;
+}
+
+void NoteAuth(CommandCtx& c, bool ok) {
+  if (c.env.auth_result) c.env.auth_result(c.session.peer, ok);
+}
+
 void CmdAuth(CommandCtx& c) {
   if (c.argc() > 3) return ReplySyntax(c);
   const std::string& admin_token = c.env.config ? c.env.config->pubsub.admin_token : std::string();
   if (c.argc() == 3 && !admin_token.empty() && EqualsNoCase(c.arg(1), "admin")) {
-    // The pub/sub admin (an ACL-style user): may publish under pubsub.reserved_prefix.
-    if (!SecretEquals(c.arg(2), admin_token))
-      return c.out.Error(ErrCode::kWrongPass, errtext::kWrongPass);
+    // The pub/sub admin (an ACL-style user): may publish under
+    // pubsub.reserved_prefix. It is not the data user: with kv.password set,
+    // reading and writing keys still needs AUTH <password>.
+    if (AuthThrottled(c)) return;
+    const bool ok = SecretEquals(c.arg(2), admin_token);
+    NoteAuth(c, ok);
+    if (!ok) return c.out.Error(ErrCode::kWrongPass, errtext::kWrongPass);
     c.session.admin = true;
-    c.session.authenticated = true;
     return ReplyOk(c);
   }
   std::string_view user = "default", pass;
@@ -63,8 +78,10 @@ void CmdAuth(CommandCtx& c) {
     user = c.arg(1);
     pass = c.arg(2);
   }
-  if (!CheckDefaultUser(c.env.config, user, pass))
-    return c.out.Error(ErrCode::kWrongPass, errtext::kWrongPass);
+  if (AuthThrottled(c)) return;
+  const bool ok = CheckDefaultUser(c.env.config, user, pass);
+  NoteAuth(c, ok);
+  if (!ok) return c.out.Error(ErrCode::kWrongPass, errtext::kWrongPass);
   c.session.authenticated = true;
   ReplyOk(c);
 }
@@ -83,8 +100,10 @@ void CmdHello(CommandCtx& c) {
     size_t more = c.argc() - 1 - j;
     std::string_view opt = c.arg(j);
     if (EqualsNoCase(opt, "auth") && more >= 2) {
-      if (!CheckDefaultUser(c.env.config, c.arg(j + 1), c.arg(j + 2)))
-        return c.out.Error(ErrCode::kWrongPass, errtext::kWrongPass);
+      if (AuthThrottled(c)) return;
+      const bool ok = CheckDefaultUser(c.env.config, c.arg(j + 1), c.arg(j + 2));
+      NoteAuth(c, ok);
+      if (!ok) return c.out.Error(ErrCode::kWrongPass, errtext::kWrongPass);
       c.session.authenticated = true;
       j += 2;
     } else if (EqualsNoCase(opt, "setname") && more >= 1) {

@@ -26,6 +26,8 @@ inline constexpr std::string_view kHelloNoAuth =
     "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
     "HELLO AUTH <user> <pass> option can be used to authenticate the client and select "
     "the RESP protocol version at the same time";
+inline constexpr std::string_view kAuthThrottled =
+    "ERR too many failed authentication attempts from your address: try again in a minute";
 inline constexpr std::string_view kNoProto = "NOPROTO unsupported protocol version";
 inline constexpr std::string_view kHelloProtoNotInt =
     "ERR Protocol version is not an integer or out of range";

@@ -1,7 +1,8 @@
 // shared/cmd/persistence.cc: SAVE, BGSAVE and LASTSAVE. The master takes
-// snapshots (master/master.cc); a worker asks for one with a signal.
+// snapshots (master/master.cc); a worker asks for one through a pipe.
 #include <signal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "shared/cmd/internal.h"
 #include "shared/persist/persist.h"
@@ -18,7 +19,10 @@ bool RequestSnapshot(CommandCtx& c, uint64_t* ticket) {
     return false;
   }
   *ticket = ps->snapshot_requests.fetch_add(1) + 1;
-  if (c.env.master_pid > 0) kill(c.env.master_pid, persist::SnapshotSignal());
+  // A byte on the master's pipe: the kernel signals the master for it
+  // (a worker that dropped privileges may not signal a root master itself).
+  // A full pipe already holds a wake-up; the master also looks every second.
+  if (c.env.snapshot_fd >= 0) (void)!write(c.env.snapshot_fd, "s", 1);
   return true;
 }
 
@@ -41,7 +45,9 @@ void CmdSave(CommandCtx& c) {
   if (!RequestSnapshot(c, &ticket)) return;
   PersistShared* ps = c.env.persist;
   for (int i = 0; i < 60'000 && ps->served_requests.load() < ticket; ++i) {
-    if (i % 100 == 0 && c.env.master_pid > 0 && kill(c.env.master_pid, 0) != 0)
+    // The master is the worker's parent; once it is gone the worker is
+    // reparented (kill(2) would also say EPERM for a live root master).
+    if (i % 100 == 0 && c.env.master_pid > 0 && getppid() != c.env.master_pid)
       break;  // master gone
     if (i % 100 == 0 && c.env.heartbeat_ms) c.env.heartbeat_ms->store(MonoMs());
     timespec ts{0, 1'000'000};

@@ -34,6 +34,8 @@ const char* ErrCodeName(ErrCode c) {
       return "INTERNAL";
     case ErrCode::kMisconf:
       return "MISCONF";
+    case ErrCode::kRateLimited:
+      return "RATE_LIMITED";
   }
   return "INTERNAL";
 }

@@ -29,6 +29,7 @@ enum class ErrCode : uint8_t {
   kLineTooLong,     // kv-json: the line is over the limit       -> LINE_TOO_LONG
   kInternal,        // an engine invariant failed; logged        -> INTERNAL
   kMisconf,         // MISCONF: the append-only log fails; writes refused -> MISCONF
+  kRateLimited,     // ERR rate limited (limit_req)                -> RATE_LIMITED
 };
 
 const char* ErrCodeName(ErrCode c);  // "BAD_REQUEST", "NOT_INTEGER", ...

@@ -53,7 +53,7 @@ void CutTail(const std::string& dir, const std::string& name, std::string_view d
   const size_t drop = data.size() - keep;
   const std::string path = dir + "/" + name;
   const std::string saved = path + ".tail-" + std::to_string(WallMs());
-  const UniqueFd fd(open(saved.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  const UniqueFd fd(open(saved.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
   int err = fd ? 0 : errno;
   if (!err) WriteAll(fd.get(), data.data() + keep, drop, &err);
   if (!err && fsync(fd.get()) != 0) err = errno;

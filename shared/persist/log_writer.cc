@@ -118,7 +118,7 @@ bool LogWriter::OpenFile(uint64_t gen) {
   const uint64_t id = ps_->next_file_id.fetch_add(1);
   const std::string name = LogFileName(ps_->epoch.load(), gen, id);
   UniqueFd fd(openat(dir_fd_.get(), name.c_str(),
-                     O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0644));
+                     O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600));
   if (!fd) {
     Fail("cannot create " + dir_ + "/" + name, errno);
     return false;

@@ -289,7 +289,7 @@ TEST(Start, CreatesMissingLogFolders) {
   EXPECT_TRUE(std::filesystem::exists(s.dir() + "/new/logs/error.log"));
   Client c;
   ASSERT_TRUE(c.Connect(s.Port("web")));
-  ASSERT_TRUE(c.SendAll("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  ASSERT_TRUE(c.SendAll("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
   EXPECT_TRUE(c.WaitClosed(5000));
   EXPECT_TRUE(
       WaitFor([&] { return std::filesystem::exists(s.dir() + "/other/access.log"); }, 3000));

@@ -58,7 +58,7 @@ bool ReadResponse(Client& c, Response* r, bool head_only = false, int timeout_ms
 }
 
 std::string Get(const std::string& target, const std::string& extra = "") {
-  return "GET " + target + " HTTP/1.1\r\nHost: t\r\n" + extra + "\r\n";
+  return "GET " + target + " HTTP/1.1\r\nHost: localhost\r\n" + extra + "\r\n";
 }
 
 std::string RunCmd(const std::string& cmd) {
@@ -160,7 +160,7 @@ TEST_F(HttpTest, GetServesIndexWithHeaders) {
 TEST_F(HttpTest, HeadSendsHeadersOnly) {
   Client c;
   ASSERT_TRUE(c.Connect(Port()));
-  ASSERT_TRUE(c.SendAll("HEAD /a.txt HTTP/1.1\r\nHost: t\r\n\r\n" + Get("/a.txt")));
+  ASSERT_TRUE(c.SendAll("HEAD /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n" + Get("/a.txt")));
   Response r;
   ASSERT_TRUE(ReadResponse(c, &r, true));
   EXPECT_EQ(r.status, 200);
@@ -183,10 +183,10 @@ TEST_F(HttpTest, DirectoriesRedirectListOrRefuse) {
 }
 
 TEST_F(HttpTest, OtherMethodsGet405WithAllow) {
-  Response r = Do("POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nab");
+  Response r = Do("POST /a.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\nab");
   EXPECT_EQ(r.status, 405);
   EXPECT_EQ(r["allow"], "GET, HEAD");
-  EXPECT_EQ(Do("DELETE /a.txt HTTP/1.1\r\nHost: t\r\n\r\n").status, 405);
+  EXPECT_EQ(Do("DELETE /a.txt HTTP/1.1\r\nHost: localhost\r\n\r\n").status, 405);
 }
 
 TEST_F(HttpTest, ConditionalRequestsGet304) {
@@ -265,8 +265,9 @@ TEST_F(HttpTest, PipelinedLargeFilesStayInOrder) {
 TEST_F(HttpTest, ExpectContinueGets100) {
   Client c;
   ASSERT_TRUE(c.Connect(Port()));
-  ASSERT_TRUE(c.SendAll(
-      "PUT /kv/expect HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"));
+  ASSERT_TRUE(
+      c.SendAll("PUT /kv/expect HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nExpect: "
+                "100-continue\r\n\r\n"));
   std::string line;
   ASSERT_TRUE(c.RecvUntil("\r\n\r\n", &line, 2000));
   EXPECT_EQ(line, "HTTP/1.1 100 Continue\r\n\r\n");
@@ -280,7 +281,7 @@ TEST_F(HttpTest, RequestsInAnyChunking) {
   Client c;
   ASSERT_TRUE(c.Connect(Port()));
   const std::string req =
-      "PUT /kv/chunky HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "PUT /kv/chunky HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
       "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n" +
       Get("/kv/chunky");
   for (char ch : req) ASSERT_TRUE(c.SendAll(std::string(1, ch)));
@@ -318,16 +319,16 @@ TEST_F(HttpTest, ParseErrorsGetTheirStatus) {
   };
   const std::vector<Case> cases = {
       {"GARBAGE\r\n\r\n", 400},
-      {"GET /a%zz HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+      {"GET /a%zz HTTP/1.1\r\nHost: localhost\r\n\r\n", 400},
       {"GET /a.txt HTTP/1.1\r\n\r\n", 400},  // 1.1 without Host
-      {"GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: t\r\n\r\n", 414},
-      {"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(9000, 'b') + "\r\n\r\n", 431},
-      {"PUT /kv/x HTTP/1.1\r\nHost: t\r\nContent-Length: 70000\r\n\r\n", 413},
+      {"GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: localhost\r\n\r\n", 414},
+      {"GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + std::string(9000, 'b') + "\r\n\r\n", 431},
+      {"PUT /kv/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 70000\r\n\r\n", 413},
       // RFC 9112 6.3: chunked not last is a 400 (the body length is unknown).
-      {"PUT /kv/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
-      {"PUT /kv/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
-      {"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505},
-      {"GET / HTTP/1.2\r\nHost: t\r\n\r\n", 505},
+      {"PUT /kv/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+      {"PUT /kv/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+      {"GET / HTTP/2.0\r\nHost: localhost\r\n\r\n", 505},
+      {"GET / HTTP/1.2\r\nHost: localhost\r\n\r\n", 505},
   };
   for (const auto& tc : cases) {
     Client c;
@@ -351,32 +352,34 @@ TEST_F(HttpTest, StrictHeadRefusesWhatRfc9112Forbids) {
     const char* why;
   };
   const std::vector<Case> cases = {
-      {"GET / HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n", 400, "two Host headers"},
+      {"GET / HTTP/1.1\r\nHost: localhost\r\nHost: u\r\n\r\n", 400, "two Host headers"},
       {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400, "a Host with a space"},
       {"GET / HTTP/1.1\r\nHost: user@t\r\n\r\n", 400, "userinfo in Host"},
       {"GET / HTTP/1.1\r\nHost: t:8o\r\n\r\n", 400, "a port that is not digits"},
       {"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400, "an unclosed IP literal"},
-      {"GET / HTTP/1.1\r\nHost: t\r\nX-Invalid[]: 1\r\n\r\n", 400, "a bad field name"},
-      {"GET / HTTP/1.1\r\nHost: t\r\nX-A: a\x01b\r\n\r\n", 400, "a control character"},
-      {"GET / HTTP/1.1\r\nHost: t\r\nX-A : 1\r\n\r\n", 400, "a space before the colon"},
-      {"GET / HTTP/1.1\r\nHost: t\r\nContent-Length\t: 0\r\n\r\n", 400, "a tab before the colon"},
-      {"GET / HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n Content-Length: 5\r\n\r\nhello", 400,
+      {"GET / HTTP/1.1\r\nHost: localhost\r\nX-Invalid[]: 1\r\n\r\n", 400, "a bad field name"},
+      {"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: a\x01b\r\n\r\n", 400, "a control character"},
+      {"GET / HTTP/1.1\r\nHost: localhost\r\nX-A : 1\r\n\r\n", 400, "a space before the colon"},
+      {"GET / HTTP/1.1\r\nHost: localhost\r\nContent-Length\t: 0\r\n\r\n", 400,
+       "a tab before the colon"},
+      {"GET / HTTP/1.1\r\nHost: localhost\r\nX-A: 1\r\n Content-Length: 5\r\n\r\nhello", 400,
        "obsolete line folding hiding a header"},
-      {"PUT /kv/f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n", 400,
-       "a folded Transfer-Encoding"},
+      {"PUT /kv/f HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
+       400, "a folded Transfer-Encoding"},
       {"GET / HTTP/1.1\nHost: t\n\n", 400, "bare LF line ends"},
       {"GET / HTTP/1.1\r\nHost: t\rX: y\r\n\r\n", 400, "a bare CR"},
       {"PUT /kv/f HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400,
        "chunked in HTTP/1.0"},
-      {"PUT /kv/f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400,
+      {"PUT /kv/f HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400,
        "chunked not last"},
-      {"PUT /kv/f HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400,
-       "duplicate Content-Length"},
-      {"PUT /kv/f HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+      {"PUT /kv/f HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+       400, "duplicate Content-Length"},
+      {"PUT /kv/f HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nTransfer-Encoding: "
+       "chunked\r\n\r\n",
        400, "Content-Length with Transfer-Encoding"},
-      {"GET / HTTP/1.1 x\r\nHost: t\r\n\r\n", 400, "junk after the version"},
-      {"GET  / HTTP/1.1\r\nHost: t\r\n\r\n", 400, "two spaces in the request line"},
-      {"GET /\r\nHost: t\r\n\r\n", 400, "no version"},
+      {"GET / HTTP/1.1 x\r\nHost: localhost\r\n\r\n", 400, "junk after the version"},
+      {"GET  / HTTP/1.1\r\nHost: localhost\r\n\r\n", 400, "two spaces in the request line"},
+      {"GET /\r\nHost: localhost\r\n\r\n", 400, "no version"},
       {"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405, "CONNECT"},
   };
   for (const auto& tc : cases) {
@@ -412,7 +415,7 @@ TEST_F(HttpTest, NoHostIsRefusedBeforeTheBody) {
 TEST_F(HttpTest, OptionsStarListsTheMethods) {
   Client c;
   ASSERT_TRUE(c.Connect(Port()));
-  ASSERT_TRUE(c.SendAll("OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n"));
+  ASSERT_TRUE(c.SendAll("OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n"));
   Response r;
   ASSERT_TRUE(ReadResponse(c, &r));
   EXPECT_EQ(r.status, 200);
@@ -431,7 +434,7 @@ TEST_F(HttpTest, OptionsStarListsTheMethods) {
 TEST_F(HttpTest, ChunkedBodyOverLimitGets413) {
   Client c;
   ASSERT_TRUE(c.Connect(Port()));
-  std::string req = "PUT /kv/big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string req = "PUT /kv/big HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (int i = 0; i < 20; i++) req += "1000\r\n" + std::string(4096, 'z') + "\r\n";
   c.SendAll(req);  // the server may close before it has read everything
   Response r;
@@ -498,7 +501,7 @@ TEST_F(HttpTest, PathTraversalNeverEscapesTheRoot) {
     for (const char* listener : {"http", "http_ai"}) {
       Client c;
       ASSERT_TRUE(c.Connect(Port(listener)));
-      ASSERT_TRUE(c.SendAll("GET " + t + " HTTP/1.1\r\nHost: t\r\n\r\n"));
+      ASSERT_TRUE(c.SendAll("GET " + t + " HTTP/1.1\r\nHost: localhost\r\n\r\n"));
       Response r;
       ASSERT_TRUE(ReadResponse(c, &r)) << t;
       EXPECT_TRUE(r.status == 400 || r.status == 403 || r.status == 404 || r.status == 414)
@@ -588,17 +591,19 @@ TEST_F(HttpTest, KvRoundTrip) {
     }
     return bodies;
   };
-  Response r = Do("PUT /kv/it%20key HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\n\r\n" + value);
+  Response r =
+      Do("PUT /kv/it%20key HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\n\r\n" + value);
   EXPECT_EQ(r.status, 201);
-  r = Do("PUT /kv/it%20key HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nnew");
+  r = Do("PUT /kv/it%20key HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nnew");
   EXPECT_EQ(r.status, 204);
-  r = Do("PUT /kv/it%20key HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\n\r\n" + value);
+  r = Do("PUT /kv/it%20key HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8\r\n\r\n" + value);
   r = Do(Get("/kv/it%20key"));
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r["content-type"], "application/octet-stream");
   EXPECT_EQ(r.body, value);
   EXPECT_EQ(
-      Do("PUT /kv/users/42?ttl=60 HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nann").status,
+      Do("PUT /kv/users/42?ttl=60 HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nann")
+          .status,
       201);
   EXPECT_EQ(Do(Get("/kv/users%5E42")).body, "ann");  // the namespace is the "ns^" prefix
   r = Do(Get("/kv/?prefix=users%5E&count=1000"));
@@ -609,19 +614,22 @@ TEST_F(HttpTest, KvRoundTrip) {
   EXPECT_NE(all.find("\"users^42\""), std::string::npos) << all;
   all = list_all("/kv/users/?count=1000");
   EXPECT_NE(all.find("\"users^42\""), std::string::npos) << all;
-  EXPECT_EQ(Do("PUT /kv/t?ttl=abc HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx").status, 400);
-  EXPECT_EQ(Do("PUT /kv/big HTTP/1.1\r\nHost: t\r\nContent-Length: 20000\r\n\r\n" +
+  EXPECT_EQ(
+      Do("PUT /kv/t?ttl=abc HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\nx").status,
+      400);
+  EXPECT_EQ(Do("PUT /kv/big HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20000\r\n\r\n" +
                std::string(20000, 'v'))
                 .status,
             413);  // over kv.max_value_bytes (16k)
-  EXPECT_EQ(Do("DELETE /kv/users/42 HTTP/1.1\r\nHost: t\r\n\r\n").status, 204);
-  EXPECT_EQ(Do("DELETE /kv/users/42 HTTP/1.1\r\nHost: t\r\n\r\n").status, 404);
+  EXPECT_EQ(Do("DELETE /kv/users/42 HTTP/1.1\r\nHost: localhost\r\n\r\n").status, 204);
+  EXPECT_EQ(Do("DELETE /kv/users/42 HTTP/1.1\r\nHost: localhost\r\n\r\n").status, 404);
   EXPECT_EQ(Do(Get("/kv/users/42")).status, 404);
-  EXPECT_EQ(Do("POST /kv/x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")["allow"],
+  EXPECT_EQ(Do("POST /kv/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")["allow"],
             "GET, HEAD, PUT, DELETE");
   EXPECT_EQ(Do(Get("/kv/a/b/c")).status, 400);
   // Keys that are not UTF-8 come back base64-encoded.
-  EXPECT_EQ(Do("PUT /kv/raw%FF HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx").status, 201);
+  EXPECT_EQ(Do("PUT /kv/raw%FF HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\nx").status,
+            201);
   all = list_all("/kv/?prefix=raw&count=1000");
   EXPECT_NE(all.find("\"keys_b64\":[\"cmF3/w==\"]"), std::string::npos) << all;
 }
@@ -651,7 +659,8 @@ TEST_F(HttpTest, OpsEndpointsShapes) {
       r.body,
       std::regex(R"(preforkd_requests_total\{worker="[01]",pid="\d+",protocol="http"\} \d+)")));
   EXPECT_TRUE(std::regex_search(r.body, std::regex(R"(\npreforkd_kv_keys \d+\n)")));
-  EXPECT_EQ(Do("POST /_stats HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n").status, 405);
+  EXPECT_EQ(Do("POST /_stats HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n").status,
+            405);
 }
 
 TEST_F(HttpTest, AccessLogCombinedFormatAndReopen) {

@@ -1177,10 +1177,13 @@ TEST_F(PersistTest, EveryProtocolsWritesSurviveKill9) {
                           "\n"));
     ASSERT_TRUE(j.RecvLine(&line));
     EXPECT_EQ(line, R"({"id":1,"ok":true})");
-    EXPECT_EQ(HttpStatus(s->Port("http"),
-                         "PUT /kv/via-http HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nh"),
-              201);
-    EXPECT_EQ(HttpStatus(s->Port("http"), "DELETE /kv/via-resp HTTP/1.1\r\nHost: t\r\n\r\n"), 204);
+    EXPECT_EQ(
+        HttpStatus(s->Port("http"),
+                   "PUT /kv/via-http HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\nh"),
+        201);
+    EXPECT_EQ(
+        HttpStatus(s->Port("http"), "DELETE /kv/via-resp HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        204);
   }
   Kill9(s);
   s = Start(o);
@@ -1699,9 +1702,12 @@ TEST_P(PersistDiskFullTest, FullDiskRefusesWritesAndKeepsEveryAckedOne) {
   EXPECT_NE(save.find("No space left on device"), std::string::npos) << save;
   EXPECT_EQ(Field(InfoPersist(lanes[1]), "rdb_last_bgsave_status"), "err");
   const uint16_t http = s->Port("http");
-  EXPECT_EQ(HttpStatus(http, "PUT /kv/http-full HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx"),
-            503);
-  EXPECT_EQ(HttpStatus(http, "DELETE /kv/" + acked.begin()->first + " HTTP/1.1\r\nHost: t\r\n\r\n"),
+  EXPECT_EQ(
+      HttpStatus(http,
+                 "PUT /kv/http-full HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\n\r\nx"),
+      503);
+  EXPECT_EQ(HttpStatus(http, "DELETE /kv/" + acked.begin()->first +
+                                 " HTTP/1.1\r\nHost: localhost\r\n\r\n"),
             503);
 
   // Room again: each worker writes what it kept and takes writes again.

@@ -52,7 +52,7 @@ TEST_F(RobustTest, HugeHttpHeaderGets431NotAReset) {
   Start();
   Client c = Connect("http");
   const std::string req =
-      "GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(200 * 1024, 'b') + "\r\n\r\n";
+      "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: " + std::string(200 * 1024, 'b') + "\r\n\r\n";
   const std::string got = SendAndReadUntilClosed(c, req);
   EXPECT_EQ(got.substr(0, 12), "HTTP/1.1 431") << got.substr(0, 200);
   EXPECT_NE(c.last_errno(), ECONNRESET);
@@ -63,7 +63,7 @@ TEST_F(RobustTest, HttpBodyOverTheLimitGets413WhileStillSending) {
   Client c = Connect("http");
   const std::string body(2 << 20, 'x');
   const std::string req =
-      "PUT /kv/big HTTP/1.1\r\nHost: t\r\nContent-Length: " + std::to_string(body.size()) +
+      "PUT /kv/big HTTP/1.1\r\nHost: localhost\r\nContent-Length: " + std::to_string(body.size()) +
       "\r\n\r\n" + body;
   const std::string got = SendAndReadUntilClosed(c, req);
   EXPECT_EQ(got.substr(0, 12), "HTTP/1.1 413") << got.substr(0, 200);
@@ -189,7 +189,7 @@ TEST_F(RobustTest, UnreadHttpRepliesCountTowardClientsMemory) {
   Client setup = Connect("resp");
   ASSERT_EQ(RespCall(setup, {"SET", "big", std::string(900 * 1024, 'v')}), "+OK");
   std::string gets;
-  for (int i = 0; i < 16; i++) gets += "GET /kv/big HTTP/1.1\r\nHost: t\r\n\r\n";
+  for (int i = 0; i < 16; i++) gets += "GET /kv/big HTTP/1.1\r\nHost: localhost\r\n\r\n";
   std::vector<Client> hogs(12);
   for (Client& h : hogs) {
     ASSERT_TRUE(h.Connect(server_->Port("http")));
@@ -397,7 +397,8 @@ int Get(uint16_t port, const std::string& target, std::string* body) {
   Client c;
   body->clear();
   if (!c.Connect(port)) return 0;
-  if (!c.SendAll("GET " + target + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")) return 0;
+  if (!c.SendAll("GET " + target + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"))
+    return 0;
   c.WaitClosed(5000);
   const std::string& got = c.buffered();
   const size_t end = got.find("\r\n\r\n");
@@ -471,7 +472,7 @@ TEST_F(RobustTest, ALargeFileThatShrinksMidTransferEndsTheConnection) {
   const std::vector<pid_t> workers = server_->WorkerPids();
   Client c;
   ASSERT_TRUE(c.Connect(server_->Port("http")));
-  ASSERT_TRUE(c.SendAll("GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n"));
+  ASSERT_TRUE(c.SendAll("GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n"));
   // One small read for the head (Client's reads take all that is there,
   // which here would be the whole file as fast as the worker sends it).
   pollfd p{c.fd(), POLLIN, 0};

@@ -58,7 +58,8 @@ void Slowloris(uint16_t port, int n, const std::atomic<bool>& stop, std::atomic<
   std::vector<Client> socks(n);
   std::vector<int> sent(n, 0);
   for (int i = 0; i < n && !stop; i++) {
-    if (socks[i].Connect(port, 2000)) socks[i].SendAll("GET / HTTP/1.1\r\nHost: t\r\n", 1000);
+    if (socks[i].Connect(port, 2000))
+      socks[i].SendAll("GET / HTTP/1.1\r\nHost: localhost\r\n", 1000);
   }
   while (!stop) {
     for (int i = 0; i < n && !stop; i++) {
@@ -68,7 +69,7 @@ void Slowloris(uint16_t port, int n, const std::atomic<bool>& stop, std::atomic<
       if (dead) {
         (*closed)++;
         c.Close();
-        if (c.Connect(port, 2000)) c.SendAll("GET / HTTP/1.1\r\nHost: t\r\n", 1000);
+        if (c.Connect(port, 2000)) c.SendAll("GET / HTTP/1.1\r\nHost: localhost\r\n", 1000);
         sent[i] = 0;
         continue;
       }

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "shared/config.h"
+#include "shared/util/cidr.h"
 
 using ::testing::HasSubstr;
 
@@ -82,6 +83,19 @@ kv: {shards: 16, max_key_bytes: 1k, max_value_bytes: 2m, eviction: allkeys-lru, 
   EXPECT_EQ(c.kv.password, "s3cret");
 }
 
+TEST(Config, ShippedProductionExampleHasOnlyMachinePathProblems) {
+  // conf/production.yaml names folders of a production host (docroot,
+  // htpasswd): on this machine those are the only complaints.
+  const char* root = getenv("PREFORKD_SOURCE_ROOT");
+  ConfigResult r = LoadConfig(std::string(root ? root : ".") + "/conf/production.yaml");
+  for (const auto& e : r.errors)
+    EXPECT_TRUE(e.find("listeners[0].root") != std::string::npos ||
+                e.find("listeners[0].auth_basic.htpasswd") != std::string::npos)
+        << e;
+  EXPECT_FALSE(r.config.kv.password.empty());
+  EXPECT_TRUE(r.config.persistence.enabled);
+}
+
 TEST(Config, ShippedDefaultConfigIsValid) {
   const char* root = getenv("PREFORKD_SOURCE_ROOT");
   const std::string path = std::string(root ? root : ".") + "/conf/preforkd.yaml";
@@ -93,8 +107,107 @@ TEST(Config, ShippedDefaultConfigIsValid) {
 TEST(Config, UnknownKeyNamesKeyAndPosition) {
   EXPECT_EQ(
       OneError(std::string(kMinimal) + "wrokers: 2\n"),
-      "/etc/pf/test.yaml:3:1: wrokers: unknown key, expected one of group, kv, limits, "
-      "listeners, logging, persistence, pidfile, pubsub, shared_memory, timeouts, user, workers");
+      "/etc/pf/test.yaml:3:1: wrokers: unknown key, expected one of chroot, group, kv, limits, "
+      "listeners, local_networks, logging, persistence, pidfile, protected_mode, pubsub, "
+      "shared_memory, timeouts, trusted_proxies, user, workers");
+}
+
+TEST(Config, SecurityDefaults) {
+  ConfigResult r = Parse(
+      "listeners:\n  - {name: h, port: 8080, protocol: http, root: /tmp}\n"
+      "  - {name: w, address: 0.0.0.0, port: 8081, protocol: http, root: /tmp}\n"
+      "  - {name: v, address: 192.0.2.1, port: 8082, protocol: http, root: /tmp}\n");
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  const Config& c = r.config;
+  EXPECT_TRUE(c.protected_mode);
+  ASSERT_EQ(c.local_networks.size(), 2u);
+  IpAddr a;
+  ASSERT_TRUE(IpAddr::Parse("127.9.9.9", &a));
+  EXPECT_TRUE(AnyContains(c.local_networks, a));
+  ASSERT_TRUE(IpAddr::Parse("::ffff:127.0.0.1", &a));  // v4-mapped: the IPv4 address
+  EXPECT_TRUE(AnyContains(c.local_networks, a));
+  ASSERT_TRUE(IpAddr::Parse("10.0.0.1", &a));
+  EXPECT_FALSE(AnyContains(c.local_networks, a));
+  EXPECT_TRUE(c.trusted_proxies.empty());
+  EXPECT_EQ(c.limits.max_bad_lines, 8u);
+  EXPECT_EQ(c.limits.auth_failures_per_minute, 10u);
+  EXPECT_TRUE(c.listeners[0].strict_host);  // loopback
+  EXPECT_FALSE(c.listeners[1].strict_host);
+  EXPECT_THAT(c.listeners[0].server_names,
+              ::testing::ElementsAre("localhost", "127.0.0.1", "[::1]"));
+  EXPECT_THAT(c.listeners[1].server_names,
+              ::testing::ElementsAre("localhost", "127.0.0.1", "[::1]"));  // not 0.0.0.0
+  EXPECT_THAT(c.listeners[2].server_names,
+              ::testing::ElementsAre("localhost", "127.0.0.1", "[::1]", "192.0.2.1"));
+  EXPECT_FALSE(c.listeners[0].limit_req.enabled());
+  EXPECT_EQ(c.listeners[0].limit_conn, 0u);
+}
+
+TEST(Config, SecurityKeysParse) {
+  ConfigResult r = Parse(
+      "protected_mode: false\n"
+      "local_networks: [10.0.0.0/8, 192.168.1.7, \"fd00::/8\"]\n"
+      "trusted_proxies: [127.0.0.1/32]\n"
+      "limits: {max_bad_lines: 3, auth_failures_per_minute: 4}\n"
+      "listeners:\n"
+      "  - name: h\n    port: 8080\n    protocol: http\n    root: /tmp\n"
+      "    server_names: [Example.COM, \"*\"]\n    strict_host: false\n"
+      "    limit_req: {rate: 600r/m, burst: 5}\n    limit_conn: 7\n");
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  const Config& c = r.config;
+  EXPECT_FALSE(c.protected_mode);
+  ASSERT_EQ(c.local_networks.size(), 3u);
+  IpAddr a;
+  ASSERT_TRUE(IpAddr::Parse("10.200.3.4", &a));
+  EXPECT_TRUE(c.local_networks[0].Contains(a));
+  ASSERT_TRUE(IpAddr::Parse("192.168.1.8", &a));
+  EXPECT_FALSE(c.local_networks[1].Contains(a));
+  ASSERT_TRUE(IpAddr::Parse("fd12::1", &a));
+  EXPECT_TRUE(c.local_networks[2].Contains(a));
+  EXPECT_EQ(c.limits.max_bad_lines, 3u);
+  EXPECT_EQ(c.limits.auth_failures_per_minute, 4u);
+  const ListenerConf& l = c.listeners[0];
+  EXPECT_THAT(l.server_names, ::testing::ElementsAre("example.com", "*"));
+  EXPECT_FALSE(l.strict_host);
+  EXPECT_DOUBLE_EQ(l.limit_req.rate, 10.0);
+  EXPECT_EQ(l.limit_req.burst, 5u);
+  EXPECT_EQ(l.limit_conn, 7u);
+}
+
+TEST(Config, SecurityKeysErrors) {
+  EXPECT_THAT(OneError(std::string(kMinimal) + "local_networks: [10.0.0.0/33]\n"),
+              HasSubstr("local_networks[0]: '10.0.0.0/33' is not a network"));
+  EXPECT_THAT(OneError(std::string(kMinimal) + "trusted_proxies: [proxy.local]\n"),
+              HasSubstr("trusted_proxies[0]: 'proxy.local' is not a network"));
+  EXPECT_THAT(OneError("listeners:\n  - {name: e, port: 7007, protocol: echo, "
+                       "limit_req: {rate: 5r/h}}\n"),
+              HasSubstr("limit_req.rate: '5r/h' is not a rate"));
+  EXPECT_THAT(OneError("listeners:\n  - {name: e, port: 7007, protocol: echo, "
+                       "limit_req: {burst: 5}}\n"),
+              HasSubstr("limit_req.rate: missing"));
+  EXPECT_THAT(OneError("listeners:\n  - {name: e, port: 7007, protocol: echo, "
+                       "auth_basic: {htpasswd: /etc/passwd}}\n"),
+              HasSubstr("only http listeners have basic auth"));
+  EXPECT_THAT(OneError(std::string(kMinimal) + "chroot: srv/pf\n"),
+              HasSubstr("chroot: 'srv/pf' is relative"));
+}
+
+TEST(Config, ChrootPathsAreInside) {
+  // Paths are written as seen inside the chroot: relative ones and ones that
+  // repeat the chroot folder are errors that say what was meant.
+  const std::string base =
+      "chroot: /srv/pf\nlisteners:\n  - {name: e, port: 7007, protocol: echo}\n";
+  EXPECT_THAT(OneError(base + "persistence: {dir: data}\n"),
+              HasSubstr("persistence.dir: 'data' is relative, expected an absolute path as seen "
+                        "inside chroot /srv/pf"));
+  EXPECT_THAT(OneError(base + "logging: {error_log: /srv/pf/log/error.log}\n"),
+              HasSubstr("names the chroot folder; paths are as seen inside chroot /srv/pf, "
+                        "expected /log/error.log"));
+  ConfigResult r = Parse(base + "persistence: {dir: /data}\nlogging: {error_log: /log/e.log}\n");
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  EXPECT_EQ(r.config.persistence.dir, "/data");
+  EXPECT_EQ(r.config.Outside(r.config.persistence.dir), "/srv/pf/data");
+  EXPECT_EQ(r.config.Outside(r.config.logging.error_log), "/srv/pf/log/e.log");
 }
 
 TEST(Config, UnknownNestedKey) {

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "shared/log.h"
 #include "shared/util/unique_fd.h"
 #include "worker/http/parse.h"
 #include "worker/http/util.h"
@@ -36,7 +37,7 @@ State& S() {
 }
 
 UniqueFd OpenLog(const std::string& path) {
-  UniqueFd fd(open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+  UniqueFd fd(log::OpenLogFile(path));
   if (!fd) spdlog::error("access log {}: {}", path, std::strerror(errno));
   return fd;
 }
@@ -111,12 +112,8 @@ bool Reopen() {
   return true;
 }
 
-std::string FormatLine(std::string_view peer, const http::Request* req, int status,
+std::string FormatLine(std::string_view addr, const http::Request* req, int status,
                        uint64_t body_bytes, uint64_t took_ms) {
-  std::string_view addr = peer;
-  if (const size_t colon = addr.rfind(':'); colon != std::string_view::npos)
-    addr = addr.substr(0, colon);
-  if (addr.size() > 2 && addr.front() == '[') addr = addr.substr(1, addr.size() - 2);
   std::string line_req;
   const std::string* referer = nullptr;
   const std::string* ua = nullptr;

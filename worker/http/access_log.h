@@ -18,7 +18,9 @@ namespace pf::accesslog {
 // One line in nginx's "combined" format plus the request time in seconds
 // (docs/operations.md): `peer` is "ip:port" (the port is left out), `req`
 // may be null (a request that did not parse).
-std::string FormatLine(std::string_view peer, const http::Request* req, int status,
+// `addr` is the client's IP address (no port): the peer, or the address a
+// trusted proxy forwarded.
+std::string FormatLine(std::string_view addr, const http::Request* req, int status,
                        uint64_t body_bytes, uint64_t took_ms);
 
 // Opens `path` ("off" = disabled) once per process and arms the flush timer

@@ -13,6 +13,7 @@
 #include "worker/cmd_env.h"
 #include "worker/connection.h"
 #include "worker/json.h"
+#include "worker/security.h"
 #include "worker/worker.h"
 
 namespace pf::http {
@@ -40,6 +41,8 @@ int StatusOf(ErrCode code) {
       return 507;
     case ErrCode::kMisconf:
       return 503;
+    case ErrCode::kRateLimited:
+      return 429;
     case ErrCode::kInternal:
     case ErrCode::kUnknownCommand:
       return 500;
@@ -151,16 +154,31 @@ void KvRoute::Call(std::span<const std::string_view> argv, ReplyWriter& out) {
   Dispatch(env_, session_, argv, out, WallMs());
 }
 
+// HTTP is stateless: every request brings its own credentials. Wrong ones
+// count toward limits.auth_failures_per_minute of the client's address, as
+// a wrong AUTH does; past it they are not even checked (429).
+bool KvRoute::Authenticate(const Request& req, const IpAddr& client, bool basic_user, Reply* rep) {
+  session_.authenticated = basic_user;
+  if (basic_user || w_.config->kv.password.empty() || !req.Header("authorization")) return true;
+  const std::string addr = client.ToString();
+  if (AuthThrottled(w_, addr)) {
+    ErrorReply(429, rep);
+    return false;
+  }
+  session_.authenticated = Authorized(req);
+  NoteAuthResult(w_, addr, session_.authenticated, "/kv credentials");
+  return true;
+}
+
 void KvRoute::Serve(const Connection& c, const Request& req, std::string_view rest,
-                    std::string_view query, Reply* rep) {
+                    std::string_view query, const IpAddr& client, bool basic_user, Reply* rep) {
   if (!w_.store) return ErrorReply(503, rep);
   if (!started_) {
     started_ = true;
     env_ = MakeCommandEnv(w_, l_, kProtoHttp);
     FillClientSession(c, &session_);
   }
-  // HTTP is stateless: every request brings its own credentials.
-  session_.authenticated = Authorized(req);
+  if (!Authenticate(req, client, basic_user, rep)) return;
   if (!rest.empty()) rest.remove_prefix(1);  // the '/' after /kv
   std::vector<std::string_view> segs;
   while (true) {

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "shared/cmd/commands.h"
+#include "shared/util/cidr.h"
 #include "worker/http/parse.h"
 #include "worker/http/reply.h"
 
@@ -23,14 +24,18 @@ namespace http {
 class KvRoute {
  public:
   KvRoute(const ListenerConf& l, WorkerContext& w);
-  // `rest` is the path after "/kv", as sent.
+  // `rest` is the path after "/kv", as sent. `client` is the request's
+  // client address (failed credentials count against it); `basic_user`: the
+  // request passed the listener's auth_basic, which makes it authenticated.
   void Serve(const Connection& c, const Request& req, std::string_view rest, std::string_view query,
-             Reply* rep);
+             const IpAddr& client, bool basic_user, Reply* rep);
 
  private:
   void Call(std::span<const std::string_view> argv, ReplyWriter& out);
   void List(const Request& req, std::string_view ns_prefix, std::string_view query, Reply* rep);
   bool Authorized(const Request& req) const;
+  // False (with the reply set) when the request may not go on.
+  bool Authenticate(const Request& req, const IpAddr& client, bool basic_user, Reply* rep);
 
   const ListenerConf& l_;
   WorkerContext& w_;

@@ -19,6 +19,7 @@
 #include "worker/http/util.h"
 #include "worker/json.h"
 #include "worker/pubsub.h"
+#include "worker/security.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -61,7 +62,15 @@ void AppendCounters(std::string* o, const ProcCounters& p) {
   for (int i = 1; i <= 5; i++)
     fmt::format_to(std::back_inserter(*o), "{}\"{}xx\":{}", i > 1 ? "," : "", i,
                    p.http_status[i].Get());
+  o->append("},\"refused\":{");
+  for (uint32_t i = 0; i < kRefusalCount; i++)
+    fmt::format_to(std::back_inserter(*o), "{}\"{}\":{}", i ? "," : "",
+                   RefusalName(static_cast<Refusal>(i)), p.refused[i].Get());
   o->append("}");
+}
+
+limit::TableStats LimiterStats(const WorkerContext& w) {
+  return w.limiter ? w.limiter->Stats() : limit::TableStats{};
 }
 
 kv::Stats StoreStats(const WorkerContext& w) {
@@ -112,17 +121,6 @@ bool ParseIds(std::string_view s, std::vector<uint64_t>* out) {
 }
 
 // Compares in time independent of where the first difference is.
-bool SameToken(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned char d = 0;
-  for (size_t i = 0; i < a.size(); i++) d |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return d == 0;
-}
-
-bool IsLoopback(std::string_view peer) {
-  return peer.substr(0, 4) == "127." || peer.substr(0, 6) == "[::1]:" ||
-         peer.substr(0, 15) == "[::ffff:127.0.0";
-}
 
 bool Broadcasts(Protocol p) { return p == Protocol::kChat || p == Protocol::kKvJson; }
 
@@ -163,10 +161,13 @@ AdminReply AdminBroadcast(WorkerContext& w, const http::Request& req, std::strin
   std::string_view token = std::string_view(*auth).substr(7);
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
   while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
-  if (!SameToken(token, pc.admin_token)) {
-    spdlog::warn("http {}: POST /_admin/broadcast with a wrong admin token: refused", peer);
-    return AdminError(403, "wrong admin token");
-  }
+  if (AuthThrottled(w, peer))
+    return AdminError(429,
+                      "too many failed authentication attempts from your address: try again "
+                      "in a minute");
+  const bool ok = SecretEquals(token, pc.admin_token);
+  NoteAuthResult(w, peer, ok, "POST /_admin/broadcast");
+  if (!ok) return AdminError(403, "wrong admin token");
   PubSubHub* hub = w.pubsub;
   if (!hub) return AdminError(503, "pub/sub is not available (no bus in the shared segment)");
 
@@ -270,8 +271,14 @@ std::string StatsJson(const WorkerContext& w) {
   fmt::format_to(
       std::back_inserter(o),
       "}},\"store\":{{\"keys\":{},\"expires\":{},\"used_bytes\":{},\"capacity_bytes\":{},"
-      "\"hits\":{},\"misses\":{},\"evictions\":{},\"expired\":{}}}}}\n",
+      "\"hits\":{},\"misses\":{},\"evictions\":{},\"expired\":{}}}",
       s.keys, s.expires, s.used_bytes, s.capacity_bytes, s.hits, s.misses, s.evictions, s.expired);
+  const limit::TableStats l = LimiterStats(w);
+  fmt::format_to(std::back_inserter(o),
+                 ",\"limiter\":{{\"entries\":{},\"capacity\":{},\"evictions\":{},"
+                 "\"evictions_failed\":{}}}}}\n",
+                 l.entries_used, uint64_t{limit::kSets} * limit::kWays, l.evictions,
+                 l.evictions_failed);
   return o;
 }
 
@@ -336,6 +343,12 @@ std::string MetricsText(const WorkerContext& w) {
     for (uint32_t i = 0; i < kProtoCount; i++)
       fmt::format_to(out, "preforkd_requests_total{{{},protocol=\"{}\"}} {}\n", labels(*p),
                      kProtoNames[i], p->requests[i].Get());
+  head("preforkd_refused_total", "counter",
+       "Clients refused by a security door, by reason (docs/security.md).");
+  for (const ProcCounters* p : live)
+    for (uint32_t i = 0; i < kRefusalCount; i++)
+      fmt::format_to(out, "preforkd_refused_total{{{},reason=\"{}\"}} {}\n", labels(*p),
+                     RefusalName(static_cast<Refusal>(i)), p->refused[i].Get());
   head("preforkd_http_responses_total", "counter", "HTTP responses by status class.");
   for (const ProcCounters* p : live)
     for (int i = 1; i <= 5; i++)
@@ -343,7 +356,7 @@ std::string MetricsText(const WorkerContext& w) {
                      p->http_status[i].Get());
 
   const kv::Stats s = StoreStats(w);
-  const struct {
+  struct Metric {
     const char* name;
     const char* type;
     const char* help;
@@ -358,6 +371,18 @@ std::string MetricsText(const WorkerContext& w) {
       {"preforkd_kv_evictions_total", "counter", "Keys evicted for memory.", s.evictions},
       {"preforkd_kv_expired_total", "counter", "Keys removed because their TTL passed.", s.expired},
   };
+  const limit::TableStats l = LimiterStats(w);
+  const Metric kLimiter[] = {
+      {"preforkd_limiter_entries", "gauge",
+       "Entries in use in the shared limiter table (limit_req, limit_conn, failed auth).",
+       l.entries_used},
+      {"preforkd_limiter_evictions_total", "counter",
+       "Limiter entries replaced by least-recently-used eviction.", l.evictions},
+  };
+  for (const auto& m : kLimiter) {
+    head(m.name, m.type, m.help);
+    fmt::format_to(out, "{} {}\n", m.name, m.v);
+  }
   for (const auto& m : kStore) {
     head(m.name, m.type, m.help);
     fmt::format_to(out, "{} {}\n", m.name, m.v);
@@ -367,9 +392,9 @@ std::string MetricsText(const WorkerContext& w) {
 
 namespace http {
 
-void ServeOps(const WorkerContext& w, const ListenerConf& l, std::string_view peer,
+void ServeOps(const WorkerContext& w, const ListenerConf& l, const IpAddr& client,
               const Request& req, std::string_view path, Reply* rep) {
-  if (!l.ops_allow_all && !IsLoopback(peer)) return ErrorReply(403, rep);
+  if (!l.ops_allow_all && !client.loopback()) return ErrorReply(403, rep);
   if (req.method != "GET" && req.method != "HEAD") return ErrorReply(405, rep);
   rep->status = 200;
   if (path == "/_metrics") {
@@ -382,13 +407,13 @@ void ServeOps(const WorkerContext& w, const ListenerConf& l, std::string_view pe
   rep->headers = "Cache-Control: no-store\r\n";
 }
 
-void ServeAdmin(WorkerContext& w, const ListenerConf& l, std::string_view peer, const Request& req,
+void ServeAdmin(WorkerContext& w, const ListenerConf& l, const IpAddr& client, const Request& req,
                 std::string_view path, std::string_view query, Reply* rep) {
   AdminReply a;
-  if (!l.ops_allow_all && !IsLoopback(peer))
+  if (!l.ops_allow_all && !client.loopback())
     a = AdminError(403, "the admin endpoints answer loopback peers only (ops_allow: loopback)");
   else if (path == "/_admin/broadcast")
-    a = AdminBroadcast(w, req, query, peer);
+    a = AdminBroadcast(w, req, query, client.ToString());
   else
     a = AdminError(404, "no such admin endpoint (there is POST /_admin/broadcast)");
   rep->status = a.status;

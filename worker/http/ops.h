@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "shared/util/cidr.h"
 #include "worker/http/reply.h"
 
 namespace pf {
@@ -16,11 +17,12 @@ struct WorkerContext;
 namespace http {
 struct Request;
 
-// GET /_health, /_stats, /_metrics, for the peers `ops_allow` lets in.
-void ServeOps(const WorkerContext& w, const ListenerConf& l, std::string_view peer,
+// GET /_health, /_stats, /_metrics, for the clients `ops_allow` lets in
+// (`client`: the peer, or the address a trusted proxy forwarded).
+void ServeOps(const WorkerContext& w, const ListenerConf& l, const IpAddr& client,
               const Request& req, std::string_view path, Reply* rep);
 // /_admin/...: answers in JSON, errors included (a tool reads them, not a browser).
-void ServeAdmin(WorkerContext& w, const ListenerConf& l, std::string_view peer, const Request& req,
+void ServeAdmin(WorkerContext& w, const ListenerConf& l, const IpAddr& client, const Request& req,
                 std::string_view path, std::string_view query, Reply* rep);
 
 }  // namespace http
@@ -38,7 +40,8 @@ struct AdminReply {
 AdminReply AdminError(int status, std::string_view message);
 // POST /_admin/broadcast?listener=NAME[&exclude=ID,ID...], body = the text.
 // The caller has applied ops_allow; this checks the admin token and the
-// request, then queues the broadcast on the bus. `peer` is for the log.
+// request, then queues the broadcast on the bus. `peer` (the client's
+// address) is for the failed-authentication count and the log.
 AdminReply AdminBroadcast(WorkerContext& w, const http::Request& req, std::string_view query,
                           std::string_view peer);
 

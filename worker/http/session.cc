@@ -11,12 +11,16 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "shared/config.h"
 #include "shared/shm.h"
 #include "shared/util/clock.h"
+#include "shared/util/net.h"
+#include "shared/util/strings.h"
 #include "worker/connection.h"
 #include "worker/http/access_log.h"
+#include "worker/http/basic_auth.h"
 #include "worker/http/filecache.h"
 #include "worker/http/kv_route.h"
 #include "worker/http/ops.h"
@@ -25,6 +29,7 @@
 #include "worker/http/static_files.h"
 #include "worker/http/util.h"
 #include "worker/protocol.h"
+#include "worker/security.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -53,6 +58,28 @@ void AddResponse(evbuffer* out, std::string_view head, std::string_view body) {
   }
   evbuffer_add(out, head.data(), head.size());
   evbuffer_add(out, body.data(), body.size());
+}
+
+// The listener's htpasswd file, parsed once per worker from the text the
+// master read with the config (a reload starts new workers, which parse the
+// new text). Null: the text does not parse (every covered request is 500).
+const std::shared_ptr<const Htpasswd>& BasicAuthFile(const ListenerConf& l) {
+  static std::unordered_map<const ListenerConf*, std::shared_ptr<const Htpasswd>> files;
+  auto it = files.find(&l);
+  if (it == files.end()) {
+    std::string err;
+    auto f = Htpasswd::Parse(l.auth_basic.htpasswd_text, l.auth_basic.htpasswd, &err);
+    if (!f) spdlog::error("listener {}: auth_basic: {}", l.name, err);
+    it = files.emplace(&l, std::move(f)).first;
+  }
+  return it->second;
+}
+
+// One per worker: a client that opens a connection per request also pays
+// one hash per minute, not one per request.
+BasicAuthCache& WorkerBasicAuthCache() {
+  static BasicAuthCache cache;
+  return cache;
 }
 
 class HttpSession final : public Session {
@@ -158,8 +185,30 @@ class HttpSession final : public Session {
     req_ = nullptr;
   }
 
+  // The Host names this listener answers for (server_names), and the
+  // socket's own address (a listener on 0.0.0.0 reached by its IP).
+  bool KnownHost(const Connection& c, const std::string* host) const {
+    if (l_.server_names.size() == 1 && l_.server_names[0] == "*") return true;
+    if (!host) return false;  // HTTP/1.0 without Host: nothing tells the name
+    std::string_view name = *host;
+    if (!name.empty() && name.front() == '[') {
+      name = name.substr(0, name.find(']') + 1);
+    } else if (const size_t colon = name.find(':'); colon != std::string_view::npos) {
+      name = name.substr(0, colon);
+    }
+    if (!name.empty() && name.back() == '.') name.remove_suffix(1);  // "localhost."
+    for (const std::string& n : l_.server_names)
+      if (EqualsNoCase(name, n)) return true;
+    if (local_.empty()) {
+      local_ = LocalAddr(c.fd());
+      if (const size_t colon = local_.rfind(':'); colon != std::string::npos) local_.resize(colon);
+    }
+    return !local_.empty() && name == local_;
+  }
+
   void Route(Connection& c, const Request& req, http::Reply* rep) {
     if (req.minor == 1 && !req.Header("host")) return http::ErrorReply(400, rep);
+    client_ = ClientAddress(w_, c.addr(), req.Header("x-forwarded-for"));
     // RFC 9110 9.3.6 / 9.3.7: no tunnels here; "OPTIONS *" asks about the server.
     if (req.method == "CONNECT") return http::ErrorReply(405, rep);
     if (req.target == "*") {
@@ -170,14 +219,71 @@ class HttpSession final : public Session {
     }
     std::string_view raw_path, query;
     if (!http::SplitTarget(req.target, &raw_path, &query)) return http::ErrorReply(400, rep);
-    if (raw_path == "/kv" || raw_path.substr(0, 4) == "/kv/")
-      return kv_.Serve(c, req, raw_path.substr(3), query, rep);
+    const bool kv = raw_path == "/kv" || raw_path.substr(0, 4) == "/kv/";
+    const bool ops = raw_path.substr(0, 2) == "/_";
+    // DNS rebinding: a hostile name that resolves to this address reaches it
+    // from the user's browser with its own Host; the store and the
+    // operations endpoints answer only their own names.
+    if ((kv || ops || l_.strict_host) && !KnownHost(c, req.Header("host"))) {
+      NoteRefusal(w_, kRefusedMisdirected, client_.ToString(),
+                  "Host '" + (req.Header("host") ? req.Header("host")->substr(0, 128) : "") +
+                      "' is not in server_names of listener " + l_.name);
+      return http::ErrorReply(421, rep);
+    }
+    if (l_.limit_req.enabled()) {
+      if (const uint64_t wait = RequestRefusedFor(w_, l_, client_.ToString())) {
+        http::ErrorReply(429, rep);
+        rep->headers += "Retry-After: " + std::to_string((wait + 999) / 1000) + "\r\n";
+        return;
+      }
+    }
+    bool basic_ok = false;
+    if (l_.auth_basic.enabled() && BasicAuthCovers(raw_path)) {
+      if (!CheckBasicAuth(req, rep)) return;
+      basic_ok = true;
+    }
+    if (kv) return kv_.Serve(c, req, raw_path.substr(3), query, client_, basic_ok, rep);
     if (raw_path == "/_health" || raw_path == "/_stats" || raw_path == "/_metrics")
-      return http::ServeOps(w_, l_, c.peer(), req, raw_path, rep);
+      return http::ServeOps(w_, l_, client_, req, raw_path, rep);
     if (raw_path == "/_admin" || raw_path.substr(0, 8) == "/_admin/")
-      return http::ServeAdmin(w_, l_, c.peer(), req, raw_path, query, rep);
+      return http::ServeAdmin(w_, l_, client_, req, raw_path, query, rep);
     // The connection's last read is "now" for the cache (one clock read less per request).
     http::ServeStatic(l_, req, raw_path, query, c.last_activity_ms(), &path_, rep);
+  }
+
+  bool BasicAuthCovers(std::string_view path) const {
+    for (const std::string& p : l_.auth_basic.paths)
+      if (path.substr(0, p.size()) == p) return true;
+    return false;
+  }
+
+  // nginx auth_basic: 401 with a challenge until the request carries a user
+  // and password of the htpasswd file. A verified credential is cached, so a
+  // keep-alive client costs one hash; each failure costs one and counts
+  // toward limits.auth_failures_per_minute of its address.
+  bool CheckBasicAuth(const Request& req, http::Reply* rep) {
+    const BasicAuthConf& a = l_.auth_basic;
+    const std::shared_ptr<const Htpasswd>& file = BasicAuthFile(l_);
+    const std::string* h = req.Header("authorization");
+    const uint64_t now = MonoMs();
+    auto challenge = [&](int status) {
+      http::ErrorReply(status, rep);
+      if (status == 401)
+        rep->headers += "WWW-Authenticate: Basic realm=\"" + a.realm + "\", charset=\"UTF-8\"\r\n";
+      return false;
+    };
+    if (!file) return challenge(500);
+    if (!h) return challenge(401);
+    BasicAuthCache& cache = WorkerBasicAuthCache();
+    if (cache.Check(file.get(), *h, now)) return true;
+    const std::string addr = client_.ToString();
+    if (AuthThrottled(w_, addr)) return challenge(429);
+    std::string user, password;
+    const bool ok = ParseBasicCredentials(*h, &user, &password) && file->Verify(user, password);
+    NoteAuthResult(w_, addr, ok, "basic auth on listener " + l_.name);
+    if (!ok) return challenge(401);
+    cache.Remember(file.get(), *h, now);
+    return true;
   }
 
   // ---- responses ----------------------------------------------------------
@@ -264,7 +370,8 @@ class HttpSession final : public Session {
     if (!req && parser_.in_request()) req = &parser_.request();
     const uint64_t now = MonoMs();
     const uint64_t took = now > start_ms_ && start_ms_ ? now - start_ms_ : 0;
-    accesslog::Append(accesslog::FormatLine(c.peer(), req, status, body_bytes, took));
+    const IpAddr& who = req_ ? client_ : c.addr();
+    accesslog::Append(accesslog::FormatLine(who.ToString(), req, status, body_bytes, took));
   }
 
   const ListenerConf& l_;
@@ -279,6 +386,8 @@ class HttpSession final : public Session {
   uint64_t requests_ = 0;
   uint64_t start_ms_ = 0;  // first byte of the current request
   http::KvRoute kv_;
+  IpAddr client_;              // the current request's client (trusted_proxies applied)
+  mutable std::string local_;  // this socket's address, for KnownHost (once per connection)
 };
 
 }  // namespace

@@ -46,6 +46,10 @@ const char* StatusText(int status) {
       return "URI Too Long";
     case 416:
       return "Range Not Satisfiable";
+    case 421:
+      return "Misdirected Request";
+    case 429:
+      return "Too Many Requests";
     case 431:
       return "Request Header Fields Too Large";
     case 500:

@@ -19,6 +19,7 @@
 #include "worker/kvjson/writer.h"
 #include "worker/protocol.h"
 #include "worker/pubsub.h"
+#include "worker/security.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -147,8 +148,11 @@ class KvJsonSession final : public SubscriberSession {
         bool quit = false;
         if (r.kind == LineFramer::Result::kTooLong) {
           kvjson::WriteJsonError(&out_, "", ErrCode::kLineTooLong, too_long_);
+          // It may be a JSON object (only its length is known): a bad line,
+          // and the next line is still held to the first line's rule.
+          quit = BadLine(c, /*not_json=*/false);
         } else {
-          quit = HandleLine(r.line, now);
+          quit = HandleLine(c, r.line, now);
         }
         off += r.consumed;  // after the line's views were used
         need_ = 0;
@@ -164,18 +168,63 @@ class KvJsonSession final : public SubscriberSession {
     }
   }
 
+  // A line that is not a request. The first line must be a JSON object: a
+  // browser's POST to this port starts with an HTTP request line, and its
+  // body (a JSON request a web page chose) must never run. Later, after
+  // limits.max_bad_lines bad lines, the client is not speaking kv-json
+  // either. Returns true: close after the error line.
+  bool BadLine(Connection& c, bool not_json) {
+    const bool first = !seen_request_;
+    if (first && not_json) {
+      NoteRefusal(w_, kRefusedCrossProtocol, c.addr().ToString(),
+                  "the first line on kv-json listener " + c.listener().name +
+                      " is not a JSON object (an HTTP request from a web page?): closed");
+      kvjson::WriteJsonError(
+          &out_, "", ErrCode::kBadJson,
+          "the first line must be a JSON request object: closing the connection");
+      return true;
+    }
+    if (++bad_lines_ < w_.config->limits.max_bad_lines) return false;
+    NoteRefusal(w_, kRefusedBadLines, c.addr().ToString(),
+                std::to_string(bad_lines_) + " bad lines on kv-json listener " + c.listener().name +
+                    ": closed");
+    kvjson::WriteJsonError(
+        &out_, "", ErrCode::kErr,
+        std::to_string(bad_lines_) + " bad lines (limits.max_bad_lines): closing the connection");
+    return true;
+  }
+
   // Returns true when the connection must close after this reply.
-  bool HandleLine(std::string_view line, uint64_t now) {
+  bool HandleLine(Connection& c, std::string_view line, uint64_t now) {
     const kvjson::ParsedLine p = parser_.Parse(line);
     switch (p.kind) {
       case kvjson::ParsedLine::kBlank:
         return false;
-      case kvjson::ParsedLine::kError:
-        kvjson::WriteJsonError(&out_, p.id, p.error_code, p.error_message);
-        return false;
+      case kvjson::ParsedLine::kError: {
+        size_t i = 0;
+        while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) i++;
+        const bool object = i < line.size() && line[i] == '{' && p.error_code != ErrCode::kBadJson;
+        // Not an object first: BadLine's one error line says why it closes.
+        if (object || seen_request_)
+          kvjson::WriteJsonError(&out_, p.id, p.error_code, p.error_message);
+        const bool quit = BadLine(c, !object);
+        if (object) seen_request_ = true;
+        return quit;
+      }
       case kvjson::ParsedLine::kRequest: {
+        seen_request_ = true;
         kvjson::JsonReplyWriter w(&out_);
         w.Begin(p.id, p.shape);
+        const ListenerConf& l = c.listener();
+        if (l.limit_req.enabled()) {
+          if (address_text_.empty()) address_text_ = c.addr().ToString();
+          if (const uint64_t wait = RequestRefusedFor(w_, l, address_text_)) {
+            w.Error(ErrCode::kRateLimited, "rate limited: retry in " + std::to_string(wait) +
+                                               " ms (limit_req of listener " + l.name + ")");
+            w.End();
+            return false;
+          }
+        }
         in_request_ = true;
         Dispatch(env_, session_, p.argv, w, now);
         w.End();
@@ -197,8 +246,11 @@ class KvJsonSession final : public SubscriberSession {
   std::string out_;       // replies of this read, written to the output in one go
   std::string deferred_;  // pushes that came while a reply was being built
   bool in_request_ = false;
-  std::string too_long_;  // the LINE_TOO_LONG message
-  size_t need_ = 0;       // buffered bytes needed before the framer can progress
+  bool seen_request_ = false;  // a line that was a JSON object came (bad or not)
+  uint32_t bad_lines_ = 0;     // lines that were not requests
+  std::string address_text_;   // the client's IP, for limit_req (once per connection)
+  std::string too_long_;       // the LINE_TOO_LONG message
+  size_t need_ = 0;            // buffered bytes needed before the framer can progress
 };
 
 }  // namespace

@@ -226,6 +226,7 @@ RespParseResult RespParser::ParseInline(const char* p, size_t n, size_t skipped)
   r.kind = RespParseResult::kCommand;
   r.consumed = skipped + k + 1;
   r.argv = argv_;  // empty for a blank line: ignored by Parse()
+  r.is_inline = true;
   return r;
 }
 

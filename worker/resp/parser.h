@@ -44,6 +44,8 @@ struct RespParseResult {
   // (inline). Valid until the input bytes are dropped/moved or Parse() is
   // called again.
   std::span<const std::string_view> argv;
+  // kCommand: it came as an inline line (telnet style), not a multibulk.
+  bool is_inline = false;
   // kError: Redis' full text without CRLF, e.g. "ERR Protocol error: invalid bulk length".
   std::string_view error;
 };

@@ -10,13 +10,16 @@
 
 #include "shared/cmd/commands.h"
 #include "shared/config.h"
+#include "shared/shm.h"
 #include "shared/util/clock.h"
+#include "shared/util/strings.h"
 #include "worker/cmd_env.h"
 #include "worker/connection.h"
 #include "worker/protocol.h"
 #include "worker/pubsub.h"
 #include "worker/resp/parser.h"
 #include "worker/resp/writer.h"
+#include "worker/security.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -107,8 +110,21 @@ class RespSession final : public SubscriberSession {
           need_ = r.need;
           break;
         }
+        if (CrossProtocol(r)) {
+          evbuffer_drain(in, len);
+          NoteRefusal(w_, kRefusedCrossProtocol, c.addr().ToString(),
+                      "Possible SECURITY ATTACK detected: an HTTP request on the resp listener " +
+                          c.listener().name +
+                          " (a web page using cross-protocol scripting?); closed, nothing run");
+          out.Error(
+              ErrCode::kErr,
+              "ERR HTTP request on the Redis protocol port (cross-protocol attack?): closing");
+          c.CloseAfterWrite();
+          return;
+        }
+        first_ = false;
         // The argv views point into `data`: run the command, then drop its bytes.
-        Dispatch(env_, session_, r.argv, out, now);
+        if (!RateLimited(c, out)) Dispatch(env_, session_, r.argv, out, now);
         off += r.consumed;
         need_ = 0;
         if (session_.close_after_reply) {  // QUIT: commands pipelined after it never run
@@ -122,8 +138,34 @@ class RespSession final : public SubscriberSession {
     }
   }
 
+  // Redis' securityWarningCommand: a browser can make any page POST to a
+  // loopback port, and the inline parser would run each line of the body.
+  // POST and Host: are never Redis commands; an HTTP request line (METHOD
+  // target HTTP/x) as the first inline command is one too.
+  bool CrossProtocol(const RespParseResult& r) const {
+    const std::string_view name = r.argv[0];
+    if (EqualsNoCase(name, "post") || EqualsNoCase(name, "host:")) return true;
+    if (!first_ || !r.is_inline || r.argv.size() != 3) return false;
+    return r.argv[2].substr(0, 5) == "HTTP/";
+  }
+
+  // limit_req of the listener: the command is answered with an error and
+  // not run; the connection stays.
+  bool RateLimited(Connection& c, RespEvbufferWriter& out) {
+    const ListenerConf& l = c.listener();
+    if (!l.limit_req.enabled()) return false;
+    if (address_text_.empty()) address_text_ = c.addr().ToString();
+    const uint64_t wait = RequestRefusedFor(w_, l, address_text_);
+    if (wait == 0) return false;
+    out.Error(ErrCode::kRateLimited, "ERR rate limited: retry in " + std::to_string(wait) +
+                                         " ms (limit_req of listener " + l.name + ")");
+    return true;
+  }
+
   RespParser parser_;
   ClientSession session_;
+  std::string address_text_;  // the client's IP, for limit_req (once per connection)
+  bool first_ = true;         // no command has run yet
   CommandEnv env_;
   size_t need_ = 0;  // bytes the command in progress needs buffered before parsing again
 };
