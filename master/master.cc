@@ -38,6 +38,7 @@
 #include "shared/util/clock.h"
 #include "shared/util/unique_fd.h"
 #include "worker/http/basic_auth.h"
+#include "worker/http/util.h"
 #include "worker/worker.h"
 
 namespace pf {
@@ -164,6 +165,12 @@ class Master {
   bool Prepare(std::string* err) {
     if (!LockPidfile(cfg_.pidfile, &pid_lock_, err)) return false;
     data_dir_ = cfg_.Outside(cfg_.persistence.dir);
+    if (!cfg_.chroot.empty() && getuid() != 0) {
+      *err = "chroot " + cfg_.chroot + " needs the master started as root (it then drops to user " +
+             cfg_.user + " in the workers)";
+      DropPidfile();
+      return false;
+    }
     if ((!cfg_.user.empty() && !ResolveUser(err)) || !sockets_.Apply(cfg_, err)) {
       DropPidfile();
       return false;
@@ -301,6 +308,9 @@ class Master {
   // (a link or a hard link planted there would hand over another file: the
   // pattern of nginx CVE-2016-1247); one the user cannot write is reported.
   void PrepareLogFiles() {
+    // The master's own error log was (re)opened before this runs.
+    if (uid_ != static_cast<uid_t>(-1) && !log::HandCreatedFileTo(uid_, gid_))
+      spdlog::warn("cannot hand the error log to user {}: {}", cfg_.user, std::strerror(errno));
     for (const std::string& inner : {cfg_.logging.error_log, cfg_.logging.access_log}) {
       if (inner == "stderr" || inner == "off" || inner.empty()) continue;
       const std::string path = cfg_.Outside(inner);
@@ -427,6 +437,9 @@ class Master {
       return 2;
     }
     if (!cfg_.chroot.empty()) {
+      // What the worker reads from the host's files, it reads now.
+      (void)http::MimeType("index.html");  // /etc/mime.types
+      tzset();
       if (chroot(cfg_.chroot.c_str()) != 0 || chdir("/") != 0) {
         spdlog::critical("cannot chroot to {}: {}", cfg_.chroot, std::strerror(errno));
         return 2;
@@ -616,10 +629,12 @@ class Master {
       next.pidfile = cfg_.pidfile;
     }
     if (next.chroot != cfg_.chroot || next.user != cfg_.user || next.group != cfg_.group) {
-      spdlog::warn("reload: chroot, user and group cannot change without a restart; keeping them");
-      next.chroot = cfg_.chroot;
-      next.user = cfg_.user;
-      next.group = cfg_.group;
+      // The new file's paths were checked against its own chroot: neither
+      // set of paths can be kept with the other's.
+      spdlog::error(
+          "reload: chroot, user and group cannot change without a restart; still serving the "
+          "old configuration");
+      return;
     }
     std::string err;
     if (!sockets_.Apply(next, &err)) {
@@ -779,19 +794,22 @@ class Master {
   bool PrepareDataDir(std::string* err) {
     std::error_code ec;
     std::filesystem::create_directories(data_dir_, ec);
+    // Through one descriptor of the folder itself (never a link to one): no
+    // race between looking and changing it.
+    const UniqueFd dir(open(data_dir_.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     struct stat st;
-    if (lstat(data_dir_.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-      *err = "persistence.dir " + data_dir_ + " is not a folder" +
-             (ec ? " (" + ec.message() + ")" : std::string());
+    if (!dir || fstat(dir.get(), &st) != 0) {
+      *err = "persistence.dir " + data_dir_ + " is not a folder (" +
+             (ec ? ec.message() : std::string(std::strerror(errno))) + ")";
       return false;
     }
     if (uid_ != static_cast<uid_t>(-1) && (st.st_uid != uid_ || st.st_gid != gid_) &&
-        chown(data_dir_.c_str(), uid_, gid_) != 0) {
+        fchown(dir.get(), uid_, gid_) != 0) {
       *err = "cannot hand persistence.dir " + data_dir_ + " to user " + cfg_.user + ": " +
              std::strerror(errno);
       return false;
     }
-    if ((st.st_mode & 07777) != 0700 && chmod(data_dir_.c_str(), 0700) != 0) {
+    if ((st.st_mode & 07777) != 0700 && fchmod(dir.get(), 0700) != 0) {
       *err = "cannot make persistence.dir " + data_dir_ + " 0700: " + std::strerror(errno);
       return false;
     }
@@ -834,7 +852,7 @@ class Master {
     }
     if (!PrepareDataDir(err)) return false;
     const std::string lock = data_dir_ + "/LOCK";
-    lock_fd_.Reset(open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    lock_fd_.Reset(open(lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!lock_fd_ || flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
       *err = "persistence.dir " + data_dir_ + " is in use by another preforkd (" + lock + ": " +
              std::strerror(errno) + ")";
@@ -915,6 +933,14 @@ class Master {
   int SnapshotMain() {
     prctl(PR_SET_NAME, "preforkd-snap");
     umask(077);  // the snapshot is the whole store: 0600
+    // It writes in a folder the worker user owns: as that user, never as
+    // root (a name planted there cannot make root write elsewhere).
+    if (uid_ != static_cast<uid_t>(-1) &&
+        (setgid(gid_) != 0 || initgroups(cfg_.user.c_str(), gid_) != 0 || setuid(uid_) != 0)) {
+      spdlog::critical("snapshot: cannot drop privileges to {}: {}", cfg_.user,
+                       std::strerror(errno));
+      return 2;
+    }
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     ready_fd_.Reset();
     pid_lock_.Reset();

@@ -396,8 +396,16 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
            [&](const YAML::Node& v, const std::string& k) {
              *have_names = true;
              c.Strings(v, k, &l->server_names);
-             for (auto& name : l->server_names)
+             for (size_t i = 0; i < l->server_names.size(); i++) {
+               std::string& name = l->server_names[i];
                for (auto& ch : name) ch = AsciiLower(ch);
+               const bool bracketed = name.size() > 2 && name.front() == '[' && name.back() == ']';
+               if (name.empty() || (name.find(':') != std::string::npos && !bracketed))
+                 c.Error(v[i], k + "[" + std::to_string(i) + "]",
+                         "'" + name +
+                             "' is not a host name, expected e.g. example.com, 10.0.0.1, "
+                             "[::1] or \"*\" (no port: any port matches)");
+             }
            }},
           {"strict_host",
            [&](const YAML::Node& v, const std::string& k) {
@@ -420,11 +428,22 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
                        {"paths",
                         [&](const YAML::Node& x, const std::string& kk) {
                           c.Strings(x, kk, &a.paths);
-                          for (size_t i = 0; i < a.paths.size(); i++)
-                            if (a.paths[i].empty() || a.paths[i][0] != '/')
+                          // Matched against the request's decoded, normalised
+                          // path: a prefix must be written that way too.
+                          for (size_t i = 0; i < a.paths.size(); i++) {
+                            const std::string& p = a.paths[i];
+                            const bool normal = !p.empty() && p[0] == '/' &&
+                                                p.find('%') == std::string::npos &&
+                                                p.find("//") == std::string::npos &&
+                                                p.find("/./") == std::string::npos &&
+                                                p.find("/../") == std::string::npos &&
+                                                !p.ends_with("/.") && !p.ends_with("/..");
+                            if (!normal)
                               c.Error(x[i], kk + "[" + std::to_string(i) + "]",
-                                      "'" + a.paths[i] +
-                                          "' is not a path, expected e.g. /kv or /private/");
+                                      "'" + p +
+                                          "' is not a plain path, expected e.g. /kv or /private/ "
+                                          "(no %, //, . or .. segments)");
+                          }
                         }},
                    });
              if (!v.IsMap()) return;
@@ -813,8 +832,15 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
                         [&](const YAML::Node& x, const std::string& kk) {
                           c.Millis(x, kk, 1, 60'000, &kv.sweep_interval_ms);
                         }},
-                       {"password", [&](const YAML::Node& x,
-                                        const std::string& kk) { c.String(x, kk, &kv.password); }},
+                       {"password",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          c.String(x, kk, &kv.password);
+                          // conf/production.yaml's placeholder must not go live.
+                          if (kv.password.starts_with("CHANGE-ME"))
+                            c.Error(x, kk,
+                                    "is the example's placeholder, expected a secret of your own "
+                                    "(e.g. openssl rand -base64 32)");
+                        }},
                    });
            }},
           {"pubsub",
@@ -885,6 +911,8 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
       *p = Resolve(dir, *p);
       return;
     }
+    // "/../x" is "/x" inside the chroot as outside of it (the master's view).
+    if (!p->empty() && (*p)[0] == '/') *p = std::filesystem::path(*p).lexically_normal().string();
     if (p->empty() || (*p)[0] != '/') {
       c.Error(at, key,
               "'" + *p + "' is relative, expected an absolute path as seen inside chroot " +
@@ -951,6 +979,9 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
   CheckShardRoom(c, cfg, have_max_value ? max_value_node : have_shm ? shm_node : root);
   if (cfg.user.empty() && !cfg.group.empty())
     c.Error(root["group"], "group", "set without user, expected user too");
+  if (!cfg.chroot.empty() && cfg.user.empty())
+    c.Error(chroot_node, "chroot",
+            "set without user: a worker running as root can leave a chroot, expected user too");
   return r;
 }
 

@@ -173,9 +173,10 @@ struct Config {
   uint32_t workers = 0;     // resolved: "auto" = number of online CPUs
   std::string pidfile;      // absolute
   std::string user, group;  // drop to these when started as root ("" = stay)
-  // Workers (and snapshot children) chroot here after the sockets, logs and
-  // segment are open ("" = no chroot). Paths in the config are then as seen
-  // inside it: the master prefixes them with this folder.
+  // Workers chroot here after the sockets, logs and segment are open (""
+  // = no chroot; needs `user`). Paths in the config are then as seen inside
+  // it: the master (and its snapshot children, running as `user`) prefixes
+  // them with this folder.
   std::string chroot;
   // While kv.password is empty, RESP and kv-json clients from outside
   // local_networks are refused (Redis' protected mode).

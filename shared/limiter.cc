@@ -229,22 +229,29 @@ ReqResult Table::Request(uint64_t key, double rate_per_s, uint32_t burst, uint64
   return {true, 0};
 }
 
-bool Table::ConnAcquire(uint64_t key, int owner, uint32_t max) {
+ConnResult Table::ConnAcquire(uint64_t key, int owner, uint32_t max) {
   PF_ASSERT_MSG(owner >= 0, "a connection owner is a process index");
   Set* s = SetOf(sets_, h_, key);
   SetLock l(s);
   if (SumConns(s, key) >= max) {
     h_->refused_conn.fetch_add(1, std::memory_order_relaxed);
-    return false;
+    return ConnResult::kRefused;
   }
   Entry* e = Find(s, key, owner);
-  if (!e) e = Claim(h_, s, key, owner, 0);
   if (!e) {
-    h_->refused_conn.fetch_add(1, std::memory_order_relaxed);
-    return false;
+    // Open connections may hold at most kConnWays of a set: the rest stays
+    // for request buckets and failure counts. A set full of them admits the
+    // connection uncounted rather than refuse every address that falls there.
+    uint32_t conn_entries = 0;
+    for (const Entry& x : s->e) conn_entries += x.key != 0 && x.owner >= 0;
+    if (conn_entries < kConnWays) e = Claim(h_, s, key, owner, 0);
+  }
+  if (!e) {
+    h_->evictions_failed.fetch_add(1, std::memory_order_relaxed);
+    return ConnResult::kUncounted;
   }
   e->conns++;
-  return true;
+  return ConnResult::kCounted;
 }
 
 void Table::ConnRelease(uint64_t key, int owner) {

@@ -19,6 +19,7 @@ namespace pf::limit {
 
 constexpr uint32_t kSets = 512;
 constexpr uint32_t kWays = 16;
+constexpr uint32_t kConnWays = kWays - 4;   // entries of a set open connections may hold
 constexpr uint64_t kAuthWindowMs = 60'000;  // failures restart after this long without one
 
 // Bytes to reserve in the segment (a multiple of the page size).
@@ -31,6 +32,8 @@ void Format(void* mem);
 // Never 0.
 uint64_t KeyOf(std::string_view kind, std::string_view scope, std::string_view address);
 
+enum class ConnResult { kCounted, kRefused, kUncounted };
+
 struct ReqResult {
   bool allowed;
   uint64_t retry_after_ms;  // >= 1 when refused: when one request fits again
@@ -42,8 +45,8 @@ struct TableStats {
   uint64_t refused_req;
   uint64_t refused_conn;  // every false ConnAcquire, over the limit or out of room
   uint64_t auth_failures;
-  uint64_t evictions_failed;  // a set had no evictable entry: req/auth failed open,
-                              // ConnAcquire refused
+  uint64_t evictions_failed;  // a set had no room: req/auth failed open, a
+                              // connection went uncounted
 };
 
 class Table {
@@ -55,9 +58,11 @@ class Table {
   // fit is refused and not counted. A new key starts empty, so its first
   // burst + 1 requests pass.
   ReqResult Request(uint64_t key, double rate_per_s, uint32_t burst, uint64_t now_ms);
-  // False (nothing counted) when the key has `max` open connections over all
-  // owners, or when its set is full of open connections' entries.
-  bool ConnAcquire(uint64_t key, int owner, uint32_t max);
+  // kRefused (nothing counted) when the key has `max` open connections over
+  // all owners. kUncounted: admitted but not counted, because its set has
+  // no room (open connections hold at most kConnWays of a set's entries);
+  // do not ConnRelease it.
+  ConnResult ConnAcquire(uint64_t key, int owner, uint32_t max);
   void ConnRelease(uint64_t key, int owner);
   uint32_t ConnCount(uint64_t key);
   // Failed AUTH attempts of a key; the count restarts once kAuthWindowMs

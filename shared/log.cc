@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <mutex>
+#include <utility>
 
 #include "shared/util/unique_fd.h"
 
@@ -28,7 +29,7 @@ class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
     // A fresh checkout has no var/log yet: create the folder, as for the pidfile.
     std::error_code ec;
     std::filesystem::create_directories(std::filesystem::path(path_).parent_path(), ec);
-    UniqueFd fd(OpenLogFile(path_));
+    UniqueFd fd(OpenLogFile(path_, &created_));
     if (!fd) return false;
     if (!file_) {
       file_ = std::move(fd);
@@ -43,6 +44,8 @@ class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
   void set_path(const std::string& p) {
     if (is_file()) path_ = p;
   }
+  // The last open created the file (the master hands such a file over).
+  bool TakeCreated() { return std::exchange(created_, false); }
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
@@ -64,6 +67,7 @@ class FdSink final : public spdlog::sinks::base_sink<std::mutex> {
   std::string path_;
   UniqueFd file_;  // the log file (none for stderr)
   int fd_ = -1;    // where lines go: file_ or 2
+  bool created_ = false;
 };
 
 std::shared_ptr<FdSink> g_sink;
@@ -101,6 +105,11 @@ bool Reopen() {
 
 void SetPath(const std::string& path) {
   if (g_sink) g_sink->set_path(path);
+}
+
+bool HandCreatedFileTo(uid_t uid, gid_t gid) {
+  if (!g_sink || !g_sink->is_file() || !g_sink->TakeCreated()) return true;
+  return fchown(g_sink->fd(), uid, gid) == 0;
 }
 
 int OpenLogFile(const std::string& path, bool* created) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <spdlog/spdlog.h>
+#include <sys/types.h>
 
 #include <string>
 
@@ -20,6 +21,9 @@ bool Reopen();
 void RedirectStderr();
 // After chroot: the path the file is reopened at from now on (as seen inside).
 void SetPath(const std::string& path);
+// When the error log's last open created the file: hand it to uid:gid (the
+// workers' user reopens it after logrotate). False with errno on failure.
+bool HandCreatedFileTo(uid_t uid, gid_t gid);
 
 // Opens a log file for appending, created 0640 if missing, the way every log
 // file is opened (error log, access log; master and workers): never through

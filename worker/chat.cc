@@ -166,6 +166,16 @@ class ChatSession final : public SubscriberSession {
       }
       const std::string line(r.line);  // Handle may run the loop's deliveries
       evbuffer_drain(in, r.consumed);
+      if (first_line_ && LooksLikeHttpRequestLine(line)) {
+        // A web page's POST: its body lines would be said in the victim's name.
+        NoteRefusal(w_, kRefusedCrossProtocol, c.addr(),
+                    "an HTTP request on chat listener " + c.listener().name + ": closed");
+        evbuffer_drain(in, evbuffer_get_length(in));
+        Line("! HTTP request on the chat port (cross-protocol attack?): closing");
+        c.CloseAfterWrite();
+        return;
+      }
+      first_line_ = false;
       c.worker().counters->requests[kProtoChat].Add(1);
       Handle(line);
     }
@@ -415,13 +425,13 @@ class ChatSession final : public SubscriberSession {
     const std::string& token = w_.config->pubsub.admin_token;
     if (token.empty()) {
       Line("! admin commands are disabled (no pubsub.admin_token)");
-    } else if (AuthThrottled(w_, conn_->addr().ToString())) {
+    } else if (AuthThrottled(w_, conn_->addr())) {
       Line("! too many failed authentication attempts from your address: try again in a minute");
     } else if (!SecretEquals(arg, token)) {
-      NoteAuthResult(w_, conn_->addr().ToString(), false, "chat /auth");
+      NoteAuthResult(w_, conn_->addr(), false, "chat /auth");
       Line("! wrong token");
     } else {
-      NoteAuthResult(w_, conn_->addr().ToString(), true, "chat /auth");
+      NoteAuthResult(w_, conn_->addr(), true, "chat /auth");
       admin_ = true;
       Line("* authenticated as admin");
     }
@@ -453,6 +463,7 @@ class ChatSession final : public SubscriberSession {
   std::string nick_, room_;
   bool timed_out_ = false;  // OnTimeout said goodbye
   bool admin_ = false;      // /auth TOKEN: may /kick and /broadcast
+  bool first_line_ = true;  // no line handled yet (the cross-protocol check)
 };
 
 const ChatSession::Command ChatSession::kCommands[] = {

@@ -50,10 +50,10 @@ CommandEnv MakeCommandEnv(WorkerContext& w, const ListenerConf& l, ProtoIndex pr
   env.heartbeat_ms = w.counters ? &w.counters->heartbeat_ms : nullptr;
   env.segment = w.segment && w.segment->valid() ? w.segment : nullptr;
   env.auth_throttled = [wp = &w](std::string_view peer) {
-    return AuthThrottled(*wp, IpAddr::FromPeer(peer).ToString());
+    return AuthThrottled(*wp, IpAddr::FromPeer(peer));
   };
   env.auth_result = [wp = &w](std::string_view peer, bool ok) {
-    NoteAuthResult(*wp, IpAddr::FromPeer(peer).ToString(), ok, "AUTH");
+    NoteAuthResult(*wp, IpAddr::FromPeer(peer), ok, "AUTH");
   };
   if (w.log) {
     env.persist = &w.segment->header()->persist;

@@ -382,7 +382,10 @@ class Worker {
     // and nothing it sends is run.
     const std::string refusal = raw->Admit();
     if (!refusal.empty()) {
-      if (raw->Start(MakeRefusedSession())) raw->RefuseWith(refusal);
+      if (raw->Start(MakeRefusedSession()))
+        raw->RefuseWith(refusal);
+      else
+        raw->Close("cannot start");
       return;
     }
     if (!raw->Start(l.factory(*l.conf, ctx_))) raw->Close("cannot start");
@@ -502,13 +505,14 @@ class Worker {
   }
 
   const WorkerStart& start_;
+  // Before ctx_: connections freed with ctx_ release their limit_conn count.
+  std::unique_ptr<limit::Table> limiter_;
   WorkerContext ctx_;
   ProcCounters private_counters_;
   std::unique_ptr<CmdStatsRow> private_cmd_stats_ = std::make_unique<CmdStatsRow>();
   EventBasePtr base_;
   std::unique_ptr<PubSubHub> pubsub_;  // before base_ goes (its events live in it)
   EventPtr reaper_, write_flush_, clients_memory_, accept_retry_, sweep_, expire_;
-  std::unique_ptr<limit::Table> limiter_;
   std::unique_ptr<persist::LogWriter> log_;
   std::unique_ptr<DurableReplies> durable_;  // after log_: goes first
   std::vector<Listener> listeners_;

@@ -37,6 +37,11 @@ bool WriteAll(int fd, const char* p, size_t n, int* err) {
   return true;
 }
 
+int CreateFresh(const std::string& path) {
+  if (unlink(path.c_str()) != 0 && errno != ENOENT) return -1;
+  return open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+}
+
 bool FsyncDir(const std::string& dir, int* err) {
   const UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd) {

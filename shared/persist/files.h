@@ -16,6 +16,11 @@ std::string Errno(int e);
 bool WriteAll(int fd, const char* p, size_t n, int* err);
 // fsync of the folder itself (its entries become durable).
 bool FsyncDir(const std::string& dir, int* err);
+// A new file at `path`, 0600, for writing: whatever was there (a file, or a
+// link someone with write access to the folder planted) is unlinked first,
+// and the create is O_EXCL | O_NOFOLLOW, so a process running as root never
+// writes through a name another user prepared. -1 with errno set.
+int CreateFresh(const std::string& path);
 // The names in `dir`, without dot files.
 bool ListDir(const std::string& dir, std::vector<std::string>* names, std::string* why);
 

@@ -53,12 +53,15 @@ void CutTail(const std::string& dir, const std::string& name, std::string_view d
   const size_t drop = data.size() - keep;
   const std::string path = dir + "/" + name;
   const std::string saved = path + ".tail-" + std::to_string(WallMs());
-  const UniqueFd fd(open(saved.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  const UniqueFd fd(CreateFresh(saved));
   int err = fd ? 0 : errno;
   if (!err) WriteAll(fd.get(), data.data() + keep, drop, &err);
   if (!err && fsync(fd.get()) != 0) err = errno;
   if (err) spdlog::warn("persistence: cannot save the cut tail to {}: {}", saved, Errno(err));
-  if (truncate(path.c_str(), static_cast<off_t>(keep)) != 0)
+  // Through a descriptor opened without following links: the folder may
+  // belong to the worker user, the master runs as root.
+  const UniqueFd cut(open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!cut || ftruncate(cut.get(), static_cast<off_t>(keep)) != 0)
     spdlog::error("persistence: cannot truncate {}: {}", path, Errno(errno));
   spdlog::warn(
       "persistence: {}: {} at offset {}: dropped the last {} bytes (saved as {}), as "

@@ -31,7 +31,7 @@ SnapshotResult WriteSnapshot(const std::string& dir, kv::Store* store, PersistSh
   int err = 0;
   for (int attempt = 0; attempt < 5; ++attempt) {
     const uint64_t flushes = store->Flushes();
-    UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    UniqueFd fd(CreateFresh(tmp));
     if (!fd) {
       r.error = "cannot create " + tmp + ": " + Errno(errno);
       return r;
@@ -140,7 +140,7 @@ void WriteStatus(const std::string& dir, const std::string& line) {
   const std::string path = dir + "/" + kStatusFile, tmp = path + ".tmp";
   bool ok;
   {
-    const UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    const UniqueFd fd(CreateFresh(tmp));
     if (!fd) return;
     int err = 0;
     const std::string s = line + "\n";

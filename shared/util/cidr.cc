@@ -78,6 +78,13 @@ std::string IpAddr::ToString() const {
   return buf;
 }
 
+std::string IpAddr::LimitKey() const {
+  if (family != AF_INET6) return ToString();
+  IpAddr net = *this;
+  std::memset(net.bytes + 8, 0, 8);
+  return net.ToString() + "/64";
+}
+
 bool Cidr::Parse(std::string_view text, Cidr* out) {
   const size_t slash = text.find('/');
   if (!IpAddr::Parse(text.substr(0, slash), &out->net)) return false;

@@ -23,7 +23,10 @@ struct IpAddr {
   // From FormatAddr's "ip:port" / "[ip]:port".
   static IpAddr FromPeer(std::string_view peer);
   bool loopback() const;
-  std::string ToString() const;
+  std::string ToString() const;  // "" for family 0 (an unknown client)
+  // What per-address limits count under: the IPv4 address, or the /64 of an
+  // IPv6 address (one host usually gets a whole /64): "2001:db8::/64".
+  std::string LimitKey() const;
 };
 
 struct Cidr {

@@ -669,6 +669,35 @@ TEST(AuthBruteForce, ChatAuthCountsToo) {
   EXPECT_GE(WaitRefused(s.Port("http"), "auth_failed", 5), 5);
 }
 
+TEST(CrossProtocol, BrowserPostToTheChatPortSaysNothing) {
+  // A page's POST body would be chat lines in the victim's name.
+  Server s(ListenerYaml("chat", "chat"));
+  ASSERT_TRUE(s.Start());
+  Client watcher;
+  ASSERT_TRUE(watcher.Connect(s.Port("chat")));
+  std::string got;
+  ASSERT_TRUE(watcher.RecvUntil("joined [lobby]", &got)) << got;
+  Client page;
+  ASSERT_TRUE(page.Connect(s.Port("chat")));
+  const std::string body = "/nick mallory\nhello from a web page\n";
+  ASSERT_TRUE(page.SendAll("POST / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(s.Port("chat")) +
+                           "\r\nContent-Type: text/plain\r\nContent-Length: " +
+                           std::to_string(body.size()) + "\r\n\r\n" + body));
+  ASSERT_TRUE(page.WaitClosed(5000));
+  EXPECT_TRUE(Contains(page.buffered(), "HTTP request on the chat port")) << page.buffered();
+  EXPECT_FALSE(Contains(page.buffered(), "mallory")) << page.buffered();
+  // The watcher saw no message: a line of its own arrives first.
+  Client other;
+  ASSERT_TRUE(other.Connect(s.Port("chat")));
+  ASSERT_TRUE(other.RecvUntil("joined [lobby]", &got)) << got;
+  ASSERT_TRUE(other.SendAll("fence\n"));
+  ASSERT_TRUE(watcher.RecvUntil("fence", &got)) << got;
+  EXPECT_FALSE(Contains(got, "hello from a web page")) << got;
+  // A nick that starts a line as a method would is still a chat line.
+  ASSERT_TRUE(other.SendAll("GET me a coffee\n"));
+  ASSERT_TRUE(watcher.RecvUntil("GET me a coffee", &got)) << got;
+}
+
 // =====================================================================
 // 7. limit_req, one bucket per client address over all workers.
 
@@ -891,6 +920,13 @@ TEST(BasicAuth, HtpasswdProtectsPathsAndReloads) {
   h = Http(http, "/pub.txt", host);
   EXPECT_EQ(h.status, 200);
   EXPECT_EQ(h.body, "public\n");
+  // Spelled another way, the same file is as covered.
+  for (const char* other : {"/%70rivate/a.txt", "/pub/../private/a.txt", "//private/a.txt",
+                            "/private/./a.txt", "/private"}) {
+    h = Http(http, other, host);
+    EXPECT_EQ(h.status, 401) << other;
+    EXPECT_NE(h.body, "private a\n") << other;
+  }
 
   // /kv under auth_basic: the basic user is authenticated for the store,
   // though kv.password is set (and not sent).
@@ -1057,6 +1093,24 @@ TEST(Privileges, UserNobodyWithPersistence) {
     EXPECT_EQ(fst.st_mode & 077, 0u) << e.path() << " " << std::oct << (fst.st_mode & 07777);
   }
   EXPECT_GT(files, 0) << "SAVE wrote nothing in " << data;
+
+  // The worker user owns the folder: a link it plants where root (or the
+  // snapshot child) writes must not make them write elsewhere.
+  const std::string victim = s.dir() + "/victim";
+  { std::ofstream(victim) << "untouched\n"; }
+  ASSERT_EQ(chmod(victim.c_str(), 0600), 0);
+  ASSERT_EQ(symlink(victim.c_str(), (data + "/STATUS.tmp").c_str()), 0);
+  {
+    Client c;
+    ASSERT_TRUE(c.Connect(s.Port("resp")));
+    EXPECT_EQ(RespCall(c, {"SET", "k2", "v2"}), "+OK");
+    EXPECT_EQ(RespCall(c, {"SAVE"}), "+OK");
+  }
+  std::ifstream vin(victim);
+  std::string vtext((std::istreambuf_iterator<char>(vin)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(vtext, "untouched\n");
+  ASSERT_EQ(stat(victim.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
 
   s.Signal(SIGQUIT);
   int status = 0;

@@ -85,14 +85,19 @@ kv: {shards: 16, max_key_bytes: 1k, max_value_bytes: 2m, eviction: allkeys-lru, 
 
 TEST(Config, ShippedProductionExampleHasOnlyMachinePathProblems) {
   // conf/production.yaml names folders of a production host (docroot,
-  // htpasswd): on this machine those are the only complaints.
+  // htpasswd): on this machine those are the only complaints, besides its
+  // placeholder password, which must be replaced before it can run.
   const char* root = getenv("PREFORKD_SOURCE_ROOT");
   ConfigResult r = LoadConfig(std::string(root ? root : ".") + "/conf/production.yaml");
-  for (const auto& e : r.errors)
-    EXPECT_TRUE(e.find("listeners[0].root") != std::string::npos ||
+  bool placeholder = false;
+  for (const auto& e : r.errors) {
+    const bool password = e.find("kv.password: is the example's placeholder") != std::string::npos;
+    placeholder = placeholder || password;
+    EXPECT_TRUE(password || e.find("listeners[0].root") != std::string::npos ||
                 e.find("listeners[0].auth_basic.htpasswd") != std::string::npos)
         << e;
-  EXPECT_FALSE(r.config.kv.password.empty());
+  }
+  EXPECT_TRUE(placeholder);
   EXPECT_TRUE(r.config.persistence.enabled);
 }
 
@@ -188,15 +193,25 @@ TEST(Config, SecurityKeysErrors) {
   EXPECT_THAT(OneError("listeners:\n  - {name: e, port: 7007, protocol: echo, "
                        "auth_basic: {htpasswd: /etc/passwd}}\n"),
               HasSubstr("only http listeners have basic auth"));
-  EXPECT_THAT(OneError(std::string(kMinimal) + "chroot: srv/pf\n"),
+  EXPECT_THAT(OneError(std::string(kMinimal) + "chroot: srv/pf\nuser: nobody\n"),
               HasSubstr("chroot: 'srv/pf' is relative"));
+  EXPECT_THAT(OneError(std::string(kMinimal) + "chroot: /srv/pf\n"),
+              HasSubstr("chroot: set without user"));
+  EXPECT_THAT(OneError("listeners:\n  - {name: h, port: 80, protocol: http, root: /tmp, "
+                       "server_names: [\"example.com:80\"]}\n"),
+              HasSubstr("'example.com:80' is not a host name"));
+  EXPECT_THAT(OneError("listeners:\n  - {name: h, port: 80, protocol: http, root: /tmp, "
+                       "auth_basic: {htpasswd: /etc/hostname, paths: [\"/a/../b\"]}}\n"),
+              HasSubstr("'/a/../b' is not a plain path"));
+  EXPECT_THAT(OneError(std::string(kMinimal) + "kv: {password: CHANGE-ME}\n"),
+              HasSubstr("placeholder"));
 }
 
 TEST(Config, ChrootPathsAreInside) {
   // Paths are written as seen inside the chroot: relative ones and ones that
   // repeat the chroot folder are errors that say what was meant.
   const std::string base =
-      "chroot: /srv/pf\nlisteners:\n  - {name: e, port: 7007, protocol: echo}\n";
+      "chroot: /srv/pf\nuser: nobody\nlisteners:\n  - {name: e, port: 7007, protocol: echo}\n";
   EXPECT_THAT(OneError(base + "persistence: {dir: data}\n"),
               HasSubstr("persistence.dir: 'data' is relative, expected an absolute path as seen "
                         "inside chroot /srv/pf"));
@@ -208,6 +223,10 @@ TEST(Config, ChrootPathsAreInside) {
   EXPECT_EQ(r.config.persistence.dir, "/data");
   EXPECT_EQ(r.config.Outside(r.config.persistence.dir), "/srv/pf/data");
   EXPECT_EQ(r.config.Outside(r.config.logging.error_log), "/srv/pf/log/e.log");
+  // ".." cannot climb out of the chroot in the master's view either.
+  r = Parse(base + "persistence: {dir: /../../etc/x}\n");
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  EXPECT_EQ(r.config.Outside(r.config.persistence.dir), "/srv/pf/etc/x");
 }
 
 TEST(Config, UnknownNestedKey) {

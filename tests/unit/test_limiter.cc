@@ -40,6 +40,11 @@ class Region {
 
 void* g_mem = nullptr;  // the table of the running test (SameSet)
 
+// Counted in the table (not refused, not admitted uncounted).
+bool Acquire(Table& t, uint64_t key, int owner, uint32_t max) {
+  return t.ConnAcquire(key, owner, max) == ConnResult::kCounted;
+}
+
 class LimiterTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -164,44 +169,44 @@ TEST_F(LimiterTest, SeparateKeysAreIndependent) {
 
 TEST_F(LimiterTest, ConnAcquireUpToMaxThenRefusesAndReleaseFrees) {
   const uint64_t k = KeyOf("conn", "web", "192.0.2.1");
-  for (int i = 0; i < 3; i++) EXPECT_TRUE(t().ConnAcquire(k, 0, 3)) << i;
+  for (int i = 0; i < 3; i++) EXPECT_TRUE(Acquire(t(), k, 0, 3)) << i;
   EXPECT_EQ(t().ConnCount(k), 3u);
-  EXPECT_FALSE(t().ConnAcquire(k, 0, 3));
+  EXPECT_FALSE(Acquire(t(), k, 0, 3));
   EXPECT_EQ(t().ConnCount(k), 3u);  // nothing counted
   EXPECT_EQ(t().Stats().refused_conn, 1u);
   t().ConnRelease(k, 0);
   EXPECT_EQ(t().ConnCount(k), 2u);
-  EXPECT_TRUE(t().ConnAcquire(k, 0, 3));
+  EXPECT_TRUE(Acquire(t(), k, 0, 3));
   for (int i = 0; i < 3; i++) t().ConnRelease(k, 0);
   EXPECT_EQ(t().ConnCount(k), 0u);
   EXPECT_EQ(t().Stats().entries_used, 0u);  // an entry lives only while it counts
   t().ConnRelease(k, 0);                    // more releases than acquires: ignored
   EXPECT_EQ(t().ConnCount(k), 0u);
-  EXPECT_FALSE(t().ConnAcquire(k, 0, 0));  // max 0 lets nothing in
+  EXPECT_FALSE(Acquire(t(), k, 0, 0));  // max 0 lets nothing in
 }
 
 TEST_F(LimiterTest, ConnCountsAreSummedOverOwners) {
   const uint64_t k = 1234;
-  EXPECT_TRUE(t().ConnAcquire(k, 0, 4));
-  EXPECT_TRUE(t().ConnAcquire(k, 1, 4));
-  EXPECT_TRUE(t().ConnAcquire(k, 1, 4));
-  EXPECT_TRUE(t().ConnAcquire(k, 2, 4));
+  EXPECT_TRUE(Acquire(t(), k, 0, 4));
+  EXPECT_TRUE(Acquire(t(), k, 1, 4));
+  EXPECT_TRUE(Acquire(t(), k, 1, 4));
+  EXPECT_TRUE(Acquire(t(), k, 2, 4));
   EXPECT_EQ(t().ConnCount(k), 4u);
-  EXPECT_FALSE(t().ConnAcquire(k, 3, 4));
-  EXPECT_FALSE(t().ConnAcquire(k, 0, 4));
+  EXPECT_FALSE(Acquire(t(), k, 3, 4));
+  EXPECT_FALSE(Acquire(t(), k, 0, 4));
   t().ConnRelease(k, 1);
-  EXPECT_TRUE(t().ConnAcquire(k, 3, 4));
+  EXPECT_TRUE(Acquire(t(), k, 3, 4));
   t().ConnRelease(k, 5);  // an owner that holds nothing
   EXPECT_EQ(t().ConnCount(k), 4u);
 }
 
 TEST_F(LimiterTest, ReleaseOwnerDropsOnlyThatOwnersCounts) {
   const uint64_t a = 11, b = 12;
-  ASSERT_TRUE(t().ConnAcquire(a, 0, 10));
-  ASSERT_TRUE(t().ConnAcquire(a, 1, 10));
-  ASSERT_TRUE(t().ConnAcquire(a, 1, 10));
-  ASSERT_TRUE(t().ConnAcquire(b, 1, 10));
-  ASSERT_TRUE(t().ConnAcquire(b, 2, 10));
+  ASSERT_TRUE(Acquire(t(), a, 0, 10));
+  ASSERT_TRUE(Acquire(t(), a, 1, 10));
+  ASSERT_TRUE(Acquire(t(), a, 1, 10));
+  ASSERT_TRUE(Acquire(t(), b, 1, 10));
+  ASSERT_TRUE(Acquire(t(), b, 2, 10));
   ASSERT_TRUE(t().Request(a, 1, 0, 100).allowed);
   t().ReleaseOwner(1);
   EXPECT_EQ(t().ConnCount(a), 1u);
@@ -233,27 +238,35 @@ TEST_F(LimiterTest, AuthFailuresCountAndRestartAfterAQuietMinute) {
   EXPECT_EQ(t().Stats().auth_failures, 6u);
 }
 
-TEST_F(LimiterTest, SetFullOfOpenConnectionsRefusesConnsButAllowsRequests) {
+TEST_F(LimiterTest, OpenConnectionsLeaveRoomForRequestsAndGoUncountedWhenTheSetIsFull) {
   const uint64_t base = 77;
-  for (uint32_t i = 0; i < kWays; i++) ASSERT_TRUE(t().ConnAcquire(SameSet(base, i), 0, 1)) << i;
+  for (uint32_t i = 0; i < kConnWays; i++)
+    ASSERT_EQ(t().ConnAcquire(SameSet(base, i), 0, 1), ConnResult::kCounted) << i;
+  // The set's connection ways are used: a new address there is admitted
+  // uncounted (never refused for the table's sake), and so is a new owner.
   const uint64_t other = SameSet(base, kWays);
-  EXPECT_FALSE(t().ConnAcquire(other, 0, 1));
+  EXPECT_EQ(t().ConnAcquire(other, 0, 1), ConnResult::kUncounted);
   EXPECT_EQ(t().ConnCount(other), 0u);
-  EXPECT_FALSE(t().ConnAcquire(SameSet(base, 0), 1, 5));  // a new (key, owner) needs an entry
-  // Requests and AUTH failures fail open.
-  for (int i = 0; i < 10; i++) EXPECT_TRUE(t().Request(other, 1, 0, 100).allowed);
-  EXPECT_EQ(t().NoteAuthFailure(other, 100), 1u);
-  EXPECT_EQ(t().AuthFailures(other, 100), 0u);
+  EXPECT_EQ(t().ConnAcquire(SameSet(base, 0), 1, 5), ConnResult::kUncounted);
+  // Over its limit an address is still refused.
+  EXPECT_EQ(t().ConnAcquire(SameSet(base, 0), 1, 1), ConnResult::kRefused);
+  // Request buckets and AUTH failures still get the reserved ways.
+  EXPECT_TRUE(t().Request(other, 1, 0, 100).allowed);
+  EXPECT_FALSE(t().Request(other, 1, 0, 100).allowed);
+  EXPECT_EQ(t().NoteAuthFailure(SameSet(base, kWays + 1), 100), 1u);
+  EXPECT_EQ(t().AuthFailures(SameSet(base, kWays + 1), 100), 1u);
   TableStats st = t().Stats();
-  EXPECT_EQ(st.entries_used, kWays);
-  EXPECT_EQ(st.evictions, 0u);
-  EXPECT_EQ(st.refused_conn, 2u);
-  EXPECT_EQ(st.evictions_failed, 2u + 10u + 1u);
+  EXPECT_EQ(st.entries_used, kConnWays + 2);
+  EXPECT_EQ(st.refused_conn, 1u);
+  EXPECT_EQ(st.evictions_failed, 2u);
   // One connection closes: its entry is free again.
   t().ConnRelease(SameSet(base, 3), 0);
-  EXPECT_TRUE(t().ConnAcquire(other, 0, 1));
+  EXPECT_EQ(t().ConnAcquire(other, 0, 1), ConnResult::kCounted);
   // Other sets never noticed.
-  EXPECT_TRUE(t().ConnAcquire(base + 1, 0, 1));
+  uint64_t elsewhere = base + 1;
+  while (testing::SetIndexForTest(g_mem, elsewhere) == testing::SetIndexForTest(g_mem, base))
+    elsewhere++;
+  EXPECT_EQ(t().ConnAcquire(elsewhere, 0, 1), ConnResult::kCounted);
 }
 
 TEST_F(LimiterTest, EvictsTheLeastRecentlyUsedEntry) {
@@ -267,7 +280,7 @@ TEST_F(LimiterTest, EvictsTheLeastRecentlyUsedEntry) {
   EXPECT_FALSE(t().Request(SameSet(base, 0), 0.001, 0, 202).allowed);  // kept
   EXPECT_TRUE(t().Request(SameSet(base, 1), 0.001, 0, 203).allowed);   // evicted: starts empty
   // An entry with open connections is never the victim.
-  ASSERT_TRUE(t().ConnAcquire(SameSet(base, 100), 0, 1));
+  ASSERT_TRUE(Acquire(t(), SameSet(base, 100), 0, 1));
   for (uint32_t i = 0; i < 3 * kWays; i++)
     ASSERT_TRUE(t().Request(SameSet(base, 200 + i), 0.001, 0, 300 + i).allowed);
   EXPECT_EQ(t().ConnCount(SameSet(base, 100)), 1u);
@@ -308,8 +321,8 @@ TEST_F(LimiterTest, ForkedProcessesKeepCountsExact) {
       Table table(region_.get());
       int bad = 0;
       for (int i = 0; i < kIters; i++) {
-        if (!table.ConnAcquire(conn, owner, 2 * kIters)) bad++;
-        if (table.ConnAcquire(excl, owner, 1)) {
+        if (!Acquire(table, conn, owner, 2 * kIters)) bad++;
+        if (Acquire(table, excl, owner, 1)) {
           const int h = sh->holders.fetch_add(1) + 1;
           int m = sh->max_holders.load();
           while (h > m && !sh->max_holders.compare_exchange_weak(m, h)) {
@@ -341,7 +354,7 @@ void DieHoldingTheLock(void* mem, uint64_t key, bool sigkill) {
   const pid_t pid = fork();
   if (pid == 0) {
     Table table(mem);
-    bool ok = table.ConnAcquire(key, 7, 100) && table.ConnAcquire(key, 7, 100);
+    bool ok = Acquire(table, key, 7, 100) && Acquire(table, key, 7, 100);
     ok = ok && pthread_mutex_lock(testing::SetMutexForTest(mem, key)) == 0;
     if (!sigkill) _exit(ok ? 0 : 1);  // exits holding the lock
     const char c = ok ? 'y' : 'n';
@@ -367,11 +380,11 @@ void DieHoldingTheLock(void* mem, uint64_t key, bool sigkill) {
 
 TEST_F(LimiterTest, LockHolderKilledBySigkillDoesNotDeadlock) {
   const uint64_t k = KeyOf("conn", "web", "192.0.2.50");
-  ASSERT_TRUE(t().ConnAcquire(k, 1, 100));
+  ASSERT_TRUE(Acquire(t(), k, 1, 100));
   DieHoldingTheLock(region_.get(), k, true);
   alarm(30);  // a deadlock fails the test instead of hanging it
   EXPECT_EQ(t().ConnCount(k), 3u);
-  EXPECT_TRUE(t().ConnAcquire(k, 1, 100));
+  EXPECT_TRUE(Acquire(t(), k, 1, 100));
   EXPECT_TRUE(t().Request(SameSet(k, 1), 1, 0, 100).allowed);
   t().ReleaseOwner(7);
   EXPECT_EQ(t().ConnCount(k), 2u);

@@ -4,10 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "shared/config.h"
 #include "shared/util/cidr.h"
 #include "worker/connection.h"
+#include "worker/http/parse.h"
 #include "worker/security.h"
 #include "worker/worker.h"
 
@@ -55,14 +57,29 @@ TEST(IpAddr, LoopbackAndPeerText) {
 
 class ClientAddressTest : public ::testing::Test {
  protected:
-  IpAddr Client(const std::string& peer, const char* xff) {
+  // X-Forwarded-For lines as sent, in order (none: no header).
+  IpAddr Client(const std::string& peer, std::vector<std::string> xff) {
     WorkerContext w;
     w.config = &cfg_;
-    const std::string header = xff ? xff : "";
-    return ClientAddress(w, Ip(peer), xff ? &header : nullptr);
+    http::Request req;
+    req.headers.emplace_back("host", "localhost");
+    for (auto& line : xff) req.headers.emplace_back("x-forwarded-for", line);
+    return ClientAddress(w, Ip(peer), req);
+  }
+  IpAddr Client(const std::string& peer, const char* xff) {
+    return Client(peer, xff ? std::vector<std::string>{xff} : std::vector<std::string>{});
   }
   Config cfg_;
 };
+
+TEST_F(ClientAddressTest, EveryHeaderLineCountsInOrder) {
+  // haproxy's option forwardfor appends its own line after the client's: a
+  // client that sends "X-Forwarded-For: 127.0.0.1" is not loopback.
+  cfg_.trusted_proxies = {Net("127.0.0.1")};
+  EXPECT_EQ(Client("127.0.0.1", {"127.0.0.1", "198.51.100.4"}).ToString(), "198.51.100.4");
+  EXPECT_EQ(Client("127.0.0.1", {"127.0.0.1", "198.51.100.4, 127.0.0.1"}).ToString(),
+            "198.51.100.4");
+}
 
 TEST_F(ClientAddressTest, HeaderIgnoredWithoutTrustedProxies) {
   EXPECT_EQ(Client("127.0.0.1", "203.0.113.7").ToString(), "127.0.0.1");
@@ -81,8 +98,11 @@ TEST_F(ClientAddressTest, RightMostUntrustedAddressIsTheClient) {
   EXPECT_EQ(Client("127.0.0.1", " 2001:db8::5 ,10.0.0.9").ToString(), "2001:db8::5");
   // Every hop trusted: the left-most one.
   EXPECT_EQ(Client("127.0.0.1", "10.0.0.1, 10.0.0.2").ToString(), "10.0.0.1");
-  // Garbage stops the walk at the last address that was believed.
-  EXPECT_EQ(Client("127.0.0.1", "203.0.113.7, not-an-ip, 10.0.0.4").ToString(), "10.0.0.4");
+  // Garbage where a trusted hop put an address: the client is unknown, not
+  // the (loopback) proxy.
+  const IpAddr unknown = Client("127.0.0.1", "203.0.113.7, not-an-ip, 10.0.0.4");
+  EXPECT_EQ(unknown.family, 0);
+  EXPECT_FALSE(unknown.loopback());
   EXPECT_EQ(Client("127.0.0.1", "").ToString(), "127.0.0.1");
   EXPECT_EQ(Client("127.0.0.1", nullptr).ToString(), "127.0.0.1");
 }

@@ -160,13 +160,12 @@ void KvRoute::Call(std::span<const std::string_view> argv, ReplyWriter& out) {
 bool KvRoute::Authenticate(const Request& req, const IpAddr& client, bool basic_user, Reply* rep) {
   session_.authenticated = basic_user;
   if (basic_user || w_.config->kv.password.empty() || !req.Header("authorization")) return true;
-  const std::string addr = client.ToString();
-  if (AuthThrottled(w_, addr)) {
+  if (AuthThrottled(w_, client)) {
     ErrorReply(429, rep);
     return false;
   }
   session_.authenticated = Authorized(req);
-  NoteAuthResult(w_, addr, session_.authenticated, "/kv credentials");
+  NoteAuthResult(w_, client, session_.authenticated, "/kv credentials");
   return true;
 }
 

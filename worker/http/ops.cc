@@ -141,7 +141,7 @@ AdminReply AdminError(int status, std::string_view message) {
 }
 
 AdminReply AdminBroadcast(WorkerContext& w, const http::Request& req, std::string_view query,
-                          std::string_view peer) {
+                          const IpAddr& peer) {
   const PubSubConf& pc = w.config->pubsub;
   if (pc.admin_token.empty())
     return AdminError(
@@ -227,8 +227,8 @@ AdminReply AdminBroadcast(WorkerContext& w, const http::Request& req, std::strin
                                   "bytes, over pubsub.max_message_bytes ({} bytes)",
                                   encoded.size(), max));
   if (st != PubStatus::kOk) return AdminError(500, "the broadcast could not be queued on the bus");
-  spdlog::info("http {}: broadcast of {} bytes to listener {} ({} excluded)", peer, text.size(),
-               name, exclude.size());
+  spdlog::info("http {}: broadcast of {} bytes to listener {} ({} excluded)", peer.ToString(),
+               text.size(), name, exclude.size());
   AdminReply r;
   r.body = "{\"ok\":true,\"queued\":true,\"listener\":";
   json::AppendJsonString(&r.body, name);
@@ -413,7 +413,7 @@ void ServeAdmin(WorkerContext& w, const ListenerConf& l, const IpAddr& client, c
   if (!l.ops_allow_all && !client.loopback())
     a = AdminError(403, "the admin endpoints answer loopback peers only (ops_allow: loopback)");
   else if (path == "/_admin/broadcast")
-    a = AdminBroadcast(w, req, query, client.ToString());
+    a = AdminBroadcast(w, req, query, client);
   else
     a = AdminError(404, "no such admin endpoint (there is POST /_admin/broadcast)");
   rep->status = a.status;

@@ -43,6 +43,6 @@ AdminReply AdminError(int status, std::string_view message);
 // request, then queues the broadcast on the bus. `peer` (the client's
 // address) is for the failed-authentication count and the log.
 AdminReply AdminBroadcast(WorkerContext& w, const http::Request& req, std::string_view query,
-                          std::string_view peer);
+                          const IpAddr& peer);
 
 }  // namespace pf

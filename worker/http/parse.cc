@@ -194,41 +194,48 @@ int RequestParser::Fail(int status, const char* why) {
 // "X-A: 1\r\n Content-Length: 5" would hide a header from a front end that
 // folds differently); RFC 9112 lets a server refuse both, and we do. The
 // request line must be exactly "method SP target SP version".
-int RequestParser::ScanHead(const char* data, size_t len) {
+size_t RequestParser::ScanHead(const char* data, size_t len) {
   HeadScan& h = scan_;
+  // A defect is answered once llhttp has seen the bytes before it: llhttp's
+  // own error earlier in the head wins, however the head arrives in pieces.
+  auto Defect = [&h](const char* why, size_t at) {
+    h.defect = why;
+    h.done = true;
+    return at;
+  };
   for (size_t i = 0; i < len && !h.done; i++) {
     const char c = data[i];
     if (c == '\n') {
-      if (h.prev != '\r') return Fail(400, "a line of the request head ends in a bare LF");
+      if (h.prev != '\r') return Defect("a line of the request head ends in a bare LF", i);
       if (h.line == 0 && h.line_empty) {
         h.prev = c;  // an empty line before the request line is ignored (RFC 9112 2.2)
         continue;
       }
-      if (h.line == 0 && h.spaces != 2) return Fail(400, "a malformed request line");
+      if (h.line == 0 && h.spaces != 2) return Defect("a malformed request line", i);
       if (h.line > 0 && h.line_empty) h.done = true;  // the blank line: the head is over
       h.line++;
       h.line_empty = true;
       h.in_name = true;
     } else if (h.prev == '\r') {
-      return Fail(400, "a bare CR in the request head");
+      return Defect("a bare CR in the request head", i);
     } else if (c != '\r') {
       if (h.line_empty && h.line > 0 && (c == ' ' || c == '\t'))
-        return Fail(400, "obsolete line folding in the request head");
+        return Defect("obsolete line folding in the request head", i);
       if (h.line > 0 && h.in_name) {
         if (c == ':') h.in_name = false;
         if (c == ' ' || c == '\t')  // RFC 9112 5.1: MUST be rejected with 400
-          return Fail(400, "whitespace between a header field name and its colon");
+          return Defect("whitespace between a header field name and its colon", i);
       }
       if (h.line == 0 && (c == ' ' || c == '\t')) {
         if (c == '\t' || h.prev == ' ' || h.line_empty)
-          return Fail(400, "a malformed request line");
+          return Defect("a malformed request line", i);
         h.spaces++;
       }
       h.line_empty = false;
     }
     h.prev = c;
   }
-  return 0;
+  return len;
 }
 
 RequestParser::Result RequestParser::Feed(const char* data, size_t len, size_t* consumed) {
@@ -245,7 +252,7 @@ RequestParser::Result RequestParser::Feed(const char* data, size_t len, size_t* 
     Fail(in_uri ? 414 : 431, in_uri ? "URI too long" : "request head too large");
     return Result::kError;
   }
-  if (!scan_.done && ScanHead(data, feed) != 0) return Result::kError;
+  if (!scan_.done) feed = ScanHead(data, feed);
   const llhttp_errno_t err = llhttp_execute(&impl_->parser, data, feed);
   size_t used = feed;
   if (err != HPE_OK) {
@@ -255,6 +262,10 @@ RequestParser::Result RequestParser::Feed(const char* data, size_t len, size_t* 
   if (!head_done_) head_bytes_ += used;
   *consumed = used;
   if (err == HPE_PAUSED && complete_) return Result::kRequest;
+  if (err == HPE_OK && scan_.defect) {
+    Fail(400, scan_.defect);
+    return Result::kError;
+  }
   if (err == HPE_OK) return Result::kNeedMore;
   if (!error_status_) {
     switch (err) {

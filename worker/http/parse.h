@@ -83,10 +83,13 @@ class RequestParser {
     uint32_t line = 0;    // 0 = the request line
     uint32_t spaces = 0;  // in the request line
     bool line_empty = true;
-    bool in_name = true;  // a header line: its colon not seen yet
-    bool done = false;    // the blank line ending the head was seen
+    bool in_name = true;           // a header line: its colon not seen yet
+    bool done = false;             // the blank line ending the head was seen (or a defect)
+    const char* defect = nullptr;  // what is wrong at the end of the bytes scanned
   } scan_;
-  int ScanHead(const char* data, size_t len);
+  // Scans the head bytes in [data, data+len); returns how many are clean
+  // (len, or the offset of the first defect, recorded in scan_.defect).
+  size_t ScanHead(const char* data, size_t len);
   int error_status_ = 0;
   const char* error_reason_ = "";
 };

@@ -5,6 +5,7 @@
 #include <event2/buffer.h>
 #include <spdlog/spdlog.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <charconv>
@@ -187,8 +188,9 @@ class HttpSession final : public Session {
 
   // The Host names this listener answers for (server_names), and the
   // socket's own address (a listener on 0.0.0.0 reached by its IP).
-  bool KnownHost(const Connection& c, const std::string* host) const {
-    if (l_.server_names.size() == 1 && l_.server_names[0] == "*") return true;
+  bool KnownHost(const Connection& c, const std::string* host) {
+    for (const std::string& n : l_.server_names)
+      if (n == "*") return true;
     if (!host) return false;  // HTTP/1.0 without Host: nothing tells the name
     std::string_view name = *host;
     if (!name.empty() && name.front() == '[') {
@@ -199,16 +201,23 @@ class HttpSession final : public Session {
     if (!name.empty() && name.back() == '.') name.remove_suffix(1);  // "localhost."
     for (const std::string& n : l_.server_names)
       if (EqualsNoCase(name, n)) return true;
-    if (local_.empty()) {
-      local_ = LocalAddr(c.fd());
-      if (const size_t colon = local_.rfind(':'); colon != std::string::npos) local_.resize(colon);
+    // An IP literal: the address this connection came in on (as an address:
+    // "::ffff:10.0.0.1" on a dual-stack socket is 10.0.0.1).
+    IpAddr named;
+    if (!IpAddr::Parse(name, &named)) return false;
+    if (local_.family == 0) {
+      sockaddr_storage ss;
+      socklen_t len = sizeof ss;
+      if (getsockname(c.fd(), reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+        local_ = IpAddr::From(reinterpret_cast<const sockaddr*>(&ss));
     }
-    return !local_.empty() && name == local_;
+    return local_.family != 0 && named.family == local_.family &&
+           std::memcmp(named.bytes, local_.bytes, sizeof named.bytes) == 0;
   }
 
   void Route(Connection& c, const Request& req, http::Reply* rep) {
     if (req.minor == 1 && !req.Header("host")) return http::ErrorReply(400, rep);
-    client_ = ClientAddress(w_, c.addr(), req.Header("x-forwarded-for"));
+    client_ = ClientAddress(w_, c.addr(), req);
     // RFC 9110 9.3.6 / 9.3.7: no tunnels here; "OPTIONS *" asks about the server.
     if (req.method == "CONNECT") return http::ErrorReply(405, rep);
     if (req.target == "*") {
@@ -225,13 +234,13 @@ class HttpSession final : public Session {
     // from the user's browser with its own Host; the store and the
     // operations endpoints answer only their own names.
     if ((kv || ops || l_.strict_host) && !KnownHost(c, req.Header("host"))) {
-      NoteRefusal(w_, kRefusedMisdirected, client_.ToString(),
+      NoteRefusal(w_, kRefusedMisdirected, client_,
                   "Host '" + (req.Header("host") ? req.Header("host")->substr(0, 128) : "") +
                       "' is not in server_names of listener " + l_.name);
       return http::ErrorReply(421, rep);
     }
     if (l_.limit_req.enabled()) {
-      if (const uint64_t wait = RequestRefusedFor(w_, l_, client_.ToString())) {
+      if (const uint64_t wait = RequestRefusedFor(w_, l_, client_)) {
         http::ErrorReply(429, rep);
         rep->headers += "Retry-After: " + std::to_string((wait + 999) / 1000) + "\r\n";
         return;
@@ -251,10 +260,24 @@ class HttpSession final : public Session {
     http::ServeStatic(l_, req, raw_path, query, c.last_activity_ms(), &path_, rep);
   }
 
-  bool BasicAuthCovers(std::string_view path) const {
-    for (const std::string& p : l_.auth_basic.paths)
-      if (path.substr(0, p.size()) == p) return true;
-    return false;
+  // The prefixes are matched against the path as sent and as the static
+  // handler resolves it (percent-decoded, dot segments removed), so
+  // "/%70rivate/x" or "/pub/../private/x" is as covered as "/private/x".
+  // A prefix "/p/" also covers "/p" itself (a listing, a redirect). The
+  // admin endpoint is never covered: its Authorization header carries the
+  // admin token.
+  bool BasicAuthCovers(std::string_view raw_path) {
+    if (raw_path == "/_admin" || raw_path.substr(0, 8) == "/_admin/") return false;
+    auto covers = [&](std::string_view path) {
+      for (const std::string& p : l_.auth_basic.paths) {
+        if (path.substr(0, p.size()) == p) return true;
+        if (p.size() > 1 && p.back() == '/' && path == std::string_view(p).substr(0, p.size() - 1))
+          return true;
+      }
+      return false;
+    };
+    if (covers(raw_path)) return true;
+    return http::NormalizePath(raw_path, &path_) == 0 && covers(path_);
   }
 
   // nginx auth_basic: 401 with a challenge until the request carries a user
@@ -276,11 +299,10 @@ class HttpSession final : public Session {
     if (!h) return challenge(401);
     BasicAuthCache& cache = WorkerBasicAuthCache();
     if (cache.Check(file.get(), *h, now)) return true;
-    const std::string addr = client_.ToString();
-    if (AuthThrottled(w_, addr)) return challenge(429);
+    if (AuthThrottled(w_, client_)) return challenge(429);
     std::string user, password;
     const bool ok = ParseBasicCredentials(*h, &user, &password) && file->Verify(user, password);
-    NoteAuthResult(w_, addr, ok, "basic auth on listener " + l_.name);
+    NoteAuthResult(w_, client_, ok, "basic auth on listener " + l_.name);
     if (!ok) return challenge(401);
     cache.Remember(file.get(), *h, now);
     return true;
@@ -371,7 +393,8 @@ class HttpSession final : public Session {
     const uint64_t now = MonoMs();
     const uint64_t took = now > start_ms_ && start_ms_ ? now - start_ms_ : 0;
     const IpAddr& who = req_ ? client_ : c.addr();
-    accesslog::Append(accesslog::FormatLine(who.ToString(), req, status, body_bytes, took));
+    accesslog::Append(
+        accesslog::FormatLine(who.family ? who.ToString() : "-", req, status, body_bytes, took));
   }
 
   const ListenerConf& l_;
@@ -386,8 +409,8 @@ class HttpSession final : public Session {
   uint64_t requests_ = 0;
   uint64_t start_ms_ = 0;  // first byte of the current request
   http::KvRoute kv_;
-  IpAddr client_;              // the current request's client (trusted_proxies applied)
-  mutable std::string local_;  // this socket's address, for KnownHost (once per connection)
+  IpAddr client_;  // the current request's client (trusted_proxies applied)
+  IpAddr local_;   // this socket's address, for KnownHost (once per connection)
 };
 
 }  // namespace

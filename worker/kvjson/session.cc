@@ -176,7 +176,7 @@ class KvJsonSession final : public SubscriberSession {
   bool BadLine(Connection& c, bool not_json) {
     const bool first = !seen_request_;
     if (first && not_json) {
-      NoteRefusal(w_, kRefusedCrossProtocol, c.addr().ToString(),
+      NoteRefusal(w_, kRefusedCrossProtocol, c.addr(),
                   "the first line on kv-json listener " + c.listener().name +
                       " is not a JSON object (an HTTP request from a web page?): closed");
       kvjson::WriteJsonError(
@@ -185,7 +185,7 @@ class KvJsonSession final : public SubscriberSession {
       return true;
     }
     if (++bad_lines_ < w_.config->limits.max_bad_lines) return false;
-    NoteRefusal(w_, kRefusedBadLines, c.addr().ToString(),
+    NoteRefusal(w_, kRefusedBadLines, c.addr(),
                 std::to_string(bad_lines_) + " bad lines on kv-json listener " + c.listener().name +
                     ": closed");
     kvjson::WriteJsonError(
@@ -217,8 +217,7 @@ class KvJsonSession final : public SubscriberSession {
         w.Begin(p.id, p.shape);
         const ListenerConf& l = c.listener();
         if (l.limit_req.enabled()) {
-          if (address_text_.empty()) address_text_ = c.addr().ToString();
-          if (const uint64_t wait = RequestRefusedFor(w_, l, address_text_)) {
+          if (const uint64_t wait = RequestRefusedFor(w_, l, c.addr())) {
             w.Error(ErrCode::kRateLimited, "rate limited: retry in " + std::to_string(wait) +
                                                " ms (limit_req of listener " + l.name + ")");
             w.End();
@@ -248,7 +247,6 @@ class KvJsonSession final : public SubscriberSession {
   bool in_request_ = false;
   bool seen_request_ = false;  // a line that was a JSON object came (bad or not)
   uint32_t bad_lines_ = 0;     // lines that were not requests
-  std::string address_text_;   // the client's IP, for limit_req (once per connection)
   std::string too_long_;       // the LINE_TOO_LONG message
   size_t need_ = 0;            // buffered bytes needed before the framer can progress
 };

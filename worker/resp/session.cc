@@ -112,7 +112,7 @@ class RespSession final : public SubscriberSession {
         }
         if (CrossProtocol(r)) {
           evbuffer_drain(in, len);
-          NoteRefusal(w_, kRefusedCrossProtocol, c.addr().ToString(),
+          NoteRefusal(w_, kRefusedCrossProtocol, c.addr(),
                       "Possible SECURITY ATTACK detected: an HTTP request on the resp listener " +
                           c.listener().name +
                           " (a web page using cross-protocol scripting?); closed, nothing run");
@@ -154,8 +154,7 @@ class RespSession final : public SubscriberSession {
   bool RateLimited(Connection& c, RespEvbufferWriter& out) {
     const ListenerConf& l = c.listener();
     if (!l.limit_req.enabled()) return false;
-    if (address_text_.empty()) address_text_ = c.addr().ToString();
-    const uint64_t wait = RequestRefusedFor(w_, l, address_text_);
+    const uint64_t wait = RequestRefusedFor(w_, l, c.addr());
     if (wait == 0) return false;
     out.Error(ErrCode::kRateLimited, "ERR rate limited: retry in " + std::to_string(wait) +
                                          " ms (limit_req of listener " + l.name + ")");
@@ -164,8 +163,7 @@ class RespSession final : public SubscriberSession {
 
   RespParser parser_;
   ClientSession session_;
-  std::string address_text_;  // the client's IP, for limit_req (once per connection)
-  bool first_ = true;         // no command has run yet
+  bool first_ = true;  // no command has run yet
   CommandEnv env_;
   size_t need_ = 0;  // bytes the command in progress needs buffered before parsing again
 };
