@@ -1218,5 +1218,92 @@ TEST(Systemd, UnitVerifies) {
   }
 }
 
+
+// =====================================================================
+// The production example, end to end: conf/production.yaml as shipped, run
+// the "root without systemd" way (user + chroot), on loopback ports, with
+// its production paths inside a temporary chroot.
+
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+  const size_t at = s.find(from);
+  EXPECT_NE(at, std::string::npos) << "conf/production.yaml no longer has: " << from;
+  if (at != std::string::npos) s.replace(at, from.size(), to);
+  return s;
+}
+
+TEST(Production, ExampleConfigRunsWithUserChrootAndPersistence) {
+  if (!IsRoot()) GTEST_SKIP() << "needs root (chroot, user: nobody)";
+  if (NobodyUid() == static_cast<uid_t>(-1)) GTEST_SKIP() << "no user nobody";
+  std::string out;
+  if (Sh("command -v htpasswd", &out) != 0)
+    GTEST_FAIL() << "htpasswd (apache2-utils) is missing: apt-get install -y apache2-utils";
+  const std::string shipped = ReadAll(SourceRoot() + "/conf/production.yaml");
+  ASSERT_FALSE(shipped.empty());
+  TempDir jail;
+  ASSERT_EQ(chmod(jail.path("").c_str(), 0755), 0);
+  const std::string root = jail.path("");
+  jail.Write("var/www/preforkd/index.html", "<p>production</p>\n");
+  std::filesystem::create_directories(root + "/etc/preforkd");
+  ASSERT_EQ(Sh("htpasswd -cbB -C 5 " + root + "/etc/preforkd/htpasswd alice wonderland", &out), 0)
+      << out;
+
+  // The shipped text, with only what a test machine must change.
+  auto config = [&](const Server& s) {
+    std::string t = shipped;
+    t = Replace(t, "pidfile: /run/preforkd/preforkd.pid", "pidfile: " + root + "/preforkd.pid");
+    t = Replace(t, "# user: preforkd", "user: nobody");
+    t = Replace(t, "# chroot: /srv/preforkd", "chroot: " + root);
+    t = Replace(t, "address: 0.0.0.0\n    port: 80\n",
+                "address: 127.0.0.1\n    port: " + std::to_string(s.Port("http")) + "\n");
+    t = Replace(t, "address: 0.0.0.0\n    port: 6379\n",
+                "address: 127.0.0.1\n    port: " + std::to_string(s.Port("resp")) + "\n");
+    t = Replace(t, "\"CHANGE-ME: openssl rand -base64 32\"", "\"a-test-secret\"");
+    t = Replace(t, "workers: auto", "workers: 2");
+    return t;
+  };
+  const std::string listeners = ListenerYaml("http", "http", 0, "root: " + root) +
+                                ListenerYaml("resp", "resp");
+  Server s(listeners);
+  s.WriteRawConfig(config(s));
+  const RunResult check = RunBinary({"-t", "-c", s.config_path()});
+  ASSERT_EQ(check.exit_code, 0) << check.output;
+  ASSERT_TRUE(s.Start(20000)) << ReadAll(root + "/var/log/preforkd/error.log");
+  const uint16_t http = s.Port("http");
+  const std::string site = "example.com";
+
+  HttpReply h = Http(http, "/", site);
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(h.body, "<p>production</p>\n");
+  EXPECT_EQ(Http(http, "/", Local(http)).status, 421);  // not a server_name
+  EXPECT_EQ(Http(http, "/kv/greeting", site).status, 401);  // auth_basic on /kv
+  h = Http(http, "/kv/greeting", site, BasicHeader("alice", "wonderland"), nullptr, "PUT", "hi");
+  EXPECT_GE(h.status, 200);
+  EXPECT_LT(h.status, 300);
+  {
+    Client c;
+    ASSERT_TRUE(c.Connect(s.Port("resp")));
+    EXPECT_TRUE(RespCall(c, {"GET", "greeting"}).starts_with("-NOAUTH"));
+    EXPECT_EQ(RespCall(c, {"AUTH", "a-test-secret"}), "+OK");
+    EXPECT_EQ(RespCall(c, {"GET", "greeting"}), "$hi");
+    EXPECT_EQ(RespCall(c, {"SAVE"}), "+OK");
+  }
+  struct stat st;
+  ASSERT_EQ(stat((root + "/var/lib/preforkd").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  EXPECT_EQ(st.st_uid, NobodyUid());
+  s.Signal(SIGQUIT);
+  int status = 0;
+  ASSERT_TRUE(s.WaitExit(20000, &status));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+
+  // A restart finds the key.
+  Server again(listeners);
+  again.WriteRawConfig(config(again));
+  ASSERT_TRUE(again.Start(20000)) << ReadAll(root + "/var/log/preforkd/error.log");
+  h = Http(again.Port("http"), "/kv/greeting", site, BasicHeader("alice", "wonderland"));
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(h.body, "hi");
+}
+
 }  // namespace
 }  // namespace pf::test
