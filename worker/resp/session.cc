@@ -144,7 +144,10 @@ class RespSession final : public SubscriberSession {
   // target HTTP/x) as the first inline command is one too.
   bool CrossProtocol(const RespParseResult& r) const {
     const std::string_view name = r.argv[0];
-    if (EqualsNoCase(name, "post") || EqualsNoCase(name, "host:")) return true;
+    // The lengths first: most commands are decided by one comparison.
+    if ((name.size() == 4 && EqualsNoCase(name, "post")) ||
+        (name.size() == 5 && EqualsNoCase(name, "host:")))
+      return true;
     if (!first_ || !r.is_inline || r.argv.size() != 3) return false;
     return r.argv[2].substr(0, 5) == "HTTP/";
   }
