@@ -1218,7 +1218,6 @@ TEST(Systemd, UnitVerifies) {
   }
 }
 
-
 // =====================================================================
 // The production example, end to end: conf/production.yaml as shipped, run
 // the "root without systemd" way (user + chroot), on loopback ports, with
@@ -1261,8 +1260,8 @@ TEST(Production, ExampleConfigRunsWithUserChrootAndPersistence) {
     t = Replace(t, "workers: auto", "workers: 2");
     return t;
   };
-  const std::string listeners = ListenerYaml("http", "http", 0, "root: " + root) +
-                                ListenerYaml("resp", "resp");
+  const std::string listeners =
+      ListenerYaml("http", "http", 0, "root: " + root) + ListenerYaml("resp", "resp");
   Server s(listeners);
   s.WriteRawConfig(config(s));
   const RunResult check = RunBinary({"-t", "-c", s.config_path()});
@@ -1274,7 +1273,7 @@ TEST(Production, ExampleConfigRunsWithUserChrootAndPersistence) {
   HttpReply h = Http(http, "/", site);
   EXPECT_EQ(h.status, 200);
   EXPECT_EQ(h.body, "<p>production</p>\n");
-  EXPECT_EQ(Http(http, "/", Local(http)).status, 421);  // not a server_name
+  EXPECT_EQ(Http(http, "/", Local(http)).status, 421);      // not a server_name
   EXPECT_EQ(Http(http, "/kv/greeting", site).status, 401);  // auth_basic on /kv
   h = Http(http, "/kv/greeting", site, BasicHeader("alice", "wonderland"), nullptr, "PUT", "hi");
   EXPECT_GE(h.status, 200);
