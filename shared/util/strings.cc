@@ -79,13 +79,14 @@ void AppendI64(std::string* dst, int64_t v) {
   dst->append(tmp, r.ptr);
 }
 
-bool SecretEquals(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  const size_t n = std::max(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= static_cast<unsigned char>(x ^ y);
+bool SecretEquals(std::string_view guess, std::string_view secret) {
+  // One pass over the guess, whatever the secret's length: the time tells
+  // an attacker only the length of what it sent.
+  size_t diff = guess.size() ^ secret.size();
+  const size_t n = secret.size();
+  for (size_t i = 0; i < guess.size(); ++i) {
+    const unsigned char y = n ? static_cast<unsigned char>(secret[i % n]) : 0;
+    diff |= static_cast<unsigned char>(static_cast<unsigned char>(guess[i]) ^ y);
   }
   return diff == 0;
 }

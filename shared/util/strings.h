@@ -31,7 +31,8 @@ int CompareNoCase(std::string_view s, std::string_view lower);
 void AppendU64(std::string* dst, uint64_t v);
 void AppendI64(std::string* dst, int64_t v);
 
-// Constant time for equal lengths: a secret is not leaked by timing.
-bool SecretEquals(std::string_view a, std::string_view b);
+// Whether a client's `guess` is the `secret`, in a time that depends only
+// on the guess's length: neither the secret's bytes nor its length leak.
+bool SecretEquals(std::string_view guess, std::string_view secret);
 
 }  // namespace pf

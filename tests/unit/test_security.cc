@@ -1,6 +1,7 @@
-// tests/unit/test_security.cc: the address rules of the security doors
-// (shared/util/cidr.h, worker/security.h): networks, and the client behind
-// trusted proxies, as nginx's real_ip_recursive picks it.
+// tests/unit/test_security.cc: the rules of the security doors: secret
+// comparison (shared/util/strings.h), networks (shared/util/cidr.h), and
+// the client behind trusted proxies, as nginx's real_ip_recursive picks it
+// (worker/security.h).
 #include <gtest/gtest.h>
 
 #include <string>
@@ -8,6 +9,7 @@
 
 #include "shared/config.h"
 #include "shared/util/cidr.h"
+#include "shared/util/strings.h"
 #include "worker/connection.h"
 #include "worker/http/parse.h"
 #include "worker/security.h"
@@ -42,6 +44,18 @@ TEST(Cidr, ParsesAndMatchesPrefixes) {
   for (const char* bad : {"", "10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0.0/-1", "host",
                           "10.0.0.0/8/8", "1.2.3", "[::1"})
     EXPECT_FALSE(Cidr::Parse(bad, &n)) << bad;
+}
+
+TEST(SecretEquals, ComparesWholeSecretsOnly) {
+  EXPECT_TRUE(SecretEquals("s3cret", "s3cret"));
+  EXPECT_TRUE(SecretEquals("", ""));
+  EXPECT_FALSE(SecretEquals("s3cre", "s3cret"));    // a prefix
+  EXPECT_FALSE(SecretEquals("s3crets", "s3cret"));  // longer
+  EXPECT_FALSE(SecretEquals("abcabc", "abc"));      // the secret repeated
+  EXPECT_FALSE(SecretEquals("s3creT", "s3cret"));
+  EXPECT_FALSE(SecretEquals("x", ""));
+  EXPECT_FALSE(SecretEquals("", "s3cret"));
+  EXPECT_FALSE(SecretEquals(std::string("s3cret\0", 7), "s3cret"));
 }
 
 TEST(IpAddr, LoopbackAndPeerText) {
