@@ -273,21 +273,24 @@ class Master {
       if (l.protocol != Protocol::kResp && l.protocol != Protocol::kKvJson &&
           l.protocol != Protocol::kHttp)
         continue;
+      // Clients can come from beyond local_networks only on an address
+      // that is not in them (a wildcard address reaches every interface).
       IpAddr a;
-      if (IpAddr::Parse(l.address, &a) && a.loopback()) continue;
+      if (IpAddr::Parse(l.address, &a) && AnyContains(cfg_.local_networks, a)) continue;
       if (l.protocol == Protocol::kHttp)
         spdlog::warn(
-            "listener {} ({}) is not on loopback and kv.password is empty: anyone who "
-            "reaches it can read and write /kv (set kv.password)",
+            "listener {} ({}) is open beyond local_networks and kv.password is empty: "
+            "anyone who reaches it can read and write /kv (set kv.password)",
             l.name, l.SocketKey());
       else if (cfg_.protected_mode)
         spdlog::warn(
-            "listener {} ({}) is not on loopback and kv.password is empty: protected "
-            "mode refuses clients from outside local_networks (set kv.password)",
+            "listener {} ({}) is open beyond local_networks and kv.password is empty: "
+            "protected mode refuses clients from outside local_networks (set "
+            "kv.password)",
             l.name, l.SocketKey());
       else
         spdlog::warn(
-            "listener {} ({}) is not on loopback, kv.password is empty and "
+            "listener {} ({}) is open beyond local_networks, kv.password is empty and "
             "protected_mode is off: anyone who reaches it can read and write every key",
             l.name, l.SocketKey());
     }

@@ -465,6 +465,15 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
                         [&](const YAML::Node& x, const std::string& kk) {
                           c.Uint(x, kk, 0, 1'000'000, &r.burst);
                         }},
+                       {"nodelay",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          bool nodelay = true;
+                          c.Bool(x, kk, &nodelay);
+                          if (x.IsScalar() && !nodelay)
+                            c.Error(x, kk,
+                                    "false is not supported: requests over the rate are refused "
+                                    "at once (nginx's nodelay), never queued; expected true");
+                        }},
                    });
              if (v.IsMap() && !v["rate"])
                c.Error(v, k + ".rate", "missing, expected a rate such as 100r/s or 600r/m");

@@ -544,6 +544,17 @@ TEST(ProtectedMode, OffAdmitsRemoteClientsWithoutAPassword) {
   EXPECT_TRUE(Contains(got, "\"result\":\"v\"")) << got;
 }
 
+TEST(ProtectedMode, TheMasterWarnsAboutListenersOpenBeyondLocalNetworks) {
+  // With only 127.0.0.2 local, 127.0.0.1 stands for a network address.
+  Server s(ListenerYaml("resp", "resp") + ListenerYaml("echo", "echo"),
+           "local_networks: [127.0.0.2/32]\n");
+  ASSERT_TRUE(s.Start());
+  EXPECT_TRUE(s.WaitLog("listener resp (127.0.0.1:" + std::to_string(s.Port("resp")) +
+                        ") is open beyond local_networks and kv.password is empty"))
+      << s.Log();
+  EXPECT_FALSE(Contains(s.Log(), "listener echo")) << s.Log();  // no data there
+}
+
 // =====================================================================
 // 5. The pub/sub admin token does not open the store.
 

@@ -191,6 +191,9 @@ TEST(Config, SecurityKeysErrors) {
                        "limit_req: {burst: 5}}\n"),
               HasSubstr("limit_req.rate: missing"));
   EXPECT_THAT(OneError("listeners:\n  - {name: e, port: 7007, protocol: echo, "
+                       "limit_req: {rate: 5r/s, nodelay: false}}\n"),
+              HasSubstr("limit_req.nodelay: false is not supported"));
+  EXPECT_THAT(OneError("listeners:\n  - {name: e, port: 7007, protocol: echo, "
                        "auth_basic: {htpasswd: /etc/passwd}}\n"),
               HasSubstr("only http listeners have basic auth"));
   EXPECT_THAT(OneError(std::string(kMinimal) + "chroot: srv/pf\nuser: nobody\n"),
