@@ -3,8 +3,8 @@
 // never rehashed, so SCAN cursors stay valid), an arena with size classes, LRU
 // order, expiry and counters. Offsets only; no malloc into shared memory.
 //
-// Lock order: an operation holds one shard lock; MSet (atomic) takes all its
-// shards' locks in ascending shard index; MGet takes one shard's lock at a
+// Lock order: an operation holds one shard lock; MSet and WithKeys (atomic)
+// take all their shards' locks in ascending shard index; MGet takes one shard's lock at a
 // time, in ascending shard index (it is not atomic across shards).
 #pragma once
 
@@ -83,6 +83,50 @@ class Journal {
 // This process' journal (nullptr: mutations are not reported).
 void SetJournal(Journal* j);
 
+class Store;
+
+// The keys of one Store::WithKeys section, read and written under their
+// shards' locks: everything done through it is atomic with respect to every
+// other Store call (all see the section's effects at once or none). Only the
+// keys given to WithKeys may be named (asserted). Persistence logs the
+// section's writes as one record. Expired keys are removed lazily on access,
+// as Store::Get does.
+class KeyView {
+ public:
+  KeyView(const KeyView&) = delete;
+  KeyView& operator=(const KeyView&) = delete;
+
+  // kOk with a view of the value (into the shared segment: valid until the
+  // next Put or Del of this section) and its expiry (-1: none); kNotFound.
+  Status Get(std::string_view key, std::string_view* value, int64_t* expire_at = nullptr);
+  bool Exists(std::string_view key);
+  // Writes key=value (replacing any value; expire_at -1 = no TTL). kOk,
+  // kTooLarge (key or value over Limits: nothing written), kOom. `value` may
+  // be a view this section's Get returned.
+  Status Put(std::string_view key, std::string_view value, int64_t expire_at);
+  Status Del(std::string_view key);  // kOk or kNotFound
+  // Whether Puts of these (key, value size) pairs would all succeed, checked
+  // before writing any: kOk, kTooLarge or kOom (as MSet's dry run; under
+  // allkeys-lru only the arena size is checked, eviction makes the room).
+  Status CanPut(std::span<const std::pair<std::string_view, size_t>> items);
+  uint64_t now_ms() const { return now_; }
+  uint32_t max_value_bytes() const;
+
+ private:
+  friend class Store;
+  struct Slot {
+    std::string_view key;
+    uint64_t hash;
+    uint32_t shard;
+  };
+  KeyView(Store* st, uint64_t now) : st_(st), now_(now) {}
+  const Slot& Find(std::string_view key) const;  // asserts that `key` was listed
+  Store* st_;
+  uint64_t now_;
+  std::vector<Slot> slots_;  // sorted by key
+  std::string copy_;         // Put of a value that lives in the segment
+};
+
 class Store {
  public:
   // Smallest region that can hold `shards` shards.
@@ -123,6 +167,14 @@ class Store {
   Status SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms);
   // *at_ms = -1 when the key has no TTL.
   Status GetExpire(std::string_view key, uint64_t now_ms, int64_t* at_ms);
+
+  // A locked multi-key section: takes the shards of `keys` in ascending
+  // shard order (the lock order above), opens one journal group, calls
+  // fn(view) and returns what fn returns. Every read-modify-write command
+  // (GETSET, APPEND, RENAME, MSETNX, BITOP, ...) is one section; fn must be
+  // quick (the locks are held) and its work bounded by the caller.
+  Status WithKeys(std::span<const std::string_view> keys, uint64_t now_ms,
+                  const std::function<Status(KeyView&)>& fn);
 
   // Atomic over all keys: locks every involved shard in ascending order. The
   // caller bounds the size of `kvs` (the locks are held while it is written).

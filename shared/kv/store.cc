@@ -338,6 +338,140 @@ Status Store::GetExpire(std::string_view key, uint64_t now_ms, int64_t* at_ms) {
   return Status::kOk;
 }
 
+// ---------------------------------------------------------------------------
+// Locked multi-key sections (kv.h WithKeys, KeyView)
+
+Status Store::WithKeys(std::span<const std::string_view> keys, uint64_t now_ms,
+                       const std::function<Status(KeyView&)>& fn) {
+  const StoreHeader* h = Hdr(this);
+  KeyView view(this, now_ms);
+  view.slots_.reserve(keys.size());
+  std::vector<uint32_t> order;
+  order.reserve(keys.size());
+  for (std::string_view k : keys) {
+    const uint64_t hash = HashKey(h, k.data(), k.size());
+    const uint32_t si = ShardFromHash(hash, h->shard_count);
+    view.slots_.push_back({k, hash, si});
+    order.push_back(si);
+  }
+  std::sort(view.slots_.begin(), view.slots_.end(),
+            [](const KeyView::Slot& a, const KeyView::Slot& b) { return a.key < b.key; });
+  std::sort(order.begin(), order.end());
+  order.erase(std::unique(order.begin(), order.end()), order.end());
+  std::vector<ShardLock> locks;  // ascending shard order: the lock order of kv.h
+  locks.reserve(order.size());
+  for (uint32_t si : order) locks.emplace_back(h, Sh(this, si));
+  // One journal record for the section (EndGroup also when fn throws). The
+  // group opens after the locks and closes before they are released, so
+  // no other writer of these shards can interleave its records.
+  struct Group {
+    Group() {
+      if (g_journal) g_journal->BeginGroup();
+    }
+    ~Group() {
+      if (g_journal) g_journal->EndGroup();
+    }
+  } group;
+  return fn(view);
+}
+
+const KeyView::Slot& KeyView::Find(std::string_view key) const {
+  auto it = std::lower_bound(slots_.begin(), slots_.end(), key,
+                             [](const Slot& s, std::string_view k) { return s.key < k; });
+  PF_ASSERT_MSG(it != slots_.end() && it->key == key,
+                "KeyView: a key that was not given to WithKeys (its shard is not locked)");
+  return *it;
+}
+
+uint32_t KeyView::max_value_bytes() const { return LoadU32(&Hdr(st_)->max_value_bytes); }
+
+Status KeyView::Get(std::string_view key, std::string_view* value, int64_t* expire_at) {
+  const Slot& k = Find(key);
+  const StoreHeader* h = Hdr(st_);
+  ShardHeader* s = Sh(st_, k.shard);
+  uint32_t off = LookupLive(h, s, k.hash, key, now_);
+  if (!off) {
+    s->misses++;
+    return Status::kNotFound;
+  }
+  s->hits++;
+  Touch(s, off);
+  Item* it = It(s, off);
+  if (value) *value = std::string_view(it->val(), it->val_len);
+  if (expire_at) *expire_at = it->expire_at;
+  return Status::kOk;
+}
+
+bool KeyView::Exists(std::string_view key) {
+  const Slot& k = Find(key);
+  return LookupLive(Hdr(st_), Sh(st_, k.shard), k.hash, key, now_) != 0;
+}
+
+Status KeyView::Put(std::string_view key, std::string_view value, int64_t expire_at) {
+  const Slot& k = Find(key);
+  const StoreHeader* h = Hdr(st_);
+  if (key.size() > LoadU32(&h->max_key_bytes) || value.size() > LoadU32(&h->max_value_bytes))
+    return Status::kTooLarge;
+  // A value read from the segment (COPY, RENAME) may sit in a chunk that
+  // eviction or the overwrite frees while the new item is written: copy it out.
+  const char* base = reinterpret_cast<const char*>(h);
+  if (!value.empty() && value.data() >= base && value.data() < base + h->region_size) {
+    copy_.assign(value);
+    value = copy_;
+  }
+  ShardHeader* s = Sh(st_, k.shard);
+  uint32_t cur = LookupLive(h, s, k.hash, key, now_);
+  Status st = WriteItem(h, s, k.hash, key, value, expire_at, cur);
+  if (st == Status::kOk) JPut(s, key, value, expire_at);
+  return st;
+}
+
+Status KeyView::Del(std::string_view key) {
+  const Slot& k = Find(key);
+  const StoreHeader* h = Hdr(st_);
+  ShardHeader* s = Sh(st_, k.shard);
+  uint32_t off = LookupLive(h, s, k.hash, key, now_);
+  if (!off) return Status::kNotFound;
+  JDel(s, It(s, off));
+  Remove(h, s, off);
+  return Status::kOk;
+}
+
+Status KeyView::CanPut(std::span<const std::pair<std::string_view, size_t>> items) {
+  const StoreHeader* h = Hdr(st_);
+  const uint32_t mk = LoadU32(&h->max_key_bytes), mv = LoadU32(&h->max_value_bytes);
+  const bool lru = static_cast<Eviction>(LoadU32(&h->eviction)) == Eviction::kAllKeysLru;
+  std::vector<std::pair<uint32_t, int>> needs;  // (shard, size class)
+  needs.reserve(items.size());
+  for (const auto& [key, vsize] : items) {
+    if (key.size() > mk || vsize > mv) return Status::kTooLarge;
+    int c = ClassFor(h, sizeof(Item) + key.size() + vsize);
+    if (c < 0) return Status::kOom;
+    needs.emplace_back(Find(key).shard, c);
+  }
+  std::sort(needs.begin(), needs.end());
+  std::vector<int> classes;
+  for (size_t i = 0; i < needs.size();) {
+    const uint32_t si = needs[i].first;
+    ShardHeader* s = Sh(st_, si);
+    classes.clear();
+    uint64_t total = 0;
+    for (; i < needs.size() && needs[i].first == si; ++i) {
+      classes.push_back(needs[i].second);
+      total += h->class_size[needs[i].second];
+    }
+    if (lru) {
+      if (total > s->arena_end - s->arena_begin) return Status::kOom;
+      continue;
+    }
+    if (!DryRunFits(h, s, classes)) {
+      if (s->frees_since_coalesce) Coalesce(h, s);
+      if (!DryRunFits(h, s, classes)) return Status::kOom;
+    }
+  }
+  return Status::kOk;
+}
+
 Status Store::MSet(std::span<const std::pair<std::string_view, std::string_view>> kvs,
                    uint64_t now_ms) {
   const StoreHeader* h = Hdr(this);

@@ -6,6 +6,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -686,6 +687,239 @@ TEST_F(KvTest, FreeListPointingAtALiveChunkAbortsInsteadOfOverwriting) {
       "invariant failed at .*arena.cc.*a shard's free list holds a chunk that is not free");
   freed->state = internal::kChunkFree;  // TearDown's Verify repairs the lock the child held
   EXPECT_EQ(GetOr("next"), "<none>");
+}
+
+// ---------------------------------------------------------------------------
+// WithKeys: locked multi-key sections
+
+TEST_F(KvTest, WithKeysReadsWritesAndDeletes) {
+  ASSERT_EQ(Put("a", "1"), Status::kOk);
+  std::vector<std::string_view> keys = {"a", "b", "c"};
+  Status st = store_->WithKeys(keys, 1000, [](KeyView& v) {
+    std::string_view val;
+    int64_t exp = 0;
+    EXPECT_EQ(v.Get("a", &val, &exp), Status::kOk);
+    EXPECT_EQ(val, "1");
+    EXPECT_EQ(exp, -1);
+    EXPECT_EQ(v.Get("b", &val), Status::kNotFound);
+    EXPECT_FALSE(v.Exists("b"));
+    EXPECT_EQ(v.Put("b", val.empty() ? "x" : "2", 5000), Status::kOk);
+    EXPECT_EQ(v.Put("c", "3", -1), Status::kOk);
+    EXPECT_TRUE(v.Exists("b"));
+    EXPECT_EQ(v.Del("a"), Status::kOk);
+    EXPECT_EQ(v.Del("a"), Status::kNotFound);
+    return Status::kNotDone;  // WithKeys returns what fn returns
+  });
+  EXPECT_EQ(st, Status::kNotDone);
+  EXPECT_EQ(GetOr("a"), "<none>");
+  EXPECT_EQ(GetOr("c"), "3");
+  int64_t at;
+  ASSERT_EQ(store_->GetExpire("b", 1000, &at), Status::kOk);
+  EXPECT_EQ(at, 5000);
+}
+
+TEST_F(KvTest, WithKeysPutAcceptsAViewItJustRead) {
+  ASSERT_EQ(Put("src", std::string(3000, 's')), Status::kOk);
+  std::vector<std::string_view> keys = {"src", "dst"};
+  ASSERT_EQ(store_->WithKeys(keys, 1000,
+                             [](KeyView& v) {
+                               std::string_view val;
+                               if (v.Get("src", &val) != Status::kOk) return Status::kNotFound;
+                               Status st = v.Put("dst", val, -1);
+                               if (st != Status::kOk) return st;
+                               // Overwriting a key with its own (moved) bytes.
+                               EXPECT_EQ(v.Get("dst", &val), Status::kOk);
+                               return v.Put("dst", val.substr(1), -1);
+                             }),
+            Status::kOk);
+  EXPECT_EQ(GetOr("dst"), std::string(2999, 's'));
+  EXPECT_EQ(GetOr("src"), std::string(3000, 's'));
+}
+
+TEST_F(KvTest, WithKeysExpiresLazilyAndKeepsTtls) {
+  SetOptions o;
+  o.expire_at_ms = 1500;
+  ASSERT_EQ(store_->Set("old", "v", o, 1000), Status::kOk);
+  o.expire_at_ms = 9000;
+  ASSERT_EQ(store_->Set("ttl", "v", o, 1000), Status::kOk);
+  std::vector<std::string_view> keys = {"old", "ttl"};
+  store_->WithKeys(keys, 2000, [](KeyView& v) {
+    std::string_view val;
+    int64_t exp = 0;
+    EXPECT_EQ(v.Get("old", &val), Status::kNotFound);
+    EXPECT_FALSE(v.Exists("old"));
+    EXPECT_EQ(v.Get("ttl", &val, &exp), Status::kOk);
+    EXPECT_EQ(exp, 9000);
+    EXPECT_EQ(v.now_ms(), 2000u);
+    return Status::kOk;
+  });
+  EXPECT_EQ(store_->GetStats().keys, 1u);
+  EXPECT_EQ(store_->GetStats().expires, 1u);
+}
+
+TEST_F(KvTest, WithKeysRefusesTooLargeAndWritesNothing) {
+  std::vector<std::string_view> keys = {"k"};
+  const std::string big(64 * 1024 + 1, 'b');
+  EXPECT_EQ(store_->WithKeys(keys, 1000, [&](KeyView& v) { return v.Put("k", big, -1); }),
+            Status::kTooLarge);
+  EXPECT_EQ(GetOr("k"), "<none>");
+  const std::string long_key(65, 'k');
+  std::vector<std::string_view> lk = {long_key};
+  EXPECT_EQ(store_->WithKeys(lk, 1000, [&](KeyView& v) { return v.Put(long_key, "v", -1); }),
+            Status::kTooLarge);
+  store_->WithKeys(keys, 1000, [&](KeyView& v) {
+    EXPECT_EQ(v.max_value_bytes(), 64u * 1024);
+    std::pair<std::string_view, size_t> ok[] = {{"k", 100}};
+    std::pair<std::string_view, size_t> too[] = {{"k", 64 * 1024 + 1}};
+    EXPECT_EQ(v.CanPut(ok), Status::kOk);
+    EXPECT_EQ(v.CanPut(too), Status::kTooLarge);
+    return Status::kOk;
+  });
+}
+
+TEST_F(KvTest, WithKeysCanPutSeesAFullShard) {
+  Make(Store::MinSizeFor(1, 64, 64 * 1024), 1);
+  std::vector<std::string_view> keys = {"a", "b", "c", "d"};
+  store_->WithKeys(keys, 1000, [&](KeyView& v) {
+    std::pair<std::string_view, size_t> fits[] = {{"a", 60000}, {"b", 10}};
+    std::pair<std::string_view, size_t> too_many[] = {
+        {"a", 60000}, {"b", 60000}, {"c", 60000}, {"d", 60000}};
+    EXPECT_EQ(v.CanPut(fits), Status::kOk);
+    EXPECT_EQ(v.CanPut(too_many), Status::kOom);
+    return Status::kOk;
+  });
+}
+
+TEST_F(KvTest, WithKeysIsAtomicAcrossShards) {
+  // A transfer between keys of two shards: a reader section always sees the
+  // sum unchanged (MGET, one shard at a time, could see it torn).
+  const std::string a = KeysInShard(0, 1, "a")[0], b = KeysInShard(3, 1, "b")[0];
+  ASSERT_EQ(Put(a, "1000"), Status::kOk);
+  ASSERT_EQ(Put(b, "0"), Status::kOk);
+  std::vector<std::string_view> keys = {a, b};
+  auto read = [&](KeyView& v, std::string_view k) {
+    std::string_view val;
+    EXPECT_EQ(v.Get(k, &val), Status::kOk);
+    return std::stoll(std::string(val));
+  };
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 3000; ++i) {
+      store_->WithKeys(keys, 1000, [&](KeyView& v) {
+        const int64_t x = read(v, a), y = read(v, b);
+        const int64_t d = i % 2 ? 7 : -7;
+        v.Put(a, std::to_string(x - d), -1);
+        v.Put(b, std::to_string(y + d), -1);
+        return Status::kOk;
+      });
+    }
+    stop = true;
+  });
+  int checks = 0;
+  while (!stop || checks == 0) {
+    store_->WithKeys(keys, 1000, [&](KeyView& v) {
+      EXPECT_EQ(read(v, a) + read(v, b), 1000);
+      return Status::kOk;
+    });
+    ++checks;
+  }
+  writer.join();
+  EXPECT_GT(checks, 0);
+}
+
+TEST_F(KvTest, WithKeysLocksInAscendingShardOrder) {
+  const std::string lo = KeysInShard(0, 1, "lo")[0], mid = KeysInShard(1, 1, "mid")[0],
+                    hi = KeysInShard(3, 1, "hi")[0];
+  internal::ShardHeader* s0 = ShardAt(region_->get(), 0);
+  internal::ShardHeader* s3 = ShardAt(region_->get(), 3);
+  // Shard 3 is busy: a section over (hi, lo) takes shard 0 first and waits
+  // for shard 3 while holding it.
+  ASSERT_EQ(pthread_mutex_lock(&s3->mu), 0);
+  std::atomic<bool> ran{false};
+  std::thread t([&] {
+    std::vector<std::string_view> keys = {hi, lo};
+    store_->WithKeys(keys, 1000, [&](KeyView& v) {
+      ran = true;
+      return v.Put(lo, "x", -1);
+    });
+  });
+  bool s0_held = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!s0_held && std::chrono::steady_clock::now() < deadline) {
+    if (pthread_mutex_trylock(&s0->mu) == 0)
+      pthread_mutex_unlock(&s0->mu);
+    else
+      s0_held = true;
+    if (!s0_held) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(s0_held);
+  EXPECT_FALSE(ran);
+  pthread_mutex_unlock(&s3->mu);
+  t.join();
+  EXPECT_TRUE(ran);
+  // Overlapping sections listing their keys in every order never deadlock.
+  std::vector<std::thread> ts;
+  for (int n = 0; n < 3; ++n) {
+    ts.emplace_back([&, n] {
+      std::vector<std::string_view> keys;
+      if (n == 0) keys = {hi, mid, lo};
+      if (n == 1) keys = {lo, hi};
+      if (n == 2) keys = {mid, hi, mid};
+      for (int i = 0; i < 2000; ++i)
+        store_->WithKeys(keys, 1000, [&](KeyView& v) { return v.Put(keys[0], "v", -1); });
+    });
+  }
+  for (auto& th : ts) th.join();
+  EXPECT_EQ(GetOr(hi), "v");
+}
+
+struct RecordingJournal : Journal {
+  std::vector<std::string> events;
+  void Put(uint32_t, uint64_t, std::string_view key, std::string_view value,
+           int64_t expire_at) override {
+    events.push_back("put " + std::string(key) + "=" + std::string(value) + " " +
+                     std::to_string(expire_at));
+  }
+  void Del(uint32_t, uint64_t, std::string_view key) override {
+    events.push_back("del " + std::string(key));
+  }
+  void Clear(uint32_t, uint64_t) override { events.push_back("clear"); }
+  void BeginGroup() override { events.push_back("begin"); }
+  void EndGroup() override { events.push_back("end"); }
+};
+
+TEST_F(KvTest, WithKeysIsOneJournalGroup) {
+  ASSERT_EQ(Put("src", "v"), Status::kOk);
+  RecordingJournal j;
+  SetJournal(&j);
+  std::vector<std::string_view> keys = {"src", "dst"};
+  Status st = store_->WithKeys(keys, 1000, [](KeyView& v) {  // RENAME src dst
+    std::string_view val;
+    int64_t exp;
+    if (v.Get("src", &val, &exp) != Status::kOk) return Status::kNotFound;
+    Status s = v.Put("dst", val, exp);
+    if (s == Status::kOk) v.Del("src");
+    return s;
+  });
+  // A section that throws still closes its group (and releases its locks).
+  EXPECT_THROW(store_->WithKeys(keys, 1000,
+                                [](KeyView& v) -> Status {
+                                  v.Put("src", "w", -1);
+                                  throw std::runtime_error("boom");
+                                }),
+               std::runtime_error);
+  SetJournal(nullptr);
+  EXPECT_EQ(st, Status::kOk);
+  EXPECT_EQ(j.events, (std::vector<std::string>{"begin", "put dst=v -1", "del src", "end", "begin",
+                                                "put src=w -1", "end"}));
+  EXPECT_EQ(GetOr("dst"), "v");
+  EXPECT_EQ(GetOr("src"), "w");
+}
+
+TEST_F(KvTest, WithKeysAssertsOnAKeyNotListed) {
+  std::vector<std::string_view> keys = {"a"};
+  EXPECT_DEATH(store_->WithKeys(keys, 1000, [](KeyView& v) { return v.Put("b", "x", -1); }),
+               "not given to WithKeys");
 }
 
 }  // namespace
