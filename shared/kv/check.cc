@@ -31,7 +31,9 @@ bool HeaderSane(ShardHeader* s, uint64_t stride, std::string* why) {
   if (s->nbuckets == 0 || s->buckets_off < sizeof(ShardHeader) ||
       uint64_t{s->buckets_off} + uint64_t{s->nbuckets} * 4 > s->arena_begin ||
       s->arena_begin > s->arena_end || s->arena_end > stride || s->bump < s->arena_begin ||
-      s->bump > s->arena_end || (s->arena_begin & 7))
+      s->bump > s->arena_end || (s->arena_begin & 7) || (s->occ_off & 7) ||
+      s->occ_off < uint64_t{s->buckets_off} + uint64_t{s->nbuckets} * 4 ||
+      s->occ_off + OccWords(s->nbuckets) * 8 > s->arena_begin)
     return Fail(why, "shard header geometry is corrupt");
   return true;
 }
@@ -91,6 +93,8 @@ bool VerifyLocked(const StoreHeader* h, ShardHeader* s, std::string* why) {
       seen[i] |= 1;
       Item* it = It(s, o);
       if (BucketFromHash(it->hash, s->nbuckets) != b) return Fail(why, "item in the wrong bucket");
+      if (!(Occ(s)[b / kBlockBuckets / 64] >> (b / kBlockBuckets % 64) & 1))
+        return Fail(why, "bucket " + std::to_string(b) + " holds items but its block is unmarked");
       if (!keyset.insert(std::string_view(it->key(), it->key_len)).second)
         return Fail(why, "duplicate key in the index");
       ++indexed;
@@ -154,6 +158,7 @@ namespace {
 bool Rebuild(const StoreHeader* h, ShardHeader* s, std::string* why) {
   if (!HeaderSane(s, h->shard_stride, why)) return false;
   std::memset(Buckets(s), 0, size_t{s->nbuckets} * 4);
+  std::memset(Occ(s), 0, OccWords(s->nbuckets) * 8);
   s->lru_head = s->lru_tail = 0;
   for (uint32_t c = 0; c < kMaxClasses; ++c) s->free_head[c] = s->free_count[c] = 0;
   s->keys = s->expires = s->used_bytes = 0;
@@ -173,7 +178,9 @@ bool Rebuild(const StoreHeader* h, ShardHeader* s, std::string* why) {
       BucketUnlink(s, dup);
       It(s, dup)->state = kChunkFree;
     }
-    uint32_t* b = &Buckets(s)[BucketFromHash(it->hash, s->nbuckets)];
+    const uint32_t bucket = BucketFromHash(it->hash, s->nbuckets);
+    OccMark(s, bucket);
+    uint32_t* b = &Buckets(s)[bucket];
     it->hnext = *b;
     *b = p;
     PF_KV_CRASH(RebuildMid);

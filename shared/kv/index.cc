@@ -90,7 +90,9 @@ Status WriteItem(const StoreHeader* h, ShardHeader* s, uint64_t hash, std::strin
   it->state = kChunkLive;  // commit
   PF_KV_CRASH(Commit);
   if (old) Remove(h, s, old);
-  uint32_t* b = &Buckets(s)[BucketFromHash(hash, s->nbuckets)];
+  const uint32_t bucket = BucketFromHash(hash, s->nbuckets);
+  OccMark(s, bucket);  // before the link: a linked bucket's block is always marked
+  uint32_t* b = &Buckets(s)[bucket];
   it->hnext = *b;
   *b = off;
   PF_KV_CRASH(LinkBucket);

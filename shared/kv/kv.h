@@ -185,11 +185,16 @@ class Store {
   bool MGet(std::span<const std::string_view> keys, uint64_t now_ms,
             std::vector<std::optional<std::string>>* out, uint64_t max_bytes = UINT64_MAX);
 
-  // Cursor = (shard << 32) | bucket; 0 starts and 0 ends. Visits about `count`
-  // buckets' keys. A key present for the whole scan is returned at least once.
-  // Stops early, after a whole bucket, once the keys returned total more than
-  // `max_bytes`. `resume`, if given, gets one cursor per key returned: the one
-  // that continues after that key's bucket.
+  // Cursor = (shard << 32) | bucket; 0 starts and 0 ends. Buckets never move
+  // (the index is not rehashed), so a key present for the whole scan is
+  // returned at least once, whatever is written or expired meanwhile. A call
+  // returns whole buckets until it has `count` keys, the keys total more than
+  // `max_bytes`, or its work budget (about 65 k buckets or summary words,
+  // plus 16 a key asked for) is spent: empty shards cost one step and empty
+  // bucket runs one step per 4096 buckets (the occupancy summary), so an
+  // empty or small store is one call. One shard's lock at a time. `resume`,
+  // if given, gets one cursor per key returned: the one that continues after
+  // that key's bucket.
   uint64_t Scan(uint64_t cursor, size_t count, uint64_t now_ms, std::vector<std::string>* keys,
                 uint64_t max_bytes = UINT64_MAX, std::vector<uint64_t>* resume = nullptr);
   uint64_t DbSize();

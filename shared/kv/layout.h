@@ -15,7 +15,7 @@
 namespace pf::kv::internal {
 
 constexpr uint64_t kStoreMagic = 0x3156'4b44'4b52'4f46ull;  // "FORKDKV1" little-endian
-constexpr uint32_t kLayoutVersion = 2;                      // 2: shard seq, store flushes
+constexpr uint32_t kLayoutVersion = 3;  // 2: shard seq, store flushes; 3: occupancy summary
 constexpr uint32_t kMaxClasses = 128;
 constexpr uint32_t kMinChunk = 64;     // smallest size class; chunks are multiples of 8
 constexpr double kClassFactor = 1.25;  // growth between size classes
@@ -56,10 +56,10 @@ struct alignas(64) ShardHeader {
   uint32_t nbuckets;
   uint32_t buckets_off;  // uint32_t[nbuckets] (derived)
   uint32_t arena_begin, arena_end;
-  uint32_t bump;                // DURABLE: chunks exist in [arena_begin, bump)
-  uint32_t lru_head, lru_tail;  // derived; head = most recently used
-  uint32_t sweep_cursor;        // advisory
-  uint32_t pad;
+  uint32_t bump;                              // DURABLE: chunks exist in [arena_begin, bump)
+  uint32_t lru_head, lru_tail;                // derived; head = most recently used
+  uint32_t sweep_cursor;                      // advisory
+  uint32_t occ_off;                           // uint64_t[OccWords(nbuckets)] (derived): see Occ()
   uint64_t clock;                             // last stamp handed out
   uint64_t keys, expires, used_bytes;         // derived
   uint64_t hits, misses, evictions, expired;  // statistics
@@ -101,6 +101,25 @@ inline Item* It(ShardHeader* s, uint32_t off) {
 }
 inline uint32_t* Buckets(ShardHeader* s) {
   return reinterpret_cast<uint32_t*>(reinterpret_cast<char*>(s) + s->buckets_off);
+}
+// The occupancy summary of a shard's buckets, for SCAN: bit k of word w
+// stands for the block of kBlockBuckets buckets numbered w*64+k. A bucket
+// that holds an item always has its block's bit set (set before the bucket is
+// linked); a set bit over an empty block is allowed and cleared by the next
+// scan that finds the block empty. So a scan skips 4096 empty buckets per
+// zero word it reads.
+constexpr uint32_t kBlockBuckets = 64;
+constexpr uint64_t OccWords(uint64_t nbuckets) {
+  return (nbuckets + kBlockBuckets * 64 - 1) / (kBlockBuckets * 64);
+}
+inline uint64_t* Occ(ShardHeader* s) {
+  return reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(s) + s->occ_off);
+}
+inline void OccMark(ShardHeader* s, uint32_t bucket) {
+  const uint32_t block = bucket / kBlockBuckets;
+  uint64_t* w = &Occ(s)[block / 64];
+  const uint64_t bit = uint64_t{1} << (block % 64);
+  if (!(*w & bit)) *w |= bit;  // a hot bucket's word stays clean in the cache
 }
 inline uint32_t ShardFromHash(uint64_t h, uint32_t n) {
   return static_cast<uint32_t>(((h >> 32) * n) >> 32);

@@ -70,9 +70,18 @@ uint64_t NextClass(uint64_t cs) {
                             Align8(static_cast<uint64_t>(static_cast<double>(cs) * kClassFactor)));
 }
 
+// Where a shard's occupancy summary and arena start: after the header and
+// `nbuckets` buckets.
+uint64_t OccOffsetOf(uint64_t nbuckets) {
+  return Align64(Align64(sizeof(ShardHeader)) + nbuckets * 4);
+}
+uint64_t ArenaBeginOf(uint64_t nbuckets) {
+  return Align64(OccOffsetOf(nbuckets) + OccWords(nbuckets) * 8);
+}
+
 // Arena bytes Format gives a shard of `stride` bytes (0 if none fits).
 uint64_t ArenaBytesOf(uint64_t stride, uint64_t nbuckets) {
-  uint64_t arena_begin = Align64(Align64(sizeof(ShardHeader)) + nbuckets * 4);
+  uint64_t arena_begin = ArenaBeginOf(nbuckets);
   return stride > arena_begin ? (stride - arena_begin) & ~uint64_t{7} : 0;
 }
 uint64_t DefaultBuckets(uint64_t stride) { return std::max<uint64_t>(16, stride / 128); }
@@ -124,7 +133,7 @@ Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& lim
       std::min<uint64_t>(((size - kStoreHeaderBytes) / shards) & ~uint64_t{63}, kMaxStride);
   uint64_t buckets_off = Align64(sizeof(ShardHeader));
   uint64_t nbuckets = g_format_buckets ? g_format_buckets : DefaultBuckets(stride);
-  uint64_t arena_begin = Align64(buckets_off + nbuckets * 4);
+  uint64_t arena_begin = ArenaBeginOf(nbuckets);
   if (arena_begin + kMinArena > stride)
     return fail("kv: shard of " + std::to_string(stride) + " bytes cannot hold " +
                 std::to_string(nbuckets) + " buckets and an arena");
@@ -170,10 +179,12 @@ Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& lim
     s->index = i;
     s->nbuckets = static_cast<uint32_t>(nbuckets);
     s->buckets_off = static_cast<uint32_t>(buckets_off);
+    s->occ_off = static_cast<uint32_t>(OccOffsetOf(nbuckets));
     s->arena_begin = static_cast<uint32_t>(arena_begin);
     s->arena_end = static_cast<uint32_t>(arena_begin + arena_bytes);
     s->bump = s->arena_begin;
     std::memset(Buckets(s), 0, nbuckets * 4);
+    std::memset(Occ(s), 0, OccWords(nbuckets) * 8);
   }
   h->magic = kStoreMagic;
   return st;
@@ -568,6 +579,52 @@ bool Store::MGet(std::span<const std::string_view> keys, uint64_t now_ms,
   return true;
 }
 
+namespace {
+
+// Work units a Scan call may spend (an occupancy word, a bucket or a key
+// looked at is one unit) on top of kScanWorkPerKey per key asked for: enough
+// to cross every empty shard and summary word of a large store in one call,
+// small enough that a call holds one shard's lock for tens of microseconds.
+constexpr uint64_t kScanWorkBase = 1 << 16;
+constexpr uint64_t kScanWorkPerKey = 16;
+
+// The first bucket at or after `b` that holds an item, using the occupancy
+// summary to skip empty blocks; clears the bit of a block it finds empty.
+// Returns false, with *b where it stopped, if the budget ran out first or no
+// bucket is left (*b == nbuckets).
+bool NextNonEmptyBucket(ShardHeader* s, uint32_t* b, uint64_t* budget) {
+  const uint64_t nb = s->nbuckets;
+  const uint32_t* buckets = Buckets(s);
+  uint64_t* occ = Occ(s);
+  uint64_t i = *b;
+  while (i<nb&& * budget> 0) {
+    uint64_t block = i / kBlockBuckets;
+    const uint64_t bits = occ[block / 64] >> (block % 64);
+    --*budget;
+    if (bits == 0) {  // no marked block left in this word
+      i = (block / 64 + 1) * 64 * kBlockBuckets;
+      continue;
+    }
+    block += static_cast<uint64_t>(__builtin_ctzll(bits));
+    const uint64_t start = block * kBlockBuckets;
+    const uint64_t first = std::max(i, start), end = std::min(nb, start + kBlockBuckets);
+    for (uint64_t j = first; j < end; ++j) {
+      if (buckets[j]) {
+        *budget -= std::min(*budget, j - first);
+        *b = static_cast<uint32_t>(j);
+        return true;
+      }
+    }
+    *budget -= std::min(*budget, end - first);
+    if (first == start) occ[block / 64] &= ~(uint64_t{1} << (block % 64));  // stale: clear
+    i = end;
+  }
+  *b = static_cast<uint32_t>(std::min(i, nb));
+  return false;
+}
+
+}  // namespace
+
 uint64_t Store::Scan(uint64_t cursor, size_t count, uint64_t now_ms, std::vector<std::string>* keys,
                      uint64_t max_bytes, std::vector<uint64_t>* resume) {
   const StoreHeader* h = Hdr(this);
@@ -579,29 +636,38 @@ uint64_t Store::Scan(uint64_t cursor, size_t count, uint64_t now_ms, std::vector
     if (bucket + 1 < nbuckets) return (uint64_t{shard} << 32) | (bucket + 1);
     return shard + 1 < h->shard_count ? uint64_t{shard + 1} << 32 : 0;
   };
-  size_t visited = 0, want = std::max<size_t>(count, 1);
+  const size_t want = std::max<size_t>(count, 1);
+  uint64_t budget = kScanWorkBase + kScanWorkPerKey * std::min<uint64_t>(want, 1u << 24);
+  size_t got = 0;
   uint64_t bytes = 0;
-  while (visited < want) {
+  for (;;) {
     ShardHeader* s = Sh(this, si);
     {
       ShardLock lk(h, s);
-      if (b >= s->nbuckets) b = s->nbuckets;
-      for (; b < s->nbuckets && visited < want; ++b, ++visited) {
+      const uint32_t nb = s->nbuckets;
+      --budget;
+      if (s->keys == 0 || b >= nb) b = nb;  // an empty shard costs one unit
+      while (b < nb) {
+        if (!NextNonEmptyBucket(s, &b, &budget)) break;
         for (uint32_t o = Buckets(s)[b]; o; o = It(s, o)->hnext) {
           Item* it = It(s, o);
+          budget -= std::min<uint64_t>(budget, 1);
           if (Expired(it, now_ms)) continue;
           keys->emplace_back(it->key(), it->key_len);
           bytes += it->key_len;
+          ++got;
         }
-        if (resume) resume->resize(keys->size(), after(si, b, s->nbuckets));
-        if (bytes > max_bytes) return after(si, b, s->nbuckets);
+        const uint64_t next = after(si, b, nb);
+        if (resume) resume->resize(keys->size(), next);
+        if (got >= want || bytes > max_bytes || budget == 0) return next;
+        ++b;
       }
-      if (b < s->nbuckets) break;
+      if (b < nb) return (uint64_t{si} << 32) | b;  // the budget ran out inside this shard
     }
     if (++si >= h->shard_count) return 0;
     b = 0;
+    if (budget == 0) return uint64_t{si} << 32;
   }
-  return (uint64_t{si} << 32) | b;
 }
 
 namespace {
@@ -652,6 +718,7 @@ uint64_t Store::FlushAll() {
     s->bump = s->arena_begin;  // commit: every chunk is gone
     PF_KV_CRASH(FlushBump);
     std::memset(Buckets(s), 0, size_t{s->nbuckets} * 4);
+    std::memset(Occ(s), 0, OccWords(s->nbuckets) * 8);
     PF_KV_CRASH(FlushClear);
     s->lru_head = s->lru_tail = 0;
     for (uint32_t c = 0; c < kMaxClasses; ++c) s->free_head[c] = s->free_count[c] = 0;
