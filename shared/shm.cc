@@ -3,6 +3,7 @@
 #include "shared/shm.h"
 
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include <cstdio>
@@ -29,11 +30,39 @@ void AddInto(ProcCounters* to, const ProcCounters& from) {
   to->closed_output_limit.Add(from.closed_output_limit.Get());
   to->closed_clients_memory.Add(from.closed_clients_memory.Get());
   for (uint32_t i = 0; i < kRefusalCount; i++) to->refused[i].Add(from.refused[i].Get());
+  to->cpu_user_us.Add(from.cpu_user_us.Get());
+  to->cpu_sys_us.Add(from.cpu_sys_us.Get());
+}
+
+// 20 random bytes as 40 hex digits (Redis' getRandomHexChars).
+void RandomHex40(char* out) {
+  unsigned char raw[20] = {};
+  size_t got = 0;
+  while (got < sizeof raw) {
+    const ssize_t n = getrandom(raw + got, sizeof raw - got, 0);
+    if (n <= 0) {
+      // No entropy source (a very old kernel): time and address bits still
+      // make two runs differ, which is all a run id promises.
+      uint64_t x = WallMs() ^ reinterpret_cast<uintptr_t>(out) ^ (MonoMs() << 20);
+      for (size_t i = got; i < sizeof raw;
+           i++, x = x * 6364136223846793005ull + 1442695040888963407ull)
+        raw[i] = static_cast<unsigned char>(x >> 56);
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (size_t i = 0; i < sizeof raw; i++) {
+    out[2 * i] = kHex[raw[i] >> 4];
+    out[2 * i + 1] = kHex[raw[i] & 15];
+  }
+  out[40] = '\0';
 }
 
 constexpr uint64_t kProcsOff = AlignUp(sizeof(ShmHeader), 4096);
 constexpr uint64_t kBusOff = AlignUp(kProcsOff + sizeof(ProcCounters) * kMaxProcSlots, 4096);
-constexpr uint64_t kStatsBytes = AlignUp(sizeof(CmdStatsRow) * (kMaxProcSlots + 1), 4096);
+constexpr uint64_t kStatsRowsBytes = sizeof(CmdStatsRow) * (kMaxProcSlots + 1);
+constexpr uint64_t kStatsBytes = AlignUp(kStatsRowsBytes + sizeof(StatsShared), 4096);
 
 }  // namespace
 
@@ -47,6 +76,32 @@ void AddInto(CmdStatsRow* to, const CmdStatsRow& from) {
     t.rejected.Add(f.rejected.Get());
     t.failed.Add(f.failed.Get());
   }
+  for (uint32_t i = 0; i <= kMaxErrorStats; i++) to->errors[i].Add(from.errors[i].Get());
+}
+
+uint32_t ErrorStatIndex(ErrorNames* t, std::string_view prefix) {
+  if (prefix.empty() || prefix.size() > kMaxErrorNameBytes) return kErrorStatOther;
+  for (uint32_t i = 0; i < kMaxErrorStats; i++) {
+    ErrorName& e = t->e[i];
+    uint32_t st = e.state.load(std::memory_order_acquire);
+    if (st == 0) {
+      if (!e.state.compare_exchange_strong(st, 1, std::memory_order_acq_rel)) {
+        if (st != 2) continue;  // another process is naming it
+      } else {
+        std::memset(e.name, 0, sizeof e.name);
+        std::memcpy(e.name, prefix.data(), prefix.size());
+        e.state.store(2, std::memory_order_release);
+        return i;
+      }
+    }
+    if (st == 2 && std::string_view(e.name, strnlen(e.name, sizeof e.name)) == prefix) return i;
+  }
+  return kErrorStatOther;
+}
+
+StatsShared* Segment::stats_shared() const {
+  return reinterpret_cast<StatsShared*>(static_cast<char*>(base_) + header()->stats_offset +
+                                        kStatsRowsBytes);
 }
 
 CmdStatsRow* Segment::cmd_stats(uint32_t i) const {
@@ -94,8 +149,11 @@ Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
   h->stats_offset = stats_off;
   h->limiter_offset = limiter_off;
   h->master_started_ms = WallMs();
+  RandomHex40(h->run_id);
+  RandomHex40(h->replid);
   s.procs_ = reinterpret_cast<ProcCounters*>(static_cast<char*>(p) + procs_off);
   for (uint32_t i = 0; i < kMaxProcSlots; i++) new (s.procs_ + i) ProcCounters();
+  new (s.stats_shared()) StatsShared();
   limit::Format(static_cast<char*>(p) + limiter_off);
   return s;
 }

@@ -7,13 +7,16 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <type_traits>
 
 namespace pf {
 
 constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endian
-constexpr uint32_t kShmLayoutVersion = 5;  // 4: per-command statistics rows; 5: the limiter table
-constexpr uint32_t kMaxProcSlots = 1024;   // live + draining worker processes at once
+// 4: per-command statistics rows; 5: the limiter table; 6: error statistics,
+// the CONFIG RESETSTAT baseline, run id, CPU time per process
+constexpr uint32_t kShmLayoutVersion = 6;
+constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
 
 // A counter with one writer (its process) and many readers: increments are a
 // relaxed load + store (no lock prefix); readers load relaxed.
@@ -71,6 +74,9 @@ struct alignas(64) ProcCounters {
   Counter closed_output_limit;    // normal clients past limits.client_output_*
   Counter closed_clients_memory;  // the biggest clients, past limits.clients_memory
   Counter refused[kRefusalCount];
+  // CPU time of the process (getrusage), republished by its own timer: INFO
+  // cpu sums them, and reaped processes' stay in `retired`.
+  Counter cpu_user_us, cpu_sys_us;
 };
 static_assert(std::is_standard_layout_v<ProcCounters>);
 
@@ -79,6 +85,14 @@ static_assert(std::is_standard_layout_v<ProcCounters>);
 // row. They live after the segment's configured size, in pages only touched
 // for processes that run commands, so they take nothing from the store.
 constexpr uint32_t kMaxCommandStats = 512;
+// Error replies by prefix (INFO errorstats): the first word of the error,
+// as Redis' afterErrorReply takes it ("ERR", "WRONGTYPE", "NOAUTH"). Names
+// live in one table (ErrorNames) every process shares; each process counts
+// into its own row. Prefixes past kMaxErrorStats are counted in the last
+// bucket, kErrorStatOther.
+constexpr uint32_t kMaxErrorStats = 64;
+constexpr uint32_t kErrorStatOther = kMaxErrorStats;
+constexpr size_t kMaxErrorNameBytes = 31;  // Redis looks for the space in the first 32 bytes
 struct CmdStat {
   Counter calls;     // the handler ran
   Counter ticks;     // time in the handler, in Ticks() (shared/util/clock.h)
@@ -87,9 +101,44 @@ struct CmdStat {
 };
 struct alignas(64) CmdStatsRow {
   CmdStat cmd[kMaxCommandStats];
+  Counter errors[kMaxErrorStats + 1];  // by ErrorNames index; [kErrorStatOther]: the rest
 };
 static_assert(std::is_standard_layout_v<CmdStatsRow>);
 void AddInto(CmdStatsRow* to, const CmdStatsRow& from);
+
+// The error prefixes seen so far. An entry is claimed with a CAS (0 -> 1),
+// named, then published (2); it is never freed. Lock-free, so a process that
+// dies while naming leaves one entry unused and nothing stuck. Two processes
+// naming one new prefix at once may get two entries: readers add entries of
+// one name together.
+struct ErrorName {
+  std::atomic<uint32_t> state{0};  // 0 free, 1 being named, 2 named
+  char name[kMaxErrorNameBytes + 1];
+};
+struct ErrorNames {
+  ErrorName e[kMaxErrorStats];
+};
+// The index `prefix` counts under: its entry, a new one, or kErrorStatOther
+// when the table is full (or the prefix empty).
+uint32_t ErrorStatIndex(ErrorNames* t, std::string_view prefix);
+
+// What CONFIG RESETSTAT leaves behind. Counters have one writer each (their
+// process), so no other process may zero them; RESETSTAT records the sums
+// as they were instead, and INFO shows the sums minus this baseline (never
+// below 0). Each figure is one atomic: a concurrent INFO or RESETSTAT can
+// only see some figures old and some new, never a torn one; no lock, so a
+// process dying here blocks nobody.
+struct StatsBaseline {
+  std::atomic<uint64_t> conns_total{0}, conns_rejected{0}, bytes_in{0}, bytes_out{0};
+  std::atomic<uint64_t> expired{0}, evicted{0}, hits{0}, misses{0};
+  std::atomic<uint64_t> evicted_clients{0}, forks{0};
+};
+struct alignas(64) StatsShared {
+  ErrorNames error_names;
+  StatsBaseline base;
+  CmdStatsRow base_cmds;  // calls, ticks, rejected, failed and errors at the last RESETSTAT
+};
+static_assert(std::is_standard_layout_v<StatsShared>);
 
 // Persistence state every process sees (shared/persist/persist.h). The master and
 // its snapshot child write the snapshot fields; workers the log fields.
@@ -129,9 +178,14 @@ struct alignas(64) ShmHeader {
   uint64_t total_size;
   uint64_t bus_offset, bus_size;
   uint64_t kv_offset, kv_size;
-  uint64_t stats_offset;    // kMaxProcSlots + 1 CmdStatsRow (the last: reaped processes)
+  uint64_t stats_offset;    // kMaxProcSlots + 1 CmdStatsRow (the last: reaped processes),
+                            // then StatsShared
   uint64_t limiter_offset;  // limit::TableBytes() after the statistics rows (shared/limiter.h)
   uint64_t master_started_ms;
+  // Random per master run, kept across reloads (INFO run_id, master_replid):
+  // 40 hex digits and a NUL.
+  char run_id[41];
+  char replid[41];
   std::atomic<uint64_t> reloads{0};
   std::atomic<int64_t> conns_active_total{
       0};                                    // all workers; the master corrects it for dead workers
@@ -166,6 +220,8 @@ class Segment {
   CmdStatsRow* cmd_stats(uint32_t i) const;
   // Every live process' row plus the reaped ones', added into *out.
   void SumCommandStats(CmdStatsRow* out) const;
+  // Error prefixes and the CONFIG RESETSTAT baseline (after the rows).
+  StatsShared* stats_shared() const;
   void* kv_base() const { return static_cast<char*>(base_) + header()->kv_offset; }
   void* bus_base() const { return static_cast<char*>(base_) + header()->bus_offset; }
   void* limiter_base() const { return static_cast<char*>(base_) + header()->limiter_offset; }

@@ -1,20 +1,31 @@
 // worker/cmd_env.cc: the command table's environment in a worker (cmd_env.h).
 #include "worker/cmd_env.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include "shared/util/clock.h"
 #include "shared/util/net.h"
 #include "worker/connection.h"
+#include "worker/pubsub.h"
 #include "worker/security.h"
 #include "worker/worker.h"
 
 namespace pf {
 namespace {
 
+uint64_t RusageUs(const timeval& tv) {
+  return static_cast<uint64_t>(tv.tv_sec) * 1000000 + static_cast<uint64_t>(tv.tv_usec);
+}
+
 // INFO / HELLO numbers: this worker's identity plus the sums over every
 // worker's counter slot in the shared segment (computed only when asked).
 // total_commands_processed is INFO's own sum of the command statistics.
+// With si->detail (INFO), also what costs more: pub/sub counts (the bus
+// table's lock), CPU time and the list of worker processes.
 void FillServerInfo(const WorkerContext& w, uint16_t port, ServerInfo* si) {
 #ifdef PREFORKD_VERSION
   si->version = PREFORKD_VERSION;
@@ -31,10 +42,44 @@ void FillServerInfo(const WorkerContext& w, uint16_t port, ServerInfo* si) {
   si->rejected_connections = t.conns_rejected.Get();
   si->total_net_input_bytes = t.bytes_in.Get();
   si->total_net_output_bytes = t.bytes_out.Get();
+  si->evicted_clients = t.closed_clients_memory.Get();
   const ShmHeader* h = w.segment->header();
   const uint64_t now = WallMs();
   si->uptime_s = now > h->master_started_ms ? (now - h->master_started_ms) / 1000 : 0;
   si->reloads = h->reloads.load(std::memory_order_relaxed);
+  si->run_id.assign(h->run_id, strnlen(h->run_id, sizeof h->run_id));
+  si->replid.assign(h->replid, strnlen(h->replid, sizeof h->replid));
+  if (!si->detail) return;
+  if (w.pubsub) {
+    si->pubsub_channels = static_cast<int64_t>(w.pubsub->bus().Channels("").size());
+    si->pubsub_patterns = w.pubsub->bus().NumPat();
+  }
+  if (w.counters) {
+    // The others' figures are as of their last sweep; ours is fresh.
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    si->cpu_user_us = t.cpu_user_us.Get() - w.counters->cpu_user_us.Get() + RusageUs(ru.ru_utime);
+    si->cpu_sys_us = t.cpu_sys_us.Get() - w.counters->cpu_sys_us.Get() + RusageUs(ru.ru_stime);
+    si->cpu_summed = true;
+  }
+  for (uint32_t i = 0; i < kMaxProcSlots; i++) {
+    const ProcCounters* p = w.segment->proc(i);
+    const int32_t pid = p->pid.load(std::memory_order_acquire);
+    if (pid <= 0) continue;
+    ServerInfo::Worker wk;
+    wk.slot = p->worker_slot.load(std::memory_order_relaxed);
+    wk.pid = pid;
+    wk.generation = p->generation.load(std::memory_order_relaxed);
+    wk.connections = p->conns_active.Get();
+    wk.connections_total = p->conns_total.Get();
+    const CmdStatsRow* row = w.segment->cmd_stats(i);
+    for (uint32_t c = 0; c < kMaxCommandStats; c++) wk.commands += row->cmd[c].calls.Get();
+    si->worker_list.push_back(wk);
+  }
+  std::sort(si->worker_list.begin(), si->worker_list.end(),
+            [](const ServerInfo::Worker& a, const ServerInfo::Worker& b) {
+              return a.slot != b.slot ? a.slot < b.slot : a.generation < b.generation;
+            });
 }
 
 }  // namespace
@@ -49,6 +94,7 @@ CommandEnv MakeCommandEnv(WorkerContext& w, const ListenerConf& l, ProtoIndex pr
   env.cmd_stats = w.cmd_stats;
   env.heartbeat_ms = w.counters ? &w.counters->heartbeat_ms : nullptr;
   env.segment = w.segment && w.segment->valid() ? w.segment : nullptr;
+  env.stats = env.segment ? env.segment->stats_shared() : nullptr;
   env.auth_throttled = [wp = &w](std::string_view peer) {
     return AuthThrottled(*wp, IpAddr::FromPeer(peer));
   };

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +86,18 @@ void WorkerContext::WritePending() {
 }
 
 namespace {
+
+// This process' CPU time into its counter slot, for INFO cpu's sum over
+// every worker (the master folds it into `retired` when it reaps us).
+void PublishCpuTime(ProcCounters* pc) {
+  struct rusage ru;
+  if (!pc || getrusage(RUSAGE_SELF, &ru) != 0) return;
+  const auto us = [](const timeval& tv) {
+    return static_cast<uint64_t>(tv.tv_sec) * 1000000 + static_cast<uint64_t>(tv.tv_usec);
+  };
+  pc->cpu_user_us.v.store(us(ru.ru_utime), std::memory_order_relaxed);
+  pc->cpu_sys_us.v.store(us(ru.ru_stime), std::memory_order_relaxed);
+}
 
 SessionFactory FactoryFor(Protocol p) {
   switch (p) {
@@ -462,6 +475,7 @@ class Worker {
     auto& ctx = ctx_;
     const uint64_t now = MonoMs();
     ctx.counters->heartbeat_ms.store(now, std::memory_order_relaxed);
+    PublishCpuTime(ctx.counters);
     if (ctx.draining && now >= w->drain_deadline_ms_) {
       EndDrain();
       return;

@@ -30,6 +30,7 @@ namespace pf {
 // What INFO (and HELLO/CLIENT) need that only the worker knows; the worker
 // fills it from the shared counters when asked (CommandEnv::server_info).
 struct ServerInfo {
+  bool detail = false;  // in: INFO asks for the costlier fields below (pub/sub, CPU, workers)
   std::string version;  // preforkd version
   int64_t pid = 0;
   uint16_t tcp_port = 0;  // the RESP listener's port
@@ -43,6 +44,21 @@ struct ServerInfo {
   uint64_t total_net_input_bytes = 0;
   uint64_t total_net_output_bytes = 0;
   uint64_t reloads = 0;
+  std::string run_id;            // 40 hex digits, one per master run (all workers); "" = none known
+  std::string replid;            // master_replid, likewise
+  uint64_t evicted_clients = 0;  // closed past limits.clients_memory
+  int64_t pubsub_channels = -1;  // over all workers; -1 = unknown (no bus)
+  int64_t pubsub_patterns = -1;
+  uint64_t cpu_user_us = 0, cpu_sys_us = 0;  // every worker process, live and reaped
+  bool cpu_summed = false;                   // false: the fields above are unknown
+  // One line each of INFO's preforkd section: the live worker processes.
+  struct Worker {
+    int slot = -1;
+    int64_t pid = 0;
+    uint32_t generation = 0;
+    uint64_t connections = 0, connections_total = 0, commands = 0;
+  };
+  std::vector<Worker> worker_list;
 };
 
 // What a connection that can subscribe offers the pub/sub commands. The
@@ -111,6 +127,10 @@ struct CommandEnv {
   // segment whose rows INFO sums over every process. Both optional.
   CmdStatsRow* cmd_stats = nullptr;
   const Segment* segment = nullptr;
+  // Error prefixes (INFO errorstats) and the CONFIG RESETSTAT baseline; the
+  // segment's in a worker. Null: errors are not counted by prefix and
+  // RESETSTAT has nothing to reset.
+  StatsShared* stats = nullptr;
   // Persistence (null when off): INFO persistence, SAVE/BGSAVE/LASTSAVE, and
   // MISCONF for writes while this worker's log cannot be written.
   PersistShared* persist = nullptr;

@@ -1,7 +1,8 @@
 // shared/cmd/dispatch.cc: the one dispatcher. Every protocol's argv comes
 // through Dispatch(), which applies the table's rules in Redis' order
 // (server.c processCommand: existence, arity, authentication, persistence
-// errors, the pub/sub context), then runs the handler and counts it.
+// errors, the pub/sub context), then runs the handler and counts it, and
+// every error reply by its prefix (INFO commandstats, errorstats).
 #include <exception>
 
 #include "shared/cmd/internal.h"
@@ -16,14 +17,25 @@ bool ArityOk(const CommandSpec& s, size_t argc) {
                       : argc >= static_cast<size_t>(-s.arity);
 }
 
-// Forwards a handler's reply and notes whether it answered an error (the
-// failed_calls of INFO commandstats).
-class FailureNotingWriter final : public ReplyWriter {
+// The first word of an error reply, as Redis' afterErrorReply takes it: up
+// to the first space within 32 bytes, else "ERR".
+std::string_view ErrorPrefix(std::string_view text) {
+  const size_t sp = text.substr(0, kMaxErrorNameBytes + 1).find(' ');
+  return sp == std::string_view::npos || sp == 0 ? std::string_view("ERR") : text.substr(0, sp);
+}
+
+// Forwards every reply of one command and counts its errors: by prefix (INFO
+// errorstats), and whether the handler answered one (failed_calls of INFO
+// commandstats) or the store refused a write for memory.
+class CountingWriter final : public ReplyWriter {
  public:
-  explicit FailureNotingWriter(ReplyWriter& w) : w_(w) {}
+  CountingWriter(ReplyWriter& w, const CommandEnv& env) : w_(w), env_(env) {}
   void Status(std::string_view s) override { w_.Status(s); }
   void Error(ErrCode code, std::string_view text) override {
-    failed = true;
+    errors++;
+    if (code == ErrCode::kOom) oom = true;
+    if (env_.cmd_stats && env_.stats)
+      env_.cmd_stats->errors[ErrorStatIndex(&env_.stats->error_names, ErrorPrefix(text))].Add(1);
     w_.Error(code, text);
   }
   void Integer(int64_t v) override { w_.Integer(v); }
@@ -32,10 +44,12 @@ class FailureNotingWriter final : public ReplyWriter {
   void Nil() override { w_.Nil(); }
   void NilArray() override { w_.NilArray(); }
   void ArrayBegin(size_t n) override { w_.ArrayBegin(n); }
-  bool failed = false;
+  uint32_t errors = 0;
+  bool oom = false;
 
  private:
   ReplyWriter& w_;
+  const CommandEnv& env_;
 };
 
 void Reject(const CommandEnv& env, const CommandSpec& spec) {
@@ -56,13 +70,17 @@ void ReplyNotInPubSubContext(ReplyWriter& out, const CommandSpec& spec) {
 void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std::string_view> argv,
               ReplyWriter& out, uint64_t now_ms) {
   if (argv.empty()) return;  // the protocol skips empty commands, as Redis does
+  CountingWriter w(out, env);
   const CommandSpec* spec = LookupCommand(argv[0]);
-  if (!spec) return ReplyUnknownCommand(out, argv);
-  FailureNotingWriter w(out);
+  if (!spec) return ReplyUnknownCommand(w, argv);
   CommandCtx c{env, session, argv, w, now_ms, spec};
   if (!spec->subcommands.empty() && argv.size() >= 2) {
     const CommandSpec* sub = LookupSubcommand(*spec, argv[1]);
-    if (!sub) return ReplyUnknownSubcommand(out, argv[0], argv[1]);
+    if (!sub) {
+      // Redis has no command to charge this to; the container row is ours.
+      Reject(env, *spec);
+      return ReplyUnknownSubcommand(w, argv[0], argv[1]);
+    }
     spec = c.cmd = sub;
   }
   if (!ArityOk(*spec, argv.size()) || !spec->proc) {
@@ -71,18 +89,18 @@ void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std
   }
   if (AuthRequired(env, session) && !(spec->flags & kCmdNoAuth)) {
     Reject(env, *spec);
-    return out.Error(ErrCode::kNoAuth, errtext::kNoAuth);
+    return w.Error(ErrCode::kNoAuth, errtext::kNoAuth);
   }
   if ((spec->flags & kCmdWrite) && env.log && env.log->failing()) {
     Reject(env, *spec);
-    return out.Error(ErrCode::kMisconf,
-                     "MISCONF Errors writing to the append-only log: " + env.log->error() +
-                         ". Writes are refused until it is fixed (see INFO persistence)");
+    return w.Error(ErrCode::kMisconf,
+                   "MISCONF Errors writing to the append-only log: " + env.log->error() +
+                       ". Writes are refused until it is fixed (see INFO persistence)");
   }
   if (session.resp2 && session.pubsub && session.pubsub->subscription_count() > 0 &&
       !(spec->flags & kCmdSubscribed)) {
     Reject(env, *spec);
-    return ReplyNotInPubSubContext(out, *spec);
+    return ReplyNotInPubSubContext(w, *spec);
   }
 
   session.commands++;
@@ -99,10 +117,17 @@ void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std
   }
   if (env.cmd_stats) {
     CmdStat& st = env.cmd_stats->cmd[CommandIndex(*spec)];
-    st.calls.Add(1);
-    const uint64_t t1 = Ticks();
-    st.ticks.Add(t1 > t0 ? t1 - t0 : 0);  // a TSC that is not in step across CPUs can go back
-    if (w.failed) st.failed.Add(1);
+    if (w.oom && w.errors == 1 && (spec->flags & kCmdDenyOom)) {
+      // Redis refuses a deny-oom command before running it; here the store
+      // refuses the write, with nothing written: the same outcome, counted
+      // the same way (rejected_calls, not calls).
+      st.rejected.Add(1);
+    } else {
+      st.calls.Add(1);
+      const uint64_t t1 = Ticks();
+      st.ticks.Add(t1 > t0 ? t1 - t0 : 0);  // a TSC that is not in step across CPUs can go back
+      if (w.errors) st.failed.Add(1);
+    }
   }
   ReleaseScratch();  // the reply is written: its buffers are no longer needed
 }

@@ -149,8 +149,9 @@ bool ValidClientName(std::string_view n) {
   return true;
 }
 
-ServerInfo GetServerInfo(const CommandEnv& env) {
+ServerInfo GetServerInfo(const CommandEnv& env, bool detail) {
   ServerInfo si;
+  si.detail = detail;
   if (env.server_info) env.server_info(&si);
   if (si.pid == 0) si.pid = getpid();
   if (si.version.empty()) {

@@ -77,7 +77,8 @@ void ReplyHelp(CommandCtx& c, std::string_view container,
 bool AuthRequired(const CommandEnv& env, const ClientSession& s);
 // networking.c clientSetName: printable ASCII, no spaces.
 bool ValidClientName(std::string_view n);
-ServerInfo GetServerInfo(const CommandEnv& env);
+// `detail`: INFO's costlier fields too (ServerInfo::detail).
+ServerInfo GetServerInfo(const CommandEnv& env, bool detail = false);
 // The expire argument of SET/SETEX/PSETEX to absolute unix ms
 // (t_string.c getExpireMillisecondsOrReply). False after replying.
 bool ExpireArgToAbsMs(CommandCtx& c, std::string_view arg, bool seconds, bool relative,
@@ -156,6 +157,7 @@ void CmdLastsave(CommandCtx& c);
 void CmdSave(CommandCtx& c);
 
 // info.cc
+void CmdConfigResetstat(CommandCtx& c);
 void CmdInfo(CommandCtx& c);
 
 // server.cc

@@ -77,7 +77,8 @@ void CmdConfigHelp(CommandCtx& c) {
   ReplyHelp(
       c, "CONFIG",
       {"GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
-       "SET <directive> <value>", "    Not supported: edit the config file and reload."});
+       "RESETSTAT", "    Reset statistics reported by the INFO command.", "SET <directive> <value>",
+       "    Not supported: edit the config file and reload."});
 }
 
 void CmdTime(CommandCtx& c) {

@@ -32,6 +32,7 @@ constexpr CommandSpec kSubcommands[] = {
 
     {"config|get", -3, A | NS | L | ST, 0, 0, 0, CmdConfigGet, {}},
     {"config|help", 2, L | ST, 0, 0, 0, CmdConfigHelp, {}},
+    {"config|resetstat", 2, A | NS | L | ST, 0, 0, 0, CmdConfigResetstat, {}},
     {"config|set", -4, A | NS | L | ST, 0, 0, 0, CmdConfigSet, {}},
 
     {"pubsub|channels", -2, PS | L | ST, 0, 0, 0, CmdPubsubChannels, {}},

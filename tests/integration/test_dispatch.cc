@@ -2,11 +2,13 @@
 // seen from outside: HTTP /kv asks for kv.password as RESP and kv-json do
 // (curl with Basic and Bearer credentials), COMMAND lists the pub/sub
 // commands, and INFO commandstats counts each command once whatever protocol
-// ran it, over both workers.
+// ran it, over both workers; INFO as Redis 7.0 lays it out, read by
+// redis-cli, and CONFIG RESETSTAT.
 #include <gtest/gtest.h>
 
 #include <map>
 #include <regex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -217,6 +219,153 @@ TEST_F(DispatchTest, CommandStatsCountEachCommandOnceWhateverTheProtocol) {
     sum += std::atol((*it)[1].str().c_str());
   // The INFO that printed the total ran before the one that listed the calls.
   EXPECT_EQ(std::atol(m[1].str().c_str()) + 1, sum) << stats << again;
+}
+
+// "key:value" lines of an INFO reply.
+std::map<std::string, std::string> InfoFields(const std::string& info) {
+  std::map<std::string, std::string> f;
+  std::regex line(R"(([A-Za-z0-9_|]+):([^\r\n]*))");
+  for (auto it = std::sregex_iterator(info.begin(), info.end(), line); it != std::sregex_iterator();
+       ++it)
+    f[(*it)[1]] = (*it)[2];
+  return f;
+}
+
+// redis-cli, one connection per call: the kernel spreads them over the workers.
+std::string RedisCli(uint16_t port, const std::string& args) {
+  std::string out;
+  Sh("timeout 10 redis-cli -p " + std::to_string(port) + " " + args, &out);
+  return out;
+}
+
+TEST_F(DispatchTest, InfoIsRedis7sAndCountsEveryWorkerUntilResetstat) {
+  Start();
+  const uint16_t port = server_->Port("resp");
+  // 24 connections: both workers serve some (all on one: 2^-23).
+  for (int i = 0; i < 24; i++)
+    ASSERT_EQ(RedisCli(port, "SET k" + std::to_string(i) + " v"), "OK\n");
+  EXPECT_EQ(RedisCli(port, "GET"), "ERR wrong number of arguments for 'get' command\n\n");
+  EXPECT_EQ(RedisCli(port, "INCR k0"), "ERR value is not an integer or out of range\n\n");
+  EXPECT_NE(RedisCli(port, "CONFIG NOSUCH").find("ERR unknown subcommand"), std::string::npos);
+
+  const std::string info = RedisCli(port, "INFO everything");
+  auto f = InfoFields(info);
+  for (const char* name : {"redis_version",
+                           "redis_mode",
+                           "os",
+                           "arch_bits",
+                           "process_id",
+                           "run_id",
+                           "tcp_port",
+                           "uptime_in_seconds",
+                           "uptime_in_days",
+                           "hz",
+                           "executable",
+                           "config_file",
+                           "preforkd_version",
+                           "connected_clients",
+                           "blocked_clients",
+                           "tracking_clients",
+                           "maxclients",
+                           "used_memory",
+                           "used_memory_human",
+                           "maxmemory",
+                           "maxmemory_policy",
+                           "mem_fragmentation_ratio",
+                           "loading",
+                           "aof_enabled",
+                           "rdb_bgsave_in_progress",
+                           "total_connections_received",
+                           "total_commands_processed",
+                           "total_net_input_bytes",
+                           "total_net_output_bytes",
+                           "rejected_connections",
+                           "expired_keys",
+                           "evicted_keys",
+                           "keyspace_hits",
+                           "keyspace_misses",
+                           "pubsub_channels",
+                           "pubsub_patterns",
+                           "total_error_replies",
+                           "role",
+                           "connected_slaves",
+                           "master_failover_state",
+                           "master_replid",
+                           "master_replid2",
+                           "master_repl_offset",
+                           "second_repl_offset",
+                           "repl_backlog_active",
+                           "used_cpu_sys",
+                           "used_cpu_user",
+                           "cluster_enabled",
+                           "db0",
+                           "errorstat_ERR",
+                           "cmdstat_set",
+                           "worker0",
+                           "worker1"})
+    EXPECT_EQ(f.count(name), 1u) << name << "\n" << info;
+  for (const char* section : {"# Modules", "# Errorstats", "# Commandstats", "# Preforkd"})
+    EXPECT_NE(info.find(section), std::string::npos) << section;
+  EXPECT_EQ(f["redis_version"], "7.0.0");
+  EXPECT_EQ(f["cluster_enabled"], "0");
+  EXPECT_EQ(f["role"], "master");
+  EXPECT_EQ(f["master_replid2"], std::string(40, '0'));
+  EXPECT_TRUE(std::regex_match(f["run_id"], std::regex("[0-9a-f]{40}"))) << f["run_id"];
+  EXPECT_TRUE(std::regex_match(f["master_replid"], std::regex("[0-9a-f]{40}")));
+  EXPECT_EQ(f["tcp_port"], std::to_string(port));
+  EXPECT_EQ(f["db0"], "keys=24,expires=0,avg_ttl=0");
+  EXPECT_EQ(f["errorstat_ERR"], "count=3");
+  EXPECT_EQ(f["total_error_replies"], "3");
+  EXPECT_EQ(CmdStat(info, "set")["calls"], 24) << info;
+  EXPECT_EQ(CmdStat(info, "get")["rejected_calls"], 1) << info;
+  EXPECT_EQ(CmdStat(info, "incr")["failed_calls"], 1) << info;
+  EXPECT_EQ(CmdStat(info, "config")["rejected_calls"], 1) << info;
+  // Each worker served some of the SETs, and INFO's counts are their sum.
+  long worker_commands = 0;
+  for (const char* w : {"worker0", "worker1"}) {
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(f[w], m, std::regex(R"(slot=\d,pid=(\d+),.*,commands=(\d+))")))
+        << f[w];
+    EXPECT_GT(std::atol(m[2].str().c_str()), 0) << info;
+    worker_commands += std::atol(m[2].str().c_str());
+  }
+  // 24 SETs and the INCR ran; the refused GET and CONFIG did not (nor this INFO yet).
+  EXPECT_EQ(worker_commands, 25) << info;
+  EXPECT_GE(std::atol(f["total_connections_received"].c_str()), 28);
+
+  // The run id is the server's, not the worker's: the same from either worker.
+  std::set<std::string> run_ids, pids;
+  for (int i = 0; i < 12; i++) {
+    auto s = InfoFields(RedisCli(port, "INFO server"));
+    run_ids.insert(s["run_id"]);
+    pids.insert(s["process_id"]);
+  }
+  EXPECT_EQ(run_ids.size(), 1u);
+  EXPECT_EQ(pids.size(), 2u) << "both workers answered";
+
+  // Section selection as Redis 7: several names, unknown ones add nothing.
+  const std::string two = RedisCli(port, "INFO cluster clients");
+  EXPECT_NE(two.find("# Clients"), std::string::npos);
+  EXPECT_NE(two.find("# Cluster"), std::string::npos);
+  EXPECT_EQ(two.find("# Server"), std::string::npos);
+  EXPECT_EQ(RedisCli(port, "INFO nosuchsection"), "");  // an empty bulk
+  EXPECT_EQ(RedisCli(port, "INFO").find("# Commandstats"), std::string::npos);
+
+  // RESETSTAT clears the statistics over every worker, not the keys.
+  EXPECT_EQ(RedisCli(port, "CONFIG RESETSTAT"), "OK\n");
+  const std::string after = RedisCli(port, "INFO everything");
+  auto g = InfoFields(after);
+  EXPECT_EQ(g.count("errorstat_ERR"), 0u) << after;
+  EXPECT_EQ(g["total_error_replies"], "0");
+  EXPECT_TRUE(CmdStat(after, "set").empty()) << after;
+  EXPECT_TRUE(CmdStat(after, "get").empty()) << after;
+  EXPECT_EQ(CmdStat(after, "config|resetstat")["calls"], 1) << after;
+  EXPECT_LE(std::atol(g["total_connections_received"].c_str()), 2) << after;
+  EXPECT_EQ(g["db0"], "keys=24,expires=0,avg_ttl=0");
+  // ... and they count again from there.
+  EXPECT_EQ(RedisCli(port, "INCR k1"), "ERR value is not an integer or out of range\n\n");
+  auto h = InfoFields(RedisCli(port, "INFO errorstats"));
+  EXPECT_EQ(h["errorstat_ERR"], "count=1");
 }
 
 }  // namespace

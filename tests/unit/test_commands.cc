@@ -826,6 +826,109 @@ TEST_F(CommandsTest, InfoHasWhatClientsRead) {
   EXPECT_THAT(two, Not(HasSubstr("# Memory")));
 }
 
+// Redis 7.0's sections and the fields redis-py's fixtures and tools read.
+TEST_F(CommandsTest, InfoHasRedis7SectionsAndFields) {
+  const std::string r = Run({"INFO"});
+  for (const char* section :
+       {"# Server\r\n", "# Clients\r\n", "# Memory\r\n", "# Persistence\r\n", "# Stats\r\n",
+        "# Replication\r\n", "# CPU\r\n", "# Modules\r\n", "# Errorstats\r\n", "# Cluster\r\n",
+        "# Keyspace\r\n", "# Preforkd\r\n"})
+    EXPECT_THAT(r, HasSubstr(section));
+  for (const char* field : {"\r\nredis_mode:standalone\r\n",
+                            "\r\ncluster_enabled:0\r\n",
+                            "\r\nrole:master\r\n",
+                            "\r\nconnected_slaves:0\r\n",
+                            "\r\nmaster_failover_state:no-failover\r\n",
+                            "\r\nmaster_replid2:0000000000000000000000000000000000000000\r\n",
+                            "\r\nsecond_repl_offset:-1\r\n",
+                            "\r\nrepl_backlog_active:0\r\n",
+                            "\r\nblocked_clients:0\r\n",
+                            "\r\ntracking_clients:0\r\n",
+                            "\r\nloading:0\r\n",
+                            "\r\naof_enabled:0\r\n",
+                            "\r\nmaxmemory_policy:noeviction\r\n",
+                            "\r\nmem_fragmentation_ratio:",
+                            "\r\nused_cpu_sys:",
+                            "\r\nused_cpu_user:",
+                            "\r\nhz:",
+                            "\r\nexecutable:/",
+                            "\r\ntotal_error_replies:0\r\n",
+                            "\r\npubsub_channels:0\r\n",
+                            "\r\nrun_id:",
+                            "\r\nuptime_in_days:"})
+    EXPECT_THAT(r, HasSubstr(field));
+  EXPECT_THAT(r, Not(HasSubstr("# Commandstats")));  // "default" leaves it out, as Redis
+  EXPECT_THAT(Run({"INFO", "all"}), HasSubstr("# Commandstats"));
+  EXPECT_THAT(Run({"INFO", "everything"}), HasSubstr("# Commandstats"));
+  EXPECT_THAT(Run({"INFO", "default"}), Not(HasSubstr("# Commandstats")));
+  EXPECT_EQ(Run({"INFO", "modules"}), "$11\r\n# Modules\r\n\r\n");
+  EXPECT_EQ(Run({"INFO", "cluster"}), "$30\r\n# Cluster\r\ncluster_enabled:0\r\n\r\n");
+  const std::string two = Run({"INFO", "cluster", "nosuch", "REPLICATION"});
+  EXPECT_THAT(two, HasSubstr("# Replication\r\nrole:master\r\n"));
+  EXPECT_THAT(two, HasSubstr("\r\n\r\n# Cluster\r\n"));  // Redis' order, not the asked one
+}
+
+class CommandStatsTest : public CommandsTest {
+ protected:
+  void SetUp() override {
+    CommandsTest::SetUp();
+    env_.cmd_stats = &row_;
+    env_.stats = &shared_;
+  }
+  CmdStatsRow row_;
+  StatsShared shared_;
+};
+
+TEST_F(CommandStatsTest, RejectedFailedAndErrorStatsMoveAndResetstatClearsThem) {
+  EXPECT_EQ(Run({"SET", "s", "text"}), "+OK\r\n");
+  Run({"GET"});               // arity: rejected
+  Run({"CONFIG", "NOSUCH"});  // unknown subcommand: rejected, on the container
+  Run({"INCR", "s"});         // ran and failed
+  Run({"NOSUCHCOMMAND"});     // no command to charge, but an ERR all the same
+  std::string info = Run({"INFO", "commandstats"});
+  EXPECT_THAT(info, HasSubstr("cmdstat_get:calls=0,usec=0,usec_per_call=0.00,rejected_calls=1,"
+                              "failed_calls=0\r\n"));
+  EXPECT_THAT(info, HasSubstr(",rejected_calls=1,failed_calls=0\r\n"));
+  EXPECT_THAT(info, HasSubstr("cmdstat_config:calls=0,"));
+  EXPECT_THAT(info, HasSubstr("cmdstat_incr:calls=1,"));
+  EXPECT_THAT(info, HasSubstr(",rejected_calls=0,failed_calls=1\r\n"));
+  EXPECT_THAT(Run({"INFO", "errorstats"}), HasSubstr("# Errorstats\r\nerrorstat_ERR:count=4\r\n"));
+  EXPECT_THAT(Run({"INFO", "stats"}), HasSubstr("\r\ntotal_error_replies:4\r\n"));
+
+  // NOAUTH is its own prefix, and refused before running.
+  config_.kv.password = "pw";
+  EXPECT_EQ(Run({"GET", "s"}), "-NOAUTH Authentication required.\r\n");
+  EXPECT_THAT(Run({"AUTH", "pw"}), "+OK\r\n");
+  EXPECT_THAT(Run({"INFO", "errorstats"}),
+              HasSubstr("errorstat_ERR:count=4\r\nerrorstat_NOAUTH:count=1\r\n"));
+  EXPECT_THAT(Run({"INFO", "commandstats"}),
+              HasSubstr("cmdstat_get:calls=0,usec=0,usec_per_call=0.00,"
+                        "rejected_calls=2,failed_calls=0\r\n"));
+
+  EXPECT_EQ(Run({"CONFIG", "RESETSTAT"}), "+OK\r\n");
+  info = Run({"INFO", "all"});
+  EXPECT_THAT(info, Not(HasSubstr("cmdstat_get:")));
+  EXPECT_THAT(info, Not(HasSubstr("cmdstat_incr:")));
+  EXPECT_THAT(info, Not(HasSubstr("errorstat_")));
+  EXPECT_THAT(info, HasSubstr("\r\ntotal_error_replies:0\r\n"));
+  // RESETSTAT itself ran after the reset, as in Redis.
+  EXPECT_THAT(info, HasSubstr("cmdstat_config|resetstat:calls=1,"));
+  Run({"INCR", "s"});
+  EXPECT_THAT(Run({"INFO", "errorstats"}), HasSubstr("# Errorstats\r\nerrorstat_ERR:count=1\r\n"));
+}
+
+TEST(ErrorStatTable, NamesOnceAndOverflowsIntoOther) {
+  ErrorNames t;
+  const uint32_t err = ErrorStatIndex(&t, "ERR");
+  EXPECT_EQ(ErrorStatIndex(&t, "ERR"), err);
+  EXPECT_NE(ErrorStatIndex(&t, "WRONGTYPE"), err);
+  EXPECT_EQ(ErrorStatIndex(&t, ""), kErrorStatOther);
+  EXPECT_EQ(ErrorStatIndex(&t, std::string(kMaxErrorNameBytes + 1, 'X')), kErrorStatOther);
+  for (uint32_t i = 0; i < kMaxErrorStats; i++) ErrorStatIndex(&t, "E" + std::to_string(i));
+  EXPECT_EQ(ErrorStatIndex(&t, "ONEMORE"), kErrorStatOther);
+  EXPECT_EQ(ErrorStatIndex(&t, "ERR"), err);  // names already there still count by name
+}
+
 TEST_F(CommandsTest, ConfigGetForBenchmarksAndClients) {
   EXPECT_EQ(Run({"CONFIG", "GET", "save"}), "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
   EXPECT_EQ(Run({"CONFIG", "GET", "appendonly"}), "*2\r\n$10\r\nappendonly\r\n$2\r\nno\r\n");
