@@ -262,6 +262,9 @@ void CmdInfo(CommandCtx& c) {
 #endif
     ib.I("process_id", si.pid);
     ib.S("run_id", si.run_id);
+    // preforkd's, kept here where tools have always read them.
+    ib.I("worker_slot", si.worker_slot);
+    ib.U("workers", si.workers);
     ib.U("tcp_port", si.tcp_port);
     ib.U("server_time_usec", c.now_ms * 1000);
     ib.U("uptime_in_seconds", si.uptime_s);
@@ -273,6 +276,7 @@ void CmdInfo(CommandCtx& c) {
     ib.S("executable", Executable());
     ib.S("config_file", cfg ? cfg->path : "");
     ib.U("io_threads_active", 0);
+    ib.U("reloads", si.reloads);
   }
   if (want & kClients) {
     ib.Section("Clients");
@@ -460,9 +464,6 @@ void CmdInfo(CommandCtx& c) {
   }
   if (want & kPreforkd) {
     ib.Section("Preforkd");
-    ib.U("workers", si.workers);
-    ib.I("worker_slot", si.worker_slot);
-    ib.U("reloads", si.reloads);
     ib.U("worker_processes", si.worker_list.size());
     size_t n = 0;
     for (const ServerInfo::Worker& w : si.worker_list) {
