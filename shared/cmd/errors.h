@@ -59,7 +59,44 @@ inline constexpr std::string_view kInternal = "ERR internal error";
 //   (limits.max_reply_bytes)"
 //                                                         (MGET; KEYS adds "; use SCAN")
 //   "ERR request too large: MSET would write more than %llu bytes (limits.max_reply_bytes)"
+// String, keyspace and bit commands (t_string.c, db.c, bitops.c). A value
+// may not grow past kv.max_value_bytes (Redis: proto-max-bulk-len).
+inline constexpr std::string_view kStringTooLarge =
+    "ERR string exceeds maximum allowed size (kv.max_value_bytes)";
+inline constexpr std::string_view kNotFloat = "ERR value is not a valid float";
+inline constexpr std::string_view kFloatNanInf = "ERR increment would produce NaN or Infinity";
+inline constexpr std::string_view kOffsetRange = "ERR offset is out of range";
+inline constexpr std::string_view kNoSuchKey = "ERR no such key";
+inline constexpr std::string_view kSameObject = "ERR source and destination objects are the same";
+inline constexpr std::string_view kFirstDbIndex = "ERR invalid first DB index";
+inline constexpr std::string_view kSecondDbIndex = "ERR invalid second DB index";
+inline constexpr std::string_view kBitOffset = "ERR bit offset is not an integer or out of range";
+inline constexpr std::string_view kBitValue = "ERR bit is not an integer or out of range";
+inline constexpr std::string_view kBitArg = "ERR The bit argument must be 1 or 0.";
+inline constexpr std::string_view kBitopNot =
+    "ERR BITOP NOT must be called with a single source key.";
+inline constexpr std::string_view kBitfieldType =
+    "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 "
+    "is.";
+inline constexpr std::string_view kBitfieldOverflow = "ERR Invalid OVERFLOW type specified";
+inline constexpr std::string_view kBitfieldRo = "ERR BITFIELD_RO only supports the GET subcommand";
+inline constexpr std::string_view kLcsLenAndIdx =
+    "ERR If you want both the length and indexes, please just use IDX.";
+inline constexpr std::string_view kLcsMemory =
+    "ERR Insufficient memory, transient memory for LCS exceeds limits.max_reply_bytes";
+inline constexpr std::string_view kNoLfu =
+    "ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note "
+    "that when switching between policies at runtime LRU and LFU data will take some time to "
+    "adjust.";
 inline constexpr std::string_view kPubSubUnavailable = "ERR pub/sub is not available";
+// MULTI/EXEC (multi.c)
+inline constexpr std::string_view kMultiNested = "ERR MULTI calls can not be nested";
+inline constexpr std::string_view kExecWithoutMulti = "ERR EXEC without MULTI";
+inline constexpr std::string_view kDiscardWithoutMulti = "ERR DISCARD without MULTI";
+inline constexpr std::string_view kWatchInMulti = "ERR WATCH inside MULTI is not allowed";
+inline constexpr std::string_view kExecAbort =
+    "EXECABORT Transaction discarded because of previous errors.";
+inline constexpr std::string_view kNotInMulti = "ERR Command not allowed inside a transaction";
 // Templates (continued):
 //   "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are
 //    allowed in this context"                            (a RESP2 connection with subscriptions)

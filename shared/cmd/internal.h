@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <optional>
 #include <span>
@@ -108,7 +109,32 @@ void CmdQuit(CommandCtx& c);
 void CmdReset(CommandCtx& c);
 void CmdSelect(CommandCtx& c);
 
+// A single-key read-modify-write: one locked section (kv.h WithKeys).
+kv::Status WithKey(CommandCtx& c, std::string_view key,
+                   const std::function<kv::Status(kv::KeyView&)>& fn);
+// ReplyKvError, but kTooLarge of a key that fits says the value would grow
+// past kv.max_value_bytes (APPEND, SETRANGE, SETBIT, BITFIELD, BITOP).
+void ReplyWriteError(CommandCtx& c, kv::Status st, std::string_view key);
+
+// bits.cc
+void CmdBitcount(CommandCtx& c);
+void CmdBitfield(CommandCtx& c);
+void CmdBitfieldRo(CommandCtx& c);
+void CmdBitop(CommandCtx& c);
+void CmdBitpos(CommandCtx& c);
+void CmdGetbit(CommandCtx& c);
+void CmdSetbit(CommandCtx& c);
+
 // strings.cc
+void CmdAppend(CommandCtx& c);
+void CmdGetdel(CommandCtx& c);
+void CmdGetex(CommandCtx& c);
+void CmdGetrange(CommandCtx& c);
+void CmdGetset(CommandCtx& c);
+void CmdIncrbyfloat(CommandCtx& c);
+void CmdLcs(CommandCtx& c);
+void CmdMsetnx(CommandCtx& c);
+void CmdSetrange(CommandCtx& c);
 void CmdDecr(CommandCtx& c);
 void CmdDecrby(CommandCtx& c);
 void CmdGet(CommandCtx& c);
@@ -123,6 +149,20 @@ void CmdSetnx(CommandCtx& c);
 void CmdStrlen(CommandCtx& c);
 
 // keyspace.cc
+void CmdCopy(CommandCtx& c);
+void CmdExpiretime(CommandCtx& c);
+void CmdMove(CommandCtx& c);
+void CmdObjectEncoding(CommandCtx& c);
+void CmdObjectFreq(CommandCtx& c);
+void CmdObjectHelp(CommandCtx& c);
+void CmdObjectIdletime(CommandCtx& c);
+void CmdObjectRefcount(CommandCtx& c);
+void CmdPexpiretime(CommandCtx& c);
+void CmdRandomkey(CommandCtx& c);
+void CmdRename(CommandCtx& c);
+void CmdRenamenx(CommandCtx& c);
+void CmdSwapdb(CommandCtx& c);
+void CmdTouch(CommandCtx& c);
 void CmdDbsize(CommandCtx& c);
 void CmdDel(CommandCtx& c);
 void CmdExists(CommandCtx& c);

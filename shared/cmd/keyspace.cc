@@ -1,6 +1,7 @@
 // shared/cmd/keyspace.cc: the keyspace commands (db.c, expire.c): DEL,
-// EXISTS, TYPE, the EXPIRE and TTL families, PERSIST, DBSIZE, the flushes,
-// KEYS and SCAN.
+// EXISTS, TYPE, the EXPIRE and TTL families (EXPIRETIME too), PERSIST,
+// DBSIZE, the flushes, KEYS, SCAN, TOUCH, RENAME(NX), COPY, MOVE, SWAPDB,
+// RANDOMKEY and OBJECT.
 #include <algorithm>
 #include <climits>
 
@@ -70,22 +71,18 @@ void ExpireGeneric(CommandCtx& c, int64_t basetime, bool seconds) {
   when += basetime;
 
   std::string_view key = c.arg(1);
-  if (f) {
-    // Not atomic with the SetExpire below (two shard lock sections); a
-    // concurrent EXPIRE on the same key can interleave. Redis is single-threaded.
-    int64_t cur;
-    kv::Status st = c.env.store->GetExpire(key, c.now_ms, &cur);
-    if (st != kv::Status::kOk) return c.out.Integer(0);
-    if ((f & NX) && cur != -1) return c.out.Integer(0);
-    if ((f & XX) && cur == -1) return c.out.Integer(0);
-    if ((f & GT) && (cur == -1 || when <= cur)) return c.out.Integer(0);
-    if ((f & LT) && cur != -1 && when >= cur) return c.out.Integer(0);
-  }
-  if (when <= static_cast<int64_t>(c.now_ms)) {
-    // Already expired: Redis deletes the key and answers 1 if it existed.
-    return c.out.Integer(c.env.store->Del(key, c.now_ms) == kv::Status::kOk ? 1 : 0);
-  }
-  kv::Status st = c.env.store->SetExpire(key, when, c.now_ms);
+  // One locked section: the NX/XX/GT/LT test and the change see the same TTL.
+  kv::Status st = WithKey(c, key, [&](kv::KeyView& kv) {
+    std::string_view v;
+    int64_t cur = -1;
+    if (kv.Get(key, &v, &cur) != kv::Status::kOk) return kv::Status::kNotDone;
+    if ((f & NX) && cur != -1) return kv::Status::kNotDone;
+    if ((f & XX) && cur == -1) return kv::Status::kNotDone;
+    if ((f & GT) && (cur == -1 || when <= cur)) return kv::Status::kNotDone;
+    if ((f & LT) && cur != -1 && when >= cur) return kv::Status::kNotDone;
+    // A deadline not after now deletes the key (as Redis), answering 1.
+    return kv.SetExpire(key, when);
+  });
   c.out.Integer(st == kv::Status::kOk ? 1 : 0);
 }
 void CmdExpire(CommandCtx& c) { ExpireGeneric(c, static_cast<int64_t>(c.now_ms), true); }
@@ -210,6 +207,187 @@ void CmdScan(CommandCtx& c) {
   c.out.Bulk(b);
   c.out.ArrayBegin(n);
   for (size_t i = 0; i < n; ++i) c.out.Bulk(keys[i]);
+}
+
+// ---------------------------------------------------------------------------
+// expire.c ttlGenericCommand with output_abs: the absolute deadline.
+void ExpiretimeGeneric(CommandCtx& c, bool ms) {
+  int64_t at;
+  if (c.env.store->GetExpire(c.arg(1), c.now_ms, &at) != kv::Status::kOk) return c.out.Integer(-2);
+  if (at == -1) return c.out.Integer(-1);
+  c.out.Integer(ms ? at : (at + 500) / 1000);
+}
+void CmdExpiretime(CommandCtx& c) { ExpiretimeGeneric(c, false); }
+void CmdPexpiretime(CommandCtx& c) { ExpiretimeGeneric(c, true); }
+
+void CmdTouch(CommandCtx& c) {
+  int64_t n = 0;
+  for (size_t j = 1; j < c.argc(); ++j) {
+    // A read (Get) updates the key's LRU position; Exists does not.
+    if (c.env.store->Get(c.arg(j), c.now_ms, nullptr) == kv::Status::kOk) n++;
+  }
+  c.out.Integer(n);
+}
+
+// db.c renameGenericCommand: the value and its TTL move in one section.
+void RenameGeneric(CommandCtx& c, bool nx) {
+  std::string_view src = c.arg(1), dst = c.arg(2);
+  std::string_view keys[2] = {src, dst};
+  kv::Status st = c.env.store->WithKeys(keys, c.now_ms, [&](kv::KeyView& kv) {
+    std::string_view v;
+    int64_t exp = -1;
+    if (kv.Get(src, &v, &exp) != kv::Status::kOk) return kv::Status::kNotFound;
+    if (src == dst) return nx ? kv::Status::kNotDone : kv::Status::kOk;
+    if (nx && kv.Exists(dst)) return kv::Status::kNotDone;
+    kv::Status s = kv.Put(dst, v, exp);
+    if (s != kv::Status::kOk) return s;
+    return kv.Del(src);
+  });
+  if (st == kv::Status::kNotFound) return c.out.Error(ErrCode::kErr, errtext::kNoSuchKey);
+  if (st == kv::Status::kOk) return nx ? c.out.Integer(1) : ReplyOk(c);
+  if (st == kv::Status::kNotDone) return c.out.Integer(0);
+  ReplyKvError(c, st, dst);
+}
+void CmdRename(CommandCtx& c) { RenameGeneric(c, false); }
+void CmdRenamenx(CommandCtx& c) { RenameGeneric(c, true); }
+
+namespace {
+// A DB index argument: there is one database, 0. False after replying.
+bool ParseDbIndex(CommandCtx& c, std::string_view arg, int64_t* db) {
+  if (!ParseInt64(arg, db) || *db < INT_MIN || *db > INT_MAX) {
+    ReplyNotInteger(c);
+    return false;
+  }
+  if (*db != 0) {
+    c.out.Error(ErrCode::kErr, errtext::kDbIndex);
+    return false;
+  }
+  return true;
+}
+}  // namespace
+
+// db.c copyCommand: COPY source destination [DB destination-db] [REPLACE].
+void CmdCopy(CommandCtx& c) {
+  std::string_view src = c.arg(1), dst = c.arg(2);
+  bool replace = false;
+  for (size_t j = 3; j < c.argc(); ++j) {
+    if (EqualsNoCase(c.arg(j), "replace")) {
+      replace = true;
+    } else if (EqualsNoCase(c.arg(j), "db") && j + 1 < c.argc()) {
+      int64_t db;
+      if (!ParseDbIndex(c, c.arg(++j), &db)) return;
+    } else {
+      return ReplySyntax(c);
+    }
+  }
+  if (src == dst) return c.out.Error(ErrCode::kErr, errtext::kSameObject);
+  std::string_view keys[2] = {src, dst};
+  kv::Status st = c.env.store->WithKeys(keys, c.now_ms, [&](kv::KeyView& kv) {
+    std::string_view v;
+    int64_t exp = -1;
+    if (kv.Get(src, &v, &exp) != kv::Status::kOk) return kv::Status::kNotDone;
+    if (!replace && kv.Exists(dst)) return kv::Status::kNotDone;
+    return kv.Put(dst, v, exp);
+  });
+  if (st == kv::Status::kOk) return c.out.Integer(1);
+  if (st == kv::Status::kNotDone) return c.out.Integer(0);
+  ReplyKvError(c, st, dst);
+}
+
+// db.c moveCommand: with one database, every target is out of range or the same.
+void CmdMove(CommandCtx& c) {
+  int64_t db;
+  if (!ParseDbIndex(c, c.arg(2), &db)) return;
+  c.out.Error(ErrCode::kErr, errtext::kSameObject);
+}
+
+// db.c swapdbCommand: swapping database 0 with itself changes nothing.
+void CmdSwapdb(CommandCtx& c) {
+  int64_t a, b;
+  if (!ParseInt64(c.arg(1), &a) || a < INT_MIN || a > INT_MAX)
+    return c.out.Error(ErrCode::kErr, errtext::kFirstDbIndex);
+  if (!ParseInt64(c.arg(2), &b) || b < INT_MIN || b > INT_MAX)
+    return c.out.Error(ErrCode::kErr, errtext::kSecondDbIndex);
+  if (a != 0 || b != 0) return c.out.Error(ErrCode::kErr, errtext::kDbIndex);
+  ReplyOk(c);
+}
+
+// db.c randomkeyCommand: a key near a random place of the index (scans from a
+// random shard until it finds one; nil when the store is empty).
+void CmdRandomkey(CommandCtx& c) {
+  kv::Store* st = c.env.store;
+  if (st->DbSize() == 0) return c.out.Nil();
+  static thread_local uint64_t rng = 0x9e3779b97f4a7c15ull ^ c.now_ms;
+  auto next = [] {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+  };
+  std::vector<std::string>& keys = Tls().keys;
+  uint64_t cursor = (next() % st->shard_count()) << 32;
+  // At most two passes over the keyspace: one from the random start to the
+  // end, one from the beginning (keys may vanish meanwhile).
+  for (int wraps = 0; wraps < 2;) {
+    keys.clear();
+    cursor = st->Scan(cursor, 16, c.now_ms, &keys, 64 * 1024);
+    if (!keys.empty()) return c.out.Bulk(keys[next() % keys.size()]);
+    if (cursor == 0) ++wraps;
+  }
+  c.out.Nil();
+}
+
+// object.c: OBJECT ENCODING / FREQ / IDLETIME / REFCOUNT / HELP. Values are
+// byte strings; the encoding is what Redis would choose for the same bytes
+// written by SET (APPEND/SETRANGE results, "raw" in Redis, are judged by
+// their bytes here too).
+namespace {
+constexpr size_t kEmbstrMax = 44;  // OBJ_ENCODING_EMBSTR_SIZE_LIMIT
+constexpr int64_t kSharedIntegers = 10000;
+bool LooksLikeLong(std::string_view v, int64_t* n) { return v.size() <= 20 && ParseInt64(v, n); }
+}  // namespace
+
+void CmdObjectEncoding(CommandCtx& c) {
+  std::string& v = ValueBuf();
+  if (c.env.store->Get(c.arg(2), c.now_ms, &v) != kv::Status::kOk) return c.out.Nil();
+  int64_t n;
+  if (LooksLikeLong(v, &n)) return c.out.Bulk("int");
+  c.out.Bulk(v.size() <= kEmbstrMax ? "embstr" : "raw");
+}
+
+void CmdObjectFreq(CommandCtx& c) {
+  if (!c.env.store->Exists(c.arg(2), c.now_ms)) return c.out.Nil();
+  // Access frequency is not tracked: no LFU policy exists (kv.eviction).
+  c.out.Error(ErrCode::kErr, errtext::kNoLfu);
+}
+
+void CmdObjectIdletime(CommandCtx& c) {
+  if (!c.env.store->Exists(c.arg(2), c.now_ms)) return c.out.Nil();
+  c.out.Integer(0);  // access times are not tracked per key (docs/protocol-resp.md)
+}
+
+void CmdObjectRefcount(CommandCtx& c) {
+  std::string& v = ValueBuf();
+  if (c.env.store->Get(c.arg(2), c.now_ms, &v) != kv::Status::kOk) return c.out.Nil();
+  // Redis shares the objects of 0..9999 (refcount INT_MAX) unless it evicts.
+  int64_t n;
+  const bool shared = LooksLikeLong(v, &n) && n >= 0 && n < kSharedIntegers &&
+                      (!c.env.config || c.env.config->kv.eviction == Eviction::kNoEviction);
+  c.out.Integer(shared ? INT_MAX : 1);
+}
+
+void CmdObjectHelp(CommandCtx& c) {
+  ReplyHelp(c, "OBJECT",
+            {"ENCODING <key>",
+             "    Return the kind of internal representation used in order to store the value",
+             "    associated with a <key>.", "FREQ <key>",
+             "    Return the access frequency index of the <key>. The returned integer is",
+             "    proportional to the logarithm of the recent access frequency of the key.",
+             "IDLETIME <key>",
+             "    Return the idle time of the <key>, that is the approximated number of",
+             "    seconds elapsed since the last access to the key.", "REFCOUNT <key>",
+             "    Return the number of references of the value associated with the specified",
+             "    <key>."});
 }
 
 }  // namespace pf

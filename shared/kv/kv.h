@@ -105,6 +105,9 @@ class KeyView {
   // be a view this section's Get returned.
   Status Put(std::string_view key, std::string_view value, int64_t expire_at);
   Status Del(std::string_view key);  // kOk or kNotFound
+  // As Store::SetExpire, without rewriting the value: at_ms = -1 removes the
+  // TTL (kNotDone if none); a deadline not after now deletes the key.
+  Status SetExpire(std::string_view key, int64_t at_ms);
   // Whether Puts of these (key, value size) pairs would all succeed, checked
   // before writing any: kOk, kTooLarge or kOom (as MSet's dry run; under
   // allkeys-lru only the arena size is checked, eviction makes the room).

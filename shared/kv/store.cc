@@ -448,6 +448,29 @@ Status KeyView::Del(std::string_view key) {
   return Status::kOk;
 }
 
+Status KeyView::SetExpire(std::string_view key, int64_t at_ms) {
+  const Slot& k = Find(key);
+  const StoreHeader* h = Hdr(st_);
+  ShardHeader* s = Sh(st_, k.shard);
+  uint32_t off = LookupLive(h, s, k.hash, key, now_);
+  if (!off) return Status::kNotDone;
+  Item* it = It(s, off);
+  if (at_ms >= 0 && at_ms <= static_cast<int64_t>(now_)) {
+    JDel(s, it);
+    Remove(h, s, off);
+    return Status::kOk;
+  }
+  if (at_ms < 0 && it->expire_at < 0) return Status::kNotDone;
+  const bool had = it->expire_at >= 0;
+  it->expire_at = at_ms < 0 ? -1 : at_ms;
+  StampWrite(s, it);
+  PF_KV_CRASH(ExpireSet);
+  if (had && at_ms < 0) s->expires--;
+  if (!had && at_ms >= 0) s->expires++;
+  JPut(s, key, std::string_view(it->val(), it->val_len), it->expire_at);
+  return Status::kOk;
+}
+
 Status KeyView::CanPut(std::span<const std::pair<std::string_view, size_t>> items) {
   const StoreHeader* h = Hdr(st_);
   const uint32_t mk = LoadU32(&h->max_key_bytes), mv = LoadU32(&h->max_value_bytes);

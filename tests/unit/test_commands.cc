@@ -955,5 +955,366 @@ TEST_F(CommandsTest, CommandIntrospection) {
   EXPECT_THAT(Run({"COMMAND", "LIST"}), HasSubstr("$4\r\nping\r\n"));
 }
 
+// ---------------------------------------------------------------------------
+// String, keyspace and bit commands (Redis 7.0 replies)
+
+std::string Bulk(std::string_view v) {
+  return "$" + std::to_string(v.size()) + "\r\n" + std::string(v) + "\r\n";
+}
+constexpr std::string_view kStringTooLarge =
+    "-ERR string exceeds maximum allowed size (kv.max_value_bytes)\r\n";
+
+TEST_F(CommandsTest, GetdelGetsetGetrange) {
+  EXPECT_EQ(Run({"SET", "k", "v"}), "+OK\r\n");
+  EXPECT_EQ(Run({"GETDEL", "k"}), Bulk("v"));
+  EXPECT_EQ(Run({"GET", "k"}), "$-1\r\n");
+  EXPECT_EQ(Run({"GETDEL", "k"}), "$-1\r\n");
+  EXPECT_EQ(Run({"GETDEL"}), "-ERR wrong number of arguments for 'getdel' command\r\n");
+  EXPECT_EQ(Run({"GETSET", "k", "a"}), "$-1\r\n");
+  EXPECT_EQ(Run({"SET", "k", "b", "EX", "100"}), "+OK\r\n");
+  EXPECT_EQ(Run({"GETSET", "k", "c"}), Bulk("b"));
+  EXPECT_EQ(Run({"TTL", "k"}), ":-1\r\n");  // GETSET clears the TTL
+  EXPECT_EQ(Run({"SET", "s", "This is a string"}), "+OK\r\n");
+  EXPECT_EQ(Run({"GETRANGE", "s", "0", "3"}), Bulk("This"));
+  EXPECT_EQ(Run({"GETRANGE", "s", "-3", "-1"}), Bulk("ing"));
+  EXPECT_EQ(Run({"GETRANGE", "s", "0", "-1"}), Bulk("This is a string"));
+  EXPECT_EQ(Run({"GETRANGE", "s", "10", "100"}), Bulk("string"));
+  EXPECT_EQ(Run({"GETRANGE", "s", "5", "3"}), Bulk(""));
+  EXPECT_EQ(Run({"GETRANGE", "s", "-1", "-5"}), Bulk(""));
+  EXPECT_EQ(Run({"GETRANGE", "nokey", "0", "-1"}), Bulk(""));
+  EXPECT_EQ(Run({"GETRANGE", "s", "a", "1"}), "-ERR value is not an integer or out of range\r\n");
+}
+
+TEST_F(CommandsTest, GetexSetsAndClearsTtls) {
+  EXPECT_EQ(Run({"GETEX", "k"}), "$-1\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v"}), "+OK\r\n");
+  EXPECT_EQ(Run({"GETEX", "k", "EX", "100"}), Bulk("v"));
+  EXPECT_EQ(Run({"PTTL", "k"}), ":100000\r\n");
+  EXPECT_EQ(Run({"GETEX", "k", "PERSIST"}), Bulk("v"));
+  EXPECT_EQ(Run({"TTL", "k"}), ":-1\r\n");
+  EXPECT_EQ(Run({"GETEX", "k", "PXAT", std::to_string(kNow + 5000)}), Bulk("v"));
+  EXPECT_EQ(Run({"PTTL", "k"}), ":5000\r\n");
+  EXPECT_EQ(Run({"GETEX", "k", "EX", "0"}), "-ERR invalid expire time in 'getex' command\r\n");
+  EXPECT_EQ(Run({"GETEX", "k", "EX", "x"}), "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"GETEX", "k", "PERSIST", "EX", "1"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"GETEX", "k", "EX"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"GETEX", "k", "KEEPTTL"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"PTTL", "k"}), ":5000\r\n");  // nothing changed on error
+  // A deadline in the past: the value is returned and the key deleted.
+  EXPECT_EQ(Run({"GETEX", "k", "EXAT", "1"}), Bulk("v"));
+  EXPECT_EQ(Run({"EXISTS", "k"}), ":0\r\n");
+}
+
+TEST_F(CommandsTest, SetrangeAndAppendKeepTtlAndRespectTheValueLimit) {
+  EXPECT_EQ(Run({"SET", "k", "Hello World", "EX", "100"}), "+OK\r\n");
+  EXPECT_EQ(Run({"SETRANGE", "k", "6", "Redis"}), ":11\r\n");
+  EXPECT_EQ(Run({"GET", "k"}), Bulk("Hello Redis"));
+  EXPECT_EQ(Run({"TTL", "k"}), ":100\r\n");
+  EXPECT_EQ(Run({"SETRANGE", "k2", "6", "Redis"}), ":11\r\n");
+  EXPECT_EQ(Run({"GET", "k2"}), Bulk(std::string(6, '\0') + "Redis"));
+  EXPECT_EQ(Run({"SETRANGE", "k3", "5", ""}), ":0\r\n");
+  EXPECT_EQ(Run({"EXISTS", "k3"}), ":0\r\n");
+  EXPECT_EQ(Run({"SETRANGE", "k", "100", ""}), ":11\r\n");
+  EXPECT_EQ(Run({"SETRANGE", "k", "-1", "x"}), "-ERR offset is out of range\r\n");
+  EXPECT_EQ(Run({"SETRANGE", "k", "x", "x"}), "-ERR value is not an integer or out of range\r\n");
+  // max_value_bytes is 4096 in this fixture.
+  EXPECT_EQ(Run({"SETRANGE", "k", "4095", "x"}), ":4096\r\n");
+  EXPECT_EQ(Run({"SETRANGE", "k", "4096", "x"}), kStringTooLarge);
+  EXPECT_EQ(last_code_, ErrCode::kTooLarge);
+  EXPECT_EQ(Run({"STRLEN", "k"}), ":4096\r\n");
+  EXPECT_EQ(Run({"APPEND", "k", "x"}), kStringTooLarge);
+  EXPECT_EQ(Run({"STRLEN", "k"}), ":4096\r\n");
+  EXPECT_EQ(Run({"APPEND", "a", "Hello"}), ":5\r\n");
+  EXPECT_EQ(Run({"APPEND", "a", " World"}), ":11\r\n");
+  EXPECT_EQ(Run({"GET", "a"}), Bulk("Hello World"));
+  EXPECT_EQ(Run({"APPEND", "a"}), "-ERR wrong number of arguments for 'append' command\r\n");
+}
+
+TEST_F(CommandsTest, IncrbyfloatFormatsLikeRedis) {
+  EXPECT_EQ(Run({"SET", "f", "10.50", "EX", "100"}), "+OK\r\n");
+  EXPECT_EQ(Run({"INCRBYFLOAT", "f", "0.1"}), Bulk("10.6"));
+  EXPECT_EQ(Run({"INCRBYFLOAT", "f", "-5"}), Bulk("5.6"));
+  EXPECT_EQ(Run({"TTL", "f"}), ":100\r\n");
+  EXPECT_EQ(Run({"SET", "f", "5.0e3"}), "+OK\r\n");
+  EXPECT_EQ(Run({"INCRBYFLOAT", "f", "2.0e2"}), Bulk("5200"));
+  EXPECT_EQ(Run({"INCRBYFLOAT", "new", "-0"}), Bulk("0"));
+  EXPECT_EQ(Run({"INCRBYFLOAT", "new", "3"}), Bulk("3"));
+  EXPECT_EQ(Run({"INCRBYFLOAT", "new", "abc"}), "-ERR value is not a valid float\r\n");
+  EXPECT_EQ(Run({"INCRBYFLOAT", "new", " 1"}), "-ERR value is not a valid float\r\n");
+  EXPECT_EQ(Run({"INCRBYFLOAT", "new", "nan"}), "-ERR value is not a valid float\r\n");
+  EXPECT_EQ(Run({"INCRBYFLOAT", "new", "inf"}), "-ERR increment would produce NaN or Infinity\r\n");
+  EXPECT_EQ(Run({"SET", "s", "hello"}), "+OK\r\n");
+  EXPECT_EQ(Run({"INCRBYFLOAT", "s", "1"}), "-ERR value is not a valid float\r\n");
+  EXPECT_EQ(Run({"GET", "new"}), Bulk("3"));
+}
+
+TEST_F(CommandsTest, MsetnxSetsAllOrNone) {
+  EXPECT_EQ(Run({"MSETNX", "a", "1", "b", "2"}), ":1\r\n");
+  EXPECT_EQ(Run({"MSETNX", "b", "3", "c", "4"}), ":0\r\n");
+  EXPECT_EQ(Run({"GET", "b"}), Bulk("2"));
+  EXPECT_EQ(Run({"EXISTS", "c"}), ":0\r\n");
+  EXPECT_EQ(Run({"MSETNX", "a"}), "-ERR wrong number of arguments for 'msetnx' command\r\n");
+  EXPECT_EQ(Run({"MSETNX", "a", "1", "b"}),
+            "-ERR wrong number of arguments for 'msetnx' command\r\n");
+  const std::string big(4097, 'x');
+  EXPECT_EQ(Run({"MSETNX", "c", "1", "d", big}), "-ERR value is larger than max-value-bytes\r\n");
+  EXPECT_EQ(Run({"EXISTS", "c", "d"}), ":0\r\n");
+}
+
+TEST_F(CommandsTest, ExpiretimeTouchAndAtomicExpireOptions) {
+  EXPECT_EQ(Run({"SET", "k", "v", "EXAT", "33177117420"}), "+OK\r\n");
+  EXPECT_EQ(Run({"EXPIRETIME", "k"}), ":33177117420\r\n");
+  EXPECT_EQ(Run({"PEXPIRETIME", "k"}), ":33177117420000\r\n");
+  EXPECT_EQ(Run({"SET", "p", "v"}), "+OK\r\n");
+  EXPECT_EQ(Run({"EXPIRETIME", "p"}), ":-1\r\n");
+  EXPECT_EQ(Run({"PEXPIRETIME", "nokey"}), ":-2\r\n");
+  EXPECT_EQ(Run({"TOUCH", "k", "p", "nokey"}), ":2\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "p", "100", "XX"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "p", "100", "NX"}), ":1\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "p", "200", "NX"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "p", "50", "GT"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "p", "200", "GT"}), ":1\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "p", "300", "LT"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "p", "150", "LT"}), ":1\r\n");
+  EXPECT_EQ(Run({"TTL", "p"}), ":150\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "nokey", "100", "NX"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "p", "-1", "LT"}), ":1\r\n");  // a past deadline deletes
+  EXPECT_EQ(Run({"EXISTS", "p"}), ":0\r\n");
+}
+
+TEST_F(CommandsTest, RenameCopyMoveSwapdb) {
+  EXPECT_EQ(Run({"RENAME", "nokey", "x"}), "-ERR no such key\r\n");
+  EXPECT_EQ(Run({"RENAMENX", "nokey", "x"}), "-ERR no such key\r\n");
+  EXPECT_EQ(Run({"SET", "a", "1", "EX", "100"}), "+OK\r\n");
+  EXPECT_EQ(Run({"RENAME", "a", "a"}), "+OK\r\n");
+  EXPECT_EQ(Run({"RENAMENX", "a", "a"}), ":0\r\n");
+  EXPECT_EQ(Run({"RENAME", "a", "b"}), "+OK\r\n");
+  EXPECT_EQ(Run({"EXISTS", "a"}), ":0\r\n");
+  EXPECT_EQ(Run({"GET", "b"}), Bulk("1"));
+  EXPECT_EQ(Run({"TTL", "b"}), ":100\r\n");
+  EXPECT_EQ(Run({"SET", "c", "3"}), "+OK\r\n");
+  EXPECT_EQ(Run({"RENAMENX", "b", "c"}), ":0\r\n");
+  EXPECT_EQ(Run({"RENAMENX", "b", "d"}), ":1\r\n");
+  EXPECT_EQ(Run({"GET", "d"}), Bulk("1"));
+
+  EXPECT_EQ(Run({"COPY", "d", "c"}), ":0\r\n");
+  EXPECT_EQ(Run({"COPY", "d", "c", "REPLACE"}), ":1\r\n");
+  EXPECT_EQ(Run({"GET", "c"}), Bulk("1"));
+  EXPECT_EQ(Run({"TTL", "c"}), ":100\r\n");
+  EXPECT_EQ(Run({"COPY", "nokey", "e"}), ":0\r\n");
+  EXPECT_EQ(Run({"COPY", "d", "e", "DB", "0"}), ":1\r\n");
+  EXPECT_EQ(Run({"COPY", "d", "d"}), "-ERR source and destination objects are the same\r\n");
+  EXPECT_EQ(Run({"COPY", "d", "f", "DB", "1"}), "-ERR DB index is out of range\r\n");
+  EXPECT_EQ(Run({"COPY", "d", "f", "DB", "x"}), "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"COPY", "d", "f", "FOO"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"COPY", "d"}), "-ERR wrong number of arguments for 'copy' command\r\n");
+
+  EXPECT_EQ(Run({"MOVE", "d", "1"}), "-ERR DB index is out of range\r\n");
+  EXPECT_EQ(Run({"MOVE", "d", "0"}), "-ERR source and destination objects are the same\r\n");
+  EXPECT_EQ(Run({"MOVE", "d", "x"}), "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"SWAPDB", "0", "1"}), "-ERR DB index is out of range\r\n");
+  EXPECT_EQ(Run({"SWAPDB", "x", "0"}), "-ERR invalid first DB index\r\n");
+  EXPECT_EQ(Run({"SWAPDB", "5", "x"}), "-ERR invalid second DB index\r\n");
+  EXPECT_EQ(Run({"SWAPDB", "0", "0"}), "+OK\r\n");
+}
+
+TEST_F(CommandsTest, RandomkeyAndObject) {
+  EXPECT_EQ(Run({"RANDOMKEY"}), "$-1\r\n");
+  EXPECT_EQ(Run({"SET", "only", "12345"}), "+OK\r\n");
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Run({"RANDOMKEY"}), Bulk("only"));
+  std::set<std::string> seen;
+  for (int i = 0; i < 50; ++i) Run({"SET", "k" + std::to_string(i), "v"});
+  for (int i = 0; i < 50; ++i) seen.insert(Run({"RANDOMKEY"}));
+  EXPECT_GT(seen.size(), 3u);
+
+  EXPECT_EQ(Run({"OBJECT", "ENCODING", "only"}), Bulk("int"));
+  EXPECT_EQ(Run({"SET", "e", "hello"}), "+OK\r\n");
+  EXPECT_EQ(Run({"OBJECT", "ENCODING", "e"}), Bulk("embstr"));
+  EXPECT_EQ(Run({"SET", "r", std::string(45, 'x')}), "+OK\r\n");
+  EXPECT_EQ(Run({"OBJECT", "ENCODING", "r"}), Bulk("raw"));
+  EXPECT_EQ(Run({"OBJECT", "ENCODING", "nokey"}), "$-1\r\n");
+  EXPECT_EQ(Run({"OBJECT", "REFCOUNT", "e"}), ":1\r\n");
+  EXPECT_EQ(Run({"SET", "n", "100"}), "+OK\r\n");
+  EXPECT_EQ(Run({"OBJECT", "REFCOUNT", "n"}), ":2147483647\r\n");
+  EXPECT_EQ(Run({"OBJECT", "IDLETIME", "e"}), ":0\r\n");
+  EXPECT_EQ(Run({"OBJECT", "FREQ", "nokey"}), "$-1\r\n");
+  EXPECT_THAT(Run({"OBJECT", "FREQ", "e"}),
+              StartsWith("-ERR An LFU maxmemory policy is not selected, access frequency not "
+                         "tracked."));
+  EXPECT_THAT(Run({"OBJECT", "HELP"}),
+              StartsWith("*15\r\n+OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands "
+                         "are:\r\n+ENCODING <key>\r\n"));
+  EXPECT_EQ(Run({"OBJECT", "foo"}), "-ERR unknown subcommand 'foo'. Try OBJECT HELP.\r\n");
+  EXPECT_EQ(Run({"OBJECT", "ENCODING"}),
+            "-ERR wrong number of arguments for 'object|encoding' command\r\n");
+}
+
+TEST_F(CommandsTest, LcsLikeTheRedisDocs) {
+  Run({"SET", "key1", "ohmytext"});
+  Run({"SET", "key2", "mynewtext"});
+  EXPECT_EQ(Run({"LCS", "key1", "key2"}), Bulk("mytext"));
+  EXPECT_EQ(Run({"LCS", "key1", "key2", "LEN"}), ":6\r\n");
+  EXPECT_EQ(
+      Run({"LCS", "key1", "key2", "IDX"}),
+      "*4\r\n" + Bulk("matches") +
+          "*2\r\n*2\r\n*2\r\n:4\r\n:7\r\n*2\r\n:5\r\n:8\r\n*2\r\n*2\r\n:2\r\n:3\r\n*2\r\n:0\r\n:"
+          "1\r\n" +
+          Bulk("len") + ":6\r\n");
+  EXPECT_EQ(Run({"LCS", "key1", "key2", "IDX", "MINMATCHLEN", "4", "WITHMATCHLEN"}),
+            "*4\r\n" + Bulk("matches") + "*1\r\n*3\r\n*2\r\n:4\r\n:7\r\n*2\r\n:5\r\n:8\r\n:4\r\n" +
+                Bulk("len") + ":6\r\n");
+  EXPECT_EQ(Run({"LCS", "key1", "nokey"}), Bulk(""));
+  EXPECT_EQ(Run({"LCS", "key1", "key2", "LEN", "IDX"}),
+            "-ERR If you want both the length and indexes, please just use IDX.\r\n");
+  EXPECT_EQ(Run({"LCS", "key1", "key2", "MINMATCHLEN"}), "-ERR syntax error\r\n");
+  config_.limits.max_reply_bytes = 100;
+  EXPECT_EQ(Run({"LCS", "key1", "key2"}),
+            "-ERR Insufficient memory, transient memory for LCS exceeds "
+            "limits.max_reply_bytes\r\n");
+}
+
+TEST_F(CommandsTest, SetbitGetbitBitcount) {
+  EXPECT_EQ(Run({"SETBIT", "b", "7", "1"}), ":0\r\n");
+  EXPECT_EQ(Run({"SETBIT", "b", "7", "0"}), ":1\r\n");
+  EXPECT_EQ(Run({"GET", "b"}), Bulk(std::string(1, '\0')));
+  EXPECT_EQ(Run({"SETBIT", "b", "1", "1"}), ":0\r\n");
+  EXPECT_EQ(Run({"GETBIT", "b", "1"}), ":1\r\n");
+  EXPECT_EQ(Run({"GETBIT", "b", "100"}), ":0\r\n");
+  EXPECT_EQ(Run({"GETBIT", "nokey", "0"}), ":0\r\n");
+  EXPECT_EQ(Run({"SETBIT", "b", "1", "2"}), "-ERR bit is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"SETBIT", "b", "-1", "1"}),
+            "-ERR bit offset is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"SETBIT", "b", "4294967296", "1"}),
+            "-ERR bit offset is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"GETBIT", "b", "x"}), "-ERR bit offset is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"SETBIT", "b", "32767", "1"}), ":0\r\n");  // byte 4095: the last allowed
+  EXPECT_EQ(Run({"SETBIT", "b", "32768", "1"}), kStringTooLarge);
+  EXPECT_EQ(Run({"STRLEN", "b"}), ":4096\r\n");
+
+  Run({"SET", "m", "foobar"});
+  EXPECT_EQ(Run({"BITCOUNT", "m"}), ":26\r\n");
+  EXPECT_EQ(Run({"BITCOUNT", "m", "0", "0"}), ":4\r\n");
+  EXPECT_EQ(Run({"BITCOUNT", "m", "1", "1"}), ":6\r\n");
+  EXPECT_EQ(Run({"BITCOUNT", "m", "1", "1", "BYTE"}), ":6\r\n");
+  EXPECT_EQ(Run({"BITCOUNT", "m", "5", "30", "BIT"}), ":17\r\n");
+  EXPECT_EQ(Run({"BITCOUNT", "m", "-2", "-1"}), ":7\r\n");
+  EXPECT_EQ(Run({"BITCOUNT", "m", "-1", "-2"}), ":0\r\n");
+  EXPECT_EQ(Run({"BITCOUNT", "m", "0"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"BITCOUNT", "m", "0", "1", "FOO"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"BITCOUNT", "m", "a", "1"}), "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"BITCOUNT", "nokey", "0"}), ":0\r\n");
+  EXPECT_EQ(Run({"BITCOUNT"}), "-ERR wrong number of arguments for 'bitcount' command\r\n");
+}
+
+TEST_F(CommandsTest, BitposLikeTheRedisDocs) {
+  Run({"SET", "m", "\xff\xf0\x00"});
+  EXPECT_EQ(Run({"BITPOS", "m", "0"}), ":12\r\n");
+  Run({"SET", "m", std::string("\x00\xff\xf0", 3)});
+  EXPECT_EQ(Run({"BITPOS", "m", "1", "0"}), ":8\r\n");
+  EXPECT_EQ(Run({"BITPOS", "m", "1", "2"}), ":16\r\n");
+  EXPECT_EQ(Run({"BITPOS", "m", "1", "2", "-1", "BYTE"}), ":16\r\n");
+  EXPECT_EQ(Run({"BITPOS", "m", "1", "7", "15", "BIT"}), ":8\r\n");
+  EXPECT_EQ(Run({"BITPOS", "m", "0", "8", "15", "BIT"}), ":-1\r\n");
+  EXPECT_EQ(Run({"BITPOS", "m", "0", "8", "-1", "BIT"}), ":20\r\n");
+  Run({"SET", "m", std::string(3, '\0')});
+  EXPECT_EQ(Run({"BITPOS", "m", "1"}), ":-1\r\n");
+  EXPECT_EQ(Run({"BITPOS", "m", "1", "7", "-3", "BIT"}), ":-1\r\n");
+  Run({"SET", "f", "\xff\xff\xff"});
+  EXPECT_EQ(Run({"BITPOS", "f", "0"}), ":24\r\n");
+  EXPECT_EQ(Run({"BITPOS", "f", "0", "0"}), ":24\r\n");
+  EXPECT_EQ(Run({"BITPOS", "f", "0", "0", "-1"}), ":-1\r\n");
+  EXPECT_EQ(Run({"BITPOS", "nokey", "0"}), ":0\r\n");
+  EXPECT_EQ(Run({"BITPOS", "nokey", "1"}), ":-1\r\n");
+  EXPECT_EQ(Run({"BITPOS", "f", "2"}), "-ERR The bit argument must be 1 or 0.\r\n");
+  EXPECT_EQ(Run({"BITPOS", "f", "1", "0", "1", "WORD"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"BITPOS", "f", "1", "2", "1"}), ":-1\r\n");
+}
+
+TEST_F(CommandsTest, BitopComputesAndDeletesOnEmpty) {
+  Run({"SET", "key1", "foobar"});
+  Run({"SET", "key2", "abcdef"});
+  EXPECT_EQ(Run({"BITOP", "AND", "dest", "key1", "key2"}), ":6\r\n");
+  EXPECT_EQ(Run({"GET", "dest"}), Bulk("`bc`ab"));
+  EXPECT_EQ(Run({"BITOP", "OR", "dest", "key1", "key2"}), ":6\r\n");
+  EXPECT_EQ(Run({"GET", "dest"}), Bulk("goofev"));
+  Run({"SET", "short", "a"});
+  EXPECT_EQ(Run({"BITOP", "XOR", "dest", "short", "key1"}), ":6\r\n");
+  EXPECT_EQ(Run({"GET", "dest"}), Bulk("\x07oobar"));
+  EXPECT_EQ(Run({"BITOP", "NOT", "dest", "short"}), ":1\r\n");
+  EXPECT_EQ(Run({"GET", "dest"}), Bulk("\x9e"));
+  EXPECT_EQ(Run({"BITOP", "NOT", "dest", "key1", "key2"}),
+            "-ERR BITOP NOT must be called with a single source key.\r\n");
+  EXPECT_EQ(Run({"BITOP", "NAND", "dest", "key1"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"BITOP", "OR", "dest", "nokey1", "nokey2"}), ":0\r\n");
+  EXPECT_EQ(Run({"EXISTS", "dest"}), ":0\r\n");
+  EXPECT_EQ(Run({"BITOP", "AND", "dest"}),
+            "-ERR wrong number of arguments for 'bitop' command\r\n");
+}
+
+TEST_F(CommandsTest, BitfieldLikeTheRedisDocs) {
+  EXPECT_EQ(Run({"BITFIELD", "k", "INCRBY", "i5", "100", "1", "GET", "u4", "0"}),
+            "*2\r\n:1\r\n:0\r\n");
+  const std::string sat[] = {"*2\r\n:1\r\n:1\r\n", "*2\r\n:2\r\n:2\r\n", "*2\r\n:3\r\n:3\r\n",
+                             "*2\r\n:0\r\n:3\r\n"};
+  for (const std::string& want : sat)
+    EXPECT_EQ(Run({"BITFIELD", "o", "incrby", "u2", "100", "1", "OVERFLOW", "SAT", "incrby", "u2",
+                   "102", "1"}),
+              want);
+  EXPECT_EQ(Run({"BITFIELD", "o", "OVERFLOW", "FAIL", "incrby", "u2", "102", "1"}),
+            "*1\r\n$-1\r\n");
+  EXPECT_EQ(Run({"BITFIELD", "s", "SET", "i8", "#1", "-1", "GET", "u8", "8", "GET", "i8", "#1"}),
+            "*3\r\n:0\r\n:255\r\n:-1\r\n");
+  EXPECT_EQ(Run({"BITFIELD", "w", "SET", "i8", "0", "200", "GET", "i8", "0"}),
+            "*2\r\n:0\r\n:-56\r\n");
+  EXPECT_EQ(Run({"BITFIELD", "w", "OVERFLOW", "SAT", "INCRBY", "i8", "0", "-1000"}),
+            "*1\r\n:-128\r\n");
+  EXPECT_EQ(Run({"BITFIELD", "w", "SET", "i64", "0", "-1", "GET", "u63", "0"}),
+            "*2\r\n:-9223372036854775808\r\n:9223372036854775807\r\n");
+  EXPECT_EQ(Run({"BITFIELD", "nokey", "GET", "u8", "0"}), "*1\r\n:0\r\n");
+  EXPECT_EQ(Run({"EXISTS", "nokey"}), ":0\r\n");
+  EXPECT_EQ(Run({"BITFIELD", "k"}), "*0\r\n");
+  const std::string type_err =
+      "-ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but "
+      "i64 is.\r\n";
+  EXPECT_EQ(Run({"BITFIELD", "k", "GET", "u64", "0"}), type_err);
+  EXPECT_EQ(Run({"BITFIELD", "k", "GET", "x8", "0"}), type_err);
+  EXPECT_EQ(Run({"BITFIELD", "k", "GET", "i0", "0"}), type_err);
+  EXPECT_EQ(Run({"BITFIELD", "k", "GET", "i8", "-1"}),
+            "-ERR bit offset is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"BITFIELD", "k", "OVERFLOW", "FOO"}), "-ERR Invalid OVERFLOW type specified\r\n");
+  EXPECT_EQ(Run({"BITFIELD", "k", "FOO", "u8", "0"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"BITFIELD", "k", "SET", "u8", "0"}), "-ERR syntax error\r\n");
+  EXPECT_EQ(Run({"BITFIELD", "k", "SET", "u8", "0", "x"}),
+            "-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({"BITFIELD", "k", "SET", "u8", "32768", "1"}), kStringTooLarge);
+  EXPECT_EQ(Run({"BITFIELD_RO", "s", "GET", "u8", "8"}), "*1\r\n:255\r\n");
+  EXPECT_EQ(Run({"BITFIELD_RO", "s", "SET", "u8", "0", "1"}),
+            "-ERR BITFIELD_RO only supports the GET subcommand\r\n");
+  EXPECT_EQ(Run({"BITFIELD_RO"}), "-ERR wrong number of arguments for 'bitfield_ro' command\r\n");
+}
+
+TEST_F(CommandsTest, NewCommandsHaveRedisArityAndKeys) {
+  struct Want {
+    const char* name;
+    int arity, first, last, step;
+  } wants[] = {{"append", 3, 1, 1, 1},       {"bitcount", -2, 1, 1, 1},   {"bitfield", -2, 1, 1, 1},
+               {"bitfield_ro", -2, 1, 1, 1}, {"bitop", -4, 2, -1, 1},     {"bitpos", -3, 1, 1, 1},
+               {"copy", -3, 1, 2, 1},        {"expiretime", 2, 1, 1, 1},  {"getbit", 3, 1, 1, 1},
+               {"getdel", 2, 1, 1, 1},       {"getex", -2, 1, 1, 1},      {"getrange", 4, 1, 1, 1},
+               {"getset", 3, 1, 1, 1},       {"incrbyfloat", 3, 1, 1, 1}, {"lcs", -3, 1, 2, 1},
+               {"move", 3, 1, 1, 1},         {"msetnx", -3, 1, -1, 2},    {"object", -2, 0, 0, 0},
+               {"pexpiretime", 2, 1, 1, 1},  {"randomkey", 1, 0, 0, 0},   {"rename", 3, 1, 2, 1},
+               {"renamenx", 3, 1, 2, 1},     {"setbit", 4, 1, 1, 1},      {"setrange", 4, 1, 1, 1},
+               {"swapdb", 3, 0, 0, 0},       {"touch", -2, 1, -1, 1}};
+  for (const Want& w : wants) {
+    const CommandSpec* s = LookupCommand(w.name);
+    ASSERT_NE(s, nullptr) << w.name;
+    EXPECT_EQ(s->arity, w.arity) << w.name;
+    EXPECT_EQ(s->first_key, w.first) << w.name;
+    EXPECT_EQ(s->last_key, w.last) << w.name;
+    EXPECT_EQ(s->key_step, w.step) << w.name;
+  }
+}
+
 }  // namespace
 }  // namespace pf
