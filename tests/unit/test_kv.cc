@@ -990,6 +990,28 @@ TEST_F(KvTest, WithKeysIsOneJournalGroup) {
   EXPECT_EQ(GetOr("src"), "w");
 }
 
+TEST_F(KvTest, WithKeysSetExpireKeepsTheValueAndCounts) {
+  ASSERT_EQ(Put("k", std::string(1000, 'v')), Status::kOk);
+  std::vector<std::string_view> keys = {"k", "none"};
+  store_->WithKeys(keys, 1000, [](KeyView& v) {
+    EXPECT_EQ(v.SetExpire("none", 5000), Status::kNotDone);
+    EXPECT_EQ(v.SetExpire("k", -1), Status::kNotDone);  // PERSIST without a TTL
+    EXPECT_EQ(v.SetExpire("k", 5000), Status::kOk);
+    int64_t exp = 0;
+    std::string_view val;
+    EXPECT_EQ(v.Get("k", &val, &exp), Status::kOk);
+    EXPECT_EQ(exp, 5000);
+    EXPECT_EQ(val.size(), 1000u);
+    return Status::kOk;
+  });
+  EXPECT_EQ(store_->GetStats().expires, 1u);
+  store_->WithKeys(keys, 1000, [](KeyView& v) { return v.SetExpire("k", -1); });
+  EXPECT_EQ(store_->GetStats().expires, 0u);
+  store_->WithKeys(keys, 1000, [](KeyView& v) { return v.SetExpire("k", 1000); });  // not after now
+  EXPECT_EQ(GetOr("k"), "<none>");
+  EXPECT_EQ(store_->GetStats().keys, 0u);
+}
+
 TEST_F(KvTest, WithKeysAssertsOnAKeyNotListed) {
   std::vector<std::string_view> keys = {"a"};
   EXPECT_DEATH(store_->WithKeys(keys, 1000, [](KeyView& v) { return v.Put("b", "x", -1); }),
