@@ -1889,4 +1889,45 @@ TEST_F(PersistTest, SecondServerOnTheSameFolderIsRefused) {
 }
 
 }  // namespace
+// The read-modify-write commands (each one locked section, logged as one
+// record) replay to the state they acknowledged, after a kill -9.
+TEST_F(PersistTest, ReadModifyWriteCommandsReplayAfterKill9) {
+  Opts o;
+  o.fsync = "always";
+  Server* s = Start(o);
+  ASSERT_NE(s, nullptr);
+  {
+    Client c = Connect(s);
+    ASSERT_EQ(Cmd(c, {"SET", "a", "hello"}), "+OK");
+    EXPECT_EQ(Cmd(c, {"APPEND", "a", " world"}), ":11");
+    EXPECT_EQ(Cmd(c, {"SETRANGE", "a", "0", "H"}), ":11");
+    EXPECT_EQ(Cmd(c, {"RENAME", "a", "b"}), "+OK");
+    EXPECT_EQ(Cmd(c, {"COPY", "b", "c"}), ":1");
+    EXPECT_EQ(Cmd(c, {"GETDEL", "c"}), "$Hello world");
+    EXPECT_EQ(Cmd(c, {"SETBIT", "bits", "3", "1"}), ":0");
+    EXPECT_EQ(Cmd(c, {"BITOP", "NOT", "nbits", "bits"}), ":1");
+    EXPECT_EQ(Cmd(c, {"BITFIELD", "bf", "SET", "u8", "8", "65"}), "[:0]");
+    EXPECT_EQ(Cmd(c, {"INCRBYFLOAT", "f", "1.5"}), "$1.5");
+    EXPECT_EQ(Cmd(c, {"MSETNX", "m1", "x", "m2", "y"}), ":1");
+    ASSERT_EQ(Cmd(c, {"SET", "t", "v"}), "+OK");
+    EXPECT_EQ(Cmd(c, {"EXPIRE", "t", "100000", "NX"}), ":1");
+    ASSERT_EQ(Cmd(c, {"SET", "p", "v", "EX", "100000"}), "+OK");
+    EXPECT_EQ(Cmd(c, {"GETEX", "p", "PERSIST"}), "$v");
+  }
+  Kill9(s);
+  s = Start(o);
+  ASSERT_NE(s, nullptr);
+  Client c = Connect(s);
+  EXPECT_EQ(Cmd(c, {"GET", "b"}), "$Hello world");
+  EXPECT_EQ(Cmd(c, {"EXISTS", "a", "c"}), ":0");
+  EXPECT_EQ(Cmd(c, {"GETBIT", "bits", "3"}), ":1");
+  EXPECT_EQ(Cmd(c, {"GETBIT", "nbits", "3"}), ":0");
+  EXPECT_EQ(Cmd(c, {"GETBIT", "nbits", "0"}), ":1");
+  EXPECT_EQ(Cmd(c, {"GETRANGE", "bf", "1", "1"}), "$A");
+  EXPECT_EQ(Cmd(c, {"GET", "f"}), "$1.5");
+  EXPECT_EQ(Cmd(c, {"GET", "m2"}), "$y");
+  EXPECT_NE(Cmd(c, {"EXPIRETIME", "t"}), ":-1");
+  EXPECT_EQ(Cmd(c, {"TTL", "p"}), ":-1");
+}
+
 }  // namespace pf::test
