@@ -233,11 +233,19 @@ void CmdBitop(CommandCtx& c) {
   auto keys = c.argv.subspan(2);  // dest and the sources
   std::string& out = ValueBuf();
   std::vector<std::string_view> src(c.argc() - 3);
+  // Every shard of the keys stays locked while the result is computed: the
+  // bytes it reads (sources x the longest) may not pass limits.max_reply_bytes.
+  const uint64_t budget = MaxReplyBytes(c);
+  bool too_much = false;
   kv::Status st = c.env.store->WithKeys(keys, c.now_ms, [&](kv::KeyView& kv) {
     size_t maxlen = 0;
     for (size_t i = 0; i < src.size(); ++i) {
       if (kv.Get(c.arg(3 + i), &src[i]) != kv::Status::kOk) src[i] = {};
       maxlen = std::max(maxlen, src[i].size());
+    }
+    if (uint64_t{maxlen} * src.size() > budget) {
+      too_much = true;
+      return kv::Status::kNotDone;
     }
     if (maxlen == 0) {
       kv.Del(dest);
@@ -260,6 +268,13 @@ void CmdBitop(CommandCtx& c) {
     }
     return kv.Put(dest, out, -1);  // the result has no TTL (setKey)
   });
+  if (too_much) {
+    std::string& e = ErrBuf();
+    e += "ERR request too large: BITOP would read more than ";
+    AppendU64(&e, budget);
+    e += " bytes (limits.max_reply_bytes)";
+    return c.out.Error(ErrCode::kTooLarge, e);
+  }
   if (st == kv::Status::kOk) return c.out.Integer(static_cast<int64_t>(out.size()));
   ReplyWriteError(c, st, dest);
 }

@@ -1245,6 +1245,13 @@ TEST_F(CommandsTest, BitopComputesAndDeletesOnEmpty) {
   EXPECT_EQ(Run({"BITOP", "NOT", "dest", "key1", "key2"}),
             "-ERR BITOP NOT must be called with a single source key.\r\n");
   EXPECT_EQ(Run({"BITOP", "NAND", "dest", "key1"}), "-ERR syntax error\r\n");
+  config_.limits.max_reply_bytes = 11;  // 2 sources x 6 bytes is past it
+  EXPECT_EQ(Run({"BITOP", "OR", "dest", "key1", "key2"}),
+            "-ERR request too large: BITOP would read more than 11 bytes "
+            "(limits.max_reply_bytes)\r\n");
+  EXPECT_EQ(Run({"GET", "dest"}), Bulk("\x9e"));  // nothing written
+  config_.limits.max_reply_bytes = 12;
+  EXPECT_EQ(Run({"BITOP", "OR", "dest", "key1", "key2"}), ":6\r\n");
   EXPECT_EQ(Run({"BITOP", "OR", "dest", "nokey1", "nokey2"}), ":0\r\n");
   EXPECT_EQ(Run({"EXISTS", "dest"}), ":0\r\n");
   EXPECT_EQ(Run({"BITOP", "AND", "dest"}),
