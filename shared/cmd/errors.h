@@ -59,6 +59,7 @@ inline constexpr std::string_view kInternal = "ERR internal error";
 //   (limits.max_reply_bytes)"
 //                                                         (MGET; KEYS adds "; use SCAN")
 //   "ERR request too large: MSET would write more than %llu bytes (limits.max_reply_bytes)"
+//                                                         (MSETNX alike; BITOP "would read")
 // String, keyspace and bit commands (t_string.c, db.c, bitops.c). A value
 // may not grow past kv.max_value_bytes (Redis: proto-max-bulk-len).
 inline constexpr std::string_view kStringTooLarge =
