@@ -463,7 +463,6 @@ Status KeyView::SetExpire(std::string_view key, int64_t at_ms) {
   if (at_ms < 0 && it->expire_at < 0) return Status::kNotDone;
   const bool had = it->expire_at >= 0;
   it->expire_at = at_ms < 0 ? -1 : at_ms;
-  StampWrite(s, it);
   PF_KV_CRASH(ExpireSet);
   if (had && at_ms < 0) s->expires--;
   if (!had && at_ms >= 0) s->expires++;
