@@ -86,6 +86,20 @@ class PubSubPort {
   virtual void UnsubscribeAll() = 0;
 };
 
+// MULTI/EXEC/WATCH state of a connection (transactions.cc).
+struct TxnState {
+  bool active = false;            // between MULTI and EXEC/DISCARD: commands are queued
+  bool aborted = false;           // a command was refused while queueing: EXEC answers EXECABORT
+  std::vector<std::string> args;  // the queued commands' arguments, back to back
+  std::vector<uint32_t> argc;     // arguments of each queued command
+  uint64_t bytes = 0;             // queued, bounded by limits.max_reply_bytes
+  struct Watched {
+    std::string key;
+    kv::WatchState state;
+  };
+  std::vector<Watched> watched;  // WATCH; EXEC, DISCARD, UNWATCH and RESET clear it
+};
+
 // Per-connection state the commands read and change. The protocol handler owns
 // one per connection and fills the identity fields at accept.
 struct ClientSession {
@@ -108,6 +122,7 @@ struct ClientSession {
   uint64_t commands = 0;          // commands executed on this connection
   std::string_view last_command;  // table name of the last command (static storage)
   std::string lib_name, lib_ver;  // CLIENT SETINFO
+  TxnState txn;                   // MULTI/EXEC/WATCH
 };
 
 namespace persist {
@@ -157,10 +172,12 @@ enum CmdFlag : uint32_t {
   kCmdLoading = 1u << 5,  // safe while loading (persistence replay)
   kCmdStale = 1u << 6,
   kCmdFast = 1u << 7,
-  kCmdNoAuth = 1u << 8,       // may run before AUTH (AUTH, HELLO, QUIT, RESET)
-  kCmdPubSub = 1u << 9,       // a pub/sub command ("pubsub")
-  kCmdSubscribed = 1u << 10,  // allowed on a subscribed RESP2 connection
-  kCmdMayBlock = 1u << 11,    // may hold the worker (SAVE waits for the snapshot): "blocking"
+  kCmdNoAuth = 1u << 8,        // may run before AUTH (AUTH, HELLO, QUIT, RESET)
+  kCmdPubSub = 1u << 9,        // a pub/sub command ("pubsub")
+  kCmdSubscribed = 1u << 10,   // allowed on a subscribed RESP2 connection
+  kCmdMayBlock = 1u << 11,     // may hold the worker (SAVE waits for the snapshot): "blocking"
+  kCmdRunsInMulti = 1u << 12,  // runs at once inside MULTI, not queued (EXEC, DISCARD, WATCH ...)
+  kCmdNoMulti = 1u << 13,      // refused inside MULTI: "no-multi" (SUBSCRIBE, SAVE ...)
 };
 
 struct CommandCtx;  // internal.h

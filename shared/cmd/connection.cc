@@ -32,6 +32,7 @@ void CmdReset(CommandCtx& c) {
   if (c.session.pubsub) c.session.pubsub->UnsubscribeAll();
   c.session.admin = false;
   c.session.name.clear();
+  c.session.txn = TxnState{};  // out of MULTI, nothing watched
   if (c.env.config && !c.env.config->kv.password.empty()) c.session.authenticated = false;
   c.out.Status("RESET");
 }

@@ -44,6 +44,7 @@ class CountingWriter final : public ReplyWriter {
   void Nil() override { w_.Nil(); }
   void NilArray() override { w_.NilArray(); }
   void ArrayBegin(size_t n) override { w_.ArrayBegin(n); }
+  ReplyWriter& inner() { return w_; }
   uint32_t errors = 0;
   bool oom = false;
 
@@ -67,10 +68,64 @@ void ReplyNotInPubSubContext(ReplyWriter& out, const CommandSpec& spec) {
 
 }  // namespace
 
+namespace {
+
+// Runs a command that passed its checks: the handler, then its statistics.
+void Execute(CommandCtx& c, CountingWriter& w) {
+  const CommandEnv& env = c.env;
+  const CommandSpec* spec = c.cmd;
+  c.session.commands++;
+  c.session.last_command = spec->name;
+  c.session.last_command_ms = c.now_ms;
+  if (env.commands_processed) env.commands_processed->Add(1);
+  const uint64_t t0 = env.cmd_stats ? Ticks() : 0;
+  try {
+    spec->proc(c);
+  } catch (const std::exception&) {
+    // The engine threw (bad_alloc in a worker-local buffer); the connection
+    // and the worker live on. The caller's logger records the context.
+    w.Error(ErrCode::kInternal, errtext::kInternal);
+  }
+  if (env.cmd_stats) {
+    CmdStat& st = env.cmd_stats->cmd[CommandIndex(*spec)];
+    if (w.oom && w.errors == 1 && (spec->flags & kCmdDenyOom)) {
+      // Redis refuses a deny-oom command before running it; here the store
+      // refuses the write, with nothing written: the same outcome, counted
+      // the same way (rejected_calls, not calls).
+      st.rejected.Add(1);
+    } else {
+      st.calls.Add(1);
+      const uint64_t t1 = Ticks();
+      st.ticks.Add(t1 > t0 ? t1 - t0 : 0);  // a TSC that is not in step across CPUs can go back
+      if (w.errors) st.failed.Add(1);
+    }
+  }
+  ReleaseScratch();  // the reply is written: its buffers are no longer needed
+}
+
+// The command (or subcommand) argv names, or nullptr.
+const CommandSpec* Resolve(std::span<const std::string_view> argv) {
+  const CommandSpec* spec = LookupCommand(argv[0]);
+  if (spec && !spec->subcommands.empty() && argv.size() >= 2)
+    spec = LookupSubcommand(*spec, argv[1]);
+  return spec;
+}
+
+}  // namespace
+
 void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std::string_view> argv,
               ReplyWriter& out, uint64_t now_ms) {
   if (argv.empty()) return;  // the protocol skips empty commands, as Redis does
   CountingWriter w(out, env);
+  // A command refused before it runs also dooms an open transaction
+  // (multi.c flagTransaction): EXEC will answer EXECABORT.
+  struct AbortOnRefusal {
+    ClientSession& s;
+    bool ran = false;
+    ~AbortOnRefusal() {
+      if (!ran && s.txn.active) s.txn.aborted = true;
+    }
+  } refusal{session};
   const CommandSpec* spec = LookupCommand(argv[0]);
   if (!spec) return ReplyUnknownCommand(w, argv);
   CommandCtx c{env, session, argv, w, now_ms, spec};
@@ -102,34 +157,20 @@ void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std
     Reject(env, *spec);
     return ReplyNotInPubSubContext(w, *spec);
   }
+  refusal.ran = true;
+  if (QueueInMulti(c)) return;  // MULTI: queued (or refused there), reply written
+  Execute(c, w);
+}
 
-  session.commands++;
-  session.last_command = spec->name;
-  session.last_command_ms = now_ms;
-  if (env.commands_processed) env.commands_processed->Add(1);
-  const uint64_t t0 = env.cmd_stats ? Ticks() : 0;
-  try {
-    spec->proc(c);
-  } catch (const std::exception&) {
-    // The engine threw (bad_alloc in a worker-local buffer); the connection
-    // and the worker live on. The caller's logger records the context.
-    w.Error(ErrCode::kInternal, errtext::kInternal);
-  }
-  if (env.cmd_stats) {
-    CmdStat& st = env.cmd_stats->cmd[CommandIndex(*spec)];
-    if (w.oom && w.errors == 1 && (spec->flags & kCmdDenyOom)) {
-      // Redis refuses a deny-oom command before running it; here the store
-      // refuses the write, with nothing written: the same outcome, counted
-      // the same way (rejected_calls, not calls).
-      st.rejected.Add(1);
-    } else {
-      st.calls.Add(1);
-      const uint64_t t1 = Ticks();
-      st.ticks.Add(t1 > t0 ? t1 - t0 : 0);  // a TSC that is not in step across CPUs can go back
-      if (w.errors) st.failed.Add(1);
-    }
-  }
-  ReleaseScratch();  // the reply is written: its buffers are no longer needed
+void RunQueued(const CommandEnv& env, ClientSession& session,
+               std::span<const std::string_view> argv, ReplyWriter& out, uint64_t now_ms) {
+  // EXEC's own writer counts EXEC's errors; each queued command counts its own.
+  auto* exec_writer = dynamic_cast<CountingWriter*>(&out);
+  CountingWriter w(exec_writer ? exec_writer->inner() : out, env);
+  const CommandSpec* spec = Resolve(argv);
+  if (!spec || !spec->proc) return ReplyUnknownCommand(w, argv);  // checked when queued
+  CommandCtx c{env, session, argv, w, now_ms, spec};
+  Execute(c, w);
 }
 
 }  // namespace pf

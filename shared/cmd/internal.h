@@ -200,6 +200,21 @@ void CmdSave(CommandCtx& c);
 void CmdConfigResetstat(CommandCtx& c);
 void CmdInfo(CommandCtx& c);
 
+// transactions.cc
+void CmdDiscard(CommandCtx& c);
+void CmdExec(CommandCtx& c);
+void CmdMulti(CommandCtx& c);
+void CmdUnwatch(CommandCtx& c);
+void CmdWatch(CommandCtx& c);
+// Called by Dispatch once a command passed its checks: true if the session
+// is in MULTI and the command was queued (or refused, aborting the
+// transaction), with the reply written.
+bool QueueInMulti(CommandCtx& c);
+// Runs one queued command (EXEC): the handler and its statistics, as
+// Dispatch does after its checks; errors become replies.
+void RunQueued(const CommandEnv& env, ClientSession& session,
+               std::span<const std::string_view> argv, ReplyWriter& out, uint64_t now_ms);
+
 // server.cc
 void CmdCommandAll(CommandCtx& c);
 void CmdCommandCount(CommandCtx& c);

@@ -10,7 +10,7 @@
 namespace pf {
 namespace {
 
-constexpr size_t kKeysScanBatch = 1024;     // buckets per engine Scan call inside KEYS
+constexpr size_t kKeysScanBatch = 1024;     // keys per engine Scan call inside KEYS
 constexpr int64_t kScanMaxCount = 1 << 20;  // a SCAN COUNT hint above this is clamped
 // Token steps all GlobMatch calls of one KEYS or SCAN may take: KEYS answers
 // kKeysTooExpensive past it, SCAN returns early with the cursor it reached.

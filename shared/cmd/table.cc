@@ -12,7 +12,8 @@ namespace {
 
 constexpr uint32_t W = kCmdWrite, R = kCmdReadonly, M = kCmdDenyOom, A = kCmdAdmin,
                    NS = kCmdNoScript, L = kCmdLoading, ST = kCmdStale, F = kCmdFast,
-                   NA = kCmdNoAuth, PS = kCmdPubSub, SUB = kCmdSubscribed, B = kCmdMayBlock;
+                   NA = kCmdNoAuth, PS = kCmdPubSub, SUB = kCmdSubscribed, B = kCmdMayBlock,
+                   RIM = kCmdRunsInMulti, NM = kCmdNoMulti;
 
 // Every subcommand, grouped by container, each group sorted by name.
 constexpr CommandSpec kSubcommands[] = {
@@ -78,7 +79,9 @@ constexpr CommandSpec kTable[] = {
     {"decr", 2, W | M | F, 1, 1, 1, CmdDecr, {}},
     {"decrby", 3, W | M | F, 1, 1, 1, CmdDecrby, {}},
     {"del", -2, W, 1, -1, 1, CmdDel, {}},
+    {"discard", 1, NS | L | ST | F | RIM, 0, 0, 0, CmdDiscard, {}},
     {"echo", 2, F, 0, 0, 0, CmdEcho, {}},
+    {"exec", 1, NS | L | ST | RIM, 0, 0, 0, CmdExec, {}},
     {"exists", -2, R | F, 1, -1, 1, CmdExists, {}},
     {"expire", -3, W | F, 1, 1, 1, CmdExpire, {}},
     {"expireat", -3, W | F, 1, 1, 1, CmdExpireat, {}},
@@ -104,6 +107,7 @@ constexpr CommandSpec kTable[] = {
     {"move", 3, W | F, 1, 1, 1, CmdMove, {}},
     {"mset", -3, W | M, 1, -1, 2, CmdMset, {}},
     {"msetnx", -3, W | M, 1, -1, 2, CmdMsetnx, {}},
+    {"multi", 1, NS | L | ST | F | RIM, 0, 0, 0, CmdMulti, {}},
     {"object", -2, 0, 0, 0, 0, nullptr, Group("object")},
     {"persist", 2, W | F, 1, 1, 1, CmdPersist, {}},
     {"pexpire", -3, W | F, 1, 1, 1, CmdPexpire, {}},
@@ -111,17 +115,17 @@ constexpr CommandSpec kTable[] = {
     {"pexpiretime", 2, R | F, 1, 1, 1, CmdPexpiretime, {}},
     {"ping", -1, F | SUB, 0, 0, 0, CmdPing, {}},
     {"psetex", 4, W | M, 1, 1, 1, CmdPsetex, {}},
-    {"psubscribe", -2, PS | NS | L | ST | SUB, 0, 0, 0, CmdPsubscribe, {}},
+    {"psubscribe", -2, PS | NS | L | ST | SUB | NM, 0, 0, 0, CmdPsubscribe, {}},
     {"pttl", 2, R | F, 1, 1, 1, CmdPttl, {}},
     {"publish", 3, PS | L | ST | F, 0, 0, 0, CmdPublish, {}},
     {"pubsub", -2, 0, 0, 0, 0, nullptr, Group("pubsub")},
-    {"punsubscribe", -1, PS | NS | L | ST | SUB, 0, 0, 0, CmdPunsubscribe, {}},
-    {"quit", -1, NS | L | ST | F | NA | SUB, 0, 0, 0, CmdQuit, {}},
+    {"punsubscribe", -1, PS | NS | L | ST | SUB | NM, 0, 0, 0, CmdPunsubscribe, {}},
+    {"quit", -1, NS | L | ST | F | NA | SUB | RIM, 0, 0, 0, CmdQuit, {}},
     {"randomkey", 1, R, 0, 0, 0, CmdRandomkey, {}},
     {"rename", 3, W, 1, 2, 1, CmdRename, {}},
     {"renamenx", 3, W | F, 1, 2, 1, CmdRenamenx, {}},
-    {"reset", 1, NS | L | ST | F | NA | SUB, 0, 0, 0, CmdReset, {}},
-    {"save", 1, A | NS | B, 0, 0, 0, CmdSave, {}},
+    {"reset", 1, NS | L | ST | F | NA | SUB | RIM, 0, 0, 0, CmdReset, {}},
+    {"save", 1, A | NS | B | NM, 0, 0, 0, CmdSave, {}},
     {"scan", -2, R, 0, 0, 0, CmdScan, {}},
     {"select", 2, L | ST | F, 0, 0, 0, CmdSelect, {}},
     {"set", -3, W | M, 1, 1, 1, CmdSet, {}},
@@ -130,14 +134,16 @@ constexpr CommandSpec kTable[] = {
     {"setnx", 3, W | M | F, 1, 1, 1, CmdSetnx, {}},
     {"setrange", 4, W | M, 1, 1, 1, CmdSetrange, {}},
     {"strlen", 2, R | F, 1, 1, 1, CmdStrlen, {}},
-    {"subscribe", -2, PS | NS | L | ST | SUB, 0, 0, 0, CmdSubscribe, {}},
+    {"subscribe", -2, PS | NS | L | ST | SUB | NM, 0, 0, 0, CmdSubscribe, {}},
     {"swapdb", 3, W | F, 0, 0, 0, CmdSwapdb, {}},
     {"time", 1, L | ST | F, 0, 0, 0, CmdTime, {}},
     {"touch", -2, R | F, 1, -1, 1, CmdTouch, {}},
     {"ttl", 2, R | F, 1, 1, 1, CmdTtl, {}},
     {"type", 2, R | F, 1, 1, 1, CmdType, {}},
     {"unlink", -2, W | F, 1, -1, 1, CmdDel, {}},
-    {"unsubscribe", -1, PS | NS | L | ST | SUB, 0, 0, 0, CmdUnsubscribe, {}},
+    {"unsubscribe", -1, PS | NS | L | ST | SUB | NM, 0, 0, 0, CmdUnsubscribe, {}},
+    {"unwatch", 1, NS | L | ST | F, 0, 0, 0, CmdUnwatch, {}},
+    {"watch", -2, NS | L | ST | F | RIM, 1, -1, 1, CmdWatch, {}},
 };
 
 template <size_t N>

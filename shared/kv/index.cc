@@ -21,6 +21,7 @@ void Remove(const StoreHeader* h, ShardHeader* s, uint32_t off) {
   LruUnlink(s, off);
   PF_KV_CRASH(UnlinkLru);
   s->keys--;
+  s->removals++;
   s->used_bytes -= it->size;
   if (it->expire_at >= 0) s->expires--;
   FreePush(h, s, off);
@@ -86,6 +87,7 @@ Status WriteItem(const StoreHeader* h, ShardHeader* s, uint64_t hash, std::strin
   if (!key.empty()) std::memcpy(it->key(), key.data(), key.size());
   if (!value.empty()) std::memcpy(it->val(), value.data(), value.size());
   it->stamp = ++s->clock;
+  StampWrite(s, it);
   PF_KV_CRASH(Fill);
   it->state = kChunkLive;  // commit
   PF_KV_CRASH(Commit);

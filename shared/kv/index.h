@@ -65,6 +65,11 @@ inline uint32_t Find(ShardHeader* s, uint64_t hash, std::string_view key) {
   return 0;
 }
 
+// Marks an item as written now, for WATCH: a rewrite, or a TTL changed in place.
+inline void StampWrite(ShardHeader* s, Item* it) {
+  it->version = static_cast<uint32_t>(++s->writes);
+}
+
 // Deletes a live item: kill (durable), then the derived structures.
 void Remove(const StoreHeader* h, ShardHeader* s, uint32_t off);
 

@@ -130,6 +130,13 @@ class KeyView {
   std::string copy_;         // Put of a value that lives in the segment
 };
 
+// What a key looked like when WATCHed (Store::Watch), for Store::Changed.
+struct WatchState {
+  uint64_t removals = 0;  // its shard's removals then
+  uint32_t version = 0;   // its item's write stamp, if it existed
+  bool exists = false;
+};
+
 class Store {
  public:
   // Smallest region that can hold `shards` shards.
@@ -201,6 +208,22 @@ class Store {
   uint64_t Scan(uint64_t cursor, size_t count, uint64_t now_ms, std::vector<std::string>* keys,
                 uint64_t max_bytes = UINT64_MAX, std::vector<uint64_t>* resume = nullptr);
   uint64_t DbSize();
+
+  // ---- transactions (MULTI/EXEC/WATCH) ----
+  // The state of `key` now, for WATCH.
+  WatchState Watch(std::string_view key, uint64_t now_ms);
+  // Whether `key` may have been written, deleted or expired since `w`: exact
+  // for a key that existed then (its item's write stamp; a TTL change counts)
+  // and for one that exists now; for a key absent then and now, true if any
+  // key of its shard was removed meanwhile (it may have come and gone).
+  bool Changed(std::string_view key, const WatchState& w, uint64_t now_ms);
+  // Runs fn holding the locks of the shards of `keys` (every shard if
+  // `all_shards`), taken in ascending order, inside one journal group:
+  // everything fn does through this Store is one atomic step for every other
+  // process and one persistence record. Store calls inside take no locks of
+  // their own and may only touch those shards (asserted). Does not nest.
+  void Exclusive(std::span<const std::string_view> keys, bool all_shards,
+                 const std::function<void()>& fn);
   // Atomic: holds every shard's lock at once (ascending), as MSet does.
   uint64_t FlushAll();                            // returns keys removed
   uint64_t FlushPrefix(std::string_view prefix);  // namespace flush ("ns^")

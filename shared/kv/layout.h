@@ -38,7 +38,7 @@ struct Item {
   uint32_t hnext;     // live: next in bucket chain; free: next in free list
   uint32_t lru_prev;  // towards the head (more recent)
   uint32_t lru_next;  // towards the tail (less recent)
-  uint32_t pad1;
+  uint32_t version;   // the shard's `writes` (low bits) when last written: WATCH
   uint64_t hash;      // SipHash of the key
   int64_t expire_at;  // absolute unix ms; -1 = none
   uint64_t stamp;     // shard clock at last write/touch: LRU order, newest copy wins
@@ -65,7 +65,10 @@ struct alignas(64) ShardHeader {
   uint64_t hits, misses, evictions, expired;  // statistics
   uint64_t frees_since_coalesce;
   uint64_t recoveries;
-  uint64_t seq;                     // mutations journaled (persistence order); kept by Rebuild
+  uint64_t seq;  // mutations journaled (persistence order); kept by Rebuild
+  // WATCH (kv.h Store::Watch): items written (each write stamps the item
+  // with the count) and items removed, for the life of the segment.
+  uint64_t writes, removals;
   uint32_t free_head[kMaxClasses];  // derived; list c holds chunks with floor class c
   uint32_t free_count[kMaxClasses];
 };

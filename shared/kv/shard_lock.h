@@ -18,10 +18,24 @@
 
 namespace pf::kv::internal {
 
+// Inside Store::Exclusive (EXEC): which shards this process already holds,
+// one byte a shard; null outside. A ShardLock of a held shard is a no-op;
+// one of a shard not held would break the lock order (a command whose table
+// row names the wrong key positions): it throws instead of risking a
+// deadlock, and the command answers an internal error.
+extern const uint8_t* g_held;
+
 class ShardLock {
  public:
   ShardLock(const StoreHeader* h, ShardHeader* s) : s_(s) {
     PF_ASSERT_MSG(s->index < h->shard_count, "a shard header outside the store");
+    if (__builtin_expect(g_held != nullptr, 0)) {
+      s_ = nullptr;
+      if (!g_held[s->index])
+        throw std::logic_error("kv: shard " + std::to_string(s->index) +
+                               " is outside the Exclusive section's lock set");
+      return;
+    }
     // Critical sections are a few hundred nanoseconds: spin briefly before
     // sleeping in the kernel (a futex wait + wake costs more than the wait).
     // trylock reports EOWNERDEAD like lock does, so recovery stays in one place.

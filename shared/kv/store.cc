@@ -26,6 +26,7 @@ using namespace internal;
 
 namespace internal {
 int g_crash_point = 0;
+const uint8_t* g_held = nullptr;
 void CrashNow() {
   raise(SIGKILL);
   __builtin_unreachable();
@@ -320,6 +321,7 @@ Status Store::SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms) {
   if (at_ms < 0) {
     if (it->expire_at < 0) return Status::kNotDone;
     it->expire_at = -1;
+    StampWrite(s, it);
     PF_KV_CRASH(ExpireSet);
     s->expires--;
     JPut(s, std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len), -1);
@@ -332,6 +334,7 @@ Status Store::SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms) {
   }
   bool had = it->expire_at >= 0;
   it->expire_at = at_ms;
+  StampWrite(s, it);
   PF_KV_CRASH(ExpireSet);
   if (!had) s->expires++;
   JPut(s, std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len),
@@ -463,6 +466,7 @@ Status KeyView::SetExpire(std::string_view key, int64_t at_ms) {
   if (at_ms < 0 && it->expire_at < 0) return Status::kNotDone;
   const bool had = it->expire_at >= 0;
   it->expire_at = at_ms < 0 ? -1 : at_ms;
+  StampWrite(s, it);
   PF_KV_CRASH(ExpireSet);
   if (had && at_ms < 0) s->expires--;
   if (!had && at_ms >= 0) s->expires++;
@@ -719,6 +723,51 @@ uint64_t RemoveWhere(Store* st, const Pred& pred, bool journal) {
 }
 }  // namespace
 
+WatchState Store::Watch(std::string_view key, uint64_t now_ms) {
+  const StoreHeader* h = Hdr(this);
+  const auto [hash, s] = Locate(this, key);
+  ShardLock lk(h, s);
+  WatchState w;
+  const uint32_t off = LookupLive(h, s, hash, key, now_ms);  // may remove: read removals after
+  w.removals = s->removals;
+  if (off) {
+    w.exists = true;
+    w.version = It(s, off)->version;
+  }
+  return w;
+}
+
+bool Store::Changed(std::string_view key, const WatchState& w, uint64_t now_ms) {
+  const StoreHeader* h = Hdr(this);
+  const auto [hash, s] = Locate(this, key);
+  ShardLock lk(h, s);
+  if (const uint32_t off = LookupLive(h, s, hash, key, now_ms))
+    return !w.exists || It(s, off)->version != w.version;
+  return w.exists || s->removals != w.removals;
+}
+
+void Store::Exclusive(std::span<const std::string_view> keys, bool all_shards,
+                      const std::function<void()>& fn) {
+  const StoreHeader* h = Hdr(this);
+  PF_ASSERT_MSG(g_held == nullptr, "Store::Exclusive sections do not nest");
+  std::vector<uint8_t> held(h->shard_count, all_shards ? 1 : 0);
+  for (std::string_view k : keys) held[ShardOf(k)] = 1;
+  std::vector<ShardLock> locks;  // ascending shard order: the lock order of kv.h
+  for (uint32_t i = 0; i < h->shard_count; ++i)
+    if (held[i]) locks.emplace_back(h, Sh(this, i));
+  struct Section {  // destroyed before the locks are released
+    explicit Section(const uint8_t* held) {
+      g_held = held;
+      if (g_journal) g_journal->BeginGroup();
+    }
+    ~Section() {
+      if (g_journal) g_journal->EndGroup();
+      g_held = nullptr;
+    }
+  } section(held.data());
+  fn();
+}
+
 uint64_t Store::DbSize() {
   uint64_t n = 0;
   for (uint32_t i = 0; i < shard_count(); ++i) n += GetShardStats(i).keys;
@@ -737,6 +786,7 @@ uint64_t Store::FlushAll() {
     ShardHeader* s = Sh(this, i);
     if (g_journal) g_journal->Clear(s->index, ++s->seq);
     n += s->keys;
+    s->removals += s->keys;
     s->bump = s->arena_begin;  // commit: every chunk is gone
     PF_KV_CRASH(FlushBump);
     std::memset(Buckets(s), 0, size_t{s->nbuckets} * 4);

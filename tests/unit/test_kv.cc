@@ -480,6 +480,58 @@ TEST_F(KvTest, ScanFindsKeysAddedBehindAndAhead) {
   EXPECT_EQ(seen.size(), 300u);
 }
 
+// WATCH: a key's write stamp moves on every write, TTL change, delete or
+// expiry; writes to other keys leave it. Absent keys see their shard's removals.
+TEST_F(KvTest, WatchStateChangesOnlyWithTheKey) {
+  ASSERT_EQ(Put("w", "1"), Status::kOk);
+  WatchState w = store_->Watch("w", 1000);
+  EXPECT_TRUE(w.exists);
+  for (const std::string& k : KeysInShard(store_->ShardOf("w"), 20, "o"))
+    ASSERT_EQ(Put(k, "v"), Status::kOk);
+  EXPECT_FALSE(store_->Changed("w", w, 1000));
+  ASSERT_EQ(Put("w", "1"), Status::kOk);  // the same value still counts
+  EXPECT_TRUE(store_->Changed("w", w, 1000));
+  w = store_->Watch("w", 1000);
+  ASSERT_EQ(store_->SetExpire("w", 5000, 1000), Status::kOk);
+  EXPECT_TRUE(store_->Changed("w", w, 1000));
+  w = store_->Watch("w", 1000);
+  EXPECT_TRUE(store_->Changed("w", w, 6000));  // expired meanwhile
+  WatchState absent = store_->Watch("nokey", 1000);
+  EXPECT_FALSE(absent.exists);
+  EXPECT_FALSE(store_->Changed("nokey", absent, 1000));
+  ASSERT_EQ(Put("nokey", "x"), Status::kOk);
+  EXPECT_TRUE(store_->Changed("nokey", absent, 1000));
+}
+
+// Exclusive holds the listed keys' shards: calls inside take no lock of
+// their own, a shard outside the set throws instead of breaking the lock
+// order, and everything inside is one journal group.
+TEST_F(KvTest, ExclusiveSectionRunsCallsUnderItsLocks) {
+  const std::vector<std::string> ks = KeysInShard(1, 2, "x");
+  const std::vector<std::string> other = KeysInShard(2, 1, "y");
+  std::vector<std::string_view> keys(ks.begin(), ks.end());
+  bool threw = false;
+  store_->Exclusive(keys, false, [&] {
+    EXPECT_EQ(Put(ks[0], "a"), Status::kOk);
+    EXPECT_EQ(store_->IncrBy(ks[1], 5, 1000, nullptr), Status::kOk);
+    try {
+      Put(other[0], "b");
+    } catch (const std::logic_error&) {
+      threw = true;
+    }
+  });
+  EXPECT_TRUE(threw);
+  EXPECT_EQ(GetOr(ks[0]), "a");
+  EXPECT_EQ(GetOr(ks[1]), "5");
+  EXPECT_EQ(GetOr(other[0]), "<none>");
+  // Every shard: FLUSHALL and DBSIZE inside.
+  store_->Exclusive({}, true, [&] {
+    EXPECT_EQ(store_->DbSize(), 2u);
+    EXPECT_EQ(store_->FlushAll(), 2u);
+  });
+  EXPECT_EQ(store_->DbSize(), 0u);
+}
+
 TEST_F(KvTest, FlushAllAndFlushPrefix) {
   for (int i = 0; i < 100; ++i) {
     ASSERT_EQ(Put("users^" + std::to_string(i), "u"), Status::kOk);
