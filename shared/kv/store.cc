@@ -849,15 +849,25 @@ size_t Store::SweepExpired(uint32_t shard, uint64_t now_ms, size_t max_keys) {
   ShardHeader* s = Sh(this, shard);
   ShardLock lk(h, s);
   if (s->expires == 0) return 0;
-  // Bounded work: at most max(64, 16 * max_keys) buckets per call.
-  uint64_t budget =
-      std::min<uint64_t>(s->nbuckets, std::max<uint64_t>(64, 16 * uint64_t{max_keys}));
+  // Bounded work, in Scan's units (a summary word, a bucket or a key looked
+  // at): empty bucket runs cost one unit per 4096 buckets, so a pass over a
+  // shard costs about its keys, and a shard of a few keys is swept in one
+  // call (DBSIZE stops counting an expired key within a tick or two).
+  uint64_t budget = std::max<uint64_t>(4096, 64 * uint64_t{max_keys});
   uint32_t b = s->sweep_cursor < s->nbuckets ? s->sweep_cursor : 0;
   size_t removed = 0;
-  for (uint64_t i = 0; i < budget && removed < max_keys && s->expires; ++i) {
+  bool wrapped = false;
+  while (budget > 0 && removed < max_keys && s->expires) {
+    if (!NextNonEmptyBucket(s, &b, &budget)) {
+      if (budget == 0 || wrapped) break;
+      b = 0;  // the end of the shard: go on from its start, once
+      wrapped = true;
+      continue;
+    }
     for (uint32_t o = Buckets(s)[b]; o && removed < max_keys;) {
       Item* it = It(s, o);
-      uint32_t next = it->hnext;
+      const uint32_t next = it->hnext;
+      --budget;
       if (Expired(it, now_ms)) {
         PF_KV_CRASH(Sweep);
         Remove(h, s, o);
@@ -866,9 +876,11 @@ size_t Store::SweepExpired(uint32_t shard, uint64_t now_ms, size_t max_keys) {
       }
       o = next;
     }
-    if (removed < max_keys && ++b >= s->nbuckets) b = 0;
+    if (removed >= max_keys) break;  // this bucket may hold more: start here next time
+    if (++b >= s->nbuckets) b = 0;
+    if (budget > 0) --budget;
   }
-  s->sweep_cursor = b;
+  s->sweep_cursor = b < s->nbuckets ? b : 0;
   return removed;
 }
 
