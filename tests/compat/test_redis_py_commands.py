@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-# tests/compat/test_redis_py_new.py: redis-py against commands other engineers
-# are adding (and the DBSIZE finding); not registered in meson until they land.
-# Run: PREFORKD_BIN=build/preforkd tests/compat/run.py -- /usr/bin/python3 tests/compat/test_redis_py_new.py
+# tests/compat/test_redis_py_commands.py: redis-py over the string, keyspace
+# and bit commands, transactions (MULTI/EXEC, WATCH, the transaction helper),
+# INFO as redis-py parses it, and DBSIZE not counting an expired key.
+# Run: PREFORKD_BIN=build/preforkd tests/compat/run.py -- /usr/bin/python3 tests/compat/test_redis_py_commands.py
 import sys
 import time
 import unittest
