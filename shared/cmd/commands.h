@@ -112,6 +112,9 @@ struct ClientSession {
   // PING, QUIT and RESET run (a reply could not be told from a push), and
   // PING answers ["pong", arg].
   bool resp2 = false;
+  // A RESP connection after HELLO 3 (resp2 is then false): replies are RESP3,
+  // pub/sub messages push frames, and any command runs while subscribed.
+  bool resp3 = false;
   PubSubPort* pubsub = nullptr;  // null: this connection cannot subscribe
   int worker_slot = -1;
   int fd = -1;

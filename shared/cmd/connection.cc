@@ -89,13 +89,11 @@ void CmdAuth(CommandCtx& c) {
 
 void CmdHello(CommandCtx& c) {
   size_t next = 1;
+  int64_t ver = 0;  // 0: HELLO without a version keeps the protocol
   if (c.argc() >= 2) {
-    int64_t ver;
     next++;
     if (!ParseInt64(c.arg(1), &ver)) return c.out.Error(ErrCode::kErr, errtext::kHelloProtoNotInt);
-    // Redis accepts 3; we speak RESP2 only, so 3 gets the answer a client
-    // library takes as "fall back to RESP2".
-    if (ver != 2) return c.out.Error(ErrCode::kErr, errtext::kNoProto);
+    if (ver < 2 || ver > 3) return c.out.Error(ErrCode::kErr, errtext::kNoProto);
   }
   for (size_t j = next; j < c.argc(); ++j) {
     size_t more = c.argc() - 1 - j;
@@ -122,13 +120,20 @@ void CmdHello(CommandCtx& c) {
     }
   }
   if (AuthRequired(c.env, c.session)) return c.out.Error(ErrCode::kNoAuth, errtext::kHelloNoAuth);
-  c.out.ArrayBegin(14);
+  // As Redis: the switch comes after authentication, and HELLO's own reply
+  // is already in the new protocol. Only a RESP connection has one to switch
+  // (kv-json and HTTP render the map as a JSON object either way).
+  if (ver != 0 && (c.session.resp2 || c.session.resp3)) {
+    c.session.resp3 = ver == 3;
+    c.session.resp2 = ver == 2;
+  }
+  c.out.MapBegin(7);
   c.out.Bulk("server");
   c.out.Bulk("redis");
   c.out.Bulk("version");
   c.out.Bulk(kRedisCompatVersion);
   c.out.Bulk("proto");
-  c.out.Integer(2);
+  c.out.Integer(c.session.resp3 || ver == 3 ? 3 : 2);
   c.out.Bulk("id");
   c.out.Integer(static_cast<int64_t>(c.session.id));
   c.out.Bulk("mode");

@@ -44,6 +44,11 @@ class CountingWriter final : public ReplyWriter {
   void Nil() override { w_.Nil(); }
   void NilArray() override { w_.NilArray(); }
   void ArrayBegin(size_t n) override { w_.ArrayBegin(n); }
+  void MapBegin(size_t n) override { w_.MapBegin(n); }
+  void SetBegin(size_t n) override { w_.SetBegin(n); }
+  void PushBegin(size_t n) override { w_.PushBegin(n); }
+  void Double(double d) override { w_.Double(d); }
+  void Bool(bool b) override { w_.Bool(b); }
   ReplyWriter& inner() { return w_; }
   uint32_t errors = 0;
   bool oom = false;

@@ -1,6 +1,7 @@
 // shared/cmd/pubsub.cc: the pub/sub commands (pubsub.c): SUBSCRIBE,
 // UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE, PUBLISH and PUBSUB. The connection's
-// PubSubPort (the worker's bus end) does the work; replies are Redis'.
+// PubSubPort (the worker's bus end) does the work; replies are Redis' (the
+// (un)subscribe confirmations are push frames in RESP3, arrays in RESP2).
 #include "shared/cmd/internal.h"
 
 namespace pf {
@@ -23,7 +24,7 @@ void SubscribeGeneric(CommandCtx& c, bool pattern) {
       c.out.Error(ErrCode::kErr, err);
       continue;
     }
-    c.out.ArrayBegin(3);
+    c.out.PushBegin(3);
     c.out.Bulk(kind);
     c.out.Bulk(c.arg(i));
     c.out.Integer(static_cast<int64_t>(p->subscription_count()));
@@ -35,7 +36,7 @@ void UnsubscribeGeneric(CommandCtx& c, bool pattern) {
   if (!p) return;
   const std::string_view kind = pattern ? "punsubscribe" : "unsubscribe";
   auto reply = [&](std::string_view name) {
-    c.out.ArrayBegin(3);
+    c.out.PushBegin(3);
     c.out.Bulk(kind);
     c.out.Bulk(name);
     c.out.Integer(static_cast<int64_t>(p->subscription_count()));
@@ -49,7 +50,7 @@ void UnsubscribeGeneric(CommandCtx& c, bool pattern) {
   }
   const std::vector<std::string> names = p->Subscribed(pattern);
   if (names.empty()) {
-    c.out.ArrayBegin(3);
+    c.out.PushBegin(3);
     c.out.Bulk(kind);
     c.out.Nil();
     c.out.Integer(static_cast<int64_t>(p->subscription_count()));

@@ -1,5 +1,5 @@
 // shared/cmd/reply.h: the protocol-neutral sink a command writes its reply into.
-// RESP renders it as RESP2, kv-json as a JSON value, HTTP /kv as a body; the
+// RESP renders it as RESP2 or RESP3 (HELLO), kv-json as a JSON value, HTTP /kv as a body; the
 // command table never knows which (see shared/cmd/commands.h).
 #pragma once
 
@@ -34,6 +34,11 @@ enum class ErrCode : uint8_t {
 
 const char* ErrCodeName(ErrCode c);  // "BAD_REQUEST", "NOT_INTEGER", ...
 
+// A double as Redis 7.0's addReplyDouble prints it ("%.17g"; "inf", "-inf")
+// into out (>= kMaxDoubleChars bytes); returns the length.
+inline constexpr size_t kMaxDoubleChars = 32;
+size_t FormatRedisDouble(double d, char* out);
+
 class ReplyWriter {
  public:
   virtual ~ReplyWriter() = default;
@@ -45,6 +50,14 @@ class ReplyWriter {
   virtual void Nil() = 0;                               // $-1
   virtual void NilArray() = 0;                          // *-1
   virtual void ArrayBegin(size_t n) = 0;                // *n, then n values
+  // RESP3 types. The defaults render them as RESP2 does (Redis' networking.c
+  // addReplyMapLen & co. for c->resp == 2), so a writer with no RESP3 form
+  // (HTTP /kv) needs nothing; RespWriter in RESP3 and kv-json override them.
+  virtual void MapBegin(size_t n) { ArrayBegin(2 * n); }  // %n, then n key-value pairs
+  virtual void SetBegin(size_t n) { ArrayBegin(n); }      // ~n, then n values
+  virtual void PushBegin(size_t n) { ArrayBegin(n); }     // >n: out-of-band (pub/sub)
+  virtual void Double(double d);                          // ,1.5 (RESP2: bulk "1.5")
+  virtual void Bool(bool b) { Integer(b ? 1 : 0); }       // #t / #f (RESP2: :1 / :0)
   // A bulk whose bytes the writer may take (swap) instead of copying; the
   // caller's string holds anything afterwards. HTTP /kv GET answers a value
   // with one copy (from the store) instead of two.

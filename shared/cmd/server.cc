@@ -60,7 +60,7 @@ void CmdConfigGet(CommandCtx& c) {
         n++;
       }
   }
-  c.out.ArrayBegin(2 * n);
+  c.out.MapBegin(n);
   std::string& v = ErrBuf();
   for (size_t i = 0; i < std::size(kConfigParams); ++i) {
     if (!hit[i]) continue;
@@ -106,14 +106,14 @@ void ReplyCommandInfo(CommandCtx& c, const CommandSpec& s) {
   c.out.Integer(s.arity);
   size_t nflags = 0;
   for (auto& [bit, name] : kFlagNames) nflags += (s.flags & bit) ? 1 : 0;
-  c.out.ArrayBegin(nflags);
+  c.out.SetBegin(nflags);  // sets in RESP3, as Redis' addReplyCommandFlags
   for (auto& [bit, name] : kFlagNames)
     if (s.flags & bit) c.out.Status(name);
   c.out.Integer(s.first_key);
   c.out.Integer(s.last_key);
   c.out.Integer(s.key_step);
-  c.out.ArrayBegin(0);  // ACL categories
-  c.out.ArrayBegin(0);  // tips
+  c.out.SetBegin(0);    // ACL categories
+  c.out.SetBegin(0);    // tips
   c.out.ArrayBegin(0);  // key specs
   c.out.ArrayBegin(s.subcommands.size());
   for (const CommandSpec& sub : s.subcommands) ReplyCommandInfo(c, sub);
@@ -129,7 +129,7 @@ void CmdCommandAll(CommandCtx& c) {
 
 void CmdCommandCount(CommandCtx& c) { c.out.Integer(static_cast<int64_t>(CommandTable().size())); }
 
-void CmdCommandDocs(CommandCtx& c) { c.out.ArrayBegin(0); }  // docs are not served
+void CmdCommandDocs(CommandCtx& c) { c.out.MapBegin(0); }  // docs are not served
 
 void CmdCommandInfo(CommandCtx& c) {
   if (c.argc() == 2) return CmdCommandAll(c);

@@ -495,7 +495,7 @@ void CmdLcs(CommandCtx& c) {
     }
   }
   if (!getidx) return c.out.Bulk(result);
-  c.out.ArrayBegin(4);  // RESP2 shape of Redis' map {matches, len}
+  c.out.MapBegin(2);  // {matches, len}: Redis' addReplyMapLen
   c.out.Bulk("matches");
   c.out.ArrayBegin(matches.size());
   for (const Match& m : matches) {

@@ -20,9 +20,11 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
-// Renders what a command writes as RESP2, the way worker/resp/session.cc does.
+// Renders what a command writes as RESP2, or RESP3 while *resp3 (the
+// session's flag, which HELLO switches), the way worker/resp/session.cc does.
 class RespText : public ReplyWriter {
  public:
+  explicit RespText(const bool* resp3 = nullptr) : resp3_(resp3) {}
   void Status(std::string_view s) override { out += "+" + std::string(s) + "\r\n"; }
   void Error(ErrCode code, std::string_view t) override {
     last_code = code;
@@ -32,11 +34,21 @@ class RespText : public ReplyWriter {
   void Bulk(std::string_view v) override {
     out += "$" + std::to_string(v.size()) + "\r\n" + std::string(v) + "\r\n";
   }
-  void Nil() override { out += "$-1\r\n"; }
-  void NilArray() override { out += "*-1\r\n"; }
+  void Nil() override { out += R3() ? "_\r\n" : "$-1\r\n"; }
+  void NilArray() override { out += R3() ? "_\r\n" : "*-1\r\n"; }
   void ArrayBegin(size_t n) override { out += "*" + std::to_string(n) + "\r\n"; }
+  void MapBegin(size_t n) override {
+    if (!R3()) return ReplyWriter::MapBegin(n);
+    out += "%" + std::to_string(n) + "\r\n";
+  }
+  void SetBegin(size_t n) override { out += (R3() ? "~" : "*") + std::to_string(n) + "\r\n"; }
+  void PushBegin(size_t n) override { out += (R3() ? ">" : "*") + std::to_string(n) + "\r\n"; }
   std::string out;
   ErrCode last_code = ErrCode::kInternal;
+
+ private:
+  bool R3() const { return resp3_ && *resp3_; }
+  const bool* resp3_;
 };
 
 constexpr uint64_t kNow = 1'700'000'000'000;  // a fixed unix ms clock
@@ -77,7 +89,7 @@ class CommandsTest : public ::testing::Test {
     return RunV(argv, now);
   }
   std::string RunV(const std::vector<std::string_view>& argv, uint64_t now = kNow) {
-    RespText w;
+    RespText w(&session_.resp3);
     Dispatch(env_, session_, argv, w, now);
     last_code_ = w.last_code;
     return w.out;
@@ -216,12 +228,62 @@ TEST_F(CommandsTest, HelloReplyAndRefusals) {
             "$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:7\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n"
             "$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n");
   EXPECT_THAT(Run({"HELLO", "2"}), StartsWith("*14\r\n"));
-  EXPECT_EQ(Run({"HELLO", "3"}), "-NOPROTO unsupported protocol version\r\n");
+  EXPECT_EQ(Run({"HELLO", "1"}), "-NOPROTO unsupported protocol version\r\n");
   EXPECT_EQ(Run({"HELLO", "4"}), "-NOPROTO unsupported protocol version\r\n");
+  EXPECT_EQ(Run({"HELLO", "-3"}), "-NOPROTO unsupported protocol version\r\n");
   EXPECT_EQ(Run({"HELLO", "x"}), "-ERR Protocol version is not an integer or out of range\r\n");
   EXPECT_EQ(Run({"HELLO", "2", "FOO"}), "-ERR Syntax error in HELLO option 'FOO'\r\n");
   EXPECT_THAT(Run({"HELLO", "2", "SETNAME", "app"}), StartsWith("*14\r\n"));
   EXPECT_EQ(session_.name, "app");
+}
+
+// A RESP connection (session.resp2, as worker/resp/session.cc sets it):
+// HELLO 3 switches it to RESP3, and HELLO's own reply is already a map.
+TEST_F(CommandsTest, Hello3SwitchesToResp3AndBack) {
+  session_.resp2 = true;
+  EXPECT_EQ(Run({"HELLO", "3"}),
+            "%7\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$5\r\n7.0.0\r\n"
+            "$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:7\r\n$4\r\nmode\r\n$10\r\nstandalone\r\n"
+            "$4\r\nrole\r\n$6\r\nmaster\r\n$7\r\nmodules\r\n*0\r\n");
+  EXPECT_TRUE(session_.resp3);
+  EXPECT_FALSE(session_.resp2);
+  EXPECT_EQ(Run({"GET", "missing"}), "_\r\n");
+  EXPECT_THAT(Run({"CONFIG", "GET", "maxmemory"}), StartsWith("%1\r\n$9\r\nmaxmemory\r\n$"));
+  EXPECT_EQ(Run({"COMMAND", "DOCS"}), "%0\r\n");
+  EXPECT_THAT(Run({"COMMAND", "INFO", "get"}),
+              StartsWith("*1\r\n*10\r\n$3\r\nget\r\n:2\r\n~2\r\n+readonly\r\n+fast\r\n"));
+  // A bad version, or a refused HELLO, leaves the protocol as it was.
+  EXPECT_EQ(Run({"HELLO", "4"}), "-NOPROTO unsupported protocol version\r\n");
+  EXPECT_EQ(Run({"HELLO", "2", "FOO"}), "-ERR Syntax error in HELLO option 'FOO'\r\n");
+  EXPECT_TRUE(session_.resp3);
+  // HELLO without a version answers in the current protocol.
+  EXPECT_THAT(Run({"HELLO"}), StartsWith("%7\r\n"));
+  EXPECT_THAT(Run({"HELLO"}), HasSubstr("$5\r\nproto\r\n:3\r\n"));
+  EXPECT_THAT(Run({"HELLO", "2"}), StartsWith("*14\r\n"));
+  EXPECT_TRUE(session_.resp2);
+  EXPECT_FALSE(session_.resp3);
+  EXPECT_EQ(Run({"GET", "missing"}), "$-1\r\n");
+  EXPECT_THAT(Run({"CONFIG", "GET", "maxmemory"}), StartsWith("*2\r\n$9\r\nmaxmemory\r\n$"));
+}
+
+// HELLO on kv-json or HTTP (no RESP session) has no protocol to switch.
+TEST_F(CommandsTest, Hello3WithoutRespSessionKeepsProtocol) {
+  EXPECT_THAT(Run({"HELLO", "3"}), HasSubstr("$5\r\nproto\r\n:3\r\n"));
+  EXPECT_FALSE(session_.resp3);
+  EXPECT_FALSE(session_.resp2);
+}
+
+// Redis 7.0 LCS ... IDX: a map {matches, len}, RESP2 a flat array of four.
+TEST_F(CommandsTest, LcsIdxIsMapInResp3) {
+  Run({"SET", "a", "ohmytext"});
+  Run({"SET", "b", "mynewtext"});
+  const std::string matches =
+      "$7\r\nmatches\r\n*2\r\n*2\r\n*2\r\n:4\r\n:7\r\n*2\r\n:5\r\n:8\r\n"
+      "*2\r\n*2\r\n:2\r\n:3\r\n*2\r\n:0\r\n:1\r\n$3\r\nlen\r\n:6\r\n";
+  EXPECT_EQ(Run({"LCS", "a", "b", "IDX"}), "*4\r\n" + matches);
+  session_.resp2 = true;
+  Run({"HELLO", "3"});
+  EXPECT_EQ(Run({"LCS", "a", "b", "IDX"}), "%2\r\n" + matches);
 }
 
 TEST_F(CommandsTest, ClientCommands) {

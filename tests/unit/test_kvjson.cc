@@ -309,6 +309,48 @@ TEST(JsonReply, NamespacePrefixIsStrippedFromKeys) {
             "{\"id\":1,\"ok\":true,\"result\":[\"0\",[\"1\",\"2\"]]}\n");
 }
 
+// RESP3's types as JSON: a map is an object (keys as strings), a set or push
+// an array, a double a number (inf as a string), a bool true/false.
+TEST(JsonReply, MapsSetsDoublesAndBools) {
+  EXPECT_EQ(Reply("1", {},
+                  [](ReplyWriter& w) {
+                    w.MapBegin(5);
+                    w.Bulk("proto");
+                    w.Integer(3);
+                    w.Bulk("modules");
+                    w.ArrayBegin(0);
+                    w.Integer(7);  // an integer key becomes a string
+                    w.SetBegin(2);
+                    w.Bulk("a");
+                    w.Bool(true);
+                    w.Bulk("inner");
+                    w.MapBegin(1);
+                    w.Bulk("x");
+                    w.Double(1.5);
+                    w.Bulk("\xff");  // not UTF-8
+                    w.Double(1e300 * 1e300);
+                  }),
+            "{\"id\":1,\"ok\":true,\"result\":{\"proto\":3,\"modules\":[],\"7\":[\"a\",true],"
+            "\"inner\":{\"x\":1.5},\"base64:/w==\":\"inf\"}}\n");
+  EXPECT_EQ(Reply("1", {}, [](ReplyWriter& w) { w.MapBegin(0); }),
+            "{\"id\":1,\"ok\":true,\"result\":{}}\n");
+  EXPECT_EQ(Reply("1", {},
+                  [](ReplyWriter& w) {
+                    w.PushBegin(2);
+                    w.Double(-0.25);
+                    w.Bool(false);
+                  }),
+            "{\"id\":1,\"ok\":true,\"result\":[-0.25,false]}\n");
+  // A map cut short still closes as an object.
+  EXPECT_EQ(Reply("1", {},
+                  [](ReplyWriter& w) {
+                    w.MapBegin(2);
+                    w.Bulk("a");
+                    w.Integer(1);
+                  }),
+            "{\"id\":1,\"ok\":true,\"result\":{\"a\":1,\"\":null}}\n");
+}
+
 TEST(JsonReply, IncompleteReplyStaysValidJson) {
   EXPECT_EQ(Reply("1", {}, [](ReplyWriter&) {}), "{\"id\":1,\"ok\":true}\n");
   EXPECT_EQ(Reply("1", {},

@@ -290,6 +290,59 @@ TEST(RespWriter, EncodesEveryReplyKind) {
                 std::string(1000, 'z') + "\r\n:7\r\n");
 }
 
+// The RESP3 types in both protocols: RESP2 as Redis 7.0 renders them for a
+// client that did not send HELLO 3 (map: flat array of 2n, set and push:
+// array, double: bulk "%.17g", bool: integer), RESP3 with their own prefixes.
+TEST(RespWriter, Resp3TypesInBothProtocols) {
+  auto render = [](bool resp3) {
+    std::string out;
+    RespStringWriter w(StringSink{&out}, &resp3);
+    w.Nil();
+    w.NilArray();
+    w.MapBegin(2);
+    w.Bulk("a");
+    w.Integer(1);
+    w.Bulk("b");
+    w.SetBegin(0);
+    w.PushBegin(1);
+    w.Bulk("x");
+    w.Double(1.5);
+    w.Double(0.1);
+    w.Double(-3);
+    w.Double(1e300 * 1e300);
+    w.Double(-1e300 * 1e300);
+    w.Bool(true);
+    w.Bool(false);
+    return out;
+  };
+  EXPECT_EQ(render(false),
+            "$-1\r\n*-1\r\n*4\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n*0\r\n*1\r\n$1\r\nx\r\n"
+            "$3\r\n1.5\r\n$19\r\n0.10000000000000001\r\n$2\r\n-3\r\n$3\r\ninf\r\n"
+            "$4\r\n-inf\r\n:1\r\n:0\r\n");
+  EXPECT_EQ(render(true),
+            "_\r\n_\r\n%2\r\n$1\r\na\r\n:1\r\n$1\r\nb\r\n~0\r\n>1\r\n$1\r\nx\r\n"
+            ",1.5\r\n,0.10000000000000001\r\n,-3\r\n,inf\r\n,-inf\r\n#t\r\n#f\r\n");
+}
+
+// The writer reads the connection's flag at every reply, so HELLO 3 in the
+// middle of a pipeline takes effect from its own reply on.
+TEST(RespWriter, FollowsTheProtocolFlag) {
+  std::string out;
+  bool resp3 = false;
+  RespStringWriter w(StringSink{&out}, &resp3);
+  w.Nil();
+  resp3 = true;
+  w.Nil();
+  resp3 = false;
+  w.MapBegin(0);
+  EXPECT_EQ(out, "$-1\r\n_\r\n*0\r\n");
+  std::string plain;
+  RespStringWriter p(StringSink{&plain});  // no flag: RESP2
+  p.MapBegin(1);
+  p.Double(2.25);
+  EXPECT_EQ(plain, "*2\r\n$4\r\n2.25\r\n");
+}
+
 TEST(RespWriter, OutputParsesBackToTheSameArgv) {
   std::string out;
   RespStringWriter w(StringSink{&out});

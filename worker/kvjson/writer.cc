@@ -1,6 +1,8 @@
 // worker/kvjson/writer.cc: kv-json reply rendering (writer.h).
 #include "worker/kvjson/writer.h"
 
+#include <cmath>
+
 #include "shared/util/strings.h"
 #include "worker/json.h"
 
@@ -39,15 +41,21 @@ bool JsonReplyWriter::BeforeValue() {
     return true;
   }
   Level& l = stack_.back();
-  if (!l.first) out_->push_back(',');
+  // In a map, elements alternate key, value: `"key":value,"key":value`.
+  key_ = l.map && l.left % 2 == 0;
+  if (l.map && !key_)
+    out_->push_back(':');
+  else if (!l.first)
+    out_->push_back(',');
   l.first = false;
   return true;
 }
 
 void JsonReplyWriter::AfterValue() {
+  key_ = false;
   while (!stack_.empty()) {
     if (--stack_.back().left > 0) return;
-    out_->push_back(']');
+    out_->push_back(stack_.back().map ? '}' : ']');
     stack_.pop_back();
   }
   done_ = true;
@@ -93,7 +101,9 @@ void JsonReplyWriter::Integer(int64_t v) {
     return;
   }
   if (!BeforeValue()) return;
+  if (key_) out_->push_back('"');
   AppendI64(out_, v);
+  if (key_) out_->push_back('"');
   AfterValue();
 }
 
@@ -114,6 +124,10 @@ void JsonReplyWriter::Bulk(std::string_view v) {
     json::AppendBase64(out_, v);
     out_->push_back('"');
     top_base64_ = true;
+  } else if (key_) {  // an object key must be a string: "base64:..."
+    out_->append("\"base64:");
+    json::AppendBase64(out_, v);
+    out_->push_back('"');
   } else {
     out_->append("{\"base64\":\"");
     json::AppendBase64(out_, v);
@@ -129,26 +143,52 @@ void JsonReplyWriter::Nil() {
     return;
   }
   if (!BeforeValue()) return;
-  out_->append("null");
+  out_->append(key_ ? "\"\"" : "null");
   AfterValue();
 }
 
 void JsonReplyWriter::NilArray() {
   if (!BeforeValue()) return;
-  out_->append("null");
+  out_->append(key_ ? "\"\"" : "null");
   AfterValue();
 }
 
-void JsonReplyWriter::ArrayBegin(size_t n) {
+void JsonReplyWriter::ArrayBegin(size_t n) { Aggregate(n, false); }
+void JsonReplyWriter::MapBegin(size_t n) { Aggregate(2 * n, true); }
+
+void JsonReplyWriter::Aggregate(size_t elements, bool map) {
   if (shape_.count_only) return;
   if (!BeforeValue()) return;
-  out_->push_back('[');
-  if (n == 0) {
-    out_->push_back(']');
+  out_->push_back(map ? '{' : '[');
+  if (elements == 0) {
+    out_->push_back(map ? '}' : ']');
     AfterValue();
     return;
   }
-  stack_.push_back({n, true});
+  key_ = false;
+  stack_.push_back({elements, true, map});
+}
+
+void JsonReplyWriter::Double(double d) {
+  if (!BeforeValue()) return;
+  char buf[kMaxDoubleChars];
+  const std::string_view s(buf, FormatRedisDouble(d, buf));
+  // JSON has no inf or nan: those (and any key) are strings.
+  if (key_ || !std::isfinite(d)) {
+    json::AppendJsonString(out_, s);
+  } else {
+    out_->append(s);
+  }
+  AfterValue();
+}
+
+void JsonReplyWriter::Bool(bool b) {
+  if (!BeforeValue()) return;
+  if (key_)
+    out_->append(b ? "\"true\"" : "\"false\"");
+  else
+    out_->append(b ? "true" : "false");
+  AfterValue();
 }
 
 void JsonReplyWriter::End() {

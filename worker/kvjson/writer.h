@@ -30,6 +30,10 @@ struct ReplyShape {
 // "}\n"). Appends to `*out`; the caller owns and reuses that buffer.
 //   Status "OK" -> {"ok":true}   (no result; other statuses -> "result":"PONG")
 //   Integer -> number, Bulk -> string, Nil/NilArray -> null, arrays nest.
+//   Map -> object (a key is a string; an integer or null key becomes one, a
+//   key that is not UTF-8 "base64:..."),
+//   Set/Push -> array, Double -> number ("inf", "-inf", "nan" -> string),
+//   Bool -> true/false.
 //   Error -> {"ok":false,"error":{"code":ErrCodeName(code),"message":...}}
 //   A bulk that is not UTF-8: top level -> base64 string + "encoding":"base64";
 //   inside an array -> {"base64":"..."}.
@@ -46,15 +50,22 @@ class JsonReplyWriter final : public ReplyWriter {
   void Nil() override;
   void NilArray() override;
   void ArrayBegin(size_t n) override;
+  void MapBegin(size_t n) override;
+  void SetBegin(size_t n) override { ArrayBegin(n); }
+  void PushBegin(size_t n) override { ArrayBegin(n); }
+  void Double(double d) override;
+  void Bool(bool b) override;
 
  private:
+  void Aggregate(size_t elements, bool map);
   bool BeforeValue();  // false: the reply is complete, drop the value
   void AfterValue();
   void WriteError(ErrCode code, std::string_view message);
 
   struct Level {
-    size_t left;
+    size_t left;  // elements still to come (a map counts keys and values)
     bool first;
+    bool map;
   };
   std::string* out_;
   ReplyShape shape_;
@@ -62,6 +73,7 @@ class JsonReplyWriter final : public ReplyWriter {
   bool has_id_ = false;
   bool done_ = false;
   bool top_base64_ = false;
+  bool key_ = false;   // the value being written is a map key: it must be a JSON string
   int64_t count_ = 0;  // count_only: the last integer seen
 };
 

@@ -1,4 +1,4 @@
-// worker/resp/session.cc: the Redis protocol (RESP2) over the shared store:
+// worker/resp/session.cc: the Redis protocol (RESP2, RESP3 after HELLO 3) over the shared store:
 // resumable parsing straight from the input evbuffer, pipelined commands run
 // in order with replies written into the output evbuffer, Redis' close rules.
 #include <event2/buffer.h>
@@ -39,20 +39,23 @@ class RespSession final : public SubscriberSession {
 
   void Push(std::string_view pattern, std::string_view channel, std::string_view data) override {
     std::string frame;
-    Render(pattern, channel, data, &frame);
+    renderer()(pattern, channel, data, &frame);
     PushFrame(frame, nullptr);
   }
-  Renderer renderer() const override { return Render; }
+  Renderer renderer() const override { return session_.resp3 ? &Render<true> : &Render<false>; }
 
-  // ["message", channel, data] or ["pmessage", pattern, channel, data].
+  // ["message", channel, data] or ["pmessage", pattern, channel, data]: an
+  // array in RESP2, a push frame (">") in RESP3.
+  template <bool kResp3>
   static bool Render(std::string_view pattern, std::string_view channel, std::string_view data,
                      std::string* frame) {
-    RespStringWriter out(StringSink{frame});
+    const bool resp3 = kResp3;
+    RespStringWriter out(StringSink{frame}, &resp3);
     if (pattern.empty()) {
-      out.ArrayBegin(3);
+      out.PushBegin(3);
       out.Bulk("message");
     } else {
-      out.ArrayBegin(4);
+      out.PushBegin(4);
       out.Bulk("pmessage");
       out.Bulk(pattern);
     }
@@ -81,7 +84,7 @@ class RespSession final : public SubscriberSession {
   void Process(Connection& c, evbuffer* in) {
     const size_t high_water = w_.config->limits.output_high_water;
     const bool password = !w_.config->kv.password.empty();
-    RespEvbufferWriter out(EvbufferSink{c.output()});
+    RespEvbufferWriter out(EvbufferSink{c.output()}, &session_.resp3);
     const uint64_t now = WallMs();
     for (;;) {
       if (c.closing()) return;

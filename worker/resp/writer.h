@@ -1,4 +1,5 @@
-// worker/resp/writer.h: a ReplyWriter that encodes RESP2 into a byte sink.
+// worker/resp/writer.h: a ReplyWriter that encodes RESP2, or RESP3 once the
+// connection's HELLO 3 asked for it, into a byte sink.
 // The sink is a template parameter (anything with Append(const char*, size_t)),
 // so the worker writes straight into an evbuffer and tests into a std::string;
 // no allocation per reply (headers are formatted on the stack).
@@ -32,7 +33,10 @@ struct EvbufferSink {
 template <typename Sink>
 class RespWriter final : public ReplyWriter {
  public:
-  explicit RespWriter(Sink sink) : sink_(sink) {}
+  // `resp3` is the connection's protocol flag (ClientSession::resp3), read at
+  // every reply: HELLO 3 switches it while a pipeline is being answered, and
+  // HELLO's own reply is already RESP3. Null: RESP2 always.
+  explicit RespWriter(Sink sink, const bool* resp3 = nullptr) : sink_(sink), resp3_(resp3) {}
 
   void Status(std::string_view s) override { Line('+', s); }
   void Error(ErrCode, std::string_view text) override { Line('-', text); }
@@ -53,17 +57,43 @@ class RespWriter final : public ReplyWriter {
       sink_.Append("\r\n", 2);
     }
   }
-  void Nil() override { sink_.Append("$-1\r\n", 5); }
-  void NilArray() override { sink_.Append("*-1\r\n", 5); }
-  void ArrayBegin(size_t n) override {
-    char buf[32];
-    sink_.Append(buf, FormatRespHeader('*', static_cast<int64_t>(n), buf));
+  // RESP3 has one null for both (Redis' addReplyNull / addReplyNullArray).
+  void Nil() override {
+    if (resp3()) return sink_.Append("_\r\n", 3);
+    sink_.Append("$-1\r\n", 5);
+  }
+  void NilArray() override {
+    if (resp3()) return sink_.Append("_\r\n", 3);
+    sink_.Append("*-1\r\n", 5);
+  }
+  void ArrayBegin(size_t n) override { Header('*', n); }
+  void MapBegin(size_t n) override { resp3() ? Header('%', n) : Header('*', 2 * n); }
+  void SetBegin(size_t n) override { Header(resp3() ? '~' : '*', n); }
+  void PushBegin(size_t n) override { Header(resp3() ? '>' : '*', n); }
+  void Double(double d) override {
+    if (!resp3()) return ReplyWriter::Double(d);  // a bulk string
+    char buf[kMaxDoubleChars + 3];
+    buf[0] = ',';
+    size_t n = 1 + FormatRedisDouble(d, buf + 1);
+    buf[n++] = '\r';
+    buf[n++] = '\n';
+    sink_.Append(buf, n);
+  }
+  void Bool(bool b) override {
+    if (!resp3()) return Integer(b ? 1 : 0);
+    sink_.Append(b ? "#t\r\n" : "#f\r\n", 4);
   }
 
   Sink& sink() { return sink_; }
 
  private:
   static constexpr size_t kSmall = 224;
+
+  bool resp3() const { return resp3_ && *resp3_; }
+  void Header(char prefix, size_t n) {
+    char buf[32];
+    sink_.Append(buf, FormatRespHeader(prefix, static_cast<int64_t>(n), buf));
+  }
 
   // "+text\r\n" / "-text\r\n". CR and LF inside the text would break framing:
   // they become spaces, as Redis' addReplyErrorFormat does.
@@ -85,6 +115,7 @@ class RespWriter final : public ReplyWriter {
   }
 
   Sink sink_;
+  const bool* resp3_;
 };
 
 using RespStringWriter = RespWriter<StringSink>;
