@@ -27,9 +27,14 @@ void CmdQuit(CommandCtx& c) {
 }
 
 // networking.c resetCommand, for the state preforkd keeps: subscriptions,
-// the admin right, the name, and authentication when a password is set.
+// the admin right, the name, authentication when a password is set, and
+// the protocol (RESP2 again after HELLO 3; +RESET comes in RESP2).
 void CmdReset(CommandCtx& c) {
   if (c.session.pubsub) c.session.pubsub->UnsubscribeAll();
+  if (c.session.resp3) {
+    c.session.resp3 = false;
+    c.session.resp2 = true;
+  }
   c.session.admin = false;
   c.session.name.clear();
   c.session.txn = TxnState{};  // out of MULTI, nothing watched

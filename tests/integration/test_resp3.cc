@@ -194,6 +194,10 @@ TEST_F(Resp3Test, SubscribedResp3ConnectionGetsPushesAndRunsCommands) {
   EXPECT_EQ(Next(sub), ">[$unsubscribe,$sport,:1]");
   EXPECT_EQ(Cmd(sub, {"PUNSUBSCRIBE"}), ">[$punsubscribe,$n*,:0]");
   EXPECT_EQ(Cmd(sub, {"UNSUBSCRIBE"}), ">[$unsubscribe,_,:0]");
+  // RESET drops the subscriptions and goes back to RESP2 (Redis 7.0).
+  EXPECT_EQ(Cmd(sub, {"SUBSCRIBE", "news"}), ">[$subscribe,$news,:1]");
+  EXPECT_EQ(Cmd(sub, {"RESET"}), "+RESET");
+  EXPECT_EQ(Cmd(sub, {"GET", "missing"}), "(nil)");
 }
 
 // The RESP2 rule still holds for a connection that went back with HELLO 2.

@@ -264,6 +264,12 @@ TEST_F(CommandsTest, Hello3SwitchesToResp3AndBack) {
   EXPECT_FALSE(session_.resp3);
   EXPECT_EQ(Run({"GET", "missing"}), "$-1\r\n");
   EXPECT_THAT(Run({"CONFIG", "GET", "maxmemory"}), StartsWith("*2\r\n$9\r\nmaxmemory\r\n$"));
+  // RESET goes back to RESP2, as Redis' clearClientConnectionState.
+  Run({"HELLO", "3"});
+  EXPECT_EQ(Run({"RESET"}), "+RESET\r\n");
+  EXPECT_TRUE(session_.resp2);
+  EXPECT_FALSE(session_.resp3);
+  EXPECT_EQ(Run({"GET", "missing"}), "$-1\r\n");
 }
 
 // HELLO on kv-json or HTTP (no RESP session) has no protocol to switch.
