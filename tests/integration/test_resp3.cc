@@ -163,6 +163,18 @@ TEST_F(Resp3Test, Hello3InAPipelineTakesEffectAtOnce) {
   EXPECT_EQ(Next(c).substr(0, 2), "%{");
   EXPECT_EQ(Next(c), "_");
   EXPECT_EQ(Next(c), "$r3");
+  // Inside EXEC the replies keep their RESP3 types; a WATCH abort is _.
+  EXPECT_EQ(Cmd(c, {"MULTI"}), "+OK");
+  EXPECT_EQ(Cmd(c, {"GET", "x"}), "+QUEUED");
+  EXPECT_EQ(Cmd(c, {"CONFIG", "GET", "maxmemory-policy"}), "+QUEUED");
+  EXPECT_EQ(Cmd(c, {"EXEC"}), "*[_,%{$maxmemory-policy:$noeviction}]");
+  Client other;
+  ASSERT_TRUE(other.Connect(Port()));
+  EXPECT_EQ(Cmd(c, {"WATCH", "w"}), "+OK");
+  EXPECT_EQ(Cmd(other, {"SET", "w", "1"}), "+OK");
+  EXPECT_EQ(Cmd(c, {"MULTI"}), "+OK");
+  EXPECT_EQ(Cmd(c, {"GET", "w"}), "+QUEUED");
+  EXPECT_EQ(Cmd(c, {"EXEC"}), "_");
 }
 
 // Redis 7.0 in RESP3: (un)subscribe confirmations and messages are push
