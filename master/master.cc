@@ -29,6 +29,7 @@
 
 #include "master/sockets.h"
 #include "shared/bus.h"
+#include "shared/clients.h"
 #include "shared/kv/kv.h"
 #include "shared/limiter.h"
 #include "shared/log.h"
@@ -206,7 +207,10 @@ class Master {
       Report(err);
       return 1;
     }
-    segment_ = Segment::Create(cfg_.shm_size, bus_bytes);
+    // The client registry: an entry per connection up to limits.max_connections
+    // (its size at start; a reload cannot grow it), at most clients::kMaxSlots.
+    segment_ = Segment::Create(cfg_.shm_size, bus_bytes,
+                               std::min(cfg_.limits.max_connections, clients::kMaxSlots));
     if (!bus::Bus::Format(segment_.bus_base(), segment_.bus_size(), bus::SizesFrom(cfg_.pubsub),
                           &err)) {
       spdlog::critical("pub/sub bus: {}", err);
@@ -684,6 +688,10 @@ class Master {
   // that one; its death frees the lock), so a busy lock means "later".
   void ReleaseProcess(int counters) {
     if (counters < 0) return;
+    // Its client registry entries go first: lock-free, so never "later",
+    // and a CLIENT LIST no longer shows a client that died with it.
+    if (const uint32_t n = clients::Table(segment_.clients_base()).ReleaseOwner(counters))
+      spdlog::info("client registry: freed {} entries of a reaped worker", n);
     bool released = true;
     try {
       released = bus_.ReleaseOwner(counters, 50);

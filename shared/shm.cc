@@ -11,6 +11,7 @@
 #include <cstring>
 #include <new>
 
+#include "shared/clients.h"
 #include "shared/limiter.h"
 #include "shared/util/clock.h"
 
@@ -116,7 +117,7 @@ void Segment::SumCommandStats(CmdStatsRow* out) const {
 
 uint64_t Segment::KvOffset(uint64_t bus_bytes) { return AlignUp(kBusOff + bus_bytes, 4096); }
 
-Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
+Segment Segment::Create(uint64_t size, uint64_t bus_bytes, uint32_t client_slots) {
   const uint64_t procs_off = kProcsOff;
   const uint64_t kv_off = KvOffset(bus_bytes);
   if (size <= kv_off + 4096) {
@@ -128,7 +129,8 @@ Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
   // untouched pages cost nothing. The limiter table follows them.
   const uint64_t stats_off = AlignUp(size, 4096);
   const uint64_t limiter_off = stats_off + kStatsBytes;
-  const uint64_t mapped = limiter_off + limit::TableBytes();
+  const uint64_t clients_off = limiter_off + limit::TableBytes();
+  const uint64_t mapped = clients_off + clients::Table::RegionBytes(client_slots);
   void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) {
     std::perror("mmap shared segment");
@@ -148,6 +150,8 @@ Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
   h->kv_size = size - kv_off;
   h->stats_offset = stats_off;
   h->limiter_offset = limiter_off;
+  h->clients_offset = clients_off;
+  h->client_slots = client_slots;
   h->master_started_ms = WallMs();
   RandomHex40(h->run_id);
   RandomHex40(h->replid);
@@ -155,6 +159,7 @@ Segment Segment::Create(uint64_t size, uint64_t bus_bytes) {
   for (uint32_t i = 0; i < kMaxProcSlots; i++) new (s.procs_ + i) ProcCounters();
   new (s.stats_shared()) StatsShared();
   limit::Format(static_cast<char*>(p) + limiter_off);
+  clients::Table::Format(static_cast<char*>(p) + clients_off, client_slots);
   return s;
 }
 
@@ -185,7 +190,9 @@ bool Segment::Verify(const char** why) const {
     *why = "layout version mismatch";
   else if (h->stats_offset != AlignUp(h->total_size, 4096) ||
            h->limiter_offset != h->stats_offset + kStatsBytes ||
-           h->limiter_offset + limit::TableBytes() != size_ || h->proc_slots != kMaxProcSlots)
+           h->clients_offset != h->limiter_offset + limit::TableBytes() ||
+           h->clients_offset + clients::Table::RegionBytes(h->client_slots) != size_ ||
+           h->proc_slots != kMaxProcSlots)
     *why = "size mismatch";
   else
     return true;

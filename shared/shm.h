@@ -14,8 +14,9 @@ namespace pf {
 
 constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endian
 // 4: per-command statistics rows; 5: the limiter table; 6: error statistics,
-// the CONFIG RESETSTAT baseline, run id, CPU time per process
-constexpr uint32_t kShmLayoutVersion = 6;
+// the CONFIG RESETSTAT baseline, run id, CPU time per process; 7: the client
+// registry (shared/clients.h) after the limiter table
+constexpr uint32_t kShmLayoutVersion = 7;
 constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
 
 // A counter with one writer (its process) and many readers: increments are a
@@ -181,6 +182,8 @@ struct alignas(64) ShmHeader {
   uint64_t stats_offset;    // kMaxProcSlots + 1 CmdStatsRow (the last: reaped processes),
                             // then StatsShared
   uint64_t limiter_offset;  // limit::TableBytes() after the statistics rows (shared/limiter.h)
+  uint64_t clients_offset;  // the client registry after the limiter table (shared/clients.h)
+  uint32_t client_slots;
   uint64_t master_started_ms;
   // Random per master run, kept across reloads (INFO run_id, master_replid):
   // 40 hex digits and a NUL.
@@ -201,8 +204,9 @@ class Segment {
   // Maps an anonymous shared region of `size` bytes (plus the command
   // statistics rows and the limiter table after it) and formats the header
   // and the limiter table; the bus gets `bus_bytes` after the counter slots,
-  // the KV store everything after the bus. Aborts on failure.
-  static Segment Create(uint64_t size, uint64_t bus_bytes);
+  // the KV store everything after the bus; the client registry of
+  // `client_slots` entries comes last. Aborts on failure.
+  static Segment Create(uint64_t size, uint64_t bus_bytes, uint32_t client_slots = 1024);
   // Where the KV store region starts for a bus of `bus_bytes`: a segment of
   // `size` bytes gives the store size - KvOffset(bus_bytes) bytes.
   static uint64_t KvOffset(uint64_t bus_bytes);
@@ -225,6 +229,7 @@ class Segment {
   void* kv_base() const { return static_cast<char*>(base_) + header()->kv_offset; }
   void* bus_base() const { return static_cast<char*>(base_) + header()->bus_offset; }
   void* limiter_base() const { return static_cast<char*>(base_) + header()->limiter_offset; }
+  void* clients_base() const { return static_cast<char*>(base_) + header()->clients_offset; }
   uint64_t bus_size() const { return header()->bus_size; }
   uint64_t kv_size() const { return header()->kv_size; }
   void* base() const { return base_; }

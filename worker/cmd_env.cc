@@ -9,6 +9,7 @@
 
 #include "shared/util/clock.h"
 #include "shared/util/net.h"
+#include "worker/clients.h"
 #include "worker/connection.h"
 #include "worker/pubsub.h"
 #include "worker/security.h"
@@ -95,6 +96,12 @@ CommandEnv MakeCommandEnv(WorkerContext& w, const ListenerConf& l, ProtoIndex pr
   env.heartbeat_ms = w.counters ? &w.counters->heartbeat_ms : nullptr;
   env.segment = w.segment && w.segment->valid() ? w.segment : nullptr;
   env.stats = env.segment ? env.segment->stats_shared() : nullptr;
+  if (w.clients) {
+    env.clients = w.clients->table();
+    env.wake_worker = [wp = &w](int slot) {
+      if (wp->clients) wp->clients->Wake(slot);
+    };
+  }
   env.auth_throttled = [wp = &w](std::string_view peer) {
     return AuthThrottled(*wp, IpAddr::FromPeer(peer));
   };
@@ -117,6 +124,7 @@ void FillClientSession(const Connection& c, ClientSession* s) {
   s->fd = c.fd();
   s->local = LocalAddr(s->fd);
   s->connected_ms = c.connected_ms();
+  s->client_slot = c.client_slot();
 }
 
 }  // namespace pf

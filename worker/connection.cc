@@ -18,6 +18,7 @@
 #include "shared/config.h"
 #include "shared/util/clock.h"
 #include "shared/util/net.h"
+#include "worker/clients.h"
 #include "worker/durable.h"
 #include "worker/pubsub.h"
 #include "worker/security.h"
@@ -49,6 +50,7 @@ Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const so
 
 Connection::~Connection() {
   ReleaseConnection(w_, conn_key_);
+  if (w_.clients) w_.clients->Remove(*this);
   if (write_queued_) w_.pending_writes[queued_at_] = nullptr;
   w_.client_bytes -= accounted_;
   // As before a reply (Flush): the close is seen only after the wake-ups
@@ -255,8 +257,17 @@ void Connection::Process() {
     if (output_pending() > lim.output_high_water) break;
   }
   if (eof_ && closing_ == Closing::kNo && !read_paused_) closing_ = Closing::kAfterWrite;
+  // What CLIENT LIST shows, once per batch of input (not per command or
+  // byte), before the replies go: a client that reads its reply and asks
+  // another worker sees what its commands changed.
+  if (client_slot_ >= 0 && w_.clients) w_.clients->Publish(*this);
   Flush();
   if (closing_ == Closing::kNo && output_pending() > lim.output_high_water) PauseRead(true);
+}
+
+void Connection::Resume() {
+  if (closing_ != Closing::kNo) return;
+  Process();
 }
 
 void Connection::Flush() {

@@ -61,6 +61,12 @@ class Connection {
   uint64_t bytes_out() const { return bytes_out_; }
   Session* session() const { return session_.get(); }
   int fd() const;  // the socket (CLIENT INFO fd=, laddr=)
+  // The client registry entry (worker/clients.h); -1: not listed.
+  int32_t client_slot() const { return client_slot_; }
+  void set_client_slot(int32_t s) { client_slot_ = s; }
+  // Runs the session on input it left unread (a command held by CLIENT
+  // PAUSE), as if it had just arrived.
+  void Resume();
 
   evbuffer* output() const;
   // A contiguous view of `in` holding at least `need` bytes: its first chunk
@@ -131,6 +137,7 @@ class Connection {
   std::string peer_;
   IpAddr addr_;
   uint64_t conn_key_ = 0;  // limit_conn: held in the limiter table until this goes
+  int32_t client_slot_ = -1;
   uint64_t connected_ms_, last_activity_ms_;
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
   uint64_t out_added_ = 0;  // bytes ever added to the output (bytes_out_: ever drained)

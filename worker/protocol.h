@@ -15,6 +15,7 @@ namespace pf {
 class Connection;
 struct WorkerContext;
 struct ListenerConf;
+struct ClientSession;
 
 class Session {
  public:
@@ -40,6 +41,9 @@ class Session {
   // The inactivity limit that applies right now (0 = none), and what to do when it passes.
   virtual uint32_t TimeoutMs(const WorkerContext& w) const;
   virtual void OnTimeout(Connection& c);
+  // The command table's state of this connection (CLIENT LIST's name, cmd,
+  // flags); nullptr for a protocol without one.
+  virtual const ClientSession* client_session() const { return nullptr; }
 };
 
 using SessionFactory = std::function<std::unique_ptr<Session>(const ListenerConf&, WorkerContext&)>;

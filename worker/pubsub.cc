@@ -17,6 +17,7 @@
 
 #include "shared/cmd/commands.h"
 #include "shared/util/clock.h"
+#include "worker/clients.h"
 #include "worker/connection.h"
 #include "worker/event_util.h"
 #include "worker/worker.h"
@@ -315,6 +316,19 @@ void PubSubHub::WakeAll() {
   }
 }
 
+void PubSubHub::WakeSlot(int slot) {
+  for (size_t s = 0; s < wake_fds_.size(); s++) {
+    if (slot >= 0 && static_cast<int>(s) != slot) continue;
+    if (!bus_.MarkPending(static_cast<uint32_t>(s))) continue;  // already woken, not yet run
+    if (static_cast<int>(s) == w_.slot) {
+      event_active(wake_ev_.get(), EV_READ, 0);
+      continue;
+    }
+    const uint64_t one = 1;
+    (void)!write(wake_fds_[s], &one, sizeof one);
+  }
+}
+
 void PubSubHub::WakeCb(int fd, short, void* arg) {
   auto* h = static_cast<PubSubHub*>(arg);
   // Drain the eventfd, then clear the flag, then read the ring: a publish
@@ -326,11 +340,15 @@ void PubSubHub::WakeCb(int fd, short, void* arg) {
   if (fd >= 0) (void)!read(fd, &v, sizeof v);
   h->bus_.ClearPending(static_cast<uint32_t>(h->w_.slot));
   NoThrow("pub/sub delivery", [h] { h->Pump(); });
+  if (h->w_.clients) NoThrow("client registry", [h] { h->w_.clients->OnWake(); });
 }
 
+// Also the fallback for kill requests and unpauses whose wake-up the other
+// process of this slot took during a reload.
 void PubSubHub::PollCb(int, short, void* arg) {
   auto* h = static_cast<PubSubHub*>(arg);
   NoThrow("pub/sub delivery", [h] { h->Pump(); });
+  if (h->w_.clients) NoThrow("client registry", [h] { h->w_.clients->OnWake(); });
 }
 
 void PubSubHub::Pump(uint64_t until) {

@@ -191,6 +191,9 @@ class PubSubHub {
   void WakeOwed() {
     if (wake_owed_) WakeAll();
   }
+  // Wakes worker slot `slot` (-1: every slot) for something other than a
+  // message: a CLIENT KILL for one of its clients, the end of a pause.
+  void WakeSlot(int slot);
 
  private:
   static void WakeCb(int fd, short what, void* arg);

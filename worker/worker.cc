@@ -21,6 +21,7 @@
 #include "shared/persist/log_writer.h"
 #include "shared/persist/persist.h"
 #include "shared/util/clock.h"
+#include "worker/clients.h"
 #include "worker/connection.h"
 #include "worker/durable.h"
 #include "worker/event_util.h"
@@ -164,6 +165,11 @@ class Worker {
     if (start_.bus.valid()) {
       pubsub_ = std::make_unique<PubSubHub>(ctx_, start_.bus, start_.wake_fds);
       ctx_.pubsub = pubsub_.get();
+    }
+    if (start_.segment && start_.segment->valid()) {
+      clients_ =
+          std::make_unique<ClientRegistry>(ctx_, clients::Table(start_.segment->clients_base()));
+      ctx_.clients = clients_.get();
     }
     reaper_.reset(event_new(base_.get(), -1, 0, ReaperCb, this));
     ctx_.reaper = reaper_.get();
@@ -401,6 +407,9 @@ class Worker {
         raw->Close("cannot start");
       return;
     }
+    // The data protocols are listed by CLIENT LIST and reachable by CLIENT KILL.
+    if (ctx_.clients && (l.proto == kProtoResp || l.proto == kProtoKvJson || l.proto == kProtoChat))
+      ctx_.clients->Add(*raw, l.proto);
     if (!raw->Start(l.factory(*l.conf, ctx_))) raw->Close("cannot start");
   }
 
@@ -496,6 +505,7 @@ class Worker {
         c->Account();
         if (c->closing()) continue;
       }
+      if (ctx.clients) ctx.clients->PublishOutput(*c);
       const uint32_t limit = c->session()->TimeoutMs(ctx);
       if (limit && c->last_activity_ms() + limit <= now) c->session()->OnTimeout(*c);
     }
@@ -525,7 +535,8 @@ class Worker {
   ProcCounters private_counters_;
   std::unique_ptr<CmdStatsRow> private_cmd_stats_ = std::make_unique<CmdStatsRow>();
   EventBasePtr base_;
-  std::unique_ptr<PubSubHub> pubsub_;  // before base_ goes (its events live in it)
+  std::unique_ptr<PubSubHub> pubsub_;        // before base_ goes (its events live in it)
+  std::unique_ptr<ClientRegistry> clients_;  // likewise
   EventPtr reaper_, write_flush_, clients_memory_, accept_retry_, sweep_, expire_;
   std::unique_ptr<persist::LogWriter> log_;
   std::unique_ptr<DurableReplies> durable_;  // after log_: goes first

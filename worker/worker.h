@@ -24,6 +24,7 @@ struct event;
 
 namespace pf {
 
+class ClientRegistry;
 class Connection;
 class DurableReplies;
 class PubSubHub;
@@ -60,8 +61,9 @@ struct WorkerContext {
   uint32_t generation = 0;
   event_base* base = nullptr;
   kv::Store* store = nullptr;
-  PubSubHub* pubsub = nullptr;  // this worker's end of the bus (worker/pubsub.h)
-  int owner = -1;               // this process' counter entry: owner of its bus subscriptions
+  PubSubHub* pubsub = nullptr;        // this worker's end of the bus (worker/pubsub.h)
+  ClientRegistry* clients = nullptr;  // the client registry (worker/clients.h); null: none
+  int owner = -1;                     // this process' counter entry: owner of its bus subscriptions
   // The shared limiter table (limit_req, limit_conn, failed AUTH per address).
   limit::Table* limiter = nullptr;
   bool draining = false;

@@ -126,11 +126,21 @@ struct ClientSession {
   std::string_view last_command;  // table name of the last command (static storage)
   std::string lib_name, lib_ver;  // CLIENT SETINFO
   TxnState txn;                   // MULTI/EXEC/WATCH
+  // CLIENT REPLY (networking.c): OFF mutes every reply until ON; SKIP mutes
+  // the next command's (reply_skip_next becomes reply_skip after SKIP runs).
+  // reply_ack: ON ran while muted, so its +OK still goes out.
+  bool reply_off = false, reply_skip = false, reply_skip_next = false, reply_ack = false;
+  bool no_evict = false;     // CLIENT NO-EVICT (accepted and shown, flag e)
+  int32_t client_slot = -1;  // this connection's client registry entry (-1: none)
 };
 
 namespace persist {
 class LogWriter;
 }
+namespace clients {
+class Table;
+struct Record;
+}  // namespace clients
 
 // Everything a command may touch besides the session. Owned by the worker.
 struct CommandEnv {
@@ -140,6 +150,12 @@ struct CommandEnv {
   // Optional: CLIENT LIST appends one line per client of this worker (each
   // ending "\n"); without it CLIENT LIST shows the calling connection only.
   std::function<void(std::string*)> client_list;
+  // The client registry of the segment (shared/clients.h): CLIENT LIST,
+  // INFO and KILL over every worker, CLIENT PAUSE. Null: this connection
+  // only. wake_worker(slot) wakes a worker slot's loop (-1: every slot) so
+  // it acts on a kill request or the end of a pause now.
+  clients::Table* clients = nullptr;
+  std::function<void(int worker_slot)> wake_worker;
   Counter* commands_processed = nullptr;  // optional; +1 per executed command (per protocol)
   // Per-command statistics (INFO commandstats): this process' row, and the
   // segment whose rows INFO sums over every process. Both optional.
@@ -214,6 +230,19 @@ uint32_t CommandCount();  // top-level commands plus subcommands
 // `now_ms` is unix time in ms (tests pass their own clock).
 void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std::string_view> argv,
               ReplyWriter& out, uint64_t now_ms);
+
+// The flags (clients::Flag) a session shows in CLIENT LIST.
+uint32_t ClientFlagsOf(const ClientSession& s, int subscriptions);
+// One CLIENT LIST line (ending "\n") for a registry record.
+void AppendClientRecord(const clients::Record& r, uint64_t now_wall_ms, uint64_t now_mono_ms,
+                        std::string* out);
+
+// CLIENT PAUSE: true when the command in `argv` must wait (a pause of
+// every command, or of writes and this one writes). *until_mono_ms: when the
+// pause ends, unless CLIENT UNPAUSE comes first. A protocol leaves the
+// command unread and runs it once the pause is over.
+bool CommandPaused(const CommandEnv& env, std::span<const std::string_view> argv,
+                   uint64_t* until_mono_ms);
 
 // True when `user`/`pass` are the credentials of the default user (the only
 // user: `pass` is kv.password; with no password configured any works). HTTP

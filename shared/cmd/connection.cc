@@ -1,8 +1,14 @@
 // shared/cmd/connection.cc: the connection commands: PING, ECHO, QUIT,
 // SELECT, AUTH, HELLO, RESET and CLIENT (networking.c, acl.c).
+#include <algorithm>
 #include <climits>
+#include <cstring>
+#include <functional>
+#include <vector>
 
+#include "shared/clients.h"
 #include "shared/cmd/internal.h"
+#include "shared/util/clock.h"
 
 namespace pf {
 
@@ -149,34 +155,165 @@ void CmdHello(CommandCtx& c) {
   c.out.ArrayBegin(0);
 }
 
-void AppendClientLine(const CommandCtx& c, std::string* b) {
+namespace {
+
+const char* ProtoName(uint32_t p) {
+  switch (p) {
+    case kProtoResp:
+      return "resp";
+    case kProtoKvJson:
+      return "kv-json";
+    case kProtoChat:
+      return "chat";
+    case kProtoHttp:
+      return "http";
+    default:
+      return "echo";
+  }
+}
+
+// networking.c getClientTypeByName: -1 for an unknown name.
+enum ClientType { kTypeNormal, kTypePubSub, kTypeReplica, kTypeMaster };
+int ClientTypeByName(std::string_view n) {
+  if (EqualsNoCase(n, "normal")) return kTypeNormal;
+  if (EqualsNoCase(n, "pubsub")) return kTypePubSub;
+  if (EqualsNoCase(n, "replica") || EqualsNoCase(n, "slave")) return kTypeReplica;
+  if (EqualsNoCase(n, "master")) return kTypeMaster;
+  return -1;
+}
+int ClientTypeOf(const clients::Record& r) {
+  return (r.flags & clients::kFlagPubSub) ? kTypePubSub : kTypeNormal;
+}
+
+// The calling connection as it is now: its registry entry (bytes, idle)
+// with the session's fields over it, which this command may have changed.
+void SelfRecord(const CommandCtx& c, clients::Record* r) {
   const ClientSession& s = c.session;
+  if (!(c.env.clients && s.client_slot >= 0 && c.env.clients->Read(s.client_slot, r) &&
+        r->id == s.id)) {
+    std::memset(static_cast<void*>(r), 0, sizeof *r);
+    r->id = s.id;
+    r->worker_slot = s.worker_slot;
+    r->fd = s.fd;
+    r->connected_ms = s.connected_ms;
+    r->last_active_ms = MonoMs();
+    clients::CopyField(r->peer, s.peer);
+    clients::CopyField(r->local, s.local);
+    r->proto = c.session.resp2 ? kProtoResp : kProtoKvJson;
+  }
+  r->last_active_ms = MonoMs();
+  clients::CopyField(r->name, s.name);
+  clients::CopyField(r->lib_name, s.lib_name);
+  clients::CopyField(r->lib_ver, s.lib_ver);
+  clients::CopyField(r->cmd, s.last_command);
+  r->sub = r->psub = 0;
+  if (s.pubsub) {
+    r->sub = static_cast<int32_t>(s.pubsub->Subscribed(false).size());
+    r->psub = static_cast<int32_t>(s.pubsub->Subscribed(true).size());
+  }
+  r->multi = s.txn.active ? static_cast<int32_t>(s.txn.argc.size()) : -1;
+  r->flags = ClientFlagsOf(s, r->sub + r->psub);
+}
+
+}  // namespace
+
+uint32_t ClientFlagsOf(const ClientSession& s, int subscriptions) {
+  uint32_t f = 0;
+  if (subscriptions > 0) f |= clients::kFlagPubSub;
+  if (s.txn.active) f |= clients::kFlagMulti;
+  if (s.no_evict) f |= clients::kFlagNoEvict;
+  if (s.reply_off) f |= clients::kFlagReplyOff;
+  if (s.reply_skip || s.reply_skip_next) f |= clients::kFlagReplySkip;
+  if (s.close_after_reply) f |= clients::kFlagCloseAfterReply;
+  return f;
+}
+
+// One line of CLIENT LIST in Redis 7's order (networking.c catClientInfoString),
+// then what preforkd adds: proto=, listener= and worker= (the slot).
+void AppendClientRecord(const clients::Record& r, uint64_t now_wall_ms, uint64_t now_mono_ms,
+                        std::string* b) {
   auto field = [b](std::string_view k, std::string_view v) {
     *b += k;
     *b += '=';
     AppendSafe(b, v);
     *b += ' ';
   };
-  *b += "id=";
-  AppendU64(b, s.id);
-  *b += ' ';
-  field("addr", s.peer);
-  field("laddr", s.local);
-  *b += "fd=";
-  AppendI64(b, s.fd);
-  *b += ' ';
-  field("name", s.name);
-  *b += "age=";
-  AppendU64(b,
-            s.connected_ms && c.now_ms > s.connected_ms ? (c.now_ms - s.connected_ms) / 1000 : 0);
-  *b += " idle=0 flags=N db=0 sub=0 psub=0 multi=-1 ";
-  field("cmd", s.last_command);
-  *b += "user=default ";
-  field("lib-name", s.lib_name);
-  field("lib-ver", s.lib_ver);
-  *b += "resp=2 worker=";
-  AppendI64(b, s.worker_slot);
+  auto num = [b](std::string_view k, int64_t v) {
+    *b += k;
+    *b += '=';
+    AppendI64(b, v);
+    *b += ' ';
+  };
+  num("id", static_cast<int64_t>(r.id));
+  field("addr", clients::FieldOf(r.peer));
+  field("laddr", clients::FieldOf(r.local));
+  num("fd", r.fd);
+  field("name", clients::FieldOf(r.name));
+  num("age", static_cast<int64_t>(r.connected_ms && now_wall_ms > r.connected_ms
+                                      ? (now_wall_ms - r.connected_ms) / 1000
+                                      : 0));
+  num("idle", static_cast<int64_t>(
+                  now_mono_ms > r.last_active_ms ? (now_mono_ms - r.last_active_ms) / 1000 : 0));
+  std::string flags;
+  if (r.flags & clients::kFlagPubSub) flags += 'P';
+  if (r.flags & clients::kFlagMulti) flags += 'x';
+  if (r.flags & clients::kFlagCloseAfterReply) flags += 'c';
+  if (r.flags & clients::kFlagNoEvict) flags += 'e';
+  if (flags.empty()) flags = "N";
+  field("flags", flags);
+  num("db", r.db);
+  num("sub", r.sub);
+  num("psub", r.psub);
+  num("ssub", 0);
+  num("multi", r.multi);
+  num("qbuf", static_cast<int64_t>(r.qbuf));
+  *b += "qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 ";
+  num("omem", static_cast<int64_t>(r.obuf));
+  num("tot-mem", static_cast<int64_t>(r.qbuf + r.obuf));
+  *b += "events=r ";
+  field("cmd", r.cmd[0] ? clients::FieldOf(r.cmd) : std::string_view("NULL"));
+  *b += "user=default redir=-1 resp=2 ";
+  field("lib-name", clients::FieldOf(r.lib_name));
+  field("lib-ver", clients::FieldOf(r.lib_ver));
+  num("tot-net-in", static_cast<int64_t>(r.bytes_in));
+  num("tot-net-out", static_cast<int64_t>(r.bytes_out));
+  num("tot-cmds", static_cast<int64_t>(r.commands));
+  field("proto", ProtoName(r.proto));
+  field("listener", clients::FieldOf(r.listener));
+  *b += "worker=";
+  AppendI64(b, r.worker_slot);
   *b += '\n';
+}
+
+void AppendClientLine(const CommandCtx& c, std::string* b) {
+  clients::Record r;
+  SelfRecord(c, &r);
+  AppendClientRecord(r, c.now_ms, MonoMs(), b);
+}
+
+// Every client over all workers (the registry), the caller as it is now;
+// `keep` filters.
+template <typename Keep>
+void ForEachClient(const CommandCtx& c, Keep&& keep,
+                   const std::function<void(const clients::Record&, int32_t slot)>& fn) {
+  clients::Record self;
+  SelfRecord(c, &self);
+  bool self_seen = false;
+  if (c.env.clients) {
+    const clients::Table& t = *c.env.clients;
+    const uint32_t hwm = t.hwm();
+    clients::Record r;
+    for (uint32_t i = 0; i < hwm; i++) {
+      if (!t.Read(static_cast<int32_t>(i), &r)) continue;
+      if (r.id == c.session.id) {
+        self_seen = true;
+        if (keep(self)) fn(self, static_cast<int32_t>(i));
+        continue;
+      }
+      if (keep(r)) fn(r, static_cast<int32_t>(i));
+    }
+  }
+  if (!self_seen && keep(self)) fn(self, -1);
 }
 
 void CmdClientId(CommandCtx& c) { c.out.Integer(static_cast<int64_t>(c.session.id)); }
@@ -233,24 +370,220 @@ void CmdClientInfo(CommandCtx& c) {
   c.out.Bulk(b);
 }
 
+// CLIENT LIST [TYPE normal|pubsub|master|replica] [ID id [id ...]], over
+// every worker.
 void CmdClientList(CommandCtx& c) {
-  if (c.argc() > 2) return ReplySyntax(c);  // TYPE/ID filters: not supported
-  std::string& b = ErrBuf();
-  if (c.env.client_list)
+  int type = -1;
+  std::vector<uint64_t> ids;
+  if (c.argc() == 4 && EqualsNoCase(c.arg(2), "type")) {
+    type = ClientTypeByName(c.arg(3));
+    if (type < 0) {
+      std::string& e = ErrBuf();
+      e += "ERR Unknown client type '";
+      AppendSafe(&e, c.arg(3), 128);
+      e += '\'';
+      return c.out.Error(ErrCode::kErr, e);
+    }
+  } else if (c.argc() > 3 && EqualsNoCase(c.arg(2), "id")) {
+    for (size_t j = 3; j < c.argc(); j++) {
+      int64_t id;
+      if (!ParseInt64(c.arg(j), &id)) return c.out.Error(ErrCode::kErr, "ERR Invalid client ID");
+      ids.push_back(static_cast<uint64_t>(id));
+    }
+  } else if (c.argc() != 2) {
+    return ReplySyntax(c);
+  }
+  std::string b;
+  const uint64_t mono = MonoMs();
+  auto keep = [&](const clients::Record& r) {
+    if (type >= 0 && ClientTypeOf(r) != type) return false;
+    if (!ids.empty() && std::find(ids.begin(), ids.end(), r.id) == ids.end()) return false;
+    return true;
+  };
+  if (!c.env.clients && c.env.client_list && type < 0 && ids.empty()) {
     c.env.client_list(&b);
-  else
-    AppendClientLine(c, &b);
+  } else {
+    ForEachClient(c, keep, [&](const clients::Record& r, int32_t) {
+      AppendClientRecord(r, c.now_ms, mono, &b);
+    });
+  }
   c.out.Bulk(b);
 }
 
+// CLIENT KILL addr:port (+OK or "No such client"), or the filter form
+// (ID, TYPE, ADDR, LADDR, USER, SKIPME yes|no; the number killed). A client
+// of another worker is closed by its own worker, which the kill request
+// wakes; it is counted here and no longer listed from then on.
+void CmdClientKill(CommandCtx& c) {
+  std::string_view addr, laddr;
+  bool has_addr = false, has_laddr = false;
+  int type = -1;
+  uint64_t id = 0;
+  bool skipme = true;
+  if (c.argc() == 3) {
+    addr = c.arg(2);
+    has_addr = true;
+    skipme = false;  // with the old form a client may kill itself
+  } else if (c.argc() > 3) {
+    for (size_t i = 2; i < c.argc(); i += 2) {
+      const bool more = c.argc() > i + 1;
+      const std::string_view opt = c.arg(i);
+      if (EqualsNoCase(opt, "id") && more) {
+        int64_t v;
+        if (!ParseInt64(c.arg(i + 1), &v) || v < 1)
+          return c.out.Error(ErrCode::kErr, "ERR client-id should be greater than 0");
+        id = static_cast<uint64_t>(v);
+      } else if (EqualsNoCase(opt, "type") && more) {
+        type = ClientTypeByName(c.arg(i + 1));
+        if (type < 0) {
+          std::string& e = ErrBuf();
+          e += "ERR Unknown client type '";
+          AppendSafe(&e, c.arg(i + 1), 128);
+          e += '\'';
+          return c.out.Error(ErrCode::kErr, e);
+        }
+      } else if (EqualsNoCase(opt, "addr") && more) {
+        addr = c.arg(i + 1);
+        has_addr = true;
+      } else if (EqualsNoCase(opt, "laddr") && more) {
+        laddr = c.arg(i + 1);
+        has_laddr = true;
+      } else if (EqualsNoCase(opt, "user") && more) {
+        if (c.arg(i + 1) != "default") {  // the only user
+          std::string& e = ErrBuf();
+          e += "ERR No such user '";
+          AppendSafe(&e, c.arg(i + 1), 128);
+          e += '\'';
+          return c.out.Error(ErrCode::kErr, e);
+        }
+      } else if (EqualsNoCase(opt, "skipme") && more) {
+        if (EqualsNoCase(c.arg(i + 1), "yes"))
+          skipme = true;
+        else if (EqualsNoCase(c.arg(i + 1), "no"))
+          skipme = false;
+        else
+          return ReplySyntax(c);
+      } else {
+        return ReplySyntax(c);
+      }
+    }
+  } else {
+    return ReplySyntax(c);
+  }
+  auto keep = [&](const clients::Record& r) {
+    if (has_addr && clients::FieldOf(r.peer) != addr) return false;
+    if (has_laddr && clients::FieldOf(r.local) != laddr) return false;
+    if (type >= 0 && ClientTypeOf(r) != type) return false;
+    if (id && r.id != id) return false;
+    if (skipme && r.id == c.session.id) return false;
+    return true;
+  };
+  int64_t killed = 0;
+  bool self = false;
+  std::vector<int> wake;
+  ForEachClient(c, keep, [&](const clients::Record& r, int32_t slot) {
+    if (r.id == c.session.id) {
+      self = true;
+      killed++;
+      return;
+    }
+    if (slot < 0 || !c.env.clients->RequestKill(slot, r.id)) return;
+    killed++;
+    if (std::find(wake.begin(), wake.end(), r.worker_slot) == wake.end())
+      wake.push_back(r.worker_slot);
+  });
+  if (c.env.wake_worker)
+    for (int w : wake) c.env.wake_worker(w);
+  if (self) c.session.close_after_reply = true;
+  if (c.argc() == 3) {
+    if (killed == 0) return c.out.Error(ErrCode::kErr, "ERR No such client");
+    return ReplyOk(c);
+  }
+  c.out.Integer(killed);
+}
+
+// CLIENT PAUSE timeout [WRITE|ALL]: every worker holds the commands of its
+// clients (all, or the writes) until the deadline or CLIENT UNPAUSE.
+void CmdClientPause(CommandCtx& c) {
+  if (c.argc() != 3 && c.argc() != 4) return ReplyArity(c);
+  clients::PauseMode mode = clients::kPauseAll;
+  if (c.argc() == 4) {
+    if (EqualsNoCase(c.arg(3), "write"))
+      mode = clients::kPauseWrite;
+    else if (!EqualsNoCase(c.arg(3), "all"))
+      return c.out.Error(ErrCode::kErr, "ERR CLIENT PAUSE mode must be WRITE or ALL");
+  }
+  int64_t ms;
+  if (!ParseInt64(c.arg(2), &ms))
+    return c.out.Error(ErrCode::kErr, "ERR timeout is not an integer or out of range");
+  if (ms < 0) return c.out.Error(ErrCode::kErr, "ERR timeout is negative");
+  if (!c.env.clients) return ReplyOk(c);  // no registry: nothing to pause
+  const uint64_t len = std::min<uint64_t>(static_cast<uint64_t>(ms), clients::kMaxPauseMs);
+  c.env.clients->Pause(MonoMs() + len, mode);
+  ReplyOk(c);
+}
+
+void CmdClientUnpause(CommandCtx& c) {
+  if (c.env.clients) c.env.clients->Unpause();
+  if (c.env.wake_worker) c.env.wake_worker(-1);  // held commands run now, on every worker
+  ReplyOk(c);
+}
+
+void CmdClientNoEvict(CommandCtx& c) {
+  if (EqualsNoCase(c.arg(2), "on"))
+    c.session.no_evict = true;
+  else if (EqualsNoCase(c.arg(2), "off"))
+    c.session.no_evict = false;
+  else
+    return ReplySyntax(c);
+  ReplyOk(c);
+}
+
+// CLIENT REPLY ON|OFF|SKIP (networking.c): OFF and SKIP answer nothing.
+void CmdClientReply(CommandCtx& c) {
+  if (EqualsNoCase(c.arg(2), "on")) {
+    if (c.session.reply_off || c.session.reply_skip) c.session.reply_ack = true;
+    c.session.reply_off = c.session.reply_skip = false;
+    if (!c.session.reply_ack) ReplyOk(c);
+  } else if (EqualsNoCase(c.arg(2), "off")) {
+    c.session.reply_off = true;
+  } else if (EqualsNoCase(c.arg(2), "skip")) {
+    if (!c.session.reply_off) c.session.reply_skip_next = true;
+  } else {
+    ReplySyntax(c);
+  }
+}
+
 void CmdClientHelp(CommandCtx& c) {
-  ReplyHelp(c, "CLIENT",
-            {"GETNAME", "    Return the name of the current connection.", "ID",
-             "    Return the ID of the current connection.", "INFO",
-             "    Return information about the current client connection.", "LIST",
-             "    Return information about client connections of this worker.", "SETNAME <name>",
-             "    Assign the name <name> to the current connection.", "SETINFO <option> <value>",
-             "    Set client meta attr (LIB-NAME, LIB-VER)."});
+  ReplyHelp(
+      c, "CLIENT",
+      {"GETNAME",
+       "    Return the name of the current connection.",
+       "ID",
+       "    Return the ID of the current connection.",
+       "INFO",
+       "    Return information about the current client connection.",
+       "KILL <ip:port>",
+       "    Kill connection made from <ip:port>.",
+       "KILL <option> <value> [<option> <value> [...]]",
+       "    Kill connections. Options are: ID <client-id>, TYPE (NORMAL|MASTER|REPLICA|PUBSUB),",
+       "    USER <username>, ADDR <ip:port>, LADDR <ip:port>, SKIPME (YES|NO).",
+       "LIST [options ...]",
+       "    Return information about client connections of every worker. Options:",
+       "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+       "    * ID <client-id> [<client-id> ...]",
+       "NO-EVICT (ON|OFF)",
+       "    Accepted; shown as flag e.",
+       "PAUSE <timeout> [WRITE|ALL]",
+       "    Suspend the clients (all, or their writes) of every worker for <timeout> ms.",
+       "REPLY (ON|OFF|SKIP)",
+       "    Control the replies sent to the current connection.",
+       "SETNAME <name>",
+       "    Assign the name <name> to the current connection.",
+       "SETINFO <option> <value>",
+       "    Set client meta attr (LIB-NAME, LIB-VER).",
+       "UNPAUSE",
+       "    Stop the current client pause, resuming traffic."});
 }
 
 }  // namespace pf

@@ -5,6 +5,7 @@
 // every error reply by its prefix (INFO commandstats, errorstats).
 #include <exception>
 
+#include "shared/clients.h"
 #include "shared/cmd/internal.h"
 #include "shared/persist/log_writer.h"
 #include "shared/util/clock.h"
@@ -56,6 +57,37 @@ class CountingWriter final : public ReplyWriter {
  private:
   ReplyWriter& w_;
   const CommandEnv& env_;
+};
+
+// Where a muted command's reply goes (CLIENT REPLY OFF / SKIP).
+class NullWriter final : public ReplyWriter {
+ public:
+  void Status(std::string_view) override {}
+  void Error(ErrCode, std::string_view) override {}
+  void Integer(int64_t) override {}
+  void Bulk(std::string_view) override {}
+  void Nil() override {}
+  void NilArray() override {}
+  void ArrayBegin(size_t) override {}
+};
+
+// After each command, as networking.c resetClient: SKIP lasts one command,
+// and CLIENT REPLY SKIP itself arms it for the next one. ON while muted
+// still answers +OK.
+struct ReplyModeStep {
+  ClientSession& s;
+  ReplyWriter& out;
+  ~ReplyModeStep() {
+    if (s.reply_ack) {
+      s.reply_ack = false;
+      out.Status("OK");
+    }
+    s.reply_skip = false;
+    if (s.reply_skip_next) {
+      s.reply_skip_next = false;
+      s.reply_skip = true;
+    }
+  }
 };
 
 void Reject(const CommandEnv& env, const CommandSpec& spec) {
@@ -121,7 +153,9 @@ const CommandSpec* Resolve(std::span<const std::string_view> argv) {
 void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std::string_view> argv,
               ReplyWriter& out, uint64_t now_ms) {
   if (argv.empty()) return;  // the protocol skips empty commands, as Redis does
-  CountingWriter w(out, env);
+  NullWriter muted;
+  ReplyModeStep reply_mode{session, out};
+  CountingWriter w(session.reply_off || session.reply_skip ? muted : out, env);
   // A command refused before it runs also dooms an open transaction
   // (multi.c flagTransaction): EXEC will answer EXECABORT.
   struct AbortOnRefusal {
@@ -165,6 +199,22 @@ void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std
   refusal.ran = true;
   if (QueueInMulti(c)) return;  // MULTI: queued (or refused there), reply written
   Execute(c, w);
+}
+
+bool CommandPaused(const CommandEnv& env, std::span<const std::string_view> argv,
+                   uint64_t* until_mono_ms) {
+  // One relaxed load when nothing is paused (every command pays it).
+  if (!env.clients || argv.empty() ||
+      env.clients->header()->pause_word.load(std::memory_order_relaxed) == 0)
+    return false;
+  const clients::PauseMode mode = env.clients->Paused(MonoMs(), until_mono_ms);
+  if (mode == clients::kPauseNone) return false;
+  if (mode == clients::kPauseAll) return true;
+  // WRITE: what may change the data set or be propagated (Redis'
+  // may-replicate commands: writes, PUBLISH).
+  const CommandSpec* spec = Resolve(argv);
+  if (!spec) return false;
+  return (spec->flags & kCmdWrite) || spec->name == "publish";
 }
 
 void RunQueued(const CommandEnv& env, ClientSession& session,

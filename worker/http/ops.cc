@@ -10,11 +10,13 @@
 #include <string_view>
 #include <vector>
 
+#include "shared/clients.h"
 #include "shared/config.h"
 #include "shared/kv/kv.h"
 #include "shared/shm.h"
 #include "shared/util/clock.h"
 #include "shared/util/strings.h"
+#include "worker/clients.h"
 #include "worker/http/parse.h"
 #include "worker/http/util.h"
 #include "worker/json.h"
@@ -240,6 +242,88 @@ AdminReply AdminBroadcast(WorkerContext& w, const http::Request& req, std::strin
   return r;
 }
 
+namespace {
+
+// `name=1` (or yes/true) among the &-separated parameters of `query`.
+bool QueryFlag(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    const size_t amp = query.find('&');
+    const std::string_view p = query.substr(0, amp);
+    if (p.substr(0, name.size()) == name && p.size() > name.size() && p[name.size()] == '=') {
+      const std::string_view v = p.substr(name.size() + 1);
+      return v == "1" || v == "yes" || v == "true";
+    }
+    if (amp == std::string_view::npos) break;
+    query.remove_prefix(amp + 1);
+  }
+  return false;
+}
+
+// CLIENT LIST's flags= letters.
+std::string FlagString(uint32_t f) {
+  std::string s;
+  if (f & clients::kFlagPubSub) s += 'P';
+  if (f & clients::kFlagMulti) s += 'x';
+  if (f & clients::kFlagCloseAfterReply) s += 'c';
+  if (f & clients::kFlagNoEvict) s += 'e';
+  return s.empty() ? "N" : s;
+}
+
+const char* ProtoJsonName(uint32_t p) {
+  switch (p) {
+    case kProtoResp:
+      return "resp";
+    case kProtoKvJson:
+      return "kv-json";
+    case kProtoChat:
+      return "chat";
+    default:
+      return "other";
+  }
+}
+
+}  // namespace
+
+// The client registry as a JSON array: what CLIENT LIST shows, one object a
+// client, over every worker.
+void AppendClientsJson(const WorkerContext& w, std::string* o) {
+  o->push_back('[');
+  if (w.clients) {
+    const clients::Table& t = *w.clients->table();
+    const uint64_t now_wall = WallMs(), now_mono = MonoMs();
+    clients::Record r;
+    bool first = true;
+    for (uint32_t i = 0; i < t.hwm(); i++) {
+      if (!t.Read(static_cast<int32_t>(i), &r)) continue;
+      if (!first) o->push_back(',');
+      first = false;
+      fmt::format_to(std::back_inserter(*o), "{{\"id\":{},\"worker\":{},\"proto\":\"{}\",", r.id,
+                     r.worker_slot, ProtoJsonName(r.proto));
+      auto str = [o](const char* k, std::string_view v) {
+        fmt::format_to(std::back_inserter(*o), "\"{}\":", k);
+        json::AppendJsonString(o, v);
+        o->push_back(',');
+      };
+      str("listener", clients::FieldOf(r.listener));
+      str("addr", clients::FieldOf(r.peer));
+      str("laddr", clients::FieldOf(r.local));
+      str("name", clients::FieldOf(r.name));
+      str("cmd", clients::FieldOf(r.cmd));
+      str("lib_name", clients::FieldOf(r.lib_name));
+      str("lib_ver", clients::FieldOf(r.lib_ver));
+      fmt::format_to(
+          std::back_inserter(*o),
+          "\"age_s\":{},\"idle_s\":{},\"flags\":\"{}\",\"db\":{},\"sub\":{},\"psub\":{},"
+          "\"multi\":{},\"commands\":{},\"bytes_in\":{},\"bytes_out\":{},\"output_bytes\":{}}}",
+          now_wall > r.connected_ms ? (now_wall - r.connected_ms) / 1000 : 0,
+          now_mono > r.last_active_ms ? (now_mono - r.last_active_ms) / 1000 : 0,
+          FlagString(r.flags), r.db, r.sub, r.psub, r.multi, r.commands, r.bytes_in, r.bytes_out,
+          r.obuf);
+    }
+  }
+  o->push_back(']');
+}
+
 std::string HealthJson(const WorkerContext& w) {
   return fmt::format("{{\"ok\":true,\"uptime_s\":{},\"workers_alive\":{}}}\n", UptimeS(w),
                      WorkersAlive(w));
@@ -393,7 +477,7 @@ std::string MetricsText(const WorkerContext& w) {
 namespace http {
 
 void ServeOps(const WorkerContext& w, const ListenerConf& l, const IpAddr& client,
-              const Request& req, std::string_view path, Reply* rep) {
+              const Request& req, std::string_view path, std::string_view query, Reply* rep) {
   if (!l.ops_allow_all && !client.loopback()) return ErrorReply(403, rep);
   if (req.method != "GET" && req.method != "HEAD") return ErrorReply(405, rep);
   rep->status = 200;
@@ -403,6 +487,12 @@ void ServeOps(const WorkerContext& w, const ListenerConf& l, const IpAddr& clien
   } else {
     rep->content_type = "application/json";
     rep->body = path == "/_health" ? HealthJson(w) : StatsJson(w);
+    if (path == "/_stats" && QueryFlag(query, "clients")) {
+      rep->body.resize(rep->body.size() - 2);  // the closing "}\n"
+      rep->body += ",\"clients\":";
+      AppendClientsJson(w, &rep->body);
+      rep->body += "}\n";
+    }
   }
   rep->headers = "Cache-Control: no-store\r\n";
 }

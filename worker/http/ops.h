@@ -19,8 +19,9 @@ struct Request;
 
 // GET /_health, /_stats, /_metrics, for the clients `ops_allow` lets in
 // (`client`: the peer, or the address a trusted proxy forwarded).
+// /_stats?clients=1 adds "clients": every worker's clients (CLIENT LIST).
 void ServeOps(const WorkerContext& w, const ListenerConf& l, const IpAddr& client,
-              const Request& req, std::string_view path, Reply* rep);
+              const Request& req, std::string_view path, std::string_view query, Reply* rep);
 // /_admin/...: answers in JSON, errors included (a tool reads them, not a browser).
 void ServeAdmin(WorkerContext& w, const ListenerConf& l, const IpAddr& client, const Request& req,
                 std::string_view path, std::string_view query, Reply* rep);
@@ -28,6 +29,8 @@ void ServeAdmin(WorkerContext& w, const ListenerConf& l, const IpAddr& client, c
 }  // namespace http
 
 std::string HealthJson(const WorkerContext& w);
+// The client registry (every worker's clients) as a JSON array.
+void AppendClientsJson(const WorkerContext& w, std::string* out);
 std::string StatsJson(const WorkerContext& w);
 std::string MetricsText(const WorkerContext& w);
 

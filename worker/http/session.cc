@@ -253,7 +253,7 @@ class HttpSession final : public Session {
     }
     if (kv) return kv_.Serve(c, req, raw_path.substr(3), query, client_, basic_ok, rep);
     if (raw_path == "/_health" || raw_path == "/_stats" || raw_path == "/_metrics")
-      return http::ServeOps(w_, l_, client_, req, raw_path, rep);
+      return http::ServeOps(w_, l_, client_, req, raw_path, query, rep);
     if (raw_path == "/_admin" || raw_path.substr(0, 8) == "/_admin/")
       return http::ServeAdmin(w_, l_, client_, req, raw_path, query, rep);
     // The connection's last read is "now" for the cache (one clock read less per request).

@@ -308,6 +308,11 @@ bool BuildClientId(Builder& b) {  // CLIENT ID: the id broadcasts can exclude
   b.Push("ID");
   return true;
 }
+bool BuildClientList(Builder& b) {  // CLIENT LIST: every worker's clients
+  b.Push("CLIENT");
+  b.Push("LIST");
+  return true;
+}
 bool BuildAuth(Builder& b) {
   b.PushName();
   b.Push(b.str(kPassword));
@@ -346,6 +351,7 @@ constexpr ActionSpec kActions[] = {
     {"AUTH", F(kPassword), F(kPassword), BuildAuth},
     {"QUIT", 0, 0, BuildNameOnly},
     {"CLIENT_ID", 0, 0, BuildClientId},
+    {"CLIENT_LIST", 0, 0, BuildClientList},
     // Pub/sub: the table's commands; the reply is the subscription count.
     {"SUBSCRIBE", F(kChannel), F(kChannel), BuildChannel},
     {"UNSUBSCRIBE", F(kChannel), 0, BuildChannel},

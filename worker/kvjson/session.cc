@@ -103,6 +103,8 @@ class KvJsonSession final : public SubscriberSession {
   // connection that stays open (ARCHITECTURE.md, "Draining").
   void OnDrain(Connection&) override {}
 
+  const ClientSession* client_session() const override { return &session_; }
+
  private:
   // Replies computed before a push are written first, so lines keep their
   // order. A push that comes while a reply is half built (a subscribed

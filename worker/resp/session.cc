@@ -13,6 +13,7 @@
 #include "shared/shm.h"
 #include "shared/util/clock.h"
 #include "shared/util/strings.h"
+#include "worker/clients.h"
 #include "worker/cmd_env.h"
 #include "worker/connection.h"
 #include "worker/protocol.h"
@@ -77,6 +78,8 @@ class RespSession final : public SubscriberSession {
   // the drain timeout ends it (see ARCHITECTURE.md, "Draining").
   void OnDrain(Connection&) override {}
 
+  const ClientSession* client_session() const override { return &session_; }
+
  private:
   // Runs every complete command buffered in `in`, in order. Stops early while
   // the output is over limits.output_high_water (the Connection then pauses
@@ -123,6 +126,14 @@ class RespSession final : public SubscriberSession {
               ErrCode::kErr,
               "ERR HTTP request on the Redis protocol port (cross-protocol attack?): closing");
           c.CloseAfterWrite();
+          return;
+        }
+        // CLIENT PAUSE: the command stays unread (the parser starts again
+        // at its first byte) until the pause ends.
+        if (uint64_t until; CommandPaused(env_, r.argv, &until)) {
+          evbuffer_drain(in, off);
+          need_ = 0;
+          w_.clients->Hold(c, until);
           return;
         }
         first_ = false;
