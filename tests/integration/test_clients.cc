@@ -196,6 +196,28 @@ TEST_F(ClientsTest, PauseWriteHoldsWritesOnTheOtherWorkerUntilUnpause) {
             "-ERR CLIENT PAUSE mode must be WRITE or ALL");
 }
 
+TEST_F(ClientsTest, KvJsonListsEveryWorkerAndHonoursThePause) {
+  Client a = On(0), b = On(1);
+  ASSERT_EQ(Cmd(b, {"CLIENT", "SETNAME", "resp-one"}), "+OK");
+  Client j;
+  ASSERT_TRUE(j.Connect(server_->Port("json")));
+  const std::string list = JsonCall(j, R"({"id":1,"action":"CLIENT_LIST"})");
+  EXPECT_EQ(list.rfind(R"({"id":1,"ok":true,"result":"id=)", 0), 0u) << list;
+  EXPECT_NE(list.find("name=resp-one"), std::string::npos) << list;
+  EXPECT_NE(list.find("proto=kv-json"), std::string::npos) << list;
+  EXPECT_NE(list.find("id=" + IdOf(a) + " "), std::string::npos) << list;
+
+  EXPECT_EQ(Cmd(a, {"CLIENT", "PAUSE", "20000", "WRITE"}), "+OK");
+  ASSERT_TRUE(j.SendAll(R"({"id":2,"action":"SET","key":"jk","value":"v"})"
+                        "\n"));
+  std::string got;
+  EXPECT_FALSE(j.RecvSome(&got, 300)) << got;  // held
+  EXPECT_EQ(Cmd(b, {"GET", "jk"}), "(nil)");
+  EXPECT_EQ(Cmd(a, {"CLIENT", "UNPAUSE"}), "+OK");
+  ASSERT_TRUE(j.RecvLine(&got, 5000));
+  EXPECT_EQ(got, R"({"id":2,"ok":true})");
+}
+
 TEST_F(ClientsTest, PauseEndsAtItsDeadline) {
   Client a = On(0), w = On(1);
   EXPECT_EQ(Cmd(a, {"CLIENT", "PAUSE", "200", "ALL"}), "+OK");

@@ -12,6 +12,7 @@
 #include "shared/config.h"
 #include "shared/util/clock.h"
 #include "shared/util/line_framer.h"
+#include "worker/clients.h"
 #include "worker/cmd_env.h"
 #include "worker/connection.h"
 #include "worker/json.h"
@@ -155,6 +156,16 @@ class KvJsonSession final : public SubscriberSession {
           quit = BadLine(c, /*not_json=*/false);
         } else {
           quit = HandleLine(c, r.line, now);
+          if (hold_until_) {
+            // CLIENT PAUSE: the line stays unread until the pause ends.
+            const uint64_t until = hold_until_;
+            hold_until_ = 0;
+            evbuffer_drain(in, off);
+            need_ = 0;
+            Flush(c);
+            w_.clients->Hold(c, until);
+            return;
+          }
         }
         off += r.consumed;  // after the line's views were used
         need_ = 0;
@@ -214,6 +225,10 @@ class KvJsonSession final : public SubscriberSession {
         return quit;
       }
       case kvjson::ParsedLine::kRequest: {
+        if (uint64_t until; CommandPaused(env_, p.argv, &until)) {
+          hold_until_ = until;
+          return false;
+        }
         seen_request_ = true;
         kvjson::JsonReplyWriter w(&out_);
         w.Begin(p.id, p.shape);
@@ -250,7 +265,9 @@ class KvJsonSession final : public SubscriberSession {
   bool seen_request_ = false;  // a line that was a JSON object came (bad or not)
   uint32_t bad_lines_ = 0;     // lines that were not requests
   std::string too_long_;       // the LINE_TOO_LONG message
-  size_t need_ = 0;            // buffered bytes needed before the framer can progress
+  size_t need_ = 0;
+  uint64_t hold_until_ = 0;  // HandleLine: the request waits for CLIENT PAUSE until then //
+                             // buffered bytes needed before the framer can progress
 };
 
 }  // namespace
