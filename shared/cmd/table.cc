@@ -157,7 +157,7 @@ constexpr bool SortedByName(const CommandSpec (&t)[N]) {
     if (!(t[i - 1].name < t[i].name)) return false;
   return true;
 }
-static_assert(SortedByName(kTable), "kTable must be sorted by name for LookupCommand");
+static_assert(SortedByName(kTable), "kTable must be sorted by name (COMMAND lists it in order)");
 static_assert(SortedByName(kSubcommands), "kSubcommands must be grouped and sorted by name");
 
 // Every subcommand belongs to a container row, which names exactly its group.
@@ -176,20 +176,44 @@ static_assert(GroupsComplete(), "every subcommand row needs its container in kTa
 static_assert(std::size(kTable) + std::size(kSubcommands) <= kMaxCommandStats,
               "raise kMaxCommandStats (shared/shm.h) for more commands");
 
+// The lookup index: kTable's rows bucketed by (first letter, length), built
+// at compile time. A binary search over ~100 names sharing prefixes (get,
+// getbit, getdel, getex ...) cost GET 150 instructions of name compares.
+constexpr size_t kNameLens = 24, kNameBuckets = 27 * kNameLens;
+constexpr size_t NameBucket(std::string_view n) {
+  const char c = n[0];
+  const char lower = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+  const size_t letter = (lower >= 'a' && lower <= 'z') ? static_cast<size_t>(lower - 'a') : 26;
+  return letter * kNameLens + std::min<size_t>(n.size(), kNameLens - 1);
+}
+struct NameIndex {
+  uint16_t start[kNameBuckets + 1];  // bucket b: rows[start[b] .. start[b + 1])
+  uint16_t rows[std::size(kTable)];
+};
+constexpr NameIndex BuildNameIndex() {
+  NameIndex x{};
+  for (const CommandSpec& s : kTable) x.start[NameBucket(s.name) + 1]++;
+  for (size_t b = 0; b < kNameBuckets; ++b) x.start[b + 1] += x.start[b];
+  uint16_t filled[kNameBuckets] = {};
+  for (size_t i = 0; i < std::size(kTable); ++i) {
+    const size_t b = NameBucket(kTable[i].name);
+    x.rows[x.start[b] + filled[b]++] = static_cast<uint16_t>(i);
+  }
+  return x;
+}
+constexpr NameIndex kNameIndex = BuildNameIndex();
+
 }  // namespace
 
 std::span<const CommandSpec> CommandTable() { return kTable; }
 
 const CommandSpec* LookupCommand(std::string_view name) {
-  size_t lo = 0, hi = std::size(kTable);
-  while (lo < hi) {
-    const size_t mid = (lo + hi) / 2;
-    const int cmp = CompareNoCase(name, kTable[mid].name);
-    if (cmp == 0) return &kTable[mid];
-    if (cmp < 0)
-      hi = mid;
-    else
-      lo = mid + 1;
+  if (name.empty()) return nullptr;
+  // One name compared for nearly every command (GET's bucket holds only GET).
+  const size_t b = NameBucket(name);
+  for (uint16_t i = kNameIndex.start[b]; i < kNameIndex.start[b + 1]; ++i) {
+    const CommandSpec& s = kTable[kNameIndex.rows[i]];
+    if (s.name.size() == name.size() && EqualsNoCase(name, s.name)) return &s;
   }
   return nullptr;
 }

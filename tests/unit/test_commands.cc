@@ -1391,5 +1391,27 @@ TEST_F(CommandsTest, NewCommandsHaveRedisArityAndKeys) {
   }
 }
 
+// LookupCommand's (first letter, length) index finds every row in any case,
+// and nothing else.
+TEST(CommandLookup, FindsEveryRowInAnyCaseAndNothingElse) {
+  for (const CommandSpec& s : CommandTable()) {
+    EXPECT_EQ(LookupCommand(s.name), &s) << s.name;
+    std::string upper(s.name);
+    for (char& ch : upper) ch = static_cast<char>(ch >= 'a' && ch <= 'z' ? ch - 32 : ch);
+    EXPECT_EQ(LookupCommand(upper), &s) << upper;
+    std::string longer(s.name);
+    longer += 'x';
+    if (!LookupCommand(longer)) {
+      EXPECT_EQ(LookupCommand(longer), nullptr);
+    } else {
+      EXPECT_EQ(LookupCommand(longer)->name, longer);
+    }
+    EXPECT_NE(LookupCommand(s.name.substr(0, s.name.size() - 1)), &s);
+  }
+  for (std::string_view miss :
+       {"", "g", "gett", "_get", "GET ", "0", "\xff", "nosuchcommandatallhere"})
+    EXPECT_EQ(LookupCommand(miss), nullptr) << miss;
+}
+
 }  // namespace
 }  // namespace pf

@@ -11,7 +11,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BIN = os.path.join(ROOT, "build", "preforkd")
+# PREFORKD_BENCH_BIN: measure this binary instead of building build/preforkd
+# (e.g. one built from a clean checkout of a commit).
+BIN = os.environ.get("PREFORKD_BENCH_BIN") or os.path.join(ROOT, "build", "preforkd")
 
 
 def ensure_packages(pkgs):
@@ -33,6 +35,8 @@ def ensure_packages(pkgs):
 
 
 def ensure_built():
+    if os.environ.get("PREFORKD_BENCH_BIN"):
+        return
     subprocess.run([os.path.join(ROOT, "tools", "preforkctl"), "build"], check=True)
 
 
