@@ -238,11 +238,12 @@ void AppendClientRecord(const clients::Record& r, uint64_t now_wall_ms, uint64_t
                         std::string* out);
 
 // CLIENT PAUSE: true when the command in `argv` must wait (a pause of
-// every command, or of writes and this one writes). *until_mono_ms: when the
+// every command, or of writes and this one writes: a write, PUBLISH, or
+// an EXEC whose queue writes). *until_mono_ms: when the
 // pause ends, unless CLIENT UNPAUSE comes first. A protocol leaves the
 // command unread and runs it once the pause is over.
-bool CommandPaused(const CommandEnv& env, std::span<const std::string_view> argv,
-                   uint64_t* until_mono_ms);
+bool CommandPaused(const CommandEnv& env, const ClientSession& session,
+                   std::span<const std::string_view> argv, uint64_t* until_mono_ms);
 
 // True when `user`/`pass` are the credentials of the default user (the only
 // user: `pass` is kv.password; with no password configured any works). HTTP

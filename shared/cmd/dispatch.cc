@@ -201,8 +201,27 @@ void Dispatch(const CommandEnv& env, ClientSession& session, std::span<const std
   Execute(c, w);
 }
 
-bool CommandPaused(const CommandEnv& env, std::span<const std::string_view> argv,
-                   uint64_t* until_mono_ms) {
+namespace {
+
+// Redis' may-replicate commands: the writes, PUBLISH, and an EXEC whose
+// queue holds one of them.
+bool MayWrite(const CommandSpec& spec, const ClientSession& s) {
+  if ((spec.flags & kCmdWrite) || spec.name == "publish") return true;
+  if (spec.name != "exec" || !s.txn.active) return false;
+  size_t at = 0;
+  for (const uint32_t n : s.txn.argc) {
+    std::string_view argv[2] = {s.txn.args[at], n >= 2 ? s.txn.args[at + 1] : ""};
+    const CommandSpec* q = Resolve(std::span<const std::string_view>(argv, n >= 2 ? 2 : 1));
+    if (q && ((q->flags & kCmdWrite) || q->name == "publish")) return true;
+    at += n;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool CommandPaused(const CommandEnv& env, const ClientSession& session,
+                   std::span<const std::string_view> argv, uint64_t* until_mono_ms) {
   // One relaxed load when nothing is paused (every command pays it).
   if (!env.clients || argv.empty() ||
       env.clients->header()->pause_word.load(std::memory_order_relaxed) == 0)
@@ -210,11 +229,9 @@ bool CommandPaused(const CommandEnv& env, std::span<const std::string_view> argv
   const clients::PauseMode mode = env.clients->Paused(MonoMs(), until_mono_ms);
   if (mode == clients::kPauseNone) return false;
   if (mode == clients::kPauseAll) return true;
-  // WRITE: what may change the data set or be propagated (Redis'
-  // may-replicate commands: writes, PUBLISH).
+  // WRITE: what may change the data set or be propagated.
   const CommandSpec* spec = Resolve(argv);
-  if (!spec) return false;
-  return (spec->flags & kCmdWrite) || spec->name == "publish";
+  return spec && MayWrite(*spec, session);
 }
 
 void RunQueued(const CommandEnv& env, ClientSession& session,

@@ -218,6 +218,21 @@ TEST_F(ClientsTest, KvJsonListsEveryWorkerAndHonoursThePause) {
   EXPECT_EQ(got, R"({"id":2,"ok":true})");
 }
 
+TEST_F(ClientsTest, PauseWriteHoldsAnExecThatWrites) {
+  Client a = On(0), w = On(1);
+  const std::string idw = IdOf(w);
+  ASSERT_EQ(Cmd(w, {"MULTI"}), "+OK");
+  ASSERT_EQ(Cmd(w, {"SET", "t", "1"}), "+QUEUED");
+  EXPECT_EQ(Cmd(a, {"CLIENT", "PAUSE", "20000", "WRITE"}), "+OK");
+  ASSERT_TRUE(w.SendAll(Resp({"EXEC"})));
+  std::string got;
+  EXPECT_FALSE(w.RecvSome(&got, 300)) << got;
+  EXPECT_NE(Cmd(a, {"CLIENT", "LIST", "ID", idw}).find(" flags=x "), std::string::npos);
+  EXPECT_EQ(Cmd(a, {"CLIENT", "UNPAUSE"}), "+OK");
+  ASSERT_TRUE(ReadReply(w, &got, 5000));
+  EXPECT_EQ(got, "[+OK]");
+}
+
 TEST_F(ClientsTest, PauseEndsAtItsDeadline) {
   Client a = On(0), w = On(1);
   EXPECT_EQ(Cmd(a, {"CLIENT", "PAUSE", "200", "ALL"}), "+OK");

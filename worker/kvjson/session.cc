@@ -225,7 +225,7 @@ class KvJsonSession final : public SubscriberSession {
         return quit;
       }
       case kvjson::ParsedLine::kRequest: {
-        if (uint64_t until; CommandPaused(env_, p.argv, &until)) {
+        if (uint64_t until; CommandPaused(env_, session_, p.argv, &until)) {
           hold_until_ = until;
           return false;
         }

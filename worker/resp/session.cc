@@ -130,7 +130,7 @@ class RespSession final : public SubscriberSession {
         }
         // CLIENT PAUSE: the command stays unread (the parser starts again
         // at its first byte) until the pause ends.
-        if (uint64_t until; CommandPaused(env_, r.argv, &until)) {
+        if (uint64_t until; CommandPaused(env_, session_, r.argv, &until)) {
           evbuffer_drain(in, off);
           need_ = 0;
           w_.clients->Hold(c, until);
