@@ -137,6 +137,7 @@ class ChatSession final : public SubscriberSession {
 
   // The operator's POST /_admin/broadcast, in the format of /broadcast.
   void PushBroadcast(std::string_view text) override { Line(S("[broadcast] ", text)); }
+  std::string_view client_name() const override { return nick_; }
 
   void OnRead(Connection& c, evbuffer* in) override {
     const size_t high_water = w_.config->limits.output_high_water;

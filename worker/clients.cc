@@ -61,13 +61,16 @@ void ClientRegistry::Publish(Connection& c) {
     r.last_active_ms = c.last_activity_ms();
     r.bytes_in = c.bytes_in();
     r.bytes_out = c.bytes_out();
+    if (!s) {
+      // Chat: its rooms ride on the bus, but it is not a pub/sub client
+      // (CLIENT KILL TYPE pubsub leaves it alone).
+      const std::string_view name = session ? session->client_name() : std::string_view();
+      if (clients::FieldOf(r.name) != name) clients::CopyField(r.name, name);
+      return;
+    }
     if (sub) {
       r.sub = static_cast<int32_t>(sub->channels.size());
       r.psub = static_cast<int32_t>(sub->patterns.size());
-    }
-    if (!s) {
-      r.flags = r.sub + r.psub > 0 ? uint32_t{clients::kFlagPubSub} : 0u;
-      return;
     }
     r.commands = s->commands;
     r.flags = ClientFlagsOf(*s, r.sub + r.psub);

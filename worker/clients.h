@@ -38,6 +38,9 @@ class ClientRegistry {
   // c's next command waits for the pause (until `until_mono_ms` at most,
   // or CLIENT UNPAUSE, which wakes every worker).
   void Hold(Connection& c, uint64_t until_mono_ms);
+  // A held connection is waiting for the server, not idle (the sweep's
+  // idle timeout leaves it alone, as Redis does a paused client).
+  bool Held(uint64_t id) const { return held_.count(id) > 0; }
   // Wakes worker slot `slot` (-1: every slot) through the bus.
   void Wake(int slot);
 

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string_view>
 
 struct evbuffer;
 
@@ -44,6 +45,8 @@ class Session {
   // The command table's state of this connection (CLIENT LIST's name, cmd,
   // flags); nullptr for a protocol without one.
   virtual const ClientSession* client_session() const { return nullptr; }
+  // CLIENT LIST's name= for a protocol without a ClientSession (chat: the nick).
+  virtual std::string_view client_name() const { return {}; }
 };
 
 using SessionFactory = std::function<std::unique_ptr<Session>(const ListenerConf&, WorkerContext&)>;

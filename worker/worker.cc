@@ -507,7 +507,8 @@ class Worker {
       }
       if (ctx.clients) ctx.clients->PublishOutput(*c);
       const uint32_t limit = c->session()->TimeoutMs(ctx);
-      if (limit && c->last_activity_ms() + limit <= now) c->session()->OnTimeout(*c);
+      if (limit && c->last_activity_ms() + limit <= now && !(ctx.clients && ctx.clients->Held(id)))
+        c->session()->OnTimeout(*c);
     }
   }
 

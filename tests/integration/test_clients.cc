@@ -37,6 +37,7 @@ class ClientsTest : public ::testing::Test {
   void SetUp() override {
     server_ = std::make_unique<Server>(
         ListenerYaml("resp", "resp") + ListenerYaml("json", "kv-json") +
+            ListenerYaml("chat", "chat") +
             ListenerYaml("http", "http", 0, "root: " + SourceRoot() + "/conf/www"),
         "", 2);
     ASSERT_TRUE(server_->Start());
@@ -116,6 +117,29 @@ TEST_F(ClientsTest, ListShowsClientsOfEveryWorker) {
   EXPECT_NE(body.find("\"clients\":["), std::string::npos) << body;
   EXPECT_NE(body.find("\"id\":" + idb + ","), std::string::npos) << body;
   EXPECT_NE(body.find("\"name\":\"on-one\""), std::string::npos) << body;
+}
+
+TEST_F(ClientsTest, ChatClientsAreListedWithTheirNickAndKillable) {
+  Client a = On(0);
+  Client chat;
+  ASSERT_TRUE(chat.Connect(server_->Port("chat")));
+  std::string line;
+  ASSERT_TRUE(chat.RecvLine(&line));  // the greeting
+  ASSERT_TRUE(chat.SendAll("/nick carol\n"));
+  std::string id;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const std::string list = Cmd(a, {"CLIENT", "LIST"});
+        const size_t at = list.find(" name=carol ");
+        if (at == std::string::npos) return false;
+        const size_t start = list.rfind("id=", at);
+        id = list.substr(start + 3, list.find(' ', start) - start - 3);
+        return list.find("proto=chat", at) != std::string::npos;
+      },
+      5000));
+  EXPECT_EQ(Cmd(a, {"CLIENT", "KILL", "TYPE", "pubsub"}), ":0");  // chat is not pub/sub
+  EXPECT_EQ(Cmd(a, {"CLIENT", "KILL", "ID", id}), ":1");
+  EXPECT_TRUE(chat.WaitClosed(5000));
 }
 
 TEST_F(ClientsTest, KillIdClosesAClientOfTheOtherWorker) {
