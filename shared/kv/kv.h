@@ -3,9 +3,8 @@
 // never rehashed, so SCAN cursors stay valid), an arena with size classes, LRU
 // order, expiry and counters. Offsets only; no malloc into shared memory.
 //
-// Lock order: an operation holds one shard lock; MSet and WithKeys (atomic)
-// take all their shards' locks in ascending shard index; MGet takes one shard's lock at a
-// time, in ascending shard index (it is not atomic across shards).
+// Lock order: an operation holds one shard lock; MSet, MGet, WithKeys and
+// Exclusive (atomic) take all their shards' locks in ascending shard index.
 #pragma once
 
 #include <cstddef>
@@ -189,9 +188,9 @@ class Store {
   // Atomic over all keys: locks every involved shard in ascending order. The
   // caller bounds the size of `kvs` (the locks are held while it is written).
   Status MSet(std::span<const std::pair<std::string_view, std::string_view>> kvs, uint64_t now_ms);
-  // Not atomic across shards: takes one shard's lock at a time (ascending),
-  // reads that shard's keys, releases it. Returns false, with `out`
-  // incomplete, as soon as the values copied total more than `max_bytes`.
+  // Atomic over all keys, as MSet: holds every involved shard's lock at
+  // once (ascending). Returns false, with `out` incomplete, as soon as the
+  // values copied total more than `max_bytes`.
   bool MGet(std::span<const std::string_view> keys, uint64_t now_ms,
             std::vector<std::optional<std::string>>* out, uint64_t max_bytes = UINT64_MAX);
 

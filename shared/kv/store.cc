@@ -581,13 +581,17 @@ bool Store::MGet(std::span<const std::string_view> keys, uint64_t now_ms,
     order[i] = {ShardFromHash(hashes[i], h->shard_count), i};
   }
   std::sort(order.begin(), order.end());
-  // One shard's lock at a time, in ascending shard order (see kv.h): a huge
-  // MGET never holds every shard at once.
+  // Atomic, as Redis' MGET and as MSet: every involved shard's lock at once,
+  // taken in ascending order, so an MGET never sees half of an MSET. The
+  // caller's max_bytes bounds how long they are held.
+  std::vector<ShardLock> locks;
+  for (size_t g = 0; g < order.size(); ++g)
+    if (g == 0 || order[g].first != order[g - 1].first)
+      locks.emplace_back(h, Sh(this, order[g].first));
   uint64_t bytes = 0;
   for (size_t g = 0; g < order.size();) {
     const uint32_t si = order[g].first;
     ShardHeader* s = Sh(this, si);
-    ShardLock lk(h, s);
     for (; g < order.size() && order[g].first == si; ++g) {
       const size_t i = order[g].second;
       uint32_t off = LookupLive(h, s, hashes[i], keys[i], now_ms);

@@ -156,8 +156,8 @@ TEST_F(TxnTest, ExecIsAtomicForTheOtherWorker) {
   std::atomic<int> torn{0}, reads{0};
   std::thread reader([&] {
     while (!done.load()) {
-      // MGET is not atomic across shards (docs/protocol-resp.md); a
-      // transaction of three GETs is.
+      // A transaction of three GETs (MGET, atomic too, is checked in
+      // MgetSeesMsetWhole).
       if (!b.SendAll(Resp({"MULTI"}) + Resp({"GET", "c1"}) + Resp({"GET", "c2"}) +
                      Resp({"GET", "c3"}) + Resp({"EXEC"}))) {
         ++torn;
@@ -188,6 +188,46 @@ TEST_F(TxnTest, ExecIsAtomicForTheOtherWorker) {
   EXPECT_GT(reads.load(), 0);
   EXPECT_EQ(torn.load(), 0);
   EXPECT_EQ(Cmd(a, {"GET", "c3"}), "$2000");
+}
+
+// MGET is atomic, as MSET is: a reader on the other worker never sees half
+// of an MSET over keys of different shards.
+TEST_F(TxnTest, MgetSeesMsetWhole) {
+  Client a, b;
+  TwoWorkers(&a, &b);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 8; ++i) keys.push_back("m" + std::to_string(i));
+  std::atomic<bool> done{false};
+  std::atomic<int> torn{0}, reads{0};
+  std::thread reader([&] {
+    std::vector<std::string> argv = {"MGET"};
+    argv.insert(argv.end(), keys.begin(), keys.end());
+    while (!done.load()) {
+      const std::string r = Cmd(b, argv);  // "[$v,$v,...]" or "[(nil),...]"
+      std::vector<std::string> vals;
+      for (size_t at = 1; at < r.size();) {
+        const size_t end = r.find_first_of(",]", at);
+        if (end == std::string::npos) break;
+        vals.push_back(r.substr(at, end - at));
+        at = end + 1;
+      }
+      for (const std::string& v : vals)
+        if (v != vals[0]) ++torn;
+      ++reads;
+    }
+  });
+  for (int i = 0; i < 1500; ++i) {
+    std::vector<std::string> argv = {"MSET"};
+    for (const std::string& k : keys) {
+      argv.push_back(k);
+      argv.push_back(std::to_string(i));
+    }
+    ASSERT_EQ(Cmd(a, argv), "+OK");
+  }
+  done = true;
+  reader.join();
+  EXPECT_GT(reads.load(), 0);
+  EXPECT_EQ(torn.load(), 0);
 }
 
 TEST_F(TxnTest, QueueIsBounded) {
