@@ -42,6 +42,7 @@ enum Flag : uint32_t {
   kFlagReplyOff = 1u << 3,
   kFlagReplySkip = 1u << 4,
   kFlagCloseAfterReply = 1u << 5,  // c
+  kFlagResp3 = 1u << 6,            // resp=3 (HELLO 3)
 };
 
 enum PauseMode : uint32_t { kPauseNone = 0, kPauseWrite = 1, kPauseAll = 2 };

@@ -225,6 +225,7 @@ uint32_t ClientFlagsOf(const ClientSession& s, int subscriptions) {
   if (s.reply_off) f |= clients::kFlagReplyOff;
   if (s.reply_skip || s.reply_skip_next) f |= clients::kFlagReplySkip;
   if (s.close_after_reply) f |= clients::kFlagCloseAfterReply;
+  if (s.resp3) f |= clients::kFlagResp3;
   return f;
 }
 
@@ -272,7 +273,8 @@ void AppendClientRecord(const clients::Record& r, uint64_t now_wall_ms, uint64_t
   num("tot-mem", static_cast<int64_t>(r.qbuf + r.obuf));
   *b += "events=r ";
   field("cmd", r.cmd[0] ? clients::FieldOf(r.cmd) : std::string_view("NULL"));
-  *b += "user=default redir=-1 resp=2 ";
+  *b += (r.flags & clients::kFlagResp3) ? "user=default redir=-1 resp=3 "
+                                        : "user=default redir=-1 resp=2 ";
   field("lib-name", clients::FieldOf(r.lib_name));
   field("lib-ver", clients::FieldOf(r.lib_ver));
   num("tot-net-in", static_cast<int64_t>(r.bytes_in));

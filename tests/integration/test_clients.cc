@@ -284,6 +284,17 @@ TEST_F(ClientsTest, ReplyOffAndSkip) {
   EXPECT_NE(Cmd(a, {"CLIENT", "INFO"}).find(" flags=e "), std::string::npos);
 }
 
+TEST_F(ClientsTest, ListShowsTheProtocolVersion) {
+  Client a = On(0), b = On(1);
+  const std::string idb = IdOf(b);
+  ASSERT_TRUE(b.SendAll(Resp({"HELLO", "3"})));
+  std::string hello;  // a RESP3 map, ending with the empty modules array
+  ASSERT_TRUE(b.RecvUntil("modules\r\n*0\r\n", &hello));
+  const std::string line = Cmd(a, {"CLIENT", "LIST", "ID", idb});
+  EXPECT_NE(line.find(" resp=3 "), std::string::npos) << line;
+  EXPECT_NE(Cmd(a, {"CLIENT", "INFO"}).find(" resp=2 "), std::string::npos);
+}
+
 TEST_F(ClientsTest, SigkilledWorkerLeavesNoEntries) {
   Client a = On(0), b = On(1);
   ASSERT_EQ(Cmd(b, {"CLIENT", "SETNAME", "victim"}), "+OK");
