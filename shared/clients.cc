@@ -8,6 +8,8 @@
 #include <cstring>
 #include <new>
 
+#include "shared/util/clock.h"
+
 namespace pf::clients {
 namespace {
 
@@ -87,12 +89,23 @@ bool Table::Read(int32_t slot, Record* out, int32_t* owner_index) const {
     if (e.seq.load(std::memory_order_relaxed) != s1) continue;
     if (out->id == 0 || e.kill_id.load(std::memory_order_relaxed) == out->id) return false;
     // A process killed before the master reaped it: its entries are stale.
-    const int32_t pid = e.pid.load(std::memory_order_relaxed);
-    if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) return false;
+    if (!Alive(e.pid.load(std::memory_order_relaxed))) return false;
     if (owner_index) *owner_index = own - 1;
     return true;
   }
   return false;
+}
+
+bool Table::Alive(int32_t pid) const {
+  if (pid <= 0) return true;
+  const uint64_t now = MonoMs();
+  PidSeen* oldest = &seen_[0];
+  for (PidSeen& s : seen_) {
+    if (s.pid == pid && now - s.at_ms < 100) return s.alive;
+    if (s.at_ms < oldest->at_ms) oldest = &s;
+  }
+  *oldest = PidSeen{pid, !(kill(pid, 0) != 0 && errno == ESRCH), now};
+  return oldest->alive;
 }
 
 bool Table::RequestKill(int32_t slot, uint64_t id) {

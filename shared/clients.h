@@ -150,7 +150,16 @@ class Table {
  private:
   Entry& entry(int32_t slot) const;
   std::atomic<int32_t>& owner(int32_t slot) const;
+  bool Alive(int32_t pid) const;
   Header* h_ = nullptr;
+  // Read's liveness checks, remembered for a moment: a CLIENT LIST of many
+  // clients costs one kill(pid, 0) per worker, not one per client.
+  struct PidSeen {
+    int32_t pid = 0;
+    bool alive = false;
+    uint64_t at_ms = 0;
+  };
+  mutable PidSeen seen_[8];
 };
 
 }  // namespace pf::clients
