@@ -266,6 +266,21 @@ TEST_F(ClientsTest, PauseEndsAtItsDeadline) {
   EXPECT_EQ(reply, "+PONG");
 }
 
+// A client whose command waits for the pause is not idle: timeouts.idle
+// (300 ms here) does not close it during a longer pause.
+TEST(ClientsIdleTest, HeldClientIsNotClosedAsIdle) {
+  Server s(ListenerYaml("resp", "resp"), "timeouts:\n  idle: 300ms\n", 2);
+  ASSERT_TRUE(s.Start());
+  Client a, w;
+  ASSERT_TRUE(a.Connect(s.Port("resp")));
+  ASSERT_TRUE(w.Connect(s.Port("resp")));
+  EXPECT_EQ(RespCall(a, {"CLIENT", "PAUSE", "1200", "ALL"}), "+OK");
+  ASSERT_TRUE(w.SendAll(Resp({"PING"})));
+  std::string reply;
+  ASSERT_TRUE(ReadReply(w, &reply, 5000));  // after ~1.2 s, still connected
+  EXPECT_EQ(reply, "+PONG");
+}
+
 TEST_F(ClientsTest, ReplyOffAndSkip) {
   Client a = On(0);
   EXPECT_EQ(Cmd(a, {"CLIENT", "NO-EVICT", "on"}), "+OK");
