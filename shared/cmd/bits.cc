@@ -268,13 +268,7 @@ void CmdBitop(CommandCtx& c) {
     }
     return kv.Put(dest, out, -1);  // the result has no TTL (setKey)
   });
-  if (too_much) {
-    std::string& e = ErrBuf();
-    e += "ERR request too large: BITOP would read more than ";
-    AppendU64(&e, budget);
-    e += " bytes (limits.max_reply_bytes)";
-    return c.out.Error(ErrCode::kTooLarge, e);
-  }
+  if (too_much) return ReplyRequestTooLarge(c, "BITOP", "read", budget);
   if (st == kv::Status::kOk) return c.out.Integer(static_cast<int64_t>(out.size()));
   ReplyWriteError(c, st, dest);
 }

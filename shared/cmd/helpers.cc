@@ -242,4 +242,26 @@ size_t CommandScratchBytesForTesting() {
   return n;
 }
 
+void ReplyRequestTooLarge(CommandCtx& c, std::string_view cmd, std::string_view verb,
+                          uint64_t max) {
+  std::string& e = ErrBuf();
+  e += "ERR request too large: ";
+  e += cmd;
+  e += " would ";
+  e += verb;
+  e += " more than ";
+  AppendU64(&e, max);
+  e += " bytes (limits.max_reply_bytes)";
+  c.out.Error(ErrCode::kTooLarge, e);
+}
+
+bool WriteFitsRequestLimit(CommandCtx& c, std::string_view cmd) {
+  const uint64_t max = MaxReplyBytes(c);
+  uint64_t bytes = 0;
+  for (size_t j = 1; j < c.argc(); ++j) bytes += c.arg(j).size();
+  if (bytes <= max) return true;
+  ReplyRequestTooLarge(c, cmd, "write", max);
+  return false;
+}
+
 }  // namespace pf

@@ -69,6 +69,13 @@ void ReplyOk(CommandCtx& c);
 // An engine status other than the command's expected ones.
 void ReplyKvError(CommandCtx& c, kv::Status st, std::string_view key);
 void ReplyReplyTooLarge(CommandCtx& c, std::string_view cmd, uint64_t max, std::string_view hint);
+// "ERR request too large: <CMD> would <verb> more than <max> bytes
+// (limits.max_reply_bytes)": a command that holds shard locks while it moves
+// more than that (MSET, MSETNX write it, BITOP reads it).
+void ReplyRequestTooLarge(CommandCtx& c, std::string_view cmd, std::string_view verb, uint64_t max);
+// True if the arguments after the name total at most MaxReplyBytes(c);
+// else replies ReplyRequestTooLarge(cmd, "write") and returns false.
+bool WriteFitsRequestLimit(CommandCtx& c, std::string_view cmd);
 // "<CONTAINER> <subcommand> ...", the lines, then HELP (Redis' addReplyHelp).
 void ReplyHelp(CommandCtx& c, std::string_view container,
                std::initializer_list<std::string_view> lines);

@@ -125,16 +125,7 @@ void CmdMset(CommandCtx& c) {
   if (c.argc() % 2 == 0) return ReplyArity(c);
   // MSET is atomic: the engine holds every involved shard's lock while it
   // writes, so the data it may write is bounded before any lock is taken.
-  const uint64_t max = MaxReplyBytes(c);
-  uint64_t bytes = 0;
-  for (size_t j = 1; j < c.argc(); ++j) bytes += c.arg(j).size();
-  if (bytes > max) {
-    std::string& e = ErrBuf();
-    e += "ERR request too large: MSET would write more than ";
-    AppendU64(&e, max);
-    e += " bytes (limits.max_reply_bytes)";
-    return c.out.Error(ErrCode::kTooLarge, e);
-  }
+  if (!WriteFitsRequestLimit(c, "MSET")) return;
   std::vector<std::pair<std::string_view, std::string_view>>& kvs = Tls().mset;
   kvs.clear();
   for (size_t j = 1; j + 1 < c.argc(); j += 2) kvs.emplace_back(c.arg(j), c.arg(j + 1));
@@ -376,16 +367,7 @@ void CmdIncrbyfloat(CommandCtx& c) {
 // t_string.c msetnxCommand: all keys are set, or none (if any exists).
 void CmdMsetnx(CommandCtx& c) {
   if (c.argc() % 2 == 0) return ReplyArity(c);
-  const uint64_t max = MaxReplyBytes(c);
-  uint64_t bytes = 0;
-  for (size_t j = 1; j < c.argc(); ++j) bytes += c.arg(j).size();
-  if (bytes > max) {
-    std::string& e = ErrBuf();
-    e += "ERR request too large: MSETNX would write more than ";
-    AppendU64(&e, max);
-    e += " bytes (limits.max_reply_bytes)";
-    return c.out.Error(ErrCode::kTooLarge, e);
-  }
+  if (!WriteFitsRequestLimit(c, "MSETNX")) return;
   std::vector<std::string_view> keys;
   std::vector<std::pair<std::string_view, size_t>> sizes;
   for (size_t j = 1; j + 1 < c.argc(); j += 2) {

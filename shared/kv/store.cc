@@ -43,6 +43,21 @@ uint32_t g_format_buckets = 0;
 // Store
 
 namespace {
+// One journal record for everything between construction and destruction
+// (also on an early return or a throw): MSET, a WithKeys or Exclusive
+// section. Made after the locks are taken and gone before they are released,
+// so no other writer of those shards can interleave its records.
+struct JournalGroup {
+  JournalGroup() {
+    if (g_journal) g_journal->BeginGroup();
+  }
+  ~JournalGroup() {
+    if (g_journal) g_journal->EndGroup();
+  }
+  JournalGroup(const JournalGroup&) = delete;
+  JournalGroup& operator=(const JournalGroup&) = delete;
+};
+
 inline const StoreHeader* Hdr(const Store* st) { return reinterpret_cast<const StoreHeader*>(st); }
 inline StoreHeader* Hdr(Store* st) { return reinterpret_cast<StoreHeader*>(st); }
 inline ShardHeader* Sh(const Store* st, uint32_t i) {
@@ -378,14 +393,7 @@ Status Store::WithKeys(std::span<const std::string_view> keys, uint64_t now_ms,
   // One journal record for the section (EndGroup also when fn throws). The
   // group opens after the locks and closes before they are released, so
   // no other writer of these shards can interleave its records.
-  struct Group {
-    Group() {
-      if (g_journal) g_journal->BeginGroup();
-    }
-    ~Group() {
-      if (g_journal) g_journal->EndGroup();
-    }
-  } group;
+  JournalGroup group;
   return fn(view);
 }
 
@@ -550,14 +558,7 @@ Status Store::MSet(std::span<const std::pair<std::string_view, std::string_view>
     }
   }
   // One journal record for the whole MSET (EndGroup also on an early return).
-  struct Group {
-    Group() {
-      if (g_journal) g_journal->BeginGroup();
-    }
-    ~Group() {
-      if (g_journal) g_journal->EndGroup();
-    }
-  } group;
+  JournalGroup group;
   for (size_t i = 0; i < kvs.size(); ++i) {
     ShardHeader* s = Sh(this, shards[i]);
     uint32_t cur = LookupLive(h, s, hashes[i], kvs[i].first, now_ms);
@@ -759,16 +760,11 @@ void Store::Exclusive(std::span<const std::string_view> keys, bool all_shards,
   std::vector<ShardLock> locks;  // ascending shard order: the lock order of kv.h
   for (uint32_t i = 0; i < h->shard_count; ++i)
     if (held[i]) locks.emplace_back(h, Sh(this, i));
-  struct Section {  // destroyed before the locks are released
-    explicit Section(const uint8_t* held) {
-      g_held = held;
-      if (g_journal) g_journal->BeginGroup();
-    }
-    ~Section() {
-      if (g_journal) g_journal->EndGroup();
-      g_held = nullptr;
-    }
-  } section(held.data());
+  struct Held {  // destroyed before the locks are released
+    explicit Held(const uint8_t* held) { g_held = held; }
+    ~Held() { g_held = nullptr; }
+  } held_now(held.data());
+  JournalGroup group;
   fn();
 }
 
