@@ -210,7 +210,8 @@ bool MayWrite(const CommandSpec& spec, const ClientSession& s) {
   if (spec.name != "exec" || !s.txn.active) return false;
   size_t at = 0;
   for (const uint32_t n : s.txn.argc) {
-    std::string_view argv[2] = {s.txn.args[at], n >= 2 ? s.txn.args[at + 1] : ""};
+    const std::string_view argv[2] = {
+        s.txn.args[at], n >= 2 ? std::string_view(s.txn.args[at + 1]) : std::string_view()};
     const CommandSpec* q = Resolve(std::span<const std::string_view>(argv, n >= 2 ? 2 : 1));
     if (q && ((q->flags & kCmdWrite) || q->name == "publish")) return true;
     at += n;
