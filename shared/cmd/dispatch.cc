@@ -27,30 +27,69 @@ std::string_view ErrorPrefix(std::string_view text) {
 
 // Forwards every reply of one command and counts its errors: by prefix (INFO
 // errorstats), and whether the handler answered one (failed_calls of INFO
-// commandstats) or the store refused a write for memory.
+// commandstats) or the store refused a write for memory; and about how many
+// bytes it wrote (EXEC bounds its reply with it).
 class CountingWriter final : public ReplyWriter {
  public:
   CountingWriter(ReplyWriter& w, const CommandEnv& env) : w_(w), env_(env) {}
-  void Status(std::string_view s) override { w_.Status(s); }
+  void Status(std::string_view s) override {
+    bytes += s.size() + 3;
+    w_.Status(s);
+  }
   void Error(ErrCode code, std::string_view text) override {
+    bytes += text.size() + 3;
     errors++;
     if (code == ErrCode::kOom) oom = true;
     if (env_.cmd_stats && env_.stats)
       env_.cmd_stats->errors[ErrorStatIndex(&env_.stats->error_names, ErrorPrefix(text))].Add(1);
     w_.Error(code, text);
   }
-  void Integer(int64_t v) override { w_.Integer(v); }
-  void Bulk(std::string_view v) override { w_.Bulk(v); }
-  void BulkTake(std::string* v) override { w_.BulkTake(v); }
-  void Nil() override { w_.Nil(); }
-  void NilArray() override { w_.NilArray(); }
-  void ArrayBegin(size_t n) override { w_.ArrayBegin(n); }
-  void MapBegin(size_t n) override { w_.MapBegin(n); }
-  void SetBegin(size_t n) override { w_.SetBegin(n); }
-  void PushBegin(size_t n) override { w_.PushBegin(n); }
-  void Double(double d) override { w_.Double(d); }
-  void Bool(bool b) override { w_.Bool(b); }
+  void Integer(int64_t v) override {
+    bytes += 24;
+    w_.Integer(v);
+  }
+  void Bulk(std::string_view v) override {
+    bytes += BulkReplyBytes(v.size());
+    w_.Bulk(v);
+  }
+  void BulkTake(std::string* v) override {
+    bytes += BulkReplyBytes(v->size());
+    w_.BulkTake(v);
+  }
+  void Nil() override {
+    bytes += 5;
+    w_.Nil();
+  }
+  void NilArray() override {
+    bytes += 5;
+    w_.NilArray();
+  }
+  void ArrayBegin(size_t n) override {
+    bytes += 16;
+    w_.ArrayBegin(n);
+  }
+  void MapBegin(size_t n) override {
+    bytes += 16;
+    w_.MapBegin(n);
+  }
+  void SetBegin(size_t n) override {
+    bytes += 16;
+    w_.SetBegin(n);
+  }
+  void PushBegin(size_t n) override {
+    bytes += 16;
+    w_.PushBegin(n);
+  }
+  void Double(double d) override {
+    bytes += 32;
+    w_.Double(d);
+  }
+  void Bool(bool b) override {
+    bytes += 4;
+    w_.Bool(b);
+  }
   ReplyWriter& inner() { return w_; }
+  uint64_t bytes = 0;
   uint32_t errors = 0;
   bool oom = false;
 
@@ -235,15 +274,19 @@ bool CommandPaused(const CommandEnv& env, const ClientSession& session,
   return spec && MayWrite(*spec, session);
 }
 
-void RunQueued(const CommandEnv& env, ClientSession& session,
-               std::span<const std::string_view> argv, ReplyWriter& out, uint64_t now_ms) {
+uint64_t RunQueued(const CommandEnv& env, ClientSession& session,
+                   std::span<const std::string_view> argv, ReplyWriter& out, uint64_t now_ms) {
   // EXEC's own writer counts EXEC's errors; each queued command counts its own.
   auto* exec_writer = dynamic_cast<CountingWriter*>(&out);
   CountingWriter w(exec_writer ? exec_writer->inner() : out, env);
   const CommandSpec* spec = Resolve(argv);
-  if (!spec || !spec->proc) return ReplyUnknownCommand(w, argv);  // checked when queued
+  if (!spec || !spec->proc) {
+    ReplyUnknownCommand(w, argv);  // checked when queued: not reached
+    return w.bytes;
+  }
   CommandCtx c{env, session, argv, w, now_ms, spec};
   Execute(c, w);
+  return w.bytes;
 }
 
 }  // namespace pf

@@ -223,9 +223,10 @@ void CmdWatch(CommandCtx& c);
 // transaction), with the reply written.
 bool QueueInMulti(CommandCtx& c);
 // Runs one queued command (EXEC): the handler and its statistics, as
-// Dispatch does after its checks; errors become replies.
-void RunQueued(const CommandEnv& env, ClientSession& session,
-               std::span<const std::string_view> argv, ReplyWriter& out, uint64_t now_ms);
+// Dispatch does after its checks; errors become replies. Returns about how
+// many reply bytes it wrote.
+uint64_t RunQueued(const CommandEnv& env, ClientSession& session,
+                   std::span<const std::string_view> argv, ReplyWriter& out, uint64_t now_ms);
 
 // server.cc
 void CmdCommandAll(CommandCtx& c);

@@ -143,8 +143,23 @@ void CmdExec(CommandCtx& c) {
     for (const TxnState::Watched& w : watched)
       if (c.env.store->Changed(w.key, w.state, c.now_ms)) return c.out.NilArray();
     c.out.ArrayBegin(cmds.size());
-    for (std::span<const std::string_view> argv : cmds)
-      RunQueued(c.env, c.session, argv, c.out, c.now_ms);
+    // The whole reply is bounded as one command's is: once it passes
+    // max_reply_bytes the remaining commands do not run (each answers why),
+    // so a queue of a million KEYS * cannot hold every shard for long or
+    // grow the worker's output without bound.
+    const uint64_t max = MaxReplyBytes(c);
+    uint64_t bytes = 0;
+    for (std::span<const std::string_view> argv : cmds) {
+      if (bytes > max) {
+        std::string& e = ErrBuf();
+        e += "ERR EXEC reply too large: more than ";
+        AppendU64(&e, max);
+        e += " bytes (limits.max_reply_bytes); this command did not run";
+        c.out.Error(ErrCode::kTooLarge, e);
+        continue;
+      }
+      bytes += RunQueued(c.env, c.session, argv, c.out, c.now_ms);
+    }
   });
 }
 

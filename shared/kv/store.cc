@@ -867,7 +867,7 @@ size_t Store::SweepExpired(uint32_t shard, uint64_t now_ms, size_t max_keys) {
     for (uint32_t o = Buckets(s)[b]; o && removed < max_keys;) {
       Item* it = It(s, o);
       const uint32_t next = it->hnext;
-      --budget;
+      budget -= std::min<uint64_t>(budget, 1);  // NextNonEmptyBucket may have spent it all
       if (Expired(it, now_ms)) {
         PF_KV_CRASH(Sweep);
         Remove(h, s, o);
@@ -877,7 +877,11 @@ size_t Store::SweepExpired(uint32_t shard, uint64_t now_ms, size_t max_keys) {
       o = next;
     }
     if (removed >= max_keys) break;  // this bucket may hold more: start here next time
-    if (++b >= s->nbuckets) b = 0;
+    if (++b >= s->nbuckets) {
+      if (wrapped) break;  // at most one pass per call
+      b = 0;
+      wrapped = true;
+    }
     if (budget > 0) --budget;
   }
   s->sweep_cursor = b < s->nbuckets ? b : 0;

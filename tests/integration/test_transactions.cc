@@ -247,6 +247,25 @@ TEST_F(TxnTest, QueueIsBounded) {
   EXPECT_EQ(Cmd(c, {"EXISTS", "big0"}), ":0");
 }
 
+// The EXEC reply is bounded as one command's: past limits.max_reply_bytes
+// (1 MiB here) the remaining queued commands do not run and say why.
+TEST_F(TxnTest, ExecReplyIsBounded) {
+  Client c = Connect();
+  const std::string big(300 * 1024, 'x');
+  ASSERT_EQ(Cmd(c, {"SET", "big", big}), "+OK");
+  EXPECT_EQ(Cmd(c, {"MULTI"}), "+OK");
+  for (int i = 0; i < 5; ++i) ASSERT_EQ(Cmd(c, {"GET", "big"}), "+QUEUED");
+  ASSERT_EQ(Cmd(c, {"INCR", "after"}), "+QUEUED");
+  const std::string r = Cmd(c, {"EXEC"});
+  size_t values = 0;
+  for (size_t at = 0; (at = r.find("$" + big, at)) != std::string::npos; at += big.size()) ++values;
+  EXPECT_EQ(values, 4u);  // 3 x 300 KiB is under 1 MiB, so the 4th runs; then the limit
+  EXPECT_NE(r.find("-ERR EXEC reply too large: more than 1048576 bytes "
+                   "(limits.max_reply_bytes); this command did not run,-ERR EXEC reply too large"),
+            std::string::npos);
+  EXPECT_EQ(Cmd(c, {"EXISTS", "after"}), ":0");  // the INCR did not run
+}
+
 TEST_F(TxnTest, ResetLeavesMultiAndWatch) {
   Client c = Connect();
   EXPECT_EQ(Cmd(c, {"MULTI"}), "+OK");

@@ -544,7 +544,8 @@ TEST_F(KvTest, SweepFindsTheExpiredKeyOfASparseShardInOneCall) {
   EXPECT_EQ(store_->DbSize(), 3u);
   EXPECT_EQ(store_->SweepExpired(store_->ShardOf("t"), 2000, 20), 1u);
   EXPECT_EQ(store_->DbSize(), 2u);
-  // Many keys without a TTL: still a bounded number of calls per pass.
+  // Many keys without a TTL (most 64-bucket blocks occupied): a pass costs
+  // about a budget (4096 units) per 4096 buckets, here 32 k buckets a shard.
   for (int i = 0; i < 20000; ++i) ASSERT_EQ(Put("n" + std::to_string(i), "v"), Status::kOk);
   ASSERT_EQ(store_->Set("t", "v", ex, 1000), Status::kOk);
   size_t calls = 0, removed = 0;
@@ -553,7 +554,7 @@ TEST_F(KvTest, SweepFindsTheExpiredKeyOfASparseShardInOneCall) {
     ++calls;
   }
   EXPECT_EQ(removed, 1u);
-  EXPECT_LE(calls, 3u);
+  EXPECT_LE(calls, 10u);
 }
 
 TEST_F(KvTest, FlushAllAndFlushPrefix) {
