@@ -153,4 +153,13 @@ PauseMode Table::Paused(uint64_t now_mono_ms, uint64_t* end_mono_ms) const {
   return static_cast<PauseMode>(w & 3);
 }
 
+std::string FlagLetters(uint32_t f) {
+  std::string s;
+  if (f & kFlagPubSub) s += 'P';
+  if (f & kFlagMulti) s += 'x';
+  if (f & kFlagCloseAfterReply) s += 'c';
+  if (f & kFlagNoEvict) s += 'e';
+  return s.empty() ? "N" : s;
+}
+
 }  // namespace pf::clients

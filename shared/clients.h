@@ -18,6 +18,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <type_traits>
 
@@ -46,6 +47,9 @@ enum Flag : uint32_t {
 };
 
 enum PauseMode : uint32_t { kPauseNone = 0, kPauseWrite = 1, kPauseAll = 2 };
+
+// CLIENT LIST's flags= letters of `flags` ("N" for none).
+std::string FlagLetters(uint32_t flags);
 
 // What one entry says: a plain copy readers take under the seqlock.
 struct Record {

@@ -40,6 +40,11 @@ enum ProtoIndex : uint32_t {
   kProtoChat,
   kProtoCount
 };
+// "echo", "resp", "kv-json", "http", "chat" (the listener's `protocol:`).
+inline const char* ProtoIndexName(uint32_t p) {
+  static constexpr const char* kNames[kProtoCount] = {"echo", "resp", "kv-json", "http", "chat"};
+  return p < kProtoCount ? kNames[p] : "other";
+}
 
 // Clients refused by a security door (worker/security.h), by reason.
 enum Refusal : uint32_t {

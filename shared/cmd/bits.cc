@@ -95,6 +95,25 @@ void CmdGetbit(CommandCtx& c) {
   c.out.Integer((static_cast<unsigned char>(v[byte]) >> (7 - (offset & 7))) & 1);
 }
 
+// BITCOUNT's and BITPOS' range (bitops.c): negative indexes count from the
+// end, both are clamped to the value; in BIT units the range becomes the
+// bytes that hold it plus masks of the edge bytes' bits outside it.
+void NormalizeBitRange(int64_t totlen, bool isbit, int64_t* start, int64_t* end,
+                       unsigned* first_neg, unsigned* last_neg) {
+  if (isbit) totlen <<= 3;
+  if (*start < 0) *start += totlen;
+  if (*end < 0) *end += totlen;
+  if (*start < 0) *start = 0;
+  if (*end < 0) *end = 0;
+  if (*end >= totlen) *end = totlen - 1;
+  if (isbit && *start <= *end) {
+    *first_neg = ~((1u << (8 - (*start & 7))) - 1) & 0xff;
+    *last_neg = (1u << (7 - (*end & 7))) - 1;
+    *start >>= 3;
+    *end >>= 3;
+  }
+}
+
 // bitops.c bitcountCommand (7.0: the key is looked up before the range is parsed).
 void CmdBitcount(CommandCtx& c) {
   std::string& v = ValueBuf();
@@ -112,19 +131,7 @@ void CmdBitcount(CommandCtx& c) {
         return ReplySyntax(c);
     }
     if (start < 0 && end < 0 && start > end) return c.out.Integer(0);
-    if (isbit) totlen <<= 3;
-    if (start < 0) start += totlen;
-    if (end < 0) end += totlen;
-    if (start < 0) start = 0;
-    if (end < 0) end = 0;
-    if (end >= totlen) end = totlen - 1;
-    if (isbit && start <= end) {
-      // Masks of the bits of the edge bytes outside the range.
-      first_neg = ~((1u << (8 - (start & 7))) - 1) & 0xff;
-      last_neg = (1u << (7 - (end & 7))) - 1;
-      start >>= 3;
-      end >>= 3;
-    }
+    NormalizeBitRange(totlen, isbit, &start, &end, &first_neg, &last_neg);
   } else if (c.argc() == 2) {
     start = 0;
     end = totlen - 1;
@@ -166,18 +173,7 @@ void CmdBitpos(CommandCtx& c) {
     } else {
       end = totlen - 1;
     }
-    if (isbit) totlen <<= 3;
-    if (start < 0) start += totlen;
-    if (end < 0) end += totlen;
-    if (start < 0) start = 0;
-    if (end < 0) end = 0;
-    if (end >= totlen) end = totlen - 1;
-    if (isbit && start <= end) {
-      first_neg = ~((1u << (8 - (start & 7))) - 1) & 0xff;
-      last_neg = (1u << (7 - (end & 7))) - 1;
-      start >>= 3;
-      end >>= 3;
-    }
+    NormalizeBitRange(totlen, isbit, &start, &end, &first_neg, &last_neg);
   } else if (c.argc() == 3) {
     start = 0;
     end = static_cast<int64_t>(v.size()) - 1;

@@ -157,21 +157,6 @@ void CmdHello(CommandCtx& c) {
 
 namespace {
 
-const char* ProtoName(uint32_t p) {
-  switch (p) {
-    case kProtoResp:
-      return "resp";
-    case kProtoKvJson:
-      return "kv-json";
-    case kProtoChat:
-      return "chat";
-    case kProtoHttp:
-      return "http";
-    default:
-      return "echo";
-  }
-}
-
 // networking.c getClientTypeByName: -1 for an unknown name.
 enum ClientType { kTypeNormal, kTypePubSub, kTypeReplica, kTypeMaster };
 int ClientTypeByName(std::string_view n) {
@@ -255,13 +240,7 @@ void AppendClientRecord(const clients::Record& r, uint64_t now_wall_ms, uint64_t
                                       : 0));
   num("idle", static_cast<int64_t>(
                   now_mono_ms > r.last_active_ms ? (now_mono_ms - r.last_active_ms) / 1000 : 0));
-  std::string flags;
-  if (r.flags & clients::kFlagPubSub) flags += 'P';
-  if (r.flags & clients::kFlagMulti) flags += 'x';
-  if (r.flags & clients::kFlagCloseAfterReply) flags += 'c';
-  if (r.flags & clients::kFlagNoEvict) flags += 'e';
-  if (flags.empty()) flags = "N";
-  field("flags", flags);
+  field("flags", clients::FlagLetters(r.flags));
   num("db", r.db);
   num("sub", r.sub);
   num("psub", r.psub);
@@ -280,7 +259,7 @@ void AppendClientRecord(const clients::Record& r, uint64_t now_wall_ms, uint64_t
   num("tot-net-in", static_cast<int64_t>(r.bytes_in));
   num("tot-net-out", static_cast<int64_t>(r.bytes_out));
   num("tot-cmds", static_cast<int64_t>(r.commands));
-  field("proto", ProtoName(r.proto));
+  field("proto", ProtoIndexName(r.proto));
   field("listener", clients::FieldOf(r.listener));
   *b += "worker=";
   AppendI64(b, r.worker_slot);

@@ -27,8 +27,6 @@
 namespace pf {
 namespace {
 
-constexpr const char* kProtoNames[kProtoCount] = {"echo", "resp", "kv-json", "http", "chat"};
-
 uint64_t UptimeS(const WorkerContext& w) {
   const uint64_t start = w.segment->header()->master_started_ms;
   const uint64_t now = WallMs();
@@ -58,7 +56,7 @@ void AppendCounters(std::string* o, const ProcCounters& p) {
                  p.closed_output_limit.Get(), p.closed_clients_memory.Get(), p.bytes_in.Get(),
                  p.bytes_out.Get());
   for (uint32_t i = 0; i < kProtoCount; i++)
-    fmt::format_to(std::back_inserter(*o), "{}\"{}\":{}", i ? "," : "", kProtoNames[i],
+    fmt::format_to(std::back_inserter(*o), "{}\"{}\":{}", i ? "," : "", ProtoIndexName(i),
                    p.requests[i].Get());
   o->append("},\"http_status\":{");
   for (int i = 1; i <= 5; i++)
@@ -259,29 +257,6 @@ bool QueryFlag(std::string_view query, std::string_view name) {
   return false;
 }
 
-// CLIENT LIST's flags= letters.
-std::string FlagString(uint32_t f) {
-  std::string s;
-  if (f & clients::kFlagPubSub) s += 'P';
-  if (f & clients::kFlagMulti) s += 'x';
-  if (f & clients::kFlagCloseAfterReply) s += 'c';
-  if (f & clients::kFlagNoEvict) s += 'e';
-  return s.empty() ? "N" : s;
-}
-
-const char* ProtoJsonName(uint32_t p) {
-  switch (p) {
-    case kProtoResp:
-      return "resp";
-    case kProtoKvJson:
-      return "kv-json";
-    case kProtoChat:
-      return "chat";
-    default:
-      return "other";
-  }
-}
-
 }  // namespace
 
 // The client registry as a JSON array: what CLIENT LIST shows, one object a
@@ -298,7 +273,7 @@ void AppendClientsJson(const WorkerContext& w, std::string* o) {
       if (!first) o->push_back(',');
       first = false;
       fmt::format_to(std::back_inserter(*o), "{{\"id\":{},\"worker\":{},\"proto\":\"{}\",", r.id,
-                     r.worker_slot, ProtoJsonName(r.proto));
+                     r.worker_slot, ProtoIndexName(r.proto));
       auto str = [o](const char* k, std::string_view v) {
         fmt::format_to(std::back_inserter(*o), "\"{}\":", k);
         json::AppendJsonString(o, v);
@@ -317,8 +292,8 @@ void AppendClientsJson(const WorkerContext& w, std::string* o) {
           "\"multi\":{},\"commands\":{},\"bytes_in\":{},\"bytes_out\":{},\"output_bytes\":{}}}",
           now_wall > r.connected_ms ? (now_wall - r.connected_ms) / 1000 : 0,
           now_mono > r.last_active_ms ? (now_mono - r.last_active_ms) / 1000 : 0,
-          FlagString(r.flags), r.db, r.sub, r.psub, r.multi, r.commands, r.bytes_in, r.bytes_out,
-          r.obuf);
+          clients::FlagLetters(r.flags), r.db, r.sub, r.psub, r.multi, r.commands, r.bytes_in,
+          r.bytes_out, r.obuf);
     }
   }
   o->push_back(']');
@@ -426,7 +401,7 @@ std::string MetricsText(const WorkerContext& w) {
   for (const ProcCounters* p : live)
     for (uint32_t i = 0; i < kProtoCount; i++)
       fmt::format_to(out, "preforkd_requests_total{{{},protocol=\"{}\"}} {}\n", labels(*p),
-                     kProtoNames[i], p->requests[i].Get());
+                     ProtoIndexName(i), p->requests[i].Get());
   head("preforkd_refused_total", "counter",
        "Clients refused by a security door, by reason (docs/security.md).");
   for (const ProcCounters* p : live)
