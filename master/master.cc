@@ -222,7 +222,7 @@ class Master {
     if (getrandom(&seed, sizeof seed, 0) != sizeof seed)
       seed = WallMs() ^ static_cast<uint64_t>(master_pid_);
     store_ = kv::Store::Format(segment_.kv_base(), segment_.kv_size(), cfg_.kv.shards,
-                               kv::LimitsFrom(cfg_.kv), seed, &err);
+                               kv::LimitsFrom(cfg_.kv), seed, &err, cfg_.kv.large_memory);
     if (!store_) {
       err = "shared_memory " + std::to_string(cfg_.shm_size) + " cannot hold the store: " + err;
       spdlog::critical("{}", err);
@@ -602,6 +602,11 @@ class Master {
     if (next.kv.shards != cfg_.kv.shards) {
       spdlog::warn("reload: kv.shards cannot change without a restart; keeping {}", cfg_.kv.shards);
       next.kv.shards = cfg_.kv.shards;
+    }
+    if (next.kv.large_memory != cfg_.kv.large_memory) {
+      spdlog::warn("reload: kv.large_memory cannot change without a restart; keeping {}",
+                   cfg_.kv.large_memory);
+      next.kv.large_memory = cfg_.kv.large_memory;
     }
     {
       const PubSubConf& o = cfg_.pubsub;

@@ -493,11 +493,35 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
 // Every value kv.max_value_bytes allows must be storable and overwritable:
 // each shard's arena has to hold kv::Store::kLargestItemCopies copies of the
 // largest item (see kv.h), or such values fail with OOM forever.
-void CheckShardRoom(Checker& c, const Config& cfg, const YAML::Node& at) {
+void CheckShardRoom(Checker& c, const Config& cfg, const YAML::Node& at,
+                    const YAML::Node& large_at) {
+  const KvConf& kv = cfg.kv;
+  // With a large-object area, values of 16 KiB and more live there: it must
+  // hold two copies of the largest (an overwrite keeps the old one until the
+  // new one is committed).
+  const uint64_t large_need = kv::Store::MinLargeBytesFor(kv.max_value_bytes);
+  if (kv.large_memory && kv.large_memory < large_need) {
+    auto mib = [](uint64_t v) { return std::to_string((v + (1ull << 20) - 1) >> 20) + "m"; };
+    c.Error(large_at, "kv.large_memory",
+            std::to_string(kv.large_memory) + " bytes cannot hold " +
+                std::to_string(kv::Store::kLargestLargeCopies) + " values of kv.max_value_bytes " +
+                std::to_string(kv.max_value_bytes) + " (so the largest can be overwritten); " +
+                "expected kv.large_memory >= " + mib(large_need) +
+                " or a smaller kv.max_value_bytes");
+    return;
+  }
   const uint64_t kv_off = Segment::KvOffset(bus::Bus::RegionBytes(bus::SizesFrom(cfg.pubsub)));
-  const uint64_t need =
-      kv_off + kv::Store::MinSizeFor(cfg.kv.shards, cfg.kv.max_key_bytes, cfg.kv.max_value_bytes);
+  const uint64_t need = kv_off + kv::Store::MinSizeFor(kv.shards, kv.max_key_bytes,
+                                                       kv.max_value_bytes, kv.large_memory);
   if (cfg.shm_size >= need) return;
+  if (kv.large_memory) {  // the shards hold small values only: the area is what does not fit
+    c.Error(large_at, "kv.large_memory",
+            "shared_memory " + std::to_string(cfg.shm_size) + " cannot hold the pub/sub bus, " +
+                std::to_string(kv.shards) + " kv.shards and a large-object area of " +
+                std::to_string(kv.large_memory) + " bytes (" + std::to_string(need) +
+                " needed); expected a larger shared_memory or a smaller kv.large_memory");
+    return;
+  }
   auto mib = [](uint64_t v) {  // rounded up, so a suggested size is enough
     return std::to_string((v + (1ull << 20) - 1) >> 20) + "m";
   };
@@ -610,9 +634,9 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
 
   std::string workers = "auto";
   std::string pidfile = "preforkd.pid";
-  YAML::Node workers_node, listeners_node, shm_node, max_value_node, persistence_node;
+  YAML::Node workers_node, listeners_node, shm_node, max_value_node, large_node, persistence_node;
   YAML::Node chroot_node;
-  bool have_shm = false, have_max_value = false, have_local = false;
+  bool have_shm = false, have_max_value = false, have_large = false, have_local = false;
   bool have_listeners = false;
   c.Map(
       root, "",
@@ -824,6 +848,12 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
                           have_max_value = true;
                           c.Size(x, kk, 1, 512ull << 20, &kv.max_value_bytes);
                         }},
+                       {"large_memory",
+                        [&](const YAML::Node& x, const std::string& kk) {
+                          large_node = x;
+                          have_large = true;
+                          c.Size(x, kk, 0, 1ull << 40, &kv.large_memory);
+                        }},
                        {"eviction",
                         [&](const YAML::Node& x, const std::string& kk) {
                           std::string s;
@@ -985,7 +1015,8 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
         c.Error(node, key + ".auth_basic", "only http listeners have basic auth");
     }
   }
-  CheckShardRoom(c, cfg, have_max_value ? max_value_node : have_shm ? shm_node : root);
+  CheckShardRoom(c, cfg, have_max_value ? max_value_node : have_shm ? shm_node : root,
+                 have_large ? large_node : have_shm ? shm_node : root);
   if (cfg.user.empty() && !cfg.group.empty())
     c.Error(root["group"], "group", "set without user, expected user too");
   if (!cfg.chroot.empty() && cfg.user.empty())

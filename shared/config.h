@@ -83,8 +83,8 @@ struct LimitsConf {
   uint32_t max_connections_per_worker = 10'000;
   uint32_t max_connections = 100'000;   // over all workers
   uint32_t max_line_bytes = 64 * 1024;  // line protocols (echo lines, kv-json, chat, resp inline)
-  uint32_t max_request_bytes = 8 * 1024 * 1024;  // resp multibulk total, http body
-  uint32_t max_bulk_bytes = 4 * 1024 * 1024;     // resp: one bulk string ($len)
+  uint32_t max_request_bytes = 32 * 1024 * 1024;  // resp multibulk total, http body
+  uint32_t max_bulk_bytes = 16 * 1024 * 1024;     // resp: one bulk string ($len)
   uint32_t max_multibulk_len = 1024 * 1024;      // resp: elements in one command (*len)
   uint32_t output_high_water = 1024 * 1024;      // stop reading a client whose output is above this
   uint32_t keepalive_requests = 1000;            // http: requests per connection
@@ -121,7 +121,10 @@ struct LoggingConf {
 struct KvConf {
   uint32_t shards = 64;
   uint32_t max_key_bytes = 512;
-  uint32_t max_value_bytes = 1024 * 1024;
+  uint32_t max_value_bytes = 16 * 1024 * 1024;
+  // The part of shared_memory that holds values of 16 KiB and more (the
+  // large-object area); 0 = none (every value lives in its shard).
+  uint64_t large_memory = 64ull << 20;
   Eviction eviction = Eviction::kNoEviction;
   uint32_t sweep_interval_ms = 100;  // active expiry timer period per worker
   std::string password;              // AUTH; empty = no auth

@@ -308,6 +308,10 @@ void CmdInfo(CommandCtx& c) {
         st.used_bytes ? static_cast<double>(rss) / static_cast<double>(st.used_bytes) : 0.0);
     ib.S("mem_fragmentation_ratio", ratio);
     ib.S("mem_allocator", "preforkd-arena");
+    // The large-object area (values of 16 KiB and more), part of the figures above.
+    ib.U("large_memory_used", st.large_used_bytes);
+    ib.U("large_memory", st.large_capacity_bytes);
+    ib.U("large_values", st.large_values);
   }
   if (want & kPersistence) {
     ib.Section("Persistence");

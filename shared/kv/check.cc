@@ -15,6 +15,7 @@
 #include "shared/kv/arena.h"
 #include "shared/kv/index.h"
 #include "shared/kv/kv.h"
+#include "shared/kv/large.h"
 
 namespace pf::kv::internal {
 
@@ -47,7 +48,9 @@ bool ChunkSane(const StoreHeader* h, ShardHeader* s, uint32_t p, std::string* wh
   if (it->state != kChunkLive)
     return Fail(why,
                 "chunk at " + std::to_string(p) + " has bad state " + std::to_string(it->state));
-  if (uint64_t{sizeof(Item)} + it->key_len + it->val_len > it->size)
+  if ((it->flags & ~kItemLarge) || ((it->flags & kItemLarge) && !h->large_off))
+    return Fail(why, "item at " + std::to_string(p) + " has bad flags");
+  if (uint64_t{sizeof(Item)} + ItemPayload(it) > it->size)
     return Fail(why, "item at " + std::to_string(p) + " overflows its chunk");
   if (HashKey(h, it->key(), it->key_len) != it->hash)
     return Fail(why, "item at " + std::to_string(p) + " has a wrong hash");
@@ -62,13 +65,18 @@ bool VerifyLocked(const StoreHeader* h, ShardHeader* s, std::string* why) {
   if (!HeaderSane(s, h->shard_stride, why)) return false;
   std::vector<uint32_t> starts;
   std::vector<uint8_t> seen;  // bit0 indexed, bit1 in lru, bit2 in a free list
-  uint64_t live = 0, free_chunks = 0, used = 0, expires = 0;
+  uint64_t live = 0, free_chunks = 0, used = 0, expires = 0, large = 0;
   for (uint32_t p = s->arena_begin; p < s->bump; p += It(s, p)->size) {
     if (!ChunkSane(h, s, p, why)) return false;
     starts.push_back(p);
     Item* it = It(s, p);
     if (it->state == kChunkLive) {
       ++live;
+      if (it->flags & kItemLarge) {
+        if (!LargeRefValid(h, LargeRefOf(it), s->index, it->val_len))
+          return Fail(why, "item at " + std::to_string(p) + " names no valid large run");
+        ++large;
+      }
       used += it->size;
       if (it->expire_at >= 0) ++expires;
       if (it->stamp > s->clock) return Fail(why, "item stamp ahead of the shard clock");
@@ -148,6 +156,16 @@ bool VerifyLocked(const StoreHeader* h, ShardHeader* s, std::string* why) {
   if (listed != free_chunks)
     return Fail(why, "free chunks " + std::to_string(free_chunks) + " but " +
                          std::to_string(listed) + " listed");
+  // Large runs: each item's run is checked above; no run of this shard is
+  // left that no item names (two items naming one run would make this
+  // count lower than `large` too, as the runs are distinct).
+  if (h->large_off) {
+    const uint64_t owned = LargeOwned(h, s->index);
+    if (owned != large)
+      return Fail(why, "shard owns " + std::to_string(owned) + " large runs but " +
+                           std::to_string(large) + " items name one");
+    if (!LargeVerify(h, why)) return false;
+  }
   return true;
 }
 
@@ -169,6 +187,12 @@ bool Rebuild(const StoreHeader* h, ShardHeader* s, std::string* why) {
     if (!ChunkSane(h, s, p, why)) return false;
     Item* it = It(s, p);
     if (it->state != kChunkLive) continue;
+    // A committed large item's run was committed before it (index.cc
+    // WriteItem); one that names no valid run is damage: drop the item.
+    if ((it->flags & kItemLarge) && !LargeRefValid(h, LargeRefOf(it), s->index, it->val_len)) {
+      it->state = kChunkFree;
+      continue;
+    }
     std::string_view key(it->key(), it->key_len);
     if (uint32_t dup = Find(s, it->hash, key)) {
       if (It(s, dup)->stamp > it->stamp) {
@@ -206,6 +230,15 @@ bool Rebuild(const StoreHeader* h, ShardHeader* s, std::string* why) {
     for (auto& e : order) It(s, e.second)->stamp = e.first = ++s->clock;
   for (auto& [stamp, off] : order) LruLinkHead(s, off);
   if (s->sweep_cursor >= s->nbuckets) s->sweep_cursor = 0;
+  // Pass 3: free this shard's large runs that no live item names (a value
+  // whose item was never committed, or whose item was removed or replaced).
+  if (h->large_off) {
+    std::vector<uint64_t> refs;
+    for (const auto& e : order)
+      if (It(s, e.second)->flags & kItemLarge) refs.push_back(LargeRefOf(It(s, e.second)));
+    std::sort(refs.begin(), refs.end());
+    LargeCollect(h, s->index, refs);
+  }
   return VerifyLocked(h, s, why);
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "shared/kv/arena.h"
+#include "shared/kv/large.h"
 #include "shared/util/assert.h"
 
 namespace pf::kv::internal {
@@ -14,6 +15,8 @@ void Remove(const StoreHeader* h, ShardHeader* s, uint32_t off) {
   Item* it = It(s, off);
   PF_ASSERT_MSG(off >= s->arena_begin && off < s->bump && it->state == kChunkLive,
                 "removing a chunk that is not a live item");
+  const bool large = it->flags & kItemLarge;
+  const uint64_t page = large ? LargeRefOf(it) : 0;
   it->state = kChunkFree;
   PF_KV_CRASH(Kill);
   BucketUnlink(s, off);
@@ -27,7 +30,35 @@ void Remove(const StoreHeader* h, ShardHeader* s, uint32_t off) {
   FreePush(h, s, off);
   s->frees_since_coalesce++;
   PF_KV_CRASH(FreePush);
+  if (large) LargeFree(h, page);  // after the kill: no live item ever names a freed run
 }
+
+namespace {
+// A run for a large value: first fit, then (allkeys-lru) evicting this
+// shard's large items from its LRU tail, never `protect` (the item being
+// overwritten). Runs of other shards are out of reach (their locks are not
+// held): with them filling the area the write fails with kOom.
+Status ReserveLarge(const StoreHeader* h, ShardHeader* s, uint64_t len, uint32_t protect,
+                    uint64_t* page) {
+  const LargeHeader* l = Large(h);
+  if (LargePages(len) > l->pages) return Status::kOom;
+  if (LargeAlloc(h, s->index, len, page)) return Status::kOk;
+  if (static_cast<Eviction>(LoadU32(&h->eviction)) != Eviction::kAllKeysLru) return Status::kOom;
+  for (uint32_t o = s->lru_tail; o;) {
+    Item* it = It(s, o);
+    const uint32_t prev = it->lru_prev;
+    if (o != protect && (it->flags & kItemLarge)) {
+      PF_KV_CRASH(Evict);
+      JDel(s, it);
+      Remove(h, s, o);
+      s->evictions++;
+      if (LargeAlloc(h, s->index, len, page)) return Status::kOk;
+    }
+    o = prev;
+  }
+  return Status::kOom;
+}
+}  // namespace
 
 Status Reserve(const StoreHeader* h, ShardHeader* s, uint64_t need, uint32_t protect,
                uint32_t* out) {
@@ -71,21 +102,36 @@ Status Reserve(const StoreHeader* h, ShardHeader* s, uint64_t need, uint32_t pro
 Status WriteItem(const StoreHeader* h, ShardHeader* s, uint64_t hash, std::string_view key,
                  std::string_view value, int64_t expire_at, uint32_t old) {
   uint32_t off;
-  const uint64_t need = sizeof(Item) + key.size() + value.size();
+  const bool large = h->large_off && value.size() >= kLargeValueMin;
+  const uint64_t need = sizeof(Item) + key.size() + (large ? sizeof(LargeRef) : value.size());
+  LargeRef ref{0};
+  if (large) {  // the run first, committed and filled; an orphan if we die before the item
+    Status st = ReserveLarge(h, s, value.size(), old, &ref.page);
+    if (st != Status::kOk) return st;
+    std::memcpy(LargeRunAt(Large(h), ref.page) + 1, value.data(), value.size());
+    PF_KV_CRASH(LargeFill);
+  }
   Status st = Reserve(h, s, need, old, &off);
-  if (st != Status::kOk) return st;
+  if (st != Status::kOk) {
+    if (large) LargeFree(h, ref.page);
+    return st;
+  }
   Item* it = It(s, off);
   // The bytes below go into this chunk: it must be free, inside the arena
   // and large enough.
   PF_ASSERT_MSG(off >= s->arena_begin && uint64_t{off} + it->size <= s->arena_end &&
                     it->state == kChunkFree && it->size >= need,
                 "the allocator returned a chunk that cannot hold the item");
+  it->flags = large ? kItemLarge : 0;
   it->key_len = static_cast<uint32_t>(key.size());
   it->val_len = static_cast<uint32_t>(value.size());
   it->hash = hash;
   it->expire_at = expire_at;
   if (!key.empty()) std::memcpy(it->key(), key.data(), key.size());
-  if (!value.empty()) std::memcpy(it->val(), value.data(), value.size());
+  if (large)
+    std::memcpy(it->val(), &ref, sizeof ref);
+  else if (!value.empty())
+    std::memcpy(it->val(), value.data(), value.size());
   it->stamp = ++s->clock;
   StampWrite(s, it);
   PF_KV_CRASH(Fill);

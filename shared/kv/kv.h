@@ -58,9 +58,11 @@ struct ShardUnrecoverable : std::runtime_error {
 
 struct Stats {                     // summed over shards (GetStats) or of one shard (GetShardStats)
   uint64_t keys = 0, expires = 0;  // keys, keys with a TTL
-  uint64_t used_bytes = 0;         // arena bytes in use (items, incl. headers)
-  uint64_t capacity_bytes = 0;     // arena bytes in all
+  uint64_t used_bytes = 0;         // bytes in use (items incl. headers; GetStats: + large runs)
+  uint64_t capacity_bytes = 0;     // arena bytes in all (GetStats: + the large-object area)
   uint64_t hits = 0, misses = 0, evictions = 0, expired = 0;
+  // GetStats only: the large-object area (values of 16 KiB and more).
+  uint64_t large_capacity_bytes = 0, large_used_bytes = 0, large_values = 0;
 };
 
 // Persistence hook (shared/persist/persist.h). Every mutation reports the state it
@@ -147,15 +149,26 @@ class Store {
   static constexpr uint32_t kLargestItemCopies = 3;
   // Smallest shard (the per-shard share of the region: header, buckets and
   // arena) whose arena holds kLargestItemCopies items of the largest size
-  // class that max_key + max_value bytes need.
-  static uint64_t MinShardBytesFor(uint32_t max_key_bytes, uint32_t max_value_bytes);
-  // Smallest region whose `shards` shards are each MinShardBytesFor(...).
-  static uint64_t MinSizeFor(uint32_t shards, uint32_t max_key_bytes, uint32_t max_value_bytes);
+  // class that max_key + max_value bytes need; with a large-object area,
+  // values of 16 KiB (kLargeValueMin) and more live there, not in a shard.
+  static uint64_t MinShardBytesFor(uint32_t max_key_bytes, uint32_t max_value_bytes,
+                                   bool large_area = false);
+  // Smallest region whose `shards` shards are each MinShardBytesFor(...),
+  // plus a large-object area of large_bytes.
+  static uint64_t MinSizeFor(uint32_t shards, uint32_t max_key_bytes, uint32_t max_value_bytes,
+                             uint64_t large_bytes = 0);
+  // An overwrite of a large value holds both copies until the new one is
+  // committed: the area must hold this many of the largest value.
+  static constexpr uint32_t kLargestLargeCopies = 2;
+  // Smallest large-object area for values up to max_value_bytes (0 if every
+  // such value fits a shard).
+  static uint64_t MinLargeBytesFor(uint32_t max_value_bytes);
   // Master, once, before forking: lay out a store in [base, base+size).
-  // `seed` keys the hash (anti hash-flooding). Returns nullptr (and why) if
-  // the region is too small.
+  // `seed` keys the hash (anti hash-flooding). The last `large_bytes` of the
+  // region are the large-object area (0: none; every value lives in its
+  // shard). Returns nullptr (and why) if the region is too small.
   static Store* Format(void* base, size_t size, uint32_t shards, const Limits& limits,
-                       uint64_t seed, std::string* why);
+                       uint64_t seed, std::string* why, uint64_t large_bytes = 0);
   // Check magic/version/size of a formatted region; nullptr (and why) on mismatch.
   static Store* Attach(void* base, size_t size, std::string* why);
 

@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
+#include <string_view>
 #include <type_traits>
 
 #include "shared/util/hash.h"
@@ -15,7 +17,8 @@
 namespace pf::kv::internal {
 
 constexpr uint64_t kStoreMagic = 0x3156'4b44'4b52'4f46ull;  // "FORKDKV1" little-endian
-constexpr uint32_t kLayoutVersion = 3;  // 2: shard seq, store flushes; 3: occupancy summary
+// 2: shard seq, store flushes; 3: occupancy summary; 4: large-object area
+constexpr uint32_t kLayoutVersion = 4;
 constexpr uint32_t kMaxClasses = 128;
 constexpr uint32_t kMinChunk = 64;     // smallest size class; chunks are multiples of 8
 constexpr double kClassFactor = 1.25;  // growth between size classes
@@ -27,12 +30,15 @@ enum : uint8_t { kChunkFree = 0xF5, kChunkLive = 0x1E };
 // Every chunk of a shard's arena starts with this header, so the arena
 // [arena_begin, bump) is walkable: chunk after chunk by `size`.
 // DURABLE fields (the truth recovery rebuilds from): size, state, and for a
-// live chunk key_len, val_len, hash, expire_at, stamp and the bytes.
+// live chunk flags, key_len, val_len, hash, expire_at, stamp and the bytes.
+// A large item (flags & kItemLarge) holds its key and a LargeRef; its value's
+// val_len bytes live in a run of the large-object area (see LargeHeader).
 // DERIVED fields (rebuilt on recovery): hnext, lru_prev, lru_next.
 struct Item {
   uint32_t size;  // chunk bytes
   uint8_t state;  // kChunkFree / kChunkLive: the commit point of a write
-  uint8_t pad0[3];
+  uint8_t flags;  // kItemLarge
+  uint8_t pad0[2];
   uint32_t key_len;
   uint32_t val_len;
   uint32_t hnext;     // live: next in bucket chain; free: next in free list
@@ -46,6 +52,11 @@ struct Item {
   char* val() { return key() + key_len; }
 };
 static_assert(sizeof(Item) == 56);
+enum : uint8_t { kItemLarge = 1 };
+// What a large item stores after its key: the first page of its run.
+struct LargeRef {
+  uint64_t page;
+};
 static_assert(std::is_trivially_copyable_v<Item>);
 
 // At the start of each shard's memory; offsets in a shard are relative to it
@@ -91,9 +102,52 @@ struct alignas(64) StoreHeader {
   uint32_t eviction;
   uint32_t pad;
   uint64_t flushes;  // FlushAll calls (atomic builtins: read without a lock)
+  uint64_t large_off;  // the large-object area's LargeHeader, from the store base (0 = none)
   uint32_t class_size[kMaxClasses];
 };
 static_assert(std::is_trivially_copyable_v<StoreHeader>);
+
+// ---- the large-object area --------------------------------------------------
+// Values of kLargeValueMin bytes and more (when the store has the area) live
+// outside the shards, so a shard's arena is sized for small items only: a
+// run of whole pages per value, allocated first-fit from a page map under
+// the area's own robust lock, which is only ever taken while holding the
+// owning shard's lock (lock order: shards, then the area).
+// DURABLE: the page map (kPageFree / kPageHead / kPageBody) and each run's
+// LargeRun header. A run is allocated by writing its header and its body
+// pages, then its head byte (the commit point); it is freed head byte first.
+// So a body page without a head is garbage, and repair frees it. A run is
+// referenced by at most one live item of its owner shard; a run no live item
+// references (a crash between the run's commit and the item's, or between
+// the item's removal and the run's free) is freed when that shard is
+// repaired (check.cc).
+constexpr uint32_t kLargePage = 4096;
+constexpr uint32_t kLargeValueMin = 16 * 1024;
+enum : uint8_t { kPageFree = 0, kPageHead = 0xA7, kPageBody = 0x5C };
+constexpr uint32_t kLargeRunMagic = 0x4e55524c;  // "LRUN"
+
+struct alignas(64) LargeHeader {
+  pthread_mutex_t mu;  // process-shared, robust
+  uint64_t pages;      // data pages
+  uint64_t map_off;    // uint8_t[pages], from this header
+  uint64_t data_off;   // page 0, from this header (page-aligned from the store base)
+  // Derived (rebuilt by repair):
+  uint64_t free_pages;
+  uint64_t low_free;  // no free page below this one
+  uint64_t runs;      // runs allocated
+  uint64_t value_bytes;
+  uint64_t recoveries;
+};
+static_assert(std::is_trivially_copyable_v<LargeHeader>);
+
+struct LargeRun {  // at the start of a run's first page; the value follows
+  uint32_t magic;
+  uint32_t owner;  // shard index
+  uint64_t pages;
+  uint64_t len;  // value bytes
+  uint64_t pad;
+};
+static_assert(sizeof(LargeRun) == 32);
 
 // ---- addressing ------------------------------------------------------------
 constexpr uint32_t Align8(uint64_t v) { return static_cast<uint32_t>((v + 7) & ~uint64_t{7}); }
@@ -138,6 +192,32 @@ inline bool Expired(const Item* it, uint64_t now) {
 }
 inline uint32_t LoadU32(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 
+inline LargeHeader* Large(const StoreHeader* h) {
+  return h->large_off ? reinterpret_cast<LargeHeader*>(
+                            const_cast<char*>(reinterpret_cast<const char*>(h)) + h->large_off)
+                      : nullptr;
+}
+inline uint8_t* LargeMap(LargeHeader* l) { return reinterpret_cast<uint8_t*>(l) + l->map_off; }
+inline LargeRun* LargeRunAt(LargeHeader* l, uint64_t page) {
+  return reinterpret_cast<LargeRun*>(reinterpret_cast<char*>(l) + l->data_off +
+                                     page * kLargePage);
+}
+inline uint64_t LargeRefOf(Item* it) {
+  LargeRef r;
+  std::memcpy(&r, it->val(), sizeof r);
+  return r.page;
+}
+// An item's value bytes, wherever they live.
+inline std::string_view ValueOf(const StoreHeader* h, Item* it) {
+  if (__builtin_expect(it->flags & kItemLarge, 0))
+    return {reinterpret_cast<char*>(LargeRunAt(Large(h), LargeRefOf(it)) + 1), it->val_len};
+  return {it->val(), it->val_len};
+}
+// Bytes the item's chunk holds after its header.
+inline uint64_t ItemPayload(const Item* it) {
+  return uint64_t{it->key_len} + ((it->flags & kItemLarge) ? sizeof(LargeRef) : it->val_len);
+}
+
 // ---- test-only crash points ------------------------------------------------
 // One per gap between dependent writes. Names are "k" + what was just written.
 // clang-format off
@@ -146,7 +226,8 @@ inline uint32_t LoadU32(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_
   X(LinkBucket) X(LinkLru) X(Counters) X(Kill) X(UnlinkBucket) X(UnlinkLru) X(FreePush)      \
   X(TouchStamp) X(TouchUnlink) X(ExpireSet) X(Evict) X(Sweep) X(CoalesceClear)               \
   X(CoalesceMerge) X(TrimBump) X(FlushBump) X(FlushClear) X(MSetMid) X(RebuildClear)        \
-  X(RebuildMid)
+  X(RebuildMid) X(LargeBody) X(LargeHead) X(LargeFill) X(LargeFreeHead) X(LargeFreeBody)     \
+  X(LargeCollect)
 // clang-format on
 
 enum CrashPoint : int {

@@ -16,6 +16,7 @@
 #include "shared/kv/check.h"
 #include "shared/kv/index.h"
 #include "shared/kv/kv.h"
+#include "shared/kv/large.h"
 #include "shared/kv/layout.h"
 #include "shared/kv/shard_lock.h"
 #include "shared/util/strings.h"
@@ -114,8 +115,12 @@ size_t Store::MinSize(uint32_t shards) {
   return kStoreHeaderBytes + size_t{std::max<uint32_t>(shards, 1)} * kMinShardBytes;
 }
 
-uint64_t Store::MinShardBytesFor(uint32_t max_key_bytes, uint32_t max_value_bytes) {
-  const uint64_t need = sizeof(Item) + uint64_t{max_key_bytes} + max_value_bytes;
+uint64_t Store::MinShardBytesFor(uint32_t max_key_bytes, uint32_t max_value_bytes,
+                                 bool large_area) {
+  // With a large-object area, a shard holds values below kLargeValueMin only.
+  const uint64_t inline_max =
+      large_area ? std::min<uint64_t>(max_value_bytes, kLargeValueMin - 1) : max_value_bytes;
+  const uint64_t need = sizeof(Item) + uint64_t{max_key_bytes} + inline_max;
   uint64_t cls = kMinChunk;
   while (cls < need) cls = NextClass(cls);
   const uint64_t arena = kLargestItemCopies * cls;
@@ -128,25 +133,41 @@ uint64_t Store::MinShardBytesFor(uint32_t max_key_bytes, uint32_t max_value_byte
   return std::max(stride, kMinShardBytes);
 }
 
-uint64_t Store::MinSizeFor(uint32_t shards, uint32_t max_key_bytes, uint32_t max_value_bytes) {
+uint64_t Store::MinSizeFor(uint32_t shards, uint32_t max_key_bytes, uint32_t max_value_bytes,
+                           uint64_t large_bytes) {
   return kStoreHeaderBytes +
-         uint64_t{std::max<uint32_t>(shards, 1)} * MinShardBytesFor(max_key_bytes, max_value_bytes);
+         uint64_t{std::max<uint32_t>(shards, 1)} *
+             MinShardBytesFor(max_key_bytes, max_value_bytes, large_bytes > 0) +
+         (large_bytes ? large_bytes + kLargePage : 0);  // + the area's page alignment
+}
+
+uint64_t Store::MinLargeBytesFor(uint32_t max_value_bytes) {
+  if (max_value_bytes < kLargeValueMin) return 0;
+  return LargeAreaBytes(kLargestLargeCopies * LargePages(max_value_bytes) * kLargePage);
 }
 
 Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& limits, uint64_t seed,
-                     std::string* why) {
+                     std::string* why, uint64_t large_bytes) {
   auto fail = [&](const std::string& m) -> Store* {
     if (why) *why = m;
     return nullptr;
   };
   if (shards == 0) return fail("kv: shards must be at least 1");
   if (reinterpret_cast<uintptr_t>(base) & 63) return fail("kv: region is not 64-byte aligned");
-  if (size < MinSize(shards))
-    return fail("kv: region of " + std::to_string(size) + " bytes is too small for " +
+  // The large-object area takes the region's last large_bytes, from a page
+  // boundary (relative to the store base); the shards share the rest.
+  uint64_t large_off = 0;
+  if (large_bytes) {
+    if (large_bytes >= size) return fail("kv: the large-object area is larger than the store");
+    large_off = (size - large_bytes) & ~uint64_t{kLargePage - 1};  // at least large_bytes
+  }
+  const uint64_t shards_end = large_off ? large_off : size;
+  if (shards_end < MinSize(shards))
+    return fail("kv: region of " + std::to_string(shards_end) + " bytes is too small for " +
                 std::to_string(shards) + " shards (need at least " +
                 std::to_string(MinSize(shards)) + ")");
   uint64_t stride =
-      std::min<uint64_t>(((size - kStoreHeaderBytes) / shards) & ~uint64_t{63}, kMaxStride);
+      std::min<uint64_t>(((shards_end - kStoreHeaderBytes) / shards) & ~uint64_t{63}, kMaxStride);
   uint64_t buckets_off = Align64(sizeof(ShardHeader));
   uint64_t nbuckets = g_format_buckets ? g_format_buckets : DefaultBuckets(stride);
   uint64_t arena_begin = ArenaBeginOf(nbuckets);
@@ -180,6 +201,12 @@ Store* Store::Format(void* base, size_t size, uint32_t shards, const Limits& lim
     cs = NextClass(cs);
   }
   h->class_count = n;
+  if (large_off) {
+    if (!LargeFormat(reinterpret_cast<LargeHeader*>(static_cast<char*>(base) + large_off),
+                     size - large_off, why))
+      return nullptr;
+    h->large_off = large_off;
+  }
 
   Store* st = reinterpret_cast<Store*>(base);
   for (uint32_t i = 0; i < shards; ++i) {
@@ -225,7 +252,11 @@ Store* Store::Attach(void* base, size_t size, std::string* why) {
     return fail("structure sizes differ from this build");
   if (h->shard_count == 0 || h->class_count == 0 || h->class_count > kMaxClasses ||
       h->shards_off + uint64_t{h->shard_count} * h->shard_stride > size ||
-      h->shard_stride > kMaxStride)
+      h->shard_stride > kMaxStride ||
+      (h->large_off &&
+       (h->large_off < h->shards_off + uint64_t{h->shard_count} * h->shard_stride ||
+        h->large_off + sizeof(LargeHeader) > size ||
+        h->large_off + Large(h)->data_off + Large(h)->pages * kLargePage > size)))
     return fail("header geometry is inconsistent");
   return static_cast<Store*>(base);
 }
@@ -256,7 +287,7 @@ Status Store::Get(std::string_view key, uint64_t now_ms, std::string* value) {
   s->hits++;
   Touch(s, off);
   Item* it = It(s, off);
-  if (value) value->assign(it->val(), it->val_len);
+  if (value) value->assign(ValueOf(h, it));
   return Status::kOk;
 }
 
@@ -271,7 +302,7 @@ Status Store::Set(std::string_view key, std::string_view value, const SetOptions
   uint32_t cur = LookupLive(h, s, hash, key, now_ms);
   if (cur) {
     if (had_old) *had_old = true;
-    if (old) old->assign(It(s, cur)->val(), It(s, cur)->val_len);
+    if (old) old->assign(ValueOf(h, It(s, cur)));
   }
   if ((opt.cond == SetOptions::kIfAbsent && cur) || (opt.cond == SetOptions::kIfPresent && !cur))
     return Status::kNotDone;
@@ -309,7 +340,7 @@ Status Store::IncrBy(std::string_view key, int64_t delta, uint64_t now_ms, int64
   int64_t v = 0, expire = -1;
   if (cur) {
     Item* it = It(s, cur);
-    if (!ParseInt64(std::string_view(it->val(), it->val_len), &v)) return Status::kNotInteger;
+    if (!ParseInt64(ValueOf(h, it), &v)) return Status::kNotInteger;
     expire = it->expire_at;
   }
   int64_t r;
@@ -339,7 +370,7 @@ Status Store::SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms) {
     StampWrite(s, it);
     PF_KV_CRASH(ExpireSet);
     s->expires--;
-    JPut(s, std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len), -1);
+    JPut(s, std::string_view(it->key(), it->key_len), ValueOf(h, it), -1);
     return Status::kOk;
   }
   if (at_ms <= static_cast<int64_t>(now_ms)) {  // a deadline in the past deletes (as Redis)
@@ -352,8 +383,7 @@ Status Store::SetExpire(std::string_view key, int64_t at_ms, uint64_t now_ms) {
   StampWrite(s, it);
   PF_KV_CRASH(ExpireSet);
   if (!had) s->expires++;
-  JPut(s, std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len),
-       at_ms);
+  JPut(s, std::string_view(it->key(), it->key_len), ValueOf(h, it), at_ms);
   return Status::kOk;
 }
 
@@ -369,6 +399,56 @@ Status Store::GetExpire(std::string_view key, uint64_t now_ms, int64_t* at_ms) {
 
 // ---------------------------------------------------------------------------
 // Locked multi-key sections (kv.h WithKeys, KeyView)
+
+namespace {
+struct PutNeed {
+  uint32_t shard;
+  size_t key_bytes, value_bytes;
+};
+// Whether writes of these sizes would all get memory, checked with the
+// involved shards' locks held, before writing any (MSET, KeyView::CanPut):
+// kOk or kOom. Under allkeys-lru only the sizes are checked (eviction makes
+// the room); under noeviction a dry run of each shard's allocator and of
+// the large-object area's.
+Status DryRunPuts(Store* st, std::vector<PutNeed>& needs) {
+  const StoreHeader* h = Hdr(st);
+  const bool lru = static_cast<Eviction>(LoadU32(&h->eviction)) == Eviction::kAllKeysLru;
+  std::sort(needs.begin(), needs.end(),
+            [](const PutNeed& a, const PutNeed& b) { return a.shard < b.shard; });
+  std::vector<int> classes;
+  std::vector<uint64_t> large;
+  for (size_t i = 0; i < needs.size();) {
+    const uint32_t si = needs[i].shard;
+    ShardHeader* s = Sh(st, si);
+    classes.clear();
+    uint64_t total = 0;
+    for (; i < needs.size() && needs[i].shard == si; ++i) {
+      const bool big = h->large_off && needs[i].value_bytes >= kLargeValueMin;
+      if (big) large.push_back(needs[i].value_bytes);
+      const int c = ClassFor(h, sizeof(Item) + needs[i].key_bytes +
+                                    (big ? sizeof(LargeRef) : needs[i].value_bytes));
+      if (c < 0) return Status::kOom;
+      classes.push_back(c);
+      total += h->class_size[c];
+    }
+    if (lru) {
+      if (total > s->arena_end - s->arena_begin) return Status::kOom;
+      continue;
+    }
+    if (!DryRunFits(h, s, classes)) {
+      if (s->frees_since_coalesce) Coalesce(h, s);
+      if (!DryRunFits(h, s, classes)) return Status::kOom;
+    }
+  }
+  if (large.empty()) return Status::kOk;
+  if (lru) {
+    uint64_t pages = 0;
+    for (uint64_t len : large) pages += LargePages(len);
+    return pages <= Large(h)->pages ? Status::kOk : Status::kOom;
+  }
+  return LargeDryRun(h, large) ? Status::kOk : Status::kOom;
+}
+}  // namespace
 
 Status Store::WithKeys(std::span<const std::string_view> keys, uint64_t now_ms,
                        const std::function<Status(KeyView&)>& fn) {
@@ -419,7 +499,7 @@ Status KeyView::Get(std::string_view key, std::string_view* value, int64_t* expi
   s->hits++;
   Touch(s, off);
   Item* it = It(s, off);
-  if (value) *value = std::string_view(it->val(), it->val_len);
+  if (value) *value = ValueOf(h, it);
   if (expire_at) *expire_at = it->expire_at;
   return Status::kOk;
 }
@@ -478,43 +558,20 @@ Status KeyView::SetExpire(std::string_view key, int64_t at_ms) {
   PF_KV_CRASH(ExpireSet);
   if (had && at_ms < 0) s->expires--;
   if (!had && at_ms >= 0) s->expires++;
-  JPut(s, key, std::string_view(it->val(), it->val_len), it->expire_at);
+  JPut(s, key, ValueOf(h, it), it->expire_at);
   return Status::kOk;
 }
 
 Status KeyView::CanPut(std::span<const std::pair<std::string_view, size_t>> items) {
   const StoreHeader* h = Hdr(st_);
   const uint32_t mk = LoadU32(&h->max_key_bytes), mv = LoadU32(&h->max_value_bytes);
-  const bool lru = static_cast<Eviction>(LoadU32(&h->eviction)) == Eviction::kAllKeysLru;
-  std::vector<std::pair<uint32_t, int>> needs;  // (shard, size class)
+  std::vector<PutNeed> needs;
   needs.reserve(items.size());
   for (const auto& [key, vsize] : items) {
     if (key.size() > mk || vsize > mv) return Status::kTooLarge;
-    int c = ClassFor(h, sizeof(Item) + key.size() + vsize);
-    if (c < 0) return Status::kOom;
-    needs.emplace_back(Find(key).shard, c);
+    needs.push_back({Find(key).shard, key.size(), vsize});
   }
-  std::sort(needs.begin(), needs.end());
-  std::vector<int> classes;
-  for (size_t i = 0; i < needs.size();) {
-    const uint32_t si = needs[i].first;
-    ShardHeader* s = Sh(st_, si);
-    classes.clear();
-    uint64_t total = 0;
-    for (; i < needs.size() && needs[i].first == si; ++i) {
-      classes.push_back(needs[i].second);
-      total += h->class_size[needs[i].second];
-    }
-    if (lru) {
-      if (total > s->arena_end - s->arena_begin) return Status::kOom;
-      continue;
-    }
-    if (!DryRunFits(h, s, classes)) {
-      if (s->frees_since_coalesce) Coalesce(h, s);
-      if (!DryRunFits(h, s, classes)) return Status::kOom;
-    }
-  }
-  return Status::kOk;
+  return DryRunPuts(st_, needs);
 }
 
 Status Store::MSet(std::span<const std::pair<std::string_view, std::string_view>> kvs,
@@ -535,28 +592,13 @@ Status Store::MSet(std::span<const std::pair<std::string_view, std::string_view>
   std::vector<ShardLock> locks;  // ascending shard order: the lock order of kv.h
   locks.reserve(order.size());
   for (uint32_t si : order) locks.emplace_back(h, Sh(this, si));
-  // Check every shard can take its items before writing any.
-  bool lru = static_cast<Eviction>(LoadU32(&h->eviction)) == Eviction::kAllKeysLru;
-  for (uint32_t si : order) {
-    ShardHeader* s = Sh(this, si);
-    std::vector<int> needs;
-    uint64_t total = 0;
-    for (size_t i = 0; i < kvs.size(); ++i) {
-      if (shards[i] != si) continue;
-      int c = ClassFor(h, sizeof(Item) + kvs[i].first.size() + kvs[i].second.size());
-      if (c < 0) return Status::kOom;
-      needs.push_back(c);
-      total += h->class_size[c];
-    }
-    if (lru) {
-      if (total > s->arena_end - s->arena_begin) return Status::kOom;
-      continue;
-    }
-    if (!DryRunFits(h, s, needs)) {
-      if (s->frees_since_coalesce) Coalesce(h, s);
-      if (!DryRunFits(h, s, needs)) return Status::kOom;
-    }
-  }
+  // Check every shard (and the large-object area) can take its items
+  // before writing any.
+  std::vector<PutNeed> needs;
+  needs.reserve(kvs.size());
+  for (size_t i = 0; i < kvs.size(); ++i)
+    needs.push_back({shards[i], kvs[i].first.size(), kvs[i].second.size()});
+  if (Status st = DryRunPuts(this, needs); st != Status::kOk) return st;
   // One journal record for the whole MSET (EndGroup also on an early return).
   JournalGroup group;
   for (size_t i = 0; i < kvs.size(); ++i) {
@@ -604,7 +646,7 @@ bool Store::MGet(std::span<const std::string_view> keys, uint64_t now_ms,
       Touch(s, off);
       bytes += It(s, off)->val_len;
       if (bytes > max_bytes) return false;
-      (*out)[i].emplace(It(s, off)->val(), It(s, off)->val_len);
+      (*out)[i].emplace(ValueOf(h, It(s, off)));
     }
   }
   return true;
@@ -797,6 +839,9 @@ uint64_t Store::FlushAll() {
     s->keys = s->expires = s->used_bytes = 0;
     s->frees_since_coalesce = 0;
   }
+  // Every run's item is gone (a crash before this leaves orphan runs, which
+  // each shard's repair frees).
+  LargeFreeAll(h);
   if (g_journal) g_journal->EndGroup();
   return n;
 }
@@ -840,6 +885,12 @@ Stats Store::GetStats() {
     t.evictions += s.evictions;
     t.expired += s.expired;
   }
+  const LargeStats l = GetLargeStats(Hdr(this));
+  t.large_capacity_bytes = l.capacity_bytes;
+  t.large_used_bytes = l.used_bytes;
+  t.large_values = l.runs;
+  t.used_bytes += l.used_bytes;
+  t.capacity_bytes += l.capacity_bytes;
   return t;
 }
 
@@ -934,8 +985,7 @@ uint64_t Store::ExportShard(uint32_t shard, uint64_t now_ms, const ItemFn& fn) {
     for (uint32_t o = Buckets(s)[b]; o; o = It(s, o)->hnext) {
       Item* it = It(s, o);
       if (Expired(it, now_ms)) continue;
-      fn(std::string_view(it->key(), it->key_len), std::string_view(it->val(), it->val_len),
-         it->expire_at);
+      fn(std::string_view(it->key(), it->key_len), ValueOf(h, it), it->expire_at);
     }
   }
   return s->seq;

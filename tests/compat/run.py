@@ -105,7 +105,7 @@ class Server:
         self.port = free_port()
         self.proc = None
         self.seen = {}  # worker pid -> starttime, to kill leftovers by pid only
-        kv = "kv:\n  shards: 8\n"
+        kv = "kv:\n  shards: 8\n  large_memory: 40m\n"
         if password:
             kv += f"  password: {password}\n"
         config = (
@@ -113,7 +113,7 @@ class Server:
             f"- name: resp\n  address: 127.0.0.1\n  port: {self.port}\n  protocol: resp\n"
             f"workers: {WORKERS}\n"
             f"pidfile: {self.dir}/preforkd.pid\n"
-            "shared_memory: 64m\n"
+            "shared_memory: 96m\n"
             f"{kv}"
             f"logging:\n  error_log: {self.dir}/error.log\n"
             "timeouts:\n  drain: 2s\n"

@@ -28,6 +28,15 @@ test('binary keys and values', async () => {
   assert.ok(got.equals(blob));
 });
 
+test('multi-megabyte values', async () => {
+  const big = Buffer.alloc(8 << 20);
+  for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+  assert.equal(await r.set('s:big', big), 'OK');
+  assert.equal(await r.strLen('s:big'), big.length);
+  const got = await r.get(redis.commandOptions({ returnBuffers: true }), 's:big');
+  assert.ok(got.equals(big));
+});
+
 test('set EX and PX', async () => {
   assert.equal(await r.set('s:ex', 'v', { EX: 100 }), 'OK');
   const ttl = await r.ttl('s:ex');

@@ -55,6 +55,20 @@ class Strings(Base):
         self.assertEqual(b.get(b"s:\x00bin\xff"), blob)
         b.close()
 
+    def test_multi_megabyte_values(self):
+        # Redis takes values up to 512 MB; preforkd's default limit is 16m.
+        b = client(decode_responses=False)
+        big = os.urandom(8 << 20)
+        self.assertTrue(b.set("s:big", big))
+        self.assertEqual(b.strlen("s:big"), len(big))
+        self.assertEqual(b.get("s:big"), big)
+        self.assertEqual(b.append("s:big", b"!"), len(big) + 1)
+        self.assertEqual(b.getrange("s:big", -2, -1), big[-1:] + b"!")
+        p = b.pipeline(transaction=True)
+        p.set("s:big2", big).get("s:big2")
+        self.assertEqual(p.execute(), [True, big])
+        b.close()
+
     def test_set_ex_px(self):
         self.assertTrue(self.r.set("s:ex", "v", ex=100))
         self.assertTrue(95 <= self.r.ttl("s:ex") <= 100)

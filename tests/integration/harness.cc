@@ -315,15 +315,18 @@ std::string Server::Compose(const std::string& listeners_yaml, const std::string
     workers_ = default_workers_;
   }
   if (!ce["pidfile"]) extra["pidfile"] = pidfile_path();
-  // Small but valid: config validation wants each shard to hold three of the
-  // largest items (kv.max_value_bytes, 1m by default), and the pub/sub bus
-  // takes a few MB of the segment too, so 64m gets 8 shards (~7 MB each).
-  // A test that sets shared_memory itself also picks its kv.shards.
+  // Small but valid: the large-object area must hold two of the largest
+  // values (kv.max_value_bytes, 16m by default), and the pub/sub bus takes a
+  // few MB of the segment too, so 96m gets a 40m area and 8 shards (~6 MB
+  // each). Untouched pages of the segment cost no memory. A test that sets
+  // shared_memory itself also picks its kv.shards and kv.large_memory.
   if (!ce["shared_memory"]) {
-    extra["shared_memory"] = "64m";
+    extra["shared_memory"] = "96m";
     if (!ce["kv"]) extra["kv"] = YAML::Node(YAML::NodeType::Map);
     YAML::Node kv = extra["kv"];
     if (kv.IsMap() && !static_cast<const YAML::Node&>(kv)["shards"]) kv["shards"] = 8;
+    if (kv.IsMap() && !static_cast<const YAML::Node&>(kv)["large_memory"])
+      kv["large_memory"] = "40m";
   }
   if (!ce["logging"]) extra["logging"] = YAML::Node(YAML::NodeType::Map);
   YAML::Node logging = extra["logging"];

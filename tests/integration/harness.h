@@ -68,7 +68,7 @@ class Server {
   // ListenerYaml()); a listener without `port` gets a FreePort().
   // `extra_yaml`: more top-level YAML (a mapping). The harness adds, unless
   // set in extra_yaml: workers (`workers`), pidfile and logging.error_log in
-  // dir(), timeouts.drain 2s, shared_memory 16m.
+  // dir(), timeouts.drain 2s, shared_memory 96m (kv: 8 shards, large_memory 40m).
   explicit Server(const std::string& listeners_yaml, const std::string& extra_yaml = "",
                   int workers = 2);
   ~Server();

@@ -314,6 +314,71 @@ TEST_F(KvTest, LargeRepliesPauseReadingAndResume) {
   EXPECT_EQ(Cmd(c, {"PING"}), "+PONG");
 }
 
+// Values far past a shard's arena live in the large-object area: with the
+// default limits (16m values) a 10 MB value is written, read from the other
+// worker, edited in place by the string commands, and removed.
+TEST_F(KvTest, MultiMegabyteValuesWorkWithTheDefaults) {
+  Client c = RespClient();
+  const std::string big = RandomBytes(10 << 20, 11);
+  EXPECT_EQ(Cmd(c, {"SET", "big", big}), "+OK");
+  EXPECT_EQ(Cmd(c, {"STRLEN", "big"}), ":" + std::to_string(big.size()));
+  const int slot = WorkerOf(c);
+  std::vector<Client> others;
+  for (int attempt = 0; attempt < 64; attempt++) {
+    Client o = RespClient();
+    if (WorkerOf(o) != slot) {
+      others.push_back(std::move(o));
+      break;
+    }
+  }
+  ASSERT_FALSE(others.empty()) << "every connection landed on worker " << slot;
+  EXPECT_TRUE(Cmd(others[0], {"GET", "big"}) == "$" + big) << "the other worker read other bytes";
+  EXPECT_EQ(Cmd(c, {"GETRANGE", "big", "-3", "-1"}), "$" + big.substr(big.size() - 3));
+  EXPECT_EQ(Cmd(c, {"SETRANGE", "big", "5", "XYZ"}), ":" + std::to_string(big.size()));
+  EXPECT_EQ(Cmd(c, {"APPEND", "big", "tail"}), ":" + std::to_string(big.size() + 4));
+  std::string want = big;
+  want.replace(5, 3, "XYZ");
+  want += "tail";
+  EXPECT_TRUE(Cmd(others[0], {"GET", "big"}) == "$" + want);
+  // Two of them at once, replaced, then freed: the area's figures follow.
+  EXPECT_EQ(Cmd(c, {"SET", "big2", big}), "+OK");
+  EXPECT_NE(Cmd(c, {"INFO", "memory"}).find("large_values:2"), std::string::npos);
+  EXPECT_EQ(Cmd(c, {"SET", "big2", "small now"}), "+OK");
+  EXPECT_EQ(Cmd(c, {"DEL", "big"}), ":1");
+  EXPECT_NE(Cmd(c, {"INFO", "memory"}).find("large_values:0"), std::string::npos);
+  EXPECT_EQ(Cmd(c, {"GET", "big2"}), "$small now");
+  // Over the limit: nothing written, the error names the config key, and
+  // the connection goes on.
+  const std::string at_limit(16 << 20, 'L');
+  EXPECT_EQ(Cmd(c, {"SET", "limit", at_limit}), "+OK");
+  EXPECT_EQ(Cmd(c, {"APPEND", "limit", "+"}),
+            "-ERR string exceeds maximum allowed size (kv.max_value_bytes)");
+  EXPECT_EQ(Cmd(c, {"STRLEN", "limit"}), ":" + std::to_string(16 << 20));
+  EXPECT_EQ(Cmd(c, {"PING"}), "+PONG");
+}
+
+TEST_F(KvTest, RedisCliSetsAndGetsATenMegabyteValue) {
+  const std::string in = server_->dir() + "/in", out = server_->dir() + "/out";
+  {
+    const std::string big = RandomBytes(10 << 20, 12);
+    FILE* f = std::fopen(in.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(big.data(), 1, big.size(), f), big.size());
+    std::fclose(f);
+  }
+  const std::string cli = "timeout 20 redis-cli -p " + std::to_string(RespPort()) + " ";
+  std::string said;
+  ASSERT_EQ(Sh(cli + "-x SET tenmb < " + in, &said), 0) << said;
+  EXPECT_EQ(said, "OK\n");
+  // --raw GET prints the bytes and a newline.
+  ASSERT_EQ(Sh(cli + "--raw GET tenmb > " + out + " && truncate -s -1 " + out + " && cmp " + in +
+                   " " + out + " && echo same",
+               &said),
+            0)
+      << said;
+  EXPECT_EQ(said, "same\n");
+}
+
 // ---------------------------------------------------------------------------
 // Many writes, many workers, many clients.
 

@@ -873,6 +873,28 @@ TEST_F(PersistTest, SaveWritesSnapshotThatRestartLoadsAndRemovesCoveredLogs) {
   EXPECT_EQ(Cmd(c, {"GET", "snap:199"}), "$value-199");
 }
 
+// Values in the large-object area go through the log, a snapshot and a
+// restart like any other: byte for byte.
+TEST_F(PersistTest, LargeValuesSurviveSnapshotLogAndKill9) {
+  Server* s = Start();
+  ASSERT_NE(s, nullptr);
+  const std::string a = RandomBytes(6 << 20, 61), b = RandomBytes(300000, 62);
+  {
+    Client c = Connect(s);
+    ASSERT_EQ(Cmd(c, {"SET", "large:a", a}), "+OK");
+    EXPECT_EQ(Cmd(c, {"SAVE"}), "+OK");  // a: in the snapshot
+    ASSERT_EQ(Cmd(c, {"SET", "large:b", b}), "+OK");  // b: in the log
+    ASSERT_EQ(Cmd(c, {"APPEND", "large:b", "!"}), ":300001");
+  }
+  Kill9(s);
+  s = Start();
+  ASSERT_NE(s, nullptr);
+  Client c = Connect(s);
+  EXPECT_EQ(Cmd(c, {"STRLEN", "large:a"}), ":" + std::to_string(a.size()));
+  EXPECT_TRUE(Cmd(c, {"GET", "large:a"}) == "$" + a) << "large:a differs after the restart";
+  EXPECT_TRUE(Cmd(c, {"GET", "large:b"}) == "$" + b + "!") << "large:b differs after the restart";
+}
+
 TEST_F(PersistTest, BgsaveSignalAndLastsaveReportEachSnapshot) {
   Server* s = Start();
   ASSERT_NE(s, nullptr);
@@ -1829,7 +1851,7 @@ TEST_F(PersistTest, DataTheStoreCannotHoldStopsTheStart) {
   std::string said;
   Opts small;
   small.top = "shared_memory: 24m\n";
-  small.kv = "  shards: 2\n  max_value_bytes: 256k\n";
+  small.kv = "  shards: 2\n  max_value_bytes: 256k\n  large_memory: 1m\n";
   ExpectStartFails(small, &said);
   EXPECT_NE(said.find("raise shared_memory"), std::string::npos) << said;
   EXPECT_NE(said.find(data_), std::string::npos) << said;

@@ -283,28 +283,50 @@ TEST(Config, DefaultsLetTheLargestValueBeOverwritten) {
   ConfigResult r = Parse(kMinimal);
   ASSERT_TRUE(r.ok()) << r.errors[0];
   EXPECT_EQ(r.config.shm_size, 256ull << 20);
-  EXPECT_EQ(r.config.kv.max_value_bytes, 1u << 20);
+  EXPECT_EQ(r.config.kv.max_value_bytes, 16u << 20);
+  EXPECT_EQ(r.config.kv.large_memory, 64ull << 20);
+  // A value of the limit arrives over RESP in one bulk string and one command.
+  EXPECT_GE(r.config.limits.max_bulk_bytes, r.config.kv.max_value_bytes);
+  EXPECT_GT(r.config.limits.max_request_bytes, r.config.kv.max_value_bytes);
 }
 
 TEST(Config, ShardsTooSmallForMaxValueAreAnError) {
-  // The old default: 64m over 64 shards is ~1 MB a shard, which cannot hold
-  // an old and a new copy of a 1 MB value.
-  std::string e = OneError(std::string(kMinimal) + "shared_memory: 64m\n");
-  EXPECT_THAT(e, HasSubstr("test.yaml:3:16: kv.max_value_bytes: 1048576 bytes needs "));
+  // Without a large-object area every value lives in its shard: 64m over 64
+  // shards is ~1 MB a shard, which cannot hold an old and a new copy of a
+  // 1 MB value.
+  const std::string no_area = std::string(kMinimal) + "shared_memory: 64m\n";
+  std::string e = OneError(no_area + "kv: {large_memory: 0, max_value_bytes: 1m}\n");
+  EXPECT_THAT(e, HasSubstr("kv.max_value_bytes: 1048576 bytes needs "));
   EXPECT_THAT(e, HasSubstr("shared_memory 67108864 / kv.shards 64 gives "));
   EXPECT_THAT(e, HasSubstr("; expected shared_memory >= "));
   EXPECT_THAT(e, HasSubstr("m, fewer kv.shards, or a smaller kv.max_value_bytes"));
   // The size it suggests is enough.
   size_t at = e.find("expected shared_memory >= ") + 26;
   std::string suggested = e.substr(at, e.find(',', at) - at);
-  EXPECT_TRUE(Parse(std::string(kMinimal) + "shared_memory: " + suggested + "\n").ok())
+  EXPECT_TRUE(Parse(std::string(kMinimal) + "shared_memory: " + suggested +
+                    "\nkv: {large_memory: 0, max_value_bytes: 1m}\n")
+                  .ok())
       << suggested;
-  // ... as are fewer shards, or smaller values; the error points at the value limit.
-  EXPECT_TRUE(Parse(std::string(kMinimal) + "shared_memory: 64m\nkv: {shards: 16}\n").ok());
+  // ... as are fewer shards, or smaller values.
+  EXPECT_TRUE(Parse(no_area + "kv: {large_memory: 0, max_value_bytes: 1m, shards: 16}\n").ok());
+  EXPECT_TRUE(Parse(no_area + "kv: {large_memory: 0, max_value_bytes: 128k}\n").ok());
+  // With the area, the same 1 MB values need no room in the shards.
+  EXPECT_TRUE(Parse(no_area + "kv: {large_memory: 8m, max_value_bytes: 1m}\n").ok());
+}
+
+TEST(Config, LargeMemoryMustHoldTwoOfTheLargestValues) {
+  std::string e = OneError(std::string(kMinimal) + "kv: {max_value_bytes: 40m}\n");
+  EXPECT_THAT(e, HasSubstr("kv.large_memory: 67108864 bytes cannot hold 2 values of "
+                           "kv.max_value_bytes 41943040 (so the largest can be overwritten); "
+                           "expected kv.large_memory >= 81m or a smaller kv.max_value_bytes"));
   EXPECT_TRUE(
-      Parse(std::string(kMinimal) + "shared_memory: 64m\nkv: {max_value_bytes: 128k}\n").ok());
-  EXPECT_THAT(OneError(std::string(kMinimal) + "kv: {max_value_bytes: 8m}\n"),
-              HasSubstr("test.yaml:3:23: kv.max_value_bytes: 8388608 bytes needs "));
+      Parse(std::string(kMinimal) + "kv: {max_value_bytes: 40m, large_memory: 81m}\n").ok());
+  // The area is part of shared_memory.
+  EXPECT_THAT(OneError(std::string(kMinimal) + "kv: {large_memory: 300m}\n"),
+              HasSubstr("kv.large_memory: shared_memory 268435456 cannot hold the pub/sub bus, 64 "
+                        "kv.shards and a large-object area of 314572800 bytes"));
+  EXPECT_THAT(OneError(std::string(kMinimal) + "kv: {large_memory: 2048g}\n"),
+              HasSubstr("kv.large_memory: 2048g is out of range"));
 }
 
 TEST(Config, UnknownProtocol) {

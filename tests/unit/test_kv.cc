@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -42,16 +43,17 @@ class Region {
 class KvTest : public ::testing::Test {
  protected:
   void Make(size_t size, uint32_t shards, Eviction ev = Eviction::kNoEviction,
-            uint32_t buckets = 0) {
+            uint32_t buckets = 0, uint64_t large_bytes = 0, uint32_t max_value = 64 * 1024) {
+    size += large_bytes;  // the shards get `size`; the large-object area comes on top
     region_ = std::make_unique<Region>(size);
     ASSERT_NE(region_->get(), nullptr);
     Limits l;
     l.max_key_bytes = 64;
-    l.max_value_bytes = 64 * 1024;
+    l.max_value_bytes = max_value;
     l.eviction = ev;
     testing::SetFormatBuckets(buckets);
     std::string why;
-    store_ = Store::Format(region_->get(), size, shards, l, 0x1234, &why);
+    store_ = Store::Format(region_->get(), size, shards, l, 0x1234, &why, large_bytes);
     testing::SetFormatBuckets(0);
     ASSERT_NE(store_, nullptr) << why;
   }
@@ -809,6 +811,158 @@ TEST(KvSizing, MinShardBytesHoldThreeLargestItemsSoTheyCanBeOverwritten) {
     if (round % 3 == 0) st->Del("small" + std::to_string(round / 2), 1000);
   }
   for (uint32_t i = 0; i < 4; ++i) EXPECT_TRUE(st->Verify(i, &why)) << why;
+}
+
+// ---- the large-object area --------------------------------------------------
+
+std::string Big(size_t n, char seed) {
+  std::string v(n, ' ');
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<char>(seed + i % 23);
+  return v;
+}
+
+TEST_F(KvTest, LargeValuesLiveOutsideTheShardsAndRoundTrip) {
+  // Shards of about 100 KiB each could never hold a 3 MiB value.
+  Make(1 << 20, 8, Eviction::kNoEviction, 0, 8 << 20, 4 << 20);
+  const Stats empty = store_->GetStats();
+  EXPECT_GE(empty.large_capacity_bytes, 7u << 20);
+  EXPECT_EQ(empty.large_used_bytes, 0u);
+  const std::string a = Big(3 << 20, 'a'), b = Big(40000, 'b');
+  ASSERT_EQ(Put("big", a), Status::kOk);
+  EXPECT_EQ(GetOr("big"), a);
+  EXPECT_EQ(store_->GetStats().large_values, 1u);
+  // Overwrites: larger, smaller, then a small value back in the shard.
+  ASSERT_EQ(Put("big", b), Status::kOk);
+  EXPECT_EQ(GetOr("big"), b);
+  ASSERT_EQ(Put("big", Big((4 << 20) - 1, 'c')), Status::kOk);
+  EXPECT_EQ(GetOr("big"), Big((4 << 20) - 1, 'c'));
+  ASSERT_EQ(Put("big", "small again"), Status::kOk);
+  EXPECT_EQ(GetOr("big"), "small again");
+  EXPECT_EQ(store_->GetStats().large_values, 0u);
+  EXPECT_EQ(store_->GetStats().large_used_bytes, 0u);
+  // The exact threshold: 16 KiB - 1 stays in the shard, 16 KiB goes out.
+  ASSERT_EQ(Put("t1", std::string(internal::kLargeValueMin - 1, 'x')), Status::kOk);
+  EXPECT_EQ(store_->GetStats().large_values, 0u);
+  ASSERT_EQ(Put("t2", std::string(internal::kLargeValueMin, 'y')), Status::kOk);
+  EXPECT_EQ(store_->GetStats().large_values, 1u);
+  VerifyAll();
+  // Every path that reads a value sees the large bytes.
+  int64_t at = 0;
+  EXPECT_EQ(store_->SetExpire("t2", 5000, 1000), Status::kOk);
+  EXPECT_EQ(store_->GetExpire("t2", 1000, &at), Status::kOk);
+  std::vector<std::optional<std::string>> got;
+  std::vector<std::string_view> keys = {"t2", "nope", "big"};
+  ASSERT_TRUE(store_->MGet(keys, 1000, &got));
+  EXPECT_EQ(got[0], std::string(internal::kLargeValueMin, 'y'));
+  EXPECT_EQ(got[2], "small again");
+  size_t exported = 0;
+  for (uint32_t i = 0; i < store_->shard_count(); ++i)
+    store_->ExportShard(i, 1000, [&](std::string_view k, std::string_view v, int64_t) {
+      if (k == "t2") exported = v.size();
+    });
+  EXPECT_EQ(exported, internal::kLargeValueMin);
+  // Expiry, delete and flush free the runs.
+  EXPECT_EQ(GetOr("t2", 6000), "<none>");
+  EXPECT_EQ(store_->GetStats().large_values, 0u);
+  ASSERT_EQ(Put("x1", b), Status::kOk);
+  ASSERT_EQ(Put("x2", b), Status::kOk);
+  EXPECT_EQ(store_->Del("x1", 1000), Status::kOk);
+  EXPECT_EQ(store_->GetStats().large_values, 1u);
+  store_->FlushAll();
+  EXPECT_EQ(store_->GetStats().large_values, 0u);
+  EXPECT_EQ(store_->GetStats().large_used_bytes, 0u);
+}
+
+TEST_F(KvTest, LargeAreaFullGivesOomUnderNoEvictionAndWritesNothing) {
+  Make(1 << 20, 4, Eviction::kNoEviction, 0, 1 << 20, 512 << 10);
+  int n = 0;
+  while (Put("f" + std::to_string(n), Big(100000, 'f')) == Status::kOk) ++n;
+  EXPECT_GE(n, 8);  // ~1 MiB of pages, 25 pages a value
+  EXPECT_LE(n, 10);
+  EXPECT_EQ(store_->DbSize(), static_cast<uint64_t>(n));
+  // MSET with a large value that does not fit writes nothing, not even its small keys.
+  std::vector<std::pair<std::string_view, std::string_view>> kvs;
+  const std::string v = Big(100000, 'm');
+  kvs.emplace_back("small", "1");
+  kvs.emplace_back("large", v);
+  EXPECT_EQ(store_->MSet(kvs, 1000), Status::kOom);
+  EXPECT_FALSE(store_->Exists("small", 1000));
+  // Room made by a delete is found again (first fit over the freed run).
+  EXPECT_EQ(store_->Del("f0", 1000), Status::kOk);
+  EXPECT_EQ(store_->MSet(kvs, 1000), Status::kOk);
+  EXPECT_EQ(GetOr("large"), v);
+}
+
+TEST_F(KvTest, LargeValueOverTheWholeAreaFailsWithoutEvicting) {
+  Make(1 << 20, 1, Eviction::kAllKeysLru, 0, 1 << 20, 2 << 20);
+  ASSERT_EQ(Put("a", Big(300000, 'a')), Status::kOk);
+  EXPECT_EQ(Put("huge", Big(3 << 19, 'h')), Status::kOom);
+  EXPECT_EQ(GetOr("a"), Big(300000, 'a'));
+  EXPECT_EQ(store_->GetStats().evictions, 0u);
+}
+
+TEST_F(KvTest, LargeAreaFullEvictsTheShardsLargeValuesUnderLru) {
+  Make(1 << 20, 1, Eviction::kAllKeysLru, 0, 1 << 20, 512 << 10);
+  for (int i = 0; i < 30; ++i)
+    ASSERT_EQ(Put("e" + std::to_string(i), Big(100000, static_cast<char>('a' + i % 20))),
+              Status::kOk)
+        << i;
+  EXPECT_GT(store_->GetStats().evictions, 0u);
+  EXPECT_EQ(GetOr("e29"), Big(100000, static_cast<char>('a' + 29 % 20)));
+  EXPECT_EQ(GetOr("e0"), "<none>");  // the oldest went first
+  // Small keys of the shard are not evicted for a large value.
+  ASSERT_EQ(Put("keep", "me"), Status::kOk);
+  for (int i = 30; i < 40; ++i)
+    ASSERT_EQ(Put("e" + std::to_string(i), Big(100000, 'z')), Status::kOk);
+  EXPECT_EQ(GetOr("keep"), "me");
+}
+
+TEST(KvSizing, LargeAreaHoldsTwoCopiesOfTheLargestValue) {
+  const uint32_t mv = 5 << 20;
+  const uint64_t large = Store::MinLargeBytesFor(mv);
+  EXPECT_GT(large, 2ull * mv);
+  EXPECT_EQ(Store::MinLargeBytesFor(1000), 0u);  // fits a shard
+  // With the area, a shard is sized for values below 16 KiB only.
+  EXPECT_LT(Store::MinShardBytesFor(64, mv, true), Store::MinShardBytesFor(64, mv, false) / 100);
+  const uint64_t size = Store::MinSizeFor(4, 64, mv, large);
+  Region r(size);
+  std::string why;
+  Store* st =
+      Store::Format(r.get(), size, 4, Limits{64, mv, Eviction::kNoEviction}, 7, &why, large);
+  ASSERT_NE(st, nullptr) << why;
+  for (int round = 0; round < 6; ++round) {
+    ASSERT_EQ(st->Set("k", Big(mv, static_cast<char>('a' + round)), SetOptions{}, 1000),
+              Status::kOk)
+        << round;
+    ASSERT_EQ(st->Set("s" + std::to_string(round), std::string(10000, 's'), SetOptions{}, 1000),
+              Status::kOk);
+  }
+  std::string v;
+  ASSERT_EQ(st->Get("k", 1000, &v), Status::kOk);
+  EXPECT_EQ(v, Big(mv, 'f'));
+  for (uint32_t i = 0; i < 4; ++i) EXPECT_TRUE(st->Verify(i, &why)) << why;
+}
+
+TEST_F(KvTest, VerifyFindsALeakedOrDanglingLargeRun) {
+  Make(1 << 20, 1, Eviction::kNoEviction, 0, 1 << 20, 512 << 10);
+  ASSERT_EQ(Put("a", Big(50000, 'a')), Status::kOk);
+  VerifyAll();
+  auto* h = static_cast<internal::StoreHeader*>(region_->get());
+  internal::LargeHeader* l = internal::Large(h);
+  uint8_t* map = internal::LargeMap(l);
+  // A body page with no head (an allocation cut short) is found.
+  const uint64_t stray = l->pages - 1;
+  map[stray] = internal::kPageBody;
+  std::string why;
+  EXPECT_FALSE(store_->Verify(0, &why));
+  EXPECT_NE(why.find("large area"), std::string::npos) << why;
+  map[stray] = internal::kPageFree;
+  // The item's run freed under it (a dangling reference) is found.
+  map[0] = internal::kPageFree;
+  EXPECT_FALSE(store_->Verify(0, &why));
+  EXPECT_NE(why.find("large run"), std::string::npos) << why;
+  map[0] = internal::kPageHead;
+  VerifyAll();
 }
 
 TEST(KvCrashPoints, NamesAreDistinct) {

@@ -330,8 +330,10 @@ std::string StatsJson(const WorkerContext& w) {
   fmt::format_to(
       std::back_inserter(o),
       "}},\"store\":{{\"keys\":{},\"expires\":{},\"used_bytes\":{},\"capacity_bytes\":{},"
-      "\"hits\":{},\"misses\":{},\"evictions\":{},\"expired\":{}}}",
-      s.keys, s.expires, s.used_bytes, s.capacity_bytes, s.hits, s.misses, s.evictions, s.expired);
+      "\"hits\":{},\"misses\":{},\"evictions\":{},\"expired\":{},\"large_values\":{},"
+      "\"large_used_bytes\":{},\"large_capacity_bytes\":{}}}",
+      s.keys, s.expires, s.used_bytes, s.capacity_bytes, s.hits, s.misses, s.evictions, s.expired,
+      s.large_values, s.large_used_bytes, s.large_capacity_bytes);
   const limit::TableStats l = LimiterStats(w);
   fmt::format_to(std::back_inserter(o),
                  ",\"limiter\":{{\"entries\":{},\"capacity\":{},\"evictions\":{},"
@@ -423,8 +425,14 @@ std::string MetricsText(const WorkerContext& w) {
   } kStore[] = {
       {"preforkd_kv_keys", "gauge", "Keys in the store.", s.keys},
       {"preforkd_kv_expires", "gauge", "Keys with a TTL.", s.expires},
-      {"preforkd_kv_used_bytes", "gauge", "Arena bytes in use.", s.used_bytes},
-      {"preforkd_kv_capacity_bytes", "gauge", "Arena bytes in all.", s.capacity_bytes},
+      {"preforkd_kv_used_bytes", "gauge", "Store bytes in use (arenas and large area).", s.used_bytes},
+      {"preforkd_kv_capacity_bytes", "gauge", "Store bytes in all (arenas and large area).",
+       s.capacity_bytes},
+      {"preforkd_kv_large_values", "gauge", "Values in the large-object area.", s.large_values},
+      {"preforkd_kv_large_used_bytes", "gauge", "Large-object area bytes in use (whole pages).",
+       s.large_used_bytes},
+      {"preforkd_kv_large_capacity_bytes", "gauge", "Large-object area bytes in all.",
+       s.large_capacity_bytes},
       {"preforkd_kv_hits_total", "counter", "Lookups that found a key.", s.hits},
       {"preforkd_kv_misses_total", "counter", "Lookups that found no key.", s.misses},
       {"preforkd_kv_evictions_total", "counter", "Keys evicted for memory.", s.evictions},
