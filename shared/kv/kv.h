@@ -3,8 +3,12 @@
 // never rehashed, so SCAN cursors stay valid), an arena with size classes, LRU
 // order, expiry and counters. Offsets only; no malloc into shared memory.
 //
+// Values of 16 KiB and more live in the large-object area (Format's
+// large_bytes), outside the shards.
+//
 // Lock order: an operation holds one shard lock; MSet, MGet, WithKeys and
-// Exclusive (atomic) take all their shards' locks in ascending shard index.
+// Exclusive (atomic) take all their shards' locks in ascending shard index;
+// the large-object area's lock is taken last, inside one allocation or free.
 #pragma once
 
 #include <cstddef>

@@ -1,7 +1,10 @@
 // shared/kv/shard_lock.h: the one lock guard of a shard. Lock order (the
 // one rule, enforced by its callers in store.cc): an operation holds one
-// shard lock; an operation that needs several (MSET, FLUSHALL) takes them in
-// ascending shard index; MGET takes one at a time, ascending.
+// shard lock; an operation that needs several (MSET, MGET, FLUSHALL, WithKeys,
+// Exclusive) takes them all in ascending shard index. The
+// large-object area's lock (large.cc) comes after any shard lock, is held
+// only inside one allocation, free or check, and never while taking a
+// shard lock.
 #pragma once
 
 #include <errno.h>
