@@ -18,6 +18,9 @@ namespace pf::kv::internal {
 //       it becomes live with ONE byte store (commit);
 //     - an overwrite commits the new copy (with a higher stamp) before it
 //       frees the old one, so a crash leaves either the old or the newest copy;
+//     - except a small value overwritten in place (its chunk has room): the
+//       old bytes, length and expiry go to the shard's undo record first,
+//       and until undo_off is cleared repair puts them back;
 //     - carving writes the new chunk header before moving `bump` over it;
 //       splitting writes the tail header inside the free chunk before
 //       shrinking it; merging grows a free chunk over its free neighbour with

@@ -63,6 +63,7 @@ bool ChunkSane(const StoreHeader* h, ShardHeader* s, uint32_t p, std::string* wh
 
 bool VerifyLocked(const StoreHeader* h, ShardHeader* s, std::string* why) {
   if (!HeaderSane(s, h->shard_stride, why)) return false;
+  if (s->undo_off) return Fail(why, "an in-place write's undo record is still set");
   std::vector<uint32_t> starts;
   std::vector<uint8_t> seen;  // bit0 indexed, bit1 in lru, bit2 in a free list
   uint64_t live = 0, free_chunks = 0, used = 0, expires = 0, large = 0;
@@ -175,6 +176,20 @@ namespace {
 // invariant above). Idempotent, so a crash inside it is repaired the same way.
 bool Rebuild(const StoreHeader* h, ShardHeader* s, std::string* why) {
   if (!HeaderSane(s, h->shard_stride, why)) return false;
+  // An in-place overwrite cut short: put the old value back (index.cc WriteItem).
+  if (s->undo_off) {
+    const uint32_t off = s->undo_off;
+    Item* it = It(s, off);
+    if (off < s->arena_begin || off >= s->bump || (off & 7) || it->state != kChunkLive ||
+        uint64_t{off} + it->size > s->bump ||
+        s->undo_val_len > kUndoBytes ||
+        uint64_t{sizeof(Item)} + it->key_len + s->undo_val_len > it->size)
+      return Fail(why, "the undo record names no item it fits");
+    std::memcpy(it->val(), s->undo, s->undo_val_len);
+    it->val_len = s->undo_val_len;
+    it->expire_at = s->undo_expire_at;
+    s->undo_off = 0;
+  }
   std::memset(Buckets(s), 0, size_t{s->nbuckets} * 4);
   std::memset(Occ(s), 0, OccWords(s->nbuckets) * 8);
   s->lru_head = s->lru_tail = 0;

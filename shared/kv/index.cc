@@ -104,6 +104,33 @@ Status WriteItem(const StoreHeader* h, ShardHeader* s, uint64_t hash, std::strin
   uint32_t off;
   const bool large = h->large_off && value.size() >= kLargeValueMin;
   const uint64_t need = sizeof(Item) + key.size() + (large ? sizeof(LargeRef) : value.size());
+  // A small value whose chunk has room is overwritten in place under an undo
+  // record: no allocation, no index or LRU relinking (INCR, SET of a
+  // same-size value). A crash before undo_off is cleared rolls it back.
+  if (old && !large && value.size() <= kUndoBytes) {
+    Item* o = It(s, old);
+    if (!(o->flags & kItemLarge) && o->size >= need && o->val_len <= kUndoBytes) {
+      s->undo_val_len = o->val_len;
+      s->undo_expire_at = o->expire_at;
+      if (o->val_len) std::memcpy(s->undo, o->val(), o->val_len);
+      s->undo_off = old;  // the intent is durable from here
+      PF_KV_CRASH(UndoSet);
+      if (!value.empty()) std::memcpy(o->val(), value.data(), value.size());
+      o->val_len = static_cast<uint32_t>(value.size());
+      if ((o->expire_at >= 0) != (expire_at >= 0)) {
+        if (expire_at >= 0)
+          s->expires++;
+        else
+          s->expires--;
+      }
+      o->expire_at = expire_at;
+      StampWrite(s, o);
+      PF_KV_CRASH(InPlace);
+      s->undo_off = 0;  // commit
+      Touch(s, old);
+      return Status::kOk;
+    }
+  }
   LargeRef ref{0};
   if (large) {  // the run first, committed and filled; an orphan if we die before the item
     Status st = ReserveLarge(h, s, value.size(), old, &ref.page);

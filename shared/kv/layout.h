@@ -23,6 +23,9 @@ constexpr uint32_t kMaxClasses = 128;
 constexpr uint32_t kMinChunk = 64;     // smallest size class; chunks are multiples of 8
 constexpr double kClassFactor = 1.25;  // growth between size classes
 constexpr uint32_t kMinArena = 4096;   // smallest arena Format accepts per shard
+// Values up to this many bytes are overwritten in place when their chunk has
+// room (ShardHeader::undo holds the old bytes meanwhile).
+constexpr uint32_t kUndoBytes = 128;
 
 // Chunk states. Distinct non-trivial patterns so a walk detects garbage.
 enum : uint8_t { kChunkFree = 0xF5, kChunkLive = 0x1E };
@@ -80,6 +83,13 @@ struct alignas(64) ShardHeader {
   // WATCH (kv.h Store::Watch): items written (each write stamps the item
   // with the count) and items removed, for the life of the segment.
   uint64_t writes, removals;
+  // DURABLE while undo_off != 0: an in-place overwrite (index.cc WriteItem)
+  // of the live item at undo_off is under way, and these are its old value
+  // bytes, length and expiry; repair puts them back. 0 outside a write.
+  uint32_t undo_off;
+  uint32_t undo_val_len;
+  int64_t undo_expire_at;
+  char undo[kUndoBytes];
   uint32_t free_head[kMaxClasses];  // derived; list c holds chunks with floor class c
   uint32_t free_count[kMaxClasses];
 };
@@ -226,7 +236,7 @@ inline uint64_t ItemPayload(const Item* it) {
   X(LinkBucket) X(LinkLru) X(Counters) X(Kill) X(UnlinkBucket) X(UnlinkLru) X(FreePush)      \
   X(TouchStamp) X(TouchUnlink) X(ExpireSet) X(Evict) X(Sweep) X(CoalesceClear)               \
   X(CoalesceMerge) X(TrimBump) X(FlushBump) X(FlushClear) X(MSetMid) X(RebuildClear)        \
-  X(RebuildMid) X(LargeBody) X(LargeHead) X(LargeFill) X(LargeFreeHead) X(LargeFreeBody)     \
+  X(RebuildMid) X(UndoSet) X(InPlace) X(LargeBody) X(LargeHead) X(LargeFill) X(LargeFreeHead) X(LargeFreeBody)     \
   X(LargeCollect)
 // clang-format on
 

@@ -335,19 +335,51 @@ TEST(KvCrash, EveryCrashPointIsReachedAndRecovered) {
 // (the new copy has the higher stamp and wins over the old one).
 TEST(KvCrash, OverwriteIsAtomicAcrossACrash) {
   CrashEnv env;
+  // A value too long for the old chunk: a new copy.
+  const std::string longer(200, 'N');
   for (const char* point : {"Fill", "Commit", "Kill", "LinkBucket"}) {
     SCOPED_TRACE(point);
     env.Format();
     int n = PointNamed(point);
     ASSERT_TRUE(KilledBySigkill(RunChild([&] {
       testing::SetCrashPoint(n);
-      env.a->Set(CrashEnv::Key(5), "brand new value", SetOptions{}, 1000);
+      env.a->Set(CrashEnv::Key(5), longer, SetOptions{}, 1000);
     })));
     std::string v;
     ASSERT_EQ(env.a->Get(CrashEnv::Key(5), 1000, &v), Status::kOk);
-    EXPECT_EQ(v, std::strcmp(point, "Fill") == 0 ? CrashEnv::Value(5) : "brand new value");
+    EXPECT_EQ(v, std::strcmp(point, "Fill") == 0 ? CrashEnv::Value(5) : longer);
     ExpectVerified(env.a, point);
     EXPECT_EQ(env.a->DbSize(), static_cast<uint64_t>(CrashEnv::kKeep));
+  }
+}
+
+// A value that fits the old chunk is written in place under the shard's
+// undo record: a crash anywhere before the record is cleared rolls back to
+// the old value and expiry, whole.
+TEST(KvCrash, InPlaceOverwriteRollsBackAcrossACrash) {
+  CrashEnv env;
+  for (const char* point : {"UndoSet", "InPlace"}) {
+    SCOPED_TRACE(point);
+    env.Format();
+    const int n = PointNamed(point);
+    ASSERT_TRUE(KilledBySigkill(RunChild([&] {
+      testing::SetCrashPoint(n);
+      SetOptions ex;
+      ex.expire_at_ms = 999999;
+      env.a->Set(CrashEnv::Key(7), "short new", ex, 1000);
+    })));
+    std::string v;
+    ASSERT_EQ(env.a->Get(CrashEnv::Key(7), 1000, &v), Status::kOk);
+    EXPECT_EQ(v, CrashEnv::Value(7));
+    int64_t at = 0;
+    ASSERT_EQ(env.a->GetExpire(CrashEnv::Key(7), 1000, &at), Status::kOk);
+    EXPECT_EQ(at, -1);
+    ExpectVerified(env.a, point);
+    // ... and the same write then goes through in place.
+    ASSERT_EQ(env.a->Set(CrashEnv::Key(7), "short new", SetOptions{}, 1000), Status::kOk);
+    ASSERT_EQ(env.a->Get(CrashEnv::Key(7), 1000, &v), Status::kOk);
+    EXPECT_EQ(v, "short new");
+    ExpectVerified(env.a, point);
   }
 }
 
@@ -360,7 +392,7 @@ TEST(KvCrash, CorruptShardIsRefusedNotServed) {
   const uint32_t shard = env.a->ShardOf(victim);
   ASSERT_TRUE(KilledBySigkill(RunChild([&] {
     testing::SetCrashPoint(PointNamed("Commit"));
-    env.a->Set(victim, "x", SetOptions{}, 1000);
+    env.a->Set(victim, std::string(200, 'x'), SetOptions{}, 1000);  // a new copy
   })));
   // Scribble over the start of that shard's arena (a wild write by the dead process).
   auto* h = reinterpret_cast<internal::StoreHeader*>(env.region.get());
