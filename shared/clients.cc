@@ -4,6 +4,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <new>
@@ -140,8 +141,18 @@ uint32_t Table::Used() const {
   return n;
 }
 
-void Table::Pause(uint64_t end_mono_ms, PauseMode mode) {
-  h_->pause_word.store((end_mono_ms << 2) | mode, std::memory_order_release);
+void Table::Pause(uint64_t now_mono_ms, uint64_t end_mono_ms, PauseMode mode) {
+  uint64_t w = h_->pause_word.load(std::memory_order_acquire);
+  for (;;) {
+    uint64_t end = end_mono_ms;
+    uint32_t m = mode;
+    if (w != 0 && (w >> 2) > now_mono_ms) {  // one in force: merge
+      end = std::max(end, w >> 2);
+      m = std::max<uint32_t>(m, static_cast<uint32_t>(w & 3));
+    }
+    if (h_->pause_word.compare_exchange_weak(w, (end << 2) | m, std::memory_order_acq_rel))
+      return;
+  }
 }
 
 PauseMode Table::Paused(uint64_t now_mono_ms, uint64_t* end_mono_ms) const {

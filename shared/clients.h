@@ -146,7 +146,9 @@ class Table {
   uint32_t Used() const;  // live entries (tests)
 
   // ---- CLIENT PAUSE ----
-  void Pause(uint64_t end_mono_ms, PauseMode mode);
+  // As Redis: a pause while another is in force keeps the later end and the
+  // more restrictive mode of the two (ALL over WRITE).
+  void Pause(uint64_t now_mono_ms, uint64_t end_mono_ms, PauseMode mode);
   void Unpause() { h_->pause_word.store(0, std::memory_order_release); }
   // The pause in force at `now_mono_ms` (kPauseNone once its end passed).
   PauseMode Paused(uint64_t now_mono_ms, uint64_t* end_mono_ms = nullptr) const;

@@ -500,7 +500,8 @@ void CmdClientPause(CommandCtx& c) {
   if (ms < 0) return c.out.Error(ErrCode::kErr, "ERR timeout is negative");
   if (!c.env.clients) return ReplyOk(c);  // no registry: nothing to pause
   const uint64_t len = std::min<uint64_t>(static_cast<uint64_t>(ms), clients::kMaxPauseMs);
-  c.env.clients->Pause(MonoMs() + len, mode);
+  const uint64_t now = MonoMs();
+  c.env.clients->Pause(now, now + len, mode);
   ReplyOk(c);
 }
 

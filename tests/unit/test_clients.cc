@@ -167,15 +167,32 @@ TEST_F(ClientTableTest, ReadersNeverSeeATornRecord) {
 TEST_F(ClientTableTest, PauseWord) {
   Make(1);
   EXPECT_EQ(t_.Paused(1000), kPauseNone);
-  t_.Pause(5000, kPauseWrite);
+  t_.Pause(1000, 5000, kPauseWrite);
   uint64_t end = 0;
   EXPECT_EQ(t_.Paused(1000, &end), kPauseWrite);
   EXPECT_EQ(end, 5000u);
   EXPECT_EQ(t_.Paused(5000), kPauseNone);  // over at its deadline
-  t_.Pause(9000, kPauseAll);
+  t_.Pause(1000, 9000, kPauseAll);
   EXPECT_EQ(t_.Paused(1000), kPauseAll);
   t_.Unpause();
   EXPECT_EQ(t_.Paused(1000), kPauseNone);
+}
+
+// As Redis: a second pause while one is in force keeps the later end and
+// the more restrictive mode; once the first is over, the second stands alone.
+TEST_F(ClientTableTest, OverlappingPausesKeepTheLaterEndAndTheStricterMode) {
+  Make(1);
+  uint64_t end = 0;
+  t_.Pause(1000, 9000, kPauseAll);
+  t_.Pause(1100, 2000, kPauseWrite);  // shorter and weaker: changes nothing
+  EXPECT_EQ(t_.Paused(1500, &end), kPauseAll);
+  EXPECT_EQ(end, 9000u);
+  t_.Pause(1200, 12000, kPauseWrite);  // later, weaker: the end moves, ALL stays
+  EXPECT_EQ(t_.Paused(10000, &end), kPauseAll);
+  EXPECT_EQ(end, 12000u);
+  t_.Pause(20000, 21000, kPauseWrite);  // after the end: a fresh pause
+  EXPECT_EQ(t_.Paused(20500, &end), kPauseWrite);
+  EXPECT_EQ(end, 21000u);
 }
 
 }  // namespace
