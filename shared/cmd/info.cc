@@ -457,13 +457,15 @@ void CmdInfo(CommandCtx& c) {
   if (want & kKeyspace) {
     ib.Section("Keyspace");
     if (st.keys > 0) {
-      // avg_ttl: the store keeps no TTL sample; 0 is what Redis shows
-      // before its expire cycle has sampled one.
+      // avg_ttl: the expiry sweep's estimate, as Redis' (0 until it has
+      // sampled a key with a TTL).
       b += "db0:keys=";
       AppendU64(&b, st.keys);
       b += ",expires=";
       AppendU64(&b, st.expires);
-      b += ",avg_ttl=0\r\n";
+      b += ",avg_ttl=";
+      AppendU64(&b, st.avg_ttl_ms);
+      b += "\r\n";
     }
   }
   if (want & kPreforkd) {

@@ -65,6 +65,9 @@ struct Stats {                     // summed over shards (GetStats) or of one sh
   uint64_t used_bytes = 0;         // bytes in use (items incl. headers; GetStats: + large runs)
   uint64_t capacity_bytes = 0;     // arena bytes in all (GetStats: + the large-object area)
   uint64_t hits = 0, misses = 0, evictions = 0, expired = 0;
+  // Mean remaining TTL of keys with one, in ms, estimated by the expiry
+  // sweep as Redis' avg_ttl (0 until a sweep has seen one).
+  uint64_t avg_ttl_ms = 0;
   // GetStats only: the large-object area (values of 16 KiB and more).
   uint64_t large_capacity_bytes = 0, large_used_bytes = 0, large_values = 0;
 };

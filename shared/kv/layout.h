@@ -83,6 +83,9 @@ struct alignas(64) ShardHeader {
   // WATCH (kv.h Store::Watch): items written (each write stamps the item
   // with the count) and items removed, for the life of the segment.
   uint64_t writes, removals;
+  // Advisory: the mean remaining TTL (ms) of the keys the expiry sweep saw
+  // lately, a moving average as Redis' avg_ttl (0 = no key with a TTL).
+  uint64_t avg_ttl_ms;
   // DURABLE while undo_off != 0: an in-place overwrite (index.cc WriteItem)
   // of the live item at undo_off is under way, and these are its old value
   // bytes, length and expiry; repair puts them back. 0 outside a write.

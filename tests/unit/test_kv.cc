@@ -253,6 +253,30 @@ TEST_F(KvTest, IncrBy) {
   EXPECT_EQ(GetOr("t"), "11");
 }
 
+TEST_F(KvTest, SweepEstimatesTheMeanRemainingTtl) {
+  EXPECT_EQ(store_->GetStats().avg_ttl_ms, 0u);
+  SetOptions a, b;
+  a.expire_at_ms = 1000 + 10'000;
+  b.expire_at_ms = 1000 + 30'000;
+  for (int i = 0; i < 20; ++i) store_->Set("a" + std::to_string(i), "v", a, 1000);
+  for (int i = 0; i < 20; ++i) store_->Set("b" + std::to_string(i), "v", b, 1000);
+  ASSERT_EQ(Put("no-ttl", "v"), Status::kOk);
+  for (uint32_t sh = 0; sh < store_->shard_count(); ++sh) store_->SweepExpired(sh, 1000, 100);
+  // The first sample of each shard sets its average; keys without a TTL do not count.
+  const uint64_t avg = store_->GetStats().avg_ttl_ms;
+  EXPECT_GT(avg, 14'000u);
+  EXPECT_LT(avg, 26'000u);
+  // Later samples move it slowly, as Redis' does.
+  for (uint32_t sh = 0; sh < store_->shard_count(); ++sh) store_->SweepExpired(sh, 9000, 100);
+  EXPECT_LT(store_->GetStats().avg_ttl_ms, avg);
+  EXPECT_GT(store_->GetStats().avg_ttl_ms, avg - 1000);
+  // No key with a TTL left: 0.
+  for (int i = 0; i < 20; ++i) store_->Del("a" + std::to_string(i), 1000);
+  for (int i = 0; i < 20; ++i) store_->Del("b" + std::to_string(i), 1000);
+  for (uint32_t sh = 0; sh < store_->shard_count(); ++sh) store_->SweepExpired(sh, 9000, 100);
+  EXPECT_EQ(store_->GetStats().avg_ttl_ms, 0u);
+}
+
 TEST_F(KvTest, SweepExpiredRemovesOnlyExpiredWithBoundedWork) {
   Make(256 * 1024, 1);
   SetOptions ex;
