@@ -315,26 +315,13 @@ void CmdSwapdb(CommandCtx& c) {
 // db.c randomkeyCommand: a key near a random place of the index (scans from a
 // random shard until it finds one; nil when the store is empty).
 void CmdRandomkey(CommandCtx& c) {
-  kv::Store* st = c.env.store;
-  if (st->DbSize() == 0) return c.out.Nil();
   static thread_local uint64_t rng = 0x9e3779b97f4a7c15ull ^ c.now_ms;
-  auto next = [] {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-  };
-  std::vector<std::string>& keys = Tls().keys;
-  uint64_t cursor = (next() % st->shard_count()) << 32;
-  // At most two passes over the keyspace: one from the random start to the
-  // end, one from the beginning (keys may vanish meanwhile).
-  for (int wraps = 0; wraps < 2;) {
-    keys.clear();
-    cursor = st->Scan(cursor, 16, c.now_ms, &keys, 64 * 1024);
-    if (!keys.empty()) return c.out.Bulk(keys[next() % keys.size()]);
-    if (cursor == 0) ++wraps;
-  }
-  c.out.Nil();
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  std::string key;
+  if (!c.env.store->RandomKey(c.now_ms, rng, &key)) return c.out.Nil();
+  c.out.Bulk(key);
 }
 
 // object.c: OBJECT ENCODING / FREQ / IDLETIME / REFCOUNT / HELP. Values are

@@ -227,6 +227,11 @@ class Store {
   uint64_t Scan(uint64_t cursor, size_t count, uint64_t now_ms, std::vector<std::string>* keys,
                 uint64_t max_bytes = UINT64_MAX, std::vector<uint64_t>* resume = nullptr);
   uint64_t DbSize();
+  // A key chosen about uniformly (RANDOMKEY): a shard weighted by its keys,
+  // random buckets until one holds keys (a bounded number of tries, then the
+  // next non-empty bucket), a random live key of its chain. `seed` drives the
+  // choices. False when no live key was found.
+  bool RandomKey(uint64_t now_ms, uint64_t seed, std::string* key);
 
   // ---- transactions (MULTI/EXEC/WATCH) ----
   // The state of `key` now, for WATCH.

@@ -816,6 +816,56 @@ uint64_t Store::DbSize() {
   return n;
 }
 
+bool Store::RandomKey(uint64_t now_ms, uint64_t seed, std::string* key) {
+  const StoreHeader* h = Hdr(this);
+  auto next = [&seed] { return Mix64(seed += 0x9e3779b97f4a7c15ull); };
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    // The shard, weighted by key counts read without locks (a hint only).
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < h->shard_count; ++i)
+      total += __atomic_load_n(&Sh(this, i)->keys, __ATOMIC_RELAXED);
+    if (total == 0) return false;
+    uint64_t r = next() % total;
+    uint32_t si = 0;
+    for (; si + 1 < h->shard_count; ++si) {
+      const uint64_t k = __atomic_load_n(&Sh(this, si)->keys, __ATOMIC_RELAXED);
+      if (r < k) break;
+      r -= k;
+    }
+    ShardHeader* s = Sh(this, si);
+    ShardLock lk(h, s);
+    if (s->keys == 0) continue;
+    const uint32_t nb = s->nbuckets;
+    const uint32_t* buckets = Buckets(s);
+    // Random buckets, as Redis' dictGetFairRandomKey; a sparse index falls
+    // back to the next non-empty bucket after a random one.
+    uint32_t b = 0;
+    bool found = false;
+    for (int t = 0; t < 64 && !found; ++t) {
+      b = static_cast<uint32_t>(next() % nb);
+      found = buckets[b] != 0;
+    }
+    if (!found) {
+      uint64_t budget = UINT64_MAX;
+      b = static_cast<uint32_t>(next() % nb);
+      if (!NextNonEmptyBucket(s, &b, &budget)) {
+        b = 0;
+        budget = UINT64_MAX;
+        if (!NextNonEmptyBucket(s, &b, &budget)) continue;
+      }
+    }
+    uint32_t live[64];
+    uint32_t n = 0;
+    for (uint32_t o = buckets[b]; o && n < 64; o = It(s, o)->hnext)
+      if (!Expired(It(s, o), now_ms)) live[n++] = o;
+    if (n == 0) continue;
+    Item* it = It(s, live[next() % n]);
+    key->assign(it->key(), it->key_len);
+    return true;
+  }
+  return false;
+}
+
 uint64_t Store::FlushAll() {
   StoreHeader* h = Hdr(this);
   uint64_t n = 0;

@@ -253,6 +253,33 @@ TEST_F(KvTest, IncrBy) {
   EXPECT_EQ(GetOr("t"), "11");
 }
 
+TEST_F(KvTest, RandomKeyIsAboutUniformAndSkipsExpiredKeys) {
+  std::string k;
+  EXPECT_FALSE(store_->RandomKey(1000, 1, &k));
+  constexpr int kKeys = 500, kDraws = 50000;
+  std::map<std::string, int> seen;
+  for (int i = 0; i < kKeys; ++i) ASSERT_EQ(Put("r" + std::to_string(i), "v"), Status::kOk);
+  SetOptions gone;
+  gone.expire_at_ms = 1500;
+  store_->Set("expired", "v", gone, 1000);
+  for (int d = 0; d < kDraws; ++d) {
+    ASSERT_TRUE(store_->RandomKey(2000, 0x1234 + d * 7919ull, &k));
+    seen[k]++;
+  }
+  EXPECT_EQ(seen.count("expired"), 0u);
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kKeys));  // every key drawn
+  int lo = kDraws, hi = 0;
+  for (const auto& [key, n] : seen) {
+    lo = std::min(lo, n);
+    hi = std::max(hi, n);
+  }
+  // 100 expected each (a key sharing its bucket with another, about 50, as
+  // in Redis); a scan from a shard's start would give the first keys of each
+  // shard thousands and most keys none.
+  EXPECT_GT(lo, 20);
+  EXPECT_LT(hi, 200);
+}
+
 TEST_F(KvTest, SweepEstimatesTheMeanRemainingTtl) {
   EXPECT_EQ(store_->GetStats().avg_ttl_ms, 0u);
   SetOptions a, b;
