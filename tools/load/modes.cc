@@ -1,4 +1,4 @@
-// tools/load/modes.cc: pf-load's modes (echo, kv-json, resp-ping): request builders and
+// tools/load/modes.cc: pf-load's modes (echo, kv-json, resp-ping, resp-multi): request builders and
 // response checkers. Buffers are sized once per connection; the request path never allocates.
 #include "modes.h"
 
@@ -290,6 +290,82 @@ class RespPingMode final : public Mode {
   }
 };
 
+// ---- resp-multi: a MULTI/EXEC transaction of a SET and an INCR --------------------------
+// MULTI, SET k<r> <payload>, INCR c<r>, EXEC, pipelined as one request (RESP
+// multibulk); the response is its six replies: +OK +QUEUED +QUEUED *2 +OK :N.
+
+class RespMultiSession final : public Session {
+ public:
+  explicit RespMultiSession(const ModeParams& p) : params_(p), value_(p.size, 'x') {}
+
+  void WriteRequest(evbuffer* out, Rng& rng) override {
+    const uint64_t k = rng.Below(params_.keys);
+    rng.Fill(value_.data(), value_.size(), kAlnum);
+    req_.assign("*1\r\n$5\r\nMULTI\r\n");
+    const std::string key = "k" + std::to_string(k), ctr = "c" + std::to_string(k);
+    req_ += "*3\r\n$3\r\nSET\r\n$" + std::to_string(key.size()) + "\r\n" + key + "\r\n$" +
+            std::to_string(value_.size()) + "\r\n";
+    req_ += value_;
+    req_ += "\r\n*2\r\n$4\r\nINCR\r\n$" + std::to_string(ctr.size()) + "\r\n" + ctr + "\r\n";
+    req_ += "*1\r\n$4\r\nEXEC\r\n";
+    evbuffer_add(out, req_.data(), req_.size());
+    ++count_;
+  }
+
+  Verdict ReadResponse(evbuffer* in) override {
+    if (count_ == 0) return Verdict::kNeedMore;
+    // The six lines, found without draining until all have arrived.
+    const size_t len = evbuffer_get_length(in);
+    evbuffer_ptr pos;
+    evbuffer_ptr_set(in, &pos, 0, EVBUFFER_PTR_SET);
+    size_t end = 0;
+    for (int line = 0; line < 6; ++line) {
+      const evbuffer_ptr f = evbuffer_search(in, "\n", 1, &pos);
+      if (f.pos < 0) {
+        if (len <= kMaxReply) return Verdict::kNeedMore;
+        SetProblem("transaction reply over limit", kHead, in, len);
+        return Verdict::kBroken;
+      }
+      end = static_cast<size_t>(f.pos) + 1;
+      evbuffer_ptr_set(in, &pos, end, EVBUFFER_PTR_SET);
+    }
+    --count_;
+    Verdict v = Verdict::kOk;
+    char tail = 0;  // the first byte after the fixed part: INCR's ':'
+    if (end > kHead.size() && BufferStartsWith(in, kHead)) {
+      evbuffer_ptr at;
+      evbuffer_ptr_set(in, &at, kHead.size(), EVBUFFER_PTR_SET);
+      evbuffer_copyout_from(in, &at, &tail, 1);
+    }
+    if (tail != ':') v = Verdict::kMismatch;
+    if (v != Verdict::kOk) SetProblem("not a committed transaction", kHead, in, end);
+    evbuffer_drain(in, end);
+    return v;
+  }
+
+  void Reset() override { count_ = 0; }
+
+ private:
+  static constexpr std::string_view kHead = "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n+OK\r\n";
+  static constexpr size_t kMaxReply = 4096;
+  ModeParams params_;
+  std::string value_, req_;
+  size_t count_ = 0;
+};
+
+class RespMultiMode final : public Mode {
+ public:
+  explicit RespMultiMode(const ModeParams& p) : params_(p) {}
+  std::string_view Name() const override { return "resp-multi"; }
+  uint16_t DefaultPort() const override { return 6380; }
+  std::unique_ptr<Session> NewSession() const override {
+    return std::make_unique<RespMultiSession>(params_);
+  }
+
+ private:
+  ModeParams params_;
+};
+
 // Shows at most max bytes, escaping anything unprintable.
 void AppendEscaped(std::string& out, std::string_view s, size_t max) {
   for (size_t i = 0; i < s.size() && i < max; ++i) {
@@ -360,9 +436,10 @@ std::unique_ptr<Mode> MakeMode(std::string_view name, const ModeParams& params) 
   if (name == "echo") return std::make_unique<EchoMode>(params);
   if (name == "kv-json") return std::make_unique<KvJsonMode>(params);
   if (name == "resp-ping") return std::make_unique<RespPingMode>();
+  if (name == "resp-multi") return std::make_unique<RespMultiMode>(params);
   return nullptr;
 }
 
-std::string_view ModeNames() { return "echo|kv-json|resp-ping"; }
+std::string_view ModeNames() { return "echo|kv-json|resp-ping|resp-multi"; }
 
 }  // namespace pf::load
