@@ -220,6 +220,27 @@ TEST_F(ClientsTest, PauseWriteHoldsWritesOnTheOtherWorkerUntilUnpause) {
             "-ERR CLIENT PAUSE mode must be WRITE or ALL");
 }
 
+// HTTP cannot hold a request the way RESP holds a command: a paused /kv
+// write gets 503 with Retry-After (seconds left of the pause); reads go on.
+TEST_F(ClientsTest, PausedHttpKvWritesGet503WithRetryAfter) {
+  Client a = On(0);
+  const std::string url = "http://127.0.0.1:" + std::to_string(server_->Port("http")) + "/kv/hk";
+  const std::string curl = "timeout 10 curl -s -o /dev/null -w '%{http_code} %header{retry-after}' ";
+  std::string out;
+  EXPECT_EQ(Cmd(a, {"CLIENT", "PAUSE", "20000", "WRITE"}), "+OK");
+  ASSERT_EQ(Sh(curl + "-X PUT --data-binary v " + url, &out), 0);
+  ASSERT_EQ(out.substr(0, 4), "503 ") << out;
+  const int after = std::atoi(out.c_str() + 4);
+  EXPECT_GE(after, 19) << out;
+  EXPECT_LE(after, 20) << out;
+  ASSERT_EQ(Sh(curl + url, &out), 0);
+  EXPECT_EQ(out.substr(0, 3), "404") << out;  // a read is not paused by WRITE
+  EXPECT_EQ(Cmd(a, {"GET", "hk"}), "(nil)");  // nothing was written
+  EXPECT_EQ(Cmd(a, {"CLIENT", "UNPAUSE"}), "+OK");
+  ASSERT_EQ(Sh(curl + "-X PUT --data-binary v " + url, &out), 0);
+  EXPECT_EQ(out.substr(0, 3), "201") << out;
+}
+
 TEST_F(ClientsTest, KvJsonListsEveryWorkerAndHonoursThePause) {
   Client a = On(0), b = On(1);
   ASSERT_EQ(Cmd(b, {"CLIENT", "SETNAME", "resp-one"}), "+OK");

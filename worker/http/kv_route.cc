@@ -150,8 +150,16 @@ bool KvRoute::Authorized(const Request& req) const {
   return CheckDefaultUser(w_.config, "default", std::string_view(decoded).substr(colon + 1));
 }
 
-void KvRoute::Call(std::span<const std::string_view> argv, ReplyWriter& out) {
+bool KvRoute::Call(std::span<const std::string_view> argv, ReplyWriter& out, Reply* rep) {
+  if (uint64_t until = 0; CommandPaused(env_, session_, argv, &until)) {
+    const uint64_t now = MonoMs(), wait = until > now ? until - now : 0;
+    ErrorReply(503, rep);
+    rep->headers += "Retry-After: " + std::to_string(std::max<uint64_t>(1, (wait + 999) / 1000)) +
+                    "\r\n";
+    return false;
+  }
   Dispatch(env_, session_, argv, out, WallMs());
+  return true;
 }
 
 // HTTP is stateless: every request brings its own credentials. Wrong ones
@@ -201,7 +209,7 @@ void KvRoute::Serve(const Connection& c, const Request& req, std::string_view re
   if (req.method == "GET" || req.method == "HEAD") {
     CaptureWriter out(&rep->body);
     const std::string_view argv[] = {"GET", key};
-    Call(argv, out);
+    if (!Call(argv, out, rep)) return;
     if (out.kind == CaptureWriter::kError) return ErrorOf(out.error, rep);
     if (out.kind != CaptureWriter::kBulk) return ErrorReply(404, rep);
     rep->status = 200;
@@ -224,7 +232,7 @@ void KvRoute::Serve(const Connection& c, const Request& req, std::string_view re
       argv.push_back(ttl_text);
     }
     argv.push_back("GET");
-    Call(argv, out);
+    if (!Call(argv, out, rep)) return;
     if (out.kind == CaptureWriter::kError) return ErrorOf(out.error, rep);
     const bool had_old = out.kind == CaptureWriter::kBulk;
     rep->status = had_old ? 204 : 201;
@@ -238,7 +246,7 @@ void KvRoute::Serve(const Connection& c, const Request& req, std::string_view re
     std::string unused;
     CaptureWriter out(&unused);
     const std::string_view argv[] = {"DEL", key};
-    Call(argv, out);
+    if (!Call(argv, out, rep)) return;
     if (out.kind == CaptureWriter::kError) return ErrorOf(out.error, rep);
     if (out.kind != CaptureWriter::kInteger || out.integer == 0) return ErrorReply(404, rep);
     rep->status = 204;
@@ -280,7 +288,7 @@ void KvRoute::List(const Request& req, std::string_view ns_prefix, std::string_v
       argv.push_back("MATCH");
       argv.push_back(pattern);
     }
-    Call(argv, out);
+    if (!Call(argv, out, rep)) return;
     if (out.kind == CaptureWriter::kError) return ErrorOf(out.error, rep);
     for (std::string& k : out.items) keys.push_back(std::move(k));
     next = std::move(out.cursor);

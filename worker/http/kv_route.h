@@ -31,7 +31,10 @@ class KvRoute {
              const IpAddr& client, bool basic_user, Reply* rep);
 
  private:
-  void Call(std::span<const std::string_view> argv, ReplyWriter& out);
+  // Runs the command; false (and `rep` set to 503 with Retry-After) while a
+  // CLIENT PAUSE holds it: HTTP has no way to hold a request the way RESP
+  // holds a command, so the client is told when to come back.
+  bool Call(std::span<const std::string_view> argv, ReplyWriter& out, Reply* rep);
   void List(const Request& req, std::string_view ns_prefix, std::string_view query, Reply* rep);
   bool Authorized(const Request& req) const;
   // False (with the reply set) when the request may not go on.
