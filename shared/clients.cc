@@ -150,8 +150,7 @@ void Table::Pause(uint64_t now_mono_ms, uint64_t end_mono_ms, PauseMode mode) {
       end = std::max(end, w >> 2);
       m = std::max<uint32_t>(m, static_cast<uint32_t>(w & 3));
     }
-    if (h_->pause_word.compare_exchange_weak(w, (end << 2) | m, std::memory_order_acq_rel))
-      return;
+    if (h_->pause_word.compare_exchange_weak(w, (end << 2) | m, std::memory_order_acq_rel)) return;
   }
 }
 

@@ -1015,8 +1015,13 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
         c.Error(node, key + ".auth_basic", "only http listeners have basic auth");
     }
   }
-  CheckShardRoom(c, cfg, have_max_value ? max_value_node : have_shm ? shm_node : root,
-                 have_large ? large_node : have_shm ? shm_node : root);
+  CheckShardRoom(c, cfg,
+                 have_max_value ? max_value_node
+                 : have_shm     ? shm_node
+                                : root,
+                 have_large ? large_node
+                 : have_shm ? shm_node
+                            : root);
   if (cfg.user.empty() && !cfg.group.empty())
     c.Error(root["group"], "group", "set without user, expected user too");
   if (!cfg.chroot.empty() && cfg.user.empty())

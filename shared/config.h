@@ -85,9 +85,9 @@ struct LimitsConf {
   uint32_t max_line_bytes = 64 * 1024;  // line protocols (echo lines, kv-json, chat, resp inline)
   uint32_t max_request_bytes = 32 * 1024 * 1024;  // resp multibulk total, http body
   uint32_t max_bulk_bytes = 16 * 1024 * 1024;     // resp: one bulk string ($len)
-  uint32_t max_multibulk_len = 1024 * 1024;      // resp: elements in one command (*len)
-  uint32_t output_high_water = 1024 * 1024;      // stop reading a client whose output is above this
-  uint32_t keepalive_requests = 1000;            // http: requests per connection
+  uint32_t max_multibulk_len = 1024 * 1024;       // resp: elements in one command (*len)
+  uint32_t output_high_water = 1024 * 1024;  // stop reading a client whose output is above this
+  uint32_t keepalive_requests = 1000;        // http: requests per connection
   // Data one multi-key command may move: MGET/KEYS reply bytes, SCAN keys per
   // call, MSET key+value bytes. Past it MGET/KEYS/MSET answer an error and
   // SCAN returns early with its cursor.

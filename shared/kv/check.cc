@@ -181,8 +181,7 @@ bool Rebuild(const StoreHeader* h, ShardHeader* s, std::string* why) {
     const uint32_t off = s->undo_off;
     Item* it = It(s, off);
     if (off < s->arena_begin || off >= s->bump || (off & 7) || it->state != kChunkLive ||
-        uint64_t{off} + it->size > s->bump ||
-        s->undo_val_len > kUndoBytes ||
+        uint64_t{off} + it->size > s->bump || s->undo_val_len > kUndoBytes ||
         uint64_t{sizeof(Item)} + it->key_len + s->undo_val_len > it->size)
       return Fail(why, "the undo record names no item it fits");
     std::memcpy(it->val(), s->undo, s->undo_val_len);

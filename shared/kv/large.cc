@@ -133,13 +133,15 @@ bool LargeFormat(LargeHeader* l, uint64_t bytes, std::string* why) {
   PF_ASSERT_MSG((reinterpret_cast<uintptr_t>(l) & 63) == 0, "large area misaligned");
   // pages such that header + map + pages fit: p * (kLargePage + 1) <= bytes - header.
   if (bytes < kHeaderBytes + 2 * kLargePage + 1) {
-    if (why) *why = "kv: the large-object area of " + std::to_string(bytes) + " bytes holds no page";
+    if (why)
+      *why = "kv: the large-object area of " + std::to_string(bytes) + " bytes holds no page";
     return false;
   }
   uint64_t pages = (bytes - kHeaderBytes) / (kLargePage + 1);
   while (pages && AlignPage(kHeaderBytes + pages) + pages * kLargePage > bytes) --pages;
   if (pages == 0) {
-    if (why) *why = "kv: the large-object area of " + std::to_string(bytes) + " bytes holds no page";
+    if (why)
+      *why = "kv: the large-object area of " + std::to_string(bytes) + " bytes holds no page";
     return false;
   }
   std::memset(static_cast<void*>(l), 0, sizeof(LargeHeader));

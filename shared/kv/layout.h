@@ -114,7 +114,7 @@ struct alignas(64) StoreHeader {
   uint32_t max_value_bytes;
   uint32_t eviction;
   uint32_t pad;
-  uint64_t flushes;  // FlushAll calls (atomic builtins: read without a lock)
+  uint64_t flushes;    // FlushAll calls (atomic builtins: read without a lock)
   uint64_t large_off;  // the large-object area's LargeHeader, from the store base (0 = none)
   uint32_t class_size[kMaxClasses];
 };
@@ -212,8 +212,7 @@ inline LargeHeader* Large(const StoreHeader* h) {
 }
 inline uint8_t* LargeMap(LargeHeader* l) { return reinterpret_cast<uint8_t*>(l) + l->map_off; }
 inline LargeRun* LargeRunAt(LargeHeader* l, uint64_t page) {
-  return reinterpret_cast<LargeRun*>(reinterpret_cast<char*>(l) + l->data_off +
-                                     page * kLargePage);
+  return reinterpret_cast<LargeRun*>(reinterpret_cast<char*>(l) + l->data_off + page * kLargePage);
 }
 inline uint64_t LargeRefOf(Item* it) {
   LargeRef r;

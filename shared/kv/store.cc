@@ -253,10 +253,9 @@ Store* Store::Attach(void* base, size_t size, std::string* why) {
   if (h->shard_count == 0 || h->class_count == 0 || h->class_count > kMaxClasses ||
       h->shards_off + uint64_t{h->shard_count} * h->shard_stride > size ||
       h->shard_stride > kMaxStride ||
-      (h->large_off &&
-       (h->large_off < h->shards_off + uint64_t{h->shard_count} * h->shard_stride ||
-        h->large_off + sizeof(LargeHeader) > size ||
-        h->large_off + Large(h)->data_off + Large(h)->pages * kLargePage > size)))
+      (h->large_off && (h->large_off < h->shards_off + uint64_t{h->shard_count} * h->shard_stride ||
+                        h->large_off + sizeof(LargeHeader) > size ||
+                        h->large_off + Large(h)->data_off + Large(h)->pages * kLargePage > size)))
     return fail("header geometry is inconsistent");
   return static_cast<Store*>(base);
 }
@@ -425,8 +424,8 @@ Status DryRunPuts(Store* st, std::vector<PutNeed>& needs) {
     for (; i < needs.size() && needs[i].shard == si; ++i) {
       const bool big = h->large_off && needs[i].value_bytes >= kLargeValueMin;
       if (big) large.push_back(needs[i].value_bytes);
-      const int c = ClassFor(h, sizeof(Item) + needs[i].key_bytes +
-                                    (big ? sizeof(LargeRef) : needs[i].value_bytes));
+      const int c = ClassFor(
+          h, sizeof(Item) + needs[i].key_bytes + (big ? sizeof(LargeRef) : needs[i].value_bytes));
       if (c < 0) return Status::kOom;
       classes.push_back(c);
       total += h->class_size[c];
@@ -938,7 +937,8 @@ Stats Store::GetStats() {
     t.expired += s.expired;
     ttl_weighted += static_cast<double>(s.avg_ttl_ms) * static_cast<double>(s.expires);
   }
-  if (t.expires) t.avg_ttl_ms = static_cast<uint64_t>(ttl_weighted / static_cast<double>(t.expires));
+  if (t.expires)
+    t.avg_ttl_ms = static_cast<uint64_t>(ttl_weighted / static_cast<double>(t.expires));
   const LargeStats l = GetLargeStats(Hdr(this));
   t.large_capacity_bytes = l.capacity_bytes;
   t.large_used_bytes = l.used_bytes;

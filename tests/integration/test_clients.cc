@@ -225,7 +225,8 @@ TEST_F(ClientsTest, PauseWriteHoldsWritesOnTheOtherWorkerUntilUnpause) {
 TEST_F(ClientsTest, PausedHttpKvWritesGet503WithRetryAfter) {
   Client a = On(0);
   const std::string url = "http://127.0.0.1:" + std::to_string(server_->Port("http")) + "/kv/hk";
-  const std::string curl = "timeout 10 curl -s -o /dev/null -w '%{http_code} %header{retry-after}' ";
+  const std::string curl =
+      "timeout 10 curl -s -o /dev/null -w '%{http_code} %header{retry-after}' ";
   std::string out;
   EXPECT_EQ(Cmd(a, {"CLIENT", "PAUSE", "20000", "WRITE"}), "+OK");
   ASSERT_EQ(Sh(curl + "-X PUT --data-binary v " + url, &out), 0);

@@ -882,7 +882,7 @@ TEST_F(PersistTest, LargeValuesSurviveSnapshotLogAndKill9) {
   {
     Client c = Connect(s);
     ASSERT_EQ(Cmd(c, {"SET", "large:a", a}), "+OK");
-    EXPECT_EQ(Cmd(c, {"SAVE"}), "+OK");  // a: in the snapshot
+    EXPECT_EQ(Cmd(c, {"SAVE"}), "+OK");               // a: in the snapshot
     ASSERT_EQ(Cmd(c, {"SET", "large:b", b}), "+OK");  // b: in the log
     ASSERT_EQ(Cmd(c, {"APPEND", "large:b", "!"}), ":300001");
   }

@@ -42,8 +42,8 @@ class Region {
 
 class KvTest : public ::testing::Test {
  protected:
-  void Make(size_t size, uint32_t shards, Eviction ev = Eviction::kNoEviction,
-            uint32_t buckets = 0, uint64_t large_bytes = 0, uint32_t max_value = 64 * 1024) {
+  void Make(size_t size, uint32_t shards, Eviction ev = Eviction::kNoEviction, uint32_t buckets = 0,
+            uint64_t large_bytes = 0, uint32_t max_value = 64 * 1024) {
     size += large_bytes;  // the shards get `size`; the large-object area comes on top
     region_ = std::make_unique<Region>(size);
     ASSERT_NE(region_->get(), nullptr);

@@ -205,7 +205,9 @@ struct CrashEnv {
     for (int i = 0; i < kKeepLarge; ++i)
       ASSERT_EQ(d->Set(Key(i), LargeValue(i), SetOptions{}, 1000), Status::kOk);
   }
-  static std::string LargeValue(int i) { return std::string(20000 + i, static_cast<char>('A' + i)); }
+  static std::string LargeValue(int i) {
+    return std::string(20000 + i, static_cast<char>('A' + i));
+  }
   static std::string Key(int i) { return "keep:" + std::to_string(i); }
   static std::string Value(int i) {
     return "keep-value-" + std::to_string(i) + std::string(i % 40, '~');
@@ -247,7 +249,8 @@ struct CrashEnv {
     d->Set("L:new", std::string(30000, 'n'), none, 1000);
     d->Set("L:new", std::string(25000, 'm'), none, 1000);
     d->Del("L:new", 1000);
-    for (int i = 0; i < 12; ++i) d->Set("L:" + std::to_string(i), std::string(40000, 'f'), none, 1000);
+    for (int i = 0; i < 12; ++i)
+      d->Set("L:" + std::to_string(i), std::string(40000, 'f'), none, 1000);
     d->FlushAll();
   }
 

@@ -154,8 +154,8 @@ bool KvRoute::Call(std::span<const std::string_view> argv, ReplyWriter& out, Rep
   if (uint64_t until = 0; CommandPaused(env_, session_, argv, &until)) {
     const uint64_t now = MonoMs(), wait = until > now ? until - now : 0;
     ErrorReply(503, rep);
-    rep->headers += "Retry-After: " + std::to_string(std::max<uint64_t>(1, (wait + 999) / 1000)) +
-                    "\r\n";
+    rep->headers +=
+        "Retry-After: " + std::to_string(std::max<uint64_t>(1, (wait + 999) / 1000)) + "\r\n";
     return false;
   }
   Dispatch(env_, session_, argv, out, WallMs());

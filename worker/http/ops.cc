@@ -425,7 +425,8 @@ std::string MetricsText(const WorkerContext& w) {
   } kStore[] = {
       {"preforkd_kv_keys", "gauge", "Keys in the store.", s.keys},
       {"preforkd_kv_expires", "gauge", "Keys with a TTL.", s.expires},
-      {"preforkd_kv_used_bytes", "gauge", "Store bytes in use (arenas and large area).", s.used_bytes},
+      {"preforkd_kv_used_bytes", "gauge", "Store bytes in use (arenas and large area).",
+       s.used_bytes},
       {"preforkd_kv_capacity_bytes", "gauge", "Store bytes in all (arenas and large area).",
        s.capacity_bytes},
       {"preforkd_kv_large_values", "gauge", "Values in the large-object area.", s.large_values},
