@@ -1015,13 +1015,11 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
         c.Error(node, key + ".auth_basic", "only http listeners have basic auth");
     }
   }
-  CheckShardRoom(c, cfg,
-                 have_max_value ? max_value_node
-                 : have_shm     ? shm_node
-                                : root,
-                 have_large ? large_node
-                 : have_shm ? shm_node
-                            : root);
+  // An error about room points at the key that was set: the limit, the
+  // area, or shared_memory (else the top of the file).
+  const YAML::Node& room_at = have_shm ? shm_node : root;
+  CheckShardRoom(c, cfg, have_max_value ? max_value_node : room_at,
+                 have_large ? large_node : room_at);
   if (cfg.user.empty() && !cfg.group.empty())
     c.Error(root["group"], "group", "set without user, expected user too");
   if (!cfg.chroot.empty() && cfg.user.empty())
