@@ -608,6 +608,25 @@ class Master {
                    cfg_.kv.large_memory);
       next.kv.large_memory = cfg_.kv.large_memory;
     }
+    // The store keeps its geometry: new limits it cannot hold (two of the
+    // largest value in the large-object area, three of the largest item in a
+    // shard) would fail writes with OOM, so the old ones stay.
+    if (next.kv.max_value_bytes > cfg_.kv.max_value_bytes ||
+        next.kv.max_key_bytes > cfg_.kv.max_key_bytes) {
+      const KvConf& k = next.kv;
+      const bool fits = (k.large_memory == 0 ||
+                         k.large_memory >= kv::Store::MinLargeBytesFor(k.max_value_bytes)) &&
+                        kv::Store::MinSizeFor(k.shards, k.max_key_bytes, k.max_value_bytes,
+                                              k.large_memory) <= segment_.kv_size();
+      if (!fits) {
+        spdlog::warn(
+            "reload: kv.max_value_bytes {} / kv.max_key_bytes {} do not fit the running store "
+            "(shared_memory, kv.shards and kv.large_memory need a restart); keeping {} / {}",
+            k.max_value_bytes, k.max_key_bytes, cfg_.kv.max_value_bytes, cfg_.kv.max_key_bytes);
+        next.kv.max_value_bytes = cfg_.kv.max_value_bytes;
+        next.kv.max_key_bytes = cfg_.kv.max_key_bytes;
+      }
+    }
     {
       const PubSubConf& o = cfg_.pubsub;
       PubSubConf& n = next.pubsub;

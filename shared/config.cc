@@ -499,6 +499,12 @@ void CheckShardRoom(Checker& c, const Config& cfg, const YAML::Node& at,
   // With a large-object area, values of 16 KiB and more live there: it must
   // hold two copies of the largest (an overwrite keeps the old one until the
   // new one is committed).
+  if (kv.large_memory && kv.large_memory < (64 << 10)) {
+    c.Error(large_at, "kv.large_memory",
+            std::to_string(kv.large_memory) + " is too small to hold a value, expected 0 (none) " +
+                "or at least 64k");
+    return;
+  }
   const uint64_t large_need = kv::Store::MinLargeBytesFor(kv.max_value_bytes);
   if (kv.large_memory && kv.large_memory < large_need) {
     auto mib = [](uint64_t v) { return std::to_string((v + (1ull << 20) - 1) >> 20) + "m"; };

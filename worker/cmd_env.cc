@@ -44,6 +44,7 @@ void FillServerInfo(const WorkerContext& w, uint16_t port, ServerInfo* si) {
   si->total_net_input_bytes = t.bytes_in.Get();
   si->total_net_output_bytes = t.bytes_out.Get();
   si->evicted_clients = t.closed_clients_memory.Get();
+  w.Rates(&si->instantaneous_ops, &si->instantaneous_in_bytes, &si->instantaneous_out_bytes);
   const ShmHeader* h = w.segment->header();
   const uint64_t now = WallMs();
   si->uptime_s = now > h->master_started_ms ? (now - h->master_started_ms) / 1000 : 0;

@@ -30,6 +30,38 @@
 
 namespace pf {
 
+void WorkerContext::SampleRates() {
+  if (!segment || !segment->valid()) return;
+  ProcCounters t;
+  segment->Totals(&t);
+  RateSample& r = rate_samples[rate_next];
+  r.ms = MonoMs();
+  r.ops = 0;
+  for (uint32_t p = 0; p < kProtoCount; p++) r.ops += t.requests[p].Get();
+  r.in = t.bytes_in.Get();
+  r.out = t.bytes_out.Get();
+  rate_next = (rate_next + 1) % rate_samples.size();
+  rate_count = std::min<uint32_t>(rate_count + 1, rate_samples.size());
+}
+
+void WorkerContext::Rates(double* ops, double* in, double* out) const {
+  *ops = *in = *out = 0;
+  if (rate_count < 2) return;
+  const size_t n = rate_samples.size();
+  const RateSample& last = rate_samples[(rate_next + n - 1) % n];
+  const RateSample& first = rate_samples[(rate_next + n - rate_count) % n];
+  if (last.ms <= first.ms) return;
+  const double secs = static_cast<double>(last.ms - first.ms) / 1000.0;
+  // Counters only grow, except a reaped process' figures move to `retired`
+  // between two reads: never report a negative rate.
+  auto per_sec = [secs](uint64_t a, uint64_t b) {
+    return b > a ? static_cast<double>(b - a) / secs : 0.0;
+  };
+  *ops = per_sec(first.ops, last.ops);
+  *in = per_sec(first.in, last.in);
+  *out = per_sec(first.out, last.out);
+}
+
 void WorkerContext::Retire(Connection* c) {
   dead.push_back(c->id());
   event_active(reaper, EV_TIMEOUT, 0);
@@ -518,6 +550,7 @@ class Worker {
   static void ExpireCb(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
     auto& ctx = w->ctx_;
+    ctx.SampleRates();
     if (ctx.draining) return;
     const uint32_t shards = ctx.store->shard_count();
     const uint32_t workers = std::max<uint32_t>(ctx.config->workers, 1);

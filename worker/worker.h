@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/types.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -107,6 +108,18 @@ struct WorkerContext {
   event* reaper = nullptr;
 
   void Retire(Connection* c);  // called by Connection::Close
+
+  // INFO's instantaneous_* figures, as Redis' serverCron keeps them: the
+  // totals over every worker (requests of all protocols, bytes in and out)
+  // sampled each expiry tick, the rate taken over the last 16 samples.
+  struct RateSample {
+    uint64_t ms = 0, ops = 0, in = 0, out = 0;
+  };
+  std::array<RateSample, 16> rate_samples{};
+  uint32_t rate_next = 0, rate_count = 0;
+  void SampleRates();
+  // Per second: requests, bytes in, bytes out (0 until two samples exist).
+  void Rates(double* ops, double* in, double* out) const;
 };
 
 // Runs the worker until it stops; returns the process exit code.

@@ -43,6 +43,8 @@ struct ServerInfo {
   uint64_t rejected_connections = 0;
   uint64_t total_net_input_bytes = 0;
   uint64_t total_net_output_bytes = 0;
+  // Per second over the last ~1.6 s, all workers (Redis' instantaneous_*).
+  double instantaneous_ops = 0, instantaneous_in_bytes = 0, instantaneous_out_bytes = 0;
   uint64_t reloads = 0;
   std::string run_id;            // 40 hex digits, one per master run (all workers); "" = none known
   std::string replid;            // master_replid, likewise

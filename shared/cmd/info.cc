@@ -367,10 +367,20 @@ void CmdInfo(CommandCtx& c) {
     ib.U("total_connections_received",
          less(si.total_connections_received, &StatsBaseline::conns_total));
     ib.U("total_commands_processed", si.total_commands_processed);
+    // Requests of every protocol on every worker, per second (HTTP and
+    // kv-json count too: they are the same store's operations).
+    ib.U("instantaneous_ops_per_sec", static_cast<uint64_t>(si.instantaneous_ops + 0.5));
     ib.U("total_net_input_bytes", less(si.total_net_input_bytes, &StatsBaseline::bytes_in));
     ib.U("total_net_output_bytes", less(si.total_net_output_bytes, &StatsBaseline::bytes_out));
     ib.U("total_net_repl_input_bytes", 0);  // no replication
     ib.U("total_net_repl_output_bytes", 0);
+    char kbps[32];
+    std::snprintf(kbps, sizeof kbps, "%.2f", si.instantaneous_in_bytes / 1024);
+    ib.S("instantaneous_input_kbps", kbps);
+    std::snprintf(kbps, sizeof kbps, "%.2f", si.instantaneous_out_bytes / 1024);
+    ib.S("instantaneous_output_kbps", kbps);
+    ib.S("instantaneous_input_repl_kbps", "0.00");
+    ib.S("instantaneous_output_repl_kbps", "0.00");
     ib.U("rejected_connections", less(si.rejected_connections, &StatsBaseline::conns_rejected));
     ib.U("sync_full", 0);
     ib.U("sync_partial_ok", 0);

@@ -357,6 +357,63 @@ TEST_F(KvTest, MultiMegabyteValuesWorkWithTheDefaults) {
   EXPECT_EQ(Cmd(c, {"PING"}), "+PONG");
 }
 
+// A reload cannot grow the store (shared_memory, kv.shards, kv.large_memory
+// need a restart), so a value limit only a larger store could hold is not
+// taken: the old limit keeps refusing with its clear error, instead of
+// writes failing with OOM later.
+TEST(KvReload, AValueLimitTheRunningStoreCannotHoldIsNotTaken) {
+  const std::string resp = ListenerYaml("resp", "resp");
+  Server s(resp, "", 2);
+  ASSERT_TRUE(s.Start());
+  s.RewriteConfig(resp,
+                  "shared_memory: 512m\n"
+                  "kv: {shards: 8, max_value_bytes: 64m, large_memory: 200m}\n"
+                  "limits: {max_bulk_bytes: 64m, max_request_bytes: 128m}\n");
+  const auto old = s.WorkerPids();
+  s.Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return s.GenerationUp(2, old); }, 10000));
+  EXPECT_TRUE(s.WaitLog("do not fit the running store"));
+  Client c;
+  ASSERT_TRUE(c.Connect(s.Port("resp")));
+  EXPECT_EQ(Cmd(c, {"SET", "k", std::string(25 << 20, 'v')}),
+            "-ERR value is larger than max-value-bytes");
+  EXPECT_EQ(Cmd(c, {"SET", "k", std::string(10 << 20, 'v')}), "+OK");
+}
+
+// INFO's instantaneous_ops_per_sec follows the load on any worker, and
+// falls back to 0 when it stops.
+TEST_F(KvTest, InstantaneousOpsFollowTheLoad) {
+  auto ops = [this] {
+    Client i = RespClient();
+    const std::string info = Cmd(i, {"INFO", "stats"});
+    const size_t at = info.find("instantaneous_ops_per_sec:");
+    return at == std::string::npos ? -1 : std::atoll(info.c_str() + at + 26);
+  };
+  EXPECT_EQ(ops(), 0);
+  std::atomic<bool> stop{false};
+  std::thread load([&] {
+    Client c = RespClient();
+    std::string batch;
+    for (int i = 0; i < 100; i++) batch += Resp({"INCR", "load"});
+    while (!stop.load()) {
+      if (!c.SendAll(batch)) return;
+      for (int i = 0; i < 100; i++) {
+        std::string r;
+        if (!ReadReply(c, &r, 5000)) return;
+      }
+    }
+  });
+  EXPECT_TRUE(WaitFor([&] { return ops() > 1000; }, 5000, 100)) << ops();
+  stop = true;
+  load.join();
+  // Polled every 200 ms, INFO itself is 5 requests a second.
+  EXPECT_TRUE(WaitFor([&] { return ops() < 50; }, 5000, 200)) << ops();
+  Client c = RespClient();
+  const std::string info = Cmd(c, {"INFO", "stats"});
+  EXPECT_NE(info.find("instantaneous_input_kbps:"), std::string::npos) << info;
+  EXPECT_NE(info.find("instantaneous_output_kbps:"), std::string::npos) << info;
+}
+
 TEST_F(KvTest, RedisCliSetsAndGetsATenMegabyteValue) {
   const std::string in = server_->dir() + "/in", out = server_->dir() + "/out";
   {

@@ -325,6 +325,9 @@ TEST(Config, LargeMemoryMustHoldTwoOfTheLargestValues) {
   EXPECT_THAT(OneError(std::string(kMinimal) + "kv: {large_memory: 300m}\n"),
               HasSubstr("kv.large_memory: shared_memory 268435456 cannot hold the pub/sub bus, 64 "
                         "kv.shards and a large-object area of 314572800 bytes"));
+  EXPECT_THAT(OneError(std::string(kMinimal) + "kv: {large_memory: 4k, max_value_bytes: 1k}\n"),
+              HasSubstr("kv.large_memory: 4096 is too small to hold a value, expected 0 (none) "
+                        "or at least 64k"));
   EXPECT_THAT(OneError(std::string(kMinimal) + "kv: {large_memory: 2048g}\n"),
               HasSubstr("kv.large_memory: 2048g is out of range"));
 }
