@@ -47,22 +47,6 @@ int Remaining(Clock::time_point deadline) {
   return ms < 0 ? 0 : static_cast<int>(ms);
 }
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
-    o << text;
-  }
-  std::rename(tmp.c_str(), path.c_str());
-}
-
 // /proc/<pid>/stat: comm, ppid, starttime. False if the process is gone.
 struct ProcStat {
   std::string comm;
@@ -783,6 +767,22 @@ std::string JsonCall(Client& c, const std::string& line) {
   if (!c.SendAll(line + "\n")) return "<send failed>";
   std::string r;
   return c.RecvLine(&r) ? r : "<no reply>";
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream o(tmp, std::ios::binary | std::ios::trunc);
+    o << text;
+  }
+  std::rename(tmp.c_str(), path.c_str());
 }
 
 }  // namespace pf::test

@@ -47,6 +47,11 @@ bool ProcessAlive(pid_t pid);
 // Random bytes (binary, any value), reproducible for a given seed.
 std::string RandomBytes(size_t n, uint64_t seed);
 
+// A whole file ("" if unreadable); a file written whole (through a
+// temporary and a rename, so a reader never sees half of it).
+std::string ReadFile(const std::string& path);
+void WriteFile(const std::string& path, const std::string& text);
+
 // Result of running the preforkd binary to completion (RunBinary).
 struct RunResult {
   int exit_code = -1;  // -1: killed by a signal or timed out

@@ -72,16 +72,6 @@ std::string RunCmd(const std::string& cmd) {
   return out;
 }
 
-void WriteFile(const std::string& path, const std::string& data) {
-  std::ofstream(path, std::ios::binary) << data;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
 
 class HttpTest : public ::testing::Test {
  protected:
