@@ -72,7 +72,6 @@ std::string RunCmd(const std::string& cmd) {
   return out;
 }
 
-
 class HttpTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
