@@ -17,12 +17,15 @@ namespace {
 constexpr uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 constexpr uint64_t kOwnersOff = AlignUp(sizeof(Header), 64);
 uint64_t EntriesOff(uint32_t slots) { return AlignUp(kOwnersOff + 4ull * slots, 64); }
+uint64_t NamesOff(uint32_t slots) {
+  return AlignUp(EntriesOff(slots) + sizeof(Entry) * uint64_t{slots}, 64);
+}
 constexpr int kReadTries = 64;  // a writer holds an entry for a few hundred ns at most
 
 }  // namespace
 
 uint64_t Table::RegionBytes(uint32_t slots) {
-  return AlignUp(EntriesOff(slots) + sizeof(Entry) * uint64_t{slots}, 4096);
+  return AlignUp(NamesOff(slots) + sizeof(Names) * uint64_t{slots}, 4096);
 }
 
 void Table::Format(void* base, uint32_t slots) {
@@ -34,6 +37,10 @@ void Table::Format(void* base, uint32_t slots) {
 
 Entry& Table::entry(int32_t slot) const {
   return reinterpret_cast<Entry*>(reinterpret_cast<char*>(h_) + EntriesOff(h_->slots))[slot];
+}
+
+Names& Table::names(int32_t slot) const {
+  return reinterpret_cast<Names*>(reinterpret_cast<char*>(h_) + NamesOff(h_->slots))[slot];
 }
 
 std::atomic<int32_t>& Table::owner(int32_t slot) const {
@@ -51,7 +58,15 @@ int32_t Table::Claim(int32_t owner_index, int32_t pid) {
     Entry& e = entry(static_cast<int32_t>(i));
     e.pid.store(pid, std::memory_order_relaxed);
     e.kill_id.store(0, std::memory_order_relaxed);
-    Write(static_cast<int32_t>(i), [](Record& r) { std::memset(&r, 0, sizeof r); });
+    Write(static_cast<int32_t>(i), [&](Stored& r) {
+      // The names are cleared only if the last connection here set one:
+      // untouched, their page stays unallocated.
+      if (r.names_set) {
+        Names& n = names(static_cast<int32_t>(i));
+        n.name[0] = n.lib_name[0] = n.lib_ver[0] = '\0';
+      }
+      std::memset(&r, 0, sizeof r);
+    });
     uint32_t hwm = h_->hwm.load(std::memory_order_relaxed);
     while (hwm < i + 1 && !h_->hwm.compare_exchange_weak(hwm, i + 1, std::memory_order_acq_rel)) {
     }
@@ -64,7 +79,7 @@ int32_t Table::Claim(int32_t owner_index, int32_t pid) {
 void Table::Release(int32_t slot) {
   if (slot < 0) return;
   Entry& e = entry(slot);
-  Write(slot, [](Record& r) { r.id = 0; });
+  Write(slot, [](Stored& r) { r.id = 0; });
   e.pid.store(0, std::memory_order_relaxed);
   owner(slot).store(0, std::memory_order_release);
 }
@@ -85,7 +100,12 @@ bool Table::Read(int32_t slot, Record* out, int32_t* owner_index) const {
   for (int t = 0; t < kReadTries; t++) {
     const uint64_t s1 = e.seq.load(std::memory_order_acquire);
     if (s1 & 1) continue;
-    std::memcpy(static_cast<void*>(out), &e.rec, sizeof *out);
+    std::memcpy(static_cast<void*>(static_cast<Stored*>(out)), &e.rec, sizeof e.rec);
+    Names* n = out;
+    if (out->names_set)
+      std::memcpy(static_cast<void*>(n), &names(slot), sizeof *n);
+    else
+      n->name[0] = n->lib_name[0] = n->lib_ver[0] = '\0';
     std::atomic_thread_fence(std::memory_order_acquire);
     if (e.seq.load(std::memory_order_relaxed) != s1) continue;
     if (out->id == 0 || e.kill_id.load(std::memory_order_relaxed) == out->id) return false;

@@ -27,7 +27,7 @@
 namespace pf::clients {
 
 constexpr uint32_t kMaxSlots = 1u << 16;  // cap on the entries, whatever limits.max_connections
-constexpr size_t kAddrBytes = 64;         // "[v6]:port" needs at most 47
+constexpr size_t kAddrBytes = 48;         // "[v6]:port" needs at most 47
 constexpr size_t kListenerBytes = 48;
 constexpr size_t kCmdBytes = 48;
 constexpr size_t kNameBytes = 512;  // = kMaxClientNameBytes (shared/cmd/errors.h)
@@ -51,8 +51,11 @@ enum PauseMode : uint32_t { kPauseNone = 0, kPauseWrite = 1, kPauseAll = 2 };
 // CLIENT LIST's flags= letters of `flags` ("N" for none).
 std::string FlagLetters(uint32_t flags);
 
-// What one entry says: a plain copy readers take under the seqlock.
-struct Record {
+// What one entry says, without the names: the part every connection
+// writes. Its names (set by few clients) live in an array of their own, so
+// the pages of a connection that never sets one are never touched: an idle
+// connection costs its entry (a few hundred bytes), not a kilobyte.
+struct Stored {
   uint64_t id;  // 0: not (yet) a connection
   int32_t worker_slot;
   uint32_t proto;  // ProtoIndex
@@ -63,9 +66,14 @@ struct Record {
   uint64_t last_active_ms;       // monotonic (MonoMs; one clock for every process)
   uint64_t bytes_in, bytes_out, commands;
   uint64_t qbuf, obuf;  // input / output bytes buffered, as last published
+  uint32_t names_set;   // the Names entry was written since the claim (1)
   char peer[kAddrBytes], local[kAddrBytes], listener[kListenerBytes], cmd[kCmdBytes];
+};
+struct Names {
   char name[kNameBytes + 1], lib_name[kLibBytes + 1], lib_ver[kLibBytes + 1];
 };
+// What readers get: a plain copy of both, taken under the entry's seqlock.
+struct Record : Stored, Names {};
 static_assert(std::is_trivially_copyable_v<Record>);
 
 // An entry's owner (ProcCounters index + 1; 0 = free) lives in a dense
@@ -74,7 +82,7 @@ struct alignas(64) Entry {
   std::atomic<int32_t> pid{0};
   std::atomic<uint64_t> seq{0};
   std::atomic<uint64_t> kill_id{0};  // close the connection with this id (any process)
-  Record rec;
+  Stored rec;
 };
 
 struct alignas(64) Header {
@@ -114,7 +122,8 @@ class Table {
   // ---- the owning worker ----
   // A free entry for a new connection (record zeroed), or -1 when full.
   int32_t Claim(int32_t owner_index, int32_t pid);
-  // Runs `fn(Record&)` under the entry's seqlock.
+  // Runs `fn(Stored&)` under the entry's seqlock. A writer that changes a
+  // name does so inside `fn`, through names(slot), and sets names_set.
   template <typename Fn>
   void Write(int32_t slot, Fn&& fn) {
     Entry& e = entry(slot);
@@ -124,9 +133,10 @@ class Table {
     fn(e.rec);
     e.seq.store(s + 2, std::memory_order_release);
   }
+  Names& names(int32_t slot) const;
   void Release(int32_t slot);
   // The owner's view of its own entry (no other process writes it).
-  const Record& OwnRecord(int32_t slot) const { return entry(slot).rec; }
+  const Stored& OwnRecord(int32_t slot) const { return entry(slot).rec; }
   // Kill requests for `owner_index` so far: the owner scans its entries
   // when this moved.
   uint32_t Kills(int32_t owner_index) const;

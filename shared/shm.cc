@@ -30,6 +30,7 @@ void AddInto(ProcCounters* to, const ProcCounters& from) {
   for (uint32_t i = 0; i < 6; i++) to->http_status[i].Add(from.http_status[i].Get());
   to->closed_output_limit.Add(from.closed_output_limit.Get());
   to->closed_clients_memory.Add(from.closed_clients_memory.Get());
+  to->conns_trimmed.Add(from.conns_trimmed.Get());
   for (uint32_t i = 0; i < kRefusalCount; i++) to->refused[i].Add(from.refused[i].Get());
   to->cpu_user_us.Add(from.cpu_user_us.Get());
   to->cpu_sys_us.Add(from.cpu_sys_us.Get());

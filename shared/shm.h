@@ -15,8 +15,9 @@ namespace pf {
 constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endian
 // 4: per-command statistics rows; 5: the limiter table; 6: error statistics,
 // the CONFIG RESETSTAT baseline, run id, CPU time per process; 7: the client
-// registry (shared/clients.h) after the limiter table
-constexpr uint32_t kShmLayoutVersion = 7;
+// registry (shared/clients.h) after the limiter table; 8: its names in an
+// array of their own
+constexpr uint32_t kShmLayoutVersion = 8;
 constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
 
 // A counter with one writer (its process) and many readers: increments are a
@@ -79,6 +80,7 @@ struct alignas(64) ProcCounters {
   Counter http_status[6];         // [1..5] = 1xx..5xx
   Counter closed_output_limit;    // normal clients past limits.client_output_*
   Counter closed_clients_memory;  // the biggest clients, past limits.clients_memory
+  Counter conns_trimmed;          // idle connections whose buffers were freed (Connection::Trim)
   Counter refused[kRefusalCount];
   // CPU time of the process (getrusage), republished by its own timer: INFO
   // cpu sums them, and reaped processes' stay in `retired`.

@@ -37,7 +37,7 @@ void ClientRegistry::Add(Connection& c, ProtoIndex proto) {
     return;
   }
   c.set_client_slot(slot);
-  t_.Write(slot, [&](clients::Record& r) {
+  t_.Write(slot, [&](clients::Stored& r) {
     r.id = c.id();
     r.worker_slot = w_.slot;
     r.proto = proto;
@@ -57,7 +57,16 @@ void ClientRegistry::Publish(Connection& c) {
   Session* session = c.session();
   const ClientSession* s = session ? session->client_session() : nullptr;
   const auto* sub = dynamic_cast<const PubSubClient*>(session);
-  t_.Write(slot, [&](clients::Record& r) {
+  // A name is compared (and its page read) only when the connection has
+  // one or had one: most connections never do.
+  auto set_name = [this, slot](clients::Stored& r, auto field, std::string_view v) {
+    if (!r.names_set && v.empty()) return;
+    clients::Names& n = t_.names(slot);
+    if (clients::FieldOf(n.*field) == v) return;
+    clients::CopyField(n.*field, v);
+    r.names_set = 1;
+  };
+  t_.Write(slot, [&](clients::Stored& r) {
     r.last_active_ms = c.last_activity_ms();
     r.bytes_in = c.bytes_in();
     r.bytes_out = c.bytes_out();
@@ -65,7 +74,7 @@ void ClientRegistry::Publish(Connection& c) {
       // Chat: its rooms ride on the bus, but it is not a pub/sub client
       // (CLIENT KILL TYPE pubsub leaves it alone).
       const std::string_view name = session ? session->client_name() : std::string_view();
-      if (clients::FieldOf(r.name) != name) clients::CopyField(r.name, name);
+      set_name(r, &clients::Names::name, name);
       return;
     }
     if (sub) {
@@ -77,9 +86,9 @@ void ClientRegistry::Publish(Connection& c) {
     r.multi = s->txn.active ? static_cast<int32_t>(s->txn.argc.size()) : -1;
     // Strings only when they changed: most turns change none.
     if (clients::FieldOf(r.cmd) != s->last_command) clients::CopyField(r.cmd, s->last_command);
-    if (clients::FieldOf(r.name) != s->name) clients::CopyField(r.name, s->name);
-    if (clients::FieldOf(r.lib_name) != s->lib_name) clients::CopyField(r.lib_name, s->lib_name);
-    if (clients::FieldOf(r.lib_ver) != s->lib_ver) clients::CopyField(r.lib_ver, s->lib_ver);
+    set_name(r, &clients::Names::name, s->name);
+    set_name(r, &clients::Names::lib_name, s->lib_name);
+    set_name(r, &clients::Names::lib_ver, s->lib_ver);
   });
 }
 
@@ -88,7 +97,7 @@ void ClientRegistry::PublishOutput(Connection& c) {
   if (slot < 0) return;
   const uint64_t out = c.output_pending();
   if (t_.OwnRecord(slot).obuf == out) return;
-  t_.Write(slot, [&](clients::Record& r) {
+  t_.Write(slot, [&](clients::Stored& r) {
     r.obuf = out;
     r.bytes_out = c.bytes_out();
   });

@@ -31,9 +31,10 @@ class ClientTableTest : public ::testing::Test {
   int32_t Add(int32_t owner, uint64_t id, std::string_view name = "") {
     const int32_t s = t_.Claim(owner, static_cast<int32_t>(getpid()));
     if (s >= 0)
-      t_.Write(s, [&](Record& r) {
+      t_.Write(s, [&](Stored& r) {
         r.id = id;
-        CopyField(r.name, name);
+        CopyField(t_.names(s).name, name);
+        r.names_set = 1;
       });
     return s;
   }
@@ -100,7 +101,7 @@ TEST_F(ClientTableTest, ReleaseOwnerFreesOnlyThatOwnerEvenMidWrite) {
   Add(1, 4);
   // The master reclaims while the owner is between the two seq stores of a
   // write (as when it died there).
-  t_.Write(dying, [&](Record&) {
+  t_.Write(dying, [&](Stored&) {
     Record r;
     EXPECT_FALSE(t_.Read(dying, &r));  // odd seq: readers skip, never see it torn
     EXPECT_EQ(t_.ReleaseOwner(5), 2u);
@@ -121,7 +122,7 @@ TEST_F(ClientTableTest, EntriesOfADeadProcessAreNotListed) {
   ASSERT_GE(child, 0);
   if (child == 0) {
     const int32_t s = t_.Claim(0, static_cast<int32_t>(getpid()));
-    t_.Write(s, [](Record& r) { r.id = 77; });
+    t_.Write(s, [](Stored& r) { r.id = 77; });
     _exit(0);
   }
   int status = 0;
@@ -140,10 +141,11 @@ TEST_F(ClientTableTest, ReadersNeverSeeATornRecord) {
   if (child == 0) {
     // The writer: id and name always change together.
     for (uint64_t i = 2; i < 200000; i++)
-      t_.Write(s, [&](Record& r) {
+      t_.Write(s, [&](Stored& r) {
         r.id = i;
-        std::memset(r.name, 'a' + static_cast<char>(i % 26), 300);
-        r.name[300] = '\0';
+        r.names_set = 1;
+        std::memset(t_.names(s).name, 'a' + static_cast<char>(i % 26), 300);
+        t_.names(s).name[300] = '\0';
       });
     _exit(0);
   }
