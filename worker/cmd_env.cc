@@ -118,6 +118,15 @@ CommandEnv MakeCommandEnv(WorkerContext& w, const ListenerConf& l, ProtoIndex pr
   return env;
 }
 
+const CommandEnv& ListenerCommandEnv(WorkerContext& w, const ListenerConf& l, ProtoIndex proto) {
+  for (const auto& e : w.command_envs)
+    if (e.listener == &l && e.proto == proto) return *static_cast<const CommandEnv*>(e.env.get());
+  auto env = std::make_shared<CommandEnv>(MakeCommandEnv(w, l, proto));
+  const CommandEnv& ref = *env;
+  w.command_envs.push_back({&l, proto, std::move(env)});
+  return ref;
+}
+
 void FillClientSession(const Connection& c, ClientSession* s) {
   s->id = c.id();
   s->peer = c.peer();

@@ -16,6 +16,10 @@ struct WorkerContext;
 // `proto` names the protocol whose request counter each executed command
 // adds to; kProtoHttp counts requests in the HTTP handler, not here.
 CommandEnv MakeCommandEnv(WorkerContext& w, const ListenerConf& l, ProtoIndex proto);
+// The same, made once per listener and protocol and kept in the worker
+// (WorkerContext::command_envs) for the worker's life: a connection holds a
+// reference, not a copy of its std::functions.
+const CommandEnv& ListenerCommandEnv(WorkerContext& w, const ListenerConf& l, ProtoIndex proto);
 void FillClientSession(const Connection& c, ClientSession* s);
 
 }  // namespace pf

@@ -42,10 +42,6 @@ Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const so
   last_activity_ms_ = MonoMs();
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  in_.reset(evbuffer_new());
-  out_.reset(evbuffer_new());
-  rev_.reset(event_new(w.base, fd, EV_READ | EV_PERSIST, ReadCb, this));
-  wev_.reset(event_new(w.base, fd, EV_WRITE | EV_PERSIST, WriteCb, this));
 }
 
 Connection::~Connection() {
@@ -56,9 +52,8 @@ Connection::~Connection() {
   // As before a reply (Flush): the close is seen only after the wake-ups
   // for what this turn published (a chat client's "left" notice).
   if (w_.pubsub) w_.pubsub->WakeOwed();
-  // The events and buffers go before the socket, all before the session.
-  rev_.reset();
-  wev_.reset();
+  // The event and buffers go before the socket, all before the session.
+  if (ev_flags_) event_del(&ev_);
   in_.reset();
   out_.reset();
   fd_.Reset();
@@ -66,12 +61,9 @@ Connection::~Connection() {
 
 bool Connection::Start(std::unique_ptr<Session> s) {
   session_ = std::move(s);
-  if (!in_ || !out_ || !rev_ || !wev_ || !session_) return false;
-  evbuffer_add_cb(out_.get(), OutputCb, this);
-  // Large static files go out with sendfile (libevent maps them into memory
-  // otherwise): the output is only ever written to the socket, never read.
-  evbuffer_set_flags(out_.get(), EVBUFFER_FLAG_DRAINS_TO_FD);
-  event_add(rev_.get(), nullptr);
+  if (!session_) return false;
+  SetReading(true);
+  if (ev_flags_ == 0) return false;
   in_callback_ = true;
   session_->OnConnect(*this);
   in_callback_ = false;
@@ -87,7 +79,38 @@ void Connection::RefuseWith(std::string_view line) {
 }
 
 int Connection::fd() const { return fd_.get(); }
-evbuffer* Connection::output() const { return out_.get(); }
+
+evbuffer* Connection::in() {
+  if (!in_) in_.reset(evbuffer_new());
+  if (!in_) throw std::bad_alloc();
+  trimmed_ = false;
+  return in_.get();
+}
+
+evbuffer* Connection::out() {
+  if (!out_) {
+    EvbufferPtr b(evbuffer_new());
+    if (!b || !evbuffer_add_cb(b.get(), OutputCb, this)) throw std::bad_alloc();
+    // Large static files go out with sendfile (libevent maps them into
+    // memory otherwise): the output is only ever written to the socket.
+    evbuffer_set_flags(b.get(), EVBUFFER_FLAG_DRAINS_TO_FD);
+    out_ = std::move(b);
+  }
+  trimmed_ = false;
+  return out_.get();
+}
+
+bool Connection::Trim() {
+  if (trimmed_ || closing_ != Closing::kNo) return false;
+  trimmed_ = true;  // until the connection is used again (in(), out())
+  // A buffer that still holds bytes (a partial request, output the peer
+  // does not read) stays.
+  if (in_ && evbuffer_get_length(in_.get()) == 0) in_.reset();
+  if (out_ && evbuffer_get_length(out_.get()) == 0) out_.reset();
+  if (file_spans_.empty()) std::vector<std::pair<uint64_t, uint64_t>>().swap(file_spans_);
+  if (session_ && !session_ended_) session_->Trim();
+  return true;
+}
 
 bool Connection::Contiguous(evbuffer* in, size_t need, const char** data, size_t* len) {
   evbuffer_iovec v;
@@ -99,11 +122,11 @@ bool Connection::Contiguous(evbuffer* in, size_t need, const char** data, size_t
   *data = reinterpret_cast<const char*>(evbuffer_pullup(in, -1));
   return *data != nullptr;
 }
-size_t Connection::output_pending() const { return evbuffer_get_length(out_.get()); }
+size_t Connection::output_pending() const { return out_ ? evbuffer_get_length(out_.get()) : 0; }
 
 void Connection::Write(std::string_view data) {
   if (closing_ == Closing::kNow) return;
-  evbuffer_add(out_.get(), data.data(), data.size());
+  evbuffer_add(out(), data.data(), data.size());
 }
 
 void SharedBytes::Unref(SharedBytes* s) {
@@ -119,7 +142,7 @@ void UnrefShared(const void*, size_t, void* arg) {
 void Connection::WriteShared(std::string_view data, SharedBytes* shared) {
   if (closing_ == Closing::kNow || data.empty()) return;
   shared->refs++;
-  if (evbuffer_add_reference(out_.get(), data.data(), data.size(), UnrefShared, shared) != 0) {
+  if (evbuffer_add_reference(out(), data.data(), data.size(), UnrefShared, shared) != 0) {
     shared->refs--;
     evbuffer_add(out_.get(), data.data(), data.size());
   }
@@ -128,7 +151,7 @@ void Connection::WriteShared(std::string_view data, SharedBytes* shared) {
 void Connection::CloseAfterWrite() {
   if (closing_ != Closing::kNo) return;
   closing_ = Closing::kAfterWrite;
-  event_del(rev_.get());
+  SetReading(false);
   // Hold the last partial segment until close(2) so the FIN rides on it: a
   // connection-per-request reply is then one packet, not data + a lone FIN.
   int one = 1;
@@ -140,8 +163,8 @@ void Connection::Close(const char* reason) {
   if (closing_ == Closing::kNow) return;
   closing_ = Closing::kNow;
   if (reason) SPDLOG_DEBUG("conn {} {}: closed: {}", id_, peer_, reason);
-  if (rev_) event_del(rev_.get());
-  if (wev_) event_del(wev_.get());
+  reading_ = write_armed_ = false;
+  UpdateEvents();
   w_.Retire(this);
 }
 
@@ -149,19 +172,57 @@ void Connection::PauseRead(bool pause) {
   if (pause == read_paused_) return;
   read_paused_ = pause;
   if (pause)
-    event_del(rev_.get());
+    SetReading(false);
   else if (!eof_ && closing_ == Closing::kNo)
-    event_add(rev_.get(), nullptr);
+    SetReading(true);
+}
+
+void Connection::SetReading(bool on) {
+  reading_ = on;
+  UpdateEvents();
 }
 
 void Connection::ArmWrite() {
   if (write_armed_ || closing_ == Closing::kNow) return;
   write_armed_ = true;
-  event_add(wev_.get(), nullptr);
+  UpdateEvents();
 }
 
-void Connection::ReadCb(int, short, void* arg) {
+void Connection::DisarmWrite() {
+  if (!write_armed_) return;
+  write_armed_ = false;
+  UpdateEvents();
+}
+
+void Connection::UpdateEvents() {
+  const short want = static_cast<short>((reading_ ? EV_READ : 0) | (write_armed_ ? EV_WRITE : 0));
+  if (want == ev_flags_) return;
+  // Deleting and assigning again is allowed inside ev_'s own callback:
+  // libevent does not touch an event after its callback returns.
+  if (ev_flags_) event_del(&ev_);
+  ev_flags_ = 0;
+  if (!want) return;
+  if (event_assign(&ev_, w_.base, fd_.get(), static_cast<short>(want | EV_PERSIST), EventCb,
+                   this) != 0 ||
+      event_add(&ev_, nullptr) != 0) {
+    spdlog::error("conn {} {}: cannot register its event", id_, peer_);
+    return;
+  }
+  ev_flags_ = want;
+}
+
+void Connection::EventCb(int, short what, void* arg) {
   auto* c = static_cast<Connection*>(arg);
+  try {
+    if (what & EV_WRITE) WriteCb(c);
+    if ((what & EV_READ) && c->closing_ != Closing::kNow && c->reading_) ReadCb(c);
+  } catch (const std::exception& e) {  // no buffer could be made (bad_alloc)
+    spdlog::error("conn {} {}: {}: closing", c->id_, c->peer_, e.what());
+    c->Close(nullptr);
+  }
+}
+
+void Connection::ReadCb(Connection* c) {
   if (c->closing_ == Closing::kLingering) {
     // Read and drop what the peer still sends, until it is done.
     const ssize_t n = c->ReadSome();
@@ -185,7 +246,7 @@ void Connection::ReadCb(int, short, void* arg) {
   if (n == 0) {
     // The peer finished sending: answer what it asked, then close.
     c->eof_ = true;
-    event_del(c->rev_.get());
+    c->SetReading(false);
   } else {
     c->bytes_in_ += static_cast<uint64_t>(n);
     c->w_.counters->bytes_in.Add(static_cast<uint64_t>(n));
@@ -199,7 +260,7 @@ void Connection::ReadCb(int, short, void* arg) {
 // and the level-triggered read event brings us back).
 ssize_t Connection::ReadSome() {
   evbuffer_iovec v[2];
-  const int nv = evbuffer_reserve_space(in_.get(), kReadChunk, v, 2);
+  const int nv = evbuffer_reserve_space(in(), kReadChunk, v, 2);
   if (nv <= 0) {
     errno = ENOMEM;
     return -1;
@@ -224,7 +285,7 @@ void Connection::Process() {
   // A session may stop early (its output passed the high-water mark); once
   // the socket took that output, let it continue with what is buffered.
   for (;;) {
-    if (closing_ != Closing::kNo || read_paused_) break;
+    if (closing_ != Closing::kNo || read_paused_ || !in_) break;
     const size_t before = evbuffer_get_length(in_.get());
     if (before == 0) break;
     in_callback_ = true;
@@ -280,7 +341,9 @@ void Connection::NoteFileBytes(uint64_t len) {
 }
 
 uint64_t Connection::FileBytesPending() {
-  while (!file_spans_.empty() && file_spans_.front().second <= bytes_out_) file_spans_.pop_front();
+  size_t done = 0;  // spans written out (in order, so a prefix)
+  while (done < file_spans_.size() && file_spans_[done].second <= bytes_out_) done++;
+  file_spans_.erase(file_spans_.begin(), file_spans_.begin() + static_cast<ptrdiff_t>(done));
   uint64_t n = 0;
   for (const auto& [start, end] : file_spans_) n += end - std::max(start, bytes_out_);
   return n;
@@ -290,7 +353,7 @@ void Connection::Account() {
   const Session::Buffers kind =
       session_ && !session_ended_ ? session_->buffers() : Session::Buffers::kNormal;
   const size_t out = output_pending();
-  const uint64_t now_bytes = evbuffer_get_length(in_.get()) + out - FileBytesPending();
+  const uint64_t now_bytes = (in_ ? evbuffer_get_length(in_.get()) : 0) + out - FileBytesPending();
   w_.client_bytes += now_bytes;
   w_.client_bytes -= accounted_;
   accounted_ = now_bytes;
@@ -323,13 +386,10 @@ void Connection::FlushNow() {
   if (closing_ == Closing::kNow) return;
   if (w_.pubsub) w_.pubsub->WakeOwed();
   if (w_.durable && !w_.durable->MayWrite(*this)) {
-    if (write_armed_) {  // no busy write events while the reply may not go
-      write_armed_ = false;
-      event_del(wev_.get());
-    }
+    DisarmWrite();  // no busy write events while the reply may not go
     return;
   }
-  while (evbuffer_get_length(out_.get()) > 0) {
+  while (out_ && evbuffer_get_length(out_.get()) > 0) {
     errno = 0;
     const int n = evbuffer_write(out_.get(), fd_.get());
     if (n < 0) {
@@ -352,14 +412,11 @@ void Connection::FlushNow() {
     }
     last_activity_ms_ = MonoMs();  // a slow reader that keeps taking bytes is not idle
   }
-  if (evbuffer_get_length(out_.get()) > 0) {
+  if (output_pending() > 0) {
     ArmWrite();
     return;
   }
-  if (write_armed_) {
-    write_armed_ = false;
-    event_del(wev_.get());
-  }
+  DisarmWrite();
   if (closing_ == Closing::kAfterWrite) {
     if (!eof_ && w_.config->timeouts.lingering_ms > 0)
       StartLinger();
@@ -380,8 +437,8 @@ void Connection::StartLinger() {
   const uint64_t now = MonoMs();
   last_activity_ms_ = now;
   linger_until_ms_ = now + t.lingering_ms;
-  evbuffer_drain(in_.get(), evbuffer_get_length(in_.get()));
-  event_add(rev_.get(), nullptr);
+  if (in_) evbuffer_drain(in_.get(), evbuffer_get_length(in_.get()));
+  SetReading(true);
   EndSession();  // the connection is over for the protocol; only the socket stays
 }
 
@@ -399,10 +456,9 @@ bool Connection::LingerExpired(uint64_t now_ms) {
   return true;
 }
 
-void Connection::OnDurable() { WriteCb(fd_.get(), EV_WRITE, this); }
+void Connection::OnDurable() { WriteCb(this); }
 
-void Connection::WriteCb(int, short, void* arg) {
-  auto* c = static_cast<Connection*>(arg);
+void Connection::WriteCb(Connection* c) {
   c->Flush();
   if (c->closing_ != Closing::kNo || c->output_pending() > 0) return;
   // Drained: resume reading, let the session queue more (e.g. the next file
@@ -449,7 +505,7 @@ void Connection::OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
 void Connection::OnQueuedWrite() {
   write_queued_ = false;
   if (write_armed_) return;  // the socket filled meanwhile: the write event comes
-  WriteCb(fd_.get(), EV_WRITE, this);
+  WriteCb(this);
 }
 
 }  // namespace pf

@@ -3,16 +3,24 @@
 // control and closing rules. Replies are written straight after the input
 // that caused them is handled (no extra loop turn, no EPOLLOUT round trip);
 // a write event is armed only while the socket is full.
+//
+// Memory: an idle connection holds its object, one event (read and write
+// share it, embedded here), the session and no buffers: the sweep frees the
+// input and output evbuffers and the session's caches once the connection
+// has been quiet for a second (Trim), and the next byte either way makes
+// them again. docs/BENCHMARKS.md (idle memory) has the figures.
 #pragma once
 
+#include <event2/event_struct.h>
 #include <netinet/in.h>
 #include <sys/types.h>
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "shared/util/cidr.h"
 #include "shared/util/unique_fd.h"
@@ -68,7 +76,7 @@ class Connection {
   // PAUSE), as if it had just arrived.
   void Resume();
 
-  evbuffer* output() const;
+  evbuffer* output() { return out(); }  // made if needed
   // A contiguous view of `in` holding at least `need` bytes: its first chunk
   // when that is enough, else the whole buffer linearized (a parser that
   // knows how many bytes its request needs copies once, not once per read).
@@ -112,16 +120,29 @@ class Connection {
   // A file segment of `len` bytes was just added to the output: it holds an
   // open file, not memory, so Account leaves it out of limits.clients_memory.
   void NoteFileBytes(uint64_t len);
+  // Gives back what an idle connection does not need: empty buffers and the
+  // session's caches (Session::Trim). The sweep calls it once the
+  // connection has been quiet for kTrimAfterMs.
+  static constexpr uint64_t kTrimAfterMs = 1000;
+  bool Trim();  // true: something was freed
 
  private:
-  static void ReadCb(int fd, short what, void* arg);
-  static void WriteCb(int fd, short what, void* arg);
+  static void EventCb(int fd, short what, void* arg);
+  static void ReadCb(Connection* c);
+  static void WriteCb(Connection* c);
   static void OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg);
   ssize_t ReadSome();  // one read(2) into the input buffer: bytes, 0 at EOF, -1 with errno
   void Process();      // run the session on buffered input, then flush
   void Flush();        // write what the socket takes; arm the write event for the rest
   void ArmWrite();
+  void DisarmWrite();
   void PauseRead(bool pause);
+  void SetReading(bool on);
+  // Registers the one event for what reading_ and write_armed_ ask for.
+  void UpdateEvents();
+  // The buffers, made on first use (and again after Trim).
+  evbuffer* in();
+  evbuffer* out();
 
   void StartLinger();
   void FlushNow();
@@ -130,8 +151,10 @@ class Connection {
   WorkerContext& w_;
   const ListenerConf& listener_;
   UniqueFd fd_;
-  EventPtr rev_, wev_;
-  EvbufferPtr in_, out_;
+  event ev_;              // read and write readiness (event_assign'ed by UpdateEvents)
+  short ev_flags_ = 0;    // what ev_ is registered for now (0: not added)
+  EvbufferPtr in_, out_;  // null until used, and again after Trim
+  bool trimmed_ = true;   // not used since the last Trim (or ever): nothing to give back
   std::unique_ptr<Session> session_;
   uint64_t id_;
   std::string peer_;
@@ -141,11 +164,13 @@ class Connection {
   uint64_t connected_ms_, last_activity_ms_;
   uint64_t bytes_in_ = 0, bytes_out_ = 0;
   uint64_t out_added_ = 0;  // bytes ever added to the output (bytes_out_: ever drained)
-  // File segments in the output, as [start, end) offsets in that stream.
-  std::deque<std::pair<uint64_t, uint64_t>> file_spans_;
+  // File segments in the output, as [start, end) offsets in that stream
+  // (HTTP only; a vector: no allocation until a file is sent).
+  std::vector<std::pair<uint64_t, uint64_t>> file_spans_;
   uint64_t FileBytesPending();
-  bool read_paused_ = false;  // output above the high-water mark
-  bool write_armed_ = false;
+  bool read_paused_ = false;   // output above the high-water mark
+  bool reading_ = false;       // read readiness wanted
+  bool write_armed_ = false;   // write readiness wanted (the socket was full)
   bool write_queued_ = false;  // in WorkerContext::pending_writes, at queued_at_
   size_t queued_at_ = 0;
   bool in_callback_ = false;      // inside a session callback: Process() flushes after it

@@ -30,6 +30,10 @@ class Session {
   // close the connection when the protocol has a clean point to do so.
   virtual void OnDrain(Connection&) {}
   virtual void OnClose(Connection&) {}
+  // The connection has been idle for a while (Connection::Trim): free what
+  // is kept only to be reused by the next request (parser scratch space,
+  // reply buffers). Never called between a request's bytes and its reply.
+  virtual void Trim() {}
   // Which client class the connection is in now, for the memory limits
   // (limits.client_output_*, limits.clients_memory): a normal client, a
   // subscriber (the pubsub.output_* limits apply instead), or HTTP, which

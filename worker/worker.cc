@@ -120,6 +120,10 @@ void WorkerContext::WritePending() {
 
 namespace {
 
+// Connections trimmed in one sweep that make it worth a malloc_trim(0) (a
+// walk of the heap's free lists: well under a millisecond).
+constexpr size_t kTrimHeapAfter = 64;
+
 // This process' CPU time into its counter slot, for INFO cpu's sum over
 // every worker (the master folds it into `retired` when it reaps us).
 void PublishCpuTime(ProcCounters* pc) {
@@ -526,6 +530,7 @@ class Worker {
       event_base_loopexit(w->base_.get(), nullptr);
       return;
     }
+    size_t trimmed = 0;
     for (auto& [id, c] : ctx.conns) {
       if (c->lingering()) {
         c->LingerExpired(now);
@@ -538,10 +543,16 @@ class Worker {
         if (c->closing()) continue;
       }
       if (ctx.clients) ctx.clients->PublishOutput(*c);
+      if (c->last_activity_ms() + Connection::kTrimAfterMs <= now && c->Trim()) trimmed++;
       const uint32_t limit = c->session()->TimeoutMs(ctx);
       if (limit && c->last_activity_ms() + limit <= now && !(ctx.clients && ctx.clients->Held(id)))
         c->session()->OnTimeout(*c);
     }
+    // What the trimmed connections gave back lies between live objects in
+    // the heap: hand its whole pages back to the kernel (glibc keeps them
+    // otherwise), at most once a sweep and only when enough went idle.
+    if (trimmed) ctx.counters->conns_trimmed.Add(trimmed);
+    if (trimmed >= kTrimHeapAfter) malloc_trim(0);
   }
 
   // Active expiry: this worker sweeps the shards s with s % workers == slot,

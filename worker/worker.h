@@ -109,6 +109,15 @@ struct WorkerContext {
 
   void Retire(Connection* c);  // called by Connection::Close
 
+  // The command table's environment of each listener and protocol
+  // (worker/cmd_env.h ListenerCommandEnv); `env` is a CommandEnv.
+  struct ListenerEnv {
+    const ListenerConf* listener;
+    uint32_t proto;  // a ProtoIndex
+    std::shared_ptr<const void> env;
+  };
+  std::vector<ListenerEnv> command_envs;
+
   // INFO's instantaneous_* figures, as Redis' serverCron keeps them: the
   // totals over every worker (requests of all protocols, bytes in and out)
   // sampled each expiry tick, the rate taken over the last 16 samples.

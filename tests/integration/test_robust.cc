@@ -670,5 +670,50 @@ TEST_F(RobustTest, LingeringEndsAfterLingeringTimeoutOfSilence) {
   EXPECT_TRUE(WaitFor([&] { return ActiveConnections(http) == 1; }, 6000, 50));
 }
 
+// An idle connection gives back its buffers and parser caches after a
+// second of quiet (Connection::Trim, counted in /_stats "trimmed"). Trimming
+// must lose nothing: a command cut in the middle, a MULTI with queued
+// commands, a half-sent HTTP head and the kv-json parser all go on as if
+// nothing happened once the client speaks again.
+TEST_F(RobustTest, IdleConnectionsAreTrimmedAndLoseNothing) {
+  Start();
+  Client resp = Connect("resp");
+  ASSERT_EQ(RespCall(resp, {"SET", "trim:k", "before"}), "+OK");
+  ASSERT_TRUE(resp.SendAll("*3\r\n$3\r\nSET\r\n$6\r\ntrim:k\r\n$5\r\naf"));  // half a command
+  Client txn = Connect("resp");
+  ASSERT_EQ(RespCall(txn, {"MULTI"}), "+OK");
+  ASSERT_EQ(RespCall(txn, {"INCR", "trim:n"}), "+QUEUED");
+  Client http = Connect("http");
+  // The status line of one whole response (head and Content-Length body).
+  auto response = [&http] {
+    std::string head, body;
+    if (!http.RecvUntil("\r\n\r\n", &head)) return std::string("<no reply>");
+    const size_t cl = head.find("Content-Length: ");
+    if (cl != std::string::npos) http.RecvExact(std::stoul(head.substr(cl + 16)), &body);
+    return head.substr(0, head.find("\r\n"));
+  };
+  ASSERT_TRUE(http.SendAll("GET /_health HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+  ASSERT_EQ(response(), "HTTP/1.1 200 OK");
+  ASSERT_TRUE(http.SendAll("GET /_health HTTP/1.1\r\nHo"));  // half a head
+  Client json = Connect("json");
+  ASSERT_NE(JsonCall(json, R"({"action":"SET","key":"trim:j","value":"1"})").find("\"ok\":true"),
+            std::string::npos);
+
+  // The four idle connections above; /_stats' own connections close at once.
+  EXPECT_TRUE(
+      WaitFor([&] { return StatsTotal(server_->Port("http"), "trimmed") >= 4; }, 10000, 100));
+
+  ASSERT_TRUE(resp.SendAll("ter\r\n"));
+  std::string reply;
+  ASSERT_TRUE(ReadReply(resp, &reply));
+  EXPECT_EQ(reply, "+OK");
+  EXPECT_EQ(RespCall(resp, {"GET", "trim:k"}), "$after");
+  EXPECT_EQ(RespCall(txn, {"EXEC"}), "[:1]");
+  ASSERT_TRUE(http.SendAll("st: localhost\r\n\r\n"));
+  EXPECT_EQ(response(), "HTTP/1.1 200 OK");
+  EXPECT_NE(JsonCall(json, R"({"action":"GET","key":"trim:j"})").find("\"result\":\"1\""),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace pf::test

@@ -151,14 +151,14 @@ bool KvRoute::Authorized(const Request& req) const {
 }
 
 bool KvRoute::Call(std::span<const std::string_view> argv, ReplyWriter& out, Reply* rep) {
-  if (uint64_t until = 0; CommandPaused(env_, session_, argv, &until)) {
+  if (uint64_t until = 0; CommandPaused(*env_, session_, argv, &until)) {
     const uint64_t now = MonoMs(), wait = until > now ? until - now : 0;
     ErrorReply(503, rep);
     rep->headers +=
         "Retry-After: " + std::to_string(std::max<uint64_t>(1, (wait + 999) / 1000)) + "\r\n";
     return false;
   }
-  Dispatch(env_, session_, argv, out, WallMs());
+  Dispatch(*env_, session_, argv, out, WallMs());
   return true;
 }
 
@@ -182,7 +182,7 @@ void KvRoute::Serve(const Connection& c, const Request& req, std::string_view re
   if (!w_.store) return ErrorReply(503, rep);
   if (!started_) {
     started_ = true;
-    env_ = MakeCommandEnv(w_, l_, kProtoHttp);
+    env_ = &ListenerCommandEnv(w_, l_, kProtoHttp);
     FillClientSession(c, &session_);
   }
   if (!Authenticate(req, client, basic_user, rep)) return;

@@ -43,8 +43,8 @@ class KvRoute {
   const ListenerConf& l_;
   WorkerContext& w_;
   ClientSession session_;
-  CommandEnv env_;
-  bool started_ = false;  // session_ filled (on the first /kv request of the connection)
+  const CommandEnv* env_ = nullptr;  // the listener's (ListenerCommandEnv), on first use
+  bool started_ = false;             // session_ filled (on the first /kv request of the connection)
 };
 
 }  // namespace http

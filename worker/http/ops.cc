@@ -50,11 +50,11 @@ uint32_t WorkersAlive(const WorkerContext& w) {
 void AppendCounters(std::string* o, const ProcCounters& p) {
   fmt::format_to(std::back_inserter(*o),
                  "\"connections\":{{\"active\":{},\"total\":{},\"rejected\":{},"
-                 "\"closed_output_limit\":{},\"closed_clients_memory\":{}}},"
+                 "\"closed_output_limit\":{},\"closed_clients_memory\":{},\"trimmed\":{}}},"
                  "\"bytes\":{{\"in\":{},\"out\":{}}},\"requests\":{{",
                  p.conns_active.Get(), p.conns_total.Get(), p.conns_rejected.Get(),
-                 p.closed_output_limit.Get(), p.closed_clients_memory.Get(), p.bytes_in.Get(),
-                 p.bytes_out.Get());
+                 p.closed_output_limit.Get(), p.closed_clients_memory.Get(), p.conns_trimmed.Get(),
+                 p.bytes_in.Get(), p.bytes_out.Get());
   for (uint32_t i = 0; i < kProtoCount; i++)
     fmt::format_to(std::back_inserter(*o), "{}\"{}\":{}", i ? "," : "", ProtoIndexName(i),
                    p.requests[i].Get());
@@ -388,6 +388,9 @@ std::string MetricsText(const WorkerContext& w) {
        "Clients disconnected because this worker's client buffers were over "
        "limits.clients_memory.",
        &ProcCounters::closed_clients_memory},
+      {"preforkd_connections_trimmed_total", "counter",
+       "Idle connections whose buffers and parser caches were freed (after 1 s of quiet).",
+       &ProcCounters::conns_trimmed},
       {"preforkd_received_bytes_total", "counter", "Bytes read from clients.",
        &ProcCounters::bytes_in},
       {"preforkd_sent_bytes_total", "counter", "Bytes written to clients.",

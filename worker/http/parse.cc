@@ -67,7 +67,7 @@ int HexVal(char ch) {
 
 struct RequestParser::Impl {
   llhttp_t parser;
-  llhttp_settings_t settings;
+  static const llhttp_settings_t* Settings();  // one table for every connection
 
   static RequestParser* Self(llhttp_t* p) { return static_cast<RequestParser*>(p->data); }
 
@@ -163,20 +163,40 @@ struct RequestParser::Impl {
   }
 };
 
+const llhttp_settings_t* RequestParser::Impl::Settings() {
+  static const llhttp_settings_t settings = [] {
+    llhttp_settings_t s;
+    llhttp_settings_init(&s);
+    s.on_message_begin = OnMessageBegin;
+    s.on_method = OnMethod;
+    s.on_url = OnUrl;
+    s.on_url_complete = OnUrlComplete;
+    s.on_header_field = OnHeaderField;
+    s.on_header_value = OnHeaderValue;
+    s.on_header_value_complete = OnHeaderValueComplete;
+    s.on_headers_complete = OnHeadersComplete;
+    s.on_body = OnBody;
+    s.on_message_complete = OnMessageComplete;
+    return s;
+  }();
+  return &settings;
+}
+
 RequestParser::RequestParser(const ParseLimits& lim) : lim_(lim), impl_(std::make_unique<Impl>()) {
-  llhttp_settings_init(&impl_->settings);
-  impl_->settings.on_message_begin = Impl::OnMessageBegin;
-  impl_->settings.on_method = Impl::OnMethod;
-  impl_->settings.on_url = Impl::OnUrl;
-  impl_->settings.on_url_complete = Impl::OnUrlComplete;
-  impl_->settings.on_header_field = Impl::OnHeaderField;
-  impl_->settings.on_header_value = Impl::OnHeaderValue;
-  impl_->settings.on_header_value_complete = Impl::OnHeaderValueComplete;
-  impl_->settings.on_headers_complete = Impl::OnHeadersComplete;
-  impl_->settings.on_body = Impl::OnBody;
-  impl_->settings.on_message_complete = Impl::OnMessageComplete;
-  llhttp_init(&impl_->parser, HTTP_REQUEST, &impl_->settings);
+  // llhttp keeps the pointer; the table is never written after this.
+  llhttp_init(&impl_->parser, HTTP_REQUEST, const_cast<llhttp_settings_t*>(Impl::Settings()));
   impl_->parser.data = this;
+}
+
+void RequestParser::Release() {
+  if (started_) return;
+  std::string().swap(req_.method);
+  std::string().swap(req_.target);
+  decltype(req_.headers)().swap(req_.headers);
+  std::string().swap(req_.body);
+  std::string().swap(field_);
+  std::string().swap(value_);
+  std::string().swap(te_);
 }
 
 RequestParser::~RequestParser() = default;

@@ -53,6 +53,9 @@ class RequestParser {
   Result Feed(const char* data, size_t len, size_t* consumed);
   Request& request() { return req_; }
   void Next();
+  // Between requests: frees the strings and the header table Next() keeps
+  // for reuse (the connection is idle).
+  void Release();
   int error_status() const { return error_status_; }
   const char* error_reason() const { return error_reason_; }
   // True once the first byte of a request has been seen and until Next().

@@ -86,7 +86,7 @@ BasicAuthCache& WorkerBasicAuthCache() {
 class HttpSession final : public Session {
  public:
   HttpSession(const ListenerConf& l, WorkerContext& w)
-      : l_(l), w_(w), parser_(LimitsFor(w.config->limits)), kv_(l, w) {
+      : l_(l), w_(w), parser_(LimitsFor(w.config->limits)) {
     accesslog::Init(w.config->logging.access_log, w.base);
   }
 
@@ -128,6 +128,12 @@ class HttpSession final : public Session {
   }
 
   Buffers buffers() const override { return Buffers::kHttp; }
+
+  void Trim() override {
+    if (parser_.in_request()) return;
+    parser_.Release();
+    std::string().swap(path_);
+  }
 
   void OnDrain(Connection&) override {
     // The next response says "Connection: close"; an idle connection stays
@@ -251,7 +257,10 @@ class HttpSession final : public Session {
       if (!CheckBasicAuth(req, rep)) return;
       basic_ok = true;
     }
-    if (kv) return kv_.Serve(c, req, raw_path.substr(3), query, client_, basic_ok, rep);
+    if (kv) {
+      if (!kv_) kv_ = std::make_unique<http::KvRoute>(l_, w_);  // its session: on first use
+      return kv_->Serve(c, req, raw_path.substr(3), query, client_, basic_ok, rep);
+    }
     if (raw_path == "/_health" || raw_path == "/_stats" || raw_path == "/_metrics")
       return http::ServeOps(w_, l_, client_, req, raw_path, query, rep);
     if (raw_path == "/_admin" || raw_path.substr(0, 8) == "/_admin/")
@@ -408,7 +417,7 @@ class HttpSession final : public Session {
   bool continue_sent_ = false;
   uint64_t requests_ = 0;
   uint64_t start_ms_ = 0;  // first byte of the current request
-  http::KvRoute kv_;
+  std::unique_ptr<http::KvRoute> kv_;
   IpAddr client_;  // the current request's client (trusted_proxies applied)
   IpAddr local_;   // this socket's address, for KnownHost (once per connection)
 };

@@ -424,7 +424,6 @@ bool IsBlank(std::string_view s) {
 }  // namespace
 
 struct RequestParser::Impl {
-  LimitsConf limits;
   simdjson::dom::parser parser;
   std::string padded;   // the line + SIMDJSON_PADDING
   std::string id;       // JSON text of the id
@@ -446,11 +445,13 @@ struct RequestParser::Impl {
   ParsedLine Parse(std::string_view line);
 };
 
-RequestParser::RequestParser(const LimitsConf& limits) : impl_(std::make_unique<Impl>()) {
-  impl_->limits = limits;
-}
+RequestParser::RequestParser(const LimitsConf&) {}
 RequestParser::~RequestParser() = default;
-ParsedLine RequestParser::Parse(std::string_view line) { return impl_->Parse(line); }
+ParsedLine RequestParser::Parse(std::string_view line) {
+  if (!impl_) impl_ = std::make_unique<Impl>();
+  return impl_->Parse(line);
+}
+void RequestParser::Trim() { impl_.reset(); }
 
 ParsedLine RequestParser::Impl::Parse(std::string_view line) {
   id.clear();

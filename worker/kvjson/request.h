@@ -31,8 +31,9 @@ struct ParsedLine {
 };
 
 // One per connection (it keeps simdjson's buffers and the argv storage, so a
-// request costs no allocation once warmed up). The views in the result are
-// valid until the next Parse().
+// request costs no allocation once warmed up; Trim gives them back while the
+// connection is idle). The views in the result are valid until the next
+// Parse() or Trim().
 class RequestParser {
  public:
   explicit RequestParser(const LimitsConf& limits = {});
@@ -40,6 +41,7 @@ class RequestParser {
   RequestParser(const RequestParser&) = delete;
   RequestParser& operator=(const RequestParser&) = delete;
   ParsedLine Parse(std::string_view line);
+  void Trim();
 
  private:
   struct Impl;

@@ -32,9 +32,13 @@ class KvJsonSession final : public SubscriberSession {
       : SubscriberSession(w),
         framer_(w.config->limits.max_line_bytes),
         parser_(w.config->limits),
-        env_(MakeCommandEnv(w, l, kProtoKvJson)) {
-    too_long_ = "line is longer than " + std::to_string(w.config->limits.max_line_bytes) +
-                " bytes (limits.max_line_bytes)";
+        env_(ListenerCommandEnv(w, l, kProtoKvJson)) {}
+
+  void Trim() override {
+    if (in_request_) return;
+    parser_.Trim();
+    if (out_.empty()) std::string().swap(out_);
+    if (deferred_.empty()) std::string().swap(deferred_);
   }
 
   void OnConnect(Connection& c) override {
@@ -150,7 +154,10 @@ class KvJsonSession final : public SubscriberSession {
         }
         bool quit = false;
         if (r.kind == LineFramer::Result::kTooLong) {
-          kvjson::WriteJsonError(&out_, "", ErrCode::kLineTooLong, too_long_);
+          kvjson::WriteJsonError(&out_, "", ErrCode::kLineTooLong,
+                                 "line is longer than " +
+                                     std::to_string(w_.config->limits.max_line_bytes) +
+                                     " bytes (limits.max_line_bytes)");
           // It may be a JSON object (only its length is known): a bad line,
           // and the next line is still held to the first line's rule.
           quit = BadLine(c, /*not_json=*/false);
@@ -258,13 +265,12 @@ class KvJsonSession final : public SubscriberSession {
   LineFramer framer_;
   kvjson::RequestParser parser_;
   ClientSession session_;
-  CommandEnv env_;
-  std::string out_;       // replies of this read, written to the output in one go
-  std::string deferred_;  // pushes that came while a reply was being built
+  const CommandEnv& env_;  // the listener's (ListenerCommandEnv)
+  std::string out_;        // replies of this read, written to the output in one go
+  std::string deferred_;   // pushes that came while a reply was being built
   bool in_request_ = false;
   bool seen_request_ = false;  // a line that was a JSON object came (bad or not)
   uint32_t bad_lines_ = 0;     // lines that were not requests
-  std::string too_long_;       // the LINE_TOO_LONG message
   size_t need_ = 0;
   uint64_t hold_until_ = 0;  // HandleLine: the request waits for CLIENT PAUSE until then //
                              // buffered bytes needed before the framer can progress

@@ -62,6 +62,14 @@ void RespParser::Reset() {
   ShrinkBuffers();
 }
 
+void RespParser::Trim() {
+  if (state_ != State::kIdle) return;
+  decltype(offs_)().swap(offs_);
+  decltype(argv_)().swap(argv_);
+  std::string().swap(inline_buf_);
+  std::string().swap(error_);
+}
+
 void RespParser::ShrinkBuffers() {
   if (offs_.capacity() > kKeepArgs) decltype(offs_)().swap(offs_);
   if (argv_.capacity() > kKeepArgs) decltype(argv_)().swap(argv_);

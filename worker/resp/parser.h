@@ -73,6 +73,9 @@ class RespParser {
   void set_auth_required(bool v) { auth_required_ = v; }
   void set_limits(const RespLimits& l) { limits_ = l; }
   void Reset();
+  // Between commands: frees the argument tables and the inline buffer
+  // (an idle connection's parser then holds no heap).
+  void Trim();
 
   // True while a command has been started but not completed.
   bool mid_command() const { return state_ != State::kIdle; }

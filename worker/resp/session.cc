@@ -29,7 +29,13 @@ namespace {
 class RespSession final : public SubscriberSession {
  public:
   RespSession(const ListenerConf& l, WorkerContext& w)
-      : SubscriberSession(w), parser_(w.config->limits), env_(MakeCommandEnv(w, l, kProtoResp)) {}
+      : SubscriberSession(w),
+        parser_(w.config->limits),
+        env_(ListenerCommandEnv(w, l, kProtoResp)) {}
+
+  void Trim() override {
+    if (need_ == 0) parser_.Trim();
+  }
 
   void OnConnect(Connection& c) override {
     conn_ = &c;
@@ -180,9 +186,9 @@ class RespSession final : public SubscriberSession {
 
   RespParser parser_;
   ClientSession session_;
-  bool first_ = true;  // no command has run yet
-  CommandEnv env_;
-  size_t need_ = 0;  // bytes the command in progress needs buffered before parsing again
+  bool first_ = true;      // no command has run yet
+  const CommandEnv& env_;  // the listener's (ListenerCommandEnv)
+  size_t need_ = 0;        // bytes the command in progress needs buffered before parsing again
 };
 
 }  // namespace
