@@ -40,8 +40,6 @@ Connection::Connection(WorkerContext& w, const ListenerConf& l, int fd, const so
     : w_(w), listener_(l), fd_(fd), id_(id), peer_(FormatAddr(sa)), addr_(IpAddr::From(sa)) {
   connected_ms_ = WallMs();
   last_activity_ms_ = MonoMs();
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
 Connection::~Connection() {
@@ -148,14 +146,19 @@ void Connection::WriteShared(std::string_view data, SharedBytes* shared) {
   }
 }
 
-void Connection::CloseAfterWrite() {
+void Connection::CloseAfterWrite(bool peer_done) {
   if (closing_ != Closing::kNo) return;
   closing_ = Closing::kAfterWrite;
-  SetReading(false);
-  // Hold the last partial segment until close(2) so the FIN rides on it: a
-  // connection-per-request reply is then one packet, not data + a lone FIN.
-  int one = 1;
-  setsockopt(fd_.get(), IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+  peer_done_ = peer_done;
+  if (!peer_done) {
+    SetReading(false);
+    // Hold the last partial segment until close(2) so the FIN rides on it:
+    // the reply is then one packet, not data + a lone FIN.
+    int one = 1;
+    setsockopt(fd_.get(), IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+  }
+  // peer_done: reading stays registered (no epoll_ctl now) unless the
+  // output has to wait for the socket (FlushNow); the close takes it away.
   if (!in_callback_) Flush();  // inside a callback, Process() flushes after it
 }
 
@@ -389,6 +392,14 @@ void Connection::FlushNow() {
     DisarmWrite();  // no busy write events while the reply may not go
     return;
   }
+  if (!nodelay_ && output_pending() > 0 && !(peer_done_ && closing_ == Closing::kAfterWrite)) {
+    // Before the first write: replies go out at once, not when the previous
+    // segment is acknowledged. A connection that closes right after its one
+    // reply skips it (close(2) sends what Nagle would hold).
+    nodelay_ = true;
+    int one = 1;
+    setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
   while (out_ && evbuffer_get_length(out_.get()) > 0) {
     errno = 0;
     const int n = evbuffer_write(out_.get(), fd_.get());
@@ -413,12 +424,14 @@ void Connection::FlushNow() {
     last_activity_ms_ = MonoMs();  // a slow reader that keeps taking bytes is not idle
   }
   if (output_pending() > 0) {
+    if (closing_ == Closing::kAfterWrite) reading_ = false;  // input is not wanted now
     ArmWrite();
+    UpdateEvents();
     return;
   }
   DisarmWrite();
   if (closing_ == Closing::kAfterWrite) {
-    if (!eof_ && w_.config->timeouts.lingering_ms > 0)
+    if (!eof_ && !peer_done_ && w_.config->timeouts.lingering_ms > 0)
       StartLinger();
     else
       Close(nullptr);

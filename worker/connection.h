@@ -93,8 +93,11 @@ class Connection {
   // until EOF, timeouts.lingering_timeout without data, or
   // timeouts.lingering_time in all. Closing with unread input would send a
   // reset, which throws away the reply (an error reply above all) before the
-  // peer reads it.
-  void CloseAfterWrite();
+  // peer reads it. `peer_done`: the protocol knows the peer has sent all it
+  // will (a whole HTTP request with `Connection: close` and nothing after
+  // it): no lingering, and the socket closes as soon as the output is
+  // written (a connection per request costs four system calls fewer).
+  void CloseAfterWrite(bool peer_done = false);
   // Close now (the registry frees this object from the event loop).
   void Close(const char* reason);
   bool closing() const { return closing_ != Closing::kNo; }
@@ -175,6 +178,8 @@ class Connection {
   size_t queued_at_ = 0;
   bool in_callback_ = false;      // inside a session callback: Process() flushes after it
   bool eof_ = false;              // the peer finished sending
+  bool peer_done_ = false;        // CloseAfterWrite(peer_done): close without lingering
+  bool nodelay_ = false;          // TCP_NODELAY is set (FlushNow, before the first write)
   uint64_t linger_until_ms_ = 0;  // lingering: the end of timeouts.lingering_time (monotonic)
   bool session_ended_ = false;    // EndSession ran
   uint64_t accounted_ = 0;        // bytes counted in WorkerContext::client_bytes

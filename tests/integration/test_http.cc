@@ -301,6 +301,36 @@ TEST_F(HttpTest, ConnectionHeaderRules) {
   EXPECT_TRUE(k.WaitClosed());
 }
 
+// A whole request with `Connection: close` and nothing after it closes
+// without lingering (the client has said all it will); the reply must still
+// arrive whole, also when it is bigger than the socket takes at once (the
+// close then waits for the write event). Bytes sent after such a request
+// make the close linger again: the reply is not lost to a reset.
+TEST_F(HttpTest, ConnectionCloseRepliesArriveWhole) {
+  std::string big(4 << 20, '\0');
+  for (size_t i = 0; i < big.size(); i++) big[i] = static_cast<char>('A' + i % 23);
+  WriteFile(*root_ + "/close.bin", big);
+  for (int i = 0; i < 3; i++) {
+    Client c;
+    ASSERT_TRUE(c.Connect(Port()));
+    ASSERT_TRUE(c.SendAll(Get("/close.bin", "Connection: close\r\n")));
+    Response r;
+    ASSERT_TRUE(ReadResponse(c, &r, false, 10000));
+    EXPECT_TRUE(r.body == big) << r.body.size();
+    EXPECT_EQ(r["connection"], "close");
+    EXPECT_TRUE(c.WaitClosed());
+    EXPECT_NE(c.last_errno(), ECONNRESET);
+  }
+  Client p;
+  ASSERT_TRUE(p.Connect(Port()));
+  ASSERT_TRUE(p.SendAll(Get("/a.txt", "Connection: close\r\n") + "GET /a.txt HTTP/1.1\r\n"));
+  Response r;
+  ASSERT_TRUE(ReadResponse(p, &r));
+  EXPECT_EQ(r.body, "0123456789");
+  EXPECT_TRUE(p.WaitClosed());
+  EXPECT_NE(p.last_errno(), ECONNRESET);
+}
+
 TEST_F(HttpTest, ParseErrorsGetTheirStatus) {
   struct Case {
     std::string req;

@@ -112,6 +112,7 @@ class HttpSession final : public Session {
         return;
       }
       if (r == http::RequestParser::Result::kRequest) {
+        input_empty_ = evbuffer_get_length(in) == 0;
         Handle(c, parser_.request());
         parser_.Next();
         continue;
@@ -392,7 +393,10 @@ class HttpSession final : public Session {
     }
     w_.counters->http_status[std::clamp(rep->status / 100, 1, 5)].Add(1);
     Log(c, rep->status, body_sent);
-    if (!keep) c.CloseAfterWrite();
+    // A whole request that asked for the close, with nothing after it: the
+    // client has said all it will (nginx closes such a connection without
+    // lingering too).
+    if (!keep) c.CloseAfterWrite(!force_close && req && !req->keep_alive && input_empty_);
   }
 
   void Log(const Connection& c, int status, uint64_t body_bytes) {
@@ -415,6 +419,7 @@ class HttpSession final : public Session {
   bool head_ = false;
   bool draining_ = false;
   bool continue_sent_ = false;
+  bool input_empty_ = false;  // nothing was buffered after the request being answered
   uint64_t requests_ = 0;
   uint64_t start_ms_ = 0;  // first byte of the current request
   std::unique_ptr<http::KvRoute> kv_;
