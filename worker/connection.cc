@@ -230,7 +230,7 @@ void Connection::ReadCb(Connection* c) {
     // Read and drop what the peer still sends, until it is done.
     const ssize_t n = c->ReadSome();
     const int err = errno;  // before the drain, which may free memory
-    evbuffer_drain(c->in_.get(), evbuffer_get_length(c->in_.get()));
+    if (c->in_) evbuffer_drain(c->in_.get(), evbuffer_get_length(c->in_.get()));
     if (n > 0) {
       c->last_activity_ms_ = MonoMs();
       return;

@@ -715,5 +715,33 @@ TEST_F(RobustTest, IdleConnectionsAreTrimmedAndLoseNothing) {
             std::string::npos);
 }
 
+// A client refused at accept that sends nothing and closes: the lingering
+// close reads its EOF on a connection that never made an input buffer (they
+// are made on first use). That read must not touch the missing buffer: it
+// crashed the worker once. The workers must be the same afterwards.
+TEST(RobustIdle, RefusedClientThatSendsNothingDoesNotCrashTheWorker) {
+  const std::string www = SourceRoot() + "/conf/www";
+  Server s(ListenerYaml("echo", "echo", 0, "limit_conn: 1") +
+               ListenerYaml("http", "http", 0, "root: " + www),
+           "", 2);
+  ASSERT_TRUE(s.Start());
+  const std::vector<pid_t> workers = s.WorkerPids();
+  Client held;
+  ASSERT_TRUE(held.Connect(s.Port("echo")));
+  ASSERT_TRUE(held.Echo("hi\n"));
+  for (int i = 0; i < 20; i++) {
+    Client refused;
+    ASSERT_TRUE(refused.Connect(s.Port("echo")));
+    std::string line;
+    ASSERT_TRUE(refused.RecvLine(&line)) << i;
+    EXPECT_NE(line.find("too many connections"), std::string::npos) << line;
+    refused.Close();  // EOF without a byte sent
+  }
+  // Every refused connection is gone (active: `held` and /_stats' own).
+  EXPECT_TRUE(WaitFor([&] { return StatsTotal(s.Port("http"), "active") == 2; }, 10000, 20));
+  EXPECT_EQ(s.WorkerPids(), workers);
+  EXPECT_TRUE(held.Echo("still\n"));
+}
+
 }  // namespace
 }  // namespace pf::test
