@@ -506,7 +506,13 @@ void Connection::WriteCb(Connection* c) {
     return;
   }
   c->in_callback_ = false;
-  if (was_paused || c->eof_ || c->output_pending() > 0) c->Process();
+  // Input left over also when reading was not paused: Process stops at the
+  // output high-water mark, and its last flush may bring the output under
+  // it again, so the pause is never taken; the commands still buffered
+  // would then wait for input the client will not send (it waits for their
+  // replies).
+  const bool input_left = c->in_ && evbuffer_get_length(c->in_.get()) > 0;
+  if (was_paused || input_left || c->eof_ || c->output_pending() > 0) c->Process();
 }
 
 void Connection::OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg) {
