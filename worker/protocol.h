@@ -32,7 +32,8 @@ class Session {
   virtual void OnClose(Connection&) {}
   // The connection has been idle for a while (Connection::Trim): free what
   // is kept only to be reused by the next request (parser scratch space,
-  // reply buffers). Never called between a request's bytes and its reply.
+  // reply buffers). The client may be in the middle of a request (half of
+  // it sent, then silence): what that request needs must stay.
   virtual void Trim() {}
   // Which client class the connection is in now, for the memory limits
   // (limits.client_output_*, limits.clients_memory): a normal client, a
