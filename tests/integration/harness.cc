@@ -85,9 +85,12 @@ std::vector<pid_t> AllPids() {
   return v;
 }
 
+// Start's readiness probe. It connects from an address no test uses, so
+// that, until the worker has seen it close, it does not count against the
+// tests' own client address (limit_conn, per-address subscription caps).
 bool CanConnect(uint16_t port, int timeout_ms) {
   Client c;
-  return c.Connect(port, timeout_ms);
+  return c.Connect(port, timeout_ms, "127.0.0.254");
 }
 
 int LocalPortLow() {
