@@ -154,13 +154,6 @@ bool ConnectSpread(uint16_t port, size_t n, int workers, std::vector<Client>* ou
   return out->size() == n;
 }
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 void WriteAll(const std::string& path, const std::string& data) {
   std::ofstream o(path, std::ios::binary | std::ios::trunc);
   o << data;
@@ -831,7 +824,7 @@ TEST_F(PersistTest, SaveWritesSnapshotThatRestartLoadsAndRemovesCoveredLogs) {
     }
     ASSERT_FALSE(Matching(data_, IsLog).empty()) << Listing(data_);
     EXPECT_EQ(Cmd(cs[0], {"SAVE"}), "+OK");
-    const std::string status = ReadAll(data_ + "/snapshot.status");
+    const std::string status = ReadFile(data_ + "/snapshot.status");
     EXPECT_EQ(status.rfind("ok ", 0), 0u) << status;
     EXPECT_NE(status.find(" keys=" + std::to_string(n) + " "), std::string::npos) << status;
     const auto snaps = Matching(data_, IsSnapshot);
@@ -927,7 +920,7 @@ TEST_F(PersistTest, BgsaveSignalAndLastsaveReportEachSnapshot) {
   EXPECT_GE(at + 1, t0 / 1000);
   EXPECT_LE(at, WallMs() / 1000 + 1);
   EXPECT_EQ(std::to_string(InfoU(c, "rdb_last_save_time")), std::to_string(at));
-  std::string status = ReadAll(data_ + "/snapshot.status");
+  std::string status = ReadFile(data_ + "/snapshot.status");
   ASSERT_EQ(status.rfind("ok ", 0), 0u) << status;
   const uint64_t ms1 = std::stoull(status.substr(3));
   EXPECT_EQ(ms1 / 1000, at) << status;
@@ -940,7 +933,7 @@ TEST_F(PersistTest, BgsaveSignalAndLastsaveReportEachSnapshot) {
   std::string out;
   ASSERT_EQ(Sh("kill -s RTMIN+1 " + std::to_string(s->pid()), &out), 0) << out;
   ASSERT_TRUE(WaitSaves(c, 2));
-  status = ReadAll(data_ + "/snapshot.status");
+  status = ReadFile(data_ + "/snapshot.status");
   EXPECT_NE(status.find(" keys=4 "), std::string::npos) << status;
   EXPECT_GT(std::stoull(status.substr(3)), ms1) << status;
   EXPECT_GE(std::stoull(Cmd(c, {"LASTSAVE"}).substr(1)), at);
@@ -1359,7 +1352,7 @@ TEST_F(PersistTest, KilledSnapshotChildFailsOnlyThatSnapshot) {
   std::string info = InfoPersist(c);
   EXPECT_EQ(Field(info, "rdb_last_bgsave_status"), "err") << info;
   EXPECT_NE(Field(info, "persistence_last_error").find("signal"), std::string::npos) << info;
-  EXPECT_EQ(ReadAll(data_ + "/snapshot.status").rfind("error ", 0), 0u);
+  EXPECT_EQ(ReadFile(data_ + "/snapshot.status").rfind("error ", 0), 0u);
   // Every shard still works (a lock the child held is repaired).
   std::vector<Client> cs = Spread(s);
   for (int i = 0; i < 200; i++)
@@ -1600,7 +1593,7 @@ class PersistTailTest : public PersistTest {
 TEST_F(PersistTailTest, TornLastRecordIsCutAndSavedAside) {
   const std::string log = WriteAndKill();
   ASSERT_FALSE(log.empty());
-  const std::string whole = ReadAll(log);
+  const std::string whole = ReadFile(log);
   const std::string cut = whole.substr(0, whole.size() - 50);  // ends inside the last record
   ASSERT_EQ(truncate(log.c_str(), static_cast<off_t>(cut.size())), 0);
 
@@ -1617,7 +1610,7 @@ TEST_F(PersistTailTest, TornLastRecordIsCutAndSavedAside) {
     EXPECT_EQ(Cmd(c, {"GET", "torn:" + std::to_string(kKeys - 1)}), "(nil)");
     const auto tails = Tails(log);
     ASSERT_EQ(tails.size(), 1u) << Listing(data_);
-    EXPECT_EQ(ReadAll(tails[0]), cut.substr(cut.size() - std::min<size_t>(dropped, cut.size())));
+    EXPECT_EQ(ReadFile(tails[0]), cut.substr(cut.size() - std::min<size_t>(dropped, cut.size())));
     EXPECT_NE(s->Log().find("dropped the last " + std::to_string(dropped) + " bytes"),
               std::string::npos)
         << s->Log();
@@ -1643,7 +1636,7 @@ TEST_F(PersistTailTest, GarbageAfterLastRecordIsCutAndSavedAside) {
       EXPECT_EQ(Cmd(c, {"GET", "torn:" + std::to_string(i)}), "$" + Val(i));
     const auto tails = Tails(log);
     ASSERT_EQ(tails.size(), 1u) << Listing(data_);
-    EXPECT_EQ(ReadAll(tails[0]), garbage);
+    EXPECT_EQ(ReadFile(tails[0]), garbage);
   }
   ExpectStableAfterRestart(s, kKeys);
 }
@@ -1746,7 +1739,7 @@ TEST_P(PersistDiskFullTest, FullDiskRefusesWritesAndKeepsEveryAckedOne) {
   }
   EXPECT_EQ(Cmd(lanes[1], {"SAVE"}), "+OK");
   EXPECT_EQ(Field(InfoPersist(lanes[0]), "rdb_last_bgsave_status"), "ok");
-  EXPECT_EQ(ReadAll(dir + "/snapshot.status").rfind("ok ", 0), 0u);
+  EXPECT_EQ(ReadFile(dir + "/snapshot.status").rfind("ok ", 0), 0u);
   for (size_t l = 0; l < 2; l++) {
     ASSERT_TRUE(write(l, &r));
     EXPECT_EQ(r, "+OK");
@@ -1798,7 +1791,7 @@ TEST_F(PersistTest, DamagedSnapshotStopsStartNamingTheFile) {
   const auto snaps = Matching(data_, IsSnapshot);
   ASSERT_EQ(snaps.size(), 1u);
   const std::string path = data_ + "/" + snaps[0];
-  const std::string good = ReadAll(path);
+  const std::string good = ReadFile(path);
   ASSERT_GT(good.size(), 1000u);
 
   struct Damage {
@@ -1819,7 +1812,7 @@ TEST_F(PersistTest, DamagedSnapshotStopsStartNamingTheFile) {
     ExpectStartFails(Opts{}, &said);
     EXPECT_NE(said.find(path), std::string::npos) << said;
     EXPECT_NE(said.find("damaged"), std::string::npos) << said;
-    EXPECT_EQ(ReadAll(path), d.bytes) << "the damaged snapshot must be left as it is";
+    EXPECT_EQ(ReadFile(path), d.bytes) << "the damaged snapshot must be left as it is";
   }
   // As the message says: moved out of the folder, the server starts (without its data).
   ASSERT_EQ(std::rename(path.c_str(), (NewDir("aside") + "/" + snaps[0]).c_str()), 0);

@@ -32,13 +32,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string ReadAll(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 void WriteAll(const std::string& path, const std::string& data) {
   fs::create_directories(fs::path(path).parent_path());
   std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
@@ -991,7 +984,7 @@ std::string AccessLine(const std::string& path, const std::string& needle) {
   std::string found;
   WaitFor(
       [&] {
-        std::istringstream lines(ReadAll(path));
+        std::istringstream lines(ReadFile(path));
         std::string line;
         while (std::getline(lines, line))
           if (Contains(line, needle)) {
@@ -1015,7 +1008,7 @@ void ExpectForwardedFor(bool trusted) {
   const HttpReply h = Http(http, "/_stats?xff", Local(http), "X-Forwarded-For: 203.0.113.7\r\n");
   EXPECT_EQ(h.status, trusted ? 403 : 200) << h.head;
   const std::string line = AccessLine(access, "/_stats?xff");
-  ASSERT_FALSE(line.empty()) << ReadAll(access);
+  ASSERT_FALSE(line.empty()) << ReadFile(access);
   EXPECT_TRUE(line.starts_with(trusted ? "203.0.113.7 " : "127.0.0.1 ")) << line;
 }
 
@@ -1064,7 +1057,7 @@ TEST(LogReopen, ALinkPlantedAtTheLogPathIsNotFollowed) {
   ASSERT_EQ(stat(victim, &st), 0);
   EXPECT_EQ(st.st_uid, 0u) << "the victim was handed to uid " << st.st_uid;
   EXPECT_EQ(st.st_mode & 07777, 0600u);
-  EXPECT_EQ(ReadAll(victim), secret);
+  EXPECT_EQ(ReadFile(victim), secret);
 }
 
 // =====================================================================
@@ -1200,7 +1193,7 @@ TEST(Systemd, UnitVerifies) {
   if (access("/usr/bin/systemd-analyze", X_OK) != 0)
     GTEST_SKIP() << "/usr/bin/systemd-analyze is not installed";
   TempDir d;
-  std::string unit = ReadAll(SourceRoot() + "/conf/preforkd.service");
+  std::string unit = ReadFile(SourceRoot() + "/conf/preforkd.service");
   ASSERT_FALSE(unit.empty());
   const std::string placeholder = "/opt/preforkd/build/preforkd";
   ASSERT_TRUE(Contains(unit, placeholder));
@@ -1247,7 +1240,7 @@ TEST(Production, ExampleConfigRunsWithUserChrootAndPersistence) {
   std::string out;
   if (Sh("command -v htpasswd", &out) != 0)
     GTEST_FAIL() << "htpasswd (apache2-utils) is missing: apt-get install -y apache2-utils";
-  const std::string shipped = ReadAll(SourceRoot() + "/conf/production.yaml");
+  const std::string shipped = ReadFile(SourceRoot() + "/conf/production.yaml");
   ASSERT_FALSE(shipped.empty());
   TempDir jail;
   ASSERT_EQ(chmod(jail.path("").c_str(), 0755), 0);
@@ -1277,7 +1270,7 @@ TEST(Production, ExampleConfigRunsWithUserChrootAndPersistence) {
   s.WriteRawConfig(config(s));
   const RunResult check = RunBinary({"-t", "-c", s.config_path()});
   ASSERT_EQ(check.exit_code, 0) << check.output;
-  ASSERT_TRUE(s.Start(20000)) << ReadAll(root + "/var/log/preforkd/error.log");
+  ASSERT_TRUE(s.Start(20000)) << ReadFile(root + "/var/log/preforkd/error.log");
   const uint16_t http = s.Port("http");
   const std::string site = "example.com";
 
@@ -1309,7 +1302,7 @@ TEST(Production, ExampleConfigRunsWithUserChrootAndPersistence) {
   // A restart finds the key.
   Server again(listeners);
   again.WriteRawConfig(config(again));
-  ASSERT_TRUE(again.Start(20000)) << ReadAll(root + "/var/log/preforkd/error.log");
+  ASSERT_TRUE(again.Start(20000)) << ReadFile(root + "/var/log/preforkd/error.log");
   h = Http(again.Port("http"), "/kv/greeting", site, BasicHeader("alice", "wonderland"));
   EXPECT_EQ(h.status, 200);
   EXPECT_EQ(h.body, "hi");
