@@ -312,6 +312,31 @@ bool ReadSmallFile(const std::string& path, size_t max, std::string* out, std::s
   return true;
 }
 
+// The files of a `tls:` block, read now (by the master: workers never
+// open them). The certificates and keys are parsed by CheckTls.
+void ReadTlsFiles(Checker& c, const YAML::Node& n, const std::string& key, const std::string& dir,
+                  TlsConf* t) {
+  auto read = [&](const YAML::Node& at, const std::string& k, std::string* path, std::string* text,
+                  const char* what) {
+    *path = Resolve(dir, *path);
+    std::string why;
+    if (!ReadSmallFile(*path, 4 << 20, text, &why))
+      c.Error(at, k, "'" + *path + "': " + why + ", expected a readable " + what);
+  };
+  for (size_t i = 0; i < t->certs.size(); i++) {
+    TlsCertConf& cc = t->certs[i];
+    const YAML::Node at = i == 0 ? n : n["certificates"][i - 1];
+    const std::string k = i == 0 ? key : key + ".certificates[" + std::to_string(i - 1) + "]";
+    if (!cc.cert.empty())
+      read(at["cert"], k + ".cert", &cc.cert, &cc.cert_pem, "certificate file (PEM)");
+    if (!cc.key.empty()) read(at["key"], k + ".key", &cc.key, &cc.key_pem, "private key (PEM)");
+  }
+  if (!t->ca.empty()) read(n["ca"], key + ".ca", &t->ca, &t->ca_pem, "CA file (PEM)");
+  if (!t->ocsp_stapling.empty())
+    read(n["ocsp_stapling"], key + ".ocsp_stapling", &t->ocsp_stapling, &t->ocsp_der,
+         "OCSP response (DER)");
+}
+
 uint32_t OnlineCpus() {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<uint32_t>(n) : 1;
@@ -333,6 +358,138 @@ void DefaultHostRules(ListenerConf* l, bool have_names, bool have_strict) {
     if (!any)
       l->server_names.push_back(a.family == AF_INET6 ? "[" + a.ToString() + "]" : a.ToString());
   }
+}
+
+int TlsVersionNumber(const std::string& s) {
+  if (s == "TLSv1.2") return 0x0303;
+  if (s == "TLSv1.3") return 0x0304;
+  return 0;
+}
+
+// A listener's `tls:` block; the files are read later (ReadTlsFiles), once
+// relative paths can be resolved.
+void ParseTls(Checker& c, const YAML::Node& v, const std::string& k, TlsConf* t) {
+  t->enabled = true;
+  TlsCertConf main;
+  bool have_cert = false, have_key = false;
+  c.Map(
+      v, k,
+      {
+          {"cert",
+           [&](const YAML::Node& x, const std::string& kk) {
+             have_cert = true;
+             c.String(x, kk, &main.cert);
+           }},
+          {"key",
+           [&](const YAML::Node& x, const std::string& kk) {
+             have_key = true;
+             c.String(x, kk, &main.key);
+           }},
+          {"certificates",
+           [&](const YAML::Node& x, const std::string& kk) {
+             if (!x.IsSequence()) {
+               c.Error(x, kk, "not a list, expected a list of {cert: FILE, key: FILE}");
+               return;
+             }
+             for (size_t i = 0; i < x.size(); i++) {
+               TlsCertConf more;
+               const std::string ik = kk + "[" + std::to_string(i) + "]";
+               bool hc = false, hk = false;
+               c.Map(x[i], ik,
+                     {
+                         {"cert",
+                          [&](const YAML::Node& y, const std::string& yk) {
+                            hc = true;
+                            c.String(y, yk, &more.cert);
+                          }},
+                         {"key",
+                          [&](const YAML::Node& y, const std::string& yk) {
+                            hk = true;
+                            c.String(y, yk, &more.key);
+                          }},
+                     });
+               if (!x[i].IsMap()) continue;
+               if (!hc) c.Error(x[i], ik + ".cert", "missing, expected a certificate file");
+               if (!hk) c.Error(x[i], ik + ".key", "missing, expected a private key file");
+               t->certs.push_back(std::move(more));
+             }
+           }},
+          {"ca", [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &t->ca); }},
+          {"client_auth",
+           [&](const YAML::Node& x, const std::string& kk) {
+             std::string s;
+             c.String(x, kk, &s);
+             if (s == "none")
+               t->client_auth = TlsConf::ClientAuth::kNone;
+             else if (s == "optional")
+               t->client_auth = TlsConf::ClientAuth::kOptional;
+             else if (s == "required")
+               t->client_auth = TlsConf::ClientAuth::kRequired;
+             else if (x.IsScalar())
+               c.Error(x, kk, "'" + s + "' is not a choice, expected none, optional or required");
+           }},
+          {"protocols",
+           [&](const YAML::Node& x, const std::string& kk) {
+             std::vector<std::string> ps;
+             c.Strings(x, kk, &ps);
+             int lo = 0, hi = 0;
+             for (size_t i = 0; i < ps.size(); i++) {
+               const int n = TlsVersionNumber(ps[i]);
+               if (!n) {
+                 c.Error(x[i], kk + "[" + std::to_string(i) + "]",
+                         "'" + ps[i] +
+                             "' is not a protocol this build offers, expected TLSv1.2 "
+                             "or TLSv1.3");
+                 continue;
+               }
+               lo = lo ? std::min(lo, n) : n;
+               hi = std::max(hi, n);
+             }
+             if (x.IsSequence() && ps.empty())
+               c.Error(x, kk, "empty, expected TLSv1.2, TLSv1.3 or both");
+             if (lo) {
+               t->min_version = lo;
+               t->max_version = hi;
+             }
+           }},
+          {"ciphers",
+           [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &t->ciphers); }},
+          {"ciphersuites",
+           [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &t->ciphersuites); }},
+          {"groups",
+           [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &t->groups); }},
+          {"auth_by_certificate",
+           [&](const YAML::Node& x, const std::string& kk) {
+             c.Strings(x, kk, &t->auth_by_certificate);
+           }},
+          {"prefer_server_ciphers",
+           [&](const YAML::Node& x, const std::string& kk) {
+             c.Bool(x, kk, &t->prefer_server_ciphers);
+           }},
+          {"session_tickets",
+           [&](const YAML::Node& x, const std::string& kk) { c.Bool(x, kk, &t->session_tickets); }},
+          {"ticket_rotate",
+           [&](const YAML::Node& x, const std::string& kk) {
+             c.Millis(x, kk, 60'000, 7 * 24 * 3'600'000ull, &t->ticket_rotate_ms);
+           }},
+          {"handshake_timeout",
+           [&](const YAML::Node& x, const std::string& kk) {
+             c.Millis(x, kk, 100, 300'000, &t->handshake_timeout_ms);
+           }},
+          {"ocsp_stapling",
+           [&](const YAML::Node& x, const std::string& kk) { c.String(x, kk, &t->ocsp_stapling); }},
+      });
+  if (!v.IsMap()) return;
+  if (!have_cert) c.Error(v, k + ".cert", "missing, expected a certificate file (PEM)");
+  if (!have_key) c.Error(v, k + ".key", "missing, expected a private key file (PEM)");
+  t->certs.insert(t->certs.begin(), std::move(main));
+  if (!t->auth_by_certificate.empty() && t->client_auth == TlsConf::ClientAuth::kNone)
+    c.Error(v, k + ".auth_by_certificate",
+            "set while client_auth is none, expected client_auth: required (or optional)");
+  if (t->client_auth != TlsConf::ClientAuth::kNone && t->ca.empty())
+    c.Error(v, k + ".ca",
+            "missing, expected the CA file that signs client certificates "
+            "(client_auth is on)");
 }
 
 void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, ListenerConf* l,
@@ -454,6 +611,7 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
                  return c.Error(v, k + ".realm",
                                 "has a quote, backslash or control character, expected plain text");
            }},
+          {"tls", [&](const YAML::Node& v, const std::string& k) { ParseTls(c, v, k, &l->tls); }},
           {"limit_req",
            [&](const YAML::Node& v, const std::string& k) {
              auto& r = l->limit_req;
@@ -993,6 +1151,12 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
       c.Error(node, key + ".port",
               l.SocketKey() + " is used by listeners[" + std::to_string(sockets[l.SocketKey()]) +
                   "], expected a unique address and port");
+    if (l.tls.enabled) ReadTlsFiles(c, node["tls"], key + ".tls", dir, &l.tls);
+    if (!l.tls.auth_by_certificate.empty() && l.protocol != Protocol::kResp &&
+        l.protocol != Protocol::kKvJson)
+      c.Error(node["tls"]["auth_by_certificate"], key + ".tls.auth_by_certificate",
+              "set on a " + std::string(ProtocolName(l.protocol)) +
+                  " listener, expected it only on resp and kv-json (which have AUTH)");
     if (l.protocol == Protocol::kHttp) {
       if (l.root.empty()) {
         c.Error(node, key + ".root", "missing, expected the docroot of an http listener");
@@ -1021,6 +1185,17 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
         c.Error(node, key + ".auth_basic", "only http listeners have basic auth");
     }
   }
+  // A port number is plain or TLS on every address: a client that picks
+  // another address of this host must not fall to plain text unawares.
+  for (size_t i = 0; i < cfg.listeners.size(); i++)
+    for (size_t j = 0; j < i; j++) {
+      const auto &a = cfg.listeners[i], &b = cfg.listeners[j];
+      if (a.port && a.port == b.port && a.tls.enabled != b.tls.enabled)
+        c.Error(listeners_node[i], "listeners[" + std::to_string(i) + "].tls",
+                "port " + std::to_string(a.port) + " is " + (a.tls.enabled ? "TLS" : "plain") +
+                    " here and " + (b.tls.enabled ? "TLS" : "plain") + " on listeners[" +
+                    std::to_string(j) + "], expected the same on every address");
+    }
   // An error about room points at the key that was set: the limit, the
   // area, or shared_memory (else the top of the file).
   const YAML::Node& room_at = have_shm ? shm_node : root;

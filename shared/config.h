@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,51 @@ struct LimitReqConf {
   bool enabled() const { return rate > 0; }
 };
 
+namespace tls {
+class ServerContext;  // shared/tls/context.h
+}
+
+// A certificate chain (PEM, leaf first) and its private key. The files are
+// read by the master when the config is loaded, before it drops privileges,
+// so workers never need access to them.
+struct TlsCertConf {
+  std::string cert, key;          // absolute paths (as the master sees them)
+  std::string cert_pem, key_pem;  // their text
+};
+
+// A listener's TLS (docs/tls.md). Safe defaults: TLS 1.2 and 1.3 only,
+// Mozilla's "intermediate" TLS 1.2 ciphers, X25519 and P-256.
+struct TlsConf {
+  bool enabled = false;
+  // [0]: `cert`/`key`, the default; then `certificates:`, each picked by SNI
+  // when the client's server name matches a name in that certificate.
+  std::vector<TlsCertConf> certs;
+  std::string ca, ca_pem;  // CAs that sign client certificates
+  enum class ClientAuth : uint8_t { kNone, kOptional, kRequired };
+  ClientAuth client_auth = ClientAuth::kNone;
+  int min_version = 0x0303, max_version = 0x0304;  // TLS1_2_VERSION .. TLS1_3_VERSION
+  std::string ciphers =
+      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+      "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
+  std::string ciphersuites =
+      "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
+      "TLS_CHACHA20_POLY1305_SHA256";
+  std::string groups = "X25519:P-256:P-384";
+  // Client certificates (verified against `ca`) whose subject CN is listed
+  // here count as authenticated on resp and kv-json without AUTH ("*": any
+  // verified certificate). Empty: certificates only admit the client.
+  std::vector<std::string> auth_by_certificate;
+  bool prefer_server_ciphers = false;
+  bool session_tickets = true;
+  uint32_t ticket_rotate_ms = 3'600'000;  // all TLS listeners share one key ring (docs/tls.md)
+  uint32_t handshake_timeout_ms = 10'000;
+  std::string ocsp_stapling, ocsp_der;  // a DER OCSP response file, stapled as is
+  // Built from the above by CheckTls (the master, at load and reload).
+  std::shared_ptr<const tls::ServerContext> ctx;
+};
+
 struct ListenerConf {
   std::string name;
   std::string address = "127.0.0.1";
@@ -57,6 +103,7 @@ struct ListenerConf {
   // Every protocol: request rate and open connections per client address.
   LimitReqConf limit_req;
   uint32_t limit_conn = 0;  // 0 = no limit
+  TlsConf tls;
 
   // The identity of the kernel socket: a reload keeps a listener's sockets
   // when this does not change.

@@ -34,6 +34,11 @@ void AddInto(ProcCounters* to, const ProcCounters& from) {
   for (uint32_t i = 0; i < kRefusalCount; i++) to->refused[i].Add(from.refused[i].Get());
   to->cpu_user_us.Add(from.cpu_user_us.Get());
   to->cpu_sys_us.Add(from.cpu_sys_us.Get());
+  to->tls_handshakes.Add(from.tls_handshakes.Get());
+  to->tls_resumed.Add(from.tls_resumed.Get());
+  to->tls_v12.Add(from.tls_v12.Get());
+  to->tls_v13.Add(from.tls_v13.Get());
+  for (uint32_t i = 0; i < kTlsFailureCount; i++) to->tls_failed[i].Add(from.tls_failed[i].Get());
 }
 
 // 20 random bytes as 40 hex digits (Redis' getRandomHexChars).

@@ -16,8 +16,8 @@ constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endi
 // 4: per-command statistics rows; 5: the limiter table; 6: error statistics,
 // the CONFIG RESETSTAT baseline, run id, CPU time per process; 7: the client
 // registry (shared/clients.h) after the limiter table; 8: its names in an
-// array of their own
-constexpr uint32_t kShmLayoutVersion = 8;
+// array of their own; 9: TLS counters and the session ticket key ring
+constexpr uint32_t kShmLayoutVersion = 9;
 constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
 
 // A counter with one writer (its process) and many readers: increments are a
@@ -60,6 +60,20 @@ enum Refusal : uint32_t {
   kRefusalCount
 };
 
+// TLS handshakes that failed, by reason (shared/tls/context.h names them).
+enum TlsFailure : uint32_t {
+  kTlsFailPlainHttp,   // a plain HTTP request on a TLS port (answered 400)
+  kTlsFailNotTls,      // other bytes that are not a TLS record
+  kTlsFailTimeout,     // no finished handshake within tls.handshake_timeout
+  kTlsFailEof,         // the client went away during the handshake
+  kTlsFailVersion,     // no protocol version in common
+  kTlsFailCipher,      // no cipher in common
+  kTlsFailAlpn,        // ALPN offered only protocols the listener does not speak (h2)
+  kTlsFailClientCert,  // client_auth: no certificate, or one the CA did not sign
+  kTlsFailOther,       // any other alert or error (the log line names it)
+  kTlsFailureCount
+};
+
 // One per worker *process* (not per slot: during a reload the old and the new
 // worker of a slot run side by side, each with its own counters). The master
 // assigns a free entry at fork and, when it reaps the process, folds the
@@ -85,8 +99,31 @@ struct alignas(64) ProcCounters {
   // CPU time of the process (getrusage), republished by its own timer: INFO
   // cpu sums them, and reaped processes' stay in `retired`.
   Counter cpu_user_us, cpu_sys_us;
+  // TLS listeners: finished handshakes (of them resumed, by version) and failures.
+  Counter tls_handshakes, tls_resumed, tls_v12, tls_v13;
+  Counter tls_failed[kTlsFailureCount];
 };
 static_assert(std::is_standard_layout_v<ProcCounters>);
+
+// Session ticket keys every worker uses, so a client resumes on whichever
+// worker its next connection reaches (shared/tls/tickets.cc). The master
+// writes a new key into the slot after the current one and then moves
+// `current` to it; workers encrypt with the current key and still accept
+// the one before. Each key has a sequence number (odd while it is being
+// written) that readers check around their copy.
+struct TlsTicketKey {
+  std::atomic<uint64_t> seq{0};
+  uint8_t name[16];
+  uint8_t aes[32];
+  uint8_t hmac[32];
+};
+struct alignas(64) TlsTicketRing {
+  std::atomic<uint32_t> current{0};
+  std::atomic<uint32_t> ready{0};       // 1 once the master wrote the first key
+  std::atomic<uint64_t> rotated_ms{0};  // CLOCK_MONOTONIC ms of the last new key
+  std::atomic<uint64_t> rotations{0};
+  TlsTicketKey keys[3];
+};
 
 // Per-command statistics (INFO commandstats): one row per process, indexed
 // by the command table's CommandIndex (shared/cmd/commands.h), one writer per
@@ -204,6 +241,7 @@ struct alignas(64) ShmHeader {
   std::atomic<uint64_t> workers_stalled{0};  // killed by the watchdog (timeouts.worker_stall)
   ProcCounters retired;                      // counters of reaped processes, summed by the master
   PersistShared persist;
+  TlsTicketRing tls_tickets;
 };
 
 class Segment {

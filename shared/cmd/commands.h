@@ -108,6 +108,9 @@ struct ClientSession {
   uint64_t id = 0;             // unique over all workers and reloads (CLIENT ID, HELLO)
   std::string name;            // CLIENT SETNAME / HELLO SETNAME
   bool authenticated = false;  // set by AUTH / HELLO AUTH; not consulted when no password is set
+  // The client's TLS certificate is one tls.auth_by_certificate accepts:
+  // authenticated from the start, and again after RESET.
+  bool cert_authenticated = false;
   bool admin = false;  // AUTH admin <pubsub.admin_token>: may publish under the reserved prefix
   bool close_after_reply = false;  // QUIT: flush the reply, then close
   // A RESP2 connection: while it has subscriptions only the pub/sub commands,

@@ -44,7 +44,8 @@ void CmdReset(CommandCtx& c) {
   c.session.admin = false;
   c.session.name.clear();
   c.session.txn = TxnState{};  // out of MULTI, nothing watched
-  if (c.env.config && !c.env.config->kv.password.empty()) c.session.authenticated = false;
+  if (c.env.config && !c.env.config->kv.password.empty())
+    c.session.authenticated = c.session.cert_authenticated;
   c.out.Status("RESET");
 }
 
