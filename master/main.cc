@@ -7,6 +7,7 @@
 
 #include "master/master.h"
 #include "shared/config.h"
+#include "shared/tls/context.h"
 #include "worker/http/basic_auth.h"
 
 namespace {
@@ -70,6 +71,7 @@ int main(int argc, char** argv) {
 
   pf::ConfigResult r = pf::LoadConfig(conf);
   pf::CheckAuthBasic(&r);
+  pf::tls::CheckTls(&r);
   // Managing a running server must work even after its file was broken.
   if (show == "pidfile" && !r.config.pidfile.empty()) {
     std::printf("%s\n", r.config.pidfile.c_str());

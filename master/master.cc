@@ -36,6 +36,7 @@
 #include "shared/persist/log_writer.h"
 #include "shared/persist/persist.h"
 #include "shared/shm.h"
+#include "shared/tls/context.h"
 #include "shared/util/clock.h"
 #include "shared/util/unique_fd.h"
 #include "worker/http/basic_auth.h"
@@ -211,6 +212,8 @@ class Master {
     // (its size at start; a reload cannot grow it), at most clients::kMaxSlots.
     segment_ = Segment::Create(cfg_.shm_size, bus_bytes,
                                std::min(cfg_.limits.max_connections, clients::kMaxSlots));
+    // The first session ticket key, so TLS listeners added by a reload find one.
+    tls::RotateTicketKeys(&segment_.header()->tls_tickets, MonoMs(), 0);
     if (!bus::Bus::Format(segment_.bus_base(), segment_.bus_size(), bus::SizesFrom(cfg_.pubsub),
                           &err)) {
       spdlog::critical("pub/sub bus: {}", err);
@@ -588,6 +591,7 @@ class Master {
     spdlog::info("reload: reading {}", cfg_.path);
     ConfigResult r = LoadConfig(cfg_.path);
     CheckAuthBasic(&r);
+    tls::CheckTls(&r);
     if (!r.ok()) {
       for (const auto& e : r.errors) spdlog::error("reload: {}", e);
       spdlog::error("reload: the new configuration is invalid; still serving the old one");
@@ -754,6 +758,9 @@ class Master {
 
   void Timers() {
     const uint64_t now = MonoMs();
+    // TLS session ticket keys: a new one every ticket_rotate (shared/tls).
+    if (const uint64_t rotate = tls::TicketRotateMs(cfg_))
+      tls::RotateTicketKeys(&segment_.header()->tls_tickets, now, rotate);
     if (!pending_release_.empty()) {
       std::vector<int> retry;
       retry.swap(pending_release_);
@@ -809,6 +816,8 @@ class Master {
       next = std::min<uint64_t>(
           next, MonoMs() + std::min<uint64_t>(1000, cfg_.timeouts.worker_stall_ms / 2));
     if (!pending_release_.empty()) next = std::min(next, MonoMs() + 100);
+    if (const uint64_t rotate = tls::TicketRotateMs(cfg_))
+      next = std::min(next, segment_.header()->tls_tickets.rotated_ms.load() + rotate);
     // Snapshot triggers (log size, time, requests that came without a signal).
     if (cfg_.persistence.enabled && stopping_ == Stop::kNo) next = std::min(next, MonoMs() + 1000);
     itimerval it{};

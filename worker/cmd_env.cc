@@ -135,6 +135,8 @@ void FillClientSession(const Connection& c, ClientSession* s) {
   s->local = LocalAddr(s->fd);
   s->connected_ms = c.connected_ms();
   s->client_slot = c.client_slot();
+  // tls.auth_by_certificate: a verified client certificate stands for AUTH.
+  if (c.tls_cert_authenticated()) s->authenticated = s->cert_authenticated = true;
 }
 
 }  // namespace pf

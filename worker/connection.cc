@@ -8,14 +8,18 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 #include "shared/config.h"
+#include "shared/tls/context.h"
 #include "shared/util/clock.h"
 #include "shared/util/net.h"
 #include "worker/clients.h"
@@ -54,6 +58,7 @@ Connection::~Connection() {
   if (ev_flags_) event_del(&ev_);
   in_.reset();
   out_.reset();
+  if (ssl_) SSL_free(ssl_);
   fd_.Reset();
 }
 
@@ -62,10 +67,34 @@ bool Connection::Start(std::unique_ptr<Session> s) {
   if (!session_) return false;
   SetReading(true);
   if (ev_flags_ == 0) return false;
+  if (listener_.tls.ctx) {
+    // The session starts once the handshake is done (Handshake).
+    tls_ = Tls::kSniff;
+    linger_until_ms_ = MonoMs() + listener_.tls.ctx->handshake_timeout_ms();
+    return true;
+  }
   in_callback_ = true;
   session_->OnConnect(*this);
   in_callback_ = false;
   Flush();
+  return true;
+}
+
+// No exception crosses a libevent callback: the connection goes, the worker
+// stays. While the session runs, its output is flushed by the caller after
+// it (in_callback_), not by OutputCb. False: the connection was closed.
+template <typename Fn>
+bool Connection::InSession(Fn&& fn) {
+  in_callback_ = true;
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    spdlog::error("conn {} {}: {}: closing", id_, peer_, e.what());
+    in_callback_ = false;
+    Close(nullptr);
+    return false;
+  }
+  in_callback_ = false;
   return true;
 }
 
@@ -91,7 +120,8 @@ evbuffer* Connection::out() {
     if (!b || !evbuffer_add_cb(b.get(), OutputCb, this)) throw std::bad_alloc();
     // Large static files go out with sendfile (libevent maps them into
     // memory otherwise): the output is only ever written to the socket.
-    evbuffer_set_flags(b.get(), EVBUFFER_FLAG_DRAINS_TO_FD);
+    // TLS encrypts in user space, so there the file is mapped.
+    if (!listener_.tls.ctx) evbuffer_set_flags(b.get(), EVBUFFER_FLAG_DRAINS_TO_FD);
     out_ = std::move(b);
   }
   trimmed_ = false;
@@ -166,6 +196,12 @@ void Connection::Close(const char* reason) {
   if (closing_ == Closing::kNow) return;
   closing_ = Closing::kNow;
   if (reason) SPDLOG_DEBUG("conn {} {}: closed: {}", id_, peer_, reason);
+  // A TLS connection that ends cleanly says so (close_notify), as nginx
+  // does; best effort, never waited for. Not after a fatal TLS error.
+  if (tls_ == Tls::kOpen) {
+    (void)SSL_shutdown(ssl_);
+    ERR_clear_error();
+  }
   reading_ = write_armed_ = false;
   UpdateEvents();
   w_.Retire(this);
@@ -217,6 +253,10 @@ void Connection::UpdateEvents() {
 void Connection::EventCb(int, short what, void* arg) {
   auto* c = static_cast<Connection*>(arg);
   try {
+    if (c->tls_pending()) {
+      c->Handshake();
+      return;
+    }
     if (what & EV_WRITE) WriteCb(c);
     if ((what & EV_READ) && c->closing_ != Closing::kNow && c->reading_) ReadCb(c);
   } catch (const std::exception& e) {  // no buffer could be made (bad_alloc)
@@ -267,6 +307,7 @@ void Connection::ReadCb(Connection* c) {
 // freed per request (heaptrack: one of the two allocations per request).
 // With a partial request buffered, read straight into reserved space.
 ssize_t Connection::ReadSome() {
+  if (tls_ == Tls::kOpen) return TlsRead();
   if (!in_ || evbuffer_get_length(in_.get()) == 0) {
     static char scratch[kReadChunk];  // one loop thread per worker process
     ssize_t n;
@@ -309,18 +350,8 @@ void Connection::Process() {
     if (closing_ != Closing::kNo || read_paused_ || !in_) break;
     const size_t before = evbuffer_get_length(in_.get());
     if (before == 0) break;
-    in_callback_ = true;
     const uint64_t logged = w_.durable ? w_.durable->appended() : 0;
-    try {
-      session_->OnRead(*this, in_.get());
-    } catch (const std::exception& e) {
-      // No exception crosses a libevent callback: this connection goes, the worker stays.
-      spdlog::error("conn {} {}: {}: closing", id_, peer_, e.what());
-      in_callback_ = false;
-      Close(nullptr);
-      return;
-    }
-    in_callback_ = false;
+    if (!InSession([&] { session_->OnRead(*this, in_.get()); })) return;
     // Requests that wrote: their replies wait until the log holds the writes.
     if (w_.durable) w_.durable->HoldFor(*this, logged);
     if (closing_ == Closing::kNow) return;
@@ -405,6 +436,12 @@ void Connection::Account() {
 
 void Connection::FlushNow() {
   if (closing_ == Closing::kNow) return;
+  if (tls_pending()) return;  // the output waits for the handshake
+  if (tls_ == Tls::kDead) {
+    // A fatal TLS error: nothing more can be sent (and never in plain text).
+    Close(nullptr);
+    return;
+  }
   if (w_.pubsub) w_.pubsub->WakeOwed();
   if (w_.durable && !w_.durable->MayWrite(*this)) {
     DisarmWrite();  // no busy write events while the reply may not go
@@ -418,7 +455,12 @@ void Connection::FlushNow() {
     int one = 1;
     setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
-  while (out_ && evbuffer_get_length(out_.get()) > 0) {
+  while (tls_ == Tls::kOpen && out_ && evbuffer_get_length(out_.get()) > 0) {
+    const int r = TlsWrite();
+    if (r < 0) return;  // closed
+    if (r == 0) break;  // the socket is full
+  }
+  while (tls_ != Tls::kOpen && out_ && evbuffer_get_length(out_.get()) > 0) {
     errno = 0;
     const int n = evbuffer_write(out_.get(), fd_.get());
     if (n < 0) {
@@ -460,6 +502,13 @@ void Connection::FlushNow() {
 void Connection::StartLinger() {
   const TimeoutsConf& t = w_.config->timeouts;
   closing_ = Closing::kLingering;
+  if (tls_ == Tls::kOpen) {
+    (void)SSL_shutdown(ssl_);  // close_notify before the FIN
+    ERR_clear_error();
+    // Nothing more is sent; what the peer still sends is read and dropped
+    // as it is, without decrypting it.
+    tls_ = Tls::kDead;
+  }
   // The FIN goes after the reply (TCP_CORK is set: they leave together).
   if (shutdown(fd_.get(), SHUT_WR) != 0) {
     Close(nullptr);
@@ -496,16 +545,7 @@ void Connection::WriteCb(Connection* c) {
   // chunk), and handle input that waited while reading was paused.
   const bool was_paused = c->read_paused_;
   c->PauseRead(false);
-  c->in_callback_ = true;
-  try {
-    c->session_->OnWriteDrained(*c);
-  } catch (const std::exception& e) {
-    spdlog::error("conn {} {}: {}: closing", c->id_, c->peer_, e.what());
-    c->in_callback_ = false;
-    c->Close(nullptr);
-    return;
-  }
-  c->in_callback_ = false;
+  if (!c->InSession([c] { c->session_->OnWriteDrained(*c); })) return;
   // Input left over also when reading was not paused: Process stops at the
   // output high-water mark, and its last flush may bring the output under
   // it again, so the pause is never taken; the commands still buffered
@@ -513,6 +553,261 @@ void Connection::WriteCb(Connection* c) {
   // replies).
   const bool input_left = c->in_ && evbuffer_get_length(c->in_.get()) > 0;
   if (was_paused || input_left || c->eof_ || c->output_pending() > 0) c->Process();
+}
+
+// ---- TLS (docs/tls.md) ----
+
+namespace {
+
+// What nginx answers a plain HTTP request on an HTTPS port.
+constexpr std::string_view kPlainHttpOnTls =
+    "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 63\r\n"
+    "Connection: close\r\n\r\n400 Bad Request: The plain HTTP request was sent to HTTPS port\n";
+static_assert(kPlainHttpOnTls.size() - kPlainHttpOnTls.find("\r\n\r\n") - 4 == 63);
+
+// The failure bucket of the last OpenSSL error of a handshake.
+uint32_t Classify(unsigned long e) {
+  if (ERR_GET_LIB(e) != ERR_LIB_SSL) return kTlsFailOther;
+  switch (ERR_GET_REASON(e)) {
+    case SSL_R_UNSUPPORTED_PROTOCOL:
+    case SSL_R_VERSION_TOO_LOW:
+    case SSL_R_VERSION_TOO_HIGH:
+    case SSL_R_WRONG_SSL_VERSION:
+    case SSL_R_UNKNOWN_PROTOCOL:
+      return kTlsFailVersion;
+    case SSL_R_NO_SHARED_CIPHER:
+    case SSL_R_NO_SHARED_GROUPS:
+    case SSL_R_NO_SUITABLE_KEY_SHARE:
+      return kTlsFailCipher;
+    case SSL_R_NO_APPLICATION_PROTOCOL:
+    case SSL_R_CALLBACK_FAILED:
+      return kTlsFailAlpn;
+    case SSL_R_UNEXPECTED_EOF_WHILE_READING:
+      return kTlsFailEof;
+    case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+    case SSL_R_CERTIFICATE_VERIFY_FAILED:
+    case SSL_R_NO_CERTIFICATES_RETURNED:
+      return kTlsFailClientCert;
+    default:
+      return kTlsFailOther;
+  }
+}
+
+const char* kTlsFailureNames[kTlsFailureCount] = {
+    "plain_http", "not_tls", "timeout", "eof", "version", "cipher", "alpn", "client_cert", "other"};
+
+}  // namespace
+
+const char* TlsFailureName(uint32_t r) { return r < kTlsFailureCount ? kTlsFailureNames[r] : "?"; }
+
+void Connection::TlsFailed(uint32_t reason, const std::string& why) {
+  w_.counters->tls_failed[reason].Add(1);
+  // Info, as nginx logs handshake errors; at most one line a second, so a
+  // flood of bad handshakes cannot fill the log.
+  static uint64_t last_ms = 0;
+  const uint64_t now = MonoMs();
+  if (now - last_ms >= 1000) {
+    last_ms = now;
+    spdlog::info("tls: {} on {}: handshake failed: {} ({})", peer_, listener_.name, why,
+                 TlsFailureName(reason));
+  }
+  tls_ = Tls::kDead;
+  Close(nullptr);
+}
+
+bool Connection::TlsDeadlinePassed(uint64_t now_ms) {
+  if (!tls_pending() || now_ms < linger_until_ms_) return false;
+  TlsFailed(kTlsFailTimeout, "no finished handshake within tls.handshake_timeout");
+  return true;
+}
+
+void Connection::Handshake() {
+  if (closing_ != Closing::kNo) return;
+  if (tls_ == Tls::kSniff) {
+    // A TLS connection starts with a handshake record (0x16). Anything else
+    // is a client speaking plain text to a TLS port.
+    unsigned char first[8];
+    ssize_t n;
+    do {
+      n = recv(fd_.get(), first, sizeof first, MSG_PEEK);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n == 0) {
+      // Connected and closed without a byte (a TCP health check, a port
+      // probe): counted, not logged.
+      w_.counters->tls_failed[kTlsFailEof].Add(1);
+      tls_ = Tls::kDead;
+      Close(nullptr);
+      return;
+    }
+    if (n < 0) {
+      TlsFailed(kTlsFailEof, std::strerror(errno));
+      return;
+    }
+    if (first[0] != 0x16) {
+      // An HTTP method: capital letters up to the space.
+      bool method = true;
+      for (ssize_t i = 0; i < n && first[i] != ' '; i++)
+        method = method && first[i] >= 'A' && first[i] <= 'Z';
+      if (listener_.protocol == Protocol::kHttp && method) {
+        w_.counters->tls_failed[kTlsFailPlainHttp].Add(1);
+        tls_ = Tls::kOff;  // this reply goes in plain text, then a lingering close
+        Write(kPlainHttpOnTls);
+        CloseAfterWrite();
+        return;
+      }
+      TlsFailed(kTlsFailNotTls, "not a TLS handshake record");
+      return;
+    }
+    ssl_ = listener_.tls.ctx->NewSsl();
+    if (!ssl_ || SSL_set_fd(ssl_, fd_.get()) != 1) {
+      TlsFailed(kTlsFailOther, "SSL_new: " + tls::LastError());
+      return;
+    }
+    tls_ = Tls::kHandshake;
+  }
+  ERR_clear_error();
+  const int r = SSL_do_handshake(ssl_);
+  if (r != 1) {
+    const int err = SSL_get_error(ssl_, r);
+    if (err == SSL_ERROR_WANT_READ) {
+      write_armed_ = false;
+      SetReading(true);
+      return;
+    }
+    if (err == SSL_ERROR_WANT_WRITE) {
+      ArmWrite();
+      return;
+    }
+    const unsigned long e = ERR_peek_last_error();
+    if (err == SSL_ERROR_SYSCALL && e == 0) {
+      TlsFailed(kTlsFailEof, errno ? std::strerror(errno) : "closed during the handshake");
+      return;
+    }
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      TlsFailed(kTlsFailEof, "closed during the handshake");
+      return;
+    }
+    std::string why = tls::LastError();
+    const long verify = SSL_get_verify_result(ssl_);
+    if (verify != X509_V_OK) why += std::string(": ") + X509_verify_cert_error_string(verify);
+    TlsFailed(Classify(e), why);
+    return;
+  }
+  tls_ = Tls::kOpen;
+  last_activity_ms_ = MonoMs();
+  linger_until_ms_ = 0;
+  ProcCounters* pc = w_.counters;
+  pc->tls_handshakes.Add(1);
+  if (SSL_session_reused(ssl_)) pc->tls_resumed.Add(1);
+  (SSL_version(ssl_) == TLS1_3_VERSION ? pc->tls_v13 : pc->tls_v12).Add(1);
+  tls_cert_auth_ = CertificateAuthenticates();
+  write_armed_ = false;
+  SetReading(true);
+  if (!InSession([this] { session_->OnConnect(*this); })) return;
+  Flush();
+  // Bytes that came with the end of the handshake (a request sent at once).
+  if (closing_ == Closing::kNo && reading_) ReadCb(this);
+}
+
+// tls.auth_by_certificate: the subject's common name of a certificate the
+// CA verified, against the listed names ("*": any verified certificate).
+bool Connection::CertificateAuthenticates() const {
+  const auto& names = listener_.tls.auth_by_certificate;
+  if (names.empty() || SSL_get_verify_result(ssl_) != X509_V_OK) return false;
+  X509* peer = SSL_get0_peer_certificate(ssl_);
+  if (!peer) return false;
+  char cn[256];
+  const int n =
+      X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
+  if (n < 0 || static_cast<size_t>(n) >= sizeof cn) return false;
+  const std::string_view subject(cn, static_cast<size_t>(n));
+  for (const std::string& want : names)
+    if (want == "*" || want == subject) {
+      SPDLOG_DEBUG("conn {} {}: authenticated by its certificate (CN={})", id_, peer_, subject);
+      return true;
+    }
+  return false;
+}
+
+// One callback reads what OpenSSL and the socket have, up to a bound: with
+// read-ahead on, OpenSSL may hold records the socket no longer shows as
+// readable, so stopping at the bound schedules another callback instead.
+ssize_t Connection::TlsRead() {
+  static char scratch[kReadChunk];
+  constexpr size_t kMaxPerCall = 4 * kReadChunk;
+  size_t total = 0;
+  while (total < kMaxPerCall) {
+    ERR_clear_error();
+    const int n = SSL_read(ssl_, scratch, sizeof scratch);
+    if (n > 0) {
+      if (evbuffer_add(in(), scratch, static_cast<size_t>(n)) != 0) {
+        errno = ENOMEM;
+        return -1;
+      }
+      total += static_cast<size_t>(n);
+      continue;
+    }
+    const int err = SSL_get_error(ssl_, n);
+    if (total > 0 && (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE)) break;
+    switch (err) {
+      case SSL_ERROR_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+      case SSL_ERROR_WANT_WRITE:  // a TLS 1.3 key update's answer waits for the socket
+        ArmWrite();
+        errno = EAGAIN;
+        return -1;
+      case SSL_ERROR_ZERO_RETURN:  // close_notify
+        return total > 0 ? static_cast<ssize_t>(total) : 0;
+      case SSL_ERROR_SYSCALL:
+        tls_ = Tls::kDead;
+        if (total > 0) return static_cast<ssize_t>(total);
+        if (errno == 0 || ERR_peek_last_error() == 0) return 0;  // EOF without close_notify
+        return -1;
+      default:
+        tls_ = Tls::kDead;
+        SPDLOG_DEBUG("conn {} {}: tls: {}", id_, peer_, tls::LastError());
+        if (total > 0) return static_cast<ssize_t>(total);
+        errno = EPROTO;
+        return -1;
+    }
+  }
+  if (total >= kMaxPerCall && SSL_has_pending(ssl_) && ev_flags_) event_active(&ev_, EV_READ, 0);
+  return static_cast<ssize_t>(total);
+}
+
+// One TLS record (up to 16 KiB) per SSL_write: small chains (an HTTP head
+// and its body) are gathered first so they leave in one record and one
+// write(2). A retry after WANT_WRITE offers the same first bytes again, at
+// least as many (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows the new address).
+int Connection::TlsWrite() {
+  static char gather[kReadChunk];
+  evbuffer_iovec v;
+  if (evbuffer_peek(out_.get(), -1, nullptr, &v, 1) < 1) return 0;
+  const size_t total = evbuffer_get_length(out_.get());
+  const char* data = static_cast<const char*>(v.iov_base);
+  size_t len = std::min<size_t>(v.iov_len, sizeof gather);
+  if (len < sizeof gather && total > len) {
+    len = std::min(total, sizeof gather);
+    if (evbuffer_copyout(out_.get(), gather, len) != static_cast<ev_ssize_t>(len)) {
+      Close("cannot read the output");
+      return -1;
+    }
+    data = gather;
+  }
+  ERR_clear_error();
+  const int n = SSL_write(ssl_, data, static_cast<int>(len));
+  if (n > 0) {
+    evbuffer_drain(out_.get(), static_cast<size_t>(n));
+    last_activity_ms_ = MonoMs();
+    return 1;
+  }
+  const int err = SSL_get_error(ssl_, n);
+  if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) return 0;  // output stays
+  tls_ = Tls::kDead;
+  Close("socket error");
+  return -1;
 }
 
 void Connection::OutputCb(evbuffer*, const evbuffer_cb_info* info, void* arg) {

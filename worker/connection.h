@@ -13,6 +13,7 @@
 
 #include <event2/event_struct.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -40,6 +41,9 @@ struct SharedBytes {
   uint32_t refs = 1;  // the creator's
   static void Unref(SharedBytes* s);
 };
+
+// "timeout", "alpn", ...: the label of a TlsFailure in /_stats and /_metrics.
+const char* TlsFailureName(uint32_t r);
 
 class Connection {
  public:
@@ -128,6 +132,14 @@ class Connection {
   // connection has been quiet for kTrimAfterMs.
   static constexpr uint64_t kTrimAfterMs = 1000;
   bool Trim();  // true: something was freed
+  // TLS listeners (docs/tls.md): true until the handshake finished; the
+  // sweep closes such a connection at its handshake deadline.
+  bool tls_pending() const { return tls_ == Tls::kSniff || tls_ == Tls::kHandshake; }
+  bool TlsDeadlinePassed(uint64_t now_ms);  // true: closed (counted as a timeout)
+  bool tls() const { return tls_ != Tls::kOff; }
+  // The handshake verified a client certificate whose subject CN is one
+  // the listener's tls.auth_by_certificate lists (docs/tls.md).
+  bool tls_cert_authenticated() const { return tls_cert_auth_; }
 
  private:
   static void EventCb(int fd, short what, void* arg);
@@ -147,8 +159,23 @@ class Connection {
   evbuffer* in();
   evbuffer* out();
 
+  template <typename Fn>
+  bool InSession(Fn&& fn);  // runs a session callback (connection.cc)
   void StartLinger();
   void FlushNow();
+  // TLS: the first bytes decide (a handshake record, or a plain HTTP
+  // request answered in plain text), then SSL_do_handshake until done;
+  // then the session starts (OnConnect) as a plain connection's does.
+  void Handshake();
+  void TlsFailed(uint32_t reason, const std::string& why);
+  ssize_t TlsRead();  // ReadSome for an open TLS connection
+  bool CertificateAuthenticates() const;
+  int TlsWrite();  // one record of the output: 1 written, 0 the socket is full, -1 closed
+  // kOff: a plain listener (or the plain 400 after a plain request);
+  // kSniff: nothing read yet; kHandshake: SSL_do_handshake until done;
+  // kOpen: records both ways; kDead: a fatal error or close_notify sent,
+  // nothing more is written.
+  enum class Tls : uint8_t { kOff, kSniff, kHandshake, kOpen, kDead };
   enum class Closing { kNo, kAfterWrite, kLingering, kNow };
 
   WorkerContext& w_;
@@ -176,15 +203,20 @@ class Connection {
   bool write_armed_ = false;   // write readiness wanted (the socket was full)
   bool write_queued_ = false;  // in WorkerContext::pending_writes, at queued_at_
   size_t queued_at_ = 0;
-  bool in_callback_ = false;      // inside a session callback: Process() flushes after it
-  bool eof_ = false;              // the peer finished sending
-  bool peer_done_ = false;        // CloseAfterWrite(peer_done): close without lingering
-  bool nodelay_ = false;          // TCP_NODELAY is set (FlushNow, before the first write)
-  uint64_t linger_until_ms_ = 0;  // lingering: the end of timeouts.lingering_time (monotonic)
-  bool session_ended_ = false;    // EndSession ran
-  uint64_t accounted_ = 0;        // bytes counted in WorkerContext::client_bytes
-  uint64_t soft_since_ms_ = 0;    // output above limits.client_output_soft since (0 = not)
+  bool in_callback_ = false;  // inside a session callback: Process() flushes after it
+  bool eof_ = false;          // the peer finished sending
+  bool peer_done_ = false;    // CloseAfterWrite(peer_done): close without lingering
+  bool nodelay_ = false;      // TCP_NODELAY is set (FlushNow, before the first write)
+  // Lingering: the end of timeouts.lingering_time; TLS before that: the
+  // handshake deadline (monotonic).
+  uint64_t linger_until_ms_ = 0;
+  bool session_ended_ = false;  // EndSession ran
+  uint64_t accounted_ = 0;      // bytes counted in WorkerContext::client_bytes
+  uint64_t soft_since_ms_ = 0;  // output above limits.client_output_soft since (0 = not)
   Closing closing_ = Closing::kNo;
+  Tls tls_ = Tls::kOff;
+  bool tls_cert_auth_ = false;
+  SSL* ssl_ = nullptr;  // owned (SSL_free in the destructor)
   // Owned by DurableReplies: the log position this connection's output
   // waits for (0 = none), and whether it is in the waiting list.
   friend class DurableReplies;

@@ -20,6 +20,7 @@
 #include "shared/log.h"
 #include "shared/persist/log_writer.h"
 #include "shared/persist/persist.h"
+#include "shared/tls/context.h"
 #include "shared/util/clock.h"
 #include "worker/clients.h"
 #include "worker/connection.h"
@@ -184,6 +185,7 @@ class Worker {
     }
     ctx_.config = start_.config;
     ctx_.segment = start_.segment;
+    tls::UseTicketRing(&start_.segment->header()->tls_tickets);
     ctx_.slot = start_.slot;
     ctx_.generation = start_.generation;
     ctx_.base = base_.get();
@@ -299,6 +301,8 @@ class Worker {
     for (uint32_t v :
          {t.idle_ms, t.header_ms, t.keepalive_ms, t.lingering_timeout_ms, t.chat_idle_ms})
       if (v) m = std::min(m, v / 4);
+    for (const auto& l : ctx_.config->listeners)
+      if (l.tls.enabled) m = std::min(m, l.tls.handshake_timeout_ms / 4);
     m = std::max<uint32_t>(m, 20);
     return timeval{static_cast<time_t>(m / 1000), static_cast<suseconds_t>((m % 1000) * 1000)};
   }
@@ -436,6 +440,12 @@ class Worker {
     // Protected mode and limit_conn: the client reads one line saying why,
     // and nothing it sends is run.
     const std::string refusal = raw->Admit();
+    if (!refusal.empty() && l.conf->tls.ctx) {
+      // The line would have to wait for a handshake the client may never
+      // finish: a TLS client is closed without it (the refusal is counted).
+      raw->Close("refused");
+      return;
+    }
     if (!refusal.empty()) {
       if (raw->Start(MakeRefusedSession()))
         raw->RefuseWith(refusal);
@@ -537,6 +547,10 @@ class Worker {
         continue;
       }
       if (c->closing()) continue;
+      if (c->tls_pending()) {
+        c->TlsDeadlinePassed(now);
+        continue;
+      }
       // A client that does not read: its output limits are checked here too.
       if (c->output_pending() > 0) {
         c->Account();

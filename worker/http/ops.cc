@@ -17,6 +17,7 @@
 #include "shared/util/clock.h"
 #include "shared/util/strings.h"
 #include "worker/clients.h"
+#include "worker/connection.h"
 #include "worker/http/parse.h"
 #include "worker/http/util.h"
 #include "worker/json.h"
@@ -66,7 +67,14 @@ void AppendCounters(std::string* o, const ProcCounters& p) {
   for (uint32_t i = 0; i < kRefusalCount; i++)
     fmt::format_to(std::back_inserter(*o), "{}\"{}\":{}", i ? "," : "",
                    RefusalName(static_cast<Refusal>(i)), p.refused[i].Get());
-  o->append("}");
+  fmt::format_to(std::back_inserter(*o),
+                 "}},\"tls\":{{\"handshakes\":{},\"resumed\":{},\"tls1_2\":{},\"tls1_3\":{},"
+                 "\"failures\":{{",
+                 p.tls_handshakes.Get(), p.tls_resumed.Get(), p.tls_v12.Get(), p.tls_v13.Get());
+  for (uint32_t i = 0; i < kTlsFailureCount; i++)
+    fmt::format_to(std::back_inserter(*o), "{}\"{}\":{}", i ? "," : "", TlsFailureName(i),
+                   p.tls_failed[i].Get());
+  o->append("}}");
 }
 
 limit::TableStats LimiterStats(const WorkerContext& w) {
@@ -391,6 +399,11 @@ std::string MetricsText(const WorkerContext& w) {
       {"preforkd_connections_trimmed_total", "counter",
        "Idle connections whose buffers and parser caches were freed (after 1 s of quiet).",
        &ProcCounters::conns_trimmed},
+      {"preforkd_tls_handshakes_total", "counter", "TLS handshakes finished.",
+       &ProcCounters::tls_handshakes},
+      {"preforkd_tls_resumed_total", "counter",
+       "TLS handshakes that resumed a session (a ticket from any worker).",
+       &ProcCounters::tls_resumed},
       {"preforkd_received_bytes_total", "counter", "Bytes read from clients.",
        &ProcCounters::bytes_in},
       {"preforkd_sent_bytes_total", "counter", "Bytes written to clients.",
@@ -413,6 +426,20 @@ std::string MetricsText(const WorkerContext& w) {
     for (uint32_t i = 0; i < kRefusalCount; i++)
       fmt::format_to(out, "preforkd_refused_total{{{},reason=\"{}\"}} {}\n", labels(*p),
                      RefusalName(static_cast<Refusal>(i)), p->refused[i].Get());
+  head("preforkd_tls_handshakes_by_version_total", "counter",
+       "TLS handshakes finished, by protocol version.");
+  for (const ProcCounters* p : live) {
+    fmt::format_to(out, "preforkd_tls_handshakes_by_version_total{{{},version=\"TLSv1.2\"}} {}\n",
+                   labels(*p), p->tls_v12.Get());
+    fmt::format_to(out, "preforkd_tls_handshakes_by_version_total{{{},version=\"TLSv1.3\"}} {}\n",
+                   labels(*p), p->tls_v13.Get());
+  }
+  head("preforkd_tls_handshake_failures_total", "counter",
+       "TLS handshakes that failed, by reason (docs/tls.md).");
+  for (const ProcCounters* p : live)
+    for (uint32_t i = 0; i < kTlsFailureCount; i++)
+      fmt::format_to(out, "preforkd_tls_handshake_failures_total{{{},reason=\"{}\"}} {}\n",
+                     labels(*p), TlsFailureName(i), p->tls_failed[i].Get());
   head("preforkd_http_responses_total", "counter", "HTTP responses by status class.");
   for (const ProcCounters* p : live)
     for (int i = 1; i <= 5; i++)
