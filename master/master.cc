@@ -212,6 +212,8 @@ class Master {
     // (its size at start; a reload cannot grow it), at most clients::kMaxSlots.
     segment_ = Segment::Create(cfg_.shm_size, bus_bytes,
                                std::min(cfg_.limits.max_connections, clients::kMaxSlots));
+    segment_.header()->master_pid.store(master_pid_);
+    segment_.header()->generation.store(generation_);
     // The first session ticket key, so TLS listeners added by a reload find one.
     tls::RotateTicketKeys(&segment_.header()->tls_tickets, MonoMs(), 0);
     if (!bus::Bus::Format(segment_.bus_base(), segment_.bus_size(), bus::SizesFrom(cfg_.pubsub),
@@ -588,6 +590,22 @@ class Master {
   }
 
   void Reload() {
+    std::string why;
+    const bool ok = ReloadConfig(&why);
+    ShmHeader* h = segment_.header();
+    h->last_reload_ms.store(WallMs());
+    h->last_reload_ok.store(ok ? 1 : 0);
+    h->generation.store(generation_);
+    // What /_status shows: why the last reload was refused ("" once one works).
+    const uint64_t seq = h->config_error_seq.load(std::memory_order_relaxed);
+    h->config_error_seq.store(seq + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    std::snprintf(h->last_config_error, sizeof h->last_config_error, "%s", ok ? "" : why.c_str());
+    h->config_error_seq.store(seq + 2, std::memory_order_release);
+  }
+
+  // False with *why when the new configuration was refused (the old one serves on).
+  bool ReloadConfig(std::string* why) {
     spdlog::info("reload: reading {}", cfg_.path);
     ConfigResult r = LoadConfig(cfg_.path);
     CheckAuthBasic(&r);
@@ -595,7 +613,8 @@ class Master {
     if (!r.ok()) {
       for (const auto& e : r.errors) spdlog::error("reload: {}", e);
       spdlog::error("reload: the new configuration is invalid; still serving the old one");
-      return;
+      *why = r.errors[0];
+      return false;
     }
     Config next = std::move(r.config);
     if (next.shm_size != cfg_.shm_size) {
@@ -669,12 +688,14 @@ class Master {
       spdlog::error(
           "reload: chroot, user and group cannot change without a restart; still serving the "
           "old configuration");
-      return;
+      *why = "chroot, user and group cannot change without a restart";
+      return false;
     }
     std::string err;
     if (!sockets_.Apply(next, &err)) {
       spdlog::error("reload: {}; still serving the old configuration", err);
-      return;
+      *why = err;
+      return false;
     }
     if (next.logging.error_log != cfg_.logging.error_log) {
       if (!log::Init(next.Outside(next.logging.error_log), next.logging.level, "master")) {
@@ -708,6 +729,7 @@ class Master {
     for (pid_t p : old) kill(p, SIGQUIT);
     spdlog::info("reload: generation {} started with {} workers; retiring {} old workers",
                  generation_, cfg_.workers, old.size());
+    return true;
   }
 
   // A reaped worker's counter entry goes back to the pool once its bus

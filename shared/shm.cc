@@ -34,6 +34,12 @@ void AddInto(ProcCounters* to, const ProcCounters& from) {
   for (uint32_t i = 0; i < kRefusalCount; i++) to->refused[i].Add(from.refused[i].Get());
   to->cpu_user_us.Add(from.cpu_user_us.Get());
   to->cpu_sys_us.Add(from.cpu_sys_us.Get());
+  for (uint32_t p = 0; p < kProtoCount; p++) {
+    to->conns_by_proto[p].Add(from.conns_by_proto[p].Get());
+    for (uint32_t i = 0; i < kLatencyBuckets; i++)
+      to->latency[p].buckets[i].Add(from.latency[p].buckets[i].Get());
+    to->latency[p].sum_us.Add(from.latency[p].sum_us.Get());
+  }
   to->tls_handshakes.Add(from.tls_handshakes.Get());
   to->tls_resumed.Add(from.tls_resumed.Get());
   to->tls_v12.Add(from.tls_v12.Get());
@@ -230,6 +236,7 @@ void Segment::Release(int index) {
   h->conns_active_total.fetch_sub(static_cast<int64_t>(p->conns_active.Get()),
                                   std::memory_order_relaxed);
   p->conns_active.Sub(p->conns_active.Get());
+  for (Counter& c : p->conns_by_proto) c.Sub(c.Get());
   AddInto(&h->retired, *p);
   AddInto(cmd_stats(kMaxProcSlots), *cmd_stats(static_cast<uint32_t>(index)));
   p->pid.store(0, std::memory_order_release);

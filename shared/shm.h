@@ -16,8 +16,10 @@ constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endi
 // 4: per-command statistics rows; 5: the limiter table; 6: error statistics,
 // the CONFIG RESETSTAT baseline, run id, CPU time per process; 7: the client
 // registry (shared/clients.h) after the limiter table; 8: its names in an
-// array of their own; 9: TLS counters and the session ticket key ring
-constexpr uint32_t kShmLayoutVersion = 9;
+// array of their own; 9: TLS counters and the session ticket key ring;
+// 10: latency histograms, connections by protocol, RSS, the master's reload
+// outcome
+constexpr uint32_t kShmLayoutVersion = 10;
 constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
 
 // A counter with one writer (its process) and many readers: increments are a
@@ -60,6 +62,26 @@ enum Refusal : uint32_t {
   kRefusalCount
 };
 
+// Request latency: from the start of the input batch that held the request
+// to its reply being queued (so a pipelined request includes the ones
+// before it), in log-linear buckets (1-2-5 per decade, microseconds); the
+// last bucket is everything slower. Lock-free: one writer, its process.
+constexpr uint32_t kLatencyBounds = 21;
+inline constexpr uint32_t kLatencyBoundsUs[kLatencyBounds] = {
+    1,    2,     5,     10,    20,     50,     100,    200,     500,     1000,   2000,
+    5000, 10000, 20000, 50000, 100000, 200000, 500000, 1000000, 2000000, 5000000};
+constexpr uint32_t kLatencyBuckets = kLatencyBounds + 1;
+struct LatencyHist {
+  Counter buckets[kLatencyBuckets];  // not cumulative; [kLatencyBounds]: slower than the last bound
+  Counter sum_us;
+  void Record(uint64_t us) {
+    uint32_t i = 0;
+    while (i < kLatencyBounds && us > kLatencyBoundsUs[i]) i++;
+    buckets[i].Add(1);
+    sum_us.Add(us);
+  }
+};
+
 // TLS handshakes that failed, by reason (shared/tls/context.h names them).
 enum TlsFailure : uint32_t {
   kTlsFailPlainHttp,   // a plain HTTP request on a TLS port (answered 400)
@@ -99,6 +121,10 @@ struct alignas(64) ProcCounters {
   // CPU time of the process (getrusage), republished by its own timer: INFO
   // cpu sums them, and reaped processes' stay in `retired`.
   Counter cpu_user_us, cpu_sys_us;
+  Counter conns_by_proto[kProtoCount];  // gauge: open connections by protocol
+  LatencyHist latency[kProtoCount];
+  std::atomic<uint64_t> rss_bytes{0};  // the process' resident memory, from its sweep
+  std::atomic<uint32_t> draining{0};   // 1 once it retires (reload or stop)
   // TLS listeners: finished handshakes (of them resumed, by version) and failures.
   Counter tls_handshakes, tls_resumed, tls_v12, tls_v13;
   Counter tls_failed[kTlsFailureCount];
@@ -239,7 +265,16 @@ struct alignas(64) ShmHeader {
   std::atomic<uint64_t> next_conn_id{1};     // connection ids, unique over all workers
   std::atomic<uint32_t> stopping{0};         // set before SIGQUIT on a stop (not a reload)
   std::atomic<uint64_t> workers_stalled{0};  // killed by the watchdog (timeouts.worker_stall)
-  ProcCounters retired;                      // counters of reaped processes, summed by the master
+  // The master, for the status views: its pid, its worker generation, and
+  // how the last reload went (last_config_error: why it was refused; a
+  // seqlock, odd while written).
+  std::atomic<int32_t> master_pid{0};
+  std::atomic<uint32_t> generation{0};
+  std::atomic<uint64_t> last_reload_ms{0};  // unix ms; 0 = none yet
+  std::atomic<uint32_t> last_reload_ok{1};
+  std::atomic<uint64_t> config_error_seq{0};
+  char last_config_error[240] = {};
+  ProcCounters retired;  // counters of reaped processes, summed by the master
   PersistShared persist;
   TlsTicketRing tls_tickets;
 };

@@ -179,6 +179,7 @@ class ChatSession final : public SubscriberSession {
       first_line_ = false;
       c.worker().counters->requests[kProtoChat].Add(1);
       Handle(line);
+      c.worker().NoteLatency(kProtoChat);
     }
   }
 

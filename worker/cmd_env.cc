@@ -94,6 +94,10 @@ CommandEnv MakeCommandEnv(WorkerContext& w, const ListenerConf& l, ProtoIndex pr
   env.commands_processed =
       w.counters && proto != kProtoHttp ? &w.counters->requests[proto] : nullptr;
   env.cmd_stats = w.cmd_stats;
+  if (w.counters && proto != kProtoHttp) {
+    env.latency = &w.counters->latency[proto];
+    env.batch_start_ns = &w.batch_start_ns;
+  }
   env.heartbeat_ms = w.counters ? &w.counters->heartbeat_ms : nullptr;
   env.segment = w.segment && w.segment->valid() ? w.segment : nullptr;
   env.stats = env.segment ? env.segment->stats_shared() : nullptr;

@@ -351,6 +351,7 @@ void Connection::Process() {
     const size_t before = evbuffer_get_length(in_.get());
     if (before == 0) break;
     const uint64_t logged = w_.durable ? w_.durable->appended() : 0;
+    w_.batch_start_ns = MonoNs();
     if (!InSession([&] { session_->OnRead(*this, in_.get()); })) return;
     // Requests that wrote: their replies wait until the log holds the writes.
     if (w_.durable) w_.durable->HoldFor(*this, logged);

@@ -18,7 +18,7 @@ namespace {
 class EchoSession final : public Session {
  public:
   void OnRead(Connection& c, evbuffer* in) override {
-    c.worker().counters->requests[kProtoEcho].Add(1);
+    c.worker().NoteRequest(kProtoEcho);
     const size_t quit_at = FindQuitLine(in);
     if (quit_at == SIZE_MAX) {
       evbuffer_add_buffer(c.output(), in);  // moves the chunks, no copy

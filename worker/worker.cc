@@ -5,6 +5,7 @@
 
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "shared/log.h"
@@ -135,6 +137,19 @@ void PublishCpuTime(ProcCounters* pc) {
   };
   pc->cpu_user_us.v.store(us(ru.ru_utime), std::memory_order_relaxed);
   pc->cpu_sys_us.v.store(us(ru.ru_stime), std::memory_order_relaxed);
+  // Resident memory for the status views: statm's second field, in pages
+  // (the file stays open; one pread a sweep). It is opened before a chroot
+  // can hide /proc.
+  static const int statm = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+  char buf[128];
+  const ssize_t n = statm >= 0 ? pread(statm, buf, sizeof buf - 1, 0) : -1;
+  if (n > 0) {
+    buf[n] = 0;
+    unsigned long size = 0, resident = 0;
+    if (std::sscanf(buf, "%lu %lu", &size, &resident) == 2)
+      pc->rss_bytes.store(uint64_t{resident} * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)),
+                          std::memory_order_relaxed);
+  }
 }
 
 SessionFactory FactoryFor(Protocol p) {
@@ -248,6 +263,7 @@ class Worker {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     accept_retry_.reset(evtimer_new(base_.get(), AcceptRetryCb, this));
+    PublishCpuTime(ctx_.counters);  // and the RSS: the status views have it from the start
     sweep_.reset(event_new(base_.get(), -1, EV_PERSIST, SweepCb, this));
     timeval tv = SweepPeriod();
     evtimer_add(sweep_.get(), &tv);
@@ -333,6 +349,7 @@ class Worker {
   void BeginDrain() {
     if (ctx_.draining) return;
     ctx_.draining = true;
+    ctx_.counters->draining.store(1, std::memory_order_relaxed);
     char name[16];
     snprintf(name, sizeof name, "preforkd-w%d-q", ctx_.slot);
     prctl(PR_SET_NAME, name);
@@ -436,6 +453,7 @@ class Worker {
     ctx_.conns.emplace(id, std::move(c));
     h->conns_active_total.fetch_add(1, std::memory_order_relaxed);
     ctx_.counters->conns_active.Add(1);
+    ctx_.counters->conns_by_proto[l.proto].Add(1);
     ctx_.counters->conns_total.Add(1);
     // Protected mode and limit_conn: the client reads one line saying why,
     // and nothing it sends is run.
@@ -503,6 +521,7 @@ class Worker {
       auto it = ctx.conns.find(id);
       if (it == ctx.conns.end()) continue;
       it->second->EndSession();
+      ctx.counters->conns_by_proto[static_cast<uint32_t>(it->second->listener().protocol)].Sub(1);
       ctx.conns.erase(it);
       ctx.segment->header()->conns_active_total.fetch_sub(1, std::memory_order_relaxed);
       ctx.counters->conns_active.Sub(1);

@@ -86,6 +86,17 @@ struct WorkerContext {
   void WritePending();
 
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> conns;
+  // Request counts and latency (ProcCounters::latency): the batch a
+  // request came in started at batch_start_ns (Connection::Process).
+  uint64_t batch_start_ns = 0;
+  void NoteLatency(uint32_t proto) {
+    const uint64_t now = MonoNs();
+    counters->latency[proto].Record(now > batch_start_ns ? (now - batch_start_ns) / 1000 : 0);
+  }
+  void NoteRequest(uint32_t proto) {
+    counters->requests[proto].Add(1);
+    NoteLatency(proto);
+  }
   // The client buffers of this worker's connections (Connection::Account),
   // and the end-of-turn pass that disconnects the biggest ones once the sum
   // is over limits.clients_memory.

@@ -162,6 +162,10 @@ struct CommandEnv {
   clients::Table* clients = nullptr;
   std::function<void(int worker_slot)> wake_worker;
   Counter* commands_processed = nullptr;  // optional; +1 per executed command (per protocol)
+  // Optional: each executed command's latency from *batch_start_ns (the
+  // start of the input batch it came in) to the end of its handler.
+  LatencyHist* latency = nullptr;
+  const uint64_t* batch_start_ns = nullptr;
   // Per-command statistics (INFO commandstats): this process' row, and the
   // segment whose rows INFO sums over every process. Both optional.
   CmdStatsRow* cmd_stats = nullptr;

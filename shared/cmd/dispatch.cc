@@ -176,6 +176,10 @@ void Execute(CommandCtx& c, CountingWriter& w) {
       if (w.errors) st.failed.Add(1);
     }
   }
+  if (env.latency && env.batch_start_ns) {
+    const uint64_t now = MonoNs(), start = *env.batch_start_ns;
+    env.latency->Record(now > start ? (now - start) / 1000 : 0);
+  }
   ReleaseScratch();  // the reply is written: its buffers are no longer needed
 }
 

@@ -6,6 +6,8 @@
 #include <spdlog/spdlog.h>
 #include <strings.h>
 
+#include <algorithm>
+#include <cstring>
 #include <map>
 #include <string_view>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "shared/clients.h"
 #include "shared/config.h"
 #include "shared/kv/kv.h"
+#include "shared/persist/persist.h"
 #include "shared/shm.h"
 #include "shared/util/clock.h"
 #include "shared/util/strings.h"
@@ -51,10 +54,14 @@ uint32_t WorkersAlive(const WorkerContext& w) {
 void AppendCounters(std::string* o, const ProcCounters& p) {
   fmt::format_to(std::back_inserter(*o),
                  "\"connections\":{{\"active\":{},\"total\":{},\"rejected\":{},"
-                 "\"closed_output_limit\":{},\"closed_clients_memory\":{},\"trimmed\":{}}},"
-                 "\"bytes\":{{\"in\":{},\"out\":{}}},\"requests\":{{",
+                 "\"closed_output_limit\":{},\"closed_clients_memory\":{},\"trimmed\":{},"
+                 "\"by_protocol\":{{",
                  p.conns_active.Get(), p.conns_total.Get(), p.conns_rejected.Get(),
-                 p.closed_output_limit.Get(), p.closed_clients_memory.Get(), p.conns_trimmed.Get(),
+                 p.closed_output_limit.Get(), p.closed_clients_memory.Get(), p.conns_trimmed.Get());
+  for (uint32_t i = 0; i < kProtoCount; i++)
+    fmt::format_to(std::back_inserter(*o), "{}\"{}\":{}", i ? "," : "", ProtoIndexName(i),
+                   p.conns_by_proto[i].Get());
+  fmt::format_to(std::back_inserter(*o), "}}}},\"bytes\":{{\"in\":{},\"out\":{}}},\"requests\":{{",
                  p.bytes_in.Get(), p.bytes_out.Get());
   for (uint32_t i = 0; i < kProtoCount; i++)
     fmt::format_to(std::back_inserter(*o), "{}\"{}\":{}", i ? "," : "", ProtoIndexName(i),
@@ -74,7 +81,14 @@ void AppendCounters(std::string* o, const ProcCounters& p) {
   for (uint32_t i = 0; i < kTlsFailureCount; i++)
     fmt::format_to(std::back_inserter(*o), "{}\"{}\":{}", i ? "," : "", TlsFailureName(i),
                    p.tls_failed[i].Get());
-  o->append("}}");
+  o->append("}},\"latency\":{");
+  for (uint32_t i = 0; i < kProtoCount; i++) {
+    fmt::format_to(std::back_inserter(*o), "{}\"{}\":[", i ? "," : "", ProtoIndexName(i));
+    for (uint32_t b = 0; b < kLatencyBuckets; b++)
+      fmt::format_to(std::back_inserter(*o), "{}{}", b ? "," : "", p.latency[i].buckets[b].Get());
+    o->append("]");
+  }
+  o->append("}");
 }
 
 limit::TableStats LimiterStats(const WorkerContext& w) {
@@ -312,20 +326,45 @@ std::string HealthJson(const WorkerContext& w) {
                      WorkersAlive(w));
 }
 
+// The reason the last reload was refused (a seqlock the master writes).
+std::string LastConfigError(const ShmHeader* h) {
+  for (int tries = 0; tries < 8; tries++) {
+    const uint64_t s1 = h->config_error_seq.load(std::memory_order_acquire);
+    if (s1 & 1) continue;
+    std::string e(h->last_config_error, strnlen(h->last_config_error, sizeof h->last_config_error));
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (h->config_error_seq.load(std::memory_order_relaxed) == s1) return e;
+  }
+  return "";
+}
+
 std::string StatsJson(const WorkerContext& w) {
   std::string o;
+  const ShmHeader* h = w.segment->header();
   fmt::format_to(std::back_inserter(o),
-                 "{{\"uptime_s\":{},\"reloads\":{},\"workers_stalled\":{},\"workers\":[",
-                 UptimeS(w), w.segment->header()->reloads.load(std::memory_order_relaxed),
-                 w.segment->header()->workers_stalled.load(std::memory_order_relaxed));
+                 "{{\"uptime_s\":{},\"reloads\":{},\"workers_stalled\":{},"
+                 "\"master\":{{\"pid\":{},\"generation\":{},\"last_reload_ms\":{},"
+                 "\"last_reload_ok\":{},\"last_config_error\":",
+                 UptimeS(w), h->reloads.load(std::memory_order_relaxed),
+                 h->workers_stalled.load(std::memory_order_relaxed), h->master_pid.load(),
+                 h->generation.load(), h->last_reload_ms.load(),
+                 h->last_reload_ok.load() ? "true" : "false");
+  json::AppendJsonString(&o, LastConfigError(h));
+  o.append("},\"latency_bounds_us\":[");
+  for (uint32_t b = 0; b < kLatencyBounds; b++)
+    fmt::format_to(std::back_inserter(o), "{}{}", b ? "," : "", kLatencyBoundsUs[b]);
+  o.append("],\"workers\":[");
   bool first = true;
   ForEachLive(w, [&](const ProcCounters& p) {
     const uint64_t beat = p.heartbeat_ms.load(std::memory_order_relaxed), now = MonoMs();
     fmt::format_to(std::back_inserter(o),
-                   "{}{{\"slot\":{},\"pid\":{},\"generation\":{},\"heartbeat_age_ms\":{},",
+                   "{}{{\"slot\":{},\"pid\":{},\"generation\":{},\"heartbeat_age_ms\":{},"
+                   "\"state\":\"{}\",\"rss_bytes\":{},",
                    first ? "" : ",", p.worker_slot.load(std::memory_order_relaxed),
                    p.pid.load(std::memory_order_relaxed),
-                   p.generation.load(std::memory_order_relaxed), now > beat ? now - beat : 0);
+                   p.generation.load(std::memory_order_relaxed), now > beat ? now - beat : 0,
+                   p.draining.load(std::memory_order_relaxed) ? "draining" : "serving",
+                   p.rss_bytes.load(std::memory_order_relaxed));
     AppendCounters(&o, p);
     o.append("}");
     first = false;
@@ -342,6 +381,51 @@ std::string StatsJson(const WorkerContext& w) {
       "\"large_used_bytes\":{},\"large_capacity_bytes\":{}}}",
       s.keys, s.expires, s.used_bytes, s.capacity_bytes, s.hits, s.misses, s.evictions, s.expired,
       s.large_values, s.large_used_bytes, s.large_capacity_bytes);
+  // Each shard's arena in use (a heat strip on /_status): one lock each.
+  o.resize(o.size() - 1);
+  o.append(",\"shards\":[");
+  if (w.store) {
+    for (uint32_t i = 0; i < w.store->shard_count(); i++) {
+      kv::Stats sh;
+      try {
+        sh = w.store->GetShardStats(i);
+      } catch (const std::exception&) {
+      }
+      fmt::format_to(std::back_inserter(o), "{}{:.3f}", i ? "," : "",
+                     sh.capacity_bytes ? static_cast<double>(sh.used_bytes) /
+                                             static_cast<double>(sh.capacity_bytes)
+                                       : 0.0);
+    }
+  }
+  o.append("]}");
+  if (w.pubsub) {
+    const bus::Bus& b = w.pubsub->bus();
+    fmt::format_to(std::back_inserter(o),
+                   ",\"bus\":{{\"channels\":{},\"patterns\":{},\"messages\":{}}}",
+                   b.Channels("").size(), std::max<int64_t>(b.NumPat(), 0), b.Head());
+  }
+  const PersistShared& ps = h->persist;
+  fmt::format_to(
+      std::back_inserter(o),
+      ",\"persistence\":{{\"enabled\":{},\"fsync\":\"{}\",\"last_snapshot_ms\":{},"
+      "\"last_snapshot_duration_ms\":{},\"last_snapshot_bytes\":{},\"log_bytes\":{},"
+      "\"last_error\":",
+      w.config->persistence.enabled ? "true" : "false",
+      FsyncPolicyName(w.config->persistence.fsync), ps.last_snapshot_ms.load(),
+      ps.last_snapshot_duration_ms.load(), ps.last_snapshot_bytes.load(),
+      ps.log_bytes.load() - std::min(ps.log_bytes.load(), ps.log_bytes_at_snapshot.load()));
+  json::AppendJsonString(&o, persist::LastError(&ps));
+  o.append("},\"listeners\":[");
+  for (size_t i = 0; i < w.config->listeners.size(); i++) {
+    const ListenerConf& l = w.config->listeners[i];
+    o.append(i ? ",{\"name\":" : "{\"name\":");
+    json::AppendJsonString(&o, l.name);
+    o.append(",\"address\":");
+    json::AppendJsonString(&o, l.address);
+    fmt::format_to(std::back_inserter(o), ",\"port\":{},\"protocol\":\"{}\",\"tls\":{}}}", l.port,
+                   ProtocolName(l.protocol), l.tls.enabled ? "true" : "false");
+  }
+  o.append("]");
   const limit::TableStats l = LimiterStats(w);
   fmt::format_to(std::back_inserter(o),
                  ",\"limiter\":{{\"entries\":{},\"capacity\":{},\"evictions\":{},"
@@ -440,6 +524,41 @@ std::string MetricsText(const WorkerContext& w) {
     for (uint32_t i = 0; i < kTlsFailureCount; i++)
       fmt::format_to(out, "preforkd_tls_handshake_failures_total{{{},reason=\"{}\"}} {}\n",
                      labels(*p), TlsFailureName(i), p->tls_failed[i].Get());
+  head("preforkd_connections_by_protocol", "gauge", "Open client connections by protocol.");
+  for (const ProcCounters* p : live)
+    for (uint32_t i = 0; i < kProtoCount; i++)
+      fmt::format_to(out, "preforkd_connections_by_protocol{{{},protocol=\"{}\"}} {}\n", labels(*p),
+                     ProtoIndexName(i), p->conns_by_proto[i].Get());
+  head("preforkd_worker_rss_bytes", "gauge", "Resident memory of each worker process.");
+  for (const ProcCounters* p : live)
+    fmt::format_to(out, "preforkd_worker_rss_bytes{{{}}} {}\n", labels(*p),
+                   p->rss_bytes.load(std::memory_order_relaxed));
+  head("preforkd_request_duration_seconds", "histogram",
+       "Request latency by protocol: from the start of the input batch that held the request "
+       "to its reply being queued.");
+  for (const ProcCounters* p : live)
+    for (uint32_t i = 0; i < kProtoCount; i++) {
+      const LatencyHist& hist = p->latency[i];
+      uint64_t cum = 0;
+      for (uint32_t b = 0; b < kLatencyBuckets; b++) {
+        cum += hist.buckets[b].Get();
+        if (b < kLatencyBounds)
+          fmt::format_to(
+              out,
+              "preforkd_request_duration_seconds_bucket{{{},protocol=\"{}\",le=\"{:g}\"}} "
+              "{}\n",
+              labels(*p), ProtoIndexName(i), kLatencyBoundsUs[b] / 1e6, cum);
+        else
+          fmt::format_to(
+              out,
+              "preforkd_request_duration_seconds_bucket{{{},protocol=\"{}\",le=\"+Inf\"}} {}\n",
+              labels(*p), ProtoIndexName(i), cum);
+      }
+      fmt::format_to(out, "preforkd_request_duration_seconds_sum{{{},protocol=\"{}\"}} {:g}\n",
+                     labels(*p), ProtoIndexName(i), hist.sum_us.Get() / 1e6);
+      fmt::format_to(out, "preforkd_request_duration_seconds_count{{{},protocol=\"{}\"}} {}\n",
+                     labels(*p), ProtoIndexName(i), cum);
+    }
   head("preforkd_http_responses_total", "counter", "HTTP responses by status class.");
   for (const ProcCounters* p : live)
     for (int i = 1; i <= 5; i++)
@@ -488,6 +607,10 @@ std::string MetricsText(const WorkerContext& w) {
   return o;
 }
 
+namespace embedded {
+extern const std::string_view kStatusPage;  // conf/status.html (tools/embed-file)
+}
+
 namespace http {
 
 void ServeOps(const WorkerContext& w, const ListenerConf& l, const IpAddr& client,
@@ -498,6 +621,16 @@ void ServeOps(const WorkerContext& w, const ListenerConf& l, const IpAddr& clien
   if (path == "/_metrics") {
     rep->content_type = "text/plain; version=0.0.4; charset=utf-8";
     rep->body = MetricsText(w);
+  } else if (path == "/_status") {
+    // The page (conf/status.html, embedded at build time) is self-contained:
+    // it may run its inline script and style and reach only this server.
+    rep->content_type = "text/html; charset=utf-8";
+    rep->body = std::string(embedded::kStatusPage);
+    rep->headers =
+        "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+        "style-src 'unsafe-inline'; img-src data:; connect-src 'self'; frame-ancestors 'none'\r\n"
+        "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n";
+    return;
   } else {
     rep->content_type = "application/json";
     rep->body = path == "/_health" ? HealthJson(w) : StatsJson(w);

@@ -22,6 +22,7 @@
 #include "worker/connection.h"
 #include "worker/http/access_log.h"
 #include "worker/http/basic_auth.h"
+#include "worker/http/events.h"
 #include "worker/http/filecache.h"
 #include "worker/http/kv_route.h"
 #include "worker/http/ops.h"
@@ -92,8 +93,16 @@ class HttpSession final : public Session {
 
   void OnConnect(Connection& c) override { conn_ = &c; }
 
+  void OnClose(Connection& c) override {
+    if (events_) http::EventStreams::Of(w_).Remove(&c);
+  }
+
   void OnRead(Connection& c, evbuffer* in) override {
     const LimitsConf& lim = w_.config->limits;
+    if (events_) {  // an event stream reads nothing more from the page
+      evbuffer_drain(in, evbuffer_get_length(in));
+      return;
+    }
     while (!c.closing()) {
       // Pipelined requests wait while the output is above the high-water
       // mark; the connection calls OnRead again once it drains.
@@ -136,14 +145,17 @@ class HttpSession final : public Session {
     std::string().swap(path_);
   }
 
-  void OnDrain(Connection&) override {
+  void OnDrain(Connection& c) override {
     // The next response says "Connection: close"; an idle connection stays
     // until the drain timeout (closing it now races with a request in flight).
     draining_ = true;
+    // An event stream ends now: the page reconnects to the new generation.
+    if (events_) c.CloseAfterWrite();
   }
 
   uint32_t TimeoutMs(const WorkerContext& w) const override {
     const TimeoutsConf& t = w.config->timeouts;
+    if (events_) return t.idle_ms;  // written every second: idle only if the page stopped reading
     if (conn_ && conn_->output_pending() > 0) return t.idle_ms;
     if (parser_.in_request()) {
       if (parser_.head_done()) return t.header_ms;  // body: inactivity limit
@@ -189,7 +201,8 @@ class HttpSession final : public Session {
       rep = http::Reply{};
       http::ErrorReply(500, &rep);
     }
-    Send(c, &rep, false);
+    if (!events_) Send(c, &rep, false);  // an event stream wrote its own head
+    w_.NoteLatency(kProtoHttp);
     req_ = nullptr;
   }
 
@@ -262,12 +275,36 @@ class HttpSession final : public Session {
       if (!kv_) kv_ = std::make_unique<http::KvRoute>(l_, w_);  // its session: on first use
       return kv_->Serve(c, req, raw_path.substr(3), query, client_, basic_ok, rep);
     }
-    if (raw_path == "/_health" || raw_path == "/_stats" || raw_path == "/_metrics")
+    if (raw_path == "/_health" || raw_path == "/_stats" || raw_path == "/_metrics" ||
+        raw_path == "/_status")
       return http::ServeOps(w_, l_, client_, req, raw_path, query, rep);
+    if (raw_path == "/_events") return StartEvents(c, req, rep);
     if (raw_path == "/_admin" || raw_path.substr(0, 8) == "/_admin/")
       return http::ServeAdmin(w_, l_, client_, req, raw_path, query, rep);
     // The connection's last read is "now" for the cache (one clock read less per request).
     http::ServeStatic(l_, req, raw_path, query, c.last_activity_ms(), &path_, rep);
+  }
+
+  // GET /_events (events.h): the ops endpoints' access rule, then a head
+  // with no length (the stream ends when the connection does) and the
+  // first snapshot; the worker's timer sends the rest.
+  void StartEvents(Connection& c, const Request& req, http::Reply* rep) {
+    if (!l_.ops_allow_all && !client_.loopback()) return http::ErrorReply(403, rep);
+    if (req.method != "GET") {
+      http::ErrorReply(405, rep);
+      rep->headers += "Allow: GET\r\n";
+      return;
+    }
+    events_ = true;
+    std::string h = "HTTP/1.1 200 OK\r\nServer: preforkd\r\nDate: ";
+    h += http::DateNow();
+    h += "\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+         "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n"
+         "retry: 2000\n\n";
+    c.Write(h);
+    w_.counters->http_status[2].Add(1);
+    Log(c, 200, 0);
+    http::EventStreams::Of(w_).Add(&c);
   }
 
   // The prefixes are matched against the path as sent and as the static
@@ -418,6 +455,7 @@ class HttpSession final : public Session {
   std::string path_;              // the normalised path of a static request (reused)
   bool head_ = false;
   bool draining_ = false;
+  bool events_ = false;  // this connection is a /_events stream (events.h)
   bool continue_sent_ = false;
   bool input_empty_ = false;  // nothing was buffered after the request being answered
   uint64_t requests_ = 0;
