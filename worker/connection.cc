@@ -747,6 +747,11 @@ ssize_t Connection::TlsRead() {
         return -1;
       }
       total += static_cast<size_t>(n);
+      // A short record with nothing more in OpenSSL's buffer: the socket
+      // is most likely empty too, and the read event (level-triggered)
+      // comes back if not; asking again would cost a read(2) that answers
+      // EAGAIN on nearly every request.
+      if (static_cast<size_t>(n) < sizeof scratch && !SSL_has_pending(ssl_)) break;
       continue;
     }
     const int err = SSL_get_error(ssl_, n);
