@@ -1088,7 +1088,12 @@ TEST(Privileges, UserNobodyWithPersistence) {
   std::error_code ec;
   for (const auto& e : fs::recursive_directory_iterator(data, ec)) {
     struct stat fst;
-    ASSERT_EQ(lstat(e.path().c_str(), &fst), 0);
+    if (lstat(e.path().c_str(), &fst) != 0) {
+      // The snapshot's clean-up removes covered logs after SAVE answers:
+      // a file listed a moment ago may be gone.
+      ASSERT_EQ(errno, ENOENT) << e.path();
+      continue;
+    }
     if (S_ISDIR(fst.st_mode)) {
       EXPECT_EQ(fst.st_mode & 077, 0u) << e.path() << " " << std::oct << (fst.st_mode & 07777);
       continue;
