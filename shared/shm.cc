@@ -40,6 +40,22 @@ void AddInto(ProcCounters* to, const ProcCounters& from) {
       to->latency[p].buckets[i].Add(from.latency[p].buckets[i].Get());
     to->latency[p].sum_us.Add(from.latency[p].sum_us.Get());
   }
+  to->subscribers.Add(from.subscribers.Get());
+  to->slow_subscribers_closed.Add(from.slow_subscribers_closed.Get());
+  // Listener counters add up by port: another generation may list them in
+  // another order.
+  for (uint32_t i = 0; i < kListenerCounters; i++) {
+    const uint32_t port = from.listener_port[i].load(std::memory_order_relaxed);
+    if (!port) continue;
+    for (uint32_t j = 0; j < kListenerCounters; j++) {
+      const uint32_t have = to->listener_port[j].load(std::memory_order_relaxed);
+      if (have && have != port) continue;
+      to->listener_port[j].store(port, std::memory_order_relaxed);
+      to->listener_accepted[j].Add(from.listener_accepted[i].Get());
+      to->listener_refused[j].Add(from.listener_refused[i].Get());
+      break;
+    }
+  }
   to->tls_handshakes.Add(from.tls_handshakes.Get());
   to->tls_resumed.Add(from.tls_resumed.Get());
   to->tls_v12.Add(from.tls_v12.Get());
@@ -237,6 +253,7 @@ void Segment::Release(int index) {
                                   std::memory_order_relaxed);
   p->conns_active.Sub(p->conns_active.Get());
   for (Counter& c : p->conns_by_proto) c.Sub(c.Get());
+  p->subscribers.Sub(p->subscribers.Get());
   AddInto(&h->retired, *p);
   AddInto(cmd_stats(kMaxProcSlots), *cmd_stats(static_cast<uint32_t>(index)));
   p->pid.store(0, std::memory_order_release);

@@ -17,8 +17,8 @@ constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endi
 // the CONFIG RESETSTAT baseline, run id, CPU time per process; 7: the client
 // registry (shared/clients.h) after the limiter table; 8: its names in an
 // array of their own; 9: TLS counters and the session ticket key ring;
-// 10: latency histograms, connections by protocol, RSS, the master's reload
-// outcome
+// 10: latency histograms, connections by protocol and by listener,
+// subscribers, RSS, the master's reload outcome
 constexpr uint32_t kShmLayoutVersion = 10;
 constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
 
@@ -82,6 +82,8 @@ struct LatencyHist {
   }
 };
 
+constexpr uint32_t kListenerCounters = 16;
+
 // TLS handshakes that failed, by reason (shared/tls/context.h names them).
 enum TlsFailure : uint32_t {
   kTlsFailPlainHttp,   // a plain HTTP request on a TLS port (answered 400)
@@ -122,6 +124,14 @@ struct alignas(64) ProcCounters {
   // cpu sums them, and reaped processes' stay in `retired`.
   Counter cpu_user_us, cpu_sys_us;
   Counter conns_by_proto[kProtoCount];  // gauge: open connections by protocol
+  // By listener, keyed by port (stable over reloads; listeners past
+  // kListenerCounters are not counted): accepted, and closed at accept
+  // (a connection limit, protected mode, limit_conn).
+  std::atomic<uint32_t> listener_port[kListenerCounters];
+  Counter listener_accepted[kListenerCounters];
+  Counter listener_refused[kListenerCounters];
+  Counter subscribers;              // gauge: connections with a subscription (chat included)
+  Counter slow_subscribers_closed;  // cut at pubsub.output_{hard,soft}_limit
   LatencyHist latency[kProtoCount];
   std::atomic<uint64_t> rss_bytes{0};  // the process' resident memory, from its sweep
   std::atomic<uint32_t> draining{0};   // 1 once it retires (reload or stop)

@@ -85,6 +85,7 @@ SubStatus PubSubHub::Subscribe(PubSubClient& c, std::string_view name, bool patt
         return SubStatus::kTableFull;
     }
   }
+  if (c.subscriptions() == 0 && w_.counters) w_.counters->subscribers.Add(1);
   mine.emplace(name);
   (pattern ? patterns_ : channels_)[std::string(name)].insert(&c);
   local_subs_++;
@@ -102,6 +103,7 @@ bool PubSubHub::Drop(PubSubClient& c, std::string_view name, bool pattern) {
   auto it = mine.find(std::string(name));
   if (it == mine.end()) return false;
   mine.erase(it);
+  if (c.subscriptions() == 0 && w_.counters) w_.counters->subscribers.Sub(1);
   auto& index = pattern ? patterns_ : channels_;
   auto ix = index.find(name);
   if (ix != index.end()) {
@@ -540,6 +542,7 @@ void PubSubHub::CheckOutput(PubSubClient& c, uint64_t now_ms) {
         "conn {} {}: subscriber output of {} bytes is over pubsub.output_hard_limit ({}): "
         "disconnecting the slow subscriber",
         conn.id(), conn.peer(), pending, pc.output_hard_limit);
+    if (w_.counters) w_.counters->slow_subscribers_closed.Add(1);
     conn.Close("pub/sub output hard limit");
     return;
   }
@@ -554,6 +557,7 @@ void PubSubHub::CheckOutput(PubSubClient& c, uint64_t now_ms) {
         "conn {} {}: subscriber output has been over pubsub.output_soft_limit ({}) for "
         "{} s ({} bytes now): disconnecting the slow subscriber",
         conn.id(), conn.peer(), pc.output_soft_limit, pc.output_soft_seconds, pending);
+    if (w_.counters) w_.counters->slow_subscribers_closed.Add(1);
     conn.Close("pub/sub output soft limit");
   }
 }

@@ -253,6 +253,12 @@ class Worker {
       evconnlistener_set_error_cb(l, AcceptErrorCb);
       listeners_.push_back({ListenerPtr(l), s.listener, FactoryFor(s.listener->protocol),
                             ProtoIndexOf(s.listener->protocol)});
+      const auto& all = ctx_.config->listeners;
+      const size_t i = static_cast<size_t>(s.listener - all.data());
+      if (i < kListenerCounters) {
+        listeners_.back().counter = static_cast<int>(i);
+        ctx_.counters->listener_port[i].store(s.listener->port, std::memory_order_relaxed);
+      }
     }
     AddSignal(SIGQUIT);
     AddSignal(SIGTERM);
@@ -297,6 +303,7 @@ class Worker {
     const ListenerConf* conf;
     SessionFactory factory;
     ProtoIndex proto;
+    int counter = -1;  // ProcCounters::listener_* index (-1: past kListenerCounters)
   };
   struct Signal {
     EventPtr ev;
@@ -433,6 +440,7 @@ class Worker {
             static_cast<int64_t>(lim.max_connections)) {
       evutil_closesocket(fd);
       ctx_.counters->conns_rejected.Add(1);
+      if (l.counter >= 0) ctx_.counters->listener_refused[l.counter].Add(1);
       const uint64_t now = MonoMs();
       if (now - last_reject_log_ms_ >= 1000) {
         last_reject_log_ms_ = now;
@@ -454,10 +462,12 @@ class Worker {
     h->conns_active_total.fetch_add(1, std::memory_order_relaxed);
     ctx_.counters->conns_active.Add(1);
     ctx_.counters->conns_by_proto[l.proto].Add(1);
+    if (l.counter >= 0) ctx_.counters->listener_accepted[l.counter].Add(1);
     ctx_.counters->conns_total.Add(1);
     // Protected mode and limit_conn: the client reads one line saying why,
     // and nothing it sends is run.
     const std::string refusal = raw->Admit();
+    if (!refusal.empty() && l.counter >= 0) ctx_.counters->listener_refused[l.counter].Add(1);
     if (!refusal.empty() && l.conf->tls.ctx) {
       // The line would have to wait for a handshake the client may never
       // finish: a TLS client is closed without it (the refusal is counted).

@@ -149,6 +149,53 @@ TEST(StatusTest, StatsShowTheReloadOutcomeAndWorkerStates) {
       << st;
 }
 
+TEST(StatusTest, SubscribersAndListenerCountsAreShown) {
+  Server s(ListenerYaml("http", "http", 0, "root: " + SourceRoot() + "/conf/www") +
+           ListenerYaml("resp", "resp", 0, "limit_conn: 2"));
+  ASSERT_TRUE(s.Start());
+  const uint16_t port = s.Port("http");
+  Client sub;
+  ASSERT_TRUE(sub.Connect(s.Port("resp")));
+  ASSERT_TRUE(sub.SendAll(Resp({"SUBSCRIBE", "news", "weather"})));
+  std::string reply;
+  ASSERT_TRUE(ReadReply(sub, &reply));
+  ASSERT_TRUE(ReadReply(sub, &reply));
+  std::string st;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        st = Get(port, "/_stats");
+        return st.find("\"subscribers\":1,") != std::string::npos;
+      },
+      3000))
+      << st;
+  // A third connection from this address is over limit_conn: refused.
+  Client second, third;
+  ASSERT_TRUE(second.Connect(s.Port("resp")));
+  EXPECT_EQ(RespCall(second, {"PING"}), "+PONG");
+  ASSERT_TRUE(third.Connect(s.Port("resp")));
+  EXPECT_TRUE(third.WaitClosed(3000));
+  // The harness' readiness probe connected too (from 127.0.0.254).
+  const std::regex counts(
+      "\"port\":" + std::to_string(s.Port("resp")) +
+      ",\"protocol\":\"resp\",\"tls\":false,\"accepted\":(\\d+),\"refused\":(\\d+)\\}");
+  std::smatch m;
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        st = Get(port, "/_stats");
+        return std::regex_search(st, m, counts) && std::stoul(m[2]) == 1 && std::stoul(m[1]) >= 3;
+      },
+      3000))
+      << st;
+  ASSERT_TRUE(sub.SendAll(Resp({"UNSUBSCRIBE"})));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        st = Get(port, "/_stats");
+        return st.find("\"subscribers\":0,") != std::string::npos;
+      },
+      3000))
+      << st;
+}
+
 TEST(StatusTest, EventsStreamSnapshotsAndEndsWhenItsWorkerRetires) {
   Server s(ListenerYaml("http", "http", 0, "root: " + SourceRoot() + "/conf/www"), "", 1);
   ASSERT_TRUE(s.Start());

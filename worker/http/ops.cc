@@ -401,8 +401,10 @@ std::string StatsJson(const WorkerContext& w) {
   if (w.pubsub) {
     const bus::Bus& b = w.pubsub->bus();
     fmt::format_to(std::back_inserter(o),
-                   ",\"bus\":{{\"channels\":{},\"patterns\":{},\"messages\":{}}}",
-                   b.Channels("").size(), std::max<int64_t>(b.NumPat(), 0), b.Head());
+                   ",\"bus\":{{\"channels\":{},\"patterns\":{},\"messages\":{},"
+                   "\"subscribers\":{},\"slow_subscribers_closed\":{}}}",
+                   b.Channels("").size(), std::max<int64_t>(b.NumPat(), 0), b.Head(),
+                   t.subscribers.Get(), t.slow_subscribers_closed.Get());
   }
   const PersistShared& ps = h->persist;
   fmt::format_to(
@@ -422,8 +424,16 @@ std::string StatsJson(const WorkerContext& w) {
     json::AppendJsonString(&o, l.name);
     o.append(",\"address\":");
     json::AppendJsonString(&o, l.address);
-    fmt::format_to(std::back_inserter(o), ",\"port\":{},\"protocol\":\"{}\",\"tls\":{}}}", l.port,
-                   ProtocolName(l.protocol), l.tls.enabled ? "true" : "false");
+    uint64_t accepted = 0, refused = 0;  // over every process, by port (ProcCounters)
+    for (uint32_t j = 0; j < kListenerCounters; j++)
+      if (t.listener_port[j].load(std::memory_order_relaxed) == l.port) {
+        accepted = t.listener_accepted[j].Get();
+        refused = t.listener_refused[j].Get();
+      }
+    fmt::format_to(std::back_inserter(o),
+                   ",\"port\":{},\"protocol\":\"{}\",\"tls\":{},\"accepted\":{},\"refused\":{}}}",
+                   l.port, ProtocolName(l.protocol), l.tls.enabled ? "true" : "false", accepted,
+                   refused);
   }
   o.append("]");
   const limit::TableStats l = LimiterStats(w);
@@ -483,6 +493,12 @@ std::string MetricsText(const WorkerContext& w) {
       {"preforkd_connections_trimmed_total", "counter",
        "Idle connections whose buffers and parser caches were freed (after 1 s of quiet).",
        &ProcCounters::conns_trimmed},
+      {"preforkd_pubsub_subscribers", "gauge",
+       "Connections with at least one subscription (chat clients included).",
+       &ProcCounters::subscribers},
+      {"preforkd_pubsub_slow_subscribers_closed_total", "counter",
+       "Subscribers disconnected at pubsub.output_hard_limit or output_soft_limit.",
+       &ProcCounters::slow_subscribers_closed},
       {"preforkd_tls_handshakes_total", "counter", "TLS handshakes finished.",
        &ProcCounters::tls_handshakes},
       {"preforkd_tls_resumed_total", "counter",
