@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -159,8 +160,25 @@ class Connection {
   evbuffer* in();
   evbuffer* out();
 
+  // Runs a session callback. No exception crosses a libevent callback: the
+  // connection goes, the worker stays. While the session runs, its output
+  // is flushed by the caller after it (in_callback_), not by OutputCb.
+  // False: the connection was closed.
   template <typename Fn>
-  bool InSession(Fn&& fn);  // runs a session callback (connection.cc)
+  bool InSession(Fn&& fn) {
+    in_callback_ = true;
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      LogSessionError(e);
+      in_callback_ = false;
+      Close(nullptr);
+      return false;
+    }
+    in_callback_ = false;
+    return true;
+  }
+  void LogSessionError(const std::exception& e) const;
   void StartLinger();
   void FlushNow();
   // TLS: the first bytes decide (a handshake record, or a plain HTTP
