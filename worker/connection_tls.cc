@@ -23,7 +23,7 @@
 namespace pf {
 
 namespace {
-constexpr size_t kReadChunk = 16 * 1024;  // as connection.cc's reads: one TLS record
+constexpr size_t kTlsChunk = 16 * 1024;  // one TLS record of plaintext, at most
 }  // namespace
 
 namespace {
@@ -203,8 +203,8 @@ bool Connection::CertificateAuthenticates() const {
 // read-ahead on, OpenSSL may hold records the socket no longer shows as
 // readable, so stopping at the bound schedules another callback instead.
 ssize_t Connection::TlsRead() {
-  static char scratch[kReadChunk];
-  constexpr size_t kMaxPerCall = 4 * kReadChunk;
+  static char scratch[kTlsChunk];
+  constexpr size_t kMaxPerCall = 4 * kTlsChunk;
   size_t total = 0;
   while (total < kMaxPerCall) {
     ERR_clear_error();
@@ -256,7 +256,7 @@ ssize_t Connection::TlsRead() {
 // write(2). A retry after WANT_WRITE offers the same first bytes again, at
 // least as many (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows the new address).
 int Connection::TlsWrite() {
-  static char gather[kReadChunk];
+  static char gather[kTlsChunk];
   evbuffer_iovec v;
   if (evbuffer_peek(out_.get(), -1, nullptr, &v, 1) < 1) return 0;
   const size_t total = evbuffer_get_length(out_.get());
