@@ -12,7 +12,6 @@ import atexit
 import json
 import os
 import random
-import re
 import shutil
 import socket
 import subprocess
@@ -25,6 +24,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("PREFORKD_SOURCE_ROOT", os.path.dirname(os.path.dirname(HERE)))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(ROOT, "tests", "compat"))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import pytap  # noqa: E402
@@ -283,6 +283,7 @@ class Cluster(unittest.TestCase):
     def test_09_add_moves_about_a_quarter_of_the_keys(self):
         before = {n["name"]: self.node(n["name"]).dbsize() for n in self.state["nodes"]}
         out = self.ctl("add").stdout
+        print("\n".join("# " + line for line in out.strip().splitlines()), flush=True)  # the figures, in the log
         result = json.loads(out.strip().splitlines()[-1])
         self.state = Cluster.state = json.load(open(os.path.join(self.dir, "cluster.json")))
         self.assertEqual(result["nodes"], 4)
@@ -311,6 +312,33 @@ class Cluster(unittest.TestCase):
                      open(f"/proc/{pid}/stat").read().split(")")[1].split()[0] == "Z", 10)
         r = self.ctl("status", "--json")
         self.assertTrue(all(n["pid"] is None for n in json.loads(r.stdout)["nodes"]))
+
+
+    def test_11_a_password_reaches_the_nodes_through_both_proxies(self):
+        d = os.path.join(self.tmp, "auth")
+        resp, web = free_port(), free_port()
+        args = ["--dir", d, "--base-port", str(base_port(1)), "--resp-port", str(resp), "--http-port", str(web),
+                "--stats-port", str(free_port()), "--haproxy-stats-port", str(free_port())]
+        run = lambda *a: subprocess.run([PREFORKCTL, "cluster", *a], capture_output=True, text=True, env=self.env,
+                                        timeout=60)
+        r = run("up", "1", "--password", "s3cret pass", *args)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        try:
+            with self.assertRaises(redis.AuthenticationError):
+                redis.Redis(port=resp, socket_timeout=5).set("a", "1")
+            t0 = time.monotonic()
+            with self.assertRaises(redis.RedisError):
+                redis.Redis(port=resp, socket_timeout=5, password="wrong").set("a", "1")
+            self.assertLess(time.monotonic() - t0, 3)
+            self.assertTrue(redis.Redis(port=resp, socket_timeout=5, password="s3cret pass").set("a", "1"))
+            self.assertEqual(http(f"http://127.0.0.1:{web}/kv/a")[0], 401)
+            req = urllib.request.Request(f"http://127.0.0.1:{web}/kv/a",
+                                         headers={"Authorization": "Bearer s3cret pass"})
+            with urllib.request.urlopen(req, timeout=5) as reply:
+                self.assertEqual(reply.read(), b"1")
+            self.assertEqual(os.stat(os.path.join(d, "cluster.json")).st_mode & 0o077, 0)
+        finally:
+            run("down", "--fast", "--dir", d)
 
 
 if __name__ == "__main__":
