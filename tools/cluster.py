@@ -193,7 +193,7 @@ class Cluster:
         servers = "\n".join(f"   - {n['address']}:{s['resp_port']}:1 {n['name']}" for n in nodes)
         pw = s.get("password", "")
         self.render("nutcracker.yml", self.path("nutcracker.yml" + suffix), listen=s["resp_listen"],
-                    servers=servers, redis_auth=f"\n  redis_auth: {json.dumps(pw)}" if pw else "")
+                    servers=servers, auto_eject="true" if s.get("auto_eject") else "false", redis_auth=f"\n  redis_auth: {json.dumps(pw)}" if pw else "")
         ring_path = self.path("ring.lua" + suffix)
         with open(ring_path, "w") as f:
             f.write(ring_lua(names))
@@ -431,7 +431,7 @@ def cmd_up(c, args):
             "nutcracker_stats": f"127.0.0.1:{args.stats_port}",
             "haproxy_stats": f"127.0.0.1:{args.haproxy_stats_port}",
             "fsync": args.fsync, "workers": args.workers, "shared_memory": args.shared_memory,
-            "password": args.password,
+            "password": args.password, "auto_eject": args.auto_eject,
         }
         if any(ch in args.password for ch in '"\\\n'):
             raise ClusterError("--password: no quotes, backslashes or newlines")
@@ -733,6 +733,9 @@ def main(argv):
     up.add_argument("--workers", default="1", help="workers per node (default 1; auto = one per core)")
     up.add_argument("--shared-memory", default="64m", help="each node's shared segment (64m)")
     up.add_argument("--password", default="", help="every node's kv.password, and nutcracker's redis_auth")
+    up.add_argument("--auto-eject", action="store_true",
+                    help="a cache: nutcracker takes a failed node out of the ring and its keys go to the others "
+                         "(default: a store, its keys fail until it is back)")
     down = sub.add_parser("down", help="stop the proxies, then the nodes (graceful)")
     down.add_argument("--fast", action="store_true", help="SIGTERM the nodes instead of SIGQUIT")
     st = sub.add_parser("status", help="each node, its health and keys, and the proxies' view")

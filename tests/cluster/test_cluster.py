@@ -341,5 +341,36 @@ class Cluster(unittest.TestCase):
             run("down", "--fast", "--dir", d)
 
 
+    def test_12_auto_eject_moves_a_dead_nodes_keys_to_the_others(self):
+        d = os.path.join(self.tmp, "cache")
+        resp = free_port()
+        args = ["--dir", d, "--base-port", str(base_port(2)), "--resp-port", str(resp), "--http-port",
+                str(free_port()), "--stats-port", str(free_port()), "--haproxy-stats-port", str(free_port())]
+        run = lambda *a: subprocess.run([PREFORKCTL, "cluster", *a], capture_output=True, text=True, env=self.env,
+                                        timeout=60)
+        r = run("up", "2", "--auto-eject", *args)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        try:
+            ring = model.ketama_ring(["node1", "node2"])
+            key = next(f"c:{i}" for i in range(1000) if model.locate(ring, f"c:{i}".encode()) == "node2")
+            proxy = redis.Redis(port=resp, socket_timeout=5)
+            self.assertTrue(proxy.set(key, "before"))
+            self.assertEqual(run("node", "node2", "kill", "--dir", d).returncode, 0)
+
+            def on_node1():
+                try:
+                    return proxy.set(key, "after")
+                except redis.RedisError:
+                    return False
+
+            # server_failure_limit (2) failures, then the ring without node2.
+            wait_for("the key to land on node1", on_node1, 10)
+            node1 = redis.Redis(host="127.0.0.11", port=json.load(open(os.path.join(d, "cluster.json")))["resp_port"],
+                                socket_timeout=5)
+            self.assertEqual(node1.get(key), b"after")
+        finally:
+            run("down", "--fast", "--dir", d)
+
+
 if __name__ == "__main__":
     sys.exit(pytap.main())
