@@ -90,6 +90,15 @@ inline constexpr std::string_view kNoLfu =
     "that when switching between policies at runtime LRU and LFU data will take some time to "
     "adjust.";
 inline constexpr std::string_view kPubSubUnavailable = "ERR pub/sub is not available";
+// DUMP/RESTORE (cluster.c restoreCommand)
+inline constexpr std::string_view kBusyKey = "BUSYKEY Target key name already exists.";
+inline constexpr std::string_view kDumpPayload = "ERR DUMP payload version or checksum are wrong";
+inline constexpr std::string_view kBadDataFormat = "ERR Bad data format";
+inline constexpr std::string_view kInvalidTtl = "ERR Invalid TTL value, must be >= 0";
+inline constexpr std::string_view kInvalidIdletime = "ERR Invalid IDLETIME value, must be >= 0";
+inline constexpr std::string_view kInvalidFreq = "ERR Invalid FREQ value, must be >= 0 and <= 255";
+// Template (preforkd's, for a valid payload of another type):
+//   "ERR DUMP payload holds a %s (RDB type %u); preforkd stores strings only"
 // MULTI/EXEC (multi.c)
 inline constexpr std::string_view kMultiNested = "ERR MULTI calls can not be nested";
 inline constexpr std::string_view kExecWithoutMulti = "ERR EXEC without MULTI";

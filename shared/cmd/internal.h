@@ -192,6 +192,10 @@ void CmdScan(CommandCtx& c);
 void CmdTtl(CommandCtx& c);
 void CmdType(CommandCtx& c);
 
+// dump.cc
+void CmdDump(CommandCtx& c);
+void CmdRestore(CommandCtx& c);
+
 // pubsub.cc
 void CmdPsubscribe(CommandCtx& c);
 void CmdPublish(CommandCtx& c);
