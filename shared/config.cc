@@ -21,6 +21,7 @@
 #include "shared/bus.h"
 #include "shared/kv/kv.h"
 #include "shared/shm.h"
+#include "shared/util/content_coding.h"
 #include "shared/util/strings.h"
 
 namespace pf {
@@ -492,8 +493,74 @@ void ParseTls(Checker& c, const YAML::Node& v, const std::string& k, TlsConf* t)
             "(client_auth is on)");
 }
 
+// A listener's `compression:` block, or `compression: off` (both codings off).
+void ParseCompression(Checker& c, const YAML::Node& v, const std::string& k, CompressionConf* z) {
+  if (v.IsScalar()) {
+    bool on = true;
+    c.Bool(v, k, &on);  // `true` keeps the defaults
+    if (!on) z->gzip = z->brotli = false;
+    return;
+  }
+  c.Map(
+      v, k,
+      {
+          {"gzip", [&](const YAML::Node& x, const std::string& kk) { c.Bool(x, kk, &z->gzip); }},
+          {"brotli",
+           [&](const YAML::Node& x, const std::string& kk) { c.Bool(x, kk, &z->brotli); }},
+          {"gzip_level", [&](const YAML::Node& x,
+                             const std::string& kk) { c.Uint(x, kk, 1, 12, &z->gzip_level); }},
+          {"brotli_level", [&](const YAML::Node& x,
+                               const std::string& kk) { c.Uint(x, kk, 0, 11, &z->brotli_level); }},
+          {"min_length",
+           [&](const YAML::Node& x, const std::string& kk) {
+             c.Size(x, kk, 0, 1ull << 30, &z->min_length);
+           }},
+          {"max_length",
+           [&](const YAML::Node& x, const std::string& kk) {
+             c.Size(x, kk, 1ull << 10, 1ull << 30, &z->max_length);
+           }},
+          {"types",
+           [&](const YAML::Node& x, const std::string& kk) {
+             c.Strings(x, kk, &z->types);
+             for (size_t i = 0; i < z->types.size(); i++) {
+               std::string& t = z->types[i];
+               for (auto& ch : t) ch = AsciiLower(ch);
+               const size_t slash = t.find('/');
+               const bool shaped = slash != std::string::npos && slash > 0 &&
+                                   slash + 1 < t.size() &&
+                                   t.find('/', slash + 1) == std::string::npos &&
+                                   t.find_first_of(" \t;,\"") == std::string::npos &&
+                                   (t.find('*') == std::string::npos || t.ends_with("/*"));
+               const std::string ik = kk + "[" + std::to_string(i) + "]";
+               if (!shaped)
+                 c.Error(x[i], ik,
+                         "'" + t +
+                             "' is not a media type, expected e.g. text/html or text/* "
+                             "(no parameters)");
+               else if (http::AlreadyCompressedType(t))
+                 c.Error(x[i], ik,
+                         "'" + t +
+                             "' is compressed already (images, audio, video, archives, fonts); "
+                             "compressing it again only costs time, expected a text type");
+             }
+           }},
+          {"static_precompressed",
+           [&](const YAML::Node& x, const std::string& kk) {
+             c.Bool(x, kk, &z->static_precompressed);
+           }},
+          {"cache_bytes",
+           [&](const YAML::Node& x, const std::string& kk) {
+             c.Size(x, kk, 0, 1ull << 30, &z->cache_bytes);
+           }},
+      });
+  if (v.IsMap() && z->min_length > z->max_length)
+    c.Error(v["min_length"] ? v["min_length"] : v, k + ".min_length",
+            std::to_string(z->min_length) + " is above max_length " +
+                std::to_string(z->max_length) + ", expected min_length <= max_length");
+}
+
 void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, ListenerConf* l,
-                   bool* have_names, bool* have_strict) {
+                   bool* have_names, bool* have_strict, bool* have_compression) {
   bool have_port = false, have_name = false, have_proto = false;
   c.Map(
       n, key,
@@ -612,6 +679,11 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
                                 "has a quote, backslash or control character, expected plain text");
            }},
           {"tls", [&](const YAML::Node& v, const std::string& k) { ParseTls(c, v, k, &l->tls); }},
+          {"compression",
+           [&](const YAML::Node& v, const std::string& k) {
+             *have_compression = true;
+             ParseCompression(c, v, k, &l->compression);
+           }},
           {"limit_req",
            [&](const YAML::Node& v, const std::string& k) {
              auto& r = l->limit_req;
@@ -847,9 +919,12 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
              }
              for (size_t i = 0; i < v.size(); i++) {
                ListenerConf l;
-               bool have_names = false, have_strict = false;
+               bool have_names = false, have_strict = false, have_compression = false;
                ParseListener(c, v[i], k + "[" + std::to_string(i) + "]", &l, &have_names,
-                             &have_strict);
+                             &have_strict, &have_compression);
+               if (have_compression && l.protocol != Protocol::kHttp)
+                 c.Error(v[i]["compression"], k + "[" + std::to_string(i) + "].compression",
+                         "only http listeners compress, expected it on an http listener");
                DefaultHostRules(&l, have_names, have_strict);
                cfg.listeners.push_back(std::move(l));
              }

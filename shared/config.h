@@ -82,6 +82,39 @@ struct TlsConf {
   std::shared_ptr<const tls::ServerContext> ctx;
 };
 
+// http: gzip and brotli (docs/http.md, "Compression"). Dynamic responses
+// and static files of the listed types above min_length are compressed on
+// the fly (static results cached per worker, cache_bytes); file.gz / file.br
+// beside a static file are served as they are when static_precompressed.
+struct CompressionConf {
+  bool gzip = true;
+  bool brotli = true;
+  uint32_t gzip_level = 6;    // libdeflate 1..12 (6 = zlib's and nginx's usual)
+  uint32_t brotli_level = 5;  // 0..11
+  uint64_t min_length = 256;  // smaller bodies go as they are
+  // Larger bodies are not compressed on the fly (a worker compresses while
+  // every other connection waits); precompressed files have no limit.
+  uint64_t max_length = 8ull << 20;
+  std::vector<std::string> types = {"text/html",
+                                    "text/css",
+                                    "text/plain",
+                                    "text/xml",
+                                    "text/javascript",
+                                    "text/markdown",
+                                    "text/csv",
+                                    "application/javascript",
+                                    "application/json",
+                                    "application/xml",
+                                    "application/rss+xml",
+                                    "application/atom+xml",
+                                    "application/wasm",
+                                    "application/manifest+json",
+                                    "image/svg+xml"};
+  bool static_precompressed = true;
+  uint64_t cache_bytes = 16ull << 20;  // per worker and listener; 0 = compress every time
+  bool enabled() const { return gzip || brotli; }
+};
+
 struct ListenerConf {
   std::string name;
   std::string address = "127.0.0.1";
@@ -100,6 +133,7 @@ struct ListenerConf {
   std::vector<std::string> server_names;
   bool strict_host = true;
   BasicAuthConf auth_basic;
+  CompressionConf compression;
   // Every protocol: request rate and open connections per client address.
   LimitReqConf limit_req;
   uint32_t limit_conn = 0;  // 0 = no limit

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 # tests/compat/test_redis_py_commands.py: redis-py over the string, keyspace
-# and bit commands, transactions (MULTI/EXEC, WATCH, the transaction helper),
-# INFO as redis-py parses it, and DBSIZE not counting an expired key.
+# and bit commands, DUMP/RESTORE, transactions (MULTI/EXEC, WATCH, the
+# transaction helper), INFO as redis-py parses it, and DBSIZE not counting an
+# expired key.
 # Run: PREFORKD_BIN=build/preforkd tests/compat/run.py -- /usr/bin/python3 tests/compat/test_redis_py_commands.py
 import sys
 import time
@@ -73,6 +74,63 @@ class NewStrings(Base):
         self.r.set("b:2", "foobar")
         self.assertEqual(self.r.bitcount("b:2"), 26)
         self.assertEqual(self.r.bitpos("b:1", 1), 7)
+
+
+class DumpRestore(Base):
+    # From redis-server 7.0.15: `SET short hello`, then `redis-cli --no-raw
+    # DUMP short` printed "\x00\x05hello\n\x00cr\xdfve4 \n"; `HSET h f v`,
+    # then DUMP h (a listpack hash, RDB type 16).
+    HELLO = bytes.fromhex("000568656c6c6f0a006372df766534200a")
+    HASH = bytes.fromhex("100d0d0000000200816602817602ff0a0020f13d442354089d")
+
+    def setUp(self):
+        super().setUp()
+        self.b = client(decode_responses=False)
+
+    def tearDown(self):
+        self.b.close()
+        super().tearDown()
+
+    def test_dump_missing_is_none(self):
+        self.assertIsNone(self.b.dump("d:none"))
+
+    def test_round_trip_with_ttl(self):
+        blob = bytes(range(256)) * 40  # compressible: LZF in the payload
+        self.b.set("d:src", blob, px=600000)
+        payload = self.b.dump("d:src")
+        self.assertEqual(payload[:2], b"\x00\xc3")
+        self.assertTrue(self.b.restore("d:dst", self.b.pttl("d:src"), payload))
+        self.assertEqual(self.b.get("d:dst"), blob)
+        self.assertTrue(590000 <= self.b.pttl("d:dst") <= 600000)
+        self.assertEqual(self.b.dump("d:dst"), payload)
+
+    def test_redis_payload_restores_and_dumps_back(self):
+        self.assertTrue(self.b.restore("d:h", 0, self.HELLO))
+        self.assertEqual(self.b.get("d:h"), b"hello")
+        self.assertEqual(self.b.ttl("d:h"), -1)
+        self.assertEqual(self.b.dump("d:h"), self.HELLO)
+
+    def test_busykey_replace_absttl_idletime_frequency(self):
+        self.b.set("d:k", "old")
+        with self.assertRaisesRegex(redis.ResponseError, "^BUSYKEY Target key name already exists"):
+            self.b.restore("d:k", 0, self.HELLO)
+        self.assertTrue(self.b.restore("d:k", 0, self.HELLO, replace=True, idletime=10))
+        self.assertEqual(self.b.get("d:k"), b"hello")
+        at = int(time.time() * 1000) + 100000
+        self.assertTrue(self.b.restore("d:a", at, self.HELLO, absttl=True, frequency=5))
+        self.assertEqual(self.b.pexpiretime("d:a"), at)
+        # An absolute deadline already past: OK, and no key.
+        self.assertTrue(self.b.restore("d:p", 1, self.HELLO, absttl=True))
+        self.assertEqual(self.b.exists("d:p"), 0)
+
+    def test_errors(self):
+        with self.assertRaisesRegex(redis.ResponseError, "DUMP payload version or checksum are wrong"):
+            self.b.restore("d:e", 0, self.HELLO[:-1] + b"\x00")
+        with self.assertRaisesRegex(redis.ResponseError, "Invalid TTL value, must be >= 0"):
+            self.b.restore("d:e", -1, self.HELLO)
+        with self.assertRaisesRegex(redis.ResponseError, "holds a hash .*strings only"):
+            self.b.restore("d:e", 0, self.HASH)
+        self.assertEqual(self.b.exists("d:e"), 0)
 
 
 class Transactions(Base):

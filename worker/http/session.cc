@@ -22,6 +22,7 @@
 #include "worker/connection.h"
 #include "worker/http/access_log.h"
 #include "worker/http/basic_auth.h"
+#include "worker/http/compress.h"
 #include "worker/http/events.h"
 #include "worker/http/filecache.h"
 #include "worker/http/kv_route.h"
@@ -201,7 +202,10 @@ class HttpSession final : public Session {
       rep = http::Reply{};
       http::ErrorReply(500, &rep);
     }
-    if (!events_) Send(c, &rep, false);  // an event stream wrote its own head
+    if (!events_) {  // an event stream wrote its own head
+      if (l_.compression.enabled()) http::CompressReply(l_.compression, req, &rep);
+      Send(c, &rep, false);
+    }
     w_.NoteLatency(kProtoHttp);
     req_ = nullptr;
   }
@@ -388,7 +392,9 @@ class HttpSession final : public Session {
     h += http::DateNow();
     h += "\r\n";
     const http::CachedFile* f = rep->file;
-    const uint64_t len = f ? rep->file_len : rep->body.size();
+    const std::string_view mem_body =
+        rep->cached_body ? std::string_view(*rep->cached_body) : std::string_view(rep->body);
+    const uint64_t len = f ? rep->file_len : mem_body.size();
     if (!rep->content_type.empty() && rep->has_length) {
       h += "Content-Type: ";
       h += rep->content_type;
@@ -416,7 +422,7 @@ class HttpSession final : public Session {
     if (!body) {
       evbuffer_add(out, h.data(), h.size());
     } else if (!f) {
-      AddResponse(out, h, rep->body);
+      AddResponse(out, h, mem_body);
     } else if (f->in_memory) {
       AddResponse(out, h, std::string_view(f->body).substr(rep->file_off, len));
     } else {
