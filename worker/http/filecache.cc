@@ -199,7 +199,7 @@ bool FileCache::Fill(CachedFile* f, UniqueFd fd, const struct stat& st, std::str
     f->segment = evbuffer_file_segment_new(fd.get(), 0, static_cast<ev_off_t>(f->size),
                                            EVBUF_FS_CLOSE_ON_FREE | EVBUF_FS_DISABLE_LOCKING);
     if (!f->segment) return false;
-    (void)fd.Release();  // the segment owns it now
+    f->fd = fd.Release();  // the segment owns it now
   }
   f->etag = fmt::format("\"{:x}-{:x}\"", static_cast<uint64_t>(f->mtime.tv_sec), f->size);
   f->last_modified = HttpDate(f->mtime.tv_sec);
@@ -210,8 +210,19 @@ bool FileCache::Fill(CachedFile* f, UniqueFd fd, const struct stat& st, std::str
   return true;
 }
 
-Resolved FileCache::Resolve(const ListenerConf& l, std::string_view path, uint64_t now_ms) {
+Resolved FileCache::Resolve(const ListenerConf& l, std::string_view path, uint64_t now_ms,
+                            bool remember_missing) {
   const Root& root = RootOf(l, now_ms);
+  if (remember_missing) {
+    if (auto m = missing_.find(KeyView{&l, path}); m != missing_.end()) {
+      if (now_ms - m->second.checked_ms < lim_.valid_ms && m->second.root_gen == root.gen) {
+        Resolved r;
+        r.status = 404;
+        return r;
+      }
+      missing_.erase(m);
+    }
+  }
   auto it = map_.find(KeyView{&l, path});
   if (it != map_.end()) {
     const List::iterator node = it->second;
@@ -228,6 +239,10 @@ Resolved FileCache::Resolve(const ListenerConf& l, std::string_view path, uint64
   Resolved r = Open(l, root, path, &fd, &st, &name);
   if (r.status != 0 || r.redirect || r.dir.get() >= 0) {
     if (it != map_.end()) Erase(it->second);
+    if (remember_missing && r.status == 404) {
+      if (missing_.size() >= lim_.max_entries) missing_.clear();
+      missing_[Key{&l, std::string(path)}] = Missing{now_ms, root.gen};
+    }
     return r;
   }
   if (it != map_.end()) {

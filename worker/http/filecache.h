@@ -54,6 +54,7 @@ struct CachedFile {
   bool in_memory = false;
   std::string body;                          // the whole file when in_memory
   evbuffer_file_segment* segment = nullptr;  // otherwise: the open file, refcounted by libevent
+  int fd = -1;  // ...whose descriptor (the segment's; for reading it to compress)
   // Changed too recently for its stat to prove the bytes unchanged (as git's
   // "racily clean" index entries): re-read at the next check, not trusted.
   bool racy = false;
@@ -83,7 +84,11 @@ class FileCache {
   // `path` is normalised (NormalizePath): starts with '/', no dot segments.
   // Opens beneath the listener's root with the kernel's RESOLVE_BENEATH rules
   // on every miss and every check; a cached answer is at most valid_ms old.
-  Resolved Resolve(const ListenerConf& l, std::string_view path, uint64_t now_ms);
+  // `remember_missing`: a 404 is cached too, for valid_ms (the precompressed
+  // variants, file.gz and file.br, are looked up for every request of a
+  // file; most do not exist).
+  Resolved Resolve(const ListenerConf& l, std::string_view path, uint64_t now_ms,
+                   bool remember_missing = false);
 
   size_t entries() const { return map_.size(); }
   size_t bytes() const { return bytes_; }
@@ -139,6 +144,13 @@ class FileCache {
   void Evict();
 
   FileCacheLimits lim_;
+  // Paths found missing (remember_missing): when they were looked at, and
+  // beneath which root. Cleared whole when it reaches max_entries.
+  struct Missing {
+    uint64_t checked_ms = 0;
+    uint64_t root_gen = 0;
+  };
+  std::unordered_map<Key, Missing, Hash, Eq> missing_;
   std::map<std::string, Root, std::less<>> roots_;
   uint64_t root_gen_ = 0;
   List lru_;  // most recently used first

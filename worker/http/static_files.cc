@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "shared/util/unique_fd.h"
+#include "worker/http/compress.h"
 #include "worker/http/filecache.h"
 #include "worker/http/util.h"
 
@@ -41,7 +42,9 @@ bool NotModified(const Request& req, const std::string& etag, time_t mtime) {
   return false;
 }
 
-void ServeFile(const Request& req, const CachedFile& f, Reply* rep) {
+// `vary`: the file has compressed variants (the identity answer says so too).
+void ServeFile(const Request& req, const CachedFile& f, bool vary, Reply* rep) {
+  if (vary) rep->headers += "Vary: Accept-Encoding\r\n";
   if (NotModified(req, f.etag, f.mtime.tv_sec)) {
     rep->status = 304;
     rep->has_length = false;
@@ -76,6 +79,75 @@ void ServeFile(const Request& req, const CachedFile& f, Reply* rep) {
   rep->file = &f;
   rep->file_off = 0;
   rep->file_len = size;
+}
+
+// gzip_static / brotli_static and on-the-fly compression of one static file
+// (docs/http.md, "Compression"). Returns true when the reply is a compressed
+// variant (or its 304); false: the caller serves the identity file, with
+// `Vary` when *vary. Only `path` survives the Resolve() calls here (each may
+// evict what an earlier one returned), so the file is re-resolved before use.
+bool ServeCompressed(const ListenerConf& l, const Request& req, const std::string& path,
+                     uint64_t now_ms, bool* vary, Reply* rep) {
+  const CompressionConf& z = l.compression;
+  FileCache& cache = FileCache::Get();
+  const Resolved orig = cache.Resolve(l, path, now_ms);
+  if (!orig.file) return false;
+  const CachedFile& f0 = *orig.file;
+  const std::string name = path.back() == '/' ? path + l.index : path;
+  const bool on_the_fly =
+      CompressibleBody(z, f0.content_type, f0.size) && !CompressedExtension(name);
+  const std::string_view type = f0.content_type;  // the MIME table's: lives for the process
+  const timespec mtime = f0.mtime;
+  const std::string etag = f0.etag, last_modified = f0.last_modified;
+  // A variant counts when it is a regular file not older than the file.
+  auto fresh = [&](const CachedFile* v) {
+    return v && (v->mtime.tv_sec > mtime.tv_sec ||
+                 (v->mtime.tv_sec == mtime.tv_sec && v->mtime.tv_nsec >= mtime.tv_nsec));
+  };
+  bool have_gz = false, have_br = false;
+  if (z.static_precompressed) {
+    if (z.gzip) have_gz = fresh(cache.Resolve(l, name + ".gz", now_ms, true).file);
+    if (z.brotli) have_br = fresh(cache.Resolve(l, name + ".br", now_ms, true).file);
+  }
+  const bool gzip_ok = z.gzip && (have_gz || on_the_fly);
+  const bool br_ok = z.brotli && (have_br || on_the_fly);
+  *vary = gzip_ok || br_ok;
+  if (!*vary || req.Header("range")) return false;  // ranges are of the identity only
+  const Coding c = AcceptOf(req).Choose(gzip_ok, br_ok);
+  if (c == Coding::kIdentity) return false;
+  const bool stored = c == Coding::kGzip ? have_gz : have_br;
+  const CachedFile* variant = nullptr;
+  std::string tag;
+  if (stored) {
+    variant = cache.Resolve(l, name + (c == Coding::kGzip ? ".gz" : ".br"), now_ms, true).file;
+    if (!variant) return false;
+    tag = VariantEtag(variant->etag, c);  // the stored file's own validator
+  } else {
+    tag = VariantEtag(etag, c);
+  }
+  std::string validators = "Last-Modified: " + last_modified + "\r\nETag: " + tag + "\r\n";
+  if (NotModified(req, tag, mtime.tv_sec)) {
+    rep->status = 304;
+    rep->has_length = false;
+    rep->headers = std::move(validators) + "Vary: Accept-Encoding\r\n";
+    return true;
+  }
+  if (!stored) {
+    const Resolved again = cache.Resolve(l, path, now_ms);
+    if (!again.file) return false;
+    const int level = static_cast<int>(c == Coding::kGzip ? z.gzip_level : z.brotli_level);
+    rep->cached_body = CompressedFiles::For(l).Get(path, *again.file, c, level);
+    if (!rep->cached_body) return false;
+  } else {
+    rep->file = variant;
+    rep->file_off = 0;
+    rep->file_len = variant->size;
+  }
+  rep->status = 200;
+  rep->content_type = type;
+  rep->headers = std::move(validators) + "Content-Encoding: " + CodingName(c) +
+                 "\r\nVary: Accept-Encoding\r\n";
+  return true;
 }
 
 void Listing(int dirfd, const std::string& path, Reply* rep) {
@@ -122,7 +194,13 @@ void ServeStatic(const ListenerConf& l, const Request& req, std::string_view raw
   }
   if (r.dir.get() >= 0) return Listing(r.dir.get(), *path, rep);
   if (r.status != 0) return ErrorReply(r.status, rep);
-  ServeFile(req, *r.file, rep);
+  bool vary = false;
+  if (l.compression.enabled()) {
+    if (ServeCompressed(l, req, *path, now_ms, &vary, rep)) return;
+    r = FileCache::Get().Resolve(l, *path, now_ms);  // the lookups above may have evicted it
+    if (!r.file) return ErrorReply(r.status ? r.status : 404, rep);
+  }
+  ServeFile(req, *r.file, vary, rep);
 }
 
 }  // namespace pf::http
