@@ -16,6 +16,11 @@
 namespace pf::http {
 namespace {
 
+// Work buffers up to this size are kept for the next response; larger ones
+// (a body near max_length) are freed after use, so one large response does
+// not pin megabytes in every worker.
+constexpr size_t kKeptBufferBytes = 1u << 20;
+
 struct DeflateCompressorFree {
   void operator()(libdeflate_compressor* c) const { libdeflate_free_compressor(c); }
 };
@@ -110,8 +115,10 @@ void CompressReply(const CompressionConf& z, const Request& req, Reply* rep) {
   if (c == Coding::kIdentity) return;
   static std::string packed;  // reused by every response of this (single-threaded) worker
   const int level = static_cast<int>(c == Coding::kGzip ? z.gzip_level : z.brotli_level);
-  if (!Compress(c, level, rep->body, &packed) || packed.size() >= rep->body.size()) return;
-  rep->body.swap(packed);
+  const bool smaller = Compress(c, level, rep->body, &packed) && packed.size() < rep->body.size();
+  if (smaller) rep->body.swap(packed);
+  if (packed.capacity() > kKeptBufferBytes) std::string().swap(packed);  // keep no large buffer
+  if (!smaller) return;
   rep->headers += "Content-Encoding: ";
   rep->headers += CodingName(c);
   rep->headers += "\r\n";
@@ -152,6 +159,8 @@ const std::string* CompressedFiles::Get(std::string_view path, const CachedFile&
            e.mtime.tv_sec == f.mtime.tv_sec && e.mtime.tv_nsec == f.mtime.tv_nsec &&
            e.ctime.tv_sec == f.ctime.tv_sec && e.ctime.tv_nsec == f.ctime.tv_nsec;
   };
+  // The last request's result is no longer in use: a large one is not kept.
+  if (scratch_.capacity() > kKeptBufferBytes) std::string().swap(scratch_);
   if (auto it = map_.find(key); it != map_.end()) {
     const List::iterator node = it->second;
     if (!f.racy && same(*node)) {
@@ -166,7 +175,7 @@ const std::string* CompressedFiles::Get(std::string_view path, const CachedFile&
   if (!f.in_memory && !Read(f, &source_)) return nullptr;
   compressions_++;
   if (!Compress(c, level, f.in_memory ? src : std::string_view(source_), &scratch_)) return nullptr;
-  if (source_.capacity() > (1u << 20)) std::string().swap(source_);  // keep no large buffer
+  if (source_.capacity() > kKeptBufferBytes) std::string().swap(source_);  // keep no large buffer
   const uint64_t cost = scratch_.size() + key.size() + 128;
   if (f.racy || cost > max_bytes_) return &scratch_;
   lru_.emplace_front();
