@@ -214,6 +214,7 @@ class Master {
                                std::min(cfg_.limits.max_connections, clients::kMaxSlots));
     segment_.header()->master_pid.store(master_pid_);
     segment_.header()->generation.store(generation_);
+    AssignUpstreamSlots();
     // The first session ticket key, so TLS listeners added by a reload find one.
     tls::RotateTicketKeys(&segment_.header()->tls_tickets, MonoMs(), 0);
     if (!bus::Bus::Format(segment_.bus_base(), segment_.bus_size(), bus::SizesFrom(cfg_.pubsub),
@@ -714,6 +715,7 @@ class Master {
     cfg_ = std::move(next);
     PrepareLogFiles();
     generation_++;
+    AssignUpstreamSlots();
     segment_.header()->reloads.fetch_add(1, std::memory_order_relaxed);
     const uint64_t old_deadline = MonoMs() + cfg_.timeouts.drain_ms + 2000;
     std::vector<pid_t> old;
@@ -730,6 +732,33 @@ class Master {
     spdlog::info("reload: generation {} started with {} workers; retiring {} old workers",
                  generation_, cfg_.workers, old.size());
     return true;
+  }
+
+  // Names the shared upstream slots (shm.h, UpstreamShared) for cfg_ and
+  // generation_, before its workers start: a server the previous config
+  // had (same upstream name and address) keeps its health and figures. The
+  // generation moves first, so the draining workers stop writing.
+  void AssignUpstreamSlots() {
+    UpstreamShared& u = segment_.header()->upstreams;
+    const uint32_t old_count = std::min(u.count.load(), kMaxUpstreamServers);
+    auto old = std::make_unique<UpstreamSlot[]>(old_count);
+    for (uint32_t i = 0; i < old_count; i++) CopyUpstreamSlot(u.slots[i], &old[i]);
+    u.generation.store(generation_);
+    uint32_t n = 0;
+    for (const UpstreamConf& up : cfg_.upstreams) {
+      for (const UpstreamServerConf& sv : up.servers) {
+        if (n == kMaxUpstreamServers) break;  // the config check refuses more
+        const std::string key = up.name + "|" + sv.address;
+        ResetUpstreamSlot(&u.slots[n], key);
+        for (uint32_t j = 0; j < old_count; j++)
+          if (std::string_view(old[j].key) == std::string_view(u.slots[n].key)) {
+            CopyUpstreamSlot(old[j], &u.slots[n]);
+            break;
+          }
+        n++;
+      }
+    }
+    u.count.store(n);
   }
 
   // A reaped worker's counter entry goes back to the pool once its bus

@@ -5,10 +5,12 @@
 
 #include <arpa/inet.h>
 #include <limits.h>
+#include <netdb.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -50,6 +52,20 @@ const char* FsyncPolicyName(FsyncPolicy p) {
       return "everysec";
     case FsyncPolicy::kNo:
       return "no";
+  }
+  return "?";
+}
+
+const char* BalanceName(Balance b) {
+  switch (b) {
+    case Balance::kRoundRobin:
+      return "round_robin";
+    case Balance::kLeastConn:
+      return "least_conn";
+    case Balance::kRandomTwo:
+      return "random_two";
+    case Balance::kHash:
+      return "hash";
   }
   return "?";
 }
@@ -559,6 +575,239 @@ void ParseCompression(Checker& c, const YAML::Node& v, const std::string& k, Com
                 std::to_string(z->max_length) + ", expected min_length <= max_length");
 }
 
+// "host:port" or "[v6]:port" → an address to connect to. A name is looked up
+// once, here (the master reads the config; a reload looks it up again).
+bool ResolveUpstream(const std::string& text, UpstreamServerConf* s, std::string* why) {
+  std::string host, port;
+  if (!text.empty() && text[0] == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      *why = "expected [IPv6]:port";
+      return false;
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      *why = "expected host:port";
+      return false;
+    }
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  uint64_t p = 0;
+  if (!ParseU64(port, &p) || p == 0 || p > 65535) {
+    *why = "'" + port + "' is not a port 1..65535";
+    return false;
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_family = AF_UNSPEC;
+  addrinfo* res = nullptr;
+  const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || !res) {
+    *why = "cannot resolve '" + host + "': " + gai_strerror(rc);
+    return false;
+  }
+  std::memcpy(&s->sa, res->ai_addr, res->ai_addrlen);
+  s->sa_len = static_cast<socklen_t>(res->ai_addrlen);
+  freeaddrinfo(res);
+  return true;
+}
+
+void ParseUpstream(Checker& c, const YAML::Node& n, const std::string& key, UpstreamConf* u) {
+  bool have_name = false, have_servers = false;
+  c.Map(n, key,
+        {
+            {"name",
+             [&](const YAML::Node& v, const std::string& k) {
+               have_name = true;
+               c.String(v, k, &u->name);
+             }},
+            {"servers",
+             [&](const YAML::Node& v, const std::string& k) {
+               have_servers = true;
+               if (!v.IsSequence() || v.size() == 0) {
+                 c.Error(v, k, "expected a list of servers (address: host:port, ...)");
+                 return;
+               }
+               for (size_t i = 0; i < v.size(); i++) {
+                 const std::string sk = k + "[" + std::to_string(i) + "]";
+                 UpstreamServerConf s;
+                 bool have_address = false;
+                 c.Map(v[i], sk,
+                       {
+                           {"address",
+                            [&](const YAML::Node& x, const std::string& kk) {
+                              have_address = true;
+                              c.String(x, kk, &s.address);
+                              std::string why;
+                              if (x.IsScalar() && !ResolveUpstream(s.address, &s, &why))
+                                c.Error(x, kk, "'" + s.address + "': " + why);
+                            }},
+                           {"weight",
+                            [&](const YAML::Node& x, const std::string& kk) {
+                              c.Uint(x, kk, 1, 1000, &s.weight);
+                            }},
+                           {"max_fails",
+                            [&](const YAML::Node& x, const std::string& kk) {
+                              c.Uint(x, kk, 0, 1000, &s.max_fails);
+                            }},
+                           {"fail_timeout",
+                            [&](const YAML::Node& x, const std::string& kk) {
+                              c.Millis(x, kk, 100, 3'600'000, &s.fail_timeout_ms);
+                            }},
+                           {"backup", [&](const YAML::Node& x,
+                                          const std::string& kk) { c.Bool(x, kk, &s.backup); }},
+                       });
+                 if (v[i].IsMap() && !have_address)
+                   c.Error(v[i], sk + ".address", "missing, expected host:port");
+                 u->servers.push_back(std::move(s));
+               }
+             }},
+            {"balance",
+             [&](const YAML::Node& v, const std::string& k) {
+               std::string b;
+               c.String(v, k, &b);
+               if (b == "round_robin")
+                 u->balance = Balance::kRoundRobin;
+               else if (b == "least_conn")
+                 u->balance = Balance::kLeastConn;
+               else if (b == "random_two")
+                 u->balance = Balance::kRandomTwo;
+               else if (b == "hash")
+                 u->balance = Balance::kHash;
+               else if (v.IsScalar())
+                 c.Error(v, k,
+                         "'" + b +
+                             "' is not a method, expected round_robin, least_conn, "
+                             "random_two or hash");
+             }},
+            {"hash_key",
+             [&](const YAML::Node& v, const std::string& k) {
+               c.String(v, k, &u->hash_key);
+               if (v.IsScalar() && u->hash_key != "uri" && u->hash_key != "client")
+                 c.Error(v, k, "'" + u->hash_key + "' is not a key, expected uri or client");
+             }},
+            {"keepalive", [&](const YAML::Node& v,
+                              const std::string& k) { c.Uint(v, k, 0, 10'000, &u->keepalive); }},
+            {"keepalive_timeout",
+             [&](const YAML::Node& v, const std::string& k) {
+               c.Millis(v, k, 100, 3'600'000, &u->keepalive_timeout_ms);
+             }},
+            {"connect_timeout",
+             [&](const YAML::Node& v, const std::string& k) {
+               c.Millis(v, k, 10, 600'000, &u->connect_timeout_ms);
+             }},
+            {"send_timeout",
+             [&](const YAML::Node& v, const std::string& k) {
+               c.Millis(v, k, 10, 3'600'000, &u->send_timeout_ms);
+             }},
+            {"read_timeout",
+             [&](const YAML::Node& v, const std::string& k) {
+               c.Millis(v, k, 10, 3'600'000, &u->read_timeout_ms);
+             }},
+            {"tries",
+             [&](const YAML::Node& v, const std::string& k) { c.Uint(v, k, 0, 100, &u->tries); }},
+        });
+  if (!n.IsMap()) return;
+  if (!have_name) c.Error(n, key + ".name", "missing, expected the upstream's name");
+  if (!have_servers) c.Error(n, key + ".servers", "missing, expected a list of servers");
+}
+
+// A header name or value the proxy may send: a token, and a value without
+// control characters (no header injection through the config).
+bool HeaderToken(std::string_view s) {
+  if (s.empty()) return false;
+  for (char ch : s)
+    if (!(isalnum(static_cast<unsigned char>(ch)) || std::strchr("!#$%&'*+-.^_`|~", ch)))
+      return false;
+  return true;
+}
+bool HeaderValue(std::string_view s) {
+  for (char ch : s)
+    if ((static_cast<unsigned char>(ch) < 0x20 && ch != '\t') || ch == 0x7f) return false;
+  return true;
+}
+
+void ParseRoutes(Checker& c, const YAML::Node& n, const std::string& key,
+                 std::vector<RouteConf>* routes) {
+  if (!n.IsSequence()) {
+    c.Error(n, key, "wrong type, expected a list of routes ({prefix: /api/, proxy: NAME})");
+    return;
+  }
+  for (size_t i = 0; i < n.size(); i++) {
+    const std::string rk = key + "[" + std::to_string(i) + "]";
+    RouteConf r;
+    bool have_path = false, have_proxy = false;
+    auto path = [&](bool exact) {
+      return [&, exact](const YAML::Node& v, const std::string& k) {
+        if (have_path) {
+          c.Error(v, k, "a route has one of prefix and exact, expected only one");
+          return;
+        }
+        have_path = true;
+        r.exact = exact;
+        c.String(v, k, &r.path);
+        if (v.IsScalar() && (r.path.empty() || r.path[0] != '/'))
+          c.Error(v, k, "'" + r.path + "' does not start with /, expected a path such as /api/");
+      };
+    };
+    c.Map(n[i], rk,
+          {
+              {"prefix", path(false)},
+              {"exact", path(true)},
+              {"proxy",
+               [&](const YAML::Node& v, const std::string& k) {
+                 have_proxy = true;
+                 c.String(v, k, &r.proxy);
+               }},
+              {"strip_prefix",
+               [&](const YAML::Node& v, const std::string& k) { c.Bool(v, k, &r.strip_prefix); }},
+              {"host",
+               [&](const YAML::Node& v, const std::string& k) {
+                 c.String(v, k, &r.host);
+                 if (v.IsScalar() && (r.host.empty() || !HeaderValue(r.host) ||
+                                      r.host.find_first_of(" /") != std::string::npos))
+                   c.Error(v, k, "'" + r.host + "' is not a host name, expected e.g. app.internal");
+               }},
+              {"set_headers",
+               [&](const YAML::Node& v, const std::string& k) {
+                 if (!v.IsMap()) {
+                   c.Error(v, k, "wrong type, expected a mapping of header: value");
+                   return;
+                 }
+                 for (auto it = v.begin(); it != v.end(); ++it) {
+                   const std::string name = it->first.IsScalar() ? it->first.Scalar() : "";
+                   const std::string hk = k + "." + name;
+                   std::string value;
+                   c.String(it->second, hk, &value);
+                   std::string lower = name;
+                   for (char& ch : lower)
+                     ch = static_cast<char>(tolower(static_cast<unsigned char>(ch)));
+                   if (!HeaderToken(name) || !HeaderValue(value))
+                     c.Error(it->second, hk,
+                             "not a header name and value, expected e.g. X-App: web");
+                   else if (lower == "host" || lower == "content-length" ||
+                            lower == "transfer-encoding" || lower == "connection")
+                     c.Error(it->first, hk,
+                             "the proxy sets " + name +
+                                 " itself, expected another header (host: "
+                                 "for Host)");
+                   else
+                     r.set_headers.emplace_back(lower, value);
+                 }
+               }},
+          });
+    if (!n[i].IsMap()) continue;
+    if (!have_path)
+      c.Error(n[i], rk + ".prefix", "missing, expected prefix: /path/ or exact: /path");
+    if (!have_proxy) c.Error(n[i], rk + ".proxy", "missing, expected the name of an upstream");
+    routes->push_back(std::move(r));
+  }
+}
+
 void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, ListenerConf* l,
                    bool* have_names, bool* have_strict, bool* have_compression) {
   bool have_port = false, have_name = false, have_proto = false;
@@ -712,6 +961,8 @@ void ParseListener(Checker& c, const YAML::Node& n, const std::string& key, List
            [&](const YAML::Node& v, const std::string& k) {
              c.Uint(v, k, 0, 10'000'000, &l->limit_conn);
            }},
+          {"routes",
+           [&](const YAML::Node& v, const std::string& k) { ParseRoutes(c, v, k, &l->routes); }},
       });
   if (!n.IsMap()) return;
   if (!have_name) c.Error(n, key + ".name", "missing, expected a listener name");
@@ -871,7 +1122,7 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
   std::string workers = "auto";
   std::string pidfile = "preforkd.pid";
   YAML::Node workers_node, listeners_node, shm_node, max_value_node, large_node, persistence_node;
-  YAML::Node chroot_node;
+  YAML::Node chroot_node, upstreams_node;
   bool have_shm = false, have_max_value = false, have_large = false, have_local = false;
   bool have_listeners = false;
   c.Map(
@@ -927,6 +1178,19 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
                          "only http listeners compress, expected it on an http listener");
                DefaultHostRules(&l, have_names, have_strict);
                cfg.listeners.push_back(std::move(l));
+             }
+           }},
+          {"upstreams",
+           [&](const YAML::Node& v, const std::string& k) {
+             upstreams_node = v;
+             if (!v.IsSequence()) {
+               c.Error(v, k, "wrong type, expected a list of upstreams ({name, servers})");
+               return;
+             }
+             for (size_t i = 0; i < v.size(); i++) {
+               UpstreamConf u;
+               ParseUpstream(c, v[i], k + "[" + std::to_string(i) + "]", &u);
+               cfg.upstreams.push_back(std::move(u));
              }
            }},
           {"timeouts",
@@ -1213,6 +1477,24 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
   } else if (listeners_node.IsSequence() && listeners_node.size() == 0) {
     c.Error(listeners_node, "listeners", "empty, expected at least one listener");
   }
+  size_t upstream_servers = 0;
+  for (const UpstreamConf& u : cfg.upstreams) upstream_servers += u.servers.size();
+  if (upstream_servers > kMaxUpstreamServers)
+    c.Error(upstreams_node, "upstreams",
+            std::to_string(upstream_servers) + " servers in all, expected at most " +
+                std::to_string(kMaxUpstreamServers));
+  std::map<std::string, size_t> upstream_names;
+  for (size_t i = 0; i < cfg.upstreams.size(); i++) {
+    const UpstreamConf& u = cfg.upstreams[i];
+    if (!u.name.empty() && !upstream_names.emplace(u.name, i).second)
+      c.Error(upstreams_node[i], "upstreams[" + std::to_string(i) + "].name",
+              "'" + u.name + "' is used by upstreams[" + std::to_string(upstream_names[u.name]) +
+                  "], expected a unique name");
+    if (!u.servers.empty() && std::all_of(u.servers.begin(), u.servers.end(),
+                                          [](const UpstreamServerConf& x) { return x.backup; }))
+      c.Error(upstreams_node[i], "upstreams[" + std::to_string(i) + "].servers",
+              "every server is a backup, expected at least one that is not");
+  }
   std::map<std::string, size_t> names, sockets;
   for (size_t i = 0; i < cfg.listeners.size(); i++) {
     auto& l = cfg.listeners[i];
@@ -1227,6 +1509,25 @@ ConfigResult ParseConfig(const std::string& text, const std::string& path) {
               l.SocketKey() + " is used by listeners[" + std::to_string(sockets[l.SocketKey()]) +
                   "], expected a unique address and port");
     if (l.tls.enabled) ReadTlsFiles(c, node["tls"], key + ".tls", dir, &l.tls);
+    if (!l.routes.empty() && l.protocol != Protocol::kHttp)
+      c.Error(node["routes"], key + ".routes", "only http listeners proxy, expected it on one");
+    for (size_t j = 0; j < l.routes.size(); j++) {
+      RouteConf& r = l.routes[j];
+      auto u = std::find_if(cfg.upstreams.begin(), cfg.upstreams.end(),
+                            [&](const UpstreamConf& x) { return x.name == r.proxy; });
+      if (u == cfg.upstreams.end()) {
+        std::string names;
+        for (const UpstreamConf& x : cfg.upstreams) names += (names.empty() ? "" : ", ") + x.name;
+        c.Error(node["routes"][j]["proxy"], key + ".routes[" + std::to_string(j) + "].proxy",
+                "'" + r.proxy + "' is not an upstream, expected one of the upstreams' names" +
+                    (names.empty() ? std::string(" (there are none)") : " (" + names + ")"));
+        continue;
+      }
+      r.upstream = static_cast<size_t>(u - cfg.upstreams.begin());
+      if (r.path == "/kv" || r.path.substr(0, 4) == "/kv/" || r.path.substr(0, 2) == "/_")
+        c.Error(node["routes"][j], key + ".routes[" + std::to_string(j) + "]",
+                "'" + r.path + "' is served by preforkd itself (/kv, /_*), expected another path");
+    }
     if (!l.tls.auth_by_certificate.empty() && l.protocol != Protocol::kResp &&
         l.protocol != Protocol::kKvJson)
       c.Error(node["tls"]["auth_by_certificate"], key + ".tls.auth_by_certificate",

@@ -3,9 +3,12 @@
 // and handlers read it from this struct; never a literal in a handler.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "shared/bus.h"
@@ -115,6 +118,45 @@ struct CompressionConf {
   bool enabled() const { return gzip || brotli; }
 };
 
+// The reverse proxy (docs/http.md, "Reverse proxy"): named groups of
+// upstream servers, and per http listener the routes that send requests to
+// them.
+struct UpstreamServerConf {
+  std::string address;    // "host:port" as written
+  sockaddr_storage sa{};  // resolved when the config is read
+  socklen_t sa_len = 0;
+  uint32_t weight = 1;                // share of the requests (round_robin, least_conn, hash)
+  uint32_t max_fails = 1;             // failures within fail_timeout that mark it down (0 = never)
+  uint32_t fail_timeout_ms = 10'000;  // ... and for how long it then stays down
+  bool backup = false;                // used only while every other server is down
+};
+
+enum class Balance { kRoundRobin, kLeastConn, kRandomTwo, kHash };
+const char* BalanceName(Balance b);
+
+struct UpstreamConf {
+  std::string name;
+  std::vector<UpstreamServerConf> servers;
+  Balance balance = Balance::kRoundRobin;
+  std::string hash_key = "uri";  // balance hash: "uri" (path and query) or "client" (address)
+  uint32_t keepalive = 32;       // idle connections a worker keeps open to the group (0 = none)
+  uint32_t keepalive_timeout_ms = 30'000;  // ... closed after this long unused
+  uint32_t connect_timeout_ms = 5'000;
+  uint32_t send_timeout_ms = 60'000;  // between two writes of the request
+  uint32_t read_timeout_ms = 60'000;  // between two reads of the response
+  uint32_t tries = 0;                 // servers tried for an idempotent request (0 = each once)
+};
+
+struct RouteConf {
+  std::string path;  // the prefix (or the whole path when exact)
+  bool exact = false;
+  std::string proxy;          // the upstream's name
+  size_t upstream = 0;        // its index in Config::upstreams (resolved after reading)
+  bool strip_prefix = false;  // "/api/x" under prefix "/api/" goes upstream as "/x"
+  std::string host;           // "" = pass the client's Host; else send this one
+  std::vector<std::pair<std::string, std::string>> set_headers;  // request headers to set
+};
+
 struct ListenerConf {
   std::string name;
   std::string address = "127.0.0.1";
@@ -134,6 +176,7 @@ struct ListenerConf {
   bool strict_host = true;
   BasicAuthConf auth_basic;
   CompressionConf compression;
+  std::vector<RouteConf> routes;  // proxied paths, first match wins (after /kv and /_*)
   // Every protocol: request rate and open connections per client address.
   LimitReqConf limit_req;
   uint32_t limit_conn = 0;  // 0 = no limit
@@ -271,6 +314,7 @@ struct Config {
   std::vector<Cidr> trusted_proxies;
   uint64_t shm_size = 256ull << 20;  // the shared segment, fixed at start
   std::vector<ListenerConf> listeners;
+  std::vector<UpstreamConf> upstreams;
   TimeoutsConf timeouts;
   LimitsConf limits;
   LoggingConf logging;

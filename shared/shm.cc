@@ -6,9 +6,11 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <new>
 
 #include "shared/clients.h"
@@ -225,6 +227,34 @@ bool Segment::Verify(const char** why) const {
   else
     return true;
   return false;
+}
+
+void CopyUpstreamSlot(const UpstreamSlot& from, UpstreamSlot* to) {
+  std::memcpy(to->key, from.key, sizeof to->key);
+  auto copy = [](const auto& a, auto& b) { b.store(a.load(std::memory_order_relaxed)); };
+  copy(from.fails, to->fails);
+  copy(from.first_fail_ms, to->first_fail_ms);
+  copy(from.down_until_ms, to->down_until_ms);
+  copy(from.requests, to->requests);
+  copy(from.failures, to->failures);
+  copy(from.marked_down, to->marked_down);
+  for (size_t i = 0; i < std::size(from.responses); i++) copy(from.responses[i], to->responses[i]);
+  for (size_t i = 0; i < std::size(from.latency); i++) copy(from.latency[i], to->latency[i]);
+  copy(from.latency_sum_us, to->latency_sum_us);
+}
+
+void ResetUpstreamSlot(UpstreamSlot* slot, std::string_view key) {
+  std::memset(slot->key, 0, sizeof slot->key);
+  std::memcpy(slot->key, key.data(), std::min(key.size(), sizeof slot->key - 1));
+  slot->fails.store(0);
+  slot->first_fail_ms.store(0);
+  slot->down_until_ms.store(0);
+  slot->requests.store(0);
+  slot->failures.store(0);
+  slot->marked_down.store(0);
+  for (auto& r : slot->responses) r.store(0);
+  for (auto& b : slot->latency) b.store(0);
+  slot->latency_sum_us.store(0);
 }
 
 int Segment::Claim(int worker_slot, uint32_t generation) {

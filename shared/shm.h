@@ -18,8 +18,9 @@ constexpr uint64_t kShmMagic = 0x31444b524f464550ull;  // "PEFORKD1" little-endi
 // registry (shared/clients.h) after the limiter table; 8: its names in an
 // array of their own; 9: TLS counters and the session ticket key ring;
 // 10: latency histograms, connections by protocol and by listener,
-// subscribers, RSS, the master's reload outcome
-constexpr uint32_t kShmLayoutVersion = 10;
+// subscribers, RSS, the master's reload outcome; 11: the upstream servers'
+// shared health and figures (UpstreamShared)
+constexpr uint32_t kShmLayoutVersion = 11;
 constexpr uint32_t kMaxProcSlots = 1024;  // live + draining worker processes at once
 
 // A counter with one writer (its process) and many readers: increments are a
@@ -252,6 +253,39 @@ struct alignas(64) PersistShared {
   char last_error[240];
 };
 
+// The reverse proxy's upstream servers (worker/http/proxy.h), one slot per
+// server of the config in order (upstream by upstream): passive health that
+// every worker agrees on, and the figures /_stats and /_metrics show. The
+// master names the slots for each config generation (AssignUpstreamSlots),
+// keeping the figures of a server a reload keeps; a worker of an older
+// generation (draining) leaves the slots alone. Many writers: every update
+// is one atomic operation, and a race only blurs a figure.
+constexpr uint32_t kMaxUpstreamServers = 256;
+constexpr uint32_t kUpstreamKeyBytes = 112;  // "upstream|address", NUL-terminated
+struct alignas(64) UpstreamSlot {
+  char key[kUpstreamKeyBytes];
+  std::atomic<uint32_t> fails{0};           // failures in the window that started at first_fail_ms
+  std::atomic<uint64_t> first_fail_ms{0};   // monotonic
+  std::atomic<uint64_t> down_until_ms{0};   // monotonic; down while it is in the future
+  std::atomic<uint64_t> requests{0};        // attempts sent to it
+  std::atomic<uint64_t> failures{0};        // attempts that failed (connect, timeout, bad response)
+  std::atomic<uint64_t> marked_down{0};     // times max_fails took it out
+  std::atomic<uint64_t> responses[6] = {};  // by status class (1..5)
+  std::atomic<uint64_t> latency[kLatencyBuckets] = {};  // first response byte, kLatencyBoundsUs
+  std::atomic<uint64_t> latency_sum_us{0};
+};
+struct alignas(64) UpstreamShared {
+  std::atomic<uint32_t> generation{0};  // the config generation the slots are named for
+  std::atomic<uint32_t> count{0};
+  UpstreamSlot slots[kMaxUpstreamServers];
+};
+
+// Copies one slot's key, health and figures (the master, naming the slots
+// for a new config).
+void CopyUpstreamSlot(const UpstreamSlot& from, UpstreamSlot* to);
+// Clears a slot and names it `key` (truncated to fit).
+void ResetUpstreamSlot(UpstreamSlot* slot, std::string_view key);
+
 struct alignas(64) ShmHeader {
   uint64_t magic;
   uint32_t layout_version;
@@ -287,6 +321,7 @@ struct alignas(64) ShmHeader {
   ProcCounters retired;  // counters of reaped processes, summed by the master
   PersistShared persist;
   TlsTicketRing tls_tickets;
+  UpstreamShared upstreams;
 };
 
 class Segment {

@@ -114,7 +114,7 @@ TEST(Config, UnknownKeyNamesKeyAndPosition) {
       OneError(std::string(kMinimal) + "wrokers: 2\n"),
       "/etc/pf/test.yaml:3:1: wrokers: unknown key, expected one of chroot, group, kv, limits, "
       "listeners, local_networks, logging, persistence, pidfile, protected_mode, pubsub, "
-      "shared_memory, timeouts, trusted_proxies, user, workers");
+      "shared_memory, timeouts, trusted_proxies, upstreams, user, workers");
 }
 
 TEST(Config, SecurityDefaults) {
@@ -490,6 +490,77 @@ TEST(Config, PubSubAdminTokenMustNotBeTrivial) {
 TEST(Config, GroupNeedsUser) {
   EXPECT_THAT(OneError(std::string(kMinimal) + "group: nogroup\n"),
               HasSubstr("group: set without user"));
+}
+
+// ---- the reverse proxy (upstreams, routes) ---------------------------------
+
+const char* kProxied =
+    "upstreams:\n"
+    "  - name: app\n"
+    "    balance: least_conn\n"
+    "    read_timeout: 2s\n"
+    "    servers:\n"
+    "      - {address: \"127.0.0.1:8081\", weight: 3, max_fails: 2, fail_timeout: 5s}\n"
+    "      - {address: \"[::1]:8082\", backup: true}\n"
+    "listeners:\n"
+    "  - name: h\n"
+    "    port: 8080\n"
+    "    protocol: http\n"
+    "    root: /tmp\n"
+    "    routes:\n"
+    "      - {prefix: /api/, proxy: app, strip_prefix: true, set_headers: {X-App: web}}\n"
+    "      - {exact: /login, proxy: app, host: app.internal}\n";
+
+TEST(Config, UpstreamsAndRoutes) {
+  ConfigResult r = Parse(kProxied);
+  ASSERT_TRUE(r.ok()) << r.errors[0];
+  ASSERT_EQ(r.config.upstreams.size(), 1u);
+  const UpstreamConf& u = r.config.upstreams[0];
+  EXPECT_EQ(u.balance, Balance::kLeastConn);
+  EXPECT_EQ(u.read_timeout_ms, 2000u);
+  ASSERT_EQ(u.servers.size(), 2u);
+  EXPECT_EQ(u.servers[0].weight, 3u);
+  EXPECT_EQ(u.servers[0].max_fails, 2u);
+  EXPECT_EQ(u.servers[0].fail_timeout_ms, 5000u);
+  EXPECT_EQ(u.servers[0].sa.ss_family, AF_INET);
+  EXPECT_EQ(u.servers[1].sa.ss_family, AF_INET6);
+  EXPECT_TRUE(u.servers[1].backup);
+  const auto& routes = r.config.listeners[0].routes;
+  ASSERT_EQ(routes.size(), 2u);
+  EXPECT_EQ(routes[0].path, "/api/");
+  EXPECT_FALSE(routes[0].exact);
+  EXPECT_TRUE(routes[0].strip_prefix);
+  ASSERT_EQ(routes[0].set_headers.size(), 1u);
+  EXPECT_EQ(routes[0].set_headers[0].first, "x-app");
+  EXPECT_TRUE(routes[1].exact);
+  EXPECT_EQ(routes[1].host, "app.internal");
+  EXPECT_EQ(routes[1].upstream, 0u);
+}
+
+TEST(Config, ProxyMistakesAreNamed) {
+  auto with = [](const std::string& from, const std::string& to) {
+    std::string t = kProxied;
+    t.replace(t.find(from), from.size(), to);
+    return t;
+  };
+  EXPECT_THAT(OneError(with("proxy: app, host", "proxy: nope, host")),
+              HasSubstr("routes[1].proxy: 'nope' is not an upstream"));
+  EXPECT_THAT(OneError(with("127.0.0.1:8081", "127.0.0.1")), HasSubstr("expected host:port"));
+  EXPECT_THAT(OneError(with("127.0.0.1:8081", "127.0.0.1:0")), HasSubstr("not a port"));
+  EXPECT_THAT(OneError(with("least_conn", "fastest")), HasSubstr("expected round_robin"));
+  EXPECT_THAT(OneError(with("{exact: /login", "{exact: /_health")),
+              HasSubstr("served by preforkd itself"));
+  EXPECT_THAT(OneError(with("{exact: /login", "{exact: login")),
+              HasSubstr("does not start with /"));
+  EXPECT_THAT(OneError(with("X-App: web", "X-App: \"a\\r\\nX-Evil: 1\"")),
+              HasSubstr("not a header name and value"));
+  EXPECT_THAT(OneError(with("X-App: web", "Host: evil")), HasSubstr("the proxy sets Host itself"));
+  EXPECT_THAT(
+      OneError(with("{address: \"127.0.0.1:8081\", weight: 3, max_fails: 2, fail_timeout: 5s}",
+                    "{address: \"127.0.0.1:8081\", backup: true}")),
+      HasSubstr("every server is a backup"));
+  EXPECT_THAT(OneError(with("protocol: http\n    root: /tmp", "protocol: echo")),
+              HasSubstr("only http listeners proxy"));
 }
 
 }  // namespace

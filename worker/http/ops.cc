@@ -338,6 +338,120 @@ std::string LastConfigError(const ShmHeader* h) {
   return "";
 }
 
+namespace {
+
+// The reverse proxy's upstream servers (UpstreamShared), named as this
+// worker's config has them; the slots of another generation (this worker
+// is draining, or the master is naming them) are left out.
+template <typename Fn>
+void ForEachUpstreamSlot(const WorkerContext& w, Fn&& fn) {
+  const UpstreamShared& t = w.segment->header()->upstreams;
+  if (t.generation.load(std::memory_order_relaxed) != w.generation) return;
+  uint32_t flat = 0;
+  for (const UpstreamConf& u : w.config->upstreams)
+    for (const UpstreamServerConf& sv : u.servers) {
+      if (flat >= kMaxUpstreamServers) return;
+      fn(u, sv, t.slots[flat++]);
+    }
+}
+
+void AppendUpstreamsJson(const WorkerContext& w, std::string* o) {
+  o->append(",\"upstreams\":[");
+  const uint64_t now = MonoMs();
+  const UpstreamConf* current = nullptr;
+  ForEachUpstreamSlot(
+      w, [&](const UpstreamConf& u, const UpstreamServerConf& sv, const UpstreamSlot& s) {
+        if (&u != current) {
+          o->append(current ? "]}," : "");
+          current = &u;
+          o->append("{\"name\":");
+          json::AppendJsonString(o, u.name);
+          fmt::format_to(std::back_inserter(*o), ",\"balance\":\"{}\",\"servers\":[",
+                         BalanceName(u.balance));
+        } else {
+          o->push_back(',');
+        }
+        const uint64_t down = s.down_until_ms.load(std::memory_order_relaxed);
+        o->append("{\"address\":");
+        json::AppendJsonString(o, sv.address);
+        fmt::format_to(std::back_inserter(*o),
+                       ",\"weight\":{},\"backup\":{},\"state\":\"{}\",\"down_for_ms\":{},"
+                       "\"requests\":{},\"failures\":{},\"marked_down\":{},\"responses\":{{",
+                       sv.weight, sv.backup ? "true" : "false", down > now ? "down" : "up",
+                       down > now ? down - now : 0, s.requests.load(), s.failures.load(),
+                       s.marked_down.load());
+        for (int c = 1; c <= 5; c++)
+          fmt::format_to(std::back_inserter(*o), "{}\"{}xx\":{}", c > 1 ? "," : "", c,
+                         s.responses[c].load());
+        o->append("},\"latency\":[");
+        for (uint32_t b = 0; b < kLatencyBuckets; b++)
+          fmt::format_to(std::back_inserter(*o), "{}{}", b ? "," : "", s.latency[b].load());
+        o->append("]}");
+      });
+  o->append(current ? "]}]" : "]");
+}
+
+void AppendUpstreamMetrics(const WorkerContext& w, std::string* o) {
+  auto out = std::back_inserter(*o);
+  struct Row {
+    std::string labels;
+    const UpstreamSlot* s;
+    bool up;
+  };
+  std::vector<Row> rows;
+  const uint64_t now = MonoMs();
+  ForEachUpstreamSlot(
+      w, [&](const UpstreamConf& u, const UpstreamServerConf& sv, const UpstreamSlot& s) {
+        rows.push_back({fmt::format("upstream=\"{}\",server=\"{}\"", u.name, sv.address), &s,
+                        s.down_until_ms.load(std::memory_order_relaxed) <= now});
+      });
+  if (rows.empty()) return;
+  auto head = [&](std::string_view name, std::string_view type, std::string_view help) {
+    fmt::format_to(out, "# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  head("preforkd_upstream_up", "gauge",
+       "1 while an upstream server is in use, 0 while passive health has it down.");
+  for (const Row& r : rows)
+    fmt::format_to(out, "preforkd_upstream_up{{{}}} {}\n", r.labels, r.up ? 1 : 0);
+  head("preforkd_upstream_requests_total", "counter",
+       "Requests sent to an upstream server (tries).");
+  for (const Row& r : rows)
+    fmt::format_to(out, "preforkd_upstream_requests_total{{{}}} {}\n", r.labels,
+                   r.s->requests.load());
+  head("preforkd_upstream_failures_total", "counter",
+       "Tries that failed: connect, timeout, reset, invalid response.");
+  for (const Row& r : rows)
+    fmt::format_to(out, "preforkd_upstream_failures_total{{{}}} {}\n", r.labels,
+                   r.s->failures.load());
+  head("preforkd_upstream_responses_total", "counter", "Upstream responses by status class.");
+  for (const Row& r : rows)
+    for (int c = 1; c <= 5; c++)
+      fmt::format_to(out, "preforkd_upstream_responses_total{{{},code=\"{}xx\"}} {}\n", r.labels, c,
+                     r.s->responses[c].load());
+  head("preforkd_upstream_response_duration_seconds", "histogram",
+       "From sending the request to an upstream server to its response head.");
+  for (const Row& r : rows) {
+    uint64_t cum = 0;
+    for (uint32_t b = 0; b < kLatencyBuckets; b++) {
+      cum += r.s->latency[b].load();
+      if (b < kLatencyBounds)
+        fmt::format_to(out,
+                       "preforkd_upstream_response_duration_seconds_bucket{{{},le=\"{:g}\"}} {}\n",
+                       r.labels, kLatencyBoundsUs[b] / 1e6, cum);
+      else
+        fmt::format_to(out,
+                       "preforkd_upstream_response_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n",
+                       r.labels, cum);
+    }
+    fmt::format_to(out, "preforkd_upstream_response_duration_seconds_sum{{{}}} {:g}\n", r.labels,
+                   r.s->latency_sum_us.load() / 1e6);
+    fmt::format_to(out, "preforkd_upstream_response_duration_seconds_count{{{}}} {}\n", r.labels,
+                   cum);
+  }
+}
+
+}  // namespace
+
 std::string StatsJson(const WorkerContext& w) {
   std::string o;
   const ShmHeader* h = w.segment->header();
@@ -436,6 +550,7 @@ std::string StatsJson(const WorkerContext& w) {
                    refused);
   }
   o.append("]");
+  AppendUpstreamsJson(w, &o);
   const limit::TableStats l = LimiterStats(w);
   fmt::format_to(std::back_inserter(o),
                  ",\"limiter\":{{\"entries\":{},\"capacity\":{},\"evictions\":{},"
@@ -580,6 +695,7 @@ std::string MetricsText(const WorkerContext& w) {
     for (int i = 1; i <= 5; i++)
       fmt::format_to(out, "preforkd_http_responses_total{{{},code=\"{}xx\"}} {}\n", labels(*p), i,
                      p->http_status[i].Get());
+  AppendUpstreamMetrics(w, &o);
 
   const kv::Stats s = StoreStats(w);
   struct Metric {

@@ -28,6 +28,7 @@
 #include "worker/http/kv_route.h"
 #include "worker/http/ops.h"
 #include "worker/http/parse.h"
+#include "worker/http/proxy.h"
 #include "worker/http/reply.h"
 #include "worker/http/static_files.h"
 #include "worker/http/util.h"
@@ -85,7 +86,7 @@ BasicAuthCache& WorkerBasicAuthCache() {
   return cache;
 }
 
-class HttpSession final : public Session {
+class HttpSession final : public Session, public http::ProxyClient {
  public:
   HttpSession(const ListenerConf& l, WorkerContext& w)
       : l_(l), w_(w), parser_(LimitsFor(w.config->limits)) {
@@ -94,8 +95,16 @@ class HttpSession final : public Session {
 
   void OnConnect(Connection& c) override { conn_ = &c; }
 
+  ~HttpSession() override {
+    if (proxy_) proxy_->Abort();
+  }
+
   void OnClose(Connection& c) override {
     if (events_) http::EventStreams::Of(w_).Remove(&c);
+    if (proxy_) {  // the client went: the upstream connection goes too (its response is not whole)
+      proxy_->Abort();
+      proxy_ = nullptr;
+    }
   }
 
   void OnRead(Connection& c, evbuffer* in) override {
@@ -104,7 +113,13 @@ class HttpSession final : public Session {
       evbuffer_drain(in, evbuffer_get_length(in));
       return;
     }
-    while (!c.closing()) {
+    if (proxy_) {
+      // A tunnel (after a 101) passes the bytes on; otherwise the next
+      // request waits until the proxied response is out.
+      if (proxy_->tunnel()) proxy_->ClientData(in);
+      return;
+    }
+    while (!c.closing() && !proxy_) {
       // Pipelined requests wait while the output is above the high-water
       // mark; the connection calls OnRead again once it drains.
       if (c.output_pending() > lim.output_high_water) break;
@@ -140,6 +155,34 @@ class HttpSession final : public Session {
 
   Buffers buffers() const override { return Buffers::kHttp; }
 
+  void OnWriteDrained(Connection&) override {
+    if (proxy_) proxy_->ClientDrained();
+  }
+
+  // Waiting for an upstream: the client's EOF after its request does not
+  // end the connection before the response is out.
+  bool Holding() const override { return proxy_ && !proxy_->tunnel(); }
+
+  void ProxyDone(int status, uint64_t body_bytes, bool keep) override {
+    proxy_ = nullptr;
+    proxy_pending_ = false;
+    w_.counters->http_status[std::clamp(status / 100, 1, 5)].Add(1);
+    if (accesslog::Enabled()) {
+      const uint64_t now = MonoMs();
+      const uint64_t took = now > start_ms_ && start_ms_ ? now - start_ms_ : 0;
+      accesslog::Append(
+          accesslog::FormatLine(proxied_client_.family ? proxied_client_.ToString() : "-",
+                                &proxied_req_, status, body_bytes, took));
+    }
+    if (!keep || draining_ || w_.draining) {
+      conn_->CloseAfterWrite();
+      return;
+    }
+    // Requests the client pipelined behind this one (and its EOF) wait in
+    // the input; inside Handle the read loop goes on by itself.
+    if (!in_handle_) conn_->Resume();
+  }
+
   void Trim() override {
     if (parser_.in_request()) return;
     parser_.Release();
@@ -157,6 +200,9 @@ class HttpSession final : public Session {
   uint32_t TimeoutMs(const WorkerContext& w) const override {
     const TimeoutsConf& t = w.config->timeouts;
     if (events_) return t.idle_ms;  // written every second: idle only if the page stopped reading
+    // An exchange has the upstream's timeouts; a tunnel or a client that
+    // does not read its response, the idle timeout.
+    if (proxy_) return proxy_->tunnel() || conn_->output_pending() > 0 ? t.idle_ms : 0;
     if (conn_ && conn_->output_pending() > 0) return t.idle_ms;
     if (parser_.in_request()) {
       if (parser_.head_done()) return t.header_ms;  // body: inactivity limit
@@ -195,6 +241,8 @@ class HttpSession final : public Session {
     req_ = &req;
     head_ = req.method == "HEAD";
     http::Reply rep;
+    proxied_ = false;
+    in_handle_ = true;
     try {
       Route(c, req, &rep);
     } catch (const std::exception& e) {
@@ -202,7 +250,10 @@ class HttpSession final : public Session {
       rep = http::Reply{};
       http::ErrorReply(500, &rep);
     }
-    if (!events_) {  // an event stream wrote its own head
+    in_handle_ = false;
+    if (proxied_) {
+      // The exchange writes the response (and logs it in ProxyDone).
+    } else if (!events_) {  // an event stream wrote its own head
       if (l_.compression.enabled()) http::CompressReply(l_.compression, req, &rep);
       Send(c, &rep, false);
     }
@@ -285,8 +336,33 @@ class HttpSession final : public Session {
     if (raw_path == "/_events") return StartEvents(c, req, rep);
     if (raw_path == "/_admin" || raw_path.substr(0, 8) == "/_admin/")
       return http::ServeAdmin(w_, l_, client_, req, raw_path, query, rep);
+    // Routes match the normalised path (so "/%61pi/" and "/x/../api/" are
+    // "/api/"); the request line goes upstream as sent.
+    if (!l_.routes.empty() && http::NormalizePath(raw_path, &path_) == 0) {
+      if (const RouteConf* r = http::MatchRoute(l_, path_)) return StartProxy(c, req, *r, query);
+    }
     // The connection's last read is "now" for the cache (one clock read less per request).
     http::ServeStatic(l_, req, raw_path, query, c.last_activity_ms(), &path_, rep);
+  }
+
+  void StartProxy(Connection& c, const Request& req, const RouteConf& r, std::string_view query) {
+    const LimitsConf& lim = w_.config->limits;
+    const bool keep = req.keep_alive && !draining_ && !w_.draining &&
+                      (lim.keepalive_requests == 0 || requests_ < lim.keepalive_requests);
+    proxied_ = true;
+    proxied_client_ = client_;
+    if (accesslog::Enabled()) {  // the parser reuses `req` for the next request
+      proxied_req_.method = req.method;
+      proxied_req_.target = req.target;
+      proxied_req_.major = req.major;
+      proxied_req_.minor = req.minor;
+      proxied_req_.headers = req.headers;
+    }
+    proxy_pending_ = true;
+    http::ProxyExchange* e = http::StartProxy(w_, l_, r, c, req, path_, query, client_, keep, this);
+    // It may have answered already (no server to try): ProxyDone ran, and
+    // the exchange is on its way out.
+    if (proxy_pending_) proxy_ = e;
   }
 
   // GET /_events (events.h): the ops endpoints' access rule, then a head
@@ -467,6 +543,12 @@ class HttpSession final : public Session {
   uint64_t requests_ = 0;
   uint64_t start_ms_ = 0;  // first byte of the current request
   std::unique_ptr<http::KvRoute> kv_;
+  http::ProxyExchange* proxy_ = nullptr;  // the exchange answering the current request
+  bool proxied_ = false;                  // the current request went to an upstream
+  bool proxy_pending_ = false;            // its exchange has not called ProxyDone yet
+  bool in_handle_ = false;
+  http::Request proxied_req_;  // what the access log line of a proxied request needs
+  IpAddr proxied_client_;
   IpAddr client_;  // the current request's client (trusted_proxies applied)
   IpAddr local_;   // this socket's address, for KnownHost (once per connection)
 };
