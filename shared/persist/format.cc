@@ -174,15 +174,13 @@ Next NextRecord(std::string_view d, size_t* pos, std::string_view* body, std::st
   return Next::kRecord;
 }
 
-bool DecodeEntries(std::string_view body, std::vector<Entry>* out, std::string* why) {
-  out->clear();
-  Reader r{body};
-  while (!r.done()) {
-    Entry e;
-    const uint8_t op = r.Take<uint8_t>();
-    e.shard = r.Take<uint32_t>();
-    e.seq = r.Take<uint64_t>();
-    if (!r.ok) break;
+bool DecodeEntry(std::string_view body, size_t* pos, Entry* out, std::string* why) {
+  Reader r{body, *pos};
+  Entry e;
+  const uint8_t op = r.Take<uint8_t>();
+  e.shard = r.Take<uint32_t>();
+  e.seq = r.Take<uint64_t>();
+  if (r.ok) {
     switch (static_cast<Op>(op)) {
       case Op::kPut: {
         e.op = Op::kPut;
@@ -203,11 +201,26 @@ bool DecodeEntries(std::string_view body, std::vector<Entry>* out, std::string* 
         *why = "unknown entry type " + std::to_string(op);
         return false;
     }
-    if (!r.ok) break;
+  }
+  if (!r.ok) {
+    *why = "entry runs past the end of its record";
+    return false;
+  }
+  *out = e;
+  *pos = r.p;
+  return true;
+}
+
+bool DecodeEntries(std::string_view body, std::vector<Entry>* out, std::string* why) {
+  out->clear();
+  size_t pos = 0;
+  while (pos < body.size()) {
+    Entry e;
+    if (!DecodeEntry(body, &pos, &e, why)) return false;
     out->push_back(e);
   }
-  if (!r.ok || out->empty()) {
-    *why = out->empty() && r.ok ? "empty record" : "entry runs past the end of its record";
+  if (out->empty()) {
+    *why = "empty record";
     return false;
   }
   return true;

@@ -78,6 +78,9 @@ enum class Next { kRecord, kEnd, kTorn, kCorrupt };
 // (nothing left), kTorn (the data ends inside a record: a crash mid-write) or
 // kCorrupt (bad length or checksum); `why` says which.
 Next NextRecord(std::string_view data, size_t* pos, std::string_view* body, std::string* why);
+// The entry at body[*pos] (*pos moved past it); false (with why) if it is
+// malformed. The views in *e point into `body`.
+bool DecodeEntry(std::string_view body, size_t* pos, Entry* e, std::string* why);
 // Splits a record body into entries; false (with why) if it is malformed.
 bool DecodeEntries(std::string_view body, std::vector<Entry>* out, std::string* why);
 

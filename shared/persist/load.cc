@@ -2,12 +2,21 @@
 // then the logs past its watermarks, merged per shard by sequence; torn or
 // corrupt tails are cut off and kept beside their file.
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <cstring>
+#include <exception>
 #include <filesystem>
+#include <functional>
+#include <system_error>
+#include <thread>
 #include <tuple>
 
 #include "shared/persist/files.h"
@@ -18,6 +27,10 @@
 
 namespace pf::persist {
 namespace {
+
+// Fewer log entries than this replay on one thread; more on up to this many.
+constexpr uint64_t kParallelReplayMin = 50000;
+constexpr unsigned kMaxReplayThreads = 4;
 
 // Applies one key's state as the log or snapshot recorded it.
 bool ApplyPut(kv::Store* store, std::string_view key, std::string_view value, int64_t expire_at,
@@ -70,24 +83,82 @@ void CutTail(const std::string& dir, const std::string& name, std::string_view d
   st->dropped_bytes += drop;
 }
 
-// One log entry in the merge: where it is and which record it belongs to.
+// One log entry of a shard's stream: its sequence number and where it is
+// (decoded again when applied: the streams stay small).
 struct Ref {
   uint64_t seq;
-  uint32_t rec;  // index into recs
-  uint32_t ent;  // index into ents
+  uint64_t off;      // of the entry in its file
+  uint32_t file;     // index into the run's files
+  uint32_t barrier;  // > 0: an entry of the barrier-th FLUSHALL record (every shard cleared)
 };
 
-struct RecInfo {
-  uint32_t first, count;  // entries [first, first+count) of ents
-  uint32_t shards;        // distinct shards among its uncovered entries
-  uint32_t arrived = 0;   // merge: heads waiting on it
-};
+// Runs fn(0) .. fn(n-1), fn(0) on this thread, and joins them all: no thread
+// outlives the call (the master forks after Load). The threads block every
+// signal: the master's handlers stay on the master's thread. An exception
+// of any is rethrown here.
+void RunOnThreads(unsigned n, const std::function<void(unsigned)>& fn) {
+  std::vector<std::exception_ptr> errs(n);
+  auto guarded = [&](unsigned t) {
+    try {
+      fn(t);
+    } catch (...) {
+      errs[t] = std::current_exception();
+    }
+  };
+  std::vector<std::thread> pool;
+  unsigned started = 1;
+  if (n > 1) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    pool.reserve(n - 1);
+    try {
+      for (; started < n; ++started) pool.emplace_back(guarded, started);
+    } catch (const std::system_error& e) {
+      spdlog::warn("persistence: cannot start a replay thread ({}): one does its work", e.what());
+    }
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
+  for (unsigned t = started; t < n; ++t) guarded(t);  // the streams are independent
+  guarded(0);
+  for (std::thread& th : pool) th.join();
+  for (const std::exception_ptr& e : errs)
+    if (e) std::rethrow_exception(e);
+}
+
+// Replay threads for `entries` log entries over `nshards` streams.
+unsigned ReplayThreads(unsigned asked, uint64_t entries, uint32_t nshards) {
+  unsigned n = asked;
+  if (n == 0) {
+    if (entries < kParallelReplayMin) return 1;  // a thread costs more than it saves
+    cpu_set_t cpus;
+    const int usable = sched_getaffinity(0, sizeof cpus, &cpus) == 0
+                           ? CPU_COUNT(&cpus)
+                           : static_cast<int>(std::thread::hardware_concurrency());
+    n = std::min(static_cast<unsigned>(std::max(usable, 1)), kMaxReplayThreads);
+  }
+  return std::max(1u, std::min<unsigned>(n, nshards));
+}
 
 // Replays the logs of one epoch (same shard count and hash key) in shard
-// sequence order; a record spanning shards is applied when it is at the head
-// of all of them (it held their locks at once, so that point exists).
+// sequence order.
+//
+// Every entry names the shard its key was in, and a shard's entries carry
+// its sequence, stamped under its lock; a key's writes are all in its
+// shard's stream, in order. So the shards' streams are independent: each is
+// applied in sequence order on its own, and disjoint sets of streams go to
+// up to kMaxReplayThreads threads (the store's own shard locks, and the
+// large-object area's lock, keep their writes apart). A record over several
+// shards (MSET) ends in the same state applied stream by stream as applied
+// whole, as the end state of each key is its stream's last write. The one
+// exception is a FLUSHALL (a record clearing every shard): it also removes
+// keys that came from the snapshot or older runs, so it is a barrier: every
+// stream is applied up to it, then the store is flushed once, then the
+// streams go on. A record clearing only some shards (a FLUSHALL a snapshot
+// partly covers) removes that shard's keys where it stands in its stream.
 bool ReplayEpoch(std::vector<LogFile*>& files, const SnapHeader* snap, kv::Store* store,
-                 uint64_t now_ms, LoadStats* st, const std::string& dir, std::string* why) {
+                 uint64_t now_ms, unsigned threads, LoadStats* st, const std::string& dir,
+                 std::string* why) {
   const LogHeader& h0 = files.front()->hdr;
   for (LogFile* f : files) {
     if (f->hdr.shard_count != h0.shard_count || f->hdr.k0 != h0.k0 || f->hdr.k1 != h0.k1) {
@@ -103,12 +174,28 @@ bool ReplayEpoch(std::vector<LogFile*>& files, const SnapHeader* snap, kv::Store
            " disagree on the shard count";
     return false;
   }
-  std::vector<Entry> ents;
-  std::vector<RecInfo> recs;
-  std::vector<std::vector<Ref>> streams(nshards);
-  std::vector<Entry> tmp;
+  auto covered = [&](const Entry& x) { return same_run && x.seq <= snap->watermarks[x.shard]; };
   std::vector<uint32_t> seen;
-  for (LogFile* f : files) {
+  auto is_flushall = [&](const std::vector<Entry>& es) {
+    if (es.size() < nshards) return false;
+    seen.clear();
+    for (const Entry& x : es) {
+      if (covered(x)) continue;
+      if (x.op != Op::kClear || std::find(seen.begin(), seen.end(), x.shard) != seen.end())
+        return false;
+      seen.push_back(x.shard);
+    }
+    return seen.size() == nshards;
+  };
+
+  // Pass 1: check every record (length, checksum, entries), cut torn or
+  // corrupt tails, count each shard's entries.
+  std::vector<uint64_t> per_shard(nshards, 0);
+  std::vector<size_t> valid(files.size());
+  std::vector<Entry> tmp;
+  uint64_t total = 0;
+  for (size_t fi = 0; fi < files.size(); ++fi) {
+    LogFile* f = files[fi];
     const std::string_view data = f->map.view();
     size_t pos = kLogHeaderBytes;
     for (;;) {
@@ -124,21 +211,17 @@ bool ReplayEpoch(std::vector<LogFile*>& files, const SnapHeader* snap, kv::Store
         bool bad = false;
         for (const Entry& x : tmp) bad |= x.shard >= nshards;
         if (!bad) {
-          RecInfo ri{static_cast<uint32_t>(ents.size()), 0, 0};
-          seen.clear();
+          uint64_t live = 0;
           for (const Entry& x : tmp) {
-            if (same_run && x.seq <= snap->watermarks[x.shard]) {
+            if (covered(x)) {
               st->skipped_entries++;
               continue;
             }
-            streams[x.shard].push_back(
-                {x.seq, static_cast<uint32_t>(recs.size()), static_cast<uint32_t>(ents.size())});
-            ents.push_back(x);
-            ri.count++;
-            if (std::find(seen.begin(), seen.end(), x.shard) == seen.end()) seen.push_back(x.shard);
+            per_shard[x.shard]++;
+            live++;
           }
-          ri.shards = static_cast<uint32_t>(seen.size());
-          if (ri.count) recs.push_back(ri);
+          total += live;
+          st->records += live > 0;
           continue;
         }
         e = "entry for shard out of range";
@@ -147,83 +230,138 @@ bool ReplayEpoch(std::vector<LogFile*>& files, const SnapHeader* snap, kv::Store
       CutTail(dir, f->name.name, data, at, e, st);
       break;
     }
+    valid[fi] = pos;
   }
-  for (auto& s : streams)
-    std::sort(s.begin(), s.end(), [](const Ref& a, const Ref& b) { return a.seq < b.seq; });
 
-  auto apply = [&](const Entry& e) -> bool {
-    switch (e.op) {
-      case Op::kPut:
-        return ApplyPut(store, e.key, e.value, e.expire_at, now_ms, st, why);
-      case Op::kDel:
-        store->Del(e.key, now_ms);
-        return true;
-      case Op::kClear: {
-        const uint32_t s = e.shard;
-        store->RemoveIf([&](std::string_view k) {
-          return kv::Store::ShardOfWith(h0.k0, h0.k1, nshards, k) == s;
-        });
-        return true;
+  // Pass 2: each shard's stream, sized from pass 1 (no regrowth copies).
+  std::vector<std::vector<Ref>> streams(nshards);
+  for (uint32_t s = 0; s < nshards; ++s) streams[s].reserve(per_shard[s]);
+  std::vector<size_t> offs;
+  uint32_t barriers = 0;
+  for (size_t fi = 0; fi < files.size(); ++fi) {
+    const std::string_view data = files[fi]->map.view();
+    for (size_t pos = kLogHeaderBytes; pos < valid[fi];) {
+      uint32_t len;
+      std::memcpy(&len, data.data() + pos, sizeof len);  // checked in pass 1 (little-endian)
+      const size_t body_at = pos + kRecordHeaderBytes;
+      const std::string_view body = data.substr(body_at, len);
+      pos = body_at + len;
+      tmp.clear();
+      offs.clear();
+      std::string e;
+      for (size_t p = 0; p < body.size();) {
+        offs.push_back(body_at + p);
+        tmp.emplace_back();
+        if (!DecodeEntry(body, &p, &tmp.back(), &e)) {
+          *why = files[fi]->name.name + ": " + e + " (changed while loading?)";
+          return false;
+        }
       }
+      const uint32_t b = is_flushall(tmp) ? ++barriers : 0;
+      for (size_t i = 0; i < tmp.size(); ++i)
+        if (!covered(tmp[i]))
+          streams[tmp[i].shard].push_back({tmp[i].seq, offs[i], static_cast<uint32_t>(fi), b});
     }
-    return true;
+  }
+
+  // Disjoint sets of shards, balanced by entries, one set a thread.
+  const unsigned nt = ReplayThreads(threads, total, nshards);
+  std::vector<std::vector<uint32_t>> mine(nt);
+  {
+    std::vector<uint32_t> order(nshards);
+    for (uint32_t s = 0; s < nshards; ++s) order[s] = s;
+    std::sort(order.begin(), order.end(),
+              [&](uint32_t a, uint32_t b) { return per_shard[a] > per_shard[b]; });
+    std::vector<uint64_t> load(nt, 0);
+    for (uint32_t s : order) {
+      const size_t t = std::min_element(load.begin(), load.end()) - load.begin();
+      mine[t].push_back(s);
+      load[t] += per_shard[s];
+    }
+  }
+  st->replay_threads = std::max<uint64_t>(st->replay_threads, nt);
+  auto by_seq = [](const Ref& a, const Ref& b) {
+    return std::tie(a.seq, a.file, a.off) < std::tie(b.seq, b.file, b.off);
   };
-  std::vector<size_t> pos(nshards, 0);
-  std::vector<int64_t> waiting(nshards, -1);
-  size_t left = ents.size();
-  bool progress = true;
-  while (left && progress) {
-    progress = false;
-    for (uint32_t s = 0; s < nshards; ++s) {
-      while (pos[s] < streams[s].size()) {
-        const Ref& r = streams[s][pos[s]];
-        RecInfo& ri = recs[r.rec];
-        if (ri.shards == 1) {
-          if (!apply(ents[r.ent])) return false;
-          pos[s]++;
-          left--;
-          if (pos[s] == streams[s].size() || streams[s][pos[s]].rec != r.rec) st->records++;
-          progress = true;
-          continue;
+  RunOnThreads(nt, [&](unsigned t) {
+    for (uint32_t s : mine[t])
+      if (!std::is_sorted(streams[s].begin(), streams[s].end(), by_seq))
+        std::sort(streams[s].begin(), streams[s].end(), by_seq);
+  });
+
+  // The FLUSHALLs in the order every stream saw them; each stream is cut
+  // into barriers + 1 parts at them.
+  std::vector<std::vector<size_t>> cuts(nshards);
+  bool ordered = true;
+  std::vector<uint32_t> order0;
+  for (uint32_t s = 0; s < nshards && barriers; ++s) {
+    std::vector<uint32_t> order;
+    for (size_t i = 0; i < streams[s].size(); ++i)
+      if (streams[s][i].barrier) {
+        order.push_back(streams[s][i].barrier);
+        cuts[s].push_back(i);
+      }
+    if (s == 0) order0 = order;
+    ordered &= order == order0 && order.size() == barriers;
+  }
+  if (!ordered) {
+    // Cannot happen with logs written by preforkd: each clear where it
+    // stands in its own shard's stream.
+    spdlog::error(
+        "persistence: run {}: {} FLUSHALL records could not be ordered across shards; "
+        "applying them shard by shard",
+        h0.epoch, barriers);
+    barriers = 0;
+    for (auto& c : cuts) c.clear();
+  }
+  for (uint32_t s = 0; s < nshards; ++s) cuts[s].push_back(streams[s].size());
+
+  std::vector<LoadStats> tst(nt);
+  std::vector<std::string> twhy(nt);
+  std::atomic<bool> failed{false};
+  for (uint32_t part = 0; part <= barriers; ++part) {
+    RunOnThreads(nt, [&](unsigned t) {
+      for (uint32_t s : mine[t]) {
+        const size_t from = part ? cuts[s][part - 1] + 1 : 0;
+        for (size_t i = from; i < cuts[s][part]; ++i) {
+          if (failed.load(std::memory_order_relaxed)) return;
+          const Ref& r = streams[s][i];
+          const std::string_view data = files[r.file]->map.view();
+          size_t p = r.off;
+          Entry x;
+          std::string e;
+          DecodeEntry(data, &p, &x, &e);  // checked in passes 1 and 2
+          bool ok = true;
+          switch (x.op) {
+            case Op::kPut:
+              ok = ApplyPut(store, x.key, x.value, x.expire_at, now_ms, &tst[t], &twhy[t]);
+              break;
+            case Op::kDel:
+              store->Del(x.key, now_ms);
+              break;
+            case Op::kClear:  // a barrier's entries are applied by FlushAll below
+              if (!ordered || !r.barrier)
+                store->RemoveIf([&](std::string_view k) {
+                  return kv::Store::ShardOfWith(h0.k0, h0.k1, nshards, k) == x.shard;
+                });
+              break;
+          }
+          if (!ok) {
+            failed.store(true);
+            return;
+          }
         }
-        if (waiting[s] != r.rec) {
-          waiting[s] = r.rec;
-          ri.arrived++;
-        }
-        if (ri.arrived < ri.shards) break;
-        // At the head of every shard it spans: apply it whole.
-        bool clears_all = true;
-        uint32_t clears = 0;
-        for (uint32_t i = ri.first; i < ri.first + ri.count; ++i) {
-          clears_all &= ents[i].op == Op::kClear;
-          clears += ents[i].op == Op::kClear;
-        }
-        if (clears_all && clears == nshards) {
-          store->FlushAll();
-        } else {
-          for (uint32_t i = ri.first; i < ri.first + ri.count; ++i)
-            if (!apply(ents[i])) return false;
-        }
-        for (uint32_t i = ri.first; i < ri.first + ri.count; ++i) {
-          pos[ents[i].shard]++;
-          waiting[ents[i].shard] = -1;
-        }
-        left -= ri.count;
-        st->records++;
-        progress = true;
+      }
+    });
+    for (unsigned t = 0; t < nt; ++t) {
+      if (!twhy[t].empty()) {
+        *why = twhy[t];
+        return false;
       }
     }
+    if (part < barriers) store->FlushAll();
   }
-  if (left) {
-    // Cannot happen with logs written by preforkd; keep going in shard order.
-    spdlog::error(
-        "persistence: run {}: {} log entries could not be ordered across shards; "
-        "applying them shard by shard",
-        h0.epoch, left);
-    for (uint32_t s = 0; s < nshards; ++s)
-      for (; pos[s] < streams[s].size(); ++pos[s])
-        if (!apply(ents[streams[s][pos[s]].ent])) return false;
-  }
+  for (const LoadStats& t : tst) st->expired += t.expired;
   return true;
 }
 
@@ -277,7 +415,7 @@ bool LoadSnapshot(const std::string& dir, const SnapName& sn, kv::Store* store, 
 }  // namespace
 
 bool Load(const std::string& dir, kv::Store* store, uint64_t now_ms, LoadStats* st,
-          std::string* why) {
+          std::string* why, const LoadOptions& opt) {
   const uint64_t t0 = MonoMs();
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -351,7 +489,7 @@ bool Load(const std::string& dir, kv::Store* store, uint64_t now_ms, LoadStats* 
     size_t j = i;
     for (; j < files.size() && files[j].hdr.epoch == files[i].hdr.epoch; ++j)
       run.push_back(&files[j]);
-    if (!ReplayEpoch(run, base, store, now_ms, st, dir, why)) return false;
+    if (!ReplayEpoch(run, base, store, now_ms, opt.threads, st, dir, why)) return false;
     i = j;
   }
   st->keys = store->DbSize();

@@ -55,13 +55,20 @@ struct LoadStats {
   uint64_t keys = 0;             // keys in the store afterwards
   uint64_t max_epoch = 0;        // highest epoch on disk: this run is max_epoch + 1
   uint64_t ms = 0;
+  uint64_t replay_threads = 0;  // threads that applied the logs (the most of any run)
+};
+struct LoadOptions {
+  // Threads replaying the logs: 0 = min(cores, 4), or one for a short replay.
+  unsigned threads = 0;
 };
 // Creates `dir` if needed, loads the newest snapshot and replays the logs into
 // `store` (which must be empty). False, with a reason for the operator, when
 // the data cannot be loaded without losing some silently: a corrupt
 // snapshot, a store too small for the data, an unreadable folder.
+// The logs of a run are replayed on LoadOptions::threads threads (shards
+// split between them), all joined before Load returns.
 bool Load(const std::string& dir, kv::Store* store, uint64_t now_ms, LoadStats* out,
-          std::string* why);
+          std::string* why, const LoadOptions& opt = {});
 
 // ---- snapshots ------------------------------------------------------------
 struct SnapshotResult {

@@ -133,7 +133,8 @@ std::vector<std::string> LogNames(const std::string& dir) {
 // A store formatted on an anonymous shared mapping, as the master does.
 class StoreBox {
  public:
-  StoreBox(uint32_t shards, uint64_t seed, size_t size = 4u << 20) : size_(size) {
+  StoreBox(uint32_t shards, uint64_t seed, size_t size = 4u << 20, uint64_t large_bytes = 0)
+      : size_(size) {
     p_ = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (p_ == MAP_FAILED) {
       p_ = nullptr;
@@ -143,7 +144,7 @@ class StoreBox {
     kv::Limits l;
     l.max_key_bytes = 256;
     l.max_value_bytes = 64 * 1024;
-    store_ = kv::Store::Format(p_, size, shards, l, seed, &why_);
+    store_ = kv::Store::Format(p_, size, shards, l, seed, &why_, large_bytes);
   }
   ~StoreBox() {
     if (p_) munmap(p_, size_);
@@ -1045,6 +1046,102 @@ TEST_F(PersistLoadTest, LogsOfSeveralRunsReplayInRunOrder) {
     EXPECT_EQ(got.st.max_epoch, run);
     EXPECT_EQ(got.st.log_files, run);
     cur = std::move(got.box);
+  }
+}
+
+// The logs of several runs, three writers each, over 64 shards: replayed on
+// four threads (streams of disjoint shards at once, FLUSHALLs as barriers,
+// values of the large-object area allocated concurrently) they load the
+// same keys, values and TTLs as on one thread, and as the live store held.
+TEST_F(PersistLoadTest, ParallelReplayEqualsOneThread) {
+  constexpr size_t kSize = 48u << 20;
+  constexpr uint64_t kLarge = 8u << 20;
+  auto cur = std::make_unique<StoreBox>(64, 21, kSize, kLarge);
+  ASSERT_NE(cur->get(), nullptr) << cur->why();
+  std::mt19937 rng(77);
+  for (uint64_t run = 1; run <= 2; ++run) {
+    SCOPED_TRACE("run " + std::to_string(run));
+    PersistShared ps{};
+    ps.epoch.store(run);
+    std::unique_ptr<LogWriter> w[3];
+    for (auto& x : w) x = NewWriter(dir(), FsyncPolicy::kNo, &ps, cur->get());
+    kv::Store* s = cur->get();
+    for (int i = 0; i < 20000; ++i) {
+      kv::SetJournal(w[rng() % 3].get());
+      const uint32_t op = rng() % 1000;
+      const std::string key = "k" + std::to_string(rng() % 3000);
+      kv::SetOptions o;
+      if (op < 2 && i > 8000 && i < 14000) {
+        s->FlushAll();  // a barrier, with thousands of entries on either side
+      } else if (op < 450) {
+        if (rng() % 3 == 0) o.expire_at_ms = static_cast<int64_t>(kNow + 1000 + rng() % 100000);
+        ASSERT_EQ(s->Set(key, "v" + std::to_string(i) + std::string(rng() % 200, 'x'), o, kNow),
+                  Status::kOk);
+      } else if (op < 470) {
+        ASSERT_EQ(
+            s->Set("big" + std::to_string(rng() % 40),
+                   std::string(16384 + rng() % 20000, static_cast<char>('a' + i % 26)), o, kNow),
+            Status::kOk);
+      } else if (op < 600) {
+        s->Del(key, kNow);
+        s->Del("big" + std::to_string(rng() % 40), kNow);
+      } else if (op < 700) {
+        const uint32_t how = rng() % 3;
+        s->SetExpire(key,
+                     how == 0   ? -1
+                     : how == 1 ? static_cast<int64_t>(kNow) - 1
+                                : static_cast<int64_t>(kNow + 5000 + rng() % 1000),
+                     kNow);
+      } else if (op < 900) {
+        std::vector<std::string> ks, vs;
+        for (int j = 0; j < 4; ++j) {
+          ks.push_back("k" + std::to_string(rng() % 3000));
+          vs.push_back("m" + std::to_string(i) + "." + std::to_string(j));
+        }
+        std::vector<std::pair<std::string_view, std::string_view>> kvs;
+        for (int j = 0; j < 4; ++j) kvs.emplace_back(ks[j], vs[j]);
+        ASSERT_EQ(s->MSet(kvs, kNow), Status::kOk);
+      } else if (op < 905) {
+        s->FlushPrefix("k12");
+      } else {
+        int64_t r;
+        s->IncrBy("ctr" + std::to_string(rng() % 50), 3, kNow, &r);
+      }
+      if (rng() % 64 == 0) {
+        ASSERT_TRUE(w[rng() % 3]->Flush());
+      }
+    }
+    kv::SetJournal(nullptr);
+    for (int j = 2; j >= 0; --j) {
+      ASSERT_TRUE(w[j]->Flush());
+      w[j]->Shutdown();
+    }
+    const Contents want = Dump(s, kNow);
+    ASSERT_GT(want.size(), 500u);
+    std::unique_ptr<StoreBox> next;
+    for (unsigned threads : {1u, 4u, 2u, 3u}) {
+      for (uint32_t shards : {64u, 7u}) {
+        SCOPED_TRACE(std::to_string(threads) + " threads into " + std::to_string(shards) +
+                     " shards");
+        auto box = std::make_unique<StoreBox>(shards, 300 + run, kSize, kLarge);
+        ASSERT_NE(box->get(), nullptr) << box->why();
+        LoadStats st;
+        std::string why;
+        LoadOptions opt;
+        opt.threads = threads;
+        ASSERT_TRUE(Load(dir(), box->get(), kNow, &st, &why, opt)) << why;
+        EXPECT_EQ(st.replay_threads, threads);
+        EXPECT_EQ(Dump(box->get(), kNow), want);
+        EXPECT_EQ(st.keys, want.size());
+        EXPECT_EQ(st.dropped_bytes, 0u);
+        for (uint32_t i = 0; i < shards; ++i) {
+          std::string bad;
+          EXPECT_TRUE(box->get()->Verify(i, &bad)) << "shard " << i << ": " << bad;
+        }
+        if (threads == 4 && shards == 64) next = std::move(box);
+      }
+    }
+    cur = std::move(next);  // the next run writes on top of what was loaded
   }
 }
 
