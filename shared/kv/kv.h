@@ -270,6 +270,11 @@ class Store {
   using ItemFn =
       std::function<void(std::string_view key, std::string_view value, int64_t expire_at)>;
   uint64_t ExportShard(uint32_t shard, uint64_t now_ms, const ItemFn& fn);
+  // Faults in, writable, the arena pages the next `bytes` of items of one
+  // shard will take (from its bump pointer): replay writes them next, and
+  // one madvise(MADV_POPULATE_WRITE) costs less than a fault a page. False
+  // if the kernel cannot (before Linux 5.14); the pages then fault as used.
+  bool Prefault(uint32_t shard, uint64_t bytes);
   // FlushAll calls so far (a snapshot walk that saw one change retries).
   uint64_t Flushes() const;
   // Removes every key for which pred is true (replaying a FLUSHALL that a

@@ -3,6 +3,8 @@
 // flushes, statistics, active expiry and the persistence hooks.
 #include <errno.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -902,6 +904,26 @@ uint64_t Store::FlushPrefix(std::string_view prefix) {
         return k.size() >= prefix.size() && k.compare(0, prefix.size(), prefix) == 0;
       },
       /*journal=*/true);
+}
+
+bool Store::Prefault(uint32_t shard, uint64_t bytes) {
+  const StoreHeader* h = Hdr(this);
+  if (shard >= h->shard_count) return true;
+  ShardHeader* s = Sh(this, shard);
+  uint64_t from, to;
+  {
+    ShardLock lk(h, s);
+    from = s->bump;
+    to = std::min<uint64_t>(s->arena_end, from + bytes);
+  }
+  if (to <= from) return true;
+  // Whole pages only: madvise wants an aligned start. Populating changes no
+  // byte, so it needs no lock (another writer may be using the same pages).
+  const uintptr_t base = reinterpret_cast<uintptr_t>(s);
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t a = (base + from + page - 1) & ~(page - 1), b = (base + to) & ~(page - 1);
+  if (b <= a) return true;
+  return madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE) == 0;
 }
 
 Stats Store::GetShardStats(uint32_t shard) {

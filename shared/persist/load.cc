@@ -283,7 +283,15 @@ bool ReplayEpoch(std::vector<LogFile*>& files, const SnapHeader* snap, kv::Store
   auto by_seq = [](const Ref& a, const Ref& b) {
     return std::tie(a.seq, a.file, a.off) < std::tie(b.seq, b.file, b.off);
   };
+  // The store's arena pages the replay is about to write, faulted in ahead
+  // (the log bytes of a key are about the store bytes of its item).
+  uint64_t log_bytes = 0;
+  for (size_t fi = 0; fi < files.size(); ++fi) log_bytes += valid[fi] - kLogHeaderBytes;
+  const uint32_t store_shards = store->shard_count();
+  const uint64_t ahead = log_bytes / store_shards + log_bytes / store_shards / 4;
   RunOnThreads(nt, [&](unsigned t) {
+    for (uint32_t i = t; i < store_shards && ahead; i += nt)
+      if (!store->Prefault(i, ahead)) break;
     for (uint32_t s : mine[t])
       if (!std::is_sorted(streams[s].begin(), streams[s].end(), by_seq))
         std::sort(streams[s].begin(), streams[s].end(), by_seq);
