@@ -356,8 +356,7 @@ void Connection::Process() {
     if (closing_ == Closing::kNow) return;
     if (output_pending() > lim.output_high_water) break;
   }
-  if (eof_ && closing_ == Closing::kNo && !read_paused_ && !session_->Holding())
-    closing_ = Closing::kAfterWrite;
+  if (eof_ && closing_ == Closing::kNo && !read_paused_) closing_ = Closing::kAfterWrite;
   // What CLIENT LIST shows, once per batch of input (not per command or
   // byte), before the replies go: a client that reads its reply and asks
   // another worker sees what its commands changed.

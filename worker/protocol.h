@@ -30,10 +30,6 @@ class Session {
   // close the connection when the protocol has a clean point to do so.
   virtual void OnDrain(Connection&) {}
   virtual void OnClose(Connection&) {}
-  // The session waits for something other than this client (an upstream's
-  // response): the client's EOF does not close the connection until it is
-  // done and has called Connection::Resume.
-  virtual bool Holding() const { return false; }
   // The connection has been idle for a while (Connection::Trim): free what
   // is kept only to be reused by the next request (parser scratch space,
   // reply buffers). The client may be in the middle of a request (half of

@@ -737,6 +737,22 @@ TEST_F(ProxyTest, NoContentAndHeadResponsesHaveNoBody) {
   EXPECT_EQ(up.accepts(), 1);
 }
 
+TEST_F(ProxyTest, NotModifiedWithContentLengthHasNoBody) {
+  FakeUpstream up(NoBodyScript());
+  StartProxy(Upstream("app", {Srv(up.address())}), "- {prefix: /, proxy: app}\n");
+  Client c;
+  ASSERT_TRUE(c.Connect(Port()));
+  Response r;
+  ASSERT_TRUE(c.SendAll(Get("/304") + Get("/x")));
+  ASSERT_TRUE(ReadResponse(c, &r)) << c.buffered();
+  EXPECT_EQ(r.status, 304);
+  EXPECT_EQ(r["etag"], "\"e\"");
+  EXPECT_FALSE(r.has("transfer-encoding")) << r.head;
+  ASSERT_TRUE(ReadResponse(c, &r, false, 2000)) << "no response after the 304: " << c.buffered();
+  EXPECT_EQ(r.body, "after");
+  EXPECT_EQ(up.accepts(), 1);
+}
+
 TEST_F(ProxyTest, InterimContinueFromTheUpstreamIsSkipped) {
   FakeUpstream up(NoBodyScript());
   StartProxy(Upstream("app", {Srv(up.address())}), "- {prefix: /, proxy: app}\n");
@@ -836,6 +852,24 @@ TEST_F(ProxyTest, SilentUpstreamGets504AfterReadTimeout) {
   ExpectNoInternals(r, &silent);
   // The timed-out connection is closed, not pooled.
   EXPECT_TRUE(WaitFor([&] { return silent.peer_closed() == 1; }, 2000));
+}
+
+// The proxy's own error pages say what they are: "502 Bad Gateway", "504
+// Gateway Timeout" (RFC 9110 15.6.3, 15.6.5), in the status line and the page.
+TEST_F(ProxyTest, GatewayErrorsHaveTheirReasonPhrase) {
+  FakeUpstream silent(FakeUpstream::Http([](UpConn& c, const UpRequest&) {
+    c.WaitEof(10000);
+    return false;
+  }));
+  StartProxy(Upstream("slow", {Srv(silent.address())}, "read_timeout: 200ms") +
+                 Upstream("down", {Srv("127.0.0.1:" + std::to_string(FreePort()))}),
+             "- {prefix: /down/, proxy: down}\n- {prefix: /, proxy: slow}\n");
+  Response r = Do(Get("/down/x"));
+  EXPECT_EQ(r.head.substr(0, r.head.find("\r\n")), "HTTP/1.1 502 Bad Gateway");
+  EXPECT_NE(r.body.find("Bad Gateway"), std::string::npos) << r.body;
+  r = Do(Get("/slow"));
+  EXPECT_EQ(r.head.substr(0, r.head.find("\r\n")), "HTTP/1.1 504 Gateway Timeout");
+  EXPECT_NE(r.body.find("Gateway Timeout"), std::string::npos) << r.body;
 }
 
 TEST_F(ProxyTest, RetriesIdempotentRequestsOnly) {
@@ -1039,6 +1073,30 @@ TEST_F(ProxyTest, UpstreamConnectionCloseIsNotPooled) {
   EXPECT_EQ(up.accepts(), 5);
 }
 
+// A pooled connection the upstream closes just as a request goes out on it
+// (its keep-alive timeout raced with the proxy's reuse) is no failure of the
+// server: the request goes again on a new connection, as nginx does for a
+// cached connection, and the server is not marked down.
+TEST_F(ProxyTest, StalePooledConnectionIsRetriedOnANewOne) {
+  // One response per connection; the second request on it is read, then
+  // the connection closes without a byte.
+  FakeUpstream up([](UpConn& c) {
+    UpRequest r;
+    if (!c.ReadRequest(&r) || !c.Write(Reply(200, "fresh:" + r.target))) return;
+    c.ReadRequest(&r);
+  });
+  StartProxy(Upstream("app", {Srv(up.address())}), "- {prefix: /, proxy: app}\n");
+  Client c;
+  ASSERT_TRUE(c.Connect(Port()));
+  for (int i = 0; i < 3; i++) {
+    ASSERT_TRUE(c.SendAll(Get("/s" + std::to_string(i))));
+    Response r;
+    ASSERT_TRUE(ReadResponse(c, &r));
+    EXPECT_EQ(r.status, 200) << "request " << i;
+    EXPECT_EQ(r.body, "fresh:/s" + std::to_string(i));
+  }
+}
+
 // ---------------------------------------------------------------- streaming
 
 TEST_F(ProxyTest, SlowClientHoldsBackAFastUpstream) {
@@ -1118,6 +1176,18 @@ TEST_F(ProxyTest, ClientResetWhileWaitingClosesTheUpstream) {
   c.ResetClose();
   EXPECT_TRUE(WaitFor([&] { return slow.peer_closed() == 1; }, 3000))
       << "the proxy kept the upstream connection of a client that reset";
+}
+
+TEST_F(ProxyTest, ClientCloseWhileWaitingClosesTheUpstream) {
+  FakeUpstream slow(WaitsForEof());
+  StartProxy(Upstream("app", {Srv(slow.address())}), "- {prefix: /, proxy: app}\n");
+  Client c;
+  ASSERT_TRUE(c.Connect(Port()));
+  ASSERT_TRUE(c.SendAll(Get("/wait")));
+  ASSERT_TRUE(WaitFor([&] { return slow.request_count() == 1; }, 3000));
+  c.Close();
+  EXPECT_TRUE(WaitFor([&] { return slow.peer_closed() == 1; }, 3000))
+      << "the proxy kept the upstream connection of a client that closed";
 }
 
 // ---------------------------------------------------------------- upgrade

@@ -435,16 +435,25 @@ class Exchange final : public ProxyExchange {
     server_ = pick;
     tried_[server_] = true;
     tries_left_--;
+    Connect(/*pooled_ok=*/true);
+  }
+
+  // A try on server_: a pooled connection when there is one (and
+  // pooled_ok), else a new one.
+  void Connect(bool pooled_ok) {
     g_.servers[server_].active++;
     g_.Slot(server_).requests.fetch_add(1, std::memory_order_relaxed);
     attempt_start_us_ = MonoNs() / 1000;
     have_server_ = true;
     ResetParser();
     const UpstreamConf& u = *g_.conf;
+    got_bytes_ = false;
+    reused_ = false;
     // A pooled connection to this server, most recently used first.
-    for (size_t i = g_.idle.size(); i-- > 0;) {
+    for (size_t i = g_.idle.size(); pooled_ok && i-- > 0;) {
       IdleConn* ic = g_.idle[i];
       if (ic->server != server_) continue;
+      reused_ = true;
       bev_ = ic->bev;
       g_.idle.erase(g_.idle.begin() + static_cast<long>(i));
       delete ic;
@@ -528,12 +537,35 @@ class Exchange final : public ProxyExchange {
         llhttp_finish(&parser_);
         if (message_done_) return Finish();
       }
+      if (StalePooled()) return;
       return AttemptFailed(502, "upstream closed the connection early");
     }
     if (what & BEV_EVENT_ERROR) {
       if (tunnel_) return EndTunnel();
+      if (StalePooled()) return;
       return AttemptFailed(502, connected_ ? "connection reset" : "connect refused");
     }
+  }
+
+  // A pooled connection the server closed (its keep-alive timeout racing
+  // with our reuse) before a byte of the response: not the server's
+  // failure. An idempotent request is sent again on a new connection to
+  // the same server, without using up a try (nginx gives the try back too).
+  bool StalePooled() {
+    if (!reused_ || got_bytes_ || head_sent_ || tunnel_) return false;
+    ReleaseUpstream(false);
+    if (!idempotent_) {
+      spdlog::warn(
+          "upstream {}: {} closed a pooled connection under a non-idempotent request, "
+          "not sent again",
+          g_.conf->name, g_.conf->servers[server_].address);
+      FailNoUpstream(502);
+      return true;
+    }
+    SPDLOG_DEBUG("upstream {}: {} closed a pooled connection: a new one", g_.conf->name,
+                 g_.conf->servers[server_].address);
+    Connect(/*pooled_ok=*/false);
+    return true;
   }
 
   // libevent 2.1's bufferevent reads at most 4 KiB a call, each after an
@@ -560,6 +592,7 @@ class Exchange final : public ProxyExchange {
     if (finished_ || !bev_) return;
     evbuffer* in = rx_;
     evbuffer* got = bufferevent_get_input(bev_);
+    got_bytes_ = true;
     // A read of less than libevent's 4 KiB took all the socket had.
     const bool more = evbuffer_get_length(got) >= 4096;
     evbuffer_add_buffer(in, got);
@@ -744,8 +777,9 @@ class Exchange final : public ProxyExchange {
     head_sent_ = true;
     const uint64_t now_us = MonoNs() / 1000;
     NoteResponse(g_, server_, status_, now_us > attempt_start_us_ ? now_us - attempt_start_us_ : 0);
-    // HEAD: the length describes a body that does not follow.
-    return head_ ? 1 : 0;
+    // HEAD, 204, 304: a Content-Length describes a body that does not follow
+    // (llhttp 8.1 would read one after a 304 that has it).
+    return no_body && status_ != 101 ? 1 : 0;
   }
 
   void Body(const char* at, size_t n) {
@@ -912,6 +946,8 @@ class Exchange final : public ProxyExchange {
   size_t server_ = 0;
   bool have_server_ = false;  // counted in the server's `active`
   bool connected_ = false;
+  bool reused_ = false;     // this try's connection came from the pool
+  bool got_bytes_ = false;  // ... and the server answered something on it
   int last_fail_status_ = 502;
   uint64_t attempt_start_us_ = 0;
   llhttp_t parser_{};

@@ -159,10 +159,6 @@ class HttpSession final : public Session, public http::ProxyClient {
     if (proxy_) proxy_->ClientDrained();
   }
 
-  // Waiting for an upstream: the client's EOF after its request does not
-  // end the connection before the response is out.
-  bool Holding() const override { return proxy_ && !proxy_->tunnel(); }
-
   void ProxyDone(int status, uint64_t body_bytes, bool keep) override {
     proxy_ = nullptr;
     proxy_pending_ = false;
