@@ -330,39 +330,65 @@ ssize_t Connection::ReadSome() {
 
 void Connection::Process() {
   const LimitsConf& lim = w_.config->limits;
-  // A session may stop early (its output passed the high-water mark); once
-  // the socket took that output, let it continue with what is buffered.
   for (;;) {
-    if (closing_ != Closing::kNo || read_paused_ || !in_) break;
-    const size_t before = evbuffer_get_length(in_.get());
-    if (before == 0) break;
-    const uint64_t logged = w_.durable ? w_.durable->appended() : 0;
-    w_.batch_start_ns = MonoNs();
-    if (!InSession([&] { session_->OnRead(*this, in_.get()); })) return;
-    // Requests that wrote: their replies wait until the log holds the writes.
-    if (w_.durable) w_.durable->HoldFor(*this, logged);
-    if (closing_ == Closing::kNow) return;
-    const size_t after = evbuffer_get_length(in_.get());
-    // A handler keeps at most one partial request; anything bigger is a bug or abuse.
-    const size_t cap = std::max<size_t>(lim.max_request_bytes, lim.max_line_bytes) + 65536;
-    if (after > cap) {
-      spdlog::warn("conn {} {}: {} unconsumed input bytes over the limit, closing", id_, peer_,
-                   after);
-      Close(nullptr);
-      return;
+    // A session may stop early (its output passed the high-water mark); once
+    // the socket took that output, let it continue with what is buffered.
+    bool stopped_for_output = false;
+    for (;;) {
+      if (closing_ != Closing::kNo || read_paused_ || !in_) break;
+      const size_t before = evbuffer_get_length(in_.get());
+      if (before == 0) break;
+      const uint64_t logged = w_.durable ? w_.durable->appended() : 0;
+      w_.batch_start_ns = MonoNs();
+      if (!InSession([&] { session_->OnRead(*this, in_.get()); })) return;
+      // Requests that wrote: their replies wait until the log holds the writes.
+      if (w_.durable) w_.durable->HoldFor(*this, logged);
+      if (closing_ == Closing::kNow) return;
+      const size_t after = evbuffer_get_length(in_.get());
+      // A handler keeps at most one partial request; anything bigger is a bug or abuse.
+      const size_t cap = std::max<size_t>(lim.max_request_bytes, lim.max_line_bytes) + 65536;
+      if (after > cap) {
+        spdlog::warn("conn {} {}: {} unconsumed input bytes over the limit, closing", id_, peer_,
+                     after);
+        Close(nullptr);
+        return;
+      }
+      if (after == 0) break;  // all handled
+      if (after == before) {  // nothing ran: more input is needed, or the output is full
+        stopped_for_output = output_pending() > lim.output_high_water;
+        break;
+      }
+      Flush();
+      if (closing_ == Closing::kNow) return;
+      if (output_pending() > lim.output_high_water) {
+        stopped_for_output = true;
+        break;
+      }
     }
-    if (after == before || after == 0) break;  // needs more input, or all handled
+    // What CLIENT LIST shows, once per batch of input (not per command or
+    // byte), before the replies go: a client that reads its reply and asks
+    // another worker sees what its commands changed.
+    if (client_slot_ >= 0 && w_.clients) w_.clients->Publish(*this);
     Flush();
     if (closing_ == Closing::kNow) return;
-    if (output_pending() > lim.output_high_water) break;
+    if (closing_ == Closing::kNo && output_pending() > lim.output_high_water) {
+      PauseRead(true);
+      return;
+    }
+    // The session stopped at the high-water mark, but this flush took the
+    // output under it (the client read in between): go on with the
+    // commands still buffered now. Waiting would stall: the client sends
+    // nothing more until it has their replies, and no write event is armed
+    // when the output is empty.
+    if (stopped_for_output && closing_ == Closing::kNo && !read_paused_ && in_ &&
+        evbuffer_get_length(in_.get()) > 0)
+      continue;
+    break;
   }
-  if (eof_ && closing_ == Closing::kNo && !read_paused_) closing_ = Closing::kAfterWrite;
-  // What CLIENT LIST shows, once per batch of input (not per command or
-  // byte), before the replies go: a client that reads its reply and asks
-  // another worker sees what its commands changed.
-  if (client_slot_ >= 0 && w_.clients) w_.clients->Publish(*this);
-  Flush();
-  if (closing_ == Closing::kNo && output_pending() > lim.output_high_water) PauseRead(true);
+  if (eof_ && closing_ == Closing::kNo && !read_paused_) {
+    closing_ = Closing::kAfterWrite;
+    Flush();  // closes now if nothing is left to write
+  }
 }
 
 void Connection::Resume() {
